@@ -1,0 +1,159 @@
+"""Readable Numba source for scalar (formula) models.
+
+The generated module has one loop over samples per function; its size depends on the
+formula, never on the number of samples. Shared subexpressions are hoisted by CSE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .ops import HELPERS
+from .printer import NumbaPrinter, py_name
+
+
+@dataclass
+class ScalarSpec:
+    """Everything codegen needs for a formula model; all expressions are per sample."""
+
+    params: list[sp.Symbol]
+    data: list[sp.Symbol]
+    loss: sp.Expr
+    grads: list[sp.Expr]
+    hess: list[list[sp.Expr]] | None  # upper triangle used; None when too many params
+    reduction: str  # "mean", "sum" or "none"
+    dtype: str  # "float32" or "float64"
+    parallel: bool
+    title: str
+
+
+def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
+    """CSE ``exprs``; return (statement lines, printed final expressions)."""
+    syms = sp.numbered_symbols("t", real=True)
+    replacements, reduced = sp.cse(exprs, symbols=syms, order="none")
+    lines = [f"{indent}{py_name(s)} = {printer.doprint(v)}" for s, v in replacements]
+    return lines, [printer.doprint(r) for r in reduced]
+
+
+class _Gen:
+    def __init__(self, spec: ScalarSpec):
+        self.s = spec
+        self.p = NumbaPrinter()
+        self.loop = "prange" if spec.parallel else "range"
+        self.decor = "@jit_par" if spec.parallel else "@jit"
+
+    def _loads(self, arrays: list[sp.Symbol], indent: str) -> list[str]:
+        return [f"{indent}{py_name(d)} = data_{py_name(d)}[i]" for d in arrays]
+
+    def _param_loads(self, vec: str = "theta") -> list[str]:
+        return [f"    {py_name(p)} = {vec}[{k}]" for k, p in enumerate(self.s.params)]
+
+    def _sig(self, before: tuple[str, ...], after: tuple[str, ...], per_point: bool = False) -> str:
+        """Arguments: theta, ``before``, one array per data symbol, ``after``."""
+        arrays = (self.s.params if per_point else []) + self.s.data
+        names = [f"data_{py_name(d)}" for d in arrays]
+        first = [] if per_point else ["theta"]
+        return ", ".join(first + list(before) + names + list(after))
+
+    def _n(self) -> str:
+        arrays = (self.s.params if self.s.reduction == "none" else []) + self.s.data
+        return f"data_{py_name(arrays[0])}.shape[0]" if arrays else "1"
+
+    def _finish(self, acc: str) -> str:
+        return f"{acc} / F(n)" if self.s.reduction == "mean" else acc
+
+    def reduced(self, name: str, exprs: list[sp.Expr], outs: list[str], before=(), after=()) -> list[str]:
+        """A function accumulating ``exprs`` over samples into accumulators ``outs``."""
+        lines = [f"{self.decor}", f"def {name}({self._sig(before, after)}):", *self._param_loads()]
+        if "v" in before:
+            lines += [f"    v_{py_name(p)} = v[{k}]" for k, p in enumerate(self.s.params)]
+        lines += [f"    n = {self._n()}"] + [f"    {o} = F(0.0)" for o in outs]
+        lines.append(f"    for i in {self.loop}(n):")
+        lines += self._loads(self.s.data, "        ")
+        body, finals = _block(self.p, exprs, "        ")
+        lines += body + [f"        {o} += {f}" for o, f in zip(outs, finals)]
+        return lines
+
+    def value(self) -> list[str]:
+        lines = self.reduced("value", [self.s.loss], ["acc"])
+        return lines + [f"    return {self._finish('acc')}"]
+
+    def value_and_grad(self) -> list[str]:
+        outs = ["acc"] + [f"g_{py_name(p)}" for p in self.s.params]
+        lines = self.reduced("value_and_grad", [self.s.loss, *self.s.grads], outs, after=("grad_out",))
+        lines += [f"    grad_out[{k}] = {self._finish(o)}" for k, o in enumerate(outs[1:])]
+        return lines + [f"    return {self._finish('acc')}"]
+
+    def hvp(self) -> list[str]:
+        k = len(self.s.params)
+        vs = [sp.Symbol(f"v_{py_name(p)}", real=True) for p in self.s.params]
+        exprs = [sum(self.s.hess[min(a, b)][max(a, b)] * vs[b] for b in range(k)) for a in range(k)]
+        outs = [f"h_{py_name(p)}" for p in self.s.params]
+        lines = self.reduced("hvp", exprs, outs, before=("v",), after=("out",))
+        return lines + [f"    out[{a}] = {self._finish(o)}" for a, o in enumerate(outs)]
+
+    def hessian(self) -> list[str]:
+        k = len(self.s.params)
+        pairs = [(a, b) for a in range(k) for b in range(a, k)]
+        outs = [f"h_{a}_{b}" for a, b in pairs]
+        lines = self.reduced("hessian", [self.s.hess[a][b] for a, b in pairs], outs, after=("out",))
+        for (a, b), o in zip(pairs, outs):
+            lines.append(f"    out[{a}, {b}] = {self._finish(o)}")
+            if a != b:
+                lines.append(f"    out[{b}, {a}] = out[{a}, {b}]")
+        return lines
+
+    def pointwise(self) -> list[str]:
+        """reduction='none': wrt symbols are per-point inputs; outputs per point."""
+        k = len(self.s.params)
+        sig = self._sig((), ("value_out", "grad_out"), per_point=True)
+        lines = [self.decor, f"def value_and_grad({sig}):", f"    n = {self._n()}"]
+        lines.append(f"    for i in {self.loop}(n):")
+        lines += self._loads(self.s.params + self.s.data, "        ")
+        body, finals = _block(self.p, [self.s.loss, *self.s.grads], "        ")
+        lines += body + [f"        value_out[i] = {finals[0]}"]
+        lines += [f"        grad_out[i, {j}] = {finals[1 + j]}" for j in range(k)]
+        val_sig = self._sig((), ("value_out",), per_point=True)
+        lines += ["", "", self.decor, f"def value({val_sig}):", f"    n = {self._n()}"]
+        lines.append(f"    for i in {self.loop}(n):")
+        lines += self._loads(self.s.params + self.s.data, "        ")
+        body, finals = _block(self.p, [self.s.loss], "        ")
+        return lines + body + [f"        value_out[i] = {finals[0]}"]
+
+
+def module_header(title: str, dtype: str, helpers: set[str]) -> list[str]:
+    """Imports, dtype, decorators and the helper functions a module uses."""
+    lines = [
+        f'"""{title}\n\nGenerated by symgrad. Do not edit: it is rebuilt from the model."""',
+        "import math",
+        "",
+        "import numba",
+        "import numpy as np",
+        "",
+        "# _JIT is injected by the loader: True for Numba, False for the Python reference path",
+        "jit = numba.njit(cache=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
+        "jit_par = numba.njit(cache=True, parallel=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
+        "prange = numba.prange if _JIT else range  # noqa: F821",
+        f"F = np.{dtype}",
+        "",
+    ]
+    for h in sorted(helpers):
+        lines += ["", HELPERS[h]]
+    return lines
+
+
+def scalar_module(spec: ScalarSpec) -> str:
+    """Generate the complete module source for a formula model."""
+    g = _Gen(spec)
+    if spec.reduction == "none":
+        funcs = [g.pointwise()]
+    else:
+        funcs = [g.value(), g.value_and_grad()]
+        if spec.hess is not None:
+            funcs += [g.hvp(), g.hessian()]
+    body: list[str] = []
+    for f in funcs:
+        body += ["", ""] + f
+    return "\n".join(module_header(spec.title, spec.dtype, g.p.helpers) + body) + "\n"

@@ -1,0 +1,50 @@
+"""Every error symgrad raises on bad input is a :class:`SymgradError` subclass.
+
+Each message names the problem *and* the fix, so a user never has to read our source.
+"""
+
+from __future__ import annotations
+
+
+class SymgradError(Exception):
+    """Base class of all symgrad errors."""
+
+
+class UnsupportedFunctionError(SymgradError, ValueError):
+    """The expression uses a function symgrad cannot differentiate or compile."""
+
+
+class UnboundSymbolError(SymgradError, ValueError):
+    """A free symbol is neither a parameter (``wrt``) nor data."""
+
+
+class ShapeError(SymgradError, ValueError):
+    """Shapes of matrices, parameters or data arrays disagree."""
+
+
+class NonScalarLossError(SymgradError, ValueError):
+    """A loss must be a scalar expression."""
+
+
+class DataError(SymgradError, ValueError):
+    """Data arrays are inconsistent: lengths disagree, or they hold NaN/Inf."""
+
+
+class DtypeError(SymgradError, TypeError):
+    """An array has a dtype the compiled function was not built for."""
+
+
+class ParseError(SymgradError, ValueError):
+    """A string expression could not be parsed safely."""
+
+
+class CacheError(SymgradError, RuntimeError):
+    """The on-disk code cache could not be used (and could not be rebuilt)."""
+
+
+class DivergenceError(SymgradError, FloatingPointError):
+    """Training produced a non-finite loss; the last finite parameters were kept."""
+
+
+class UnsupportedModelError(SymgradError, NotImplementedError):
+    """The model uses a structure symgrad does not support yet."""

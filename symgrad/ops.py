@@ -1,0 +1,242 @@
+"""The elementwise extension point: activations and their rules, as SymPy functions.
+
+Each op is one small ``sympy.Function`` subclass. Its derivative rule is ``fdiff``
+(derived from the defining formula unless a stable or kink-safe form is needed),
+its definition in primitives is ``definition()``, and its Numba code is ``HELPERS``.
+Everything else (printing, tests, codegen) follows from these.
+
+>>> import sympy as sp
+>>> z = sp.Symbol("z", real=True)
+>>> sp.diff(sigmoid(z), z)
+(1 - sigmoid(z))*sigmoid(z)
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+class _Op(sp.Function):
+    """Shared behaviour: real-valued, evalf through the primitive definition."""
+
+    is_real = True
+
+    def definition(self) -> sp.Expr:
+        raise NotImplementedError
+
+    def _eval_evalf(self, prec):
+        return self.definition()._eval_evalf(prec)
+
+    def _eval_is_real(self):
+        return all(a.is_real for a in self.args) or None
+
+
+class sigmoid(_Op):
+    """Logistic function σ(z) = 1/(1+e^{-z}); σ'(z) = σ(z)(1−σ(z))."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        if z.is_zero:
+            return sp.S.Half
+        # Canonical sign: σ(−z) = 1 − σ(z). This is what lets the gradient of BCE
+        # collapse to the textbook σ(a) − y instead of a mix of σ(a) and σ(−a).
+        if z.could_extract_minus_sign():
+            return 1 - cls(-z)
+        return None
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+    def definition(self):
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+    def _latex(self, printer):
+        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+
+
+class softplus(_Op):
+    """softplus(z) = log(1+e^z), computed stably; softplus'(z) = σ(z)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def definition(self):
+        return sp.log(1 + sp.exp(self.args[0]))
+
+    def _latex(self, printer):
+        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+
+
+class relu(_Op):
+    """relu(z) = max(z, 0). Convention at the kink: relu'(0) = 0 (as PyTorch and JAX)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        z = self.args[0]
+        # Explicit rule: sympy's Heaviside(0) = 1/2 would silently differ from every framework.
+        return sp.Piecewise((sp.S.One, z > 0), (sp.S.Zero, True))
+
+    def definition(self):
+        z = self.args[0]
+        return sp.Piecewise((z, z > 0), (sp.S.Zero, True))
+
+    def _latex(self, printer):
+        return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+
+
+class leaky_relu(_Op):
+    """leaky_relu(z, α) = z if z > 0 else α·z. Convention: derivative at 0 is α."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        z, alpha = self.args
+        if argindex == 1:
+            return sp.Piecewise((sp.S.One, z > 0), (alpha, True))
+        return sp.Piecewise((sp.S.Zero, z > 0), (z, True))
+
+    def definition(self):
+        z, alpha = self.args
+        return sp.Piecewise((z, z > 0), (alpha * z, True))
+
+    def _latex(self, printer):
+        z, a = (printer._print(a) for a in self.args)
+        return r"\operatorname{LeakyReLU}_{%s}\left(%s\right)" % (a, z)
+
+
+class elu(_Op):
+    """elu(z, α) = z if z > 0 else α(e^z − 1). Convention: derivative at 0 is α."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        z, alpha = self.args
+        if argindex == 1:
+            return sp.Piecewise((sp.S.One, z > 0), (alpha * sp.exp(z), True))
+        return sp.Piecewise((sp.S.Zero, z > 0), (sp.exp(z) - 1, True))
+
+    def definition(self):
+        z, alpha = self.args
+        return sp.Piecewise((z, z > 0), (alpha * (sp.exp(z) - 1), True))
+
+    def _latex(self, printer):
+        z, a = (printer._print(a) for a in self.args)
+        return r"\operatorname{ELU}_{%s}\left(%s\right)" % (a, z)
+
+
+class bce_logits(_Op):
+    """Binary cross-entropy on a logit: y·softplus(−a) + (1−y)·softplus(a).
+
+    Its gradient is the textbook σ(a) − y. Computing it through σ and log would give
+    NaN for |a| > ~37 in float64 (aesara-devs/aeppl#156); this form is finite everywhere.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        a, y = self.args
+        return sigmoid(a) - y if argindex == 1 else -a
+
+    def definition(self):
+        a, y = self.args
+        return y * softplus(-a).definition() + (1 - y) * softplus(a).definition()
+
+    def _latex(self, printer):
+        a, y = (printer._print(x) for x in self.args)
+        return r"\operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (a, y)
+
+
+def gelu(z: sp.Expr) -> sp.Expr:
+    """GELU in its exact erf form, a composite: z·(1+erf(z/√2))/2."""
+    return z * (1 + sp.erf(z / sp.sqrt(2))) / 2
+
+
+def silu(z: sp.Expr) -> sp.Expr:
+    """SiLU / swish, a composite: z·σ(z)."""
+    return z * sigmoid(z)
+
+
+swish = silu
+
+#: Our own ops, by name. The parser and the codegen both read this table.
+OPS: dict[str, type[_Op]] = {
+    c.__name__: c for c in (sigmoid, softplus, relu, leaky_relu, elu, bce_logits)
+}
+
+#: Numba helper source for each op. ``F`` is the dtype constructor (np.float32 or
+#: np.float64) so that constants never promote float32 to float64.
+HELPERS: dict[str, str] = {
+    "sigmoid": (
+        "@jit\n"
+        "def sigmoid(z):\n"
+        "    # two branches so exp never overflows\n"
+        "    if z >= 0:\n"
+        "        return F(1.0) / (F(1.0) + math.exp(-z))\n"
+        "    e = math.exp(z)\n"
+        "    return e / (F(1.0) + e)\n"
+    ),
+    "softplus": (
+        "@jit\n"
+        "def softplus(z):\n"
+        "    # log(1+e^z) = max(z,0) + log1p(e^-|z|): finite for any z\n"
+        "    return max(z, F(0.0)) + math.log1p(math.exp(-abs(z)))\n"
+    ),
+    "relu": (
+        "@jit\n"
+        "def relu(z):\n"
+        "    return z if z > F(0.0) else F(0.0)\n"
+    ),
+    "leaky_relu": (
+        "@jit\n"
+        "def leaky_relu(z, alpha):\n"
+        "    return z if z > F(0.0) else alpha * z\n"
+    ),
+    "elu": (
+        "@jit\n"
+        "def elu(z, alpha):\n"
+        "    return z if z > F(0.0) else alpha * math.expm1(z)\n"
+    ),
+    "bce_logits": (
+        "@jit\n"
+        "def bce_logits(a, y):\n"
+        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
+        "    return max(a, F(0.0)) + math.log1p(math.exp(-abs(a))) - y * a\n"
+    ),
+    "sign": (
+        "@jit\n"
+        "def sign(z):\n"
+        "    # sign(0) = 0: the convention for |x|' at the kink\n"
+        "    if z > F(0.0):\n"
+        "        return F(1.0)\n"
+        "    if z < F(0.0):\n"
+        "        return F(-1.0)\n"
+        "    return F(0.0)\n"
+    ),
+}
+
+
+def expand_ops(expr: sp.Expr) -> sp.Expr:
+    """Replace every symgrad op by its definition in SymPy primitives.
+
+    Used to verify our rules against plain ``sympy.diff`` and high-precision evaluation.
+
+    >>> z = sp.Symbol("z", real=True)
+    >>> expand_ops(softplus(z))
+    log(exp(z) + 1)
+    """
+    return expr.replace(lambda e: isinstance(e, _Op), lambda e: e.definition())
+
+
+#: Conventions at kinks, printed by ``explain`` and in the docs.
+KINK_CONVENTIONS: dict[str, str] = {
+    "relu": "relu'(0) = 0",
+    "Abs": "|x|' = sign(x), sign(0) = 0",
+    "leaky_relu": "leaky_relu'(0) = alpha",
+    "elu": "elu'(0) = alpha",
+    "Max": "d max(a, b) takes the derivative of b at a tie",
+}

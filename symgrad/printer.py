@@ -1,0 +1,147 @@
+"""SymPy -> Numba-friendly Python scalar code.
+
+Every constant is emitted as ``F(value)`` where ``F`` is the module's dtype, because a
+bare Python float promotes float32 arithmetic to float64 in Numba (numba/numba#2006).
+"""
+
+from __future__ import annotations
+
+import keyword
+
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from .ops import OPS
+from .validate import MATH_FUNCS
+
+
+class NumbaPrinter(PythonCodePrinter):
+    """Prints scalar expressions; records which helper functions it used."""
+
+    def __init__(self) -> None:
+        super().__init__({"standard": "python3", "fully_qualified_modules": False})
+        self.helpers: set[str] = set()
+
+    # constants -------------------------------------------------------------
+    def _print_Integer(self, e):
+        return f"F({float(e)!r})"
+
+    def _print_Rational(self, e):
+        return f"F({float(e)!r})"
+
+    def _print_Float(self, e):
+        return f"F({float(e)!r})"
+
+    def _print_NumberSymbol(self, e):
+        return f"F({float(e)!r})"
+
+    _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_Half(self, e):
+        return "F(0.5)"
+
+    def _print_Zero(self, e):
+        return "F(0.0)"
+
+    def _print_One(self, e):
+        return "F(1.0)"
+
+    def _print_NegativeOne(self, e):
+        return "F(-1.0)"
+
+    # arithmetic ------------------------------------------------------------
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.as_base_exp()
+        b = self.parenthesize(base, 60)  # tighter than any binary operator
+        if ex.is_Integer and 1 <= abs(int(ex)) <= 4:
+            prod = " * ".join([b] * abs(int(ex)))
+            return f"({prod})" if ex > 0 else f"(F(1.0) / ({prod}))"
+        if ex == sp.S.Half:
+            return f"math.sqrt({self._print(base)})"
+        if ex == -sp.S.Half:
+            return f"(F(1.0) / math.sqrt({self._print(base)}))"
+        return f"({b} ** {self._print(ex)})"
+
+    def _print_Mul(self, e):
+        coeff, rest = e.as_coeff_Mul()
+        if coeff == -1:
+            return f"(-{self.parenthesize(rest, 50)})"
+        return super()._print_Mul(e)
+
+    # functions -------------------------------------------------------------
+    def _print_Function(self, e):
+        name = type(e).__name__
+        if name in OPS:
+            self.helpers.add(name)
+            return f"{name}({', '.join(self._print(a) for a in e.args)})"
+        return super()._print_Function(e)
+
+    def _print_math(self, e):
+        func = MATH_FUNCS[type(e)]
+        return f"{func}({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_log(self, e):
+        arg = e.args[0]
+        # log(1 + u) loses all digits of u when |u| < eps; log1p keeps them.
+        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
+            return f"math.log1p({self._print(arg - 1)})"
+        return f"math.log({self._print(arg)})"
+
+    def _print_exp(self, e):
+        return f"math.exp({self._print(e.args[0])})"
+
+    def _print_Abs(self, e):
+        return f"abs({self._print(e.args[0])})"
+
+    def _print_sign(self, e):
+        self.helpers.add("sign")
+        return f"sign({self._print(e.args[0])})"
+
+    def _print_Max(self, e):
+        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Min(self, e):
+        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
+
+    def _print_Piecewise(self, e):
+        if e.args[-1].cond != True:  # noqa: E712 - SymPy true is not Python True
+            raise ValueError("a Piecewise needs a final (value, True) branch to be compiled")
+        out = self._print(e.args[-1].expr)
+        for piece, cond in reversed(e.args[:-1]):
+            out = f"({self._print(piece)} if {self._print(cond)} else {out})"
+        return out
+
+    def _print_Relational(self, e):
+        return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
+
+    def _print_Symbol(self, e):
+        return py_name(e)
+
+
+for _f in MATH_FUNCS:
+    if _f not in (sp.log, sp.exp):  # those two have their own methods above
+        setattr(NumbaPrinter, f"_print_{_f.__name__}", NumbaPrinter._print_math)
+
+_RESERVED = set(keyword.kwlist) | {
+    "math", "np", "numba", "F", "jit", "prange", "abs", "max", "min", "range", "sign", "n", "i",
+} | set(OPS)
+
+
+def py_name(sym: sp.Basic) -> str:
+    """A valid, readable Python identifier for a symbol name (theta_0, y_star, ...)."""
+    name = str(sym)
+    out = []
+    for ch in name:
+        if ch.isalnum() or ch == "_":
+            out.append(ch)
+        elif ch == "*":
+            out.append("_star")
+        elif ch == "^":
+            out.append("_")
+        else:
+            out.append("_")
+    ident = "".join(out).strip("_") or "s"
+    if ident[0].isdigit():
+        ident = "s_" + ident
+    # a user symbol may not shadow a module, helper or loop variable of the generated code
+    return ident + "_" if ident in _RESERVED else ident

@@ -1,0 +1,84 @@
+"""Argument checking shared by every compiled function: dtypes, lengths, NaN/Inf."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import DataError, DtypeError, ShapeError
+
+
+def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
+    """Return ``x`` as a C-contiguous array of ``dtype``; refuse lossy or non-numeric input.
+
+    Lists and Python scalars are converted. An ndarray must already have ``dtype``: a
+    float64 array silently rounded to float32 (or a complex one) would be a wrong answer.
+    """
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x, dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise DtypeError(f"{what} could not be converted to {dtype}: {exc}") from exc
+        return np.ascontiguousarray(x)
+    if x.dtype != dtype:
+        raise DtypeError(
+            f"{what} has dtype {x.dtype}, but this function was compiled for {dtype}. "
+            f"Fix: pass {what}.astype(np.{dtype}), or compile with dtype='{x.dtype}'."
+            if x.dtype.kind == "f"
+            else f"{what} has dtype {x.dtype}, which is not a real floating type. "
+            f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."
+        )
+    return np.ascontiguousarray(x)
+
+
+def check_finite(x: np.ndarray, what: str) -> None:
+    """Raise DataError naming the first NaN/Inf entry."""
+    if x.size and not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        where = tuple(int(i) for i in bad)
+        raise DataError(
+            f"{what} holds a non-finite value ({x[where]}) at index {where if len(where) > 1 else where[0]}. "
+            "Fix: drop or impute NaN/Inf rows before calling (e.g. X[np.isfinite(X).all(axis=1)])."
+        )
+
+
+def check_data(
+    arrays: Sequence[object], names: Sequence[str], dtype: np.dtype, widths: Sequence[int] | None = None
+) -> list[np.ndarray]:
+    """Validate per-sample data arrays: dtype, finiteness, one row per sample, equal lengths."""
+    if len(arrays) != len(names):
+        raise ShapeError(
+            f"expected {len(names)} data array(s) ({', '.join(names)}), got {len(arrays)}. "
+            "Fix: pass one array per data symbol, in the order given to data=[...]."
+        )
+    out = []
+    for k, (a, name) in enumerate(zip(arrays, names)):
+        arr = as_float_array(a, dtype, f"data '{name}'")
+        want = 1 if widths is None else widths[k]
+        if want == 1 and arr.ndim == 2 and arr.shape[1] == 1:
+            arr = np.ascontiguousarray(arr[:, 0])
+        ok = arr.ndim == 1 if want == 1 else (arr.ndim == 2 and arr.shape[1] == want)
+        if not ok:
+            shape = "(n,)" if want == 1 else f"(n, {want})"
+            raise ShapeError(f"data '{name}' has shape {arr.shape}; expected {shape}, one row per sample.")
+        check_finite(arr, f"data '{name}'")
+        out.append(arr)
+    lengths = {name: len(a) for name, a in zip(names, out)}
+    if len(set(lengths.values())) > 1:
+        raise DataError(
+            f"data arrays have different lengths {lengths}. Fix: give every data array one row per sample."
+        )
+    return out
+
+
+def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
+    """A flat parameter-like vector of length ``n`` (params are converted, not refused:
+    optimizers such as scipy's always hand us float64)."""
+    try:
+        arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
+    except (TypeError, ValueError) as exc:
+        raise DtypeError(f"{what} could not be converted to {dtype}: {exc}") from exc
+    if arr.shape[0] != n:
+        raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
+    return arr
