@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import sympy as sp
 
+from . import jit
+from .codegen_scalar import scalar_module
+from .compiled import MAX_HESSIAN_PARAMS, CompiledFormula, build_spec
 from .derive import sweep
-from .errors import SymgradError
+from .errors import DtypeError, SymgradError
 from .formulas import Derivation
 from .rewrite import stabilize
-from .validate import check_functions, check_scalar, realify
+from .validate import check_bindings, check_functions, check_scalar, realify
 
 
 def _max_to_piecewise(e: sp.Expr) -> sp.Expr:
@@ -26,6 +30,9 @@ def _max_to_piecewise(e: sp.Expr) -> sp.Expr:
 
 def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[sp.Symbol], list[str], sp.Expr]:
     """Validate, make symbols real, and stabilise. Returns (stable, variables, rules, original)."""
+    if _is_tensor(expr) and not isinstance(expr, sp.MatrixBase):
+        check_scalar(expr, "expression")  # a matrix expression: NonScalarLossError
+        raise SymgradError("grad/explain work on scalar formulas; for matrix models use sg.formulas()")
     e = check_scalar(expr, "expression")
     check_functions(e)
     e, mapping = realify(e)
@@ -87,3 +94,64 @@ def explain(
     d = Derivation(original, stable, rules, s, variables)
     d.gradients = [s.gradient(v) for v in variables]
     return d
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_options(dtype: str, reduction: str, backend: str) -> str:
+    dt = np.dtype(dtype).name if isinstance(dtype, (str, type, np.dtype)) else str(dtype)
+    if dt not in ("float32", "float64"):
+        raise DtypeError(f"dtype {dtype!r} is not supported. Fix: use 'float32' or 'float64'.")
+    if reduction not in _REDUCTIONS:
+        raise SymgradError(f"reduction {reduction!r} is not one of {_REDUCTIONS}")
+    if backend not in ("numba", "python"):
+        raise SymgradError(f"backend {backend!r} is not one of ('numba', 'python')")
+    return dt
+
+
+def compile(
+    expr: sp.Expr,
+    wrt: Sequence[sp.Basic],
+    data: Sequence[sp.Basic] = (),
+    *,
+    dtype: str = "float64",
+    reduction: str = "mean",
+    parallel: bool = False,
+    backend: str = "numba",
+) -> CompiledFormula:
+    """Compile a scalar formula (a per-sample loss) to Numba value/gradient/Hessian functions.
+
+    ``reduction='mean'`` (default) averages over samples, ``'sum'`` adds them up, and
+    ``'none'`` evaluates pointwise, treating ``wrt`` symbols as per-point inputs.
+
+    >>> import numpy as np
+    >>> a, t, y = sp.symbols("a t y", real=True)
+    >>> f = compile((sp.exp(-a * t) - y) ** 2, wrt=[a], data=[t, y], backend="python")
+    >>> t_ = np.linspace(0, 1, 5); float(f.value([0.5], t_, np.exp(-0.5 * t_)))
+    0.0
+    """
+    if _is_tensor(expr):
+        from .tensor.api import compile_tensor
+
+        return compile_tensor(expr, wrt, data, dtype=_check_options(dtype, reduction, backend),
+                              reduction=reduction, parallel=parallel, backend=backend)
+    dt = _check_options(dtype, reduction, backend)
+    wrt, data = list(wrt), list(data)
+    stable, variables, _, _ = prepare(expr, wrt + data)
+    params, data_syms = variables[: len(wrt)], variables[len(wrt):]
+    check_bindings(stable, params, data_syms)
+    key = jit.cache_key("formula", sp.srepr(stable), sp.srepr(params), sp.srepr(data_syms), dt,
+                        reduction, str(parallel))
+    title = f"symgrad formula model\n\nloss (per sample) = {stable}\nparameters: {params}\ndata: {data_syms}"
+    path = jit.ensure_source(
+        key, lambda: scalar_module(build_spec(stable, params, data_syms, reduction, dt, parallel, title))
+    )
+    has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS
+    return CompiledFormula(path, params, data_syms, dt, reduction, has_hessian, backend)
+
+
+def _is_tensor(expr: object) -> bool:
+    if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)):
+        return True
+    return isinstance(expr, sp.Basic) and bool(expr.atoms(sp.MatrixSymbol))

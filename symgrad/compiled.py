@@ -1,0 +1,144 @@
+"""Compiled formula models: value, gradient, Hessian-vector product and Hessian."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from . import jit
+from .codegen_scalar import ScalarSpec, scalar_module
+from .derive import sweep
+from .errors import ShapeError, UnsupportedModelError
+from .runtime import check_data, check_vector
+
+#: Above this many parameters we do not derive dense Hessians (k^2 expressions).
+MAX_HESSIAN_PARAMS = 16
+
+
+def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title) -> ScalarSpec:
+    """Derive everything the generated module needs (runs only on a cache miss)."""
+    s = sweep(stable)
+    grads = [s.gradient(p) for p in params]
+    hess = None
+    if reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS:
+        hess = []
+        for a, g in enumerate(grads):
+            sg_ = sweep(g)
+            hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
+    return ScalarSpec(list(params), list(data), stable, grads, hess, reduction, dtype, parallel, title)
+
+
+class CompiledFormula:
+    """A formula model compiled to Numba (or its Python reference twin).
+
+    Call signatures follow ``scipy.optimize``: ``value_and_grad(theta, *data)`` returns
+    ``(loss, grad)``, so it plugs in as ``minimize(f.value_and_grad, x0, args=data, jac=True)``.
+    Data may also be given by keyword, by symbol name.
+    """
+
+    def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str):
+        self.path = path
+        self.params = list(params)
+        self.data = list(data)
+        self.dtype = np.dtype(dtype)
+        self.reduction = reduction
+        self.has_hessian = has_hessian
+        self.backend = backend
+        self._mod = jit.load(path, jit=(backend == "numba"))
+
+    # -- introspection -------------------------------------------------------
+    @property
+    def source(self) -> str:
+        """The generated module (the same file for both backends)."""
+        return jit.read_source(self.path)
+
+    @property
+    def python(self) -> CompiledFormula:
+        """The same functions as plain Python: the reference path for tests."""
+        return CompiledFormula(self.path, self.params, self.data, self.dtype.name, self.reduction,
+                               self.has_hessian, "python")
+
+    def __repr__(self) -> str:
+        return (f"<CompiledFormula wrt={self.params} data={self.data} {self.dtype.name} "
+                f"reduction={self.reduction} backend={self.backend} file={self.path.name}>")
+
+    # -- argument handling ---------------------------------------------------
+    def _data(self, data: Sequence[object], kw: dict[str, object]) -> list[np.ndarray]:
+        names = [str(d) for d in self.data]
+        if kw:
+            unknown = set(kw) - set(names)
+            if unknown or data:
+                raise ShapeError(f"unknown or duplicate data arguments {sorted(unknown)}; expected {names}")
+            data = [kw[n] for n in names if n in kw]
+        arrays = check_data(list(data), names, self.dtype)
+        if not arrays:
+            raise ShapeError("this formula has no data symbols; compile with reduction='none' or add data")
+        return arrays
+
+    def _theta(self, theta) -> np.ndarray:
+        return check_vector(theta, len(self.params), self.dtype, "theta")
+
+    # -- reduced (loss) functions --------------------------------------------
+    def value(self, theta, *data, **kw) -> float:
+        """Mean (or sum) of the formula over samples."""
+        self._pointwise_forbidden()
+        return self._mod.value(self._theta(theta), *self._data(data, kw))
+
+    def value_and_grad(self, theta, *data, **kw) -> tuple[float, np.ndarray]:
+        """(loss, gradient) in one pass over the data."""
+        self._pointwise_forbidden()
+        th = self._theta(theta)
+        g = np.empty(len(self.params), dtype=self.dtype)
+        v = self._mod.value_and_grad(th, *self._data(data, kw), g)
+        return v, g
+
+    def grad(self, theta, *data, **kw) -> np.ndarray:
+        """The gradient only."""
+        return self.value_and_grad(theta, *data, **kw)[1]
+
+    def hvp(self, theta, v, *data, **kw) -> np.ndarray:
+        """Exact Hessian-vector product (for scipy's ``hessp=``)."""
+        self._need_hessian()
+        out = np.empty(len(self.params), dtype=self.dtype)
+        vv = check_vector(v, len(self.params), self.dtype, "v")
+        self._mod.hvp(self._theta(theta), vv, *self._data(data, kw), out)
+        return out
+
+    def hessian(self, theta, *data, **kw) -> np.ndarray:
+        """Dense Hessian (only for small parameter counts)."""
+        self._need_hessian()
+        k = len(self.params)
+        out = np.empty((k, k), dtype=self.dtype)
+        self._mod.hessian(self._theta(theta), *self._data(data, kw), out)
+        return out
+
+    # -- pointwise functions -------------------------------------------------
+    def pointwise(self, *arrays) -> tuple[np.ndarray, np.ndarray]:
+        """reduction='none': (values, gradients) at every point; gradients (n,) or (n, k)."""
+        if self.reduction != "none":
+            raise UnsupportedModelError("pointwise() needs compile(..., reduction='none')")
+        names = [str(p) for p in self.params + self.data]
+        arrs = check_data(list(arrays), names, self.dtype)
+        n, k = len(arrs[0]), len(self.params)
+        vals = np.empty(n, dtype=self.dtype)
+        grads = np.empty((n, k), dtype=self.dtype)
+        self._mod.value_and_grad(*arrs, vals, grads)
+        return vals, (grads[:, 0] if k == 1 else grads)
+
+    def _pointwise_forbidden(self) -> None:
+        if self.reduction == "none":
+            raise UnsupportedModelError(
+                "this function was compiled with reduction='none': call f.pointwise(*arrays) instead"
+            )
+
+    def _need_hessian(self) -> None:
+        self._pointwise_forbidden()
+        if not self.has_hessian:
+            raise UnsupportedModelError(
+                f"dense Hessians are derived only for <= {MAX_HESSIAN_PARAMS} parameters "
+                f"(this model has {len(self.params)}). Fix: use value_and_grad with a quasi-Newton "
+                "method such as L-BFGS."
+            )
