@@ -1,0 +1,135 @@
+"""Compiling tensor (matrix) models: lowering, codegen, cache, and the runtime object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from .. import jit
+from ..codegen_scalar import module_header
+from ..errors import ShapeError, UnsupportedModelError
+from ..printer import NumbaPrinter
+from ..runtime import as_float_array, check_data, check_finite
+from ..validate import check_bindings, check_scalar
+from .ir import TNode, lower
+
+
+def _shape(s: sp.Basic) -> tuple[int, int]:
+    return tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
+
+
+def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> str:
+    """Lower and generate the module source for a tensor loss (runs on a cache miss)."""
+    from .program import Program
+
+    nodes, out = lower(loss, params, data, labels)
+    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    printer = NumbaPrinter()
+    prog = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(d)] for d in data],
+                   reduction, printer)
+    funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn())]
+    if extra is not None:
+        funcs += extra(prog)
+    title = f"symgrad tensor model\n\nloss (per sample) = {loss}"
+    head = module_header(title, dtype, printer.helpers)
+    parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
+    return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def model_key(kind: str, loss, params, data, dtype, reduction, *more: str) -> str:
+    shapes = str([_shape(s) for s in list(params) + list(data)])
+    return jit.cache_key(kind, sp.srepr(loss), sp.srepr(sp.Tuple(*params)), sp.srepr(sp.Tuple(*data)),
+                         shapes, dtype, reduction, *more)
+
+
+def compile_tensor(loss, wrt, data, *, dtype, reduction, parallel, backend) -> CompiledTensor:
+    """See :func:`symgrad.compile`; the tensor path."""
+    loss = check_scalar(loss, "loss")
+    wrt, data = list(wrt), list(data)
+    check_bindings(loss, wrt, data)
+    if reduction == "none":
+        raise UnsupportedModelError("reduction='none' is for scalar formulas; tensor losses use 'mean' or 'sum'")
+    key = model_key("tensor", loss, wrt, data, dtype, reduction)
+    path = jit.ensure_source(key, lambda: generate(loss, wrt, data, reduction, dtype))
+    return CompiledTensor(path, wrt, data, dtype, backend)
+
+
+class CompiledTensor:
+    """A compiled tensor loss. Parameters are a list of arrays in ``wrt`` order (or one flat
+    vector, for scipy); data are arrays with one row per sample.
+
+    Gradients come back in the same form as the parameters were given.
+    """
+
+    def __init__(self, path: Path, params, data, dtype: str, backend: str):
+        self.path, self.params, self.data = path, list(params), list(data)
+        self.dtype = np.dtype(dtype)
+        self.backend = backend
+        self.shapes = [_shape(p) for p in self.params]
+        self.sizes = [r * c for r, c in self.shapes]
+        self._mod = jit.load(path, jit=(backend == "numba"))
+
+    @property
+    def source(self) -> str:
+        return jit.read_source(self.path)
+
+    @property
+    def python(self) -> CompiledTensor:
+        return CompiledTensor(self.path, self.params, self.data, self.dtype.name, "python")
+
+    def __repr__(self) -> str:
+        return f"<CompiledTensor wrt={self.params} data={self.data} {self.dtype.name} backend={self.backend}>"
+
+    # -- arguments ----------------------------------------------------------------
+    def unpack(self, theta) -> tuple[list[np.ndarray], bool]:
+        """(list of parameter arrays, was_flat)."""
+        if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
+                and theta.size == sum(self.sizes) and not (len(self.params) == 1 and self.shapes[0][1] == 1 and False):
+            flat = as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
+            out, k = [], 0
+            for shape, size in zip(self.shapes, self.sizes):
+                out.append(flat[k:k + size].reshape(shape))
+                k += size
+            return out, True
+        if len(theta) != len(self.params):
+            raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}")
+        out = []
+        for p, shape, arr in zip(self.params, self.shapes, theta):
+            a = as_float_array(arr, self.dtype, f"parameter '{p}'")
+            if a.shape != shape:
+                a = a.reshape(shape) if a.size == shape[0] * shape[1] and a.ndim == 1 else a
+                if a.shape != shape:
+                    raise ShapeError(f"parameter '{p}' has shape {np.shape(arr)}; expected {shape}")
+            check_finite(a, f"parameter '{p}'")
+            out.append(a)
+        return out, False
+
+    def prepare_data(self, data: Sequence[object]) -> list[np.ndarray]:
+        widths = [_shape(d)[0] * _shape(d)[1] for d in self.data]
+        arrays = check_data(list(data), [str(d) for d in self.data], self.dtype, widths)
+        return [a.reshape(len(a), -1) if a.ndim == 1 else a for a in arrays]
+
+    # -- evaluation -----------------------------------------------------------------
+    def value(self, theta, *data) -> float:
+        ps, _ = self.unpack(theta)
+        return self._mod.loss(*ps, *self.prepare_data(data))
+
+    def value_and_grad(self, theta, *data):
+        ps, flat = self.unpack(theta)
+        gs = [np.empty(s, dtype=self.dtype) for s in self.shapes]
+        v = self._mod.loss_grad(*ps, *self.prepare_data(data), *gs)
+        return v, (np.concatenate([g.ravel() for g in gs]) if flat else gs)
+
+    def grad(self, theta, *data):
+        return self.value_and_grad(theta, *data)[1]
+
+    def hvp(self, *args, **kwargs):
+        raise UnsupportedModelError(
+            "exact Hessian-vector products are implemented for scalar formula models only. "
+            "Fix: use value_and_grad with L-BFGS, or write the model as a scalar formula."
+        )
+
+    hessian = hvp

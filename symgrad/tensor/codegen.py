@@ -1,0 +1,104 @@
+"""Tensor IR -> one readable Numba module: np.dot for contractions, loops for maps.
+
+Elementwise kernels are deduplicated by (body, lane layout), so an 8-layer ReLU net
+compiles one ReLU kernel, and the source size depends on depth, never on width.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..codegen_scalar import _block, module_header
+from ..printer import NumbaPrinter, py_name
+from .ir import OUT, TNode
+
+FUSED_HELPERS = '''
+@jit
+def softmax_ce_fwd(z, t, out, p):
+    # logsumexp(z) - t.z with the row max subtracted: finite for any logits
+    for i in range(z.shape[0]):
+        m = z[i, 0]
+        for j in range(z.shape[1]):
+            m = max(m, z[i, j])
+        s = F(0.0)
+        for j in range(z.shape[1]):
+            p[i, j] = math.exp(z[i, j] - m)
+            s += p[i, j]
+        dot = F(0.0)
+        for j in range(z.shape[1]):
+            p[i, j] /= s
+            dot += t[i, j] * z[i, j]
+        out[i, 0] = m + math.log(s) - dot
+
+
+@jit
+def logsumexp_fwd(z, out, p):
+    for i in range(z.shape[0]):
+        m = z[i, 0]
+        for j in range(z.shape[1]):
+            m = max(m, z[i, j])
+        s = F(0.0)
+        for j in range(z.shape[1]):
+            p[i, j] = math.exp(z[i, j] - m)
+            s += p[i, j]
+        for j in range(z.shape[1]):
+            p[i, j] /= s
+        out[i, 0] = m + math.log(s)
+'''
+
+
+def _idx(node: TNode, out_batched: bool) -> str:
+    if node.batched:
+        return "[i, 0]" if node.length == 1 else "[i, j]"
+    return "[0]" if node.length == 1 else "[j]"
+
+
+class MapKernels:
+    """Generates and deduplicates elementwise kernels."""
+
+    def __init__(self, printer: NumbaPrinter):
+        self.p = printer
+        self.sources: list[str] = []
+        self.names: dict[tuple, str] = {}
+
+    def _loops(self, batched: bool) -> tuple[list[str], str, str]:
+        if batched:
+            return (["    for i in range(out.shape[0]):", "        for j in range(out.shape[1]):"],
+                    " " * 12, "[i, j]")
+        return ["    for j in range(out.shape[0]):"], " " * 8, "[j]"
+
+    def forward(self, node: TNode) -> str:
+        key = ("f", sp.srepr(node.body), node.batched, tuple((n.batched, n.length == 1) for n in node.inputs))
+        if key not in self.names:
+            name = f"map{len(self.names)}_fwd"
+            args = [f"l{k}" for k in range(len(node.inputs))]
+            loops, ind, oi = self._loops(node.batched)
+            lines = ["@jit", f"def {name}({', '.join(args + ['out'])}):", f"    # out = {node.body}", *loops]
+            lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
+                      for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
+            body, (final,) = _block(self.p, [node.body], ind)
+            lines += body + [f"{ind}out{oi} = {final}"]
+            self.sources.append("\n".join(lines))
+            self.names[key] = name
+        return self.names[key]
+
+    def backward(self, node: TNode, need: list[bool]) -> str:
+        key = ("b", sp.srepr(node.body), node.batched, tuple((n.batched, n.length == 1) for n in node.inputs),
+               tuple(need))
+        if key not in self.names:
+            name = f"map{len(self.names)}_bwd"
+            args = [f"l{k}" for k in range(len(node.inputs))] + ["out", "dout"]
+            args += [f"d{k}" for k, nd in enumerate(need) if nd]
+            loops, ind, oi = self._loops(node.batched)
+            lines = ["@jit", f"def {name}({', '.join(args)}):", *loops]
+            lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
+                      for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
+            lines += [f"{ind}{py_name(OUT)} = out{oi}", f"{ind}g = dout{oi}"]
+            wanted = [k for k, nd in enumerate(need) if nd]
+            body, finals = _block(self.p, [node.partials[k] for k in wanted], ind)
+            lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
+            lines += body
+            lines += [f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * {f}" for k, f in zip(wanted, finals)]
+            self.sources.append("\n".join(lines))
+            self.names[key] = name
+        return self.names[key]

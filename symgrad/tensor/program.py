@@ -1,0 +1,209 @@
+"""Emit the forward and backward passes of a lowered tensor model as Numba source."""
+
+from __future__ import annotations
+
+from ..printer import NumbaPrinter
+from .codegen import FUSED_HELPERS, MapKernels
+from .ir import TNode
+
+
+def _needs_grad(nodes: list[TNode]) -> set[int]:
+    """ids of nodes that depend on a parameter (only those get adjoints)."""
+    need: set[int] = set()
+    for n in nodes:
+        if (n.kind == "leaf" and n.role == "param") or any(id(i) in need for i in n.inputs):
+            need.add(id(n))
+    return need
+
+
+class Program:
+    """Names arrays, and writes forward/backward statements node by node."""
+
+    def __init__(self, nodes: list[TNode], out: TNode, params: list[TNode], data: list[TNode],
+                 reduction: str, printer: NumbaPrinter):
+        self.nodes, self.out, self.params, self.data = nodes, out, params, data
+        self.reduction = reduction
+        self.kernels = MapKernels(printer)
+        self.need = _needs_grad(nodes)
+
+    # -- array names ----------------------------------------------------------
+    def v(self, n: TNode) -> str:
+        return f"p_{n.name}" if n.kind == "leaf" and n.role == "param" else (
+            f"x_{n.name}" if n.kind == "leaf" else n.name)
+
+    def d(self, n: TNode) -> str:
+        return f"g_{n.name}" if n.kind == "leaf" else f"d_{n.name}"
+
+    def flat(self, n: TNode, name: str) -> str:
+        """Maps see unbatched arrays as flat vectors."""
+        return name if n.batched else f"{name}.reshape(-1)" if n.kind == "leaf" else name
+
+    def mat(self, n: TNode, name: str) -> str:
+        """np.dot sees unbatched arrays in their matrix shape."""
+        if n.batched or n.kind == "leaf":
+            return name
+        return f"{name}.reshape(({n.shape[0]}, {n.shape[1]}))"
+
+    def alloc(self, n: TNode, zeros: bool = False) -> str:
+        f = "np.zeros" if zeros else "np.empty"
+        shape = f"(B, {n.length})" if n.batched else f"{n.length}"
+        return f"{f}({shape}, dtype=F)"
+
+    # -- forward ----------------------------------------------------------------
+    def forward(self) -> list[str]:
+        lines = []
+        for n in self.nodes:
+            if n.kind == "leaf":
+                continue
+            lines.append(f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else ""))
+            lines += getattr(self, f"_fwd_{n.kind}")(n)
+        return lines
+
+    def _fwd_map(self, n):
+        k = self.kernels.forward(n)
+        args = [self.flat(i, self.v(i)) for i in n.inputs]
+        return [f"    {n.name} = {self.alloc(n)}", f"    {k}({', '.join(args + [n.name])})"]
+
+    def _dot_operands(self, n):
+        (a, b), (ta, tb) = n.inputs, n.trans
+        A = self.mat(a, self.v(a)) + (".T" if ta else "")
+        Bm = self.mat(b, self.v(b)) + (".T" if tb else "")
+        return a, b, A, Bm
+
+    def _fwd_matmul(self, n):
+        a, b, A, Bm = self._dot_operands(n)
+        if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
+            return [f"    {n.name} = np.dot({Bm}, {A}.T)"]
+        expr = f"np.dot({A}, {Bm})"
+        return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
+
+    def _fwd_sum(self, n):
+        (a,) = n.inputs
+        if not n.batched:
+            return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {self.v(a)}.sum()"]
+        return [f"    {n.name} = {self.alloc(n)}", "    for i in range(B):",
+                f"        {n.name}[i, 0] = {self.v(a)}[i].sum()"]
+
+    def _fwd_select(self, n):
+        (a,) = n.inputs
+        src = f"{self.v(a)}[:, {n.index}:{n.index + 1}]" if n.batched else f"{self.flat(a, self.v(a))}[{n.index}:{n.index + 1}]"
+        return [f"    {n.name} = np.ascontiguousarray({src})"]
+
+    def _fwd_softmax_ce(self, n):
+        z, t = n.inputs
+        return [f"    {n.name} = {self.alloc(n)}", f"    {n.name}_p = np.empty_like({self.v(z)})",
+                f"    softmax_ce_fwd({self.v(z)}, {self.v(t)}, {n.name}, {n.name}_p)"]
+
+    def _fwd_logsumexp(self, n):
+        (z,) = n.inputs
+        return [f"    {n.name} = {self.alloc(n)}", f"    {n.name}_p = np.empty_like({self.v(z)})",
+                f"    logsumexp_fwd({self.v(z)}, {n.name}, {n.name}_p)"]
+
+    def total(self) -> str:
+        o = self.v(self.out)
+        if not self.out.batched:
+            return f"{o}[0]"
+        return f"{o}.sum() / F(B)" if self.reduction == "mean" else f"{o}.sum()"
+
+    # -- backward ---------------------------------------------------------------
+    def backward(self) -> list[str]:
+        o = self.out
+        seed = "F(1.0) / F(B)" if (o.batched and self.reduction == "mean") else "F(1.0)"
+        lines = [f"    {self.d(o)} = {self.alloc(o)}", f"    {self.d(o)}[:] = {seed}"]
+        for n in self.nodes:
+            if n.kind != "leaf" and id(n) in self.need and n is not o:
+                lines.append(f"    {self.d(n)} = {self.alloc(n, zeros=True)}")
+        for n in reversed(self.nodes):
+            if n.kind == "leaf" or id(n) not in self.need:
+                continue
+            lines.append(f"    # backward through {n.label}")
+            lines += getattr(self, f"_bwd_{n.kind}")(n)
+        return lines
+
+    def _dflat(self, n):
+        return self.flat(n, self.d(n))
+
+    def _bwd_map(self, n):
+        need = [id(i) in self.need for i in n.inputs]
+        k = self.kernels.backward(n, need)
+        args = [self.flat(i, self.v(i)) for i in n.inputs] + [n.name, self.d(n)]
+        args += [self._dflat(i) for i, nd in zip(n.inputs, need) if nd]
+        return [f"    {k}({', '.join(args)})"]
+
+    def _dmat(self, n: TNode, lines: list[str]) -> str:
+        """A matrix-shaped view of n's adjoint that ``+=`` can target."""
+        if n.batched or n.kind == "leaf":
+            return self.d(n)
+        lines.append(f"    {self.d(n)}_m = {self.mat(n, self.d(n))}")
+        return f"{self.d(n)}_m"
+
+    def _bwd_matmul(self, n):
+        a, b, A, Bm = self._dot_operands(n)
+        (ta, tb), dn = n.trans, self.d(n)
+        lines: list[str] = []
+        da = self._dmat(a, lines) if id(a) in self.need else ""
+        db = self._dmat(b, lines) if id(b) in self.need else ""
+        if not a.batched and b.batched:  # out = X @ Aeff.T
+            if id(b) in self.need:
+                lines.append(f"    {db} += np.dot({dn}, {A})")
+            if id(a) in self.need:
+                lines.append(f"    {da} += " + (f"np.dot({self.v(b)}.T, {dn})" if ta else f"np.dot({dn}.T, {self.v(b)})"))
+            return lines
+        dn2 = dn if n.batched else self.mat(n, dn)
+        if id(a) in self.need:
+            lines.append(f"    {da} += " + (f"np.dot({Bm}, {dn2}.T)" if ta else f"np.dot({dn2}, {Bm}.T)"))
+        if id(b) in self.need:
+            lines.append(f"    {db} += " + (f"np.dot({dn2}.T, {A})" if tb else f"np.dot({A}.T, {dn2})"))
+        return lines
+
+    def _bwd_sum(self, n):
+        (a,) = n.inputs
+        if not n.batched:
+            return [f"    {self._dflat(a)}[:] += {self.d(n)}[0]"]
+        return ["    for i in range(B):", f"        {self.d(a)}[i] += {self.d(n)}[i, 0]"]
+
+    def _bwd_select(self, n):
+        (a,) = n.inputs
+        if n.batched:
+            return [f"    {self.d(a)}[:, {n.index}] += {self.d(n)}[:, 0]"]
+        return [f"    {self._dflat(a)}[{n.index}] += {self.d(n)}[0]"]
+
+    def _bwd_softmax_ce(self, n):
+        z, t = n.inputs
+        lines = []
+        if id(z) in self.need:  # the fused rule: d/dz = softmax(z) - t
+            lines += ["    for i in range(B):",
+                      f"        {self.d(z)}[i] += {self.d(n)}[i, 0] * ({n.name}_p[i] - {self.v(t)}[i])"]
+        if id(t) in self.need:
+            lines += ["    for i in range(B):", f"        {self.d(t)}[i] -= {self.d(n)}[i, 0] * {self.v(z)}[i]"]
+        return lines
+
+    def _bwd_logsumexp(self, n):
+        (z,) = n.inputs
+        return ["    for i in range(B):", f"        {self.d(z)}[i] += {self.d(n)}[i, 0] * {n.name}_p[i]"]
+
+    # -- whole functions ----------------------------------------------------------
+    def signature(self, grads: bool) -> str:
+        args = [self.v(p) for p in self.params] + [self.v(d) for d in self.data]
+        if grads:
+            args += [self.d(p) for p in self.params]
+        return ", ".join(args)
+
+    def batch_size(self) -> str:
+        return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"
+
+    def loss_fn(self) -> list[str]:
+        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.forward(),
+                f"    return {self.total()}"]
+
+    def loss_grad_fn(self) -> list[str]:
+        zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
+        return ["@jit", f"def loss_grad({self.signature(True)}):", self.batch_size(), *zero,
+                *self.forward(), f"    total = {self.total()}", *self.backward(), "    return total"]
+
+    def predict_fn(self) -> list[str]:
+        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.forward(),
+                f"    return {self.v(self.out)}"]
+
+    def helpers(self) -> str:
+        return FUSED_HELPERS if any(n.kind in ("softmax_ce", "logsumexp") for n in self.nodes) else ""
