@@ -1,0 +1,122 @@
+"""Command line: ``python -m symgrad explain|grad EXPR [--wrt x ...] [--latex]``.
+
+Expressions are read with the safe :func:`symgrad.parse.parse_expr` (no eval).
+
+    python -m symgrad explain "cos(sin(x**2) + 3*x**2)" --wrt x --name "x**2=t"
+    python -m symgrad grad "x*y + sin(x)" --wrt x --wrt y --latex
+
+Exit status: 0 on success, 2 on a usage error or a symgrad error (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import sympy as sp
+
+from . import __version__
+from .api import explain, grad
+from .errors import ParseError, SymgradError
+from .parse import parse_expr
+
+
+def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:
+    if not wrt:
+        found = sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=lambda s: s.name)
+        if not found:
+            raise SymgradError(f"{expr} has no variables to differentiate. Fix: pass an expression with a variable")
+        return found
+    out = []
+    for w in wrt:
+        v = parse_expr(w)
+        if not isinstance(v, sp.Symbol):
+            raise ParseError(f"--wrt expects a variable name, got {w!r}. Fix: e.g. --wrt x")
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def _names(specs: Sequence[str] | None) -> dict[sp.Expr, str]:
+    names: dict[sp.Expr, str] = {}
+    for spec in specs or []:
+        sub, sep, name = spec.rpartition("=")
+        sub, name = sub.strip(), name.strip()
+        if not sep or not sub:
+            raise ParseError(f"--name expects SUBEXPR=NAME, got {spec!r}. Fix: e.g. --name \"x**2=t\"")
+        if not name.isidentifier() or name.startswith("_"):
+            raise ParseError(
+                f"--name {spec!r}: {name!r} is not a valid name. Fix: use letters, digits and '_', e.g. t1"
+            )
+        names[parse_expr(sub)] = name
+    return names
+
+
+def _cmd_explain(args: argparse.Namespace) -> str:
+    expr = parse_expr(args.expr)
+    d = explain(expr, _variables(expr, args.wrt), names=_names(args.name))
+    return d.latex() if args.latex else str(d)
+
+
+def _cmd_grad(args: argparse.Namespace) -> str:
+    expr = parse_expr(args.expr)
+    variables = _variables(expr, args.wrt)
+    grads = grad(expr, variables)
+    lines = []
+    for v, g in zip(variables, grads, strict=True):
+        if args.latex:
+            lines.append(rf"\frac{{\partial}}{{\partial {sp.latex(v)}}}\left({sp.latex(expr)}\right) = {sp.latex(g)}")
+        else:
+            body = str(expr) if expr.is_Atom else f"({expr})"
+            lines.append(f"d{body}/d{v} = {g}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m symgrad",
+        description="Readable symbolic gradients. Expressions use Python syntax: + - * / **, "
+        "sin, exp, log, sqrt, Abs, Max, sigmoid, softplus, relu, ... (no '^': write x**2).",
+    )
+    p.add_argument("--version", action="version", version=f"symgrad {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad}")
+
+    def common(sp_: argparse.ArgumentParser) -> None:
+        sp_.add_argument("expr", help='the expression, e.g. "cos(sin(x**2) + 3*x**2)"')
+        sp_.add_argument(
+            "--wrt", action="append", metavar="VAR",
+            help="differentiate with respect to VAR (repeatable; default: every variable, sorted by name)",
+        )
+        sp_.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
+
+    e = sub.add_parser("explain", help="print the derivation: forward trace, adjoint steps, result")
+    common(e)
+    e.add_argument(
+        "--name", action="append", metavar="SUBEXPR=NAME",
+        help='name a subexpression in the printout, e.g. --name "x**2=t" (repeatable)',
+    )
+    e.set_defaults(run=_cmd_explain)
+    g = sub.add_parser("grad", help="print the gradient, one line per variable")
+    common(g)
+    g.set_defaults(run=_cmd_grad)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (argparse usage errors also give 2)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        out = args.run(args)
+    except SymgradError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

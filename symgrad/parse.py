@@ -1,0 +1,369 @@
+"""A small, safe parser from text to SymPy: the input side of the CLI.
+
+The text is read with :func:`ast.parse` and only a whitelist of node types is turned
+into SymPy objects; nothing is ever passed to ``eval``, ``exec`` or ``sympify``, so a
+string like ``__import__('os').system('...')`` is rejected, never run.
+
+Grammar: numbers, names (real symbols; ``pi`` and ``E`` are the constants), ``+ - * / **``,
+unary ``+``/``-``, parentheses, and calls of whitelisted functions with positional
+arguments. ``1/2`` is the exact ``Rational(1, 2)``, as in SymPy.
+
+>>> parse_expr("cos(sin(x**2) + 3*x**2)")
+cos(3*x**2 + sin(x**2))
+>>> parse_expr("sigmoid(a) - y").free_symbols == {sp.Symbol("a", real=True), sp.Symbol("y", real=True)}
+True
+>>> parse_expr("x^2")
+Traceback (most recent call last):
+    ...
+symgrad.errors.ParseError: '^' is bitwise xor, not a power. Fix: write x**2 for powers (at column 2)
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+from collections.abc import Callable, Mapping
+
+import sympy as sp
+
+from .errors import ParseError
+from .ops import OPS, gelu, silu, swish
+
+#: Longest accepted input, in characters.
+MAX_LENGTH = 10_000
+#: Deepest accepted nesting of operators and calls (chains of ``+``/``-`` and of ``*``/``/``
+#: count as one level, so long sums and products are fine).
+MAX_DEPTH = 200
+#: Largest integer (numerator or denominator) allowed anywhere, in bits. Bigger numbers
+#: make SymPy's exact number theory (perfect powers, factoring) slow enough for a DoS.
+MAX_INT_BITS = 1024
+#: Largest exponent applied to a constant base (``2**5000`` would be computed exactly).
+MAX_CONST_EXPONENT = 1000
+
+_Arity = tuple[int, "int | None"]  # (min, max); max None = any number
+
+
+def _op_arity(cls: type) -> _Arity:
+    n = cls.nargs
+    if isinstance(n, sp.FiniteSet):
+        counts = sorted(int(k) for k in n)
+        return counts[0], counts[-1]
+    return 0, None
+
+
+#: The whitelist: name -> (SymPy constructor, arity).
+FUNCTIONS: dict[str, tuple[Callable[..., sp.Expr], _Arity]] = {
+    **{f.__name__: (f, (1, 1)) for f in (
+        sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan,
+        sp.sinh, sp.cosh, sp.tanh, sp.asinh, sp.acosh, sp.atanh,
+        sp.exp, sp.erf, sp.erfc,
+    )},
+    "log": (sp.log, (1, 2)),
+    "atan2": (sp.atan2, (2, 2)),
+    "sqrt": (sp.sqrt, (1, 1)),
+    "Abs": (sp.Abs, (1, 1)),
+    "abs": (sp.Abs, (1, 1)),
+    "sign": (sp.sign, (1, 1)),
+    "Max": (sp.Max, (2, None)),
+    "Min": (sp.Min, (2, None)),
+    "max": (sp.Max, (2, None)),
+    "min": (sp.Min, (2, None)),
+    **{name: (cls, _op_arity(cls)) for name, cls in OPS.items()},
+    "gelu": (gelu, (1, 1)),
+    "silu": (silu, (1, 1)),
+    "swish": (swish, (1, 1)),
+}
+
+CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
+
+#: Friendly names and fixes for the operators we refuse.
+_BAD_BINOPS: dict[type, str] = {
+    ast.FloorDiv: "'//' (floor division) is not supported. Fix: use '/'",
+    ast.Mod: "'%' (modulo) is not supported. Fix: rewrite without it",
+    ast.MatMult: "'@' (matrix product) is not supported; expressions are scalar. Fix: use '*'",
+    ast.LShift: "'<<' is not supported. Fix: use '*' and '**'",
+    ast.RShift: "'>>' is not supported. Fix: use '/' and '**'",
+    ast.BitOr: "'|' is not supported. Fix: use Max(a, b) or '+'",
+    ast.BitAnd: "'&' is not supported. Fix: use Min(a, b) or '*'",
+}
+
+#: Friendly names (and fixes) for node types we refuse outright.
+_BAD_NODES: dict[type, str] = {
+    ast.Attribute: "attribute access is not allowed. Fix: write plain names and calls like sin(x)",
+    ast.Subscript: "indexing/subscripts are not allowed. Fix: use a plain name like x0 instead of x[0]",
+    ast.Lambda: "lambda is not allowed. Fix: write the expression itself",
+    ast.ListComp: "comprehensions are not allowed. Fix: write the expression out",
+    ast.SetComp: "comprehensions are not allowed. Fix: write the expression out",
+    ast.DictComp: "comprehensions are not allowed. Fix: write the expression out",
+    ast.GeneratorExp: "generator expressions are not allowed. Fix: write the expression out",
+    ast.List: "list literals are not allowed; expressions are scalar",
+    ast.Tuple: "tuples are not allowed; expressions are scalar. Fix: pass one expression",
+    ast.Set: "set literals are not allowed; expressions are scalar",
+    ast.Dict: "dict literals are not allowed; expressions are scalar",
+    ast.Compare: "comparisons are not allowed. Fix: use Max, Min, Abs, sign or relu for kinks",
+    ast.BoolOp: "'and'/'or' are not allowed. Fix: use Max/Min",
+    ast.IfExp: "conditional expressions (a if c else b) are not allowed. Fix: use Max, Min or relu",
+    ast.NamedExpr: "':=' is not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.Starred: "'*args' unpacking is not allowed. Fix: pass arguments one by one",
+    ast.Await: "'await' is not allowed",
+    ast.Yield: "'yield' is not allowed",
+    ast.YieldFrom: "'yield' is not allowed",
+    ast.Slice: "slices are not allowed",
+}
+
+
+def _supported(functions: Mapping[str, object]) -> str:
+    return ", ".join(sorted(functions))
+
+
+class _Builder:
+    def __init__(self, text: str, functions: dict[str, tuple[Callable[..., object], _Arity]], lead: int = 0):
+        self.text = text  # the stripped text that was parsed
+        self.functions = functions
+        self.lead = lead  # characters stripped from the front, to report columns in the original
+        self.multiline = "\n" in text
+
+    def _column(self, line: int | None, col: int) -> str:
+        if self.multiline:
+            return f" (at line {line}, column {col + 1 + (self.lead if line == 1 else 0)})"
+        return f" (at column {col + 1 + self.lead})"
+
+    # -- errors ----------------------------------------------------------------
+    def _where(self, node: ast.AST) -> str:
+        col = getattr(node, "col_offset", None)
+        return "" if col is None else self._column(getattr(node, "lineno", None), col)
+
+    def _src(self, node: ast.AST) -> str:
+        s = ast.get_source_segment(self.text, node) or type(node).__name__
+        return s if len(s) <= 60 else s[:57] + "..."
+
+    def fail(self, node: ast.AST, msg: str) -> ParseError:
+        return ParseError(f"{msg}{self._where(node)}")
+
+    # -- numbers ---------------------------------------------------------------
+    def check_size(self, node: ast.AST, e: sp.Expr) -> sp.Expr:
+        for r in e.atoms(sp.Rational) if not e.is_Atom else [e]:
+            if isinstance(r, sp.Rational) and max(int(r.p).bit_length(), int(r.q).bit_length()) > MAX_INT_BITS:
+                raise self.fail(
+                    node,
+                    f"number too large in {self._src(node)!r} (over {MAX_INT_BITS} bits). "
+                    "Fix: use a float like 1e300, or rescale the expression",
+                )
+        return e
+
+    def constant(self, node: ast.Constant) -> sp.Expr:
+        v = node.value
+        if isinstance(v, bool) or v is None or v is Ellipsis:
+            raise self.fail(node, f"{v!r} is not a number. Fix: use a number or a variable name")
+        if isinstance(v, int):
+            return self.check_size(node, sp.Integer(v))
+        if isinstance(v, float):
+            if v != v or v in (float("inf"), float("-inf")):
+                raise self.fail(node, f"{self._src(node)!r} is not a finite number")
+            return sp.Float(v)
+        if isinstance(v, complex):
+            raise self.fail(node, f"complex number {self._src(node)!r} is not supported; symgrad is real-valued")
+        if isinstance(v, (str, bytes)):
+            raise self.fail(node, f"string literal {self._src(node)!r} is not allowed. Fix: remove the quotes")
+        raise self.fail(node, f"constant {self._src(node)!r} is not allowed")
+
+    # -- tree walk -------------------------------------------------------------
+    def build(self, node: ast.AST, depth: int = 0) -> sp.Expr:
+        if depth > MAX_DEPTH:
+            raise self.fail(
+                node, f"expression nested deeper than {MAX_DEPTH} levels. Fix: split it into named parts"
+            )
+        d = depth + 1
+        if isinstance(node, ast.Constant):
+            return self.constant(node)
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return -self.build(node.operand, d)
+            if isinstance(node.op, ast.UAdd):
+                return self.build(node.operand, d)
+            op = "not" if isinstance(node.op, ast.Not) else "~"
+            raise self.fail(node, f"unary '{op}' is not allowed. Fix: use '-' or rewrite the expression")
+        if isinstance(node, ast.BinOp):
+            return self.binop(node, d)
+        if isinstance(node, ast.Call):
+            return self.call(node, d)
+        msg = _BAD_NODES.get(type(node), f"{type(node).__name__} syntax is not allowed")
+        raise self.fail(node, f"{self._src(node)!r}: {msg}")
+
+    def name(self, node: ast.Name) -> sp.Expr:
+        n = node.id
+        if n.startswith("_"):
+            raise self.fail(node, f"name {n!r} is not allowed: names may not start with '_'. Fix: rename it")
+        if n in CONSTANTS:
+            return CONSTANTS[n]
+        if n in self.functions:
+            raise self.fail(node, f"{n!r} is a function. Fix: call it, as in {n}(x), or pick another variable name")
+        return sp.Symbol(n, real=True)
+
+    def binop(self, node: ast.BinOp, d: int) -> sp.Expr:
+        op = type(node.op)
+        if op is ast.BitXor:
+            left, right = self._src(node.left), self._src(node.right)
+            col = node.left.end_col_offset
+            where = "" if col is None else self._column(node.left.end_lineno, col)
+            raise ParseError(
+                f"'^' is bitwise xor, not a power. Fix: write {left}**{right} for powers{where}"
+            )
+        if op in _BAD_BINOPS:
+            raise self.fail(node, f"{self._src(node)!r}: {_BAD_BINOPS[op]}")
+        if op in (ast.Add, ast.Sub):
+            # flatten the left-associated chain a + b - c + ... into one Add
+            terms = []
+            cur: ast.AST = node
+            while isinstance(cur, ast.BinOp) and isinstance(cur.op, (ast.Add, ast.Sub)):
+                t = self.build(cur.right, d)
+                terms.append(-t if isinstance(cur.op, ast.Sub) else t)
+                cur = cur.left
+            terms.append(self.build(cur, d))
+            return self.check_size(node, sp.Add(*reversed(terms)))
+        if op in (ast.Mult, ast.Div):
+            factors = []
+            cur = node
+            while isinstance(cur, ast.BinOp) and isinstance(cur.op, (ast.Mult, ast.Div)):
+                f = self.build(cur.right, d)
+                factors.append(sp.Pow(f, -1) if isinstance(cur.op, ast.Div) else f)
+                cur = cur.left
+            factors.append(self.build(cur, d))
+            return self.check_size(node, sp.Mul(*reversed(factors)))
+        if op is ast.Pow:
+            base, exp = self.build(node.left, d), self.build(node.right, d)
+            if base.is_number and exp.is_Number and abs(exp) > MAX_CONST_EXPONENT and base not in (0, 1, -1):
+                raise self.fail(
+                    node,
+                    f"exponent in {self._src(node)!r} is too large for a constant base "
+                    f"(limit {MAX_CONST_EXPONENT}). Fix: use exp(k*log(b)) or a float",
+                )
+            return self.check_size(node, sp.Pow(base, exp))
+        raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")  # pragma: no cover
+
+    def call(self, node: ast.Call, d: int) -> sp.Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(
+                node,
+                f"{self._src(node.func)!r} cannot be called: only plain function names are allowed. "
+                f"Supported: {_supported(self.functions)}",
+            )
+        fname = node.func.id
+        if fname.startswith("_"):
+            raise self.fail(node, f"name {fname!r} is not allowed: names may not start with '_'")
+        if fname not in self.functions:
+            raise self.fail(
+                node,
+                f"unknown function {fname!r}; supported: {_supported(self.functions)}. "
+                "Fix: rewrite it with these (or pass extra_functions= to parse_expr)",
+            )
+        if node.keywords:
+            raise self.fail(node, f"{fname}() takes positional arguments only. Fix: drop the 'name=' parts")
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.fail(a, f"'*' unpacking in {fname}() is not allowed. Fix: pass arguments one by one")
+        func, (lo, hi) = self.functions[fname]
+        n = len(node.args)
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+            raise self.fail(node, f"{fname}() takes {want} argument(s), got {n}")
+        args = [self.build(a, d) for a in node.args]
+        try:
+            out = func(*args)
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            raise self.fail(node, f"cannot apply {fname}() to {self._src(node)!r}: {exc}") from None
+        if isinstance(out, (int, float)) and not isinstance(out, bool):
+            out = sp.Integer(out) if isinstance(out, int) else sp.Float(out)
+        if not isinstance(out, sp.Expr):
+            raise self.fail(node, f"{fname}() returned {type(out).__name__}, not a SymPy expression")
+        return self.check_size(node, out)
+
+
+def _functions(extra: Mapping[str, Callable[..., object]] | None) -> dict[str, tuple[Callable[..., object], _Arity]]:
+    table: dict[str, tuple[Callable[..., object], _Arity]] = dict(FUNCTIONS)
+    for name, f in (extra or {}).items():
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
+            raise ParseError(
+                f"extra_functions key {name!r} is not a valid name. Fix: use an identifier not starting with '_'"
+            )
+        if name in CONSTANTS:
+            raise ParseError(f"extra_functions key {name!r} clashes with the constant {name}")
+        if not callable(f):
+            raise ParseError(f"extra_functions[{name!r}] is not callable (got {type(f).__name__})")
+        table[name] = (f, (0, None))
+    return table
+
+
+def _syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:
+    msg = f"invalid syntax: {exc.msg}"
+    if exc.offset is None:
+        return msg
+    line = exc.lineno or 1
+    if "\n" in stripped:
+        return f"{msg} (at line {line}, column {max(exc.offset, 1) + (lead if line == 1 else 0)})"
+    if exc.offset < 1:  # Python reports 0 when the input ends too early
+        msg += " (at the end of the input)"
+        col = len(text.rstrip()) + 1
+    else:
+        col = exc.offset + lead
+        msg += f" (at column {col})"
+    if len(text) <= 120:
+        msg += f"\n  {text.rstrip()}\n  {' ' * (col - 1)}^"
+    return msg
+
+
+def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] | None = None) -> sp.Expr:
+    """Parse ``text`` into a SymPy expression, safely (no eval, exec or sympify).
+
+    Names become real symbols (``Symbol(name, real=True)``); ``pi`` and ``E`` are the
+    constants. Functions: the math functions (sin ... atanh, exp, log, erf, erfc, atan2,
+    sqrt, Abs/abs, sign, Max/Min/max/min), symgrad's ops (sigmoid, softplus, relu,
+    leaky_relu, elu, bce_logits) and the composites gelu, silu and swish.
+    ``extra_functions`` adds (or overrides) functions by name.
+
+    Raises :class:`~symgrad.errors.ParseError` naming the offending construct and the fix.
+
+    >>> from symgrad.ops import relu
+    >>> x = sp.Symbol("x", real=True)
+    >>> parse_expr("2*x**2 + relu(x) / 3") == 2*x**2 + relu(x) / 3
+    True
+    >>> parse_expr("foo(x)")
+    Traceback (most recent call last):
+        ...
+    symgrad.errors.ParseError: unknown function 'foo'; supported: ...
+    """
+    if not isinstance(text, str):
+        raise ParseError(f"expected the expression as a str, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(
+            f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}. "
+            "Fix: build large expressions in Python with SymPy instead"
+        )
+    functions = _functions(extra_functions)
+    stripped = text.strip()
+    if not stripped:
+        raise ParseError("empty expression. Fix: pass an expression such as 'x**2 + 1'")
+    lead = len(text) - len(text.lstrip())
+    try:
+        tree = ast.parse(stripped, mode="eval")
+    except SyntaxError as exc:
+        raise ParseError(_syntax_message(text, stripped, lead, exc)) from None
+    except (RecursionError, MemoryError, ValueError) as exc:
+        raise ParseError(
+            f"expression is too deeply nested or too complex to parse ({type(exc).__name__}). "
+            "Fix: split it into smaller parts"
+        ) from None
+
+    builder = _Builder(stripped, functions, lead)
+    try:
+        out = builder.build(tree.body)
+    except RecursionError:
+        raise ParseError(
+            "expression is too deeply nested to build. Fix: split it into smaller parts"
+        ) from None
+    if out.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise ParseError(f"{stripped!r} evaluates to an infinity or NaN (a division by zero?)")
+    return out
