@@ -1,7 +1,21 @@
-"""symgrad: gradients you can read, training at native speed."""
+"""symgrad: gradients you can read, training at native speed.
 
-from .api import explain, grad
+>>> import sympy as sp, symgrad as sg
+>>> x = sp.Symbol("x", real=True)
+>>> sg.grad(sp.cos(sp.sin(x**2) + 3*x**2), x)
+-2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))
+"""
+
+from . import losses, nn, ops, optim
+from .api import compile, explain, formulas, grad
 from .errors import SymgradError
+from .nn import activation
+from .parse import parse_expr
+from .tensor.functions import logsumexp, mean, msum, softmax_ce
+from .train import Trained, fit
 
-__all__ = ["SymgradError", "explain", "grad"]
+__all__ = [
+    "SymgradError", "Trained", "activation", "compile", "explain", "fit", "formulas", "grad", "logsumexp",
+    "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax_ce",
+]
 __version__ = "0.1.0"

@@ -31,7 +31,8 @@ class ScalarSpec:
 
 def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
     """CSE ``exprs``; return (statement lines, printed final expressions)."""
-    syms = sp.numbered_symbols("t", real=True)
+    taken = {str(s) for e in exprs for s in e.free_symbols}
+    syms = (sp.Symbol(f"t{k}", real=True) for k in range(10**6) if f"t{k}" not in taken)
     replacements, reduced = sp.cse(exprs, symbols=syms, order="none")
     lines = [f"{indent}{py_name(s)} = {printer.doprint(v)}" for s, v in replacements]
     return lines, [printer.doprint(r) for r in reduced]

@@ -1,0 +1,137 @@
+"""Layer builders: they produce ordinary SymPy matrix expressions and parameter lists.
+
+>>> net = MLP([4, 8, 3], activation="tanh")
+>>> net.params
+[W1, b1, W2, b2]
+>>> net.expr
+W2*Lambda(z, tanh(z)).(W1*x + b1) + b2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import sympy as sp
+
+from . import ops
+from .errors import SymgradError
+
+Activation = Callable[[sp.Expr], sp.Expr]
+
+ACTIVATIONS: dict[str, Activation] = {
+    "identity": lambda z: z,
+    "sigmoid": ops.sigmoid,
+    "tanh": sp.tanh,
+    "relu": ops.relu,
+    "leaky_relu": lambda z: ops.leaky_relu(z, sp.Rational(1, 100)),
+    "elu": lambda z: ops.elu(z, sp.S.One),
+    "softplus": ops.softplus,
+    "gelu": ops.gelu,
+    "silu": ops.silu,
+    "swish": ops.silu,
+}
+
+
+def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> Activation:
+    """A custom activation: any SymPy expression of one symbol.
+
+    Its derivative is derived, simplified, printed and compiled with no hand-written rule.
+
+    >>> mish = activation(lambda z: z * sp.tanh(sp.log(1 + sp.exp(z))))
+    >>> mish(sp.Symbol("z", real=True))
+    z*tanh(softplus(z))
+    """
+    if isinstance(f, str):
+        if f not in ACTIVATIONS:
+            raise SymgradError(f"unknown activation {f!r}. Known: {sorted(ACTIVATIONS)}; or pass a function")
+        return ACTIVATIONS[f]
+    z = sp.Symbol("z", real=True)
+    body = sp.sympify(f(z))
+    if body.free_symbols - {z}:
+        raise SymgradError(f"an activation must be an expression of its one argument only, got {body}")
+    from .rewrite import stabilize
+    from .validate import check_functions
+
+    check_functions(body)
+    body, _ = stabilize(body)
+    return sp.Lambda(z, body)
+
+
+def _by_name(name: str) -> Activation:
+    return activation(name)
+
+
+def _apply(act: Activation, m: sp.MatrixExpr) -> sp.MatrixExpr:
+    z = sp.Symbol("z", real=True)
+    body = act(z)
+    return m if body == z else m.applyfunc(sp.Lambda(z, body))
+
+
+class Dense:
+    """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1)."""
+
+    def __init__(self, n_in: int, n_out: int, activation: str | Activation = "identity", index: int = 1):
+        self.n_in, self.n_out, self.index = n_in, n_out, index
+        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.act = _by_name(activation) if isinstance(activation, str) else activation
+        self.W = sp.MatrixSymbol(f"W{index}", n_out, n_in)
+        self.b = sp.MatrixSymbol(f"b{index}", n_out, 1)
+
+    def __call__(self, x: sp.MatrixExpr) -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
+        """(pre-activation z, activation a)."""
+        z = self.W * x + self.b
+        return z, _apply(self.act, z)
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [self.W, self.b]
+
+
+class MLP:
+    """A multilayer perceptron as one SymPy expression.
+
+    ``sizes`` = [n_in, hidden..., n_out]. Hidden layers use ``activation``, the last one
+    ``output`` (identity by default: losses such as softmax_ce take logits).
+    ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh).
+    """
+
+    def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
+                 output: str | Activation = "identity", init: str | None = None):
+        if len(sizes) < 2:
+            raise SymgradError("MLP needs at least [n_in, n_out]")
+        self.sizes = list(sizes)
+        self.x = sp.MatrixSymbol("x", sizes[0], 1)
+        self.layers: list[Dense] = []
+        self.labels: dict[sp.Basic, str] = {}
+        h: sp.MatrixExpr = self.x
+        n = len(sizes) - 1
+        for k in range(n):
+            act = activation if k < n - 1 else output
+            layer = Dense(sizes[k], sizes[k + 1], act, index=k + 1)
+            z, h = layer(h)
+            self.labels[z] = f"z{k + 1}"
+            if h != z:  # an identity output layer has no separate activation
+                self.labels[h] = f"a{k + 1}"
+            self.layers.append(layer)
+        self.expr = h
+        relu_like = isinstance(activation, str) and activation in ("relu", "leaky_relu", "elu", "gelu", "silu")
+        self.init = init or ("he" if relu_like else "xavier")
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [p for layer in self.layers for p in layer.params]
+
+    def init_params(self, seed: int = 0, dtype=np.float64) -> list[np.ndarray]:
+        """Random weights (He or Xavier/Glorot normal), zero biases; reproducible by seed."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for layer in self.layers:
+            fan_in, fan_out = layer.n_in, layer.n_out
+            std = np.sqrt(2.0 / fan_in) if self.init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
+            out.append((rng.standard_normal((fan_out, fan_in)) * std).astype(dtype))
+            out.append(np.zeros((fan_out, 1), dtype=dtype))
+        return out
+
+    def __repr__(self) -> str:
+        return f"MLP({self.sizes}, init={self.init!r})"

@@ -1,0 +1,231 @@
+"""fit(): the training driver around the fused Numba kernel.
+
+>>> import numpy as np, symgrad as sg
+>>> X = np.random.default_rng(0).normal(size=(64, 2)); Y = (X[:, 0] > 0).astype(float)
+>>> net = sg.nn.MLP([2, 4, 1], activation="tanh")
+>>> m = sg.fit(net, "bce", X, Y, optimizer=sg.optim.Adam(0.05), epochs=20, batch_size=16, backend="python")
+>>> m.history["loss"][-1] < m.history["loss"][0]
+True
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from . import jit
+from .errors import DivergenceError, ShapeError, SymgradError
+from .losses import LOSSES
+from .optim import Adam, Optimizer
+from .runtime import as_float_array, check_finite
+from .tensor.api import generate, model_key
+from .train_codegen import predict_source, train_source
+
+
+class GradientHealthWarning(UserWarning):
+    """Per-layer gradient norms collapsed towards 0 (vanishing) or blew up (exploding)."""
+
+
+@dataclass
+class Trained:
+    """A fitted model: parameters, per-epoch history, predict/evaluate/save."""
+
+    params: list[np.ndarray]
+    history: dict[str, list] = field(default_factory=dict)
+    _mod: object = None
+    _loss_name: str = ""
+    _n_out: int = 1
+    dtype: np.dtype = np.dtype("float64")
+
+    def predict(self, X) -> np.ndarray:
+        """Model outputs (logits for softmax/BCE losses), one row per sample."""
+        X = as_float_array(X, self.dtype, "X")
+        return self._mod.predict(*self.params, X.reshape(len(X), -1))
+
+    def predict_class(self, X) -> np.ndarray:
+        out = self.predict(X)
+        return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
+
+    def evaluate(self, X, Y) -> dict[str, float]:
+        """Loss and (for classification) accuracy on a data set."""
+        Xa, Ya = _prepare_xy(X, Y, self._loss_name, self._n_out, self.dtype)
+        res = {"loss": float(self._mod.loss(*self.params, Xa, Ya))}
+        if self._loss_name in ("softmax_cross_entropy", "cross_entropy", "bce", "binary_cross_entropy"):
+            truth = Ya.argmax(axis=1) if Ya.shape[1] > 1 else Ya[:, 0].astype(int)
+            res["accuracy"] = float((self.predict_class(X) == truth).mean())
+        return res
+
+    def save(self, path: str) -> None:
+        """Save the parameters to a ``.npz`` file."""
+        np.savez(path, *self.params)
+
+    def load(self, path: str) -> None:
+        """Load parameters saved by :meth:`save` (shapes must match)."""
+        with np.load(path) as f:
+            loaded = [f[f"arr_{k}"] for k in range(len(f.files))]
+        if [a.shape for a in loaded] != [p.shape for p in self.params]:
+            raise ShapeError(f"saved shapes {[a.shape for a in loaded]} do not match the model's")
+        self.params = [np.ascontiguousarray(a, dtype=self.dtype) for a in loaded]
+
+
+def _loss_fn(loss) -> tuple[Callable, str]:
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise SymgradError(f"unknown loss {loss!r}. Known: {sorted(LOSSES)}; or pass f(pred, target)")
+        return LOSSES[loss], loss
+    return loss, getattr(loss, "__name__", "custom")
+
+
+def _prepare_xy(X, Y, loss_name, n_out, dtype):
+    X = as_float_array(np.asarray(X) if not isinstance(X, np.ndarray) else X, dtype, "X")
+    Y = np.asarray(Y)
+    if loss_name in ("softmax_cross_entropy", "cross_entropy") and Y.ndim == 1:
+        if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
+            raise ShapeError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
+                             f"[{Y.min()}, {Y.max()}]")
+        Y = np.eye(n_out, dtype=dtype)[Y]
+    Y = as_float_array(Y.astype(dtype) if Y.dtype.kind in "iub" else Y, dtype, "Y")
+    X, Y = X.reshape(len(X), -1), Y.reshape(len(Y), -1)
+    if len(X) != len(Y):
+        from .errors import DataError
+
+        raise DataError(f"X has {len(X)} rows but Y has {len(Y)}. Fix: one target row per sample.")
+    if Y.shape[1] != n_out:
+        raise ShapeError(f"Y has {Y.shape[1]} columns; the model has {n_out} outputs")
+    check_finite(X, "X")
+    check_finite(Y, "Y")
+    return np.ascontiguousarray(X), np.ascontiguousarray(Y)
+
+
+def build(model, loss, optimizer: Optimizer, dtype: str):
+    """Generate (or load from cache) the module with loss, loss_grad, predict, train_chunk."""
+    loss_fn, loss_name = _loss_fn(loss)
+    n_out = int(model.expr.shape[0])
+    y = sp.MatrixSymbol("y", n_out, 1)
+    loss_expr = loss_fn(model.expr, y)
+    params, data = model.params, [model.x, y]
+    key = model_key("fit", loss_expr, params, data, dtype, "mean", optimizer.step_source("opt_update"), sp.srepr(model.expr))
+
+    def extra(prog):
+        return ["\n".join(predict_source(prog, model.expr, params, model.x)),
+                optimizer.step_source("opt_update"),
+                "\n".join(train_source(prog, optimizer.state))]
+
+    path = jit.ensure_source(key, lambda: generate(loss_expr, params, data, "mean", dtype,
+                                                   getattr(model, "labels", None), extra))
+    return path, loss_name, n_out
+
+
+def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
+        seed: int = 0, dtype: str = "float64", validation: tuple | None = None, threshold: float | None = None,
+        patience: int | None = None, callbacks: Sequence[Callable] = (), progress: bool = False,
+        chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
+        backend: str = "numba") -> Trained:
+    """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
+
+    Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
+    loss has not improved for ``patience`` epochs (then the best parameters are restored).
+    A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
+    """
+    optimizer = optimizer or Adam()
+    dt = np.dtype(dtype)
+    path, loss_name, n_out = build(model, loss, optimizer, dt.name)
+    mod = jit.load(path, jit=(backend == "numba"))
+    Xa, Ya = _prepare_xy(X, Y, loss_name, n_out, dt)
+    ps = [np.ascontiguousarray(p, dtype=dt) for p in (params or model.init_params(seed, dt))]
+    result = Trained(ps, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []},
+                     mod, loss_name, n_out, dt)
+    val = _prepare_xy(*validation, loss_name, n_out, dt) if validation is not None else None
+    states = [optimizer.init_state(p.shape, dt) for p in ps]
+    flat_states = [st[name] for st in states for name in optimizer.state]
+    rng = np.random.default_rng(seed)
+    chunk = chunk_epochs or (1 if (val is not None or callbacks or progress) else max(1, min(epochs, 10)))
+    bar = _progress(epochs) if progress else None
+    t, epoch, best = 0, 0, (np.inf, None, 0)
+    while epoch < epochs:
+        n = min(chunk, epochs - epoch)
+        perms = np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64)
+        lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
+        losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
+        start = time.perf_counter()
+        done, t = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
+                                  dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
+        elapsed = (time.perf_counter() - start) / max(done, 1)
+        for k in range(done):
+            _record(result, float(losses[k]), gnorms[k], elapsed, model)
+        epoch += done
+        if done < n:
+            raise DivergenceError(
+                f"the training loss became NaN/Inf in epoch {epoch + 1}; training stopped and the model keeps "
+                "the last finite parameters (result.params of the model you passed are unchanged). "
+                "Try: a smaller learning rate, gradient clipping (clip_norm=1.0), or standardised inputs."
+            )
+        stop = _after_chunk(result, val, threshold, patience, callbacks, epoch, best)
+        best = stop[1]
+        if bar is not None:
+            bar.update(done)
+            bar.set_postfix(loss=result.history["loss"][-1])
+        if stop[0]:
+            break
+    if bar is not None:
+        bar.close()
+    if patience is not None and best[1] is not None:
+        result.params = best[1]
+    return result
+
+
+def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, model) -> None:
+    h = result.history
+    h["loss"].append(loss)
+    h["grad_norms"].append([float(v) for v in gn])
+    h["time"].append(elapsed)
+    names = [str(p) for p in model.params]
+    small = [n for n, v in zip(names, gn) if v < 1e-8]
+    big = [n for n, v in zip(names, gn) if v > 1e4 or not np.isfinite(v)]
+    if small or big:
+        kind = f"vanishing in {small}" if small else f"exploding in {big}"
+        warnings.warn(f"gradient norms are {kind} (epoch {len(h['loss'])}). Try: another initialisation, "
+                      "ReLU-like activations, a smaller learning rate or clip_norm.", GradientHealthWarning,
+                      stacklevel=3)
+
+
+def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
+    h = result.history
+    if val is not None:
+        ev = result.evaluate(*val) if False else _eval_arrays(result, *val)
+        h["val_loss"].append(ev["loss"])
+        if "accuracy" in ev:
+            h["val_accuracy"].append(ev["accuracy"])
+        if ev["loss"] < best[0]:
+            best = (ev["loss"], [p.copy() for p in result.params], epoch)
+    if threshold is not None and h["loss"][-1] <= threshold:
+        return True, best
+    if patience is not None and val is not None and epoch - best[2] >= patience:
+        return True, best
+    for cb in callbacks:
+        if cb(epoch, result):
+            return True, best
+    return False, best
+
+
+def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, float]:
+    res = {"loss": float(result._mod.loss(*result.params, Xa, Ya))}
+    out = result._mod.predict(*result.params, Xa)
+    if result._loss_name in ("softmax_cross_entropy", "cross_entropy"):
+        res["accuracy"] = float((out.argmax(axis=1) == Ya.argmax(axis=1)).mean())
+    elif result._loss_name in ("bce", "binary_cross_entropy"):
+        res["accuracy"] = float(((out[:, 0] > 0) == (Ya[:, 0] > 0.5)).mean())
+    return res
+
+
+def _progress(total: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch")

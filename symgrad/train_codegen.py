@@ -1,0 +1,52 @@
+"""The fused training kernel: forward, backward and optimizer update over many
+minibatches in one native call. Python is entered only between chunks of epochs."""
+
+from __future__ import annotations
+
+from .printer import py_name
+from .tensor.ir import lower_matrix
+from .tensor.program import Program
+
+
+def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
+    """``train_chunk``: epochs over shuffled minibatches, calling ``loss_grad`` and ``opt_update``."""
+    ps = [prog.v(p) for p in prog.params]
+    gs = [prog.d(p) for p in prog.params]
+    xs = [prog.v(d) for d in prog.data]
+    states = [f"s_{s}_{py_name(p.name)}" for p in prog.params for s in opt_state]
+    sig = ", ".join(ps + xs + states + ["perms", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
+    L = ["@jit", f"def train_chunk({sig}):"]
+    L += [f"    {g} = np.empty_like({p})" for p, g in zip(ps, gs)]
+    L += [f"    N = {xs[0]}.shape[0]", "    t = t0", "    for e in range(perms.shape[0]):",
+          "        total = F(0.0)", "        nb = 0", "        gnorms[e, :] = F(0.0)",
+          "        for start in range(0, N, batch_size):",
+          "            stop = min(start + batch_size, N)",
+          "            idx = perms[e, start:stop]"]
+    L += [f"            b_{x} = {x}[idx]" for x in xs]
+    L.append(f"            loss_b = loss_grad({', '.join(ps + ['b_' + x for x in xs] + gs)})")
+    L += ["            if not math.isfinite(loss_b):",
+          "                # NaN guard: this step's update is not applied; parameters stay finite",
+          "                return e, t",
+          "            total += loss_b * F(stop - start)",
+          "            sq = F(0.0)"]
+    for k, g in enumerate(gs):
+        L += [f"            n2 = np.sum({g} * {g})", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
+    L += ["            if clip > F(0.0) and math.sqrt(sq) > clip:",
+          "                scale = clip / math.sqrt(sq)"]
+    L += [f"                {g} *= scale" for g in gs]
+    L += ["            t += 1"]
+    for p, g in zip(ps, gs):
+        st = [f"s_{s}_{py_name(p[2:])}.reshape(-1)" for s in opt_state]
+        L.append(f"            opt_update({', '.join([p + '.reshape(-1)', g + '.reshape(-1)', *st])}, lrs[e], t)")
+    L += ["            nb += 1", "        losses[e] = total / F(N)", "        gnorms[e, :] /= F(nb)",
+          "    return perms.shape[0], t"]
+    return L
+
+
+def predict_source(prog: Program, model_expr, params, x) -> list[str]:
+    """``predict(params..., x)``: the model output, sharing the loss's map kernels."""
+    nodes, out = lower_matrix(model_expr, params, [x])
+    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p)
+    pp.kernels = prog.kernels
+    return pp.predict_fn()
