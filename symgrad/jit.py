@@ -36,10 +36,21 @@ def cache_dir() -> Path:
     return Path(base) / "symgrad"
 
 
+def _code_fingerprint() -> str:
+    # The generator's own source is part of the key: a changed codegen never reuses stale modules.
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+_FINGERPRINT = _code_fingerprint()
+
+
 def cache_key(*parts: str) -> str:
     """Hash of the canonical model description plus every version that affects the code."""
     h = hashlib.sha256()
-    for p in (VERSION, numba.__version__, sys.version.split()[0], *parts):
+    for p in (VERSION, _FINGERPRINT, numba.__version__, sys.version.split()[0], *parts):
         h.update(p.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]

@@ -98,7 +98,7 @@ class MapKernels:
             body, finals = _block(self.p, [node.partials[k] for k in wanted], ind)
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
             lines += body
-            lines += [f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * {f}" for k, f in zip(wanted, finals)]
+            lines += [f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * ({f})" for k, f in zip(wanted, finals)]
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]
