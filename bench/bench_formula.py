@@ -347,6 +347,8 @@ def markdown(info: dict, tp: dict, bc: dict, args: argparse.Namespace) -> str:
     L.append(f"- symgrad serial >= 1.3x faster than NumPy: NumPy/symgrad time = {npy / s_ser:.2f} -> "
              f"{'met' if npy >= 1.3 * s_ser else 'NOT met'}")
     L.append("")
+    if not bc:
+        return "\n".join(L)
     L.append("### Build cost of the seed examples")
     L.append("")
     L.append("Each model in a fresh `python -c` subprocess with an empty temporary `SYMGRAD_CACHE_DIR` (cold), "
@@ -355,8 +357,8 @@ def markdown(info: dict, tp: dict, bc: dict, args: argparse.Namespace) -> str:
              "writing the module; on a warm start it still validates and stabilises to compute the cache key. "
              "First call = first `pointwise`/`value_and_grad` on 1,000 points, i.e. Numba compiling (cold) or "
              "loading its cache (warm). Import = `numpy`, `sympy`, `symgrad` (with Numba). Process wall also "
-             "counts interpreter start-up. The OS file cache is warm in both cases. The baseline row is a "
-             "one-line `@numba.njit(cache=True)` function without symgrad (its compile() column is writing "
+             "counts interpreter start-up. The OS file cache is warm in both cases. The baseline rows are a "
+             "tiny `@numba.njit(cache=True)` loop without symgrad (its compile() column is writing "
              "and importing that module): it shows the fixed cost of Numba's first dispatch, which a warm "
              "start pays even when everything is loaded from the cache.")
     L.append("")
