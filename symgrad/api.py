@@ -17,19 +17,33 @@ from .rewrite import stabilize
 from .validate import check_bindings, check_functions, check_scalar, realify
 
 
+def _fold_extremum(is_max: bool, args: list[sp.Expr]) -> sp.Expr:
+    """max(a1, ..., an) as nested Piecewise with the convention of ops.KINK_CONVENTIONS['Max']:
+    strict comparisons, so a tie goes to the later argument, and constants are placed last,
+    so d max(x, 0)/dx = 0 at x = 0 (as relu'(0))."""
+    args = sorted(args, key=lambda a: (not a.free_symbols, sp.default_sort_key(a)))
+    acc = args[-1]
+    for a in reversed(args[:-1]):
+        acc = sp.Piecewise((a, a > acc if is_max else a < acc), (acc, True))
+    return acc
+
+
 def _max_to_piecewise(e: sp.Expr) -> sp.Expr:
     """Max/Min as Piecewise: SymPy differentiates Max into Heaviside, whose value at 0 is 1/2."""
-
-    def conv(m):
-        a, rest = m.args[0], m.func(*m.args[1:]) if len(m.args) > 2 else m.args[1]
-        cond = a > rest if isinstance(m, sp.Max) else a < rest
-        return sp.Piecewise((a, cond), (rest, True))
-
-    return e.replace(lambda x: isinstance(x, (sp.Max, sp.Min)), conv)
+    if e.is_Atom:
+        return e
+    args = [_max_to_piecewise(a) for a in e.args]
+    if isinstance(e, (sp.Max, sp.Min)):
+        return _fold_extremum(isinstance(e, sp.Max), args)
+    return e.func(*args) if args != list(e.args) else e
 
 
 def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[sp.Symbol], list[str], sp.Expr]:
-    """Validate, make symbols real, and stabilise. Returns (stable, variables, rules, original)."""
+    """Validate, make symbols real, and stabilise. Returns (stable, variables, rules, original).
+
+    Symbols not declared real are replaced by real twins (``validate.realify``); use
+    :func:`unrealify` to hand results back in the caller's symbols.
+    """
     if _is_tensor(expr) and not isinstance(expr, sp.MatrixBase):
         check_scalar(expr, "expression")  # a matrix expression: NonScalarLossError
         raise SymgradError("grad/explain work on scalar formulas; for matrix models use sg.formulas()")
@@ -59,8 +73,15 @@ def grad(expr: sp.Expr, wrt: sp.Symbol | Sequence[sp.Symbol]) -> sp.Expr | list[
     single = isinstance(wrt, sp.Basic)
     stable, variables, _, _ = prepare(expr, [wrt] if single else list(wrt))
     s = sweep(stable)
-    out = [s.gradient(v) for v in variables]
+    out = [unrealify(s.gradient(v), expr) for v in variables]
     return out[0] if single else out
+
+
+def unrealify(result: sp.Expr, user_expr: sp.Basic) -> sp.Expr:
+    """Put the caller's own (possibly non-real) symbols back into a result."""
+    back = {sp.Symbol(s.name, real=True): s for s in getattr(user_expr, "free_symbols", ())
+            if isinstance(s, sp.Symbol) and not s.is_real}
+    return result.xreplace(back) if back else result
 
 
 def explain(
@@ -92,7 +113,7 @@ def explain(
     real_names = {k.xreplace(mapping): v for k, v in (names or {}).items()}
     s = sweep(stable, real_names, output)
     d = Derivation(original, stable, rules, s, variables)
-    d.gradients = [s.gradient(v) for v in variables]
+    d.gradients = [unrealify(s.gradient(v), expr) for v in variables]
     return d
 
 

@@ -11,9 +11,9 @@ from .ops import KINK_CONVENTIONS
 from .simplify import tidy
 
 
-def _kinks(expr: sp.Expr) -> list[str]:
-    names = {type(f).__name__ for f in expr.atoms(sp.Function)}
-    names |= {"Max"} if expr.has(sp.Max, sp.Min) else set()
+def _kinks(*exprs: sp.Expr) -> list[str]:
+    names = {type(f).__name__ for e in exprs for f in e.atoms(sp.Function)}
+    names |= {"Max"} if any(e.has(sp.Max, sp.Min) for e in exprs) else set()
     return [KINK_CONVENTIONS[n] for n in sorted(names) if n in KINK_CONVENTIONS]
 
 
@@ -70,7 +70,7 @@ class Derivation:
         lines += [f"  {self._d(v, False)} = {e}" for v, e in self._totals()]
         lines.append("Result")
         lines += [f"  {self._d(w, False)} = {g}" for w, g in zip(self.wrt, self.gradients)]
-        kinks = _kinks(self.stable)
+        kinks = _kinks(self.original, self.stable)
         if kinks:
             lines.append("Conventions at kinks: " + "; ".join(kinks))
         return "\n".join(lines)

@@ -13,7 +13,9 @@ Everything else (printing, tests, codegen) follows from these.
 
 from __future__ import annotations
 
+import mpmath
 import sympy as sp
+from mpmath.libmp import prec_to_dps
 
 
 class _Op(sp.Function):
@@ -25,7 +27,18 @@ class _Op(sp.Function):
         raise NotImplementedError
 
     def _eval_evalf(self, prec):
-        return self.definition()._eval_evalf(prec)
+        # Evaluate in mpmath with guard bits and the stable formulas: the primitive definition
+        # at the target precision cancels (softplus(-1000) would come out as 0).
+        args = [a.evalf(prec_to_dps(prec) + 20) for a in self.args]
+        if not all(a.is_Number for a in args):
+            return None
+        with mpmath.workprec(prec + 64):
+            value = self._mp(*[mpmath.mpf(str(a)) if a.is_Float else mpmath.mpf(a.p) / a.q for a in args])
+        return sp.Float(value, prec_to_dps(prec))
+
+    def _mp(self, *args):
+        return sp.lambdify(sp.symbols(f"a0:{len(args)}"), self.func(*sp.symbols(f"a0:{len(args)}",
+                           real=True)).definition(), "mpmath")(*args)
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None
@@ -40,6 +53,8 @@ class sigmoid(_Op):
     def eval(cls, z):
         if z.is_zero:
             return sp.S.Half
+        if z.is_Number:  # keep numbers whole: 1 - sigmoid(40.0) would cancel to 0
+            return None
         # Canonical sign: σ(−z) = 1 − σ(z). This is what lets the gradient of BCE
         # collapse to the textbook σ(a) − y instead of a mix of σ(a) and σ(−a).
         if z.could_extract_minus_sign():
@@ -48,6 +63,9 @@ class sigmoid(_Op):
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
+
+    def _mp(self, z):
+        return 1 / (1 + mpmath.exp(-z))
 
     def definition(self):
         return 1 / (1 + sp.exp(-self.args[0]))
@@ -63,6 +81,9 @@ class softplus(_Op):
 
     def fdiff(self, argindex=1):
         return sigmoid(self.args[0])
+
+    def _mp(self, z):
+        return max(z, 0) + mpmath.log1p(mpmath.exp(-abs(z)))
 
     def definition(self):
         return sp.log(1 + sp.exp(self.args[0]))
@@ -238,5 +259,5 @@ KINK_CONVENTIONS: dict[str, str] = {
     "Abs": "|x|' = sign(x), sign(0) = 0",
     "leaky_relu": "leaky_relu'(0) = alpha",
     "elu": "elu'(0) = alpha",
-    "Max": "d max(a, b) takes the derivative of b at a tie",
+    "Max": "at a tie, max/min take the derivative of the later argument, constants last: d max(x, 0)/dx = 0 at 0",
 }

@@ -56,8 +56,10 @@ def _sigmoid_form(e: sp.Expr) -> sp.Expr | None:
             if isinstance(f, sp.Pow) and f.exp == -1:
                 w = _one_plus_exp(f.base)
                 if w is not None and sp.exp(w) in e.args:
-                    rest = e / (sp.exp(w) * f)
-                    return rest * sigmoid(w)
+                    rest = list(e.args)
+                    rest.remove(f)
+                    rest.remove(sp.exp(w))
+                    return sp.Mul(*rest) * sigmoid(w)
     return None
 
 
@@ -140,18 +142,26 @@ def stabilize(expr: sp.Expr) -> tuple[sp.Expr, list[str]]:
     """
     fired: list[str] = []
 
-    def visit(e: sp.Expr) -> sp.Expr:
-        if e.is_Atom:
-            return e
-        if e.args:
-            new_args = [visit(a) for a in e.args]
-            if new_args != list(e.args):
-                e = e.func(*new_args)
+    def fire(e: sp.Expr) -> sp.Expr | None:
         for rule in RULES:
             out = rule.apply(e)
             if out is not None:
                 fired.append(rule.name)
-                return visit(out)
-        return e
+                return out
+        return None
+
+    def visit(e: sp.Expr) -> sp.Expr:
+        if e.is_Atom:
+            return e
+        # top-down first: exp(z)/(1+exp(z)) must be seen whole before its factor 1/(1+exp(z)) is rewritten
+        out = fire(e)
+        if out is not None:
+            return visit(out)
+        if e.args:
+            new_args = [visit(a) for a in e.args]
+            if new_args != list(e.args):
+                e = e.func(*new_args)
+        out = fire(e)
+        return e if out is None else visit(out)
 
     return visit(expr), fired

@@ -49,12 +49,6 @@ def test_abs_of_non_real_symbol_is_sign():
     assert g.func == sp.sign
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="symgrad bug: api._max_to_piecewise splits Max by SymPy's sorted args, and SymPy stores "
-    "Max(x, 0) as Max(0, x), so the tie goes to x: grad(Max(x, 0), x) == Piecewise((0, x < 0), (1, True)) "
-    "and its value at 0 is 1, not 0 as relu'(0) (and the documented 'derivative of b at a tie')",
-)
 def test_max_x_0_derivative_at_zero_is_zero():
     assert at(grad(sp.Max(X, 0), X), 0) == 0
 
@@ -105,10 +99,5 @@ def test_explain_without_kinks_prints_no_convention():
     assert "Conventions at kinks" not in str(explain(sp.sin(X) * X, X))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="symgrad bug: Derivation looks for kinks in the *stable* form, where Max/Min were already "
-    "turned into Piecewise, so explain(Max(x, 0), x) never prints the Max convention",
-)
 def test_explain_prints_max_convention():
     assert KINK_CONVENTIONS["Max"] in str(explain(sp.Max(X, 0), X))

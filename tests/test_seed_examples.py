@@ -173,11 +173,6 @@ def test_differentiating_by_a_non_symbol_is_an_error():
         grad(X**2, X**2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="symgrad bug: grad() realifies symbols that are not declared real and returns the result "
-    "in the real twins, so grad(x**2, x) for x = Symbol('x') is 2*x_real and .subs(x, 3) does nothing",
-)
 def test_gradient_of_non_real_symbol_is_in_the_callers_symbol():
     x = sp.Symbol("x")
     g = grad(x**2, x)

@@ -1,0 +1,57 @@
+"""sg.check_grads: passes on correct gradients, and fails loudly on wrong ones."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+
+a, b, t, y, x = sp.symbols("a b t y x", real=True)
+
+
+@pytest.fixture(scope="module")
+def formula():
+    return sg.compile((a * sp.exp(-b * t) - y) ** 2, wrt=[a, b], data=[t, y], backend="python")
+
+
+def test_passes_on_formula(formula):
+    T = np.linspace(0, 2, 50)
+    res = sg.check_grads(formula, [1.0, 0.5], T, 2 * np.exp(-0.3 * T))
+    assert res.ok and res.fd_error < 1e-7
+
+
+class _Wrong:
+    """Wraps a compiled function and corrupts its gradient."""
+
+    def __init__(self, f, scale):
+        self.f, self.scale = f, scale
+        self.dtype, self.reduction, self.params = f.dtype, f.reduction, f.params
+
+    def value(self, *args):
+        return self.f.value(*args)
+
+    def value_and_grad(self, *args):
+        v, g = self.f.value_and_grad(*args)
+        return v, g * self.scale
+
+
+def test_detects_wrong_gradient(formula):
+    T = np.linspace(0, 2, 50)
+    with pytest.raises(sg.GradientCheckError, match="finite differences"):
+        sg.check_grads(_Wrong(formula, 1.01), [1.0, 0.5], T, 2 * np.exp(-0.3 * T))
+    res = sg.check_grads(_Wrong(formula, 1.01), [1.0, 0.5], T, 2 * np.exp(-0.3 * T), raise_on_failure=False)
+    assert not res.ok and "FAILED" in str(res)
+
+
+def test_pointwise_jacobian():
+    f = sg.compile(sp.cos(sp.sin(x**2) + 3 * x**2), wrt=[x], reduction="none", backend="python")
+    res = sg.check_grads(f, [np.linspace(-2, 2, 101)])
+    assert res.ok
+
+
+def test_tensor_model():
+    W = sp.MatrixSymbol("W", 3, 2)
+    xv = sp.MatrixSymbol("xv", 2, 1)
+    f = sg.compile(sg.msum((W * xv).applyfunc(sp.tanh)), [W], [xv], backend="python")
+    rng = np.random.default_rng(0)
+    assert sg.check_grads(f, [rng.normal(size=(3, 2))], rng.normal(size=(10, 2))).ok
