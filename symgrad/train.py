@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -125,12 +126,14 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         seed: int = 0, dtype: str = "float64", validation: tuple | None = None, threshold: float | None = None,
         patience: int | None = None, callbacks: Sequence[Callable] = (), progress: bool = False,
         chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
-        backend: str = "numba") -> Trained:
+        backend: str = "numba", blas_threads: int | None = 1) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
     loss has not improved for ``patience`` epochs (then the best parameters are restored).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
+    ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone): for the
+    small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
     """
     optimizer = optimizer or Adam()
     dt = np.dtype(dtype)
@@ -146,6 +149,10 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     rng = np.random.default_rng(seed)
     chunk = chunk_epochs or (1 if (val is not None or callbacks or progress) else max(1, min(epochs, 10)))
     bar = _progress(epochs) if progress else None
+    # Compile (or load from cache) before timing: a zero-epoch call runs no step.
+    empty = np.zeros((0, len(Xa)), dtype=np.int64)
+    mod.train_chunk(*ps, Xa, Ya, *flat_states, empty, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
+                    np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
     while epoch < epochs:
         n = min(chunk, epochs - epoch)
@@ -153,8 +160,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         start = time.perf_counter()
-        done, t = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
-                                  dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
+        with _blas_limit(blas_threads):
+            done, t = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
+                                      dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):
             _record(result, float(losses[k]), gnorms[k], elapsed, model)
@@ -221,6 +229,14 @@ def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, f
     elif result._loss_name in ("bce", "binary_cross_entropy"):
         res["accuracy"] = float(((out[:, 0] > 0) == (Ya[:, 0] > 0.5)).mean())
     return res
+
+
+def _blas_limit(threads: int | None):
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def _progress(total: int):

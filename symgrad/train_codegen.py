@@ -15,7 +15,8 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     xs = [prog.v(d) for d in prog.data]
     states = [f"s_{s}_{py_name(p.name)}" for p in prog.params for s in opt_state]
     sig = ", ".join(ps + xs + states + ["perms", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
-    L = ["@jit", f"def train_chunk({sig}):"]
+    L = ["@jit", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
+         "    return s", "", "", "@jit", f"def train_chunk({sig}):"]
     L += [f"    {g} = np.empty_like({p})" for p, g in zip(ps, gs)]
     L += [f"    N = {xs[0]}.shape[0]", "    t = t0", "    for e in range(perms.shape[0]):",
           "        total = F(0.0)", "        nb = 0", "        gnorms[e, :] = F(0.0)",
@@ -30,7 +31,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "            total += loss_b * F(stop - start)",
           "            sq = F(0.0)"]
     for k, g in enumerate(gs):
-        L += [f"            n2 = np.sum({g} * {g})", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
+        L += [f"            n2 = sumsq({g}.reshape(-1))", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
     L += ["            if clip > F(0.0) and math.sqrt(sq) > clip:",
           "                scale = clip / math.sqrt(sq)"]
     L += [f"                {g} *= scale" for g in gs]

@@ -14,6 +14,23 @@ from .ir import OUT, TNode
 
 FUSED_HELPERS = '''
 @jit
+def softmax_ce_bwd(dout, p, t, dz):
+    # the fused rule: d/dz [logsumexp(z) - t.z] = softmax(z) - t
+    for i in range(dz.shape[0]):
+        g = dout[i, 0]
+        for j in range(dz.shape[1]):
+            dz[i, j] += g * (p[i, j] - t[i, j])
+
+
+@jit
+def scale_rows_add(dout, p, dz):
+    for i in range(dz.shape[0]):
+        g = dout[i, 0]
+        for j in range(dz.shape[1]):
+            dz[i, j] += g * p[i, j]
+
+
+@jit
 def softmax_ce_fwd(z, t, out, p):
     # logsumexp(z) - t.z with the row max subtracted: finite for any logits
     for i in range(z.shape[0]):

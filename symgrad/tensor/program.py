@@ -81,8 +81,9 @@ class Program:
         (a,) = n.inputs
         if not n.batched:
             return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {self.v(a)}.sum()"]
-        return [f"    {n.name} = {self.alloc(n)}", "    for i in range(B):",
-                f"        {n.name}[i, 0] = {self.v(a)}[i].sum()"]
+        return [f"    {n.name} = {self.alloc(n)}", "    for i in range(B):", "        acc = F(0.0)",
+                f"        for j in range({self.v(a)}.shape[1]):", f"            acc += {self.v(a)}[i, j]",
+                f"        {n.name}[i, 0] = acc"]
 
     def _fwd_select(self, n):
         (a,) = n.inputs
@@ -160,7 +161,8 @@ class Program:
         (a,) = n.inputs
         if not n.batched:
             return [f"    {self._dflat(a)}[:] += {self.d(n)}[0]"]
-        return ["    for i in range(B):", f"        {self.d(a)}[i] += {self.d(n)}[i, 0]"]
+        return ["    for i in range(B):", f"        for j in range({self.d(a)}.shape[1]):",
+                f"            {self.d(a)}[i, j] += {self.d(n)}[i, 0]"]
 
     def _bwd_select(self, n):
         (a,) = n.inputs
@@ -172,15 +174,15 @@ class Program:
         z, t = n.inputs
         lines = []
         if id(z) in self.need:  # the fused rule: d/dz = softmax(z) - t
-            lines += ["    for i in range(B):",
-                      f"        {self.d(z)}[i] += {self.d(n)}[i, 0] * ({n.name}_p[i] - {self.v(t)}[i])"]
+            lines.append(f"    softmax_ce_bwd({self.d(n)}, {n.name}_p, {self.v(t)}, {self.d(z)})")
         if id(t) in self.need:
-            lines += ["    for i in range(B):", f"        {self.d(t)}[i] -= {self.d(n)}[i, 0] * {self.v(z)}[i]"]
+            lines += ["    for i in range(B):", "        for j in range(%s.shape[1]):" % self.v(z),
+                      f"            {self.d(t)}[i, j] -= {self.d(n)}[i, 0] * {self.v(z)}[i, j]"]
         return lines
 
     def _bwd_logsumexp(self, n):
         (z,) = n.inputs
-        return ["    for i in range(B):", f"        {self.d(z)}[i] += {self.d(n)}[i, 0] * {n.name}_p[i]"]
+        return [f"    scale_rows_add({self.d(n)}, {n.name}_p, {self.d(z)})"]
 
     # -- whole functions ----------------------------------------------------------
     def signature(self, grads: bool) -> str:
