@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
-from .ops import softplus
-from .tensor.functions import mean, msum, softmax_ce
+from .tensor.functions import bce_sum, mean, msum, softmax_ce
 
 
 def _ew(m: sp.MatrixExpr, f: Callable[[sp.Expr], sp.Expr]) -> sp.MatrixExpr:
@@ -46,8 +45,9 @@ def huber(pred: sp.MatrixExpr, target: sp.MatrixExpr, delta: float = 1.0) -> sp.
 
 
 def binary_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
-    """BCE on logits, in its stable form softplus(z) − y·z; gradient σ(z) − y."""
-    return mean(_ew(logits, softplus) - sp.HadamardProduct(target, logits))
+    """BCE on logits, fused and stable (softplus(z) − y·z); gradient σ(z) − y."""
+    rows, cols = logits.shape
+    return bce_sum(logits, target) / (rows * cols)
 
 
 def softmax_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:

@@ -74,10 +74,33 @@ class softmax_ce(sp.Function):
         return r"\operatorname{CE}\left(\operatorname{softmax}(%s), %s\right)" % (z, y)
 
 
+class bce_sum(sp.Function):
+    """Σ_k bce_logits(z_k, y_k): binary cross-entropy on logits, summed over units.
+
+    One fused elementwise node: its gradient is σ(z) − y, computed without exp overflow.
+    """
+
+    nargs = 2
+    is_real = True
+
+    @classmethod
+    def eval(cls, z, y):
+        from ..ops import bce_logits
+
+        ez, ey = _explicit(z), _explicit(y)
+        if ez is None or ey is None:
+            return None
+        return sum(bce_logits(a, b) for a, b in zip(ez, ey))
+
+    def _latex(self, printer):
+        z, y = (printer._print(a) for a in self.args)
+        return r"\sum \operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (z, y)
+
+
 def mean(m: sp.MatrixExpr) -> sp.Expr:
     """Mean of all entries of a matrix expression."""
     rows, cols = m.shape
     return msum(m) / (rows * cols)
 
 
-TENSOR_FUNCS = (msum, logsumexp, softmax_ce)
+TENSOR_FUNCS = (msum, logsumexp, softmax_ce, bce_sum)

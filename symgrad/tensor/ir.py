@@ -18,7 +18,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
 from ..rewrite import stabilize
 from ..validate import check_functions
-from .functions import logsumexp, msum, softmax_ce
+from .functions import bce_sum, logsumexp, msum, softmax_ce
 
 
 @dataclass(eq=False)
@@ -180,6 +180,14 @@ class Lowerer:
             if kind == "softmax_ce" and ins[0].shape != ins[1].shape:
                 raise ShapeError(f"softmax_ce logits {ins[0].shape} and target {ins[1].shape} differ")
             return self._add(TNode(kind, "", (1, 1), any(n.batched for n in ins), ins), e)
+        if isinstance(e, bce_sum):
+            from ..ops import bce_logits
+
+            z, t = (self.matrix(a) for a in e.args)
+            if z.shape != t.shape:
+                raise ShapeError(f"bce logits {z.shape} and target {t.shape} differ")
+            m = self._map_node(sp.Tuple(e, 0), [z, t], (_lane(0), _lane(1)), bce_logits(_lane(0), _lane(1)), z.shape)
+            return self._add(TNode("sum", "", (1, 1), m.batched, [m]), e)
         if isinstance(e, MatrixElement):
             inner = self.matrix(e.parent)
             idx = int(e.i) * inner.shape[1] + int(e.j)
@@ -218,7 +226,7 @@ def _lane(k: int) -> sp.Symbol:
 
 def _tensor_atoms(e: sp.Basic, memo: dict):
     """Reductions, matrix elements and bound scalar symbols, not looking inside reductions."""
-    if isinstance(e, (msum, logsumexp, softmax_ce, MatrixElement)) or (isinstance(e, sp.Symbol) and e in memo):
+    if isinstance(e, (msum, logsumexp, softmax_ce, bce_sum, MatrixElement)) or (isinstance(e, sp.Symbol) and e in memo):
         yield e
         return
     for a in e.args:

@@ -25,6 +25,14 @@ class Program:
         self.reduction = reduction
         self.kernels = MapKernels(printer)
         self.need = _needs_grad(nodes)
+        # workspace mode (the training kernel): arrays are views of buffers allocated once per
+        # call, listed here as (name, node); None means allocate per call (loss, loss_grad)
+        self.ws: list[tuple[str, TNode]] | None = None
+        self.consumers: dict[int, int] = {}
+        for n in nodes:
+            for i in n.inputs:
+                if id(n) in self.need:
+                    self.consumers[id(i)] = self.consumers.get(id(i), 0) + 1
 
     # -- array names ----------------------------------------------------------
     def v(self, n: TNode) -> str:
@@ -44,6 +52,14 @@ class Program:
             return name
         return f"{name}.reshape(({n.shape[0]}, {n.shape[1]}))"
 
+    def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
+        """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
+        if self.ws is None:
+            return [f"    {name} = {self.alloc(n, zeros)}"]
+        self.ws.append((name, n))
+        lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
+        return lines + ([f"    {name}[:] = F(0.0)"] if zeros else [])
+
     def alloc(self, n: TNode, zeros: bool = False) -> str:
         f = "np.zeros" if zeros else "np.empty"
         shape = f"(B, {n.length})" if n.batched else f"{n.length}"
@@ -62,7 +78,7 @@ class Program:
     def _fwd_map(self, n):
         k = self.kernels.forward(n)
         args = [self.flat(i, self.v(i)) for i in n.inputs]
-        return [f"    {n.name} = {self.alloc(n)}", f"    {k}({', '.join(args + [n.name])})"]
+        return self.decl(n.name, n) + [f"    {k}({', '.join(args + [n.name])})"]
 
     def _dot_operands(self, n):
         (a, b), (ta, tb) = n.inputs, n.trans
@@ -73,6 +89,8 @@ class Program:
     def _fwd_matmul(self, n):
         a, b, A, Bm = self._dot_operands(n)
         if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
+            if self.ws is not None:
+                return self.decl(n.name, n) + [f"    np.dot({Bm}, {A}.T, {n.name})"]
             return [f"    {n.name} = np.dot({Bm}, {A}.T)"]
         expr = f"np.dot({A}, {Bm})"
         return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
@@ -81,7 +99,7 @@ class Program:
         (a,) = n.inputs
         if not n.batched:
             return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {self.v(a)}.sum()"]
-        return [f"    {n.name} = {self.alloc(n)}", "    for i in range(B):", "        acc = F(0.0)",
+        return self.decl(n.name, n) + ["    for i in range(B):", "        acc = F(0.0)",
                 f"        for j in range({self.v(a)}.shape[1]):", f"            acc += {self.v(a)}[i, j]",
                 f"        {n.name}[i, 0] = acc"]
 
@@ -92,12 +110,12 @@ class Program:
 
     def _fwd_softmax_ce(self, n):
         z, t = n.inputs
-        return [f"    {n.name} = {self.alloc(n)}", f"    {n.name}_p = np.empty_like({self.v(z)})",
+        return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
                 f"    softmax_ce_fwd({self.v(z)}, {self.v(t)}, {n.name}, {n.name}_p)"]
 
     def _fwd_logsumexp(self, n):
         (z,) = n.inputs
-        return [f"    {n.name} = {self.alloc(n)}", f"    {n.name}_p = np.empty_like({self.v(z)})",
+        return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
                 f"    logsumexp_fwd({self.v(z)}, {n.name}, {n.name}_p)"]
 
     def total(self) -> str:
@@ -110,10 +128,10 @@ class Program:
     def backward(self) -> list[str]:
         o = self.out
         seed = "F(1.0) / F(B)" if (o.batched and self.reduction == "mean") else "F(1.0)"
-        lines = [f"    {self.d(o)} = {self.alloc(o)}", f"    {self.d(o)}[:] = {seed}"]
+        lines = self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {seed}"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
-                lines.append(f"    {self.d(n)} = {self.alloc(n, zeros=True)}")
+                lines += self.decl(self.d(n), n, zeros=True)
         for n in reversed(self.nodes):
             if n.kind == "leaf" or id(n) not in self.need:
                 continue
@@ -146,9 +164,9 @@ class Program:
         db = self._dmat(b, lines) if id(b) in self.need else ""
         if not a.batched and b.batched:  # out = X @ Aeff.T
             if id(b) in self.need:
-                lines.append(f"    {db} += np.dot({dn}, {A})")
+                lines.append(self._acc(b, db, f"{dn}, {A}"))
             if id(a) in self.need:
-                lines.append(f"    {da} += " + (f"np.dot({self.v(b)}.T, {dn})" if ta else f"np.dot({dn}.T, {self.v(b)})"))
+                lines.append(self._acc(a, da, f"{self.v(b)}.T, {dn}" if ta else f"{dn}.T, {self.v(b)}"))
             return lines
         dn2 = dn if n.batched else self.mat(n, dn)
         if id(a) in self.need:
@@ -156,6 +174,12 @@ class Program:
         if id(b) in self.need:
             lines.append(f"    {db} += " + (f"np.dot({dn2}.T, {A})" if tb else f"np.dot({A}.T, {dn2})"))
         return lines
+
+    def _acc(self, target: TNode, name: str, operands: str) -> str:
+        """adj += a @ b; in workspace mode a sole contribution is written in place (no temporary)."""
+        if self.ws is not None and self.consumers.get(id(target), 0) == 1:
+            return f"    np.dot({operands}, {name})"
+        return f"    {name} += np.dot({operands})"
 
     def _bwd_sum(self, n):
         (a,) = n.inputs

@@ -1,0 +1,291 @@
+"""Layer builders, readable backprop (delta-rule) formulas, initialisation and optimizer
+printouts (issue 3, items 1, 4 and 5). Everything runs on the Python reference path."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import sympy as sp
+from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
+
+import symgrad as sg
+from symgrad import optim
+from symgrad.losses import LOSSES
+from symgrad.nn import MLP, Dense
+from symgrad.ops import sigmoid, softplus
+
+MS = sp.MatrixSymbol
+
+
+def backward_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.split("Backward", 1)[1].splitlines()[1:] if ln.strip()]
+
+
+def forward_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.split("Backward", 1)[0].splitlines()[1:] if ln.strip()]
+
+
+# -- the seed's one-hidden-layer sigmoid network: the textbook equations -------------------------
+
+SEED_BACKWARD = [
+    "δ_z2 = -y + sigmoid(z2)",
+    "δ_a1 = W2ᵀ·(δ_z2)",
+    "δ_z1 = a1 ⊙ δ_a1 ⊙ (1 - a1)",
+    "∂ℓ/∂b2 = δ_z2",
+    "∂ℓ/∂W2 = (δ_z2)·a1ᵀ",
+    "∂ℓ/∂b1 = δ_z1",
+    "∂ℓ/∂W1 = (δ_z1)·xᵀ",
+]
+
+
+def test_seed_network_prints_textbook_delta_rule():
+    text = str(sg.formulas(MLP([2, 3, 1], activation="sigmoid"), "bce"))
+    assert text.startswith("Forward (per sample)\n")
+    assert forward_lines(text)[:3] == ["z1 = W1·x + b1", "a1 = sigmoid(z1)", "z2 = W2·a1 + b2"]
+    assert forward_lines(text)[3].startswith("ℓ = ")
+    assert "Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)" in text
+    assert backward_lines(text) == SEED_BACKWARD
+
+
+@pytest.mark.parametrize("act,line", [
+    ("tanh", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"),
+    ("relu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (0, True))"),
+    ("leaky_relu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (1/100, True))"),
+    ("elu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (exp(z1), True))"),
+    ("softplus", "δ_z1 = δ_a1 ⊙ sigmoid(z1)"),
+])
+def test_activation_derivatives_in_simplified_form(act, line):
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 1], activation=act), "bce")))
+    assert lines[:3] == ["δ_z2 = -y + sigmoid(z2)", "δ_a1 = W2ᵀ·(δ_z2)", line]
+
+
+def test_identity_hidden_layer_has_no_activation_line():
+    text = str(sg.formulas(MLP([2, 3, 1], activation="identity"), "bce"))
+    assert forward_lines(text)[:2] == ["z1 = W1·x + b1", "z2 = W2·z1 + b2"]
+    assert backward_lines(text)[:2] == ["δ_z2 = -y + sigmoid(z2)", "δ_z1 = W2ᵀ·(δ_z2)"]
+
+
+def test_softmax_cross_entropy_delta_is_p_minus_y():
+    text = str(sg.formulas(MLP([2, 4, 3, 3], activation="sigmoid"), "softmax_cross_entropy"))
+    lines = backward_lines(text)
+    assert lines[:5] == [
+        "δ_z3 = softmax(z3) - y",
+        "δ_a2 = W3ᵀ·(δ_z3)",
+        "δ_z2 = a2 ⊙ δ_a2 ⊙ (1 - a2)",  # δ_l = (W_{l+1}ᵀ δ_{l+1}) ⊙ f'(z_l)
+        "δ_a1 = W2ᵀ·(δ_z2)",
+        "δ_z1 = a1 ⊙ δ_a1 ⊙ (1 - a1)",
+    ]
+    assert "∂ℓ/∂W3 = (δ_z3)·a2ᵀ" in lines and "∂ℓ/∂W1 = (δ_z1)·xᵀ" in lines
+    assert "ℓ = softmax_ce(z3, y)" in forward_lines(text)
+
+
+def test_mse_delta_is_residual():
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="sigmoid"), "mse")))
+    assert lines[0] == "δ_z2 = -y + z2"  # d/dz mean((z - y)^2) over 2 units = (z - y)
+
+
+def test_custom_activation_derivative_is_derived_and_printed():
+    mish = sg.activation(lambda z: z * sp.tanh(sp.log(1 + sp.exp(z))))
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation=mish), "softmax_cross_entropy")))
+    dz1 = lines[2]
+    assert dz1.startswith("δ_z1 = δ_a1 ⊙ ")
+    assert "tanh(softplus(z1))" in dz1 and "sigmoid(z1)" in dz1 and "exp" not in dz1
+
+
+def test_latex_form():
+    tex = sg.formulas(MLP([2, 3, 1], activation="sigmoid"), "bce").latex()
+    assert tex.startswith("\\begin{aligned}") and tex.rstrip().endswith("\\end{aligned}")
+    assert "\\delta_{z2}" in tex and "\\odot" in tex
+    assert "\\delta_{z1} &= a1 \\odot \\delta_{a1} \\odot \\left(1 - a1\\right)" in tex
+    assert "\\partial \\ell /\\partial W1 &= (\\delta_{z1})\\,x^{\\top}" in tex
+    assert "\\delta_{a1} &= W2^{\\top}\\,(\\delta_{z2})" in tex
+
+
+def half_sq(pred, target):
+    """A custom loss written the natural way (``pred - target`` evaluates, flattening z2)."""
+    return sg.msum(HadamardPower(pred - target, 2)) / 2
+
+
+def test_formulas_accept_custom_loss():
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq)))
+    assert "δ_z1 = δ_a1 ⊙ (1 - a1^2)" in lines
+    assert "∂ℓ/∂W1 = (δ_z1)·xᵀ" in lines
+    # a custom loss of the logits alone keeps the z2 node: δ_z2 = z2 for ½‖z‖²
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"),
+                                           lambda p, t: sg.msum(HadamardPower(p, 2)) / 2)))
+    assert lines[:3] == ["δ_z2 = z2", "δ_a1 = W2ᵀ·(δ_z2)", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (readability): with a custom loss written as pred - target, SymPy flattens W2*a1 + b2 - y, so "
+    "the z2 label and the δ_z2 line are lost: the output layer prints 'δ_a1 = W2ᵀ·(W2·a1 + b2 - y)' and "
+    "'∂ℓ/∂W2 = (W2·a1 + b2 - y)·a1ᵀ' (the built-in losses avoid this with an unevaluated MatAdd)."))
+def test_custom_loss_keeps_output_delta():
+    lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq)))
+    assert lines[0] == "δ_z2 = -y + z2"
+
+
+# -- the model objects ---------------------------------------------------------------------------
+
+
+def test_model_expr_is_a_sympy_matrix_expression():
+    net = MLP([2, 3, 1], activation="sigmoid")
+    assert isinstance(net.expr, sp.MatrixExpr) and net.expr.shape == (1, 1)
+    assert str(net.expr) == "W2*Lambda(z, sigmoid(z)).(W1*x + b1) + b2"
+    assert [str(p) for p in net.params] == ["W1", "b1", "W2", "b2"]
+    assert [p.shape for p in net.params] == [(3, 2), (3, 1), (1, 3), (1, 1)]
+    assert all(isinstance(p, sp.MatrixSymbol) for p in net.params)
+    assert net.x == MS("x", 2, 1)
+    assert net.expr.free_symbols >= {*net.params, net.x}
+    z, a = Dense(2, 3, "tanh")(net.x)
+    assert str(z) == "W1*x + b1" and str(a) == "Lambda(z, tanh(z)).(W1*x + b1)"
+
+
+def _hand_network(n_in, n_hidden, n_out):
+    """The same network as MLP([n_in, n_hidden, n_out], activation="sigmoid"), by hand."""
+    x = MS("x", n_in, 1)
+    W1, b1 = MS("W1", n_hidden, n_in), MS("b1", n_hidden, 1)
+    W2, b2 = MS("W2", n_out, n_hidden), MS("b2", n_out, 1)
+    out = W2 * (W1 * x + b1).applyfunc(sigmoid) + b2
+    return SimpleNamespace(expr=out, params=[W1, b1, W2, b2], x=x)
+
+
+@pytest.mark.parametrize("loss", ["bce", "mse", "softmax_cross_entropy", "hand_bce"])
+def test_hand_written_network_gives_identical_gradients(loss):
+    n_out = 2 if loss != "softmax_cross_entropy" else 3
+    net, hand = MLP([3, 4, n_out], activation="sigmoid"), _hand_network(3, 4, n_out)
+    y = MS("y", n_out, 1)
+    if loss == "hand_bce":  # the loss written by hand as well: mean(softplus(z) - y ⊙ z)
+        hand_loss = sg.mean(hand.expr.applyfunc(softplus) - HadamardProduct(y, hand.expr))
+        lib_loss = LOSSES["bce"](net.expr, y)
+    else:
+        hand_loss, lib_loss = LOSSES[loss](hand.expr, y), LOSSES[loss](net.expr, y)
+    fh = sg.compile(hand_loss, hand.params, [hand.x, y], backend="python")
+    fm = sg.compile(lib_loss, net.params, [net.x, y], backend="python")
+    rng = np.random.default_rng(1)
+    ps = net.init_params(3)
+    X = rng.normal(size=(6, 3))
+    Y = np.eye(n_out)[rng.integers(0, n_out, 6)] if loss != "mse" else rng.normal(size=(6, n_out))
+    vh, gh = fh.value_and_grad(ps, X, Y)
+    vm, gm = fm.value_and_grad(ps, X, Y)
+    assert vh == pytest.approx(vm, rel=1e-14)
+    for a, b in zip(gh, gm, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_hand_written_network_trains_identically():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 3))
+    labels = rng.integers(0, 2, 20)
+    net, hand = MLP([3, 4, 2], activation="sigmoid"), _hand_network(3, 4, 2)
+    init = net.init_params(0)
+    kw = dict(optimizer=optim.Adam(0.05), epochs=3, batch_size=6, backend="python")
+    a = sg.fit(net, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], **kw)
+    b = sg.fit(hand, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], **kw)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-13)
+    for p, q in zip(a.params, b.params, strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-12, atol=1e-15)
+
+
+def test_hand_written_network_formulas_same_gradient_structure():
+    """Without MLP's labels the printout names intermediates itself, but the math is the same."""
+    text = str(sg.formulas(_hand_network(2, 3, 1), "bce"))
+    assert "-y + sigmoid(" in text and "⊙ (1 - " in text
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: the forward 'ℓ = ...' line prints matrix products with the elementwise symbol ⊙ when "
+    "the loss contains an unlabelled product: a hand-written network gives "
+    "'W2 ⊙ Lambda(_d, sigmoid(_d)).(W1 ⊙ x + b1)', and MLP with a custom loss pred - target gives "
+    "'msum(HadamardPower(W2 ⊙ a1 + b2 - y, 2))/2'; the backward lines correctly print 'W2·a1'."))
+@pytest.mark.parametrize("case", ["hand_network", "mlp_custom_loss"])
+def test_forward_line_prints_matrix_products(case):
+    if case == "hand_network":
+        text = str(sg.formulas(_hand_network(2, 3, 1), "bce"))
+    else:
+        text = str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq))
+    assert "W1 ⊙ x" not in text and "W2 ⊙" not in text
+
+
+# -- initialisation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("act,scheme", [("relu", "he"), ("leaky_relu", "he"), ("gelu", "he"),
+                                        ("tanh", "xavier"), ("sigmoid", "xavier")])
+def test_default_init_scheme(act, scheme):
+    assert MLP([4, 3, 2], activation=act).init == scheme
+
+
+def _check_std(W, want):
+    n = W.size
+    assert W.std() == pytest.approx(want, rel=5 / np.sqrt(2 * n))  # five standard errors
+    assert abs(W.mean()) < 5 * want / np.sqrt(n)
+
+
+def test_he_init_statistics():
+    net = MLP([800, 400, 50], activation="relu")
+    W1, b1, W2, b2 = net.init_params(seed=0)
+    _check_std(W1, np.sqrt(2 / 800))
+    _check_std(W2, np.sqrt(2 / 400))
+    assert W1.shape == (400, 800) and W2.shape == (50, 400)
+    assert not b1.any() and not b2.any() and b1.shape == (400, 1)
+
+
+def test_xavier_init_statistics():
+    for net in (MLP([800, 400, 50], activation="tanh"), MLP([800, 400, 50], activation="relu", init="xavier")):
+        W1, _, W2, _ = net.init_params(seed=1)
+        _check_std(W1, np.sqrt(2 / (800 + 400)))
+        _check_std(W2, np.sqrt(2 / (400 + 50)))
+
+
+def test_init_is_seeded_and_typed():
+    net = MLP([5, 7, 3], activation="relu")
+    a, b, c = net.init_params(4), net.init_params(4), net.init_params(5)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+    f32 = net.init_params(4, np.float32)
+    assert all(p.dtype == np.float32 for p in f32)
+    np.testing.assert_allclose(f32[0], a[0], rtol=1e-6)
+    # fit's default initialisation is init_params(seed)
+    X, y = np.zeros((4, 5)), np.zeros(4, dtype=int)
+    m = sg.fit(net, "softmax_cross_entropy", X, y, epochs=0, seed=4, backend="python")
+    assert all(np.array_equal(p, q) for p, q in zip(m.params, a, strict=True))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (minor): 'swish' is an alias of 'silu' (same function) but MLP picks He init for 'silu' "
+    "and Xavier for 'swish' (the relu_like list in nn.MLP omits 'swish')."))
+def test_swish_alias_initialises_like_silu():
+    assert MLP([4, 3, 2], activation="swish").init == MLP([4, 3, 2], activation="silu").init
+
+
+# -- optimizer printouts ----------------------------------------------------------------------------
+
+
+def test_adam_prints_its_update_rules():
+    assert str(optim.Adam(1e-3)) == (
+        "Adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08)\n"
+        "m ← β1·m + (1 − β1)·g\n"
+        "v ← β2·v + (1 − β2)·g²\n"
+        "m̂ ← m/(1 − β1^t)\n"
+        "v̂ ← v/(1 − β2^t)\n"
+        "p ← p − lr·m̂/(√v̂ + ε)"
+    )
+    assert str(sg.optim.Adam(1e-3)) == str(optim.Adam(lr=1e-3))
+    tex = optim.Adam(1e-3).latex()
+    assert "\\hat{m} &\\leftarrow \\frac{m}{1 - \\beta_{1}^{t}}" in tex
+
+
+@pytest.mark.parametrize("opt,rule", [
+    (optim.SGD(0.1), "p ← p − lr·g"),
+    (optim.Momentum(0.1), "v ← β·v + g"),
+    (optim.Nesterov(0.1), "p ← p − lr·(g + β·v)"),
+    (optim.AdamW(1e-3), "p ← (1 − lr·λ)·p"),
+    (optim.AdaGrad(0.1), "s ← s + g²"),
+    (optim.RMSProp(0.1), "s ← α·s + (1 − α)·g²"),
+])
+def test_every_optimizer_prints_rules(opt, rule):
+    assert rule in str(opt).splitlines()
