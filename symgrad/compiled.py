@@ -9,7 +9,7 @@ import numpy as np
 import sympy as sp
 
 from . import jit
-from .codegen_scalar import ScalarSpec, scalar_module
+from .codegen_scalar import ScalarSpec
 from .derive import sweep
 from .errors import ShapeError, UnsupportedModelError
 from .runtime import check_data, check_vector

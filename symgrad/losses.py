@@ -14,12 +14,12 @@ from collections.abc import Callable
 
 import sympy as sp
 
-from .tensor.functions import bce_sum, mean, msum, softmax_ce
+from .tensor.functions import bce_sum, elementwise, mean, msum, softmax_ce
 
 
 def _ew(m: sp.MatrixExpr, f: Callable[[sp.Expr], sp.Expr]) -> sp.MatrixExpr:
     z = sp.Symbol("z", real=True)
-    return m.applyfunc(sp.Lambda(z, f(z)))
+    return elementwise(sp.Lambda(z, f(z)), m)
 
 
 def _residual(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.MatrixExpr:
@@ -29,7 +29,7 @@ def _residual(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.MatrixExpr:
 
 def mse(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Mean squared error over the output units."""
-    return mean(sp.HadamardPower(_residual(pred, target), 2))
+    return mean(_ew(_residual(pred, target), lambda r: r**2))
 
 
 def mae(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:

@@ -16,6 +16,7 @@ import sympy as sp
 
 from . import ops
 from .errors import SymgradError
+from .tensor.functions import elementwise
 
 Activation = Callable[[sp.Expr], sp.Expr]
 
@@ -65,7 +66,7 @@ def _by_name(name: str) -> Activation:
 def _apply(act: Activation, m: sp.MatrixExpr) -> sp.MatrixExpr:
     z = sp.Symbol("z", real=True)
     body = act(z)
-    return m if body == z else m.applyfunc(sp.Lambda(z, body))
+    return m if body == z else elementwise(sp.Lambda(z, body), m)
 
 
 class Dense:
@@ -115,7 +116,7 @@ class MLP:
                 self.labels[h] = f"a{k + 1}"
             self.layers.append(layer)
         self.expr = h
-        relu_like = isinstance(activation, str) and activation in ("relu", "leaky_relu", "elu", "gelu", "silu")
+        relu_like = isinstance(activation, str) and activation in ("relu", "leaky_relu", "elu", "gelu", "silu", "swish")
         self.init = init or ("he" if relu_like else "xavier")
 
     @property

@@ -13,8 +13,8 @@ the stable form the user's model was turned into.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sympy as sp
 

@@ -140,18 +140,19 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     path, loss_name, n_out = build(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
     Xa, Ya = _prepare_xy(X, Y, loss_name, n_out, dt)
-    ps = [np.ascontiguousarray(p, dtype=dt) for p in (params or model.init_params(seed, dt))]
+    ps = _initial_params(model, params, seed, dt)
     result = Trained(ps, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []},
                      mod, loss_name, n_out, dt)
     val = _prepare_xy(*validation, loss_name, n_out, dt) if validation is not None else None
     states = [optimizer.init_state(p.shape, dt) for p in ps]
     flat_states = [st[name] for st in states for name in optimizer.state]
     rng = np.random.default_rng(seed)
-    chunk = chunk_epochs or (1 if (val is not None or callbacks or progress) else max(1, min(epochs, 10)))
+    per_epoch = val is not None or callbacks or progress or threshold is not None
+    chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     empty = np.zeros((0, len(Xa)), dtype=np.int64)
-    mod.train_chunk(*ps, Xa, Ya, *flat_states, empty, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
+    mod.train_chunk(*ps, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
                     np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
     while epoch < epochs:
@@ -159,20 +160,17 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         perms = np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64)
         lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
+        snapshot = [p.copy() for p in ps]
         start = time.perf_counter()
         with _blas_limit(blas_threads):
-            done, t = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
+            done, t, status = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):
             _record(result, float(losses[k]), gnorms[k], elapsed, model)
         epoch += done
         if done < n:
-            raise DivergenceError(
-                f"the training loss became NaN/Inf in epoch {epoch + 1}; training stopped and the model keeps "
-                "the last finite parameters (result.params of the model you passed are unchanged). "
-                "Try: a smaller learning rate, gradient clipping (clip_norm=1.0), or standardised inputs."
-            )
+            _diverged(result, status, snapshot, epoch + 1)
         stop = _after_chunk(result, val, threshold, patience, callbacks, epoch, best)
         best = stop[1]
         if bar is not None:
@@ -185,6 +183,39 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
+    """Copies (the caller's arrays are never trained in place), checked against the model."""
+    if params is None:
+        return model.init_params(seed, dt)
+    shapes = [tuple(int(d) for d in p.shape) for p in model.params]
+    if len(params) != len(shapes):
+        raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params})")
+    out = []
+    for sym, shape, arr in zip(model.params, shapes, params):
+        a = np.array(arr, dtype=dt, copy=True, order="C")
+        if a.shape != shape:
+            raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}")
+        check_finite(a, f"params['{sym}']")
+        out.append(a)
+    return out
+
+
+def _diverged(result: Trained, status: int, snapshot: list[np.ndarray], epoch: int) -> None:
+    """Stop with a clear message, leaving result.params finite (status 2: an update overflowed,
+    so the parameters from the start of the chunk are restored)."""
+    if status == 2:
+        for p, s in zip(result.params, snapshot):
+            p[...] = s
+    what = "the training loss became NaN/Inf" if status == 1 else "a parameter update overflowed to Inf"
+    err = DivergenceError(
+        f"{what} in epoch {epoch}; training stopped and the last finite parameters were kept "
+        "(err.result.params; your own arrays are never modified). Try: a smaller learning rate, "
+        "gradient clipping (clip_norm=1.0), or standardised inputs."
+    )
+    err.result = result
+    raise err
 
 
 def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, model) -> None:

@@ -52,20 +52,24 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
-          "                return e, t",
+          "                return e, t, 1",
           "            total += loss_b * F(B)",
           "            sq = F(0.0)"]
     for k, g in enumerate(gs):
         L += [f"            n2 = sumsq({g}.reshape(-1))", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
-    L += ["            if clip > F(0.0) and math.sqrt(sq) > clip:",
-          "                scale = clip / math.sqrt(sq)"]
+    L += ["            if not math.isfinite(sq):",
+          "                return e, t, 1  # a non-finite gradient: not applied",
+          "            if clip > F(0.0) and math.sqrt(sq) > clip:",
+          "                scale = clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale"]
     L += [f"                {g} *= scale" for g in gs]
     L += ["            t += 1"]
     for p, g in zip(ps, gs):
         st = [f"s_{s}_{py_name(p[2:])}.reshape(-1)" for s in opt_state]
         L.append(f"            opt_update({', '.join([p + '.reshape(-1)', g + '.reshape(-1)', *st])}, lrs[e], t)")
+    L += ["            if not math.isfinite(sq + " + " + ".join(f"sumsq({p}.reshape(-1))" for p in ps) + "):",
+          "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        gnorms[e, :] /= F(nb)",
-          "    return perms.shape[0], t"]
+          "    return perms.shape[0], t, 0"]
     return L
 
 

@@ -3,7 +3,6 @@ Heaviside(0) = 1/2, and ``explain`` prints the convention it used."""
 
 from __future__ import annotations
 
-import pytest
 import sympy as sp
 
 from symgrad import explain, grad

@@ -118,10 +118,6 @@ def test_formulas_accept_custom_loss():
     assert lines[:3] == ["δ_z2 = z2", "δ_a1 = W2ᵀ·(δ_z2)", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (readability): with a custom loss written as pred - target, SymPy flattens W2*a1 + b2 - y, so "
-    "the z2 label and the δ_z2 line are lost: the output layer prints 'δ_a1 = W2ᵀ·(W2·a1 + b2 - y)' and "
-    "'∂ℓ/∂W2 = (W2·a1 + b2 - y)·a1ᵀ' (the built-in losses avoid this with an unevaluated MatAdd)."))
 def test_custom_loss_keeps_output_delta():
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq)))
     assert lines[0] == "δ_z2 = -y + z2"
@@ -196,11 +192,6 @@ def test_hand_written_network_formulas_same_gradient_structure():
     assert "-y + sigmoid(" in text and "⊙ (1 - " in text
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the forward 'ℓ = ...' line prints matrix products with the elementwise symbol ⊙ when "
-    "the loss contains an unlabelled product: a hand-written network gives "
-    "'W2 ⊙ Lambda(_d, sigmoid(_d)).(W1 ⊙ x + b1)', and MLP with a custom loss pred - target gives "
-    "'msum(HadamardPower(W2 ⊙ a1 + b2 - y, 2))/2'; the backward lines correctly print 'W2·a1'."))
 @pytest.mark.parametrize("case", ["hand_network", "mlp_custom_loss"])
 def test_forward_line_prints_matrix_products(case):
     if case == "hand_network":
@@ -255,9 +246,6 @@ def test_init_is_seeded_and_typed():
     assert all(np.array_equal(p, q) for p, q in zip(m.params, a, strict=True))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor): 'swish' is an alias of 'silu' (same function) but MLP picks He init for 'silu' "
-    "and Xavier for 'swish' (the relu_like list in nn.MLP omits 'swish')."))
 def test_swish_alias_initialises_like_silu():
     assert MLP([4, 3, 2], activation="swish").init == MLP([4, 3, 2], activation="silu").init
 

@@ -167,12 +167,6 @@ def test_loss_value_and_gradients(loss):
 SINGLE_OUTPUT_CASES = [("mae", "tanh"), ("huber", "tanh"), ("mse", "gelu"), ("mse", "silu")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: any 1x1 elementwise node breaks lowering. SymPy's ElementwiseApplyFunction applies the "
-    "function directly to a (1, 1) MatrixExpr, so Abs/Piecewise/compound bodies become matrix "
-    "expressions: mae -> MatPow(M*M^H, 1/2) UnsupportedModelError; huber -> TypeError 'Invalid "
-    "comparison of non-real'; gelu/silu/swish on a width-1 layer -> NotImplementedError / "
-    "UnsupportedModelError. Hits every single-output regression net (MLP([n, h, 1]) with mae/huber)."))
 @pytest.mark.parametrize("loss,out_act", SINGLE_OUTPUT_CASES)
 def test_single_output_models_compile(loss, out_act):
     net = MLP([3, 4, 1], activation="tanh", output=out_act if loss == "mse" else "identity")
@@ -272,10 +266,6 @@ def test_one_fused_step_equals_one_unfused_step(ce_problem):
         np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (minor): the fused kernel clips with clip/||g|| when ||g|| > clip, but optim.clip_scale "
-    "(documented as the rule the kernel applies, torch's clip_grad_norm_) is min(1, clip/(||g||+1e-6)); "
-    "results differ by ~1e-8 relative, not float64 round-off."))
 def test_fused_clip_norm_equals_clip_scale(ce_problem):
     net, X, labels, Y, f, init = ce_problem
     opt = optim.Adam(0.01, clip_norm=0.1)
@@ -518,10 +508,6 @@ def test_threshold_stops_at_first_epoch_below_with_chunk_1(bce_problem):
     assert h[-1] <= 0.3 and all(v > 0.3 for v in h[:-1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with the default chunking (10 epochs per kernel call when there is no validation/callback), "
-    "the threshold is checked only after each chunk: training runs on past the first epoch whose loss "
-    "is below the threshold (here stops at epoch 10 although epoch 4 already reached it)."))
 def test_threshold_stops_at_first_epoch_below_default_chunking(bce_problem):
     net, X, Y = bce_problem
     m = sg.fit(net, "bce", X, Y, optimizer=optim.Adam(0.05), epochs=40, batch_size=16, threshold=0.3,
@@ -681,10 +667,6 @@ def test_divergence_raises_naming_the_epoch_and_keeps_params_finite():
     assert len(m.history["loss"]) == epoch - 1 and np.isfinite(m.history["loss"]).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the NaN guard only tests the batch loss before the update; an update that overflows a "
-    "parameter to inf is applied, the next batch's loss is inf and DivergenceError is raised with inf "
-    "already stored in the params= arrays (docstring: 'the model keeps the last finite parameters')."))
 def test_divergence_from_overflowing_update_keeps_params_finite():
     rng = np.random.default_rng(0)
     net = MLP([3, 2], activation="identity")
@@ -696,10 +678,6 @@ def test_divergence_from_overflowing_update_keeps_params_finite():
     assert all(np.isfinite(p).all() for p in ps)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fit trains the caller's params= arrays in place (np.ascontiguousarray does not copy a "
-    "C-contiguous array of the right dtype), although DivergenceError's message says they are "
-    "unchanged; float32 arrays passed to a float64 fit are copied instead, so aliasing depends on dtype."))
 def test_fit_does_not_modify_params_argument(bce_problem):
     net, X, Y = bce_problem
     init = net.init_params(0)
@@ -755,10 +733,6 @@ def test_unknown_names():
         MLP([3])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fit(params=...) does not check shapes or count. Python backend: IndexError/TypeError from "
-    "the kernel, not ShapeError; Numba backend: b1 of shape (1, 1) instead of (4, 1) trains with no "
-    "error at all (out-of-bounds reads), wrong count -> numba TypeError."))
 @pytest.mark.parametrize("case", ["W1_transposed", "b1_too_small", "too_few"])
 def test_wrong_param_shapes(case, bce_problem):
     net, X, Y = bce_problem

@@ -14,7 +14,7 @@ from ..errors import ShapeError, UnsupportedModelError
 from ..printer import NumbaPrinter
 from ..runtime import as_float_array, check_data, check_finite
 from ..validate import check_bindings, check_scalar
-from .ir import TNode, lower
+from .ir import lower
 
 
 def _shape(s: sp.Basic) -> tuple[int, int]:

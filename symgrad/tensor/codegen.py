@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..codegen_scalar import _block, module_header
+from ..codegen_scalar import _block
 from ..printer import NumbaPrinter, py_name
 from .ir import OUT, TNode
 

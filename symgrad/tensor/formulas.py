@@ -28,7 +28,8 @@ class NetworkFormulas:
     backward: list[tuple[str, sp.Expr]]
 
     def __str__(self) -> str:
-        lines = ["Forward (per sample)"] + [f"  {k} = {_text(v)}" for k, v in self.forward]
+        lines = ["Forward (per sample)"] + [f"  {k} = {_text(v) if k != 'ℓ' else str(v).replace('*', '·')}"
+                                            for k, v in self.forward]
         lines += ["Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)"]
         lines += [f"  {k} = {_text(v)}" for k, v in self.backward]
         return "\n".join(lines)

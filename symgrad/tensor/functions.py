@@ -104,3 +104,20 @@ def mean(m: sp.MatrixExpr) -> sp.Expr:
 
 
 TENSOR_FUNCS = (msum, logsumexp, softmax_ce, bce_sum)
+
+
+def elementwise(f, m: sp.MatrixExpr) -> sp.MatrixExpr:
+    """Apply the scalar function ``f`` to every entry of ``m``, as one unevaluated node.
+
+    Unlike ``m.applyfunc(f)``, this never lets SymPy apply ``f`` to a 1x1 matrix as a whole
+    (which turns z**2 into a matrix power and fails for erf-based GELU).
+
+    >>> elementwise(lambda q: q**2, sp.MatrixSymbol("z", 1, 1))
+    Lambda(q, q**2).(z)
+    """
+    from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+    if not isinstance(f, sp.Lambda):
+        q = sp.Symbol("q", real=True)
+        f = sp.Lambda(q, f(q))
+    return sp.Basic.__new__(ElementwiseApplyFunction, f, m)

@@ -94,7 +94,7 @@ class Lowerer:
         if isinstance(e, sp.MatMul):
             return self._matmul(e)
         if isinstance(e, sp.MatAdd):
-            return self._map(e, list(e.args), lambda s: sp.Add(*s))
+            return self._map(e, self._regroup(e), lambda s: sp.Add(*s))
         if isinstance(e, HadamardProduct):
             return self._map(e, list(e.args), lambda s: sp.Mul(*s))
         if isinstance(e, HadamardPower):
@@ -102,6 +102,8 @@ class Lowerer:
         if isinstance(e, ElementwiseApplyFunction):
             f = e.function
             return self._map(e, [e.expr], lambda s: f(s[0]))
+        if isinstance(e, sp.MatPow) and e.shape == (1, 1):  # SymPy's form of z**p for a 1x1 z
+            return self._map(e, [e.base], lambda s: s[0] ** e.exp)
         if isinstance(e, sp.Transpose) and 1 in e.arg.shape:
             inner = self.matrix(e.arg)  # a vector's transpose has the same flat storage
             alias = TNode("map", "", (e.shape[0], e.shape[1]), inner.batched, [inner], body=_lane(0),
@@ -111,6 +113,15 @@ class Lowerer:
             f"cannot lower {type(e).__name__} ({e}) to the tensor IR. Supported: matrix products with "
             "a parameter, +, Hadamard products/powers, elementwise functions (applyfunc), vector transposes."
         )
+
+    def _regroup(self, e: sp.MatAdd) -> list:
+        """SymPy flattens (W a + b) - y into one sum; keep a named layer W a + b as one operand."""
+        args = list(e.args)
+        for key in self.labels:
+            if isinstance(key, sp.MatAdd) and key != e and set(key.args) <= set(args):
+                rest = [a for a in args if a not in key.args]
+                return [key, *rest]
+        return args
 
     def _map(self, key: sp.Basic, operands: list, make_body) -> TNode:
         lanes_nodes, lane_syms, consts = [], [], []
