@@ -1,0 +1,16 @@
+"""The codebase stays ruff-clean (the style guide's linter), checked with the tests."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is installed by the [test] extra")
+def test_ruff_clean():
+    proc = subprocess.run(["ruff", "check", "symgrad", "tests", "examples"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
