@@ -228,6 +228,9 @@ HELPERS: dict[str, str] = {
         "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
         "    return max(a, F(0.0)) + math.log1p(math.exp(-abs(a))) - y * a\n"
     ),
+    "pow2": "@jit\ndef pow2(x):\n    return x * x\n",
+    "pow3": "@jit\ndef pow3(x):\n    return x * x * x\n",
+    "pow4": "@jit\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",
     "sign": (
         "@jit\n"
         "def sign(z):\n"

@@ -54,8 +54,14 @@ class NumbaPrinter(PythonCodePrinter):
         base, ex = e.as_base_exp()
         b = self.parenthesize(base, 60)  # tighter than any binary operator
         if ex.is_Integer and 1 <= abs(int(ex)) <= 4:
-            prod = " * ".join([b] * abs(int(ex)))
-            return f"({prod})" if ex > 0 else f"(F(1.0) / ({prod}))"
+            # x*x rather than x**2: Numba's integer power promotes float32 to float64.
+            # A compound base goes through a tiny helper so it is computed once.
+            if base.is_Atom:
+                prod = " * ".join([b] * abs(int(ex)))
+            else:
+                self.helpers.add(f"pow{abs(int(ex))}")
+                prod = f"pow{abs(int(ex))}({self._print(base)})"
+            return f"({prod})" if ex > 0 else f"(F(1.0) / {prod})"
         if ex == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
         if ex == -sp.S.Half:
@@ -64,8 +70,8 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_Mul(self, e):
         coeff, rest = e.as_coeff_Mul()
-        if coeff == -1:
-            return f"(-{self.parenthesize(rest, 50)})"
+        if coeff == -1:  # "-x", so that sums print as "a - x"
+            return f"-{self.parenthesize(rest, 50)}"
         return super()._print_Mul(e)
 
     # functions -------------------------------------------------------------
