@@ -39,9 +39,20 @@ class Derivation:
     def _totals(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         """Collected adjoint of each intermediate, in forward seams, simplified."""
         out = []
+        shown = {st.target for st in self._steps()}
         for n in reversed(self.sweep.nodes[:-1]):
-            out.append((n.out, tidy(self.sweep.adjoint.get(n.out, sp.S.Zero))))
+            if n.out in shown:
+                out.append((n.out, tidy(self.sweep.adjoint.get(n.out, sp.S.Zero))))
         return out
+
+    def _steps(self):
+        """Only the steps on a path to a requested variable: adjoints of data symbols and of
+        branches that do not lead to ``wrt`` are computed by the sweep but not shown."""
+        relevant = set(self.wrt)
+        for n in self.sweep.nodes:
+            if relevant & set(n.lanes):
+                relevant.add(n.out)
+        return [st for st in self.sweep.steps if st.target in relevant]
 
     def _d(self, v: sp.Basic, latex: bool) -> str:
         j = self.sweep.output
@@ -59,7 +70,7 @@ class Derivation:
         lines += [f"  {o} = {b}" for o, b in self._forward()]
         lines.append("Backward (adjoint steps)")
         j = self.sweep.output
-        for st in self.sweep.steps:
+        for st in self._steps():
             tgt = self._d(st.target, False)
             if st.source == j:
                 lines.append(f"  {tgt} += {st.local}")
@@ -86,7 +97,7 @@ class Derivation:
         rows += [rf"{L(o)} &= {L(b)}" for o, b in self._forward()]
         rows.append(r"&\textbf{Backward}")
         j = self.sweep.output
-        for st in self.sweep.steps:
+        for st in self._steps():
             tgt = self._d(st.target, True)
             if st.source == j:
                 rows.append(rf"{tgt} &\mathrel{{+}}= {L(st.local)}")
