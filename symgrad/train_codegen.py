@@ -35,8 +35,13 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(ps + full + states + ["perms", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["@jit", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
-         "    return s", "", "", "@jit", f"def train_chunk({sig}):"]
+         "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
+         "    for r in range(out.shape[0]):", "        src = perm[start + r]",
+         "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
+         "", "", "@jit", f"def train_chunk({sig}):"]
     L += [f"    {g} = np.empty_like({p})" for p, g in zip(ps, gs)]
+    L += tp.flat_views(True)
+    L += [f"    {s}_f = {s}.reshape(-1)" for s in states]
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
         shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"
@@ -46,9 +51,8 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "        for start in range(0, N, batch_size):",
           "            B = min(start + batch_size, N) - start"]
     for x, f in zip(xs, full):
-        L += [f"            {x} = ws_{x}[:B]", "            for r in range(B):",
-              f"                {x}[r, :] = {f}[perms[e, start + r], :]"]
-    L += [f"            {g}[:] = F(0.0)" for g in gs]
+        L += [f"            {x} = ws_{x}[:B]", f"            gather({f}, perms[e], start, {x})"]
+    L += [f"            fill0({g})" for g in gs]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
@@ -56,7 +60,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "            total += loss_b * F(B)",
           "            sq = F(0.0)"]
     for k, g in enumerate(gs):
-        L += [f"            n2 = sumsq({g}.reshape(-1))", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
+        L += [f"            n2 = sumsq({g}_f)", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
     L += ["            if not math.isfinite(sq):",
           "                return e, t, 1  # a non-finite gradient: not applied",
           "            if clip > F(0.0) and math.sqrt(sq) > clip:",
@@ -64,9 +68,9 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     L += [f"                {g} *= scale" for g in gs]
     L += ["            t += 1"]
     for p, g in zip(ps, gs):
-        st = [f"s_{s}_{py_name(p[2:])}.reshape(-1)" for s in opt_state]
-        L.append(f"            opt_update({', '.join([p + '.reshape(-1)', g + '.reshape(-1)', *st])}, lrs[e], t)")
-    L += ["            if not math.isfinite(sq + " + " + ".join(f"sumsq({p}.reshape(-1))" for p in ps) + "):",
+        st = [f"s_{s}_{py_name(p[2:])}_f" for s in opt_state]
+        L.append(f"            opt_update({', '.join([p + '_f', g + '_f', *st])}, lrs[e], t)")
+    L += ["            if not math.isfinite(sq + " + " + ".join(f"sumsq({p}_f)" for p in ps) + "):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        gnorms[e, :] /= F(nb)",
           "    return perms.shape[0], t, 0"]

@@ -12,6 +12,24 @@ from ..codegen_scalar import _block
 from ..printer import NumbaPrinter, py_name
 from .ir import OUT, TNode
 
+# Contractions go through two shared functions: Numba lowers np.dot anew at every call site,
+# and with dozens of layers that dominated compile time.
+MM_HELPERS = '''
+@jit
+def mm(a, b, out):
+    np.dot(a, b, out)
+
+
+@jit
+def mm_acc(a, b, out):
+    out += np.dot(a, b)
+
+
+@jit
+def fill0(a):
+    a[...] = F(0.0)
+'''
+
 FUSED_HELPERS = '''
 @jit
 def softmax_ce_bwd(dout, p, t, dz):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..printer import NumbaPrinter
-from .codegen import FUSED_HELPERS, MapKernels
+from .codegen import FUSED_HELPERS, MM_HELPERS, MapKernels
 from .ir import TNode
 
 
@@ -44,7 +44,7 @@ class Program:
 
     def flat(self, n: TNode, name: str) -> str:
         """Maps see unbatched arrays as flat vectors."""
-        return name if n.batched else f"{name}.reshape(-1)" if n.kind == "leaf" else name
+        return name if n.batched else f"{name}_f" if n.kind == "leaf" else name
 
     def mat(self, n: TNode, name: str) -> str:
         """np.dot sees unbatched arrays in their matrix shape."""
@@ -58,7 +58,7 @@ class Program:
             return [f"    {name} = {self.alloc(n, zeros)}"]
         self.ws.append((name, n))
         lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
-        return lines + ([f"    {name}[:] = F(0.0)"] if zeros else [])
+        return lines + ([f"    fill0({name})"] if zeros else [])
 
     def alloc(self, n: TNode, zeros: bool = False) -> str:
         f = "np.zeros" if zeros else "np.empty"
@@ -90,7 +90,7 @@ class Program:
         a, b, A, Bm = self._dot_operands(n)
         if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
             if self.ws is not None:
-                return self.decl(n.name, n) + [f"    np.dot({Bm}, {A}.T, {n.name})"]
+                return self.decl(n.name, n) + [f"    mm({Bm}, {A}.T, {n.name})"]
             return [f"    {n.name} = np.dot({Bm}, {A}.T)"]
         expr = f"np.dot({A}, {Bm})"
         return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
@@ -170,16 +170,16 @@ class Program:
             return lines
         dn2 = dn if n.batched else self.mat(n, dn)
         if id(a) in self.need:
-            lines.append(f"    {da} += " + (f"np.dot({Bm}, {dn2}.T)" if ta else f"np.dot({dn2}, {Bm}.T)"))
+            lines.append(f"    mm_acc({Bm}, {dn2}.T, {da})" if ta else f"    mm_acc({dn2}, {Bm}.T, {da})")
         if id(b) in self.need:
-            lines.append(f"    {db} += " + (f"np.dot({dn2}.T, {A})" if tb else f"np.dot({A}.T, {dn2})"))
+            lines.append(f"    mm_acc({dn2}.T, {A}, {db})" if tb else f"    mm_acc({A}.T, {dn2}, {db})")
         return lines
 
     def _acc(self, target: TNode, name: str, operands: str) -> str:
         """adj += a @ b; in workspace mode a sole contribution is written in place (no temporary)."""
         if self.ws is not None and self.consumers.get(id(target), 0) == 1:
-            return f"    np.dot({operands}, {name})"
-        return f"    {name} += np.dot({operands})"
+            return f"    mm({operands}, {name})"
+        return f"    mm_acc({operands}, {name})"
 
     def _bwd_sum(self, n):
         (a,) = n.inputs
@@ -215,21 +215,29 @@ class Program:
             args += [self.d(p) for p in self.params]
         return ", ".join(args)
 
+    def flat_views(self, grads: bool, indent: str = "    ") -> list[str]:
+        """Flat views of parameter (and gradient) arrays, made once per call, for the maps."""
+        names = [self.v(p) for p in self.params] + ([self.d(p) for p in self.params] if grads else [])
+        return [f"{indent}{a}_f = {a}.reshape(-1)" for a in names]
+
     def batch_size(self) -> str:
         return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"
 
     def loss_fn(self) -> list[str]:
-        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.forward(),
+        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.flat_views(False),
+                *self.forward(),
                 f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
         zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
-        return ["@jit", f"def loss_grad({self.signature(True)}):", self.batch_size(), *zero,
+        return ["@jit", f"def loss_grad({self.signature(True)}):", self.batch_size(), *self.flat_views(True), *zero,
                 *self.forward(), f"    total = {self.total()}", *self.backward(), "    return total"]
 
     def predict_fn(self) -> list[str]:
-        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.forward(),
+        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.flat_views(False),
+                *self.forward(),
                 f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
-        return FUSED_HELPERS if any(n.kind in ("softmax_ce", "logsumexp") for n in self.nodes) else ""
+        fused = any(n.kind in ("softmax_ce", "logsumexp") for n in self.nodes)
+        return MM_HELPERS + (FUSED_HELPERS if fused else "")
