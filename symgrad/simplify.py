@@ -22,8 +22,11 @@ def tidy(e: sp.Expr) -> sp.Expr:
     e = sp.sympify(e)
     if e.is_Atom:
         return e
+    n = sp.count_ops(e)
     candidates = [e, sp.factor_terms(e)]
-    if sp.count_ops(e) <= EXPAND_LIMIT:
+    if n <= EXPAND_LIMIT:
         expanded = sp.expand(e, power_base=False, power_exp=False, log=False)
-        candidates += [expanded, sp.factor_terms(expanded)]
+        # expand can multiply out powers of sums into thousands of terms: keep it only if small
+        if sp.count_ops(expanded) <= 2 * n:
+            candidates += [expanded, sp.factor_terms(expanded)]
     return min(candidates, key=lambda c: (sp.count_ops(c), len(str(c))))
