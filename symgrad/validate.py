@@ -54,7 +54,7 @@ def check_scalar(expr: object, what: str = "loss") -> sp.Expr:
     if isinstance(expr, sp.MatrixExpr) or isinstance(expr, sp.MatrixBase):
         raise NonScalarLossError(
             f"the {what} has shape {expr.shape}; it must be a scalar. "
-            "Fix: reduce it, e.g. sg.mean(...), sg.sum(...), or take [0, 0] of a 1x1 result."
+            "Fix: reduce it, e.g. sg.mean(...), sg.msum(...), or take [0, 0] of a 1x1 result."
         )
     if not isinstance(expr, sp.Expr):
         raise NonScalarLossError(f"the {what} must be a SymPy scalar expression, got {type(expr)!r}")
