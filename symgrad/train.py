@@ -126,11 +126,13 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         seed: int = 0, dtype: str = "float64", validation: tuple | None = None, threshold: float | None = None,
         patience: int | None = None, callbacks: Sequence[Callable] = (), progress: bool = False,
         chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
-        backend: str = "numba", blas_threads: int | None = 1) -> Trained:
+        backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
     loss has not improved for ``patience`` epochs (then the best parameters are restored).
+    ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
+    this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
     ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone): for the
     small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
@@ -152,18 +154,19 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     empty = np.zeros((0, len(Xa)), dtype=np.int64)
-    mod.train_chunk(*ps, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
+    mod.train_chunk(*ps, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
                     np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
     while epoch < epochs:
         n = min(chunk, epochs - epoch)
-        perms = np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64)
+        order = rng.permutation if shuffle else np.arange
+        perms = np.stack([order(len(Xa)) for _ in range(n)]).astype(np.int64)
         lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = [p.copy() for p in ps]
         start = time.perf_counter()
         with _blas_limit(blas_threads):
-            done, t, status = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, batch_size, lrs, t,
+            done, t, status = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):

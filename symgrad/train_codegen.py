@@ -33,7 +33,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     states = [f"s_{s}_{py_name(p.name)}" for p in tp.params for s in opt_state]
     step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
     full = [f"full_{x}" for x in xs]
-    sig = ", ".join(ps + full + states + ["perms", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
+    sig = ", ".join(ps + full + states + ["perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["@jit", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
          "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
@@ -51,7 +51,9 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "        for start in range(0, N, batch_size):",
           "            B = min(start + batch_size, N) - start"]
     for x, f in zip(xs, full):
-        L += [f"            {x} = ws_{x}[:B]", f"            gather({f}, perms[e], start, {x})"]
+        L += ["            if shuffle:", f"                {x} = ws_{x}[:B]", f"                gather({f}, perms[e], start, {x})",
+              "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
+              f"                {x} = {f}[start:start + B]"]
     L += [f"            fill0({g})" for g in gs]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",

@@ -742,3 +742,21 @@ def test_wrong_param_shapes(case, bce_problem):
            "too_few": init[:2]}[case]
     with pytest.raises(ShapeError):
         sg.fit(net, "bce", X, Y, epochs=1, params=bad, backend="python")
+
+
+def test_unshuffled_full_batch_is_gradient_descent():
+    """shuffle=False with one batch: exactly full-batch gradient descent on the compiled loss."""
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(40, 3)), (rng.random(40) > 0.5).astype(float)
+    net = sg.nn.MLP([3, 4, 1], activation="tanh")
+    p0 = net.init_params(1)
+    m = sg.fit(net, "bce", X, Y, optimizer=sg.optim.SGD(0.3), epochs=3, batch_size=40, shuffle=False,
+               params=p0, backend="python")
+    y = sp.MatrixSymbol("y", 1, 1)
+    f = sg.compile(sg.losses.binary_cross_entropy(net.expr, y), net.params, [net.x, y], backend="python")
+    ps = [p.copy() for p in p0]
+    for _ in range(3):
+        _, g = f.value_and_grad(ps, X, Y)
+        ps = [p - 0.3 * gi for p, gi in zip(ps, g)]
+    for a, b in zip(m.params, ps):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
