@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .printer import py_name
 from .tensor.ir import lower_matrix
+from .tensor.optimize import fuse_maps
 from .tensor.program import Program
 
 
@@ -81,7 +82,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
 
 def predict_source(prog: Program, model_expr, params, x) -> list[str]:
     """``predict(params..., x)``: the model output, sharing the loss's map kernels."""
-    nodes, out = lower_matrix(model_expr, params, [x])
+    nodes, out = fuse_maps(*lower_matrix(model_expr, params, [x]))
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
     pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p)
     pp.kernels = prog.kernels

@@ -15,6 +15,7 @@ from ..printer import NumbaPrinter
 from ..runtime import as_float_array, check_data, check_finite
 from ..validate import check_bindings, check_scalar
 from .ir import lower
+from .optimize import fuse_maps
 
 
 def _shape(s: sp.Basic) -> tuple[int, int]:
@@ -25,7 +26,7 @@ def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> s
     """Lower and generate the module source for a tensor loss (runs on a cache miss)."""
     from .program import Program
 
-    nodes, out = lower(loss, params, data, labels)
+    nodes, out = fuse_maps(*lower(loss, params, data, labels))
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
     printer = NumbaPrinter()
     prog = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(d)] for d in data],
