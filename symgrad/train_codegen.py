@@ -8,6 +8,9 @@ from .tensor.ir import lower_matrix
 from .tensor.optimize import fuse_maps
 from .tensor.program import Program
 
+#: Models with more IR nodes than this call loss_grad from the training loop instead of inlining it.
+INLINE_MAX_NODES = 24
+
 
 def _indent(lines: list[str], by: int) -> list[str]:
     return [" " * by + ln for ln in lines]
@@ -24,15 +27,22 @@ def _workspace_program(prog: Program) -> Program:
 def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     """``train_chunk``: epochs over shuffled minibatches: gather, forward, backward, clip, update.
 
-    The step is inlined and every intermediate lives in a workspace buffer sized for one
-    minibatch, so a step allocates nothing (a 20-16-1 net's step is a few microseconds).
+    For small models the step is inlined and every intermediate lives in a workspace buffer
+    sized for one minibatch, so a step allocates nothing (a 20-16-1 net's step is a few
+    microseconds). Deep models call ``loss_grad`` instead: inlining them made Numba's compile
+    time grow much faster than the model (see docs/decisions.md), while per-step allocation
+    is negligible next to their matrix products.
     """
     tp = _workspace_program(prog)
     ps = [tp.v(p) for p in tp.params]
     gs = [tp.d(p) for p in tp.params]
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}_{py_name(p.name)}" for p in tp.params for s in opt_state]
-    step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
+    if len(tp.nodes) <= INLINE_MAX_NODES:
+        step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
+    else:
+        tp.ws = []
+        step = [f"    loss_b = loss_grad({', '.join(ps + xs + gs)})"]
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(ps + full + states + ["perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["@jit", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
