@@ -52,7 +52,9 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
          "", "", "@jit", f"def train_chunk({sig}):"]
     L += [f"    {g} = np.empty_like({p})" for p, g in zip(ps, gs)]
     L += tp.flat_views(True)
-    L += [f"    {s}_f = {s}.reshape(-1)" for s in states]
+    L += [f"    pf = ({''.join(p + '.reshape(-1), ' for p in ps)})", f"    gf = ({''.join(g + '.reshape(-1), ' for g in gs)})"]
+    for name in opt_state:
+        L.append(f"    st_{name} = ({''.join(f's_{name}_{py_name(p[2:])}.reshape(-1), ' for p in ps)})")
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
         shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"
@@ -72,18 +74,21 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "                return e, t, 1",
           "            total += loss_b * F(B)",
           "            sq = F(0.0)"]
-    for k, g in enumerate(gs):
-        L += [f"            n2 = sumsq({g}_f)", f"            gnorms[e, {k}] += math.sqrt(n2)", "            sq += n2"]
-    L += ["            if not math.isfinite(sq):",
+    # per-parameter work loops over tuples of flat views: its length must not grow with depth
+    st_args = "".join(f", st_{name}[k]" for name in opt_state)
+    L += ["            for k in range(len(gf)):",
+          "                n2 = sumsq(gf[k])", "                gnorms[e, k] += math.sqrt(n2)", "                sq += n2",
+          "            if not math.isfinite(sq):",
           "                return e, t, 1  # a non-finite gradient: not applied",
+          "            scale = F(1.0)",
           "            if clip > F(0.0) and math.sqrt(sq) > clip:",
-          "                scale = clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale"]
-    L += [f"                {g} *= scale" for g in gs]
-    L += ["            t += 1"]
-    for p, g in zip(ps, gs):
-        st = [f"s_{s}_{py_name(p[2:])}_f" for s in opt_state]
-        L.append(f"            opt_update({', '.join([p + '_f', g + '_f', *st])}, lrs[e], t)")
-    L += ["            if not math.isfinite(sq + " + " + ".join(f"sumsq({p}_f)" for p in ps) + "):",
+          "                scale = clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale",
+          "            t += 1", "            psq = F(0.0)",
+          "            for k in range(len(pf)):",
+          "                if scale != F(1.0):", "                    gk = gf[k]", "                    gk *= scale",
+          f"                opt_update(pf[k], gf[k]{st_args}, lrs[e], t)",
+          "                psq += sumsq(pf[k])",
+          "            if not math.isfinite(psq):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        gnorms[e, :] /= F(nb)",
           "    return perms.shape[0], t, 0"]

@@ -32,6 +32,8 @@ def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> s
     prog = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(d)] for d in data],
                    reduction, printer)
     funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn())]
+    if prog.segments:
+        funcs.insert(0, "\n".join(prog.segments))
     if extra is not None:
         funcs += extra(prog)
     title = f"symgrad tensor model\n\nloss (per sample) = {loss}"

@@ -5,6 +5,11 @@ from __future__ import annotations
 from ..printer import NumbaPrinter
 from .codegen import FUSED_HELPERS, MM_HELPERS, MapKernels
 from .ir import TNode
+from .outline import outline
+
+#: Above this many nodes, loss_grad is split into segment functions of SEGMENT_NODES nodes.
+OUTLINE_NODES = 24
+SEGMENT_NODES = 6
 
 
 def _needs_grad(nodes: list[TNode]) -> set[int]:
@@ -28,6 +33,7 @@ class Program:
         # workspace mode (the training kernel): arrays are views of buffers allocated once per
         # call, listed here as (name, node); None means allocate per call (loss, loss_grad)
         self.ws: list[tuple[str, TNode]] | None = None
+        self.segments: list[str] = []  # segment functions of an outlined loss_grad
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
@@ -67,13 +73,17 @@ class Program:
 
     # -- forward ----------------------------------------------------------------
     def forward(self) -> list[str]:
-        lines = []
+        return sum(self.forward_groups(), [])
+
+    def forward_groups(self) -> list[list[str]]:
+        """The forward statements, one group per node."""
+        groups = []
         for n in self.nodes:
             if n.kind == "leaf":
                 continue
-            lines.append(f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else ""))
-            lines += getattr(self, f"_fwd_{n.kind}")(n)
-        return lines
+            head = f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else "")
+            groups.append([head, *getattr(self, f"_fwd_{n.kind}")(n)])
+        return groups
 
     def _fwd_map(self, n):
         k = self.kernels.forward(n)
@@ -126,18 +136,23 @@ class Program:
 
     # -- backward ---------------------------------------------------------------
     def backward(self) -> list[str]:
+        prologue, groups = self.backward_parts()
+        return prologue + sum(groups, [])
+
+    def backward_parts(self) -> tuple[list[str], list[list[str]]]:
+        """(adjoint allocations, one group of statements per node in reverse order)."""
         o = self.out
         seed = "F(1.0) / F(B)" if (o.batched and self.reduction == "mean") else "F(1.0)"
         lines = self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {seed}"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
                 lines += self.decl(self.d(n), n, zeros=True)
+        groups = []
         for n in reversed(self.nodes):
             if n.kind == "leaf" or id(n) not in self.need:
                 continue
-            lines.append(f"    # backward through {n.label}")
-            lines += getattr(self, f"_bwd_{n.kind}")(n)
-        return lines
+            groups.append([f"    # backward through {n.label}", *getattr(self, f"_bwd_{n.kind}")(n)])
+        return lines, groups
 
     def _dflat(self, n):
         return self.flat(n, self.d(n))
@@ -230,8 +245,22 @@ class Program:
 
     def loss_grad_fn(self) -> list[str]:
         zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
-        return ["@jit", f"def loss_grad({self.signature(True)}):", self.batch_size(), *self.flat_views(True), *zero,
-                *self.forward(), f"    total = {self.total()}", *self.backward(), "    return total"]
+        head = [self.batch_size(), *self.flat_views(True), *zero]
+        fwd = self.forward_groups()
+        prologue, bwd = self.backward_parts()
+        total = [f"    total = {self.total()}"]
+        if len(fwd) + len(bwd) <= 2 * OUTLINE_NODES:
+            return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *sum(fwd, []), *total,
+                    *prologue, *sum(bwd, []), "    return total"]
+        # deep model: segments of a few nodes each, so that no function is long (docs/decisions.md)
+        bound = self.signature(True).split(", ") + ["B"] + [ln.split("=")[0].strip() for ln in head[1:]]
+        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES)
+        bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
+        bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
+        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES)
+        self.segments = fdefs + bdefs
+        return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
+                "    return total"]
 
     def predict_fn(self) -> list[str]:
         return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.flat_views(False),
