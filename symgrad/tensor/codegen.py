@@ -49,25 +49,8 @@ def scale_rows_add(dout, p, dz):
 
 
 @jit
-def softmax_ce_fwd(z, t, out, p):
-    # logsumexp(z) - t.z with the row max subtracted: finite for any logits
-    for i in range(z.shape[0]):
-        m = z[i, 0]
-        for j in range(z.shape[1]):
-            m = max(m, z[i, j])
-        s = F(0.0)
-        for j in range(z.shape[1]):
-            p[i, j] = math.exp(z[i, j] - m)
-            s += p[i, j]
-        dot = F(0.0)
-        for j in range(z.shape[1]):
-            p[i, j] /= s
-            dot += t[i, j] * z[i, j]
-        out[i, 0] = m + math.log(s) - dot
-
-
-@jit
 def logsumexp_fwd(z, out, p):
+    # the row max is subtracted first: finite for any logits; p gets softmax(z)
     for i in range(z.shape[0]):
         m = z[i, 0]
         for j in range(z.shape[1]):
@@ -79,6 +62,17 @@ def logsumexp_fwd(z, out, p):
         for j in range(z.shape[1]):
             p[i, j] /= s
         out[i, 0] = m + math.log(s)
+
+
+@jit
+def softmax_ce_fwd(z, t, out, p):
+    # logsumexp(z) - t.z
+    logsumexp_fwd(z, out, p)
+    for i in range(z.shape[0]):
+        dot = F(0.0)
+        for j in range(z.shape[1]):
+            dot += t[i, j] * z[i, j]
+        out[i, 0] -= dot
 '''
 
 
