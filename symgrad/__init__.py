@@ -11,12 +11,12 @@ from .api import compile, explain, formulas, grad
 from .errors import SymgradError
 from .nn import activation
 from .parse import parse_expr
-from .tensor.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax_ce
+from .tensor.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .testing import GradCheck, GradientCheckError, check_grads
 from .train import Trained, fit
 
 __all__ = [
     "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "explain", "fit", "formulas", "grad", "logsumexp",
-    "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax_ce",
+    "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

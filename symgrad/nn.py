@@ -16,7 +16,7 @@ import sympy as sp
 
 from . import ops
 from .errors import SymgradError
-from .tensor.functions import elementwise
+from .tensor.functions import elementwise, softmax
 
 Activation = Callable[[sp.Expr], sp.Expr]
 
@@ -31,6 +31,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "gelu": ops.gelu,
     "silu": ops.silu,
     "swish": ops.silu,
+    "softmax": softmax,
 }
 
 
@@ -64,6 +65,8 @@ def _by_name(name: str) -> Activation:
 
 
 def _apply(act: Activation, m: sp.MatrixExpr) -> sp.MatrixExpr:
+    if act is softmax:  # a vector op, not elementwise
+        return softmax(m)
     z = sp.Symbol("z", real=True)
     body = act(z)
     return m if body == z else elementwise(sp.Lambda(z, body), m)

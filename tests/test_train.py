@@ -760,3 +760,21 @@ def test_unshuffled_full_batch_is_gradient_descent():
         ps = [p - 0.3 * gi for p, gi in zip(ps, g)]
     for a, b in zip(m.params, ps):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_softmax_output_activation_gradients():
+    """softmax as a layer activation (a vector op): exact gradients, Python and Numba agree."""
+    net = sg.nn.MLP([3, 4, 3], activation="tanh", output="softmax")
+    y = sp.MatrixSymbol("y", 3, 1)
+    loss = sg.losses.mse(net.expr, y)
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(6, 3)), np.eye(3)[rng.integers(0, 3, 6)]
+    ps = net.init_params(0)
+    f = sg.compile(loss, net.params, [net.x, y], backend="python")
+    assert sg.check_grads(f, ps, X, Y).fd_error < 1e-7
+    vp, gp = f.value_and_grad(ps, X, Y)
+    vn, gn = sg.compile(loss, net.params, [net.x, y]).value_and_grad(ps, X, Y)
+    assert abs(vn - vp) < 1e-12 and all(np.allclose(a, b, rtol=1e-10, atol=1e-13) for a, b in zip(gn, gp))
+    pred = sg.compile(sg.msum(net.expr), net.params, [net.x], backend="python")
+    assert abs(pred.value(ps, X) - 1.0) < 1e-12  # each row of probabilities sums to one
+    assert "δ_a2" in str(sg.formulas(net, "mse"))

@@ -41,6 +41,17 @@ def softmax_ce_bwd(dout, p, t, dz):
 
 
 @jit
+def softmax_bwd(p, dp, dz):
+    # d softmax: dz = p * (dp - sum(dp * p)), row by row
+    for i in range(p.shape[0]):
+        s = F(0.0)
+        for j in range(p.shape[1]):
+            s += dp[i, j] * p[i, j]
+        for j in range(p.shape[1]):
+            dz[i, j] += p[i, j] * (dp[i, j] - s)
+
+
+@jit
 def scale_rows_add(dout, p, dz):
     for i in range(dz.shape[0]):
         g = dout[i, 0]

@@ -28,7 +28,7 @@ class NetworkFormulas:
     backward: list[tuple[str, sp.Expr]]
 
     def __str__(self) -> str:
-        lines = ["Forward (per sample)"] + [f"  {k} = {_text(v) if k != 'ℓ' else str(v).replace('*', '·')}"
+        lines = ["Forward (per sample)"] + [f"  {k} = {_text(v) if k != 'ℓ' else str(v).replace('**', '^').replace('*', '·')}"
                                             for k, v in self.forward]
         lines += ["Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)"]
         lines += [f"  {k} = {_text(v)}" for k, v in self.backward]
@@ -134,6 +134,9 @@ def _push(c: _Collector, n: TNode) -> None:
     elif n.kind == "softmax_ce":
         z, t = n.inputs
         c.add(z, d * (_sym(f"softmax({z.label})") - _sym(t.label)))
+    elif n.kind == "softmax":
+        p = n.label
+        c.add(n.inputs[0], _sym(f"{p} ⊙ (δ_{p} - {p}ᵀ·δ_{p})") if _named(n) else _sym(f"softmax'·({d})"))
     elif n.kind == "logsumexp":
         c.add(n.inputs[0], d * _sym(f"softmax({n.inputs[0].label})"))
     elif n.kind == "matmul":

@@ -97,6 +97,33 @@ class bce_sum(sp.Function):
         return r"\sum \operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (z, y)
 
 
+class softmax(sp.MatrixExpr):
+    """softmax of a column vector, as a matrix expression: exp(z_k) / Σ_j exp(z_j).
+
+    A vector op, not elementwise: its backward is δ_z = p ⊙ (δ_p − pᵀδ_p). For classification
+    prefer ``softmax_ce`` on logits (fused and stable); this one is for outputs that need
+    probabilities inside a custom loss.
+    """
+
+    def __new__(cls, z):
+        return sp.Basic.__new__(cls, sp.sympify(z))
+
+    @property
+    def shape(self):
+        return self.args[0].shape
+
+    def _entry(self, i, j, **kwargs):
+        z = self.args[0]
+        rows = z.shape[0]
+        return sp.exp(z[i, j]) / sum(sp.exp(z[k, j]) for k in range(rows))
+
+    def _sympystr(self, printer):
+        return f"softmax({printer._print(self.args[0])})"
+
+    def _latex(self, printer):
+        return r"\operatorname{softmax}\left(%s\right)" % printer._print(self.args[0])
+
+
 def mean(m: sp.MatrixExpr) -> sp.Expr:
     """Mean of all entries of a matrix expression."""
     rows, cols = m.shape

@@ -18,7 +18,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
 from ..rewrite import stabilize
 from ..validate import check_functions
-from .functions import bce_sum, logsumexp, msum, softmax_ce
+from .functions import bce_sum, logsumexp, msum, softmax, softmax_ce
 
 
 @dataclass(eq=False)
@@ -102,6 +102,11 @@ class Lowerer:
         if isinstance(e, ElementwiseApplyFunction):
             f = e.function
             return self._map(e, [e.expr], lambda s: f(s[0]))
+        if isinstance(e, softmax):
+            z = self.matrix(e.args[0])
+            if z.shape[1] != 1 or not z.batched:
+                raise UnsupportedModelError(f"softmax needs a per-sample column vector, got {z.shape} in {e}")
+            return self._add(TNode("softmax", "", z.shape, True, [z]), e)
         if isinstance(e, sp.MatPow) and e.shape == (1, 1):  # SymPy's form of z**p for a 1x1 z
             return self._map(e, [e.base], lambda s: s[0] ** e.exp)
         if isinstance(e, sp.Transpose) and 1 in e.arg.shape:

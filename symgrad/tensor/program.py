@@ -123,6 +123,15 @@ class Program:
         return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
                 f"    softmax_ce_fwd({self.v(z)}, {self.v(t)}, {n.name}, {n.name}_p)"]
 
+    def _fwd_softmax(self, n):
+        (z,) = n.inputs
+        return self.decl(n.name, n) + self.decl(f"{n.name}_lse", TNode("sum", "", (1, 1), True)) + [
+                f"    logsumexp_fwd({self.v(z)}, {n.name}_lse, {n.name})"]
+
+    def _bwd_softmax(self, n):
+        (z,) = n.inputs
+        return [f"    softmax_bwd({n.name}, {self.d(n)}, {self.d(z)})"]
+
     def _fwd_logsumexp(self, n):
         (z,) = n.inputs
         return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
@@ -268,5 +277,5 @@ class Program:
                 f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
-        fused = any(n.kind in ("softmax_ce", "logsumexp") for n in self.nodes)
+        fused = any(n.kind in ("softmax_ce", "logsumexp", "softmax") for n in self.nodes)
         return MM_HELPERS + (FUSED_HELPERS if fused else "")
