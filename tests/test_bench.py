@@ -1,0 +1,41 @@
+"""The benchmark suite runs end to end (tiny sizes, whichever peers are installed), so it cannot rot."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ["## Targets (issue 4)", "## Machine and settings", "## Seed formula (issue 2)", "## W2: ", "## W3: ",
+            "## W4: ", "## W5: "]
+
+
+@pytest.mark.numba
+def test_bench_quick_tiny(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--tiny", "--out", str(out)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    for header in SECTIONS:
+        assert any(line.startswith(header) for line in text.splitlines()), f"missing section {header!r}"
+    assert "BENCHMARK DISAGREEMENT" not in proc.stdout + proc.stderr
+    # every workload contributed rows to the targets table
+    for w in ("W1", "W2", "W3", "W4", "W5"):
+        assert f"| {w}" in text, f"no target row for {w}"
+
+
+def test_disagreement_fails_loudly():
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from bench.common import BenchmarkDisagreement, check_agreement
+
+    ok = check_agreement("same", "a", {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.0 + 1e-12])}, rtol=1e-9)
+    assert ok["b"] < 1.0
+    with pytest.raises(BenchmarkDisagreement, match="differ from 'a'"):
+        check_agreement("different", "a", {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.1])}, rtol=1e-6)
