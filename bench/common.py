@@ -424,3 +424,27 @@ def thread_note() -> str:
 def flush_print(*a) -> None:
     print(*a, flush=True)
     sys.stdout.flush()
+
+
+def jax_scan_epoch(step, n: int, bs: int):
+    """A jitted epoch for JAX: ``lax.scan`` of ``step(state, X_batch, Y_batch) -> (state, loss)``
+    over the full batches of ``perm``, then the last partial batch; returns (state, mean loss).
+    The same shuffles as symgrad's ``fit``, so trajectories can be compared."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    nf, rem = n // bs, n % bs
+
+    @jax.jit
+    def epoch_fn(state, X_, Y_, perm):
+        idx = perm[: nf * bs].reshape(nf, bs)
+        state, ls = lax.scan(lambda c, ib: step(c, X_[ib], Y_[ib]), state, idx)
+        total = jnp.sum(ls) * bs
+        if rem:
+            tail = perm[nf * bs:]
+            state, val = step(state, X_[tail], Y_[tail])
+            total = total + val * rem
+        return state, total / n
+
+    return epoch_fn

@@ -29,6 +29,7 @@ from bench.common import (
     check_agreement,
     epoch_perms,
     interleaved,
+    jax_scan_epoch,
     peer,
     skipped,
     table,
@@ -157,7 +158,6 @@ def implementations(X, y, epochs: int, p0: list[np.ndarray], notes: list[str] | 
         notes.append(f"JAX: {skipped('jax')}")
     else:
         import jax.numpy as jnp
-        from jax import lax
 
         def loss_fn(p, Xb, yb):
             W1, b1, W2, b2 = p
@@ -170,18 +170,7 @@ def implementations(X, y, epochs: int, p0: list[np.ndarray], notes: list[str] | 
             return tuple(a - LR * b for a, b in zip(p, g, strict=True)), val
 
         step = jax.jit(lambda p, X_, y_, idx: sgd_step(p, X_[idx], y_[idx]))
-        nf, rem = n // BS, n % BS
-
-        @jax.jit
-        def epoch_fn(p, X_, y_, perm):
-            idx = perm[: nf * BS].reshape(nf, BS)
-            p, ls = lax.scan(lambda c, ib: sgd_step(c, X_[ib], y_[ib]), p, idx)
-            total = jnp.sum(ls) * BS
-            if rem:
-                tail = perm[nf * BS:]
-                p, val = sgd_step(p, X_[tail], y_[tail])
-                total = total + val * rem
-            return p, total / n
+        epoch_fn = jax_scan_epoch(sgd_step, n, BS)
 
         Xd, yd = jax.device_put(X), jax.device_put(y)
 

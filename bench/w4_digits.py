@@ -34,6 +34,7 @@ from bench.common import (
     check_agreement,
     epoch_perms,
     interleaved,
+    jax_scan_epoch,
     median_time,
     peer,
     skipped,
@@ -241,7 +242,6 @@ def implementations(dt, X, y, epochs, p0, notes=None, kernel_times=None, probe=F
         notes.append(f"JAX: {skipped('jax')}")
     else:
         import jax.numpy as jnp
-        from jax import lax
 
         def loss_fn(p, Xb, Yb):
             W1, b1, W2, b2, W3, b3 = p
@@ -263,18 +263,7 @@ def implementations(dt, X, y, epochs, p0, notes=None, kernel_times=None, probe=F
             return (p, m, v, t), val
 
         step = jax.jit(lambda st, X_, Y_, idx: adam_step(st, X_[idx], Y_[idx]))
-        nf, rem = n // BS, n % BS
-
-        @jax.jit
-        def epoch_fn(st, X_, Y_, perm):
-            idx = perm[: nf * BS].reshape(nf, BS)
-            st, ls = lax.scan(lambda c, ib: adam_step(c, X_[ib], Y_[ib]), st, idx)
-            total = jnp.sum(ls) * BS
-            if rem:
-                tail = perm[nf * BS:]
-                st, val = adam_step(st, X_[tail], Y_[tail])
-                total = total + val * rem
-            return st, total / n
+        epoch_fn = jax_scan_epoch(adam_step, n, BS)
 
         Xd, Yd = jax.device_put(X), jax.device_put(Y)
 
