@@ -11,6 +11,8 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -103,8 +105,24 @@ def _prepare_xy(X, Y, loss_name, n_out, dtype):
     return np.ascontiguousarray(X), np.ascontiguousarray(Y)
 
 
+# Repeated fit() calls on the same model skip re-deriving the cache key (srepr of the
+# expression, printing the optimizer: milliseconds, which dominated short fits).
+_BUILT: dict[tuple, tuple] = {}
+
+
 def build(model, loss, optimizer: Optimizer, dtype: str):
     """Generate (or load from cache) the module with loss, loss_grad, predict, train_chunk."""
+    labels = getattr(model, "labels", None)
+    memo = (model.expr, tuple(model.params), model.x, tuple(labels.items()) if labels else None,
+            loss, type(optimizer), tuple(sorted(optimizer.hyper.items())), dtype)
+    hit = _BUILT.get(memo)
+    if hit is not None and hit[0].exists():
+        return hit
+    _BUILT[memo] = _build(model, loss, optimizer, dtype)
+    return _BUILT[memo]
+
+
+def _build(model, loss, optimizer: Optimizer, dtype: str):
     loss_fn, loss_name = _loss_fn(loss)
     n_out = int(model.expr.shape[0])
     y = sp.MatrixSymbol("y", n_out, 1)
@@ -268,9 +286,17 @@ def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, f
 def _blas_limit(threads: int | None):
     if threads is None:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    return _blas_controller(len(sys.modules)).limit(limits=threads, user_api="blas")
 
-    return threadpool_limits(limits=threads, user_api="blas")
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller(n_modules: int):
+    # Scanning the loaded libraries costs ~0.3 ms; a short fit() must not pay it per chunk.
+    # Keyed on the module count: a newly imported package (SciPy, which Numba's np.dot
+    # calls into) may have brought another BLAS that must be limited too.
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _progress(total: int):

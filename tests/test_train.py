@@ -310,6 +310,21 @@ def test_chunking_does_not_change_results(ce_problem):
             np.testing.assert_array_equal(a, b)
 
 
+def test_repeated_builds_reuse_the_module_but_not_across_settings(ce_problem, tmp_path):
+    from symgrad import train
+
+    net = ce_problem[0]
+    a = train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")
+    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.01), "float64") == a  # lr is an argument
+    other = [train.build(net, "softmax_cross_entropy", opt, "float64")[0]
+             for opt in (optim.Adam(0.05, beta1=0.5), optim.AdamW(0.05), optim.Adam(0.05, weight_decay=0.1))]
+    assert len({a[0], *other}) == 4
+    assert train.build(net, "mse", optim.Adam(0.05), "float64")[0] != a[0]
+    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float32")[0] != a[0]
+    a[0].unlink()  # a deleted cache file is rebuilt, not trusted from memory
+    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")[0].exists()
+
+
 def test_python_fit_is_deterministic_per_seed(ce_problem):
     net, X, labels, *_ = ce_problem
     kw = dict(optimizer=optim.Adam(0.05), epochs=4, batch_size=5, backend="python")
