@@ -136,6 +136,8 @@ def module_header(title: str, dtype: str, helpers: set[str]) -> list[str]:
         "# _JIT is injected by the loader: True for Numba, False for the Python reference path",
         "jit = numba.njit(cache=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
         "jit_par = numba.njit(cache=True, parallel=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
+        "# _GLUE: options for functions that only glue compiled segments together (deep models)",
+        "jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821",
         "prange = numba.prange if _JIT else range  # noqa: F821",
         f"F = np.{dtype}",
         "",

@@ -160,19 +160,19 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     path, loss_name, n_out = build(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
     Xa, Ya = _prepare_xy(X, Y, loss_name, n_out, dt)
-    ps = _initial_params(model, params, seed, dt)
+    theta = _flat(_initial_params(model, params, seed, dt))
+    ps = _views(theta, model)  # the result's parameters are views into the trained buffer
     result = Trained(ps, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []},
                      mod, loss_name, n_out, dt)
     val = _prepare_xy(*validation, loss_name, n_out, dt) if validation is not None else None
-    states = [optimizer.init_state(p.shape, dt) for p in ps]
-    flat_states = [st[name] for st in states for name in optimizer.state]
+    flat_states = list(optimizer.init_state(theta.shape, dt).values())
     rng = np.random.default_rng(seed)
     per_epoch = val is not None or callbacks or progress or threshold is not None
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     empty = np.zeros((0, len(Xa)), dtype=np.int64)
-    mod.train_chunk(*ps, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
+    mod.train_chunk(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
                     np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
     while epoch < epochs:
@@ -181,17 +181,17 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         perms = np.stack([order(len(Xa)) for _ in range(n)]).astype(np.int64)
         lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
-        snapshot = [p.copy() for p in ps]
+        snapshot = theta.copy()
         start = time.perf_counter()
         with _blas_limit(blas_threads):
-            done, t, status = mod.train_chunk(*ps, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
+            done, t, status = mod.train_chunk(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):
             _record(result, float(losses[k]), gnorms[k], elapsed, model)
         epoch += done
         if done < n:
-            _diverged(result, status, snapshot, epoch + 1)
+            _diverged(result, status, snapshot, theta, epoch + 1)
         stop = _after_chunk(result, val, threshold, patience, callbacks, epoch, best)
         best = stop[1]
         if bar is not None:
@@ -223,12 +223,25 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
     return out
 
 
-def _diverged(result: Trained, status: int, snapshot: list[np.ndarray], epoch: int) -> None:
+def _flat(params: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([p.reshape(-1) for p in params])
+
+
+def _views(theta: np.ndarray, model) -> list[np.ndarray]:
+    """theta cut into the model's parameter shapes (views, not copies)."""
+    out, at = [], 0
+    for p in model.params:
+        r, c = (int(d) for d in p.shape)
+        out.append(theta[at:at + r * c].reshape(r, c))
+        at += r * c
+    return out
+
+
+def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:
     """Stop with a clear message, leaving result.params finite (status 2: an update overflowed,
     so the parameters from the start of the chunk are restored)."""
     if status == 2:
-        for p, s in zip(result.params, snapshot):
-            p[...] = s
+        theta[...] = snapshot
     what = "the training loss became NaN/Inf" if status == 1 else "a parameter update overflowed to Inf"
     err = DivergenceError(
         f"{what} in epoch {epoch}; training stopped and the last finite parameters were kept "

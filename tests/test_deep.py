@@ -1,5 +1,7 @@
 """Deep models: loss_grad is outlined into segment functions; gradients stay exact."""
 
+import re
+
 import numpy as np
 import sympy as sp
 
@@ -40,3 +42,36 @@ def test_outlined_and_inline_give_identical_gradients(monkeypatch):
     assert v == outlined[0]
     for a, b in zip(gs, outlined[1]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_repeated_layers_share_segment_functions():
+    """A deep stack of equal layers compiles a handful of segment functions, not one per call."""
+    net, y, loss = _deep(30)
+    src = generate(loss, net.params, [net.x, y], "mean", "float64")
+    defs = re.findall(r"^def (\w+_seg\d+)\(", src, re.M)
+    calls = re.findall(r"^    (?:[\w, ]+ = )?(\w+_seg\d+)\(", src, re.M)
+    assert len(calls) >= 20 and len(defs) <= 6 and set(calls) == set(defs)
+    assert "@jit_glue\ndef loss_grad(" in src  # the glue is not optimised by LLVM (docs/decisions.md)
+
+
+def test_deep_training_kernel_equals_unfused_steps():
+    """The glued training loop (loss_grad called per step, flat parameter buffer) against
+    value_and_grad + the optimizer's reference step, on the Python reference path."""
+    net, y, loss = _deep(14)
+    f = sg.compile(loss, net.params, [net.x, y], backend="python")
+    rng = np.random.default_rng(3)
+    X, labels = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    init, opt = net.init_params(4), sg.optim.Adam(0.01, clip_norm=0.5)
+    m = sg.fit(net, "softmax_cross_entropy", X, labels, optimizer=opt, epochs=2, batch_size=4, shuffle=False,
+               params=[p.copy() for p in init], backend="python")
+    assert "@jit_glue\ndef train_chunk(" in m._mod.__loader__.get_data(m._mod.__file__).decode()
+    ps, states, t = [p.copy() for p in init], [opt.init_state(p.shape) for p in init], 0
+    for _ in range(2):
+        for s in range(0, 10, 4):
+            _, gs = f.value_and_grad(ps, X[s:s + 4], np.eye(2)[labels[s:s + 4]])
+            scale = sg.optim.clip_scale(float(np.sqrt(sum((g * g).sum() for g in gs))), 0.5)
+            t += 1
+            for p, g, st in zip(ps, gs, states, strict=True):
+                opt.reference_step(p, g * scale, st, t)
+    for got, want in zip(m.params, ps, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-13)

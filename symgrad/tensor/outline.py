@@ -5,6 +5,11 @@ Numba's compile time grows faster than the length of one function (docs/decision
 functions of a few nodes each keeps every function small. Inputs of a segment are the
 variables it reads that were bound before it; outputs are those it binds that are read later.
 Arrays mutated in place (adjoints) need no return.
+
+Segments are written with canonical names (``v0, v1, ...`` in order of first use), so that
+the segments of repeated layers have identical text and become *one* shared function that
+Numba compiles once: compile time then stops growing with the number of repeated layers.
+The node comments move to the call site, where they name the actual layers.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import re
 
 _TARGET = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)")
 _TOKEN = re.compile(r"[A-Za-z_]\w*")
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name, not an attribute
 
 
 def _targets(lines: list[str]) -> list[str]:
@@ -23,29 +29,59 @@ def _tokens(lines: list[str]) -> set[str]:
     return {t for ln in lines for t in _TOKEN.findall(ln.split("#", 1)[0])}
 
 
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
+def _canonical(code: list[str], names: set[str]) -> dict[str, str]:
+    """Each of ``names`` -> ``v0, v1, ...`` in order of first use (attributes excluded)."""
+    order: dict[str, str] = {}
+    for ln in code:
+        for t in _NAME.findall(ln):
+            if t in names and t not in order:
+                order[t] = f"v{len(order)}"
+    return order
+
+
+def _rename(line: str, names: dict[str, str]) -> str:
+    return _NAME.sub(lambda m: names.get(m.group(0), m.group(0)), line)
+
+
+def _tuple(names: list[str]) -> str:
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
 def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: str,
             size: int) -> tuple[list[str], list[str]]:
     """(segment function definitions, replacement body) for statement ``groups``.
 
     ``bound`` are the names bound before the groups (function arguments, prologue);
     ``tail`` are the statements after them (to know which results are still needed).
+    Segments whose canonical text is identical share one function.
     """
     segments = [sum(groups[k:k + size], []) for k in range(0, len(groups), size)]
     known = set(bound)
-    defs_all = [set(_targets(seg)) for seg in segments]
+    funcs: dict[str, str] = {}  # canonical definition -> function name
     defs: list[str] = []
     body: list[str] = []
     for k, seg in enumerate(segments):
         later = _tokens(sum(segments[k + 1:], []) + tail)
         local = set(_targets(seg))
-        inputs = sorted((_tokens(seg) & known) - local) if k else sorted(_tokens(seg) & known)
-        outputs = sorted(t for t in local if t in later and t not in known)
-        name = f"{prefix}{k}"
-        defs += ["@jit", f"def {name}({', '.join(inputs)}):", *seg]
-        if outputs:
-            defs.append(f"    return {', '.join(outputs)}{',' if len(outputs) == 1 else ''}")
-        defs += ["", ""]
-        call = f"{name}({', '.join(inputs)})"
-        body.append(f"    {', '.join(outputs)}{',' if len(outputs) == 1 else ''} = {call}" if outputs else f"    {call}")
-        known |= defs_all[k]
+        inputs = (_tokens(seg) & known) - (local if k else set())
+        outputs = {t for t in local if t in later and t not in known}
+        code = [ln for ln in seg if not _is_comment(ln)]
+        canon = _canonical(code, inputs | local)
+        order = {name: int(c[1:]) for name, c in canon.items()}.__getitem__
+        ins, outs = sorted(inputs, key=order), sorted(outputs, key=order)
+        lines = [_rename(ln, canon) for ln in code]
+        lines += [f"    return {_tuple([canon[o] for o in outs])}"] if outs else []
+        head = f"({', '.join(canon[i] for i in ins)}):"
+        key = "\n".join([head, *lines])
+        if key not in funcs:
+            funcs[key] = f"{prefix}{len(funcs)}"
+            defs += ["@jit", f"def {funcs[key]}{head}", *lines, "", ""]
+        body += [ln for ln in seg if _is_comment(ln)]
+        call = f"{funcs[key]}({', '.join(ins)})"
+        body.append(f"    {_tuple(outs)} = {call}" if outs else f"    {call}")
+        known |= local
     return defs, body

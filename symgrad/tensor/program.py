@@ -34,6 +34,7 @@ class Program:
         # call, listed here as (name, node); None means allocate per call (loss, loss_grad)
         self.ws: list[tuple[str, TNode]] | None = None
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
+        self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
@@ -60,6 +61,8 @@ class Program:
 
     def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
         """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
+        if self.ws is None and zeros and self.glue:  # glue is not optimised: no inline loops
+            return [f"    {name} = {self.alloc(n)}", f"    fill0({name})"]
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, zeros)}"]
         self.ws.append((name, n))
@@ -253,22 +256,26 @@ class Program:
                 f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
-        zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
-        head = [self.batch_size(), *self.flat_views(True), *zero]
         fwd = self.forward_groups()
         prologue, bwd = self.backward_parts()
         total = [f"    total = {self.total()}"]
         if len(fwd) + len(bwd) <= 2 * OUTLINE_NODES:
+            zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
+            head = [self.batch_size(), *self.flat_views(True), *zero]
             return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *sum(fwd, []), *total,
                     *prologue, *sum(bwd, []), "    return total"]
-        # deep model: segments of a few nodes each, so that no function is long (docs/decisions.md)
+        # deep model: segments of a few nodes each, so that no function is long, glued together
+        # by a function that Numba does not optimise (docs/decisions.md)
+        self.glue = True
+        prologue, bwd = self.backward_parts()
+        head = [self.batch_size(), *self.flat_views(True), *[f"    fill0({self.d(p)})" for p in self.params]]
         bound = self.signature(True).split(", ") + ["B"] + [ln.split("=")[0].strip() for ln in head[1:]]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES)
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES)
         self.segments = fdefs + bdefs
-        return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
+        return ["@jit_glue", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
                 "    return total"]
 
     def predict_fn(self) -> list[str]:
