@@ -177,8 +177,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     t, epoch, best = 0, 0, (np.inf, None, 0)
     while epoch < epochs:
         n = min(chunk, epochs - epoch)
-        order = rng.permutation if shuffle else np.arange
-        perms = np.stack([order(len(Xa)) for _ in range(n)]).astype(np.int64)
+        # one row per epoch; without shuffling the kernel reads X in order and needs no indices
+        perms = (np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64) if shuffle
+                 else np.empty((n, 0), dtype=np.int64))
         lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
