@@ -7,13 +7,16 @@ runs them in order and writes ``BENCHMARKS.md``.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import importlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,9 +98,22 @@ _PEERS = {
 _peer_cache: dict[str, Any] = {}
 
 
+def _pytensor_compiledir() -> None:
+    """Point PyTensor's compile and Numba caches at a fresh temporary folder (removed at exit), unless
+    ``PYTENSOR_FLAGS`` already names one: its first call is then a cold compile, like symgrad's."""
+    flags = os.environ.get("PYTENSOR_FLAGS", "")
+    if "compiledir" in flags:
+        return
+    d = tempfile.mkdtemp(prefix="pytensor-bench-")
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    os.environ["PYTENSOR_FLAGS"] = ",".join(x for x in (flags, f"base_compiledir={d}") if x)
+
+
 def peer(module: str):
     """The imported peer module, or None if it is not installed (the caller skips it with a note)."""
     if module not in _peer_cache:
+        if module == "pytensor":
+            _pytensor_compiledir()  # must precede the import: PyTensor reads its flags once
         try:
             mod = importlib.import_module(module)
         except ImportError:
