@@ -32,6 +32,15 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def split_flat(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+    """``flat`` cut into consecutive arrays of ``shapes`` (views, not copies)."""
+    out, at = [], 0
+    for r, c in shapes:
+        out.append(flat[at:at + r * c].reshape(r, c))
+        at += r * c
+    return out
+
+
 def check_finite(x: np.ndarray, what: str) -> None:
     """Raise DataError naming the first NaN/Inf entry."""
     if x.size and not np.isfinite(x).all():

@@ -25,7 +25,7 @@ from . import jit
 from .errors import DivergenceError, ShapeError, SymgradError
 from .losses import LOSSES
 from .optim import Adam, Optimizer
-from .runtime import as_float_array, check_finite
+from .runtime import as_float_array, check_finite, split_flat
 from .tensor.api import generate, model_key
 from .train_codegen import predict_source, train_source
 
@@ -230,12 +230,7 @@ def _flat(params: list[np.ndarray]) -> np.ndarray:
 
 def _views(theta: np.ndarray, model) -> list[np.ndarray]:
     """theta cut into the model's parameter shapes (views, not copies)."""
-    out, at = [], 0
-    for p in model.params:
-        r, c = (int(d) for d in p.shape)
-        out.append(theta[at:at + r * c].reshape(r, c))
-        at += r * c
-    return out
+    return split_flat(theta, [tuple(int(d) for d in p.shape) for p in model.params])
 
 
 def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:

@@ -12,7 +12,7 @@ from .. import jit
 from ..codegen_scalar import module_header
 from ..errors import ShapeError, UnsupportedModelError
 from ..printer import NumbaPrinter
-from ..runtime import as_float_array, check_data, check_finite
+from ..runtime import as_float_array, check_data, check_finite, split_flat
 from ..validate import check_bindings, check_scalar
 from .ir import lower
 from .optimize import fuse_maps
@@ -90,13 +90,9 @@ class CompiledTensor:
     def unpack(self, theta) -> tuple[list[np.ndarray], bool]:
         """(list of parameter arrays, was_flat)."""
         if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
-                and theta.size == sum(self.sizes) and not (len(self.params) == 1 and self.shapes[0][1] == 1 and False):
+                and theta.size == sum(self.sizes):
             flat = as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
-            out, k = [], 0
-            for shape, size in zip(self.shapes, self.sizes):
-                out.append(flat[k:k + size].reshape(shape))
-                k += size
-            return out, True
+            return split_flat(flat, self.shapes), True
         if len(theta) != len(self.params):
             raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}")
         out = []

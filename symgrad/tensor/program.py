@@ -257,17 +257,18 @@ class Program:
 
     def loss_grad_fn(self) -> list[str]:
         fwd = self.forward_groups()
+        # as many backward groups as nodes that need an adjoint; known before writing them
+        n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
+        self.glue = len(fwd) + n_bwd > 2 * OUTLINE_NODES
         prologue, bwd = self.backward_parts()
         total = [f"    total = {self.total()}"]
-        if len(fwd) + len(bwd) <= 2 * OUTLINE_NODES:
+        if not self.glue:
             zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
             head = [self.batch_size(), *self.flat_views(True), *zero]
             return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *sum(fwd, []), *total,
                     *prologue, *sum(bwd, []), "    return total"]
         # deep model: segments of a few nodes each, so that no function is long, glued together
         # by a function that Numba does not optimise (docs/decisions.md)
-        self.glue = True
-        prologue, bwd = self.backward_parts()
         head = [self.batch_size(), *self.flat_views(True), *[f"    fill0({self.d(p)})" for p in self.params]]
         bound = self.signature(True).split(", ") + ["B"] + [ln.split("=")[0].strip() for ln in head[1:]]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES)
