@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from . import vecmath
 from .ops import HELPERS
 from .printer import NumbaPrinter, py_name
 
@@ -38,12 +39,40 @@ def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[li
     return lines, [printer.doprint(r) for r in reduced]
 
 
+def _trig_args(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """Arguments of sin and cos in ``exprs``, in a stable order."""
+    found = {f.args[0] for e in exprs for f in e.atoms(sp.sin, sp.cos)}
+    return sorted(found, key=sp.default_sort_key)
+
+
 class _Gen:
     def __init__(self, spec: ScalarSpec):
         self.s = spec
-        self.p = NumbaPrinter()
+        self.p = NumbaPrinter(fast_trig=True)
+        self.p_exact = NumbaPrinter()  # libm sin/cos, for the rare arguments beyond TRIG_MAX
         self.loop = "prange" if spec.parallel else "range"
         self.decor = "@jit_par" if spec.parallel else "@jit"
+
+    def _body(self, exprs: list[sp.Expr], printer: NumbaPrinter, indent: str) -> tuple[list[str], list[str]]:
+        """CSE'd statements for ``exprs``; with fast trig, each sin/cos argument's range is
+        counted into ``huge`` (a vectorisable reduction), so the caller can redo the loop."""
+        args = _trig_args(exprs) if printer.fast_trig else []
+        lines, finals = _block(printer, [*exprs, *args], indent)
+        if args:
+            checks = " | ".join(f"(abs({a}) > TRIG_MAX)" for a in finals[len(exprs):])
+            lines.append(f"{indent}huge += {checks}")
+        return lines, finals[: len(exprs)]
+
+    def _with_fallback(self, loop) -> list[str]:
+        """``loop(printer)`` gives a function's loop lines; with sin/cos, the fast loop runs
+        first and, where an argument was beyond TRIG_MAX, the libm loop replaces its results."""
+        fast = loop(self.p)
+        if not any(ln.lstrip().startswith("huge +=") for ln in fast):
+            return fast
+        exact = ["    " + ln for ln in loop(self.p_exact)]
+        return ["    huge = 0", *fast, "    if huge:",
+                "        # a sin/cos argument beyond vecmath.TRIG_MAX, where vm's are not exact: use libm",
+                *exact]
 
     def _loads(self, arrays: list[sp.Symbol], indent: str) -> list[str]:
         return [f"{indent}{py_name(d)} = data_{py_name(d)}[i]" for d in arrays]
@@ -70,12 +99,15 @@ class _Gen:
         lines = [f"{self.decor}", f"def {name}({self._sig(before, after)}):", *self._param_loads()]
         if "v" in before:
             lines += [f"    v_{py_name(p)} = v[{k}]" for k, p in enumerate(self.s.params)]
-        lines += [f"    n = {self._n()}"] + [f"    {o} = F(0.0)" for o in outs]
-        lines.append(f"    for i in {self.loop}(n):")
-        lines += self._loads(self.s.data, "        ")
-        body, finals = _block(self.p, exprs, "        ")
-        lines += body + [f"        {o} += {f}" for o, f in zip(outs, finals)]
-        return lines
+        lines.append(f"    n = {self._n()}")
+
+        def loop(printer):
+            body, finals = self._body(exprs, printer, "        ")
+            return [*[f"    {o} = F(0.0)" for o in outs], f"    for i in {self.loop}(n):",
+                    *self._loads(self.s.data, "        "), *body,
+                    *[f"        {o} += {f}" for o, f in zip(outs, finals)]]
+
+        return lines + self._with_fallback(loop)
 
     def value(self) -> list[str]:
         lines = self.reduced("value", [self.s.loss], ["acc"])
@@ -108,23 +140,21 @@ class _Gen:
 
     def pointwise(self) -> list[str]:
         """reduction='none': wrt symbols are per-point inputs; outputs per point."""
-        k = len(self.s.params)
         sig = self._sig((), ("value_out", "grad_out"), per_point=True)
         lines = [self.decor, f"def value_and_grad({sig}):", f"    n = {self._n()}"]
-        lines.append(f"    for i in {self.loop}(n):")
-        lines += self._loads(self.s.params + self.s.data, "        ")
-        body, finals = _block(self.p, [self.s.loss, *self.s.grads], "        ")
-        lines += body + [f"        value_out[i] = {finals[0]}"]
-        lines += [f"        grad_out[i, {j}] = {finals[1 + j]}" for j in range(k)]
+        lines += self._with_fallback(lambda printer: self._point_loop(printer, [self.s.loss, *self.s.grads]))
         val_sig = self._sig((), ("value_out",), per_point=True)
         lines += ["", "", self.decor, f"def value({val_sig}):", f"    n = {self._n()}"]
-        lines.append(f"    for i in {self.loop}(n):")
-        lines += self._loads(self.s.params + self.s.data, "        ")
-        body, finals = _block(self.p, [self.s.loss], "        ")
-        return lines + body + [f"        value_out[i] = {finals[0]}"]
+        return lines + self._with_fallback(lambda printer: self._point_loop(printer, [self.s.loss]))
+
+    def _point_loop(self, printer: NumbaPrinter, exprs: list[sp.Expr]) -> list[str]:
+        body, finals = self._body(exprs, printer, "        ")
+        outs = ["value_out[i]"] + [f"grad_out[i, {j}]" for j in range(len(exprs) - 1)]
+        return [f"    for i in {self.loop}(n):", *self._loads(self.s.params + self.s.data, "        "), *body,
+                *[f"        {o} = {f}" for o, f in zip(outs, finals)]]
 
 
-def module_header(title: str, dtype: str, helpers: set[str]) -> list[str]:
+def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = False) -> list[str]:
     """Imports, dtype, decorators and the helper functions a module uses."""
     lines = [
         f'"""{title}\n\nGenerated by symgrad. Do not edit: it is rebuilt from the model."""',
@@ -133,15 +163,21 @@ def module_header(title: str, dtype: str, helpers: set[str]) -> list[str]:
         "import numba",
         "import numpy as np",
         "",
+        "from symgrad import vecmath",
+        "",
         "# _JIT is injected by the loader: True for Numba, False for the Python reference path",
         "jit = numba.njit(cache=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
         "jit_par = numba.njit(cache=True, parallel=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
         "# _GLUE: options for functions that only glue compiled segments together (deep models)",
         "jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821",
         "prange = numba.prange if _JIT else range  # noqa: F821",
+        "# vm: exp, log, tanh, sin, cos whose loops vectorise (symgrad/vecmath.py); libm in Python",
+        "vm = vecmath if _JIT else vecmath.PYTHON  # noqa: F821",
         f"F = np.{dtype}",
         "",
     ]
+    if trig_max:
+        lines[-1:-1] = [f"TRIG_MAX = F({vecmath.TRIG_MAX!r})  # vm.sin_fast and vm.cos_fast are exact up to here"]
     for h in sorted(helpers):
         lines += ["", HELPERS[h]]
     return lines
@@ -159,4 +195,6 @@ def scalar_module(spec: ScalarSpec) -> str:
     body: list[str] = []
     for f in funcs:
         body += ["", ""] + f
-    return "\n".join(module_header(spec.title, spec.dtype, g.p.helpers) + body) + "\n"
+    helpers = g.p.helpers | g.p_exact.helpers
+    trig = any("huge +=" in ln for ln in body)
+    return "\n".join(module_header(spec.title, spec.dtype, helpers, trig) + body) + "\n"

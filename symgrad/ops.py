@@ -195,17 +195,16 @@ HELPERS: dict[str, str] = {
     "sigmoid": (
         "@jit\n"
         "def sigmoid(z):\n"
-        "    # two branches so exp never overflows\n"
-        "    if z >= 0:\n"
-        "        return F(1.0) / (F(1.0) + math.exp(-z))\n"
-        "    e = math.exp(z)\n"
-        "    return e / (F(1.0) + e)\n"
+        "    # e^-|z| never overflows; a select, not a branch, so loops over it vectorise\n"
+        "    e = vm.exp(-abs(z))\n"
+        "    s = F(1.0) / (F(1.0) + e)\n"
+        "    return s if z >= F(0.0) else e * s\n"
     ),
     "softplus": (
         "@jit\n"
         "def softplus(z):\n"
         "    # log(1+e^z) = max(z,0) + log1p(e^-|z|): finite for any z\n"
-        "    return max(z, F(0.0)) + math.log1p(math.exp(-abs(z)))\n"
+        "    return max(z, F(0.0)) + vm.log1p(vm.exp(-abs(z)))\n"
     ),
     "relu": (
         "@jit\n"
@@ -220,13 +219,13 @@ HELPERS: dict[str, str] = {
     "elu": (
         "@jit\n"
         "def elu(z, alpha):\n"
-        "    return z if z > F(0.0) else alpha * math.expm1(z)\n"
+        "    return z if z > F(0.0) else alpha * vm.expm1(z)\n"
     ),
     "bce_logits": (
         "@jit\n"
         "def bce_logits(a, y):\n"
         "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
-        "    return max(a, F(0.0)) + math.log1p(math.exp(-abs(a))) - y * a\n"
+        "    return max(a, F(0.0)) + vm.log1p(vm.exp(-abs(a))) - y * a\n"
     ),
     "pow2": "@jit\ndef pow2(x):\n    return x * x\n",
     "pow3": "@jit\ndef pow3(x):\n    return x * x * x\n",

@@ -2,6 +2,8 @@
 
 Every constant is emitted as ``F(value)`` where ``F`` is the module's dtype, because a
 bare Python float promotes float32 arithmetic to float64 in Numba (numba/numba#2006).
+exp, log, log1p and tanh print as ``vm.*`` (symgrad.vecmath), whose loops vectorise;
+sin and cos do too where the caller checks their range (``fast_trig=True``).
 """
 
 from __future__ import annotations
@@ -11,16 +13,26 @@ import keyword
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from . import vecmath
 from .ops import OPS
 from .validate import MATH_FUNCS
 
+#: math functions printed as their vecmath twins: vectorisable, within an ulp, any argument
+_VM = {f"math.{name}": f"vm.{name}" for name in vecmath.NAMES}
+
 
 class NumbaPrinter(PythonCodePrinter):
-    """Prints scalar expressions; records which helper functions it used."""
+    """Prints scalar expressions; records which helper functions it used.
 
-    def __init__(self) -> None:
+    With ``fast_trig``, sin and cos print as ``vm.sin_fast``/``vm.cos_fast``, which are
+    exact only for arguments up to ``vecmath.TRIG_MAX``: the caller must check those
+    arguments (codegen_scalar does, and falls back to libm).
+    """
+
+    def __init__(self, fast_trig: bool = False) -> None:
         super().__init__({"standard": "python3", "fully_qualified_modules": False})
         self.helpers: set[str] = set()
+        self.fast_trig = fast_trig
 
     # constants -------------------------------------------------------------
     def _print_Integer(self, e):
@@ -84,17 +96,20 @@ class NumbaPrinter(PythonCodePrinter):
 
     def _print_math(self, e):
         func = MATH_FUNCS[type(e)]
+        func = _VM.get(func, func)
+        if self.fast_trig and type(e) in (sp.sin, sp.cos):
+            func = f"vm.{vecmath.TRIG[type(e).__name__]}"
         return f"{func}({', '.join(self._print(a) for a in e.args)})"
 
     def _print_log(self, e):
         arg = e.args[0]
         # log(1 + u) loses all digits of u when |u| < eps; log1p keeps them.
         if isinstance(arg, sp.Add) and sp.S.One in arg.args:
-            return f"math.log1p({self._print(arg - 1)})"
-        return f"math.log({self._print(arg)})"
+            return f"vm.log1p({self._print(arg - 1)})"
+        return f"vm.log({self._print(arg)})"
 
     def _print_exp(self, e):
-        return f"math.exp({self._print(e.args[0])})"
+        return f"vm.exp({self._print(e.args[0])})"
 
     def _print_Abs(self, e):
         return f"abs({self._print(e.args[0])})"
@@ -129,7 +144,7 @@ for _f in MATH_FUNCS:
         setattr(NumbaPrinter, f"_print_{_f.__name__}", NumbaPrinter._print_math)
 
 _RESERVED = set(keyword.kwlist) | {
-    "math", "np", "numba", "F", "jit", "prange", "abs", "max", "min", "range", "sign", "n", "i",
+    "math", "np", "numba", "F", "jit", "prange", "vm", "vecmath", "huge", "TRIG_MAX", "abs", "max", "min", "range", "sign", "n", "i",
 } | set(OPS)
 
 

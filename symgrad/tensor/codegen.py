@@ -68,11 +68,11 @@ def logsumexp_fwd(z, out, p):
             m = max(m, z[i, j])
         s = F(0.0)
         for j in range(z.shape[1]):
-            p[i, j] = math.exp(z[i, j] - m)
+            p[i, j] = vm.exp(z[i, j] - m)
             s += p[i, j]
         for j in range(z.shape[1]):
             p[i, j] /= s
-        out[i, 0] = m + math.log(s)
+        out[i, 0] = m + vm.log(s)
 
 
 @jit
