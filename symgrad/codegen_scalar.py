@@ -170,6 +170,7 @@ def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = Fa
         "jit_par = numba.njit(cache=True, parallel=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
         "# _GLUE: options for functions that only glue compiled segments together (deep models)",
         "jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821",
+        "jit_inline = numba.njit(cache=True, error_model='numpy', inline='always') if _JIT else jit  # noqa: F821",
         "prange = numba.prange if _JIT else range  # noqa: F821",
         "# vm: exp, log, tanh, sin, cos whose loops vectorise (symgrad/vecmath.py); libm in Python",
         "vm = vecmath if _JIT else vecmath.PYTHON  # noqa: F821",

@@ -190,10 +190,12 @@ OPS: dict[str, type[_Op]] = {
 }
 
 #: Numba helper source for each op. ``F`` is the dtype constructor (np.float32 or
-#: np.float64) so that constants never promote float32 to float64.
+#: np.float64) so that constants never promote float32 to float64. ``jit_inline`` inlines
+#: them where they are called, so the vm functions inside stay small enough for LLVM to
+#: inline in turn, and the loops calling them vectorise.
 HELPERS: dict[str, str] = {
     "sigmoid": (
-        "@jit\n"
+        "@jit_inline\n"
         "def sigmoid(z):\n"
         "    # e^-|z| never overflows; a select, not a branch, so loops over it vectorise\n"
         "    e = vm.exp(-abs(z))\n"
@@ -201,37 +203,37 @@ HELPERS: dict[str, str] = {
         "    return s if z >= F(0.0) else e * s\n"
     ),
     "softplus": (
-        "@jit\n"
+        "@jit_inline\n"
         "def softplus(z):\n"
         "    # log(1+e^z) = max(z,0) + log1p(e^-|z|): finite for any z\n"
         "    return max(z, F(0.0)) + vm.log1p(vm.exp(-abs(z)))\n"
     ),
     "relu": (
-        "@jit\n"
+        "@jit_inline\n"
         "def relu(z):\n"
         "    return z if z > F(0.0) else F(0.0)\n"
     ),
     "leaky_relu": (
-        "@jit\n"
+        "@jit_inline\n"
         "def leaky_relu(z, alpha):\n"
         "    return z if z > F(0.0) else alpha * z\n"
     ),
     "elu": (
-        "@jit\n"
+        "@jit_inline\n"
         "def elu(z, alpha):\n"
         "    return z if z > F(0.0) else alpha * vm.expm1(z)\n"
     ),
     "bce_logits": (
-        "@jit\n"
+        "@jit_inline\n"
         "def bce_logits(a, y):\n"
         "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
         "    return max(a, F(0.0)) + vm.log1p(vm.exp(-abs(a))) - y * a\n"
     ),
-    "pow2": "@jit\ndef pow2(x):\n    return x * x\n",
-    "pow3": "@jit\ndef pow3(x):\n    return x * x * x\n",
-    "pow4": "@jit\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",
+    "pow2": "@jit_inline\ndef pow2(x):\n    return x * x\n",
+    "pow3": "@jit_inline\ndef pow3(x):\n    return x * x * x\n",
+    "pow4": "@jit_inline\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",
     "sign": (
-        "@jit\n"
+        "@jit_inline\n"
         "def sign(z):\n"
         "    # sign(0) = 0: the convention for |x|' at the kink\n"
         "    if z > F(0.0):\n"

@@ -175,6 +175,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     mod.train_chunk(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
                     np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
+    names = [str(p) for p in model.params]  # printing SymPy names per epoch cost ~40 µs
     while epoch < epochs:
         n = min(chunk, epochs - epoch)
         # one row per epoch; without shuffling the kernel reads X in order and needs no indices
@@ -189,7 +190,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):
-            _record(result, float(losses[k]), gnorms[k], elapsed, model)
+            _record(result, float(losses[k]), gnorms[k], elapsed, names)
         epoch += done
         if done < n:
             _diverged(result, status, snapshot, theta, epoch + 1)
@@ -248,12 +249,11 @@ def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndar
     raise err
 
 
-def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, model) -> None:
+def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, names: list[str]) -> None:
     h = result.history
     h["loss"].append(loss)
     h["grad_norms"].append([float(v) for v in gn])
     h["time"].append(elapsed)
-    names = [str(p) for p in model.params]
     small = [n for n, v in zip(names, gn) if v < 1e-8]
     big = [n for n, v in zip(names, gn) if v > 1e4 or not np.isfinite(v)]
     if small or big:

@@ -67,9 +67,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
-         "# only the gradient norms and the finiteness checks. NaN/Inf still propagate (no 'nnan').",
-         "jit_reduce = numba.njit(cache=True, error_model='numpy', fastmath={'reassoc', 'contract'}) if _JIT else jit  # noqa: F821",
-         "", "", "@jit_reduce", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
+         "# only the gradient norms and the finiteness checks.", "@jit_reduce", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
          "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",

@@ -28,6 +28,26 @@ def mm_acc(a, b, out):
 @jit
 def fill0(a):
     a[...] = F(0.0)
+
+
+# jit_reduce: sums whose order LLVM may change, so that their loops vectorise. Only the order
+# of additions is relaxed: NaN and Inf still propagate ('nnan'/'ninf' are not set).
+jit_reduce = numba.njit(cache=True, error_model='numpy', fastmath={'reassoc', 'contract'}) if _JIT else jit  # noqa: F821
+
+
+@jit_reduce
+def radd(a, b):
+    # a running sum's "+": the terms are computed exactly as written, only their order may change
+    return a + b
+
+
+@jit_reduce
+def vsum(a):
+    flat = a.reshape(-1)
+    s = F(0.0)
+    for k in range(flat.shape[0]):
+        s += flat[k]
+    return s
 '''
 
 FUSED_HELPERS = '''
@@ -101,8 +121,10 @@ class MapKernels:
         self.sources: list[str] = []
         self.names: dict[tuple, str] = {}
 
-    def _loops(self, batched: bool) -> tuple[list[str], str, str]:
-        if batched:
+    def _loops(self, node: TNode) -> tuple[list[str], str, str]:
+        if node.batched and node.length == 1:  # one loop over samples, so that it vectorises
+            return ["    for i in range(out.shape[0]):"], " " * 8, "[i, 0]"
+        if node.batched:
             return (["    for i in range(out.shape[0]):", "        for j in range(out.shape[1]):"],
                     " " * 12, "[i, j]")
         return ["    for j in range(out.shape[0]):"], " " * 8, "[j]"
@@ -112,7 +134,7 @@ class MapKernels:
         if key not in self.names:
             name = f"map{len(self.names)}_fwd"
             args = [f"l{k}" for k in range(len(node.inputs))]
-            loops, ind, oi = self._loops(node.batched)
+            loops, ind, oi = self._loops(node)
             lines = ["@jit", f"def {name}({', '.join(args + ['out'])}):", f"    # out = {node.body}", *loops]
             lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                       for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
@@ -129,16 +151,21 @@ class MapKernels:
             name = f"map{len(self.names)}_bwd"
             args = [f"l{k}" for k in range(len(node.inputs))] + ["out", "dout"]
             args += [f"d{k}" for k, nd in enumerate(need) if nd]
-            loops, ind, oi = self._loops(node.batched)
-            lines = ["@jit", f"def {name}({', '.join(args)}):", *loops]
+            loops, ind, oi = self._loops(node)
+            wanted = [k for k, nd in enumerate(need) if nd]
+            # a length-1 node's loop runs over samples, so an unbatched lane's adjoint is a sum
+            # over that loop: kept in a local and added with radd, so that the loop vectorises
+            summed = [k for k in wanted if node.batched and node.length == 1 and not node.inputs[k].batched]
+            lines = ["@jit", f"def {name}({', '.join(args)}):", *[f"    acc{k} = F(0.0)" for k in summed], *loops]
             lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                       for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
             lines += [f"{ind}{py_name(OUT)} = out{oi}", f"{ind}g = dout{oi}"]
-            wanted = [k for k, nd in enumerate(need) if nd]
             body, finals = _block(self.p, [node.partials[k] for k in wanted], ind)
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
             lines += body
-            lines += [f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * ({f})" for k, f in zip(wanted, finals)]
+            lines += [f"{ind}acc{k} = radd(acc{k}, g * ({f}))" if k in summed else
+                      f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * ({f})" for k, f in zip(wanted, finals)]
+            lines += [f"    d{k}[0] += acc{k}" for k in summed]
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]

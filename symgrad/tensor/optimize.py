@@ -1,4 +1,4 @@
-"""IR optimisation before codegen: fuse chains of elementwise maps.
+"""IR optimisation before codegen: drop sums over one lane, fuse chains of elementwise maps.
 
 ``a = sigmoid(z)`` after ``z = u + b`` becomes one map ``a = sigmoid(u + b)``: one pass over
 memory instead of two, one array fewer, and fewer statements for Numba to compile. Formulas are
@@ -43,9 +43,21 @@ def _fuse_into(parent: TNode, k: int, child: TNode) -> TNode:
                  partials=map_partials(body, lanes), label=parent.label)
 
 
+def _drop_unit_sums(nodes: list[TNode], out: TNode) -> tuple[list[TNode], TNode]:
+    """A sum over a single lane is its input: drop it (a loop and an array fewer per pass;
+    every one-output loss, e.g. BCE on one logit, has one)."""
+    for n in [n for n in nodes if n.kind == "sum" and n.inputs[0].length == 1 and n.inputs[0].batched == n.batched]:
+        (src,) = n.inputs
+        nodes = [m for m in nodes if m is not n]
+        for m in nodes:
+            m.inputs = [src if i is n else i for i in m.inputs]
+        out = src if out is n else out
+    return nodes, out
+
+
 def fuse_maps(nodes: list[TNode], out: TNode) -> tuple[list[TNode], TNode]:
-    """Repeatedly fold a single-use map into the map that consumes it."""
-    nodes = list(nodes)
+    """Drop sums over one lane, then repeatedly fold a single-use map into the map that consumes it."""
+    nodes, out = _drop_unit_sums(list(nodes), out)
     changed = True
     while changed:
         changed = False

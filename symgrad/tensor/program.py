@@ -113,7 +113,7 @@ class Program:
         if not n.batched:
             return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {self.v(a)}.sum()"]
         return self.decl(n.name, n) + ["    for i in range(B):", "        acc = F(0.0)",
-                f"        for j in range({self.v(a)}.shape[1]):", f"            acc += {self.v(a)}[i, j]",
+                f"        for j in range({self.v(a)}.shape[1]):", f"            acc = radd(acc, {self.v(a)}[i, j])",
                 f"        {n.name}[i, 0] = acc"]
 
     def _fwd_select(self, n):
@@ -144,7 +144,7 @@ class Program:
         o = self.v(self.out)
         if not self.out.batched:
             return f"{o}[0]"
-        return f"{o}.sum() / F(B)" if self.reduction == "mean" else f"{o}.sum()"
+        return f"vsum({o}) / F(B)" if self.reduction == "mean" else f"vsum({o})"
 
     # -- backward ---------------------------------------------------------------
     def backward(self) -> list[str]:
