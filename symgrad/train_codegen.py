@@ -104,7 +104,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           f"            opt_update(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t)",
           "            if not math.isfinite(sumsq(theta)):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
-    L += ["            nb += 1", "        losses[e] = total / F(N)", "        gnorms[e, :] /= F(nb)",
+    L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
           "    return perms.shape[0], t, 0"]
     return L
 

@@ -58,7 +58,7 @@ def _fma(typingctx, a, b, c):
     return types.float64(types.float64, types.float64, types.float64), codegen
 
 
-@njit
+@njit(cache=True)
 def _two_sum(a, b):
     """a + b = s + err exactly."""
     s = a + b
@@ -66,14 +66,22 @@ def _two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
-@njit
+@njit(cache=True)
 def _two_prod(a, b):
     """a * b = p + err exactly."""
     p = a * b
     return p, _fma(a, b, -p)
 
 
-@njit
+@njit(cache=True)
+def _round(x):
+    """Round to the nearest integer (ties to even) for |x| < 2^51; larger |x| are integers
+    already. Adding and removing 1.5 * 2^52 does it in two additions (np.round costs a
+    second of compile time)."""
+    return (x + 6755399441055744.0) - 6755399441055744.0
+
+
+@njit(cache=True)
 def _horner(x, coeffs):
     p = coeffs[0]
     for c in coeffs[1:]:
@@ -107,27 +115,27 @@ COS_C = tuple((-1.0) ** n / math.factorial(2 * n) for n in range(8, 1, -1))  # r
 ATANH_C = tuple(2.0 / (2 * k + 1) for k in range(11, 0, -1))  # log(1+f) = 2s + s*R(s^2)
 
 
-@njit
+@njit(cache=True)
 def _pow2(k):
     """2^k as a float64 for integer -1022 <= k <= 1023."""
     return _from_bits((k + 1023) << 52)
 
 
-@njit
+@njit(cache=True)
 def _clamp_k(k):
     # NaN goes to -1100 too: converting NaN to an integer is undefined in LLVM
     return np.int64(k if abs(k) <= 1100.0 else (1100.0 if k > 0.0 else -1100.0))
 
 
-@njit
+@njit(cache=True)
 def _reduce_ln2(x):
     """x = k*ln2 + r, |r| <= ln2/2; returns (k as float, r)."""
-    k = np.round(x * INV_LN2)
+    k = _round(x * INV_LN2)
     r = _fma(-k, LN2_HI, x)  # exact: k*LN2_HI has no more bits than x - r needs
     return k, _fma(-k, LN2_LO, r)
 
 
-@njit
+@njit(cache=True)
 def _exp64(x):
     k, r = _reduce_ln2(x)
     p = _fma(_horner(r, EXPM1_C), r * r, r)  # expm1(r)
@@ -139,7 +147,7 @@ def _exp64(x):
     return 0.0 if x < EXP_MIN else y
 
 
-@njit
+@njit(cache=True)
 def _expm1_64(x):
     k, r = _reduce_ln2(x)
     p = _fma(_horner(r, EXPM1_C), r * r, r)
@@ -152,7 +160,7 @@ def _expm1_64(x):
     return x if x == 0.0 else y  # keeps the sign of -0.0
 
 
-@njit
+@njit(cache=True)
 def _log_parts(x):
     """x = 2^e * (1 + f) with sqrt(1/2) <= 1 + f < sqrt(2), for finite x > 0."""
     tiny = x < 2.2250738585072014e-308  # subnormal: scale into the normal range first
@@ -165,7 +173,7 @@ def _log_parts(x):
     return float(e), _from_bits(m) - 1.0  # exact: Sterbenz
 
 
-@njit
+@njit(cache=True)
 def _log_core(e, f, c):
     """log(2^e (1 + f)) + c, with c a small correction folded in before the last rounding."""
     s = f / (2.0 + f)
@@ -176,20 +184,20 @@ def _log_core(e, f, c):
     return e * LOG_LN2_HI - ((hfsq - (s * (hfsq + R) + (e * LOG_LN2_LO + c))) - f)
 
 
-@njit
+@njit(cache=True)
 def _special_log(x, y):
     y = -math.inf if x == 0.0 else y
     y = math.inf if x == math.inf else y
     return math.nan if (x < 0.0 or x != x) else y
 
 
-@njit
+@njit(cache=True)
 def _log64(x):
     e, f = _log_parts(x)
     return _special_log(x, _log_core(e, f, 0.0))
 
 
-@njit
+@njit(cache=True)
 def _log1p64(x):
     u = 1.0 + x
     c = (x - (u - 1.0)) / u  # the rounding error of 1 + x, to first order
@@ -199,10 +207,10 @@ def _log1p64(x):
     return x if x == 0.0 else y  # keeps the sign of -0.0
 
 
-@njit
+@njit(cache=True)
 def _reduce_pio2(x):
     """x = k*pi/2 + (r + rr) in double-double, |r| <= pi/4, for |x| <= TRIG_MAX."""
-    k = np.round(x * TWO_OVER_PI)
+    k = _round(x * TWO_OVER_PI)
     r1 = _fma(-k, PIO2_1, x)  # exact for |k| < 2^40
     ph, pl = _two_prod(k, PIO2_2)
     r = r1 - ph
@@ -210,14 +218,14 @@ def _reduce_pio2(x):
     return k, r, rr
 
 
-@njit
+@njit(cache=True)
 def _sin_kernel(r, rr):
     z = r * r
     tail = r * z * _fma(_horner(z, SIN_C), z, -1.0 / 6.0)
     return r + (tail + rr * (1.0 - 0.5 * z))
 
 
-@njit
+@njit(cache=True)
 def _cos_kernel(r, rr):
     z = r * r
     hz = 0.5 * z
@@ -225,7 +233,7 @@ def _cos_kernel(r, rr):
     return w + (((1.0 - w) - hz) + (z * z * _horner(z, COS_C) - r * rr))
 
 
-@njit(inline="always")  # too big for LLVM's inliner, which would stop vectorisation
+@njit(cache=True, inline="always")  # too big for LLVM's inliner, which would stop vectorisation
 def _sincos_quadrant(x, shift):
     k, r, rr = _reduce_pio2(x)
     kq = k - 4.0 * np.floor(0.25 * k)  # k mod 4, exact; NaN for x = ±inf or NaN
@@ -237,18 +245,18 @@ def _sincos_quadrant(x, shift):
     return math.nan if abs(x) > TRIG_MAX else y
 
 
-@njit
+@njit(cache=True)
 def _sin64(x):
     y = _sincos_quadrant(x, 0)
     return x if x == 0.0 else y  # keeps the sign of -0.0 (a select: a branch would not vectorise)
 
 
-@njit
+@njit(cache=True)
 def _cos64(x):
     return _sincos_quadrant(x, 1)
 
 
-@njit
+@njit(cache=True)
 def _tanh64(x):
     a = min(abs(x), 20.0)  # tanh(20) rounds to 1
     t = _expm1_64(2.0 * a)

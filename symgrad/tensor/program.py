@@ -211,14 +211,15 @@ class Program:
     def _bwd_sum(self, n):
         (a,) = n.inputs
         if not n.batched:
-            return [f"    {self._dflat(a)}[:] += {self.d(n)}[0]"]
+            # loops, not slice arithmetic: Numba's array-into-slice assignment costs seconds to compile
+            return [f"    for j in range({self._dflat(a)}.shape[0]):", f"        {self._dflat(a)}[j] += {self.d(n)}[0]"]
         return ["    for i in range(B):", f"        for j in range({self.d(a)}.shape[1]):",
                 f"            {self.d(a)}[i, j] += {self.d(n)}[i, 0]"]
 
     def _bwd_select(self, n):
         (a,) = n.inputs
         if n.batched:
-            return [f"    {self.d(a)}[:, {n.index}] += {self.d(n)}[:, 0]"]
+            return ["    for i in range(B):", f"        {self.d(a)}[i, {n.index}] += {self.d(n)}[i, 0]"]
         return [f"    {self._dflat(a)}[{n.index}] += {self.d(n)}[0]"]
 
     def _bwd_softmax_ce(self, n):
