@@ -104,10 +104,16 @@ class _Gen:
         def loop(printer):
             body, finals = self._body(exprs, printer, "        ")
             return [*[f"    {o} = F(0.0)" for o in outs], f"    for i in {self.loop}(n):",
-                    *self._loads(self.s.data, "        "), *body,
-                    *[f"        {o} += {f}" for o, f in zip(outs, finals)]]
+                    *self._loads(self.s.data, "        "), *body, *[self._accumulate(o, f) for o, f in zip(outs, finals)]]
 
         return lines + self._with_fallback(loop)
+
+    def _accumulate(self, acc: str, term: str) -> str:
+        # radd lets a serial loop's sums vectorise; prange needs "+=" to see its reductions
+        if self.s.parallel:
+            return f"        {acc} += {term}"
+        self.p.helpers.add("radd")
+        return f"        {acc} = radd({acc}, {term})"
 
     def value(self) -> list[str]:
         lines = self.reduced("value", [self.s.loss], ["acc"])
@@ -168,9 +174,10 @@ def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = Fa
         "# _JIT is injected by the loader: True for Numba, False for the Python reference path",
         "jit = numba.njit(cache=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
         "jit_par = numba.njit(cache=True, parallel=True, error_model='numpy') if _JIT else (lambda f: f)  # noqa: F821",
-        "# _GLUE: options for functions that only glue compiled segments together (deep models)",
-        "jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821",
         "jit_inline = numba.njit(cache=True, error_model='numpy', inline='always') if _JIT else jit  # noqa: F821",
+        "# jit_reduce: sums whose order LLVM may change, so that their loops vectorise. Only the order",
+        "# of additions is relaxed: NaN and Inf still propagate ('nnan'/'ninf' are not set).",
+        "jit_reduce = numba.njit(cache=True, error_model='numpy', fastmath={'reassoc', 'contract'}) if _JIT else jit  # noqa: F821",
         "prange = numba.prange if _JIT else range  # noqa: F821",
         "# vm: exp, log, tanh, sin, cos whose loops vectorise (symgrad/vecmath.py); libm in Python",
         "vm = vecmath if _JIT else vecmath.PYTHON  # noqa: F821",

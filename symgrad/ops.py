@@ -229,6 +229,12 @@ HELPERS: dict[str, str] = {
         "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
         "    return max(a, F(0.0)) + vm.log1p(vm.exp(-abs(a))) - y * a\n"
     ),
+    "radd": (
+        "@jit_reduce\n"
+        "def radd(a, b):\n"
+        "    # a running sum's '+': the terms are computed exactly as written, only their order may change\n"
+        "    return a + b\n"
+    ),
     "pow2": "@jit_inline\ndef pow2(x):\n    return x * x\n",
     "pow3": "@jit_inline\ndef pow3(x):\n    return x * x * x\n",
     "pow4": "@jit_inline\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",

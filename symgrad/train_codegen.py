@@ -72,7 +72,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
          "", "", f"OFFSETS = np.array({offsets(tp)}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
-         "", "", "@jit" if inline else "@jit_glue", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
+         "", "", "@jit", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
     L += _views(tp, "theta", ps) + _views(tp, "grad", gs) + tp.flat_views(True)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..codegen_scalar import _block
+from ..ops import HELPERS
 from ..printer import NumbaPrinter, py_name
 from .ir import OUT, TNode
 
@@ -30,16 +31,7 @@ def fill0(a):
     a[...] = F(0.0)
 
 
-# jit_reduce: sums whose order LLVM may change, so that their loops vectorise. Only the order
-# of additions is relaxed: NaN and Inf still propagate ('nnan'/'ninf' are not set).
-jit_reduce = numba.njit(cache=True, error_model='numpy', fastmath={'reassoc', 'contract'}) if _JIT else jit  # noqa: F821
-
-
-@jit_reduce
-def radd(a, b):
-    # a running sum's "+": the terms are computed exactly as written, only their order may change
-    return a + b
-
+''' + HELPERS["radd"] + '''
 
 @jit_reduce
 def vsum(a):
@@ -66,7 +58,7 @@ def softmax_bwd(p, dp, dz):
     for i in range(p.shape[0]):
         s = F(0.0)
         for j in range(p.shape[1]):
-            s += dp[i, j] * p[i, j]
+            s = radd(s, dp[i, j] * p[i, j])
         for j in range(p.shape[1]):
             dz[i, j] += p[i, j] * (dp[i, j] - s)
 
@@ -89,7 +81,7 @@ def logsumexp_fwd(z, out, p):
         s = F(0.0)
         for j in range(z.shape[1]):
             p[i, j] = vm.exp(z[i, j] - m)
-            s += p[i, j]
+            s = radd(s, p[i, j])
         for j in range(z.shape[1]):
             p[i, j] /= s
         out[i, 0] = m + vm.log(s)
@@ -102,7 +94,7 @@ def softmax_ce_fwd(z, t, out, p):
     for i in range(z.shape[0]):
         dot = F(0.0)
         for j in range(z.shape[1]):
-            dot += t[i, j] * z[i, j]
+            dot = radd(dot, t[i, j] * z[i, j])
         out[i, 0] -= dot
 '''
 

@@ -61,7 +61,7 @@ class Program:
 
     def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
         """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
-        if self.ws is None and zeros and self.glue:  # glue is not optimised: no inline loops
+        if self.ws is None and zeros and self.glue:  # glue only calls: no inline loops, a shorter compile
             return [f"    {name} = {self.alloc(n)}", f"    fill0({name})"]
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, zeros)}"]
@@ -269,7 +269,7 @@ class Program:
             return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *sum(fwd, []), *total,
                     *prologue, *sum(bwd, []), "    return total"]
         # deep model: segments of a few nodes each, so that no function is long, glued together
-        # by a function that Numba does not optimise (docs/decisions.md)
+        # by a function that only makes arrays and calls them (docs/decisions.md)
         head = [self.batch_size(), *self.flat_views(True), *[f"    fill0({self.d(p)})" for p in self.params]]
         bound = self.signature(True).split(", ") + ["B"] + [ln.split("=")[0].strip() for ln in head[1:]]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES)
@@ -277,7 +277,7 @@ class Program:
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES)
         self.segments = fdefs + bdefs
-        return ["@jit_glue", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
+        return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
                 "    return total"]
 
     def predict_fn(self) -> list[str]:
