@@ -110,12 +110,28 @@ def load(path: Path, jit: bool) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     module.__dict__["_JIT"] = jit
+    module.__dict__["_GLUE"] = glue_options()
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:  # checksum matched yet it does not parse: give up loudly
         raise CacheError(f"generated module {path} does not compile: {exc}; delete it") from exc
     sys.modules[name] = module
     return module
+
+
+def glue_options() -> dict[str, bool]:
+    """Numba options for the glue of deep models (functions that only make arrays and call
+    compiled segments): LLVM's optimiser and inliner are skipped there, which halves their
+    compile time at no measured run-time cost (docs/decisions.md). The glue must call other
+    functions through overloads (``callee`` in the generated module), or Numba cannot cache
+    it. Numba marks the option internal, so it is used only where this Numba knows it."""
+    try:
+        from numba.core.cpu import CPUTargetOptions
+
+        known = isinstance(getattr(CPUTargetOptions, "_dbg_optnone", None), CPUTargetOptions.Mapping)
+    except (ImportError, AttributeError):
+        known = False
+    return {"_dbg_optnone": True} if known else {}
 
 
 def read_source(path: Path) -> str:

@@ -59,11 +59,13 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
     inline = len(tp.nodes) <= INLINE_MAX_NODES
+    # the glue of deep models calls through overloads (see module_header's GLUE_HEADER)
+    fn = (lambda name: name) if inline else prog.call
     if inline:
         step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
     else:
         tp.ws = []
-        step = [f"    loss_b = loss_grad({', '.join(ps + xs + gs)})"]
+        step = [f"    loss_b = {fn('loss_grad')}({', '.join(ps + xs + gs)})"]
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
@@ -72,8 +74,8 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
          "", "", f"OFFSETS = np.array({offsets(tp)}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
-         "", "", "@jit", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
-    L += _views(tp, "theta", ps) + _views(tp, "grad", gs) + tp.flat_views(True)
+         "", "", "@jit" if inline else "@jit_glue", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
+    L += _views(tp, "theta", ps) + _views(tp, "grad", gs) + tp.flat_views(step)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
         shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"
@@ -83,10 +85,10 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "        for start in range(0, N, batch_size):",
           "            B = min(start + batch_size, N) - start"]
     for x, f in zip(xs, full):
-        L += ["            if shuffle:", f"                {x} = ws_{x}[:B]", f"                gather({f}, perms[e], start, {x})",
+        L += ["            if shuffle:", f"                {x} = ws_{x}[:B]", f"                {fn('gather')}({f}, perms[e], start, {x})",
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
               f"                {x} = {f}[start:start + B]"]
-    L += ["            fill0(grad)"]
+    L += [f"            {fn('fill0')}(grad)"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
@@ -94,15 +96,15 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
           "            total += loss_b * F(B)",
           "            sq = F(0.0)",
           f"            for k in range({len(ps)}):",
-          "                n2 = sumsq(grad[OFFSETS[k]:OFFSETS[k + 1]])",
+          f"                n2 = {fn('sumsq')}(grad[OFFSETS[k]:OFFSETS[k + 1]])",
           "                gnorms[e, k] += math.sqrt(n2)", "                sq += n2",
           "            if not math.isfinite(sq):",
           "                return e, t, 1  # a non-finite gradient: not applied",
           "            if clip > F(0.0) and math.sqrt(sq) > clip:",
           "                grad *= clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale",
           "            t += 1",
-          f"            opt_update(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t)",
-          "            if not math.isfinite(sumsq(theta)):",
+          f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t)",
+          f"            if not math.isfinite({fn('sumsq')}(theta)):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
           "    return perms.shape[0], t, 0"]

@@ -36,8 +36,10 @@ def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> s
         funcs.insert(0, "\n".join(prog.segments))
     if extra is not None:
         funcs += extra(prog)
+    if prog.callees:
+        funcs.append(prog.callee_aliases())
     title = f"symgrad tensor model\n\nloss (per sample) = {loss}"
-    head = module_header(title, dtype, printer.helpers)
+    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees))
     parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
     return "\n\n\n".join(p for p in parts if p) + "\n"
 

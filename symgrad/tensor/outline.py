@@ -52,11 +52,12 @@ def _tuple(names: list[str]) -> str:
 
 
 def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: str,
-            size: int) -> tuple[list[str], list[str]]:
+            size: int, call=lambda name: name) -> tuple[list[str], list[str]]:
     """(segment function definitions, replacement body) for statement ``groups``.
 
     ``bound`` are the names bound before the groups (function arguments, prologue);
-    ``tail`` are the statements after them (to know which results are still needed).
+    ``tail`` are the statements after them (to know which results are still needed);
+    ``call(name)`` is how the body calls segment ``name``.
     Segments whose canonical text is identical share one function.
     """
     segments = [sum(groups[k:k + size], []) for k in range(0, len(groups), size)]
@@ -81,7 +82,7 @@ def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: 
             funcs[key] = f"{prefix}{len(funcs)}"
             defs += ["@jit", f"def {funcs[key]}{head}", *lines, "", ""]
         body += [ln for ln in seg if _is_comment(ln)]
-        call = f"{funcs[key]}({', '.join(ins)})"
-        body.append(f"    {_tuple(outs)} = {call}" if outs else f"    {call}")
+        expr = f"{call(funcs[key])}({', '.join(ins)})"
+        body.append(f"    {_tuple(outs)} = {expr}" if outs else f"    {expr}")
         known |= local
     return defs, body

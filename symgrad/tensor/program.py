@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..printer import NumbaPrinter
 from .codegen import FUSED_HELPERS, MM_HELPERS, MapKernels
 from .ir import TNode
@@ -35,6 +37,7 @@ class Program:
         self.ws: list[tuple[str, TNode]] | None = None
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
         self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
+        self.callees: set[str] = set()  # functions the glue calls, through callee() overloads
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
@@ -61,13 +64,21 @@ class Program:
 
     def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
         """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
-        if self.ws is None and zeros and self.glue:  # glue only calls: no inline loops, a shorter compile
-            return [f"    {name} = {self.alloc(n)}", f"    fill0({name})"]
+        if self.ws is None and zeros and self.glue:  # glue is not optimised: no inline loops
+            return [f"    {name} = {self.alloc(n)}", f"    {self.call('fill0')}({name})"]
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, zeros)}"]
         self.ws.append((name, n))
         lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
         return lines + ([f"    fill0({name})"] if zeros else [])
+
+    def call(self, name: str) -> str:
+        """How the glue calls ``name``: through its overload twin, ``name_c``."""
+        self.callees.add(name)
+        return f"{name}_c"
+
+    def callee_aliases(self) -> str:
+        return "\n".join(f"{n}_c = callee({n})" for n in sorted(self.callees))
 
     def alloc(self, n: TNode, zeros: bool = False) -> str:
         f = "np.zeros" if zeros else "np.empty"
@@ -140,11 +151,11 @@ class Program:
         return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
                 f"    logsumexp_fwd({self.v(z)}, {n.name}, {n.name}_p)"]
 
-    def total(self) -> str:
+    def total(self, vsum: str = "vsum") -> str:
         o = self.v(self.out)
         if not self.out.batched:
             return f"{o}[0]"
-        return f"vsum({o}) / F(B)" if self.reduction == "mean" else f"vsum({o})"
+        return f"{vsum}({o}) / F(B)" if self.reduction == "mean" else f"{vsum}({o})"
 
     # -- backward ---------------------------------------------------------------
     def backward(self) -> list[str]:
@@ -243,18 +254,21 @@ class Program:
             args += [self.d(p) for p in self.params]
         return ", ".join(args)
 
-    def flat_views(self, grads: bool, indent: str = "    ") -> list[str]:
-        """Flat views of parameter (and gradient) arrays, made once per call, for the maps."""
-        names = [self.v(p) for p in self.params] + ([self.d(p) for p in self.params] if grads else [])
-        return [f"{indent}{a}_f = {a}.reshape(-1)" for a in names]
+    def flat_views(self, body: list[str], indent: str = "    ") -> list[str]:
+        """Flat views of the parameter and gradient arrays that ``body`` uses (the maps see
+        unbatched arrays flat), made once per call. Unused views are not written: in a deep
+        model's unoptimised glue every statement costs compile time."""
+        used = set(re.findall(r"\b[pg]_\w+_f\b", "\n".join(body)))
+        names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
+        return [f"{indent}{a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
 
     def batch_size(self) -> str:
         return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"
 
     def loss_fn(self) -> list[str]:
-        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.flat_views(False),
-                *self.forward(),
-                f"    return {self.total()}"]
+        fwd = self.forward()
+        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.flat_views(fwd),
+                *fwd, f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
         fwd = self.forward_groups()
@@ -265,25 +279,27 @@ class Program:
         total = [f"    total = {self.total()}"]
         if not self.glue:
             zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
-            head = [self.batch_size(), *self.flat_views(True), *zero]
-            return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *sum(fwd, []), *total,
-                    *prologue, *sum(bwd, []), "    return total"]
+            body = [*sum(fwd, []), *total, *prologue, *sum(bwd, [])]
+            head = [self.batch_size(), *self.flat_views(body), *zero]
+            return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *body, "    return total"]
         # deep model: segments of a few nodes each, so that no function is long, glued together
-        # by a function that only makes arrays and calls them (docs/decisions.md)
-        head = [self.batch_size(), *self.flat_views(True), *[f"    fill0({self.d(p)})" for p in self.params]]
-        bound = self.signature(True).split(", ") + ["B"] + [ln.split("=")[0].strip() for ln in head[1:]]
-        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES)
+        # by a function that Numba does not optimise (docs/decisions.md)
+        total = [f"    total = {self.total(self.call('vsum'))}"]
+        views = [ln.split("=")[0].strip() for ln in self.flat_views(sum(fwd + bwd, []))]
+        bound = self.signature(True).split(", ") + ["B"] + views
+        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, self.call)
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
-        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES)
+        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call)
         self.segments = fdefs + bdefs
-        return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *fbody, *total, *prologue, *bbody,
-                "    return total"]
+        body = [*fbody, *total, *prologue, *bbody]
+        head = [self.batch_size(), *self.flat_views(body), *[f"    {self.call('fill0')}({self.d(p)})" for p in self.params]]
+        return ["@jit_glue", f"def loss_grad({self.signature(True)}):", *head, *body, "    return total"]
 
     def predict_fn(self) -> list[str]:
-        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.flat_views(False),
-                *self.forward(),
-                f"    return {self.v(self.out)}"]
+        fwd = self.forward()
+        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.flat_views(fwd),
+                *fwd, f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
         fused = any(n.kind in ("softmax_ce", "logsumexp", "softmax") for n in self.nodes)
