@@ -23,24 +23,6 @@ def _workspace_program(prog: Program) -> Program:
     return tp
 
 
-def _views(tp: Program, flat: str, names: list[str]) -> list[str]:
-    """Each parameter-shaped array as a view into one flat buffer (offsets known statically)."""
-    lines, at = [], 0
-    for p, name in zip(tp.params, names):
-        r, c = p.shape
-        lines.append(f"    {name} = {flat}[{at}:{at + r * c}].reshape(({r}, {c}))")
-        at += r * c
-    return lines
-
-
-def offsets(prog: Program) -> list[int]:
-    """Where each parameter starts in the flat buffers (and where the last one ends)."""
-    out = [0]
-    for p in prog.params:
-        out.append(out[-1] + p.shape[0] * p.shape[1])
-    return out
-
-
 def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     """``train_chunk``: epochs over shuffled minibatches: gather, forward, backward, clip, update.
 
@@ -65,7 +47,7 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
         step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
     else:
         tp.ws = []
-        step = [f"    loss_b = {fn('loss_grad')}({', '.join(ps + xs + gs)})"]
+        step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
     L = ["# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
@@ -73,9 +55,10 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
          "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
-         "", "", f"OFFSETS = np.array({offsets(tp)}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
+         "", "", f"OFFSETS = np.array({tp.offsets()}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
          "", "", "@jit" if inline else "@jit_glue", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
-    L += _views(tp, "theta", ps) + _views(tp, "grad", gs) + tp.flat_views(step)
+    if inline:  # the inlined step uses the parameter arrays; deep models' loss_grad takes the buffers
+        L += tp.views("theta", ps) + tp.views("grad", gs) + tp.flat_views(step)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
         shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"

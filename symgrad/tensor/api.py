@@ -91,9 +91,8 @@ class CompiledTensor:
     # -- arguments ----------------------------------------------------------------
     def unpack(self, theta) -> tuple[list[np.ndarray], bool]:
         """(list of parameter arrays, was_flat)."""
-        if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
-                and theta.size == sum(self.sizes):
-            flat = as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
+        flat = self._as_flat(theta)
+        if flat is not None:
             return split_flat(flat, self.shapes), True
         if len(theta) != len(self.params):
             raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}")
@@ -108,6 +107,13 @@ class CompiledTensor:
             out.append(a)
         return out, False
 
+    def _as_flat(self, theta) -> np.ndarray | None:
+        """theta as one checked flat vector, if it was given as one."""
+        if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
+                and theta.size == sum(self.sizes):
+            return as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
+        return None
+
     def prepare_data(self, data: Sequence[object]) -> list[np.ndarray]:
         widths = [_shape(d)[0] * _shape(d)[1] for d in self.data]
         arrays = check_data(list(data), [str(d) for d in self.data], self.dtype, widths)
@@ -119,10 +125,13 @@ class CompiledTensor:
         return self._mod.loss(*ps, *self.prepare_data(data))
 
     def value_and_grad(self, theta, *data):
-        ps, flat = self.unpack(theta)
-        gs = [np.empty(s, dtype=self.dtype) for s in self.shapes]
-        v = self._mod.loss_grad(*ps, *self.prepare_data(data), *gs)
-        return v, (np.concatenate([g.ravel() for g in gs]) if flat else gs)
+        th = self._as_flat(theta)
+        flat = th is not None
+        if not flat:
+            th = np.concatenate([p.ravel() for p in self.unpack(theta)[0]])
+        g = np.empty(sum(self.sizes), dtype=self.dtype)  # loss_grad takes flat buffers
+        v = self._mod.loss_grad(th, *self.prepare_data(data), g)
+        return v, (g if flat else split_flat(g, self.shapes))
 
     def grad(self, theta, *data):
         return self.value_and_grad(theta, *data)[1]

@@ -43,6 +43,11 @@ def _canonical(code: list[str], names: set[str]) -> dict[str, str]:
     return order
 
 
+def _in_order_of_use(code: list[str], names: set[str]) -> list[str]:
+    # not sorted by name: b9 and b10 would swap places, and equal layers stop sharing a segment
+    return list(_canonical(code, names))
+
+
 def _rename(line: str, names: dict[str, str]) -> str:
     return _NAME.sub(lambda m: names.get(m.group(0), m.group(0)), line)
 
@@ -52,14 +57,16 @@ def _tuple(names: list[str]) -> str:
 
 
 def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: str,
-            size: int, call=lambda name: name) -> tuple[list[str], list[str]]:
+            size: int, call=lambda name: name, views: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """(segment function definitions, replacement body) for statement ``groups``.
 
     ``bound`` are the names bound before the groups (function arguments, prologue);
     ``tail`` are the statements after them (to know which results are still needed);
-    ``call(name)`` is how the body calls segment ``name``.
+    ``call(name)`` is how the body calls segment ``name``; ``views`` maps names that a
+    segment makes itself, when it uses them, to the statement that makes them.
     Segments whose canonical text is identical share one function.
     """
+    views = views or {}
     segments = [sum(groups[k:k + size], []) for k in range(0, len(groups), size)]
     known = set(bound)
     funcs: dict[str, str] = {}  # canonical definition -> function name
@@ -67,9 +74,10 @@ def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: 
     body: list[str] = []
     for k, seg in enumerate(segments):
         later = _tokens(sum(segments[k + 1:], []) + tail)
+        seg = [views[v] for v in _in_order_of_use(seg, set(views))] + seg
         local = set(_targets(seg))
         inputs = (_tokens(seg) & known) - (local if k else set())
-        outputs = {t for t in local if t in later and t not in known}
+        outputs = {t for t in local if t in later and t not in known and t not in views}
         code = [ln for ln in seg if not _is_comment(ln)]
         canon = _canonical(code, inputs | local)
         order = {name: int(c[1:]) for name, c in canon.items()}.__getitem__

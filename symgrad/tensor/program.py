@@ -248,6 +248,9 @@ class Program:
         return [f"    scale_rows_add({self.d(n)}, {n.name}_p, {self.d(z)})"]
 
     # -- whole functions ----------------------------------------------------------
+    def flat_signature(self) -> str:
+        return ", ".join(["theta", *[self.v(d) for d in self.data], "grad"])
+
     def signature(self, grads: bool) -> str:
         args = [self.v(p) for p in self.params] + [self.v(d) for d in self.data]
         if grads:
@@ -262,6 +265,33 @@ class Program:
         names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
         return [f"{indent}{a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
 
+    def offsets(self) -> list[int]:
+        """Where each parameter starts in the flat buffers (and where the last one ends)."""
+        out = [0]
+        for p in self.params:
+            out.append(out[-1] + p.length)
+        return out
+
+    def views(self, flat: str, names: list[str]) -> list[str]:
+        """Each parameter-shaped array as a view into one flat buffer (offsets known statically)."""
+        at = self.offsets()
+        return [f"    {name} = {flat}[{at[k]}:{at[k + 1]}].reshape(({p.shape[0]}, {p.shape[1]}))"
+                for k, (p, name) in enumerate(zip(self.params, names))]
+
+    def segment_views(self) -> tuple[dict[str, str], dict[str, int]]:
+        """For outlined segments: each parameter/gradient view (and flat view) as a statement
+        over ``theta``/``grad`` and the parameter's offset and shape as variables, so that a
+        segment makes the views it uses and layers that differ only in size share one segment.
+        Returns (view name -> statement, variable -> value)."""
+        views, values = {}, {}
+        for p, at in zip(self.params, self.offsets()):
+            o, r, c = (f"{v}_{p.name}" for v in "orc")
+            values.update({o: at, r: p.shape[0], c: p.shape[1]})
+            for name, buf in ((self.v(p), "theta"), (self.d(p), "grad")):
+                views[name] = f"    {name} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
+                views[f"{name}_f"] = f"    {name}_f = {buf}[{o}:{o} + {r} * {c}]"
+        return views, values
+
     def batch_size(self) -> str:
         return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"
 
@@ -271,30 +301,35 @@ class Program:
                 *fwd, f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
+        """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers."""
         fwd = self.forward_groups()
         # as many backward groups as nodes that need an adjoint; known before writing them
         n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
         self.glue = len(fwd) + n_bwd > 2 * OUTLINE_NODES
         prologue, bwd = self.backward_parts()
-        total = [f"    total = {self.total()}"]
+        sig = f"def loss_grad({self.flat_signature()}):"
         if not self.glue:
-            zero = [f"    {self.d(p)}[:] = F(0.0)" for p in self.params]
-            body = [*sum(fwd, []), *total, *prologue, *sum(bwd, [])]
-            head = [self.batch_size(), *self.flat_views(body), *zero]
-            return ["@jit", f"def loss_grad({self.signature(True)}):", *head, *body, "    return total"]
+            body = [*sum(fwd, []), f"    total = {self.total()}", *prologue, *sum(bwd, [])]
+            views = self.views("theta", [self.v(p) for p in self.params])
+            views += self.views("grad", [self.d(p) for p in self.params])
+            head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
+            return ["@jit", sig, *head, *body, "    return total"]
         # deep model: segments of a few nodes each, so that no function is long, glued together
-        # by a function that Numba does not optimise (docs/decisions.md)
+        # by a function that Numba does not optimise (docs/decisions.md); each segment makes the
+        # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
         total = [f"    total = {self.total(self.call('vsum'))}"]
-        views = [ln.split("=")[0].strip() for ln in self.flat_views(sum(fwd + bwd, []))]
-        bound = self.signature(True).split(", ") + ["B"] + views
-        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, self.call)
+        views, values = self.segment_views()
+        bound = self.flat_signature().split(", ") + ["B", *values]
+        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, self.call, views)
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
-        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call)
+        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call, views)
         self.segments = fdefs + bdefs
         body = [*fbody, *total, *prologue, *bbody]
-        head = [self.batch_size(), *self.flat_views(body), *[f"    {self.call('fill0')}({self.d(p)})" for p in self.params]]
-        return ["@jit_glue", f"def loss_grad({self.signature(True)}):", *head, *body, "    return total"]
+        used = set(re.findall(r"\b[orc]_\w+", "\n".join(body)))
+        head = [self.batch_size(), *[f"    {v} = {at}" for v, at in values.items() if v in used],
+                f"    {self.call('fill0')}(grad)"]
+        return ["@jit_glue", sig, *head, *body, "    return total"]
 
     def predict_fn(self) -> list[str]:
         fwd = self.forward()
