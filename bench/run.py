@@ -86,7 +86,7 @@ def targets_table(targets: list[Target], kept_rows: list[str]) -> str:
 def _split_sections(text: str) -> dict[str, str]:
     """'## ...' header line -> the section text (up to the next '## ')."""
     out = {}
-    for m in re.finditer(r"^(## .*)\n.*?(?=^## |\Z)", text, re.S | re.M):
+    for m in re.finditer(r"^(## [^\n]*)\n.*?(?=^## |\Z)", text, re.S | re.M):
         out[m.group(1)] = m.group(0).rstrip("\n") + "\n"
     return out
 

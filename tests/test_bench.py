@@ -39,3 +39,15 @@ def test_disagreement_fails_loudly():
     assert ok["b"] < 1.0
     with pytest.raises(BenchmarkDisagreement, match="differ from 'a'"):
         check_agreement("different", "a", {"a": np.array([1.0, 2.0]), "b": np.array([1.0, 2.1])}, rtol=1e-6)
+
+
+def test_only_keeps_the_other_sections():
+    """``--only`` re-runs some workloads and keeps the rest of the file: sections split one per
+    '## ' header (a header pattern that ran across lines once swallowed the whole file)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.run import _split_sections
+
+    text = "# Benchmarks\n\n## Targets (issue 4)\n\n| W1 | a |\n\n## W2: x\n\nbody\n### sub\n\n## W3: y\nz\n"
+    parts = _split_sections(text)
+    assert list(parts) == ["## Targets (issue 4)", "## W2: x", "## W3: y"]
+    assert parts["## W2: x"] == "## W2: x\n\nbody\n### sub\n" and "| W1 | a |" in parts["## Targets (issue 4)"]
