@@ -133,8 +133,8 @@ def run(mode: Mode) -> Section:
     L.append(f"symgrad's public `pointwise()` checks its input first; that NaN/Inf scan alone takes "
              f"{scan * 1e3:.2f} ms here ({scan / par:.0%} of the parallel call, {scan / ser:.0%} of the serial one). "
              f"Numba SVML (vectorised sin/cos) is {'on' if numba.config.USING_SVML else 'off'} in this "
-             "environment, so the Numba rows call scalar libm; torch's CPU kernels use vectorised (SLEEF) "
-             "transcendentals.")
+             "environment, so the hand-written Numba rows call scalar libm; symgrad's rows call its own "
+             "vectorisable sin/cos (`symgrad/vecmath.py`), and torch's CPU kernels use vectorised (SLEEF) ones.")
     L.append("")
     L.append(mon.note())
 
@@ -147,7 +147,7 @@ def run(mode: Mode) -> Section:
                           f"symgrad parallel {n / par / 1e6:.1f} vs torch {n / med[TORCH_ROW] / 1e6:.1f} Melem/s; "
                           f"on one core torch does {n / med[TORCH_1T_ROW] / 1e6:.1f} vs symgrad serial "
                           f"{n / ser / 1e6:.1f} and the hand `@njit` loop {n / med['@numba.njit loop, hand-written'] / 1e6:.1f}"
-                          " Melem/s (vectorised vs scalar sin/cos; Numba SVML "
+                          " Melem/s (symgrad.vecmath's vectorised sin/cos vs scalar libm; Numba SVML "
                           f"{'on' if numba.config.USING_SVML else 'off'})" if torch_ok else ""))
     targets.append(Target("W1", "symgrad (both cores) >= 1.5x JAX throughput",
                           f"{med[JAX_ROW] / par:.2f}x" if jax_ok else skipped("jax"),

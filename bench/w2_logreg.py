@@ -314,7 +314,9 @@ def run(mode: Mode) -> Section:
     L.append("Where an iteration's time goes (measured alone, same data): " + "; ".join(
         f"{k}: {v * 1e6:.1f} µs" for k, v in parts.items()) + f". Reaching 50% of the working-set copy bandwidth "
         f"would mean {budget * 1e6:.0f} µs per iteration; the two passes over X (BLAS) and the per-sample "
-        f"exp/log1p work alone take {(parts[GEMV] + transc) * 1e6:.0f} µs of it.")
+        f"exp/log1p work alone take {(parts[GEMV] + transc) * 1e6:.0f} µs"
+        + (", more than that budget: it needs one pass over X, forward and backward fused."
+           if parts[GEMV] + transc > budget else "."))
     L.append("")
     L.append(mon.note())
 
