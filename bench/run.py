@@ -77,10 +77,11 @@ over the first steps is compared with symgrad's, the run failing loudly on disag
 
 def targets_table(targets: list[Target], kept_rows: list[str]) -> str:
     rows = [[t.workload, t.text, t.measured, verdict(t.met), t.evidence or ""] for t in targets]
-    out = table(["workload", "target", "measured (same run)", "verdict", "evidence"], rows, "lllll")
-    if kept_rows:
-        out += "\n" + "\n".join(kept_rows)
-    return out
+    header, rule, *lines = table(["workload", "target", "measured (same run)", "verdict", "evidence"], rows,
+                                 "lllll").split("\n")
+    # rows kept from the previous file go back in workload order (the sort is stable within one)
+    lines = sorted(lines + kept_rows, key=lambda ln: re.match(r"^\| (W\d)", ln).group(1))
+    return "\n".join([header, rule, *lines])
 
 
 def _split_sections(text: str) -> dict[str, str]:
