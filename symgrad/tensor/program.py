@@ -253,19 +253,16 @@ class Program:
     def flat_signature(self) -> str:
         return ", ".join(["theta", *[self.v(d) for d in self.data], "grad"])
 
-    def signature(self, grads: bool) -> str:
-        args = [self.v(p) for p in self.params] + [self.v(d) for d in self.data]
-        if grads:
-            args += [self.d(p) for p in self.params]
-        return ", ".join(args)
+    def signature(self) -> str:
+        """loss and predict take one array per parameter, then the data."""
+        return ", ".join([self.v(p) for p in self.params] + [self.v(d) for d in self.data])
 
-    def flat_views(self, body: list[str], indent: str = "    ") -> list[str]:
+    def flat_views(self, body: list[str]) -> list[str]:
         """Flat views of the parameter and gradient arrays that ``body`` uses (the maps see
-        unbatched arrays flat), made once per call. Unused views are not written: in a deep
-        model's unoptimised glue every statement costs compile time."""
+        unbatched arrays flat), made once per call; unused ones would only cost compile time."""
         used = set(re.findall(r"\b[pg]_\w+_f\b", "\n".join(body)))
         names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
-        return [f"{indent}{a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
+        return [f"    {a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
 
     def offsets(self) -> list[int]:
         """Where each parameter starts in the flat buffers (and where the last one ends)."""
@@ -299,7 +296,7 @@ class Program:
 
     def loss_fn(self) -> list[str]:
         fwd = self.forward()
-        return ["@jit", f"def loss({self.signature(False)}):", self.batch_size(), *self.flat_views(fwd),
+        return ["@jit", f"def loss({self.signature()}):", self.batch_size(), *self.flat_views(fwd),
                 *fwd, f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
@@ -335,7 +332,7 @@ class Program:
 
     def predict_fn(self) -> list[str]:
         fwd = self.forward()
-        return ["@jit", f"def predict({self.signature(False)}):", self.batch_size(), *self.flat_views(fwd),
+        return ["@jit", f"def predict({self.signature()}):", self.batch_size(), *self.flat_views(fwd),
                 *fwd, f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
