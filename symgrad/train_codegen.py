@@ -71,7 +71,8 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
         L += ["            if shuffle:", f"                {x} = ws_{x}[:B]", f"                {fn('gather')}({f}, perms[e], start, {x})",
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
               f"                {x} = {f}[start:start + B]"]
-    L += [f"            {fn('fill0')}(grad)"]
+    if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
+        L += ["            fill0(grad)"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
