@@ -107,10 +107,8 @@ def decompose(X, y, repeats: int) -> dict[str, float]:
     else:
         out[GEMV] = median_time(lambda: (X @ w, X.T @ r), repeats * 10, warmup=3)
     out[TRANSC] = median_time(lambda: _bce_parts(z, y, r, loss), repeats * 10, warmup=3)
-    try:
-        from symgrad import vecmath as vm
-    except ImportError:  # an older symgrad
-        return out
+    from symgrad import vecmath as vm
+
     vm_parts = _make_bce_parts(vm.exp, vm.log1p)
     vm_parts(z, y, r, loss)
     out[TRANSC_VM] = median_time(lambda: vm_parts(z, y, r, loss), repeats * 10, warmup=3)

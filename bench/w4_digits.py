@@ -619,12 +619,7 @@ def profile_step(dt, X, y, p0, mode) -> dict[str, float]:
         out = {}
         out["gather X[idx], Y[idx] (NumPy)"] = median_time(lambda: (X[idx], Y[idx]), rep) * 1e6
         th, gflat = np.concatenate([p.ravel() for p in ps]), np.empty(sum(p.size for p in ps), dtype=dt)
-        try:  # loss_grad(theta, X, Y, grad) on flat buffers; older symgrad took one array per parameter
-            mod.loss_grad(th, Xb, Yb, gflat)
-            lg = lambda: mod.loss_grad(th, Xb, Yb, gflat)  # noqa: E731
-        except TypeError:
-            lg = lambda: mod.loss_grad(*ps, Xb, Yb, *gs)  # noqa: E731
-        out["loss_grad (forward + backward)"] = median_time(lg, rep) * 1e6
+        out["loss_grad (forward + backward)"] = median_time(lambda: mod.loss_grad(th, Xb, Yb, gflat), rep) * 1e6
         lr = np.dtype(dt).type(LR)
 
         def upd():
