@@ -136,11 +136,14 @@ class MapKernels:
             self.names[key] = name
         return self.names[key]
 
-    def backward(self, node: TNode, need: list[bool]) -> str:
+    def backward(self, node: TNode, need: list[bool], fused: bool = False) -> str:
+        """The adjoint kernel of a map. ``fused`` also computes the forward value in the same
+        loop (for the loss node, whose seed is known before its forward): the data is read once,
+        and the subexpressions that the value and its partials share are computed once."""
         key = ("b", sp.srepr(node.body), node.batched, tuple((n.batched, n.length == 1) for n in node.inputs),
-               tuple(need))
+               tuple(need), fused)
         if key not in self.names:
-            name = f"map{len(self.names)}_bwd"
+            name = f"map{len(self.names)}_{'fwdbwd' if fused else 'bwd'}"
             args = [f"l{k}" for k in range(len(node.inputs))] + ["out", "dout"]
             args += [f"d{k}" for k, nd in enumerate(need) if nd]
             loops, ind, oi = self._loops(node)
@@ -151,10 +154,18 @@ class MapKernels:
             lines = ["@jit", f"def {name}({', '.join(args)}):", *[f"    acc{k} = F(0.0)" for k in summed], *loops]
             lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                       for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
-            lines += [f"{ind}{py_name(OUT)} = out{oi}", f"{ind}g = dout{oi}"]
-            body, finals = _block(self.p, [node.partials[k] for k in wanted], ind)
+            exprs = [node.partials[k] for k in wanted]
+            if fused:  # the value first; partials that name it use the same subexpressions
+                exprs = [node.body] + [e.xreplace({OUT: node.body}) for e in exprs]
+            else:
+                lines += [f"{ind}{py_name(OUT)} = out{oi}"]
+            lines += [f"{ind}g = dout{oi}"]
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
+            body, finals = _block(self.p, exprs, ind)
             lines += body
+            if fused:
+                lines.append(f"{ind}out{oi} = {finals[0]}")
+                finals = finals[1:]
             lines += [f"{ind}acc{k} = radd(acc{k}, g * ({f}))" if k in summed else
                       f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * ({f})" for k, f in zip(wanted, finals)]
             lines += [f"    d{k}[0] += acc{k}" for k in summed]

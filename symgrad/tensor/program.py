@@ -160,12 +160,9 @@ class Program:
         return f"{vsum}({o}) / F(B)" if self.reduction == "mean" else f"{vsum}({o})"
 
     # -- backward ---------------------------------------------------------------
-    def backward(self) -> list[str]:
-        prologue, groups = self.backward_parts()
-        return prologue + sum(groups, [])
-
-    def backward_parts(self) -> tuple[list[str], list[list[str]]]:
-        """(adjoint allocations, one group of statements per node in reverse order)."""
+    def backward_parts(self, skip_out: bool = False) -> tuple[list[str], list[list[str]]]:
+        """(adjoint allocations, one group of statements per node in reverse order; without
+        the loss node's group if ``skip_out``)."""
         o = self.out
         seed = "F(1.0) / F(B)" if (o.batched and self.reduction == "mean") else "F(1.0)"
         lines = self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {seed}"]
@@ -174,10 +171,28 @@ class Program:
                 lines += self.decl(self.d(n), n, zeros=True)
         groups = []
         for n in reversed(self.nodes):
-            if n.kind == "leaf" or id(n) not in self.need:
+            if n.kind == "leaf" or id(n) not in self.need or (skip_out and n is o):
                 continue
             groups.append([f"    # backward through {n.label}", *getattr(self, f"_bwd_{n.kind}")(n)])
         return lines, groups
+
+    def step(self, total: str) -> list[str]:
+        """Forward, ``total`` (the line that sums the loss), then backward. When the loss node is
+        a map, its forward and backward are one loop (``MapKernels.backward(fused=True)``): its
+        seed does not depend on its value, so nothing needs the value first."""
+        fwd = self.forward_groups()
+        o = self.out
+        if not (o.kind == "map" and o.batched and id(o) in self.need and self.nodes[-1] is o):
+            prologue, bwd = self.backward_parts()
+            return [*sum(fwd, []), total, *prologue, *sum(bwd, [])]
+        prologue, bwd = self.backward_parts(skip_out=True)
+        need = [id(i) in self.need for i in o.inputs]
+        k = self.kernels.backward(o, need, fused=True)
+        args = [self.flat(i, self.v(i)) for i in o.inputs] + [o.name, self.d(o)]
+        args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
+        head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
+        fused = [f"{head}, and its backward", f"    {k}({', '.join(args)})"]
+        return [*sum(fwd[:-1], []), *decl, *prologue, *fused, total, *sum(bwd, [])]
 
     def _dflat(self, n):
         return self.flat(n, self.d(n))
@@ -216,8 +231,9 @@ class Program:
         return lines
 
     def _acc(self, target: TNode, name: str, operands: str) -> str:
-        """adj += a @ b; in workspace mode a sole contribution is written in place (no temporary)."""
-        if self.ws is not None and self.consumers.get(id(target), 0) == 1:
+        """adj += a @ b; a sole contribution is written in place (no temporary: the adjoint was
+        zero, and nothing else adds to it)."""
+        if self.consumers.get(id(target), 0) == 1:
             return f"    mm({operands}, {name})"
         return f"    mm_acc({operands}, {name})"
 
@@ -301,18 +317,19 @@ class Program:
 
     def loss_grad_fn(self) -> list[str]:
         """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers."""
-        fwd = self.forward_groups()
-        # as many backward groups as nodes that need an adjoint; known before writing them
+        # as many groups as nodes with a forward, and as nodes that need an adjoint
+        n_fwd = sum(1 for n in self.nodes if n.kind != "leaf")
         n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
-        self.glue = len(fwd) + n_bwd > 2 * OUTLINE_NODES
-        prologue, bwd = self.backward_parts()
+        self.glue = n_fwd + n_bwd > 2 * OUTLINE_NODES
         sig = f"def loss_grad({self.flat_signature()}):"
         if not self.glue:
-            body = [*sum(fwd, []), f"    total = {self.total()}", *prologue, *sum(bwd, [])]
+            body = self.step(f"    total = {self.total()}")
             views = self.views("theta", [self.v(p) for p in self.params])
             views += self.views("grad", [self.d(p) for p in self.params])
             head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
             return ["@jit", sig, *head, *body, "    return total"]
+        fwd = self.forward_groups()
+        prologue, bwd = self.backward_parts()
         # deep model: segments of a few nodes each, so that no function is long, glued together
         # by a function that Numba does not optimise (docs/decisions.md); each segment makes the
         # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
