@@ -144,7 +144,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         seed: int = 0, dtype: str = "float64", validation: tuple | None = None, threshold: float | None = None,
         patience: int | None = None, callbacks: Sequence[Callable] = (), progress: bool = False,
         chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
-        backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True) -> Trained:
+        backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
+        threads: int | None = None) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
@@ -154,6 +155,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
     ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone): for the
     small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
+    ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
+    Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
     """
     optimizer = optimizer or Adam()
     dt = np.dtype(dtype)
@@ -169,11 +172,12 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     rng = np.random.default_rng(seed)
     per_epoch = val is not None or callbacks or progress or threshold is not None
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
+    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     empty = np.zeros((0, len(Xa)), dtype=np.int64)
-    mod.train_chunk(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
-                    np.zeros(0, dt), np.zeros((0, len(ps)), dt))
+    kernel(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
+           np.zeros(0, dt), np.zeros((0, len(ps)), dt))
     t, epoch, best = 0, 0, (np.inf, None, 0)
     names = [str(p) for p in model.params]  # printing SymPy names per epoch cost ~40 µs
     while epoch < epochs:
@@ -185,13 +189,15 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
         start = time.perf_counter()
-        with _blas_limit(blas_threads):
-            done, t, status = mod.train_chunk(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
+        with _blas_limit(blas_threads), _numba_threads(n_threads):
+            done, t, status = kernel(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         for k in range(done):
             _record(result, float(losses[k]), gnorms[k], elapsed, names)
         epoch += done
+        if not (chunk_epochs or per_epoch):  # fewer, longer native calls when epochs are short
+            chunk = _grow_chunk(chunk, elapsed, len(Xa) if shuffle else 0)
         if done < n:
             _diverged(result, status, snapshot, theta, epoch + 1)
         stop = _after_chunk(result, val, threshold, patience, callbacks, epoch, best)
@@ -266,7 +272,7 @@ def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, names:
 def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
     h = result.history
     if val is not None:
-        ev = result.evaluate(*val) if False else _eval_arrays(result, *val)
+        ev = _eval_arrays(result, *val)
         h["val_loss"].append(ev["loss"])
         if "accuracy" in ev:
             h["val_accuracy"].append(ev["accuracy"])
@@ -290,6 +296,61 @@ def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, f
     elif result._loss_name in ("bce", "binary_cross_entropy"):
         res["accuracy"] = float(((out[:, 0] > 0) == (Ya[:, 0] > 0.5)).mean())
     return res
+
+
+#: fit() grows its chunks of epochs (one native call each) until one lasts this long: each
+#: chunk costs ~0.2 ms in Python, 20 µs per epoch for chunks of 10 fast full-batch epochs.
+CHUNK_SECONDS = 0.02
+
+
+def _grow_chunk(chunk: int, per_epoch: float, perm_rows: int) -> int:
+    # bounded by the shuffled indices a chunk holds (8 bytes per row and epoch, 32 MiB at most)
+    cap = max(1, min(1000, 2**22 // max(perm_rows, 1)))
+    want = int(CHUNK_SECONDS / max(per_epoch, 1e-9))
+    return max(1, min(cap, max(chunk, want)))
+
+
+def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -> int:
+    """How many row blocks (threads) ``fit`` computes a minibatch of ``rows`` rows with, for
+    ``threads`` as given to fit: one below ``2 * PAR_ROWS`` rows, where splitting the batch costs
+    more than it gains; never more than Numba has threads (the Python backend runs the blocks
+    one after the other, so any count is kept: tests use it to check the split).
+
+    >>> fit_threads(32)
+    1
+    """
+    import numba
+
+    from .train_codegen import PAR_ROWS
+
+    if threads is not None and threads < 1:
+        raise SymgradError(f"threads={threads}: give a positive count, or None for all of Numba's threads")
+    most = numba.config.NUMBA_NUM_THREADS
+    n = most if threads is None else (min(threads, most) if backend == "numba" else threads)
+    return n if rows >= 2 * PAR_ROWS else 1
+
+
+def _kernel(mod, threads: int | None, rows: int, backend: str):
+    """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
+    n = fit_threads(rows, threads, backend)
+    if n > 1:
+        return functools.partial(mod.train_chunk_par, threads=n), (n if backend == "numba" else None)
+    return mod.train_chunk, None
+
+
+@contextlib.contextmanager
+def _numba_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def _blas_limit(threads: int | None):

@@ -23,6 +23,10 @@ def _workspace_program(prog: Program) -> Program:
     return tp
 
 
+#: The parallel kernel gives each thread a block of at least this many rows of a minibatch.
+PAR_ROWS = 1024
+
+
 def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     """``train_chunk``: epochs over shuffled minibatches: gather, forward, backward, clip, update.
 
@@ -34,29 +38,64 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     microseconds). Deep models call ``loss_grad`` instead: inlining them made Numba's compile
     time grow much faster than the model (see docs/decisions.md), while per-step allocation
     is negligible next to their matrix products.
+
+    ``train_chunk_par`` is the same loop for large minibatches: ``par_loss_grad`` splits each
+    one into row blocks, one per thread. Numba compiles a function on its first call, so
+    models that never train with large batches never pay for compiling it.
     """
+    return _chunk(prog, opt_state, par=False) + ["", ""] + _par_loss_grad(prog) + ["", ""] + _chunk(prog, opt_state, par=True)
+
+
+def _par_loss_grad(prog: Program) -> list[str]:
+    """Row blocks of the minibatch in parallel, each with its own gradient buffer (row of
+    ``gpart``): the loss and gradient of the batch are the blocks' weighted by their rows."""
+    xs = [prog.v(d) for d in prog.data]
+    w = "F(hi - lo) / F(B)" if prog.reduction == "mean" else "F(1.0)"
+    rows = ", ".join(f"{x}[lo:hi]" for x in xs)
+    return ["@jit_par", f"def par_loss_grad(theta, {', '.join(xs)}, grad, gpart):",
+            "    # each row block of the batch into its own gradient buffer, one block per thread",
+            f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]", "    lpart = np.empty(nb, dtype=F)",
+            "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb",
+            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]) * ({w})",
+            "    total = F(0.0)", "    grad[:] = F(0.0)", "    for k in range(nb):",
+            "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        w = {w}", "        total += lpart[k]",
+            "        for j in range(grad.shape[0]):", "            grad[j] += w * gpart[k, j]",
+            "    return total"]
+
+
+def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     tp = _workspace_program(prog)
     ps = [tp.v(p) for p in tp.params]
     gs = [tp.d(p) for p in tp.params]
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
-    inline = len(tp.nodes) <= INLINE_MAX_NODES
+    glue = len(tp.nodes) > INLINE_MAX_NODES
+    inline = not (glue or par)
     # the glue of deep models calls through overloads (see module_header's GLUE_HEADER)
-    fn = (lambda name: name) if inline else prog.call
+    fn = prog.call if glue else (lambda name: name)
     if inline:
-        step = tp.forward() + [f"    loss_b = {tp.total()}"] + tp.backward()
+        step = tp.step(f"    loss_b = {tp.total()}")
+    elif par:
+        tp.ws = []
+        step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
+                f"    loss_b = {fn('par_loss_grad')}(theta, {', '.join(xs)}, grad, gpart[:nbk])"]
     else:
         tp.ws = []
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
-    L = ["# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
+    fname = "train_chunk_par" if par else "train_chunk"
+    L = [] if par else [
+         "# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
          "# only the gradient norms and the finiteness checks.", "@jit_reduce", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
          "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
          "", "", f"OFFSETS = np.array({tp.offsets()}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
-         "", "", "@jit" if inline else "@jit_glue", f"def train_chunk({sig}):", "    grad = np.empty_like(theta)"]
+         f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
+    L += ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):", "    grad = np.empty_like(theta)"]
+    if par:  # one gradient buffer per thread (numba.get_num_threads() here would stop caching)
+        L.append("    gpart = np.empty((threads, theta.shape[0]), dtype=F)")
     if inline:  # the inlined step uses the parameter arrays; deep models' loss_grad takes the buffers
         L += tp.views("theta", ps) + tp.views("grad", gs) + tp.flat_views(step)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]

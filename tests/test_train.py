@@ -793,3 +793,61 @@ def test_softmax_output_activation_gradients():
     pred = sg.compile(sg.msum(net.expr), net.params, [net.x], backend="python")
     assert abs(pred.value(ps, X) - 1.0) < 1e-12  # each row of probabilities sums to one
     assert "δ_a2" in str(sg.formulas(net, "mse"))
+
+
+# --- large minibatches: row blocks in parallel (train_chunk_par) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_problem():
+    """Enough rows (4,100) for fit to split a batch into row blocks (2 * PAR_ROWS = 2,048)."""
+    rng = np.random.default_rng(3)
+    net = MLP([3, 4, 3], activation="tanh")
+    X, labels = rng.normal(size=(4100, 3)), rng.integers(0, 3, 4100)
+    return net, X, labels, np.eye(3)[labels], compiled(net, "softmax_cross_entropy"), net.init_params(5)
+
+
+@pytest.mark.parametrize("batch_size", [4100, 2500])
+def test_row_blocks_equal_the_unsplit_batch_and_the_unfused_loop(batch_size, big_problem):
+    """Three blocks of a 4,100-row batch (and 2,500 + 1,600: the short last batch is one block)
+    give the loss and gradients of the whole batch: weighted by their rows, up to rounding."""
+    net, X, labels, Y, f, init = big_problem
+    assert sg.train.fit_threads(batch_size, 3, backend="python") == 3
+    kw = dict(optimizer=optim.Adam(0.05), epochs=2, batch_size=batch_size, params=[p.copy() for p in init],
+              backend="python", seed=4)
+    split = sg.fit(net, "softmax_cross_entropy", X, labels, threads=3, **kw)
+    whole = sg.fit(net, "softmax_cross_entropy", X, labels, threads=1, **kw)
+    want, losses, _ = unfused(optim.Adam(0.05), f, init, X, Y, 2, batch_size, seed=4)
+    for a, b, w in zip(split.params, whole.params, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(a, w, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(split.history["loss"], losses, rtol=1e-12)
+
+
+@pytest.mark.numba
+def test_numba_parallel_kernel_matches_serial(big_problem):
+    net, X, labels, _, _, init = big_problem
+    if sg.train.fit_threads(len(X)) < 2:
+        pytest.skip("Numba has one thread here: fit never splits a batch")
+    kw = dict(optimizer=optim.SGD(0.5), epochs=3, batch_size=len(X), params=[p.copy() for p in init], shuffle=False)
+    par = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
+    ser = sg.fit(net, "softmax_cross_entropy", X, labels, threads=1, **kw)
+    np.testing.assert_allclose(par.history["loss"], ser.history["loss"], rtol=1e-12)
+    for a, b in zip(par.params, ser.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_fit_threads_rules():
+    assert sg.train.fit_threads(2047, 4, backend="python") == 1  # too few rows to split
+    assert sg.train.fit_threads(10_000, 1) == 1
+    with pytest.raises(SymgradError, match="threads=0"):
+        sg.train.fit_threads(10_000, 0)
+
+
+def test_chunks_grow_until_a_native_call_lasts_long_enough():
+    from symgrad.train import CHUNK_SECONDS, _grow_chunk
+
+    assert _grow_chunk(10, CHUNK_SECONDS / 200, 0) == 200  # 200 fast epochs per call
+    assert _grow_chunk(10, 1.0, 0) == 10  # never shrinks
+    assert _grow_chunk(10, 1e-9, 0) == 1000  # at most 1000 epochs per call
+    assert _grow_chunk(10, 1e-9, 2**20) == 4  # shuffled: a call holds the indices of at most 2**22 rows
