@@ -193,8 +193,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
             done, t, status = kernel(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
                                       dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
-        for k in range(done):
-            _record(result, float(losses[k]), gnorms[k], elapsed, names)
+        _record(result, losses[:done], gnorms[:done], elapsed, names, epoch)
         epoch += done
         if not (chunk_epochs or per_epoch):  # fewer, longer native calls when epochs are short
             chunk = _grow_chunk(chunk, elapsed, len(Xa) if shuffle else 0)
@@ -255,18 +254,23 @@ def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndar
     raise err
 
 
-def _record(result: Trained, loss: float, gn: np.ndarray, elapsed: float, names: list[str]) -> None:
+def _record(result: Trained, losses: np.ndarray, gn: np.ndarray, elapsed: float, names: list[str],
+            first: int) -> None:
+    """Append a chunk's epochs (numbered from ``first``) to the history, at once: per epoch,
+    the Python floats and the health check cost ~5 µs, 1% of a fast full-batch epoch."""
     h = result.history
-    h["loss"].append(loss)
-    h["grad_norms"].append([float(v) for v in gn])
-    h["time"].append(elapsed)
-    small = [n for n, v in zip(names, gn) if v < 1e-8]
-    big = [n for n, v in zip(names, gn) if v > 1e4 or not np.isfinite(v)]
-    if small or big:
-        kind = f"vanishing in {small}" if small else f"exploding in {big}"
-        warnings.warn(f"gradient norms are {kind} (epoch {len(h['loss'])}). Try: another initialisation, "
-                      "ReLU-like activations, a smaller learning rate or clip_norm.", GradientHealthWarning,
-                      stacklevel=3)
+    h["loss"] += losses.tolist()
+    h["grad_norms"] += gn.tolist()
+    h["time"] += [elapsed] * len(losses)
+    small, big = gn < 1e-8, ~(gn <= 1e4)  # NaN counts as exploding
+    bad = np.flatnonzero((small | big).any(axis=1))
+    if len(bad):
+        e = bad[0]
+        which = small[e] if small[e].any() else big[e]
+        kind = "vanishing" if small[e].any() else "exploding"
+        warnings.warn(f"gradient norms are {kind} in {[n for n, w in zip(names, which) if w]} (epoch "
+                      f"{first + e + 1}). Try: another initialisation, ReLU-like activations, a smaller "
+                      "learning rate or clip_norm.", GradientHealthWarning, stacklevel=3)
 
 
 def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
