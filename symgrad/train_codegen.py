@@ -3,6 +3,8 @@ minibatches in one native call. Python is entered only between chunks of epochs.
 
 from __future__ import annotations
 
+import re
+
 from .tensor.ir import lower_matrix
 from .tensor.optimize import fuse_maps
 from .tensor.program import Program
@@ -22,6 +24,12 @@ def _workspace_program(prog: Program) -> Program:
     tp.ws = []
     return tp
 
+
+#: From this many parameters on, train_chunk is glue (compiled without LLVM's optimiser, calling
+#: the compiled kernels through overloads): optimising its long body was 4.3 of the digits
+#: model's 10.5 s cold build, and the unoptimised loop costs ~1.5 µs per step, which a step of
+#: a model this size (thousands of multiply-adds per sample) does not notice (docs/decisions.md).
+GLUE_MIN_PARAMS = 4096
 
 #: The parallel kernel gives each thread a block of at least this many rows of a minibatch.
 PAR_ROWS = 1024
@@ -69,12 +77,14 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     gs = [tp.d(p) for p in tp.params]
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
-    glue = len(tp.nodes) > INLINE_MAX_NODES
-    inline = not (glue or par)
-    # the glue of deep models calls through overloads (see module_header's GLUE_HEADER)
+    inline = len(tp.nodes) <= INLINE_MAX_NODES and not par
+    glue = len(tp.nodes) > INLINE_MAX_NODES or sum(p.length for p in tp.params) >= GLUE_MIN_PARAMS
+    # the glue calls through overloads (see module_header's GLUE_HEADER)
     fn = prog.call if glue else (lambda name: name)
     if inline:
         step = tp.step(f"    loss_b = {tp.total()}")
+        if glue:
+            step = _through_callees(step, prog)
     elif par:
         tp.ws = []
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
@@ -103,7 +113,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
         shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"
         L.append(f"    ws_{name} = np.empty({shape}, dtype=F)")
     L += [f"    N = {full[0]}.shape[0]", "    t = t0", "    for e in range(perms.shape[0]):",
-          "        total = F(0.0)", "        nb = 0", "        gnorms[e, :] = F(0.0)",
+          "        total = F(0.0)", "        nb = 0", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] = F(0.0)",
           "        for start in range(0, N, batch_size):",
           "            B = min(start + batch_size, N) - start"]
     for x, f in zip(xs, full):
@@ -111,7 +121,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
               f"                {x} = {f}[start:start + B]"]
     if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
-        L += ["            fill0(grad)"]
+        L += [f"            {fn('fill0')}(grad)"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
@@ -124,7 +134,9 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           "            if not math.isfinite(sq):",
           "                return e, t, 1  # a non-finite gradient: not applied",
           "            if clip > F(0.0) and math.sqrt(sq) > clip:",
-          "                grad *= clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale",
+          "                scale = clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale; a loop, not",
+          "                for k in range(grad.shape[0]):  # 'grad *=', which compiles NumPy's ufunc machinery",
+          "                    grad[k] *= scale",
           "            t += 1",
           f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t)",
           f"            if not math.isfinite({fn('sumsq')}(theta)):",
@@ -132,6 +144,16 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
           "    return perms.shape[0], t, 0"]
     return L
+
+
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
+
+
+def _through_callees(lines: list[str], prog: Program) -> list[str]:
+    """The step's calls of generated functions, made through their overloads (``name_c``)."""
+    own = set(prog.kernels.names.values()) | {"mm", "mm_acc", "fill0", "vsum", "softmax_ce_fwd",
+                                                "softmax_ce_bwd", "logsumexp_fwd", "softmax_bwd", "scale_rows_add"}
+    return [_CALL.sub(lambda m: f"{prog.call(m.group(1)) if m.group(1) in own else m.group(1)}(", ln) for ln in lines]
 
 
 def predict_source(prog: Program, model_expr, params, x) -> list[str]:

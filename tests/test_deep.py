@@ -1,6 +1,7 @@
 """Deep models: loss_grad is outlined into segment functions; gradients stay exact."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,4 +94,25 @@ def test_deep_numba_kernel_is_cacheable_and_matches_python():
     for got, want in zip(m.params, ref.params, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     (cres,) = m._mod.train_chunk.overloads.values()  # loss_grad and the segments are linked into it
+    assert not cres.library.has_dynamic_globals, "Numba cannot cache this training kernel"
+
+
+@pytest.mark.numba
+def test_large_shallow_model_trains_through_glue_and_is_cacheable():
+    """From GLUE_MIN_PARAMS parameters on, the inlined training step is compiled as glue (no LLVM
+    optimiser, kernels called through overloads): same parameters as the Python path, and
+    Numba can still cache it."""
+    from symgrad.train_codegen import GLUE_MIN_PARAMS
+
+    net = sg.nn.MLP([64, 64, 2], activation="relu")
+    assert sum(int(np.prod(p.shape)) for p in net.params) >= GLUE_MIN_PARAMS
+    rng = np.random.default_rng(8)
+    X, labels = rng.normal(size=(20, 64)), rng.integers(0, 2, 20)
+    kw = {"optimizer": sg.optim.Adam(0.01, clip_norm=0.5), "epochs": 2, "batch_size": 8, "params": net.init_params(2)}
+    m = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
+    ref = sg.fit(net, "softmax_cross_entropy", X, labels, backend="python", **kw)
+    for got, want in zip(m.params, ref.params, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    assert "@jit_glue\ndef train_chunk(" in Path(m._mod.__file__).read_text()
+    (cres,) = m._mod.train_chunk.overloads.values()
     assert not cres.library.has_dynamic_globals, "Numba cannot cache this training kernel"
