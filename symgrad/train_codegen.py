@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .tensor.codegen import FUSED_HELPERS, MM_HELPERS
 from .tensor.ir import lower_matrix
 from .tensor.optimize import fuse_maps
 from .tensor.program import Program
@@ -45,7 +46,8 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     sized for one minibatch, so a step allocates nothing (a 20-16-1 net's step is a few
     microseconds). Deep models call ``loss_grad`` instead: inlining them made Numba's compile
     time grow much faster than the model (see docs/decisions.md), while per-step allocation
-    is negligible next to their matrix products.
+    is negligible next to their matrix products. From ``GLUE_MIN_PARAMS`` parameters on, the
+    loop is compiled as glue, without LLVM's optimiser (deep models' always is).
 
     ``train_chunk_par`` is the same loop for large minibatches: ``par_loss_grad`` splits each
     one into row blocks, one per thread. Numba compiles a function on its first call, so
@@ -151,8 +153,7 @@ _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 
 def _through_callees(lines: list[str], prog: Program) -> list[str]:
     """The step's calls of generated functions, made through their overloads (``name_c``)."""
-    own = set(prog.kernels.names.values()) | {"mm", "mm_acc", "fill0", "vsum", "softmax_ce_fwd",
-                                                "softmax_ce_bwd", "logsumexp_fwd", "softmax_bwd", "scale_rows_add"}
+    own = set(prog.kernels.names.values()) | set(re.findall(r"^def (\w+)", MM_HELPERS + FUSED_HELPERS, re.M))
     return [_CALL.sub(lambda m: f"{prog.call(m.group(1)) if m.group(1) in own else m.group(1)}(", ln) for ln in lines]
 
 
