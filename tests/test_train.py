@@ -229,12 +229,17 @@ def unfused(opt, f, params, X, Y, epochs, batch_size, seed, clip=False):
     return ps, losses, norms
 
 
+def _ce_problem(seed: int, n: int):
+    """A 3-4-3 tanh net, n samples of 3 classes: (net, X, labels, one-hot Y, compiled loss, init)."""
+    rng = np.random.default_rng(seed)
+    net = MLP([3, 4, 3], activation="tanh")
+    X, labels = rng.normal(size=(n, 3)), rng.integers(0, 3, n)
+    return net, X, labels, np.eye(3)[labels], compiled(net, "softmax_cross_entropy"), net.init_params(5)
+
+
 @pytest.fixture(scope="module")
 def ce_problem():
-    rng = np.random.default_rng(11)
-    net = MLP([3, 4, 3], activation="tanh")
-    X, labels = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
-    return net, X, labels, np.eye(3)[labels], compiled(net, "softmax_cross_entropy"), net.init_params(5)
+    return _ce_problem(11, 12)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -801,10 +806,7 @@ def test_softmax_output_activation_gradients():
 @pytest.fixture(scope="module")
 def big_problem():
     """Enough rows (4,100) for fit to split a batch into row blocks (2 * PAR_ROWS = 2,048)."""
-    rng = np.random.default_rng(3)
-    net = MLP([3, 4, 3], activation="tanh")
-    X, labels = rng.normal(size=(4100, 3)), rng.integers(0, 3, 4100)
-    return net, X, labels, np.eye(3)[labels], compiled(net, "softmax_cross_entropy"), net.init_params(5)
+    return _ce_problem(3, 4100)
 
 
 @pytest.mark.parametrize("batch_size", [4100, 2500])
