@@ -121,8 +121,9 @@ def load(path: Path, jit: bool) -> ModuleType:
 
 def glue_options() -> dict[str, bool]:
     """Numba options for glue (functions that only make arrays and call compiled kernels: deep
-    models' loss_grad, and the training loop of all but small models): LLVM's optimiser and inliner are skipped there, which halves their
-    compile time at no measured run-time cost (docs/decisions.md). The glue must call other
+    models' loss_grad, and the training loop of all but small models): LLVM's optimiser and
+    inliner are skipped there, which halves their compile time at a run-time cost measured at
+    1-3% at most (docs/decisions.md). The glue must call other
     functions through overloads (``callee`` in the generated module), or Numba cannot cache
     it. Numba marks the option internal, so it is used only where this Numba knows it."""
     try:
