@@ -22,13 +22,20 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit as _njit
+from numba import types
 from numba.extending import intrinsic, overload
+
+# NumPy's error model, stated: otherwise these functions take their caller's, and the on-disk
+# cache then serves whichever was compiled first. Python's model checks every division for
+# zero, which both raises where IEEE gives inf/NaN and stops loops from vectorising.
+njit = functools.partial(_njit, error_model="numpy")
 
 # --- bit-level helpers (LLVM instructions, so they vectorise) ----------------------------
 
@@ -81,6 +88,43 @@ def _horner(x, coeffs):
     return p
 
 
+def _estrin(x, coeffs):
+    """The polynomial with coefficients ``coeffs`` (highest degree first) at x, by Estrin's
+    scheme under Numba."""
+    p = coeffs[0]
+    for c in coeffs[1:]:
+        p = p * x + c
+    return p
+
+
+def _estrin_source(n: int) -> str:
+    # Pairs of terms first, then pairs of pairs, ...: Horner's chain of n - 1 dependent FMAs
+    # becomes about log2(n) levels. Where exp feeds log1p in one loop body (softplus, BCE),
+    # the loop is bound by that latency, not by throughput (docs/decisions.md).
+    terms = [f"coeffs[{n - 1 - j}]" for j in range(n)]  # lowest degree first
+    lines, power, level = ["def estrin(x, coeffs):", "    p1 = x"], 1, 0
+    while len(terms) > 1:
+        pairs = [terms[i:i + 2] for i in range(0, len(terms), 2)]
+        terms = []
+        for j, pair in enumerate(pairs):
+            if len(pair) == 1:
+                terms.append(pair[0])
+                continue
+            lines.append(f"    t{level}_{j} = _fma({pair[1]}, p{power}, {pair[0]})")
+            terms.append(f"t{level}_{j}")
+        if len(terms) > 1:
+            lines.append(f"    p{2 * power} = p{power} * p{power}")
+            power, level = 2 * power, level + 1
+    return "\n".join([*lines, f"    return {terms[0]}"])
+
+
+@overload(_estrin)
+def _estrin_ov(x, coeffs):
+    namespace = {"_fma": _fma}
+    exec(_estrin_source(coeffs.count), namespace)
+    return namespace["estrin"]
+
+
 # --- constants: ln 2 and pi/2 split so that k*HI is exact (values from mpmath, checked in tests)
 
 LN2_HI = 0.6931471805599453
@@ -130,7 +174,7 @@ def _reduce_ln2(x):
 @njit(cache=True)
 def _exp64(x):
     k, r = _reduce_ln2(x)
-    p = _fma(_horner(r, EXPM1_C), r * r, r)  # expm1(r)
+    p = _fma(_estrin(r, EXPM1_C), r * r, r)  # expm1(r)
     # 2^k in two factors, so that subnormal results are rounded once, at the last product
     ki = _clamp_k(k)
     half = ki >> 1
@@ -170,7 +214,7 @@ def _log_core(e, f, c):
     """log(2^e (1 + f)) + c, with c a small correction folded in before the last rounding."""
     s = f / (2.0 + f)
     z = s * s
-    R = z * _horner(z, ATANH_C)
+    R = z * _estrin(z, ATANH_C)
     hfsq = 0.5 * f * f
     # log(1+f) = f - hfsq + s*(hfsq + R), arranged as in fdlibm so the large terms add last
     return e * LOG_LN2_HI - ((hfsq - (s * (hfsq + R) + (e * LOG_LN2_LO + c))) - f)

@@ -150,3 +150,14 @@ def test_loops_over_them_vectorise():
     asm = _all.inspect_asm(_all.signatures[0])
     packed = re.findall(r"vfmadd\w*pd\s+%[xyz]mm", asm)
     assert len(packed) > 20, "no packed FMA: the vecmath loop did not vectorise"
+
+
+def test_error_model_is_numpys_whatever_the_caller():
+    # A caller with Python's error model (Numba's default) must not make these functions check
+    # divisions for zero: IEEE gives -inf here, and the on-disk cache would hand the checked
+    # version to every later caller, whose loops then stop vectorising.
+    @numba.njit
+    def python_model(x):
+        return vm.log1p(x), vm.log(x + 1.0)
+
+    assert python_model(-1.0) == (-math.inf, -math.inf)
