@@ -168,7 +168,7 @@ class Program:
         lines = self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {seed}"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
-                lines += self.decl(self.d(n), n, zeros=True)
+                lines += self.decl(self.d(n), n, zeros=not self._written_whole(n))
         groups = []
         for n in reversed(self.nodes):
             if n.kind == "leaf" or id(n) not in self.need or (skip_out and n is o):
@@ -229,6 +229,14 @@ class Program:
         if id(b) in self.need:
             lines.append(f"    mm_acc({dn2}.T, {A}, {db})" if tb else f"    mm_acc({A}.T, {dn2}, {db})")
         return lines
+
+    def _written_whole(self, n: TNode) -> bool:
+        """Whether n's adjoint is written whole, in place, by the one product that consumes n
+        (``_acc``): then it needs no zeros first."""
+        if self.consumers.get(id(n), 0) != 1 or not n.batched:
+            return False
+        return any(m.kind == "matmul" and id(m) in self.need and m.inputs[1] is n
+                   and m.inputs[0] is not n and not m.inputs[0].batched for m in self.nodes)
 
     def _acc(self, target: TNode, name: str, operands: str) -> str:
         """adj += a @ b; a sole contribution is written in place (no temporary: the adjoint was
