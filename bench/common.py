@@ -27,6 +27,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_REPEATS = 5
+# Idle worker threads spin before they sleep: libgomp's (Numba's and torch's OpenMP) for about
+# 10-15 ms, OpenBLAS's for about 0.1 s. On this machine a thread spinning on the other core
+# slowed a single-threaded kernel by 30% (measured), so without a pause an implementation pays
+# for the one timed before it. Each timed call therefore waits this long first (untimed).
+SETTLE_S = 0.15
 
 
 # ---------------------------------------------------------------------------
@@ -267,10 +272,12 @@ class Timing:
 
 
 def interleaved(impls: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
-                first_results: dict[str, Any] | None = None) -> dict[str, Timing]:
+                first_results: dict[str, Any] | None = None, settle: float = SETTLE_S) -> dict[str, Timing]:
     """Time each zero-argument callable: the first call alone (compile/trace), ``warmup`` untimed
     rounds, then ``repeats`` (>= 5) rounds with the implementations interleaved and the order
-    reversed every other round. Medians are robust to the odd slow round."""
+    reversed every other round. Medians are robust to the odd slow round. Each timed call waits
+    ``settle`` seconds first (untimed), so that the previous implementation's idle worker
+    threads have stopped spinning (see SETTLE_S)."""
     repeats = max(repeats, MIN_REPEATS)
     first: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -289,6 +296,7 @@ def interleaved(impls: dict[str, Callable[[], Any]], repeats: int, warmup: int =
         if r % 2:
             order.reverse()
         for name, fn in order:
+            time.sleep(settle)
             t0 = time.perf_counter()
             results[name] = fn()
             times[name].append(time.perf_counter() - t0)

@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: python bench/run.py
 
 from bench.common import (
     ROOT,
+    SETTLE_S,
     LoadMonitor,
     Section,
     Target,
@@ -69,7 +70,9 @@ other processes used while it ran).
 Peers come from the `[bench]` extra: `torch==2.13.0` (CPU wheel), `jax`, `scikit-learn`,
 `threadpoolctl`. Missing ones are skipped with a note. Every workload runs all implementations
 in one process, interleaved, with medians of at least 5 repeats, the same math, data, initial
-weights and shuffles; compile/trace time is reported apart from steady-state time; ratios are
+weights and shuffles; in `--full`, each timed call starts after a {settle} s pause, so that the
+previous implementation's idle worker threads (OpenMP, OpenBLAS) have stopped spinning on the
+other core (measured: a spinning thread there slows a single-threaded kernel by 30%); compile/trace time is reported apart from steady-state time; ratios are
 time / symgrad time (> 1 means symgrad is faster); and each implementation's loss trajectory
 over the first steps is compared with symgrad's, the run failing loudly on disagreement.
 """
@@ -103,7 +106,7 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
             if m and m.group(1) not in sections:
                 kept_rows.append(line)
     minutes = max(1, round(elapsed / 60)) if args.mode == "full" else "20-30"
-    L = [INTRO.format(full_minutes=minutes)]
+    L = [INTRO.format(full_minutes=minutes, settle=SETTLE_S)]
     L.append("## Targets (issue 4)")
     L.append("")
     ran = ", ".join(sections)
