@@ -84,7 +84,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     # the glue calls through overloads (see module_header's GLUE_HEADER)
     fn = prog.call if glue else (lambda name: name)
     if inline:
-        step = tp.step(f"    loss_b = {tp.total()}")
+        step = tp.step("loss_b")
         if glue:
             step = _through_callees(step, prog)
     elif par:

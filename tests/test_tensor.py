@@ -199,9 +199,10 @@ def test_inner_product_identity(name):
     assert v_flat == pytest.approx(f.value(ps, *ds), rel=1e-13)
 
 
-def test_sum_reduction_is_n_times_mean():
+@pytest.mark.parametrize("name", ["ce_sigmoid", "bce_logits_element"])  # the second: a loss map that returns its sum
+def test_sum_reduction_is_n_times_mean(name):
     rng = np.random.default_rng(7)
-    loss, params, data, onehot = MODELS["ce_sigmoid"]()
+    loss, params, data, onehot = MODELS[name]()
     fm = A.compile(loss, params, data, backend="python", reduction="mean")
     fs = A.compile(loss, params, data, backend="python", reduction="sum")
     ps, ds = random_params(fm, rng), random_data(data, rng, n=6, onehot=onehot)

@@ -136,22 +136,31 @@ class MapKernels:
             self.names[key] = name
         return self.names[key]
 
-    def backward(self, node: TNode, need: list[bool], fused: bool = False) -> str:
+    def backward(self, node: TNode, need: list[bool], fused: bool = False, reduced: bool = False,
+                 assign: tuple[int, ...] = ()) -> str:
         """The adjoint kernel of a map. ``fused`` also computes the forward value in the same
         loop (for the loss node, whose seed is known before its forward): the data is read once,
-        and the subexpressions that the value and its partials share are computed once."""
+        and the subexpressions that the value and its partials share are computed once.
+        ``reduced`` (a fused loss node of one value per sample, whose seed is the same for every
+        sample) takes the seed as a number and returns the sum of the values: neither the values
+        nor the seed are stored. Lanes in ``assign`` have no other contribution to their
+        adjoint, which is written (``=``), not added to, so that it needs no zeros first."""
         key = ("b", sp.srepr(node.body), node.batched, tuple((n.batched, n.length == 1) for n in node.inputs),
-               tuple(need), fused)
+               tuple(need), fused, reduced, assign)
         if key not in self.names:
             name = f"map{len(self.names)}_{'fwdbwd' if fused else 'bwd'}"
-            args = [f"l{k}" for k in range(len(node.inputs))] + ["out", "dout"]
+            args = [f"l{k}" for k in range(len(node.inputs))] + (["seed"] if reduced else ["out", "dout"])
             args += [f"d{k}" for k, nd in enumerate(need) if nd]
             loops, ind, oi = self._loops(node)
+            if reduced:  # no out array: the loop runs over a batched lane's rows
+                rows = next(f"l{k}" for k, n in enumerate(node.inputs) if n.batched)
+                loops = [ln.replace("out.shape", f"{rows}.shape") for ln in loops]
             wanted = [k for k, nd in enumerate(need) if nd]
             # a length-1 node's loop runs over samples, so an unbatched lane's adjoint is a sum
             # over that loop: kept in a local and added with radd, so that the loop vectorises
             summed = [k for k in wanted if node.batched and node.length == 1 and not node.inputs[k].batched]
-            lines = ["@jit", f"def {name}({', '.join(args)}):", *[f"    acc{k} = F(0.0)" for k in summed], *loops]
+            head = [f"    acc{k} = F(0.0)" for k in summed] + (["    total = F(0.0)", "    g = seed"] if reduced else [])
+            lines = ["@jit", f"def {name}({', '.join(args)}):", *head, *loops]
             lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                       for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
             exprs = [node.partials[k] for k in wanted]
@@ -159,16 +168,18 @@ class MapKernels:
                 exprs = [node.body] + [e.xreplace({OUT: node.body}) for e in exprs]
             else:
                 lines += [f"{ind}{py_name(OUT)} = out{oi}"]
-            lines += [f"{ind}g = dout{oi}"]
+            lines += [] if reduced else [f"{ind}g = dout{oi}"]
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
             body, finals = _block(self.p, exprs, ind)
             lines += body
             if fused:
-                lines.append(f"{ind}out{oi} = {finals[0]}")
+                lines.append(f"{ind}total = radd(total, {finals[0]})" if reduced else f"{ind}out{oi} = {finals[0]}")
                 finals = finals[1:]
             lines += [f"{ind}acc{k} = radd(acc{k}, g * ({f}))" if k in summed else
-                      f"{ind}d{k}{_idx(node.inputs[k], node.batched)} += g * ({f})" for k, f in zip(wanted, finals)]
+                      f"{ind}d{k}{_idx(node.inputs[k], node.batched)} {'=' if k in assign else '+='} g * ({f})"
+                      for k, f in zip(wanted, finals)]
             lines += [f"    d{k}[0] += acc{k}" for k in summed]
+            lines += ["    return total"] if reduced else []
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]

@@ -160,12 +160,15 @@ class Program:
         return f"{vsum}({o}) / F(B)" if self.reduction == "mean" else f"{vsum}({o})"
 
     # -- backward ---------------------------------------------------------------
-    def backward_parts(self, skip_out: bool = False) -> tuple[list[str], list[list[str]]]:
+    def seed(self) -> str:
+        """The loss node's adjoint, the same for every sample."""
+        return "F(1.0) / F(B)" if (self.out.batched and self.reduction == "mean") else "F(1.0)"
+
+    def backward_parts(self, skip_out: bool = False, reduced: bool = False) -> tuple[list[str], list[list[str]]]:
         """(adjoint allocations, one group of statements per node in reverse order; without
-        the loss node's group if ``skip_out``)."""
+        the loss node's group if ``skip_out``, and without its adjoint array if ``reduced``)."""
         o = self.out
-        seed = "F(1.0) / F(B)" if (o.batched and self.reduction == "mean") else "F(1.0)"
-        lines = self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {seed}"]
+        lines = [] if reduced else self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {self.seed()}"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
                 lines += self.decl(self.d(n), n, zeros=not self._written_whole(n))
@@ -176,23 +179,41 @@ class Program:
             groups.append([f"    # backward through {n.label}", *getattr(self, f"_bwd_{n.kind}")(n)])
         return lines, groups
 
-    def step(self, total: str) -> list[str]:
-        """Forward, ``total`` (the line that sums the loss), then backward. When the loss node is
-        a map, its forward and backward are one loop (``MapKernels.backward(fused=True)``): its
-        seed does not depend on its value, so nothing needs the value first."""
+    def _fused_loss(self) -> bool:
+        o = self.out
+        return o.kind == "map" and o.batched and id(o) in self.need and self.nodes[-1] is o
+
+    def _reduced_loss(self) -> bool:
+        """The loss map can return its sum (``MapKernels.backward(reduced=True)``)."""
+        return self._fused_loss() and self.out.length == 1
+
+    def step(self, var: str) -> list[str]:
+        """Forward, ``var = `` the loss, then backward. When the loss node is a map, its forward
+        and backward are one loop (``MapKernels.backward(fused=True)``): its seed does not
+        depend on its value, so nothing needs the value first; with one value per sample, that
+        loop also sums the values, and neither they nor the seed are stored."""
         fwd = self.forward_groups()
         o = self.out
-        if not (o.kind == "map" and o.batched and id(o) in self.need and self.nodes[-1] is o):
+        if not self._fused_loss():
             prologue, bwd = self.backward_parts()
-            return [*sum(fwd, []), total, *prologue, *sum(bwd, [])]
-        prologue, bwd = self.backward_parts(skip_out=True)
+            return [*sum(fwd, []), f"    {var} = {self.total()}", *prologue, *sum(bwd, [])]
+        reduced = self._reduced_loss()
+        prologue, bwd = self.backward_parts(skip_out=True, reduced=reduced)
         need = [id(i) in self.need for i in o.inputs]
-        k = self.kernels.backward(o, need, fused=True)
-        args = [self.flat(i, self.v(i)) for i in o.inputs] + [o.name, self.d(o)]
-        args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
         head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
-        fused = [f"{head}, and its backward", f"    {k}({', '.join(args)})"]
-        return [*sum(fwd[:-1], []), *decl, *prologue, *fused, total, *sum(bwd, [])]
+        if not reduced:
+            k = self.kernels.backward(o, need, fused=True)
+            args = [self.flat(i, self.v(i)) for i in o.inputs] + [o.name, self.d(o)]
+            args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
+            fused = [f"{head}, and its backward", f"    {k}({', '.join(args)})"]
+            return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
+        assign = tuple(k for k, i in enumerate(o.inputs) if need[k] and self._written_whole(i))
+        k = self.kernels.backward(o, need, fused=True, reduced=True, assign=assign)
+        args = [self.flat(i, self.v(i)) for i in o.inputs] + [self.seed()]
+        args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
+        mean = " / F(B)" if self.reduction == "mean" else ""
+        fused = [f"{head}, its backward and its sum", f"    {var} = {k}({', '.join(args)}){mean}"]
+        return [*sum(fwd[:-1], []), *prologue, *fused, *sum(bwd, [])]
 
     def _dflat(self, n):
         return self.flat(n, self.d(n))
@@ -231,10 +252,13 @@ class Program:
         return lines
 
     def _written_whole(self, n: TNode) -> bool:
-        """Whether n's adjoint is written whole, in place, by the one product that consumes n
-        (``_acc``): then it needs no zeros first."""
-        if self.consumers.get(id(n), 0) != 1 or not n.batched:
+        """Whether n's adjoint is written whole, in place, by the one node that consumes n: a
+        product (``_acc``), or the loss map that returns its sum (``step``). Then it needs no
+        zeros first."""
+        if self.consumers.get(id(n), 0) != 1 or not n.batched or n.kind == "leaf":
             return False
+        if self._reduced_loss() and any(i is n for i in self.out.inputs):
+            return True
         return any(m.kind == "matmul" and id(m) in self.need and m.inputs[1] is n
                    and m.inputs[0] is not n and not m.inputs[0].batched for m in self.nodes)
 
@@ -331,7 +355,7 @@ class Program:
         self.glue = n_fwd + n_bwd > 2 * OUTLINE_NODES
         sig = f"def loss_grad({self.flat_signature()}):"
         if not self.glue:
-            body = self.step(f"    total = {self.total()}")
+            body = self.step("total")
             views = self.views("theta", [self.v(p) for p in self.params])
             views += self.views("grad", [self.d(p) for p in self.params])
             head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
