@@ -72,9 +72,10 @@ Peers come from the `[bench]` extra: `torch==2.13.0` (CPU wheel), `jax`, `scikit
 in one process, interleaved, with medians of at least 5 repeats, the same math, data, initial
 weights and shuffles; in `--full`, each timed call starts after a {settle} s pause, so that the
 previous implementation's idle worker threads (OpenMP, OpenBLAS) have stopped spinning on the
-other core (measured: a spinning thread there slows a single-threaded kernel by 30%); compile/trace time is reported apart from steady-state time; ratios are
-time / symgrad time (> 1 means symgrad is faster); and each implementation's loss trajectory
-over the first steps is compared with symgrad's, the run failing loudly on disagreement.
+other core (measured: a spinning thread there slows a single-threaded kernel by 30%);
+compile/trace time is reported apart from steady-state time; ratios are time / symgrad time
+(> 1 means symgrad is faster); and each implementation's loss trajectory over the first steps
+is compared with symgrad's, the run failing loudly on disagreement.
 """
 
 
