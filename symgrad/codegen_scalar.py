@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import vecmath
-from .ops import HELPERS
+from .ops import HELPER_NEEDS, HELPERS
 from .printer import NumbaPrinter, py_name
 
 
@@ -204,7 +204,7 @@ def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = Fa
     if glue:
         lines.insert(lines.index("import numpy as np") + 1, "from numba.extending import register_jitable")
         lines += GLUE_HEADER.split("\n")
-    for h in sorted(helpers):
+    for h in sorted(helpers | {HELPER_NEEDS[h] for h in helpers if h in HELPER_NEEDS}):
         lines += ["", HELPERS[h]]
     return lines
 

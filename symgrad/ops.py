@@ -189,6 +189,28 @@ OPS: dict[str, type[_Op]] = {
     c.__name__: c for c in (sigmoid, softplus, relu, leaky_relu, elu, bce_logits)
 }
 
+
+class AfterExp(sp.Function):
+    """An op of ``EXP_FIRST`` whose e^-|a| was computed beforehand and is its last argument.
+    Only printed, never differentiated: the code generator makes these after derivation, to
+    compute e^-|a| for all samples in a loop of its own (tensor/codegen.py)."""
+
+
+class sigmoid_e(AfterExp):  # noqa: N801 (named as the helper it prints as)
+    nargs = 2
+
+
+class softplus_e(AfterExp):  # noqa: N801
+    nargs = 2
+
+
+class bce_logits_e(AfterExp):  # noqa: N801
+    nargs = 3
+
+
+#: The ops that compute e^-|a| of their first argument a first, and their forms that take it.
+EXP_FIRST: dict[type[_Op], type[AfterExp]] = {sigmoid: sigmoid_e, softplus: softplus_e, bce_logits: bce_logits_e}
+
 #: Numba helper source for each op. ``F`` is the dtype constructor (np.float32 or
 #: np.float64) so that constants never promote float32 to float64. ``jit_inline`` inlines
 #: them where they are called, so the vm functions inside stay small enough for LLVM to
@@ -197,16 +219,25 @@ HELPERS: dict[str, str] = {
     "sigmoid": (
         "@jit_inline\n"
         "def sigmoid(z):\n"
-        "    # e^-|z| never overflows; a select, not a branch, so loops over it vectorise\n"
-        "    e = vm.exp(-abs(z))\n"
+        "    return sigmoid_e(z, vm.exp(-abs(z)))  # e^-|z| never overflows\n"
+    ),
+    "sigmoid_e": (
+        "@jit_inline\n"
+        "def sigmoid_e(z, e):\n"
+        "    # e = e^-|z|; a select, not a branch, so loops over it vectorise\n"
         "    s = F(1.0) / (F(1.0) + e)\n"
         "    return s if z >= F(0.0) else e * s\n"
     ),
     "softplus": (
         "@jit_inline\n"
         "def softplus(z):\n"
+        "    return softplus_e(z, vm.exp(-abs(z)))\n"
+    ),
+    "softplus_e": (
+        "@jit_inline\n"
+        "def softplus_e(z, e):\n"
         "    # log(1+e^z) = max(z,0) + log1p(e^-|z|): finite for any z\n"
-        "    return max(z, F(0.0)) + vm.log1p(vm.exp(-abs(z)))\n"
+        "    return max(z, F(0.0)) + vm.log1p(e)\n"
     ),
     "relu": (
         "@jit_inline\n"
@@ -226,8 +257,13 @@ HELPERS: dict[str, str] = {
     "bce_logits": (
         "@jit_inline\n"
         "def bce_logits(a, y):\n"
-        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a\n"
-        "    return max(a, F(0.0)) + vm.log1p(vm.exp(-abs(a))) - y * a\n"
+        "    return bce_logits_e(a, y, vm.exp(-abs(a)))\n"
+    ),
+    "bce_logits_e": (
+        "@jit_inline\n"
+        "def bce_logits_e(a, y, e):\n"
+        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a, with e = e^-|a|\n"
+        "    return max(a, F(0.0)) + vm.log1p(e) - y * a\n"
     ),
     "radd": (
         "@jit_reduce\n"
@@ -249,6 +285,10 @@ HELPERS: dict[str, str] = {
         "    return F(0.0)\n"
     ),
 }
+
+
+#: Helpers that print in terms of others.
+HELPER_NEEDS: dict[str, str] = {"sigmoid": "sigmoid_e", "softplus": "softplus_e", "bce_logits": "bce_logits_e"}
 
 
 def expand_ops(expr: sp.Expr) -> sp.Expr:

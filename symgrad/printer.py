@@ -14,7 +14,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from . import vecmath
-from .ops import OPS
+from .ops import OPS, AfterExp
 from .validate import MATH_FUNCS
 
 #: math functions printed as their vecmath twins: vectorisable, within an ulp, any argument
@@ -89,7 +89,7 @@ class NumbaPrinter(PythonCodePrinter):
     # functions -------------------------------------------------------------
     def _print_Function(self, e):
         name = type(e).__name__
-        if name in OPS:
+        if name in OPS or isinstance(e, AfterExp):
             self.helpers.add(name)
             return f"{name}({', '.join(self._print(a) for a in e.args)})"
         return super()._print_Function(e)

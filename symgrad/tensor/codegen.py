@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..codegen_scalar import _block
-from ..ops import HELPERS
+from ..ops import EXP_FIRST, HELPERS
 from ..printer import NumbaPrinter, py_name
 from .ir import OUT, TNode
 
@@ -99,6 +99,16 @@ def softmax_ce_fwd(z, t, out, p):
 '''
 
 
+def _exp_first(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[tuple[sp.Symbol, sp.Expr]]]:
+    """``exprs`` with each op that computes e^-|a| first (``ops.EXP_FIRST``) in its form that
+    takes it as an argument, and the (symbol, a) pairs, one per distinct a."""
+    found = sorted({f.args[0] for e in exprs for f in e.atoms(*EXP_FIRST)}, key=sp.default_sort_key)
+    first = [(sp.Symbol(f"e{k}", real=True), a) for k, a in enumerate(found)]
+    sym = {a: e for e, a in first}
+    swap = {f: EXP_FIRST[type(f)](*f.args, sym[f.args[0]]) for e in exprs for f in e.atoms(*EXP_FIRST)}
+    return [e.xreplace(swap) for e in exprs], first
+
+
 def _idx(node: TNode, out_batched: bool) -> str:
     if node.batched:
         return "[i, 0]" if node.length == 1 else "[i, j]"
@@ -112,6 +122,17 @@ class MapKernels:
         self.p = printer
         self.sources: list[str] = []
         self.names: dict[tuple, str] = {}
+        self.exp_buffers: dict[str, int] = {}  # kernel -> how many e^-|a| buffers it takes
+
+    def _exp_loop(self, node: TNode, loops: list[str], ind: str, first: list) -> list[str]:
+        """A loop of its own that stores e^-|a| for every sample, for each a in ``first``:
+        where exp feeds log1p in one loop body (softplus, BCE), that loop is bound by their
+        chained latency; apart, both loops run at the CPU's throughput (docs/decisions.md)."""
+        used = set().union(*(a.free_symbols for _, a in first))
+        loads = [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
+                 for k, (s, n) in enumerate(zip(node.lanes, node.inputs)) if s in used]
+        stores = [f"{ind}ebuf{k}[i, 0] = {self.p.doprint(sp.exp(-sp.Abs(a)))}" for k, (_, a) in enumerate(first)]
+        return [*loops, *loads, *stores]
 
     def _loops(self, node: TNode) -> tuple[list[str], str, str]:
         if node.batched and node.length == 1:  # one loop over samples, so that it vectorises
@@ -160,7 +181,7 @@ class MapKernels:
             # over that loop: kept in a local and added with radd, so that the loop vectorises
             summed = [k for k in wanted if node.batched and node.length == 1 and not node.inputs[k].batched]
             head = [f"    acc{k} = F(0.0)" for k in summed] + (["    total = F(0.0)", "    g = seed"] if reduced else [])
-            lines = ["@jit", f"def {name}({', '.join(args)}):", *head, *loops]
+            lines = ["@jit", "def", *head, *loops]  # "def": its arguments are known at the end
             lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                       for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
             exprs = [node.partials[k] for k in wanted]
@@ -168,6 +189,12 @@ class MapKernels:
                 exprs = [node.body] + [e.xreplace({OUT: node.body}) for e in exprs]
             else:
                 lines += [f"{ind}{py_name(OUT)} = out{oi}"]
+            if reduced:
+                exprs, first = _exp_first(exprs)
+                self.exp_buffers[name] = len(first)
+                args[len(node.inputs) + 1:len(node.inputs) + 1] = [f"ebuf{k}" for k in range(len(first))]
+                lines[2:2] = self._exp_loop(node, loops, ind, first) if first else []
+                lines += [f"{ind}{py_name(e)} = ebuf{k}[i, 0]" for k, (e, _) in enumerate(first)]
             lines += [] if reduced else [f"{ind}g = dout{oi}"]
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
             body, finals = _block(self.p, exprs, ind)
@@ -180,6 +207,7 @@ class MapKernels:
                       for k, f in zip(wanted, finals)]
             lines += [f"    d{k}[0] += acc{k}" for k in summed]
             lines += ["    return total"] if reduced else []
+            lines[1] = f"def {name}({', '.join(args)}):"
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]

@@ -209,7 +209,9 @@ class Program:
             return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
         assign = tuple(k for k, i in enumerate(o.inputs) if need[k] and self._written_whole(i))
         k = self.kernels.backward(o, need, fused=True, reduced=True, assign=assign)
-        args = [self.flat(i, self.v(i)) for i in o.inputs] + [self.seed()]
+        ebufs = [f"{o.name}_e{j}" for j in range(self.kernels.exp_buffers[k])]
+        prologue += sum((self.decl(b, o) for b in ebufs), [])
+        args = [self.flat(i, self.v(i)) for i in o.inputs] + [self.seed(), *ebufs]
         args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
         mean = " / F(B)" if self.reduction == "mean" else ""
         fused = [f"{head}, its backward and its sum", f"    {var} = {k}({', '.join(args)}){mean}"]
