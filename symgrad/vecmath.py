@@ -32,10 +32,11 @@ from numba import njit as _njit
 from numba import types
 from numba.extending import intrinsic, overload
 
-# NumPy's error model, stated: otherwise these functions take their caller's, and the on-disk
-# cache then serves whichever was compiled first. Python's model checks every division for
-# zero, which both raises where IEEE gives inf/NaN and stops loops from vectorising.
-njit = functools.partial(_njit, error_model="numpy")
+# NumPy's error model and no fastmath, stated: otherwise these functions take their caller's,
+# and the on-disk cache then serves whichever was compiled first. Python's model checks every
+# division for zero, which raises where IEEE gives inf/NaN and stops loops from vectorising;
+# fastmath's 'nnan'/'ninf' would let LLVM drop the checks for inf and NaN.
+njit = functools.partial(_njit, error_model="numpy", fastmath=False)
 
 # --- bit-level helpers (LLVM instructions, so they vectorise) ----------------------------
 

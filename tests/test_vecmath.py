@@ -152,12 +152,22 @@ def test_loops_over_them_vectorise():
     assert len(packed) > 20, "no packed FMA: the vecmath loop did not vectorise"
 
 
-def test_error_model_is_numpys_whatever_the_caller():
-    # A caller with Python's error model (Numba's default) must not make these functions check
-    # divisions for zero: IEEE gives -inf here, and the on-disk cache would hand the checked
-    # version to every later caller, whose loops then stop vectorising.
+def test_flags_do_not_come_from_the_caller():
+    # Numba compiles a callee with its caller's error model and fastmath unless the callee sets
+    # them, and the on-disk cache then hands that version to every later caller. A caller with
+    # Python's error model (Numba's default) would make divisions raise where IEEE gives -inf
+    # (and stop loops from vectorising); one with fastmath would let LLVM drop inf/NaN checks.
+    for impl in (vm._exp64, vm._log64, vm._log1p64, vm._tanh64, vm._sin64, vm._log_core):
+        assert impl.targetoptions["error_model"] == "numpy" and impl.targetoptions["fastmath"] is False
+
     @numba.njit
     def python_model(x):
         return vm.log1p(x), vm.log(x + 1.0)
 
+    @numba.njit(fastmath=True)
+    def fast(x):
+        return vm.exp(x), vm.log(x)
+
     assert python_model(-1.0) == (-math.inf, -math.inf)
+    assert fast(math.inf) == (math.inf, math.inf)
+    assert all(math.isnan(v) for v in fast(math.nan))
