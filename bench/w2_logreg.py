@@ -97,22 +97,33 @@ def par_copy_bandwidth(nbytes: int, repeats: int, threads: int) -> float:
     return 2 * src.nbytes * reps / t / 1e9
 
 
-TRANSC = "softplus(z) and sigmoid(z) of the n logits, one Numba loop, libm exp/log1p (scalar)"
-TRANSC_VM = "the same loop with symgrad.vecmath's exp/log1p (vectorised), as symgrad's kernel computes them"
+TRANSC = "softplus(z) and sigmoid(z) of the n logits, libm exp/log1p (scalar)"
+TRANSC_VM = ("the same with symgrad.vecmath's exp/log1p (vectorised), as symgrad's kernel computes them: "
+             "e^-|z| for all samples in one loop, the rest in a second")
 GEMV = "X w and Xᵀ r, NumPy's BLAS at 1 thread"
 
 
+@numba.njit(fastmath={"reassoc", "contract"})
+def _radd(a, b):  # as symgrad's radd: only this addition may be reordered
+    return a + b
+
+
 def _make_bce_parts(exp, log1p):
-    # as symgrad's kernel does: per-sample losses to an array (a running sum in the loop would stop
-    # it vectorising: strict floating point) and NumPy's error model (Python's checks every division)
+    # as symgrad's loss map does: e^-|z| into a buffer first, then the rest (two loops that run at
+    # throughput, where one chains exp into log1p), the loss summed in the loop (only the order of
+    # additions may change, so that the loop still vectorises), NumPy's error model (Python's checks
+    # every division)
     @numba.njit(error_model="numpy")
-    def bce_parts(z, y, r, loss):
+    def bce_parts(z, y, r, e):
+        for i in range(z.shape[0]):
+            e[i] = exp(-abs(z[i]))
+        total = 0.0
         for i in range(z.shape[0]):
             zi = z[i]
-            e = exp(-abs(zi))
-            loss[i] = max(zi, 0.0) + log1p(e) - y[i] * zi
-            s = 1.0 / (1.0 + e)
-            r[i] = (s if zi >= 0 else e * s) - y[i]
+            total = _radd(total, max(zi, 0.0) + log1p(e[i]) - y[i] * zi)
+            s = 1.0 / (1.0 + e[i])
+            r[i] = (s if zi >= 0 else e[i] * s) - y[i]
+        return total
 
     return bce_parts
 
