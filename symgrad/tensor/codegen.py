@@ -129,10 +129,14 @@ class MapKernels:
         where exp feeds log1p in one loop body (softplus, BCE), that loop is bound by their
         chained latency; apart, both loops run at the CPU's throughput (docs/decisions.md)."""
         used = set().union(*(a.free_symbols for _, a in first))
-        loads = [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
-                 for k, (s, n) in enumerate(zip(node.lanes, node.inputs)) if s in used]
         stores = [f"{ind}ebuf{k}[i, 0] = {self.p.doprint(sp.exp(-sp.Abs(a)))}" for k, (_, a) in enumerate(first)]
-        return [*loops, *loads, *stores]
+        return [*loops, *self._loads(node, ind, used), *stores]
+
+    @staticmethod
+    def _loads(node: TNode, ind: str, used: set | None = None) -> list[str]:
+        """Each lane's value at this sample (only those in ``used``, if given)."""
+        return [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
+                for k, (s, n) in enumerate(zip(node.lanes, node.inputs)) if used is None or s in used]
 
     def _loops(self, node: TNode) -> tuple[list[str], str, str]:
         if node.batched and node.length == 1:  # one loop over samples, so that it vectorises
@@ -149,8 +153,7 @@ class MapKernels:
             args = [f"l{k}" for k in range(len(node.inputs))]
             loops, ind, oi = self._loops(node)
             lines = ["@jit", f"def {name}({', '.join(args + ['out'])}):", f"    # out = {node.body}", *loops]
-            lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
-                      for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
+            lines += self._loads(node, ind)
             body, (final,) = _block(self.p, [node.body], ind)
             lines += body + [f"{ind}out{oi} = {final}"]
             self.sources.append("\n".join(lines))
@@ -170,8 +173,6 @@ class MapKernels:
                tuple(need), fused, reduced, assign)
         if key not in self.names:
             name = f"map{len(self.names)}_{'fwdbwd' if fused else 'bwd'}"
-            args = [f"l{k}" for k in range(len(node.inputs))] + (["seed"] if reduced else ["out", "dout"])
-            args += [f"d{k}" for k, nd in enumerate(need) if nd]
             loops, ind, oi = self._loops(node)
             if reduced:  # no out array: the loop runs over a batched lane's rows
                 rows = next(f"l{k}" for k, n in enumerate(node.inputs) if n.batched)
@@ -180,21 +181,23 @@ class MapKernels:
             # a length-1 node's loop runs over samples, so an unbatched lane's adjoint is a sum
             # over that loop: kept in a local and added with radd, so that the loop vectorises
             summed = [k for k in wanted if node.batched and node.length == 1 and not node.inputs[k].batched]
-            head = [f"    acc{k} = F(0.0)" for k in summed] + (["    total = F(0.0)", "    g = seed"] if reduced else [])
-            lines = ["@jit", "def", *head, *loops]  # "def": its arguments are known at the end
-            lines += [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
-                      for k, (s, n) in enumerate(zip(node.lanes, node.inputs))]
             exprs = [node.partials[k] for k in wanted]
             if fused:  # the value first; partials that name it use the same subexpressions
                 exprs = [node.body] + [e.xreplace({OUT: node.body}) for e in exprs]
-            else:
-                lines += [f"{ind}{py_name(OUT)} = out{oi}"]
+            first: list[tuple[sp.Symbol, sp.Expr]] = []
             if reduced:
                 exprs, first = _exp_first(exprs)
                 self.exp_buffers[name] = len(first)
-                args[len(node.inputs) + 1:len(node.inputs) + 1] = [f"ebuf{k}" for k in range(len(first))]
-                lines[2:2] = self._exp_loop(node, loops, ind, first) if first else []
-                lines += [f"{ind}{py_name(e)} = ebuf{k}[i, 0]" for k, (e, _) in enumerate(first)]
+            ebufs = [f"ebuf{k}" for k in range(len(first))]
+            args = [f"l{k}" for k in range(len(node.inputs))] + (["seed", *ebufs] if reduced else ["out", "dout"])
+            args += [f"d{k}" for k in wanted]
+            lines = ["@jit", f"def {name}({', '.join(args)}):"]
+            lines += self._exp_loop(node, loops, ind, first) if first else []
+            lines += [f"    acc{k} = F(0.0)" for k in summed]
+            lines += ["    total = F(0.0)", "    g = seed"] if reduced else []
+            lines += loops + self._loads(node, ind)
+            lines += [] if fused else [f"{ind}{py_name(OUT)} = out{oi}"]
+            lines += [f"{ind}{py_name(e)} = ebuf{k}[i, 0]" for k, (e, _) in enumerate(first)]
             lines += [] if reduced else [f"{ind}g = dout{oi}"]
             lines += [f"{ind}# d out / d {node.lanes[k]} = {node.partials[k]}" for k in wanted]
             body, finals = _block(self.p, exprs, ind)
@@ -207,7 +210,6 @@ class MapKernels:
                       for k, f in zip(wanted, finals)]
             lines += [f"    d{k}[0] += acc{k}" for k in summed]
             lines += ["    return total"] if reduced else []
-            lines[1] = f"def {name}({', '.join(args)}):"
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]

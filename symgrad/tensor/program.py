@@ -203,29 +203,29 @@ class Program:
         head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
         if not reduced:
             k = self.kernels.backward(o, need, fused=True)
-            args = [self.flat(i, self.v(i)) for i in o.inputs] + [o.name, self.d(o)]
-            args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
-            fused = [f"{head}, and its backward", f"    {k}({', '.join(args)})"]
+            fused = [f"{head}, and its backward", f"    {k}({self._map_args(o, need, [o.name, self.d(o)])})"]
             return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
         assign = tuple(k for k, i in enumerate(o.inputs) if need[k] and self._written_whole(i))
         k = self.kernels.backward(o, need, fused=True, reduced=True, assign=assign)
         ebufs = [f"{o.name}_e{j}" for j in range(self.kernels.exp_buffers[k])]
         prologue += sum((self.decl(b, o) for b in ebufs), [])
-        args = [self.flat(i, self.v(i)) for i in o.inputs] + [self.seed(), *ebufs]
-        args += [self._dflat(i) for i, nd in zip(o.inputs, need) if nd]
         mean = " / F(B)" if self.reduction == "mean" else ""
-        fused = [f"{head}, its backward and its sum", f"    {var} = {k}({', '.join(args)}){mean}"]
+        fused = [f"{head}, its backward and its sum",
+                 f"    {var} = {k}({self._map_args(o, need, [self.seed(), *ebufs])}){mean}"]
         return [*sum(fwd[:-1], []), *prologue, *fused, *sum(bwd, [])]
 
     def _dflat(self, n):
         return self.flat(n, self.d(n))
 
+    def _map_args(self, n: TNode, need: list[bool], middle: list[str]) -> str:
+        """A map adjoint kernel's arguments: its lanes, ``middle``, then the adjoints it adds to."""
+        args = [self.flat(i, self.v(i)) for i in n.inputs] + middle
+        return ", ".join(args + [self._dflat(i) for i, nd in zip(n.inputs, need) if nd])
+
     def _bwd_map(self, n):
         need = [id(i) in self.need for i in n.inputs]
         k = self.kernels.backward(n, need)
-        args = [self.flat(i, self.v(i)) for i in n.inputs] + [n.name, self.d(n)]
-        args += [self._dflat(i) for i, nd in zip(n.inputs, need) if nd]
-        return [f"    {k}({', '.join(args)})"]
+        return [f"    {k}({self._map_args(n, need, [n.name, self.d(n)])})"]
 
     def _dmat(self, n: TNode, lines: list[str]) -> str:
         """A matrix-shaped view of n's adjoint that ``+=`` can target."""
