@@ -59,6 +59,11 @@ class Mode:
     def pick(self, full, quick, tiny):
         return {"full": full, "quick": quick, "tiny": tiny}[self.name]
 
+    @property
+    def settle(self) -> float:
+        """``interleaved``'s pause before each timed call (SETTLE_S in --full)."""
+        return self.pick(SETTLE_S, 0.05, 0.0)
+
 
 def make_mode(name: str) -> Mode:
     return Mode(name, {"full": 7, "quick": 5, "tiny": MIN_REPEATS}[name])

@@ -16,7 +16,6 @@ import numpy as np
 
 from bench import bench_formula as bf
 from bench.common import (
-    SETTLE_S,
     LoadMonitor,
     Mode,
     Section,
@@ -101,7 +100,7 @@ def run(mode: Mode) -> Section:
     errors = {k: max(float(np.max(np.abs(v - ref_v))), float(np.max(np.abs(g - ref_g))))
               for k, (v, g) in outs.items()}
 
-    t = interleaved(impls, repeats, warmup=mode.pick(3, 2, 1), settle=mode.pick(SETTLE_S, 0.05, 0.0))
+    t = interleaved(impls, repeats, warmup=mode.pick(3, 2, 1), settle=mode.settle)
     own_names = list(own)
     tp = {"n": n, "repeats": max(repeats, 5), "warmup": mode.pick(3, 2, 1),
           "median_s": {k: t[k].median for k in own_names}, "min_s": {k: t[k].min for k in own_names},

@@ -26,7 +26,6 @@ import numba
 import numpy as np
 
 from bench.common import (
-    SETTLE_S,
     LoadMonitor,
     Mode,
     Section,
@@ -299,7 +298,7 @@ def run(mode: Mode) -> Section:
 
     # --- correctness: trajectories and final parameters -------------------------------------
     first: dict = {}
-    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.pick(SETTLE_S, 0.05, 0.0))
+    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.settle)
     head = min(5, iters)
     check_agreement(f"W2 loss, first {head} iterations", sg_name, {k: v[0][:head] for k, v in first.items()},
                     rtol=1e-10)

@@ -21,7 +21,6 @@ import numba
 import numpy as np
 
 from bench.common import (
-    SETTLE_S,
     LoadMonitor,
     Mode,
     Section,
@@ -265,7 +264,7 @@ def run(mode: Mode) -> Section:
     kernel_times: list[float] = []
     impls = implementations(X, y, epochs, p0, notes, kernel_times)
     first: dict = {}
-    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.pick(SETTLE_S, 0.05, 0.0))
+    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.settle)
     if mode.tiny:
         check_probe(first)
         compile_s = {k: v.first for k, v in t.items()}

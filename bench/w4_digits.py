@@ -29,7 +29,6 @@ import warnings
 import numpy as np
 
 from bench.common import (
-    SETTLE_S,
     LoadMonitor,
     Mode,
     Section,
@@ -494,7 +493,7 @@ def _one_dtype(mode: Mode, dt, L: list[str], targets: list, data: dict, notes: l
     impls = implementations(dt, Xtr, ytr, epochs, p0, notes if name == "float32" else None, kernel_times,
                             probe=mode.tiny)
     first: dict = {}
-    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.pick(SETTLE_S, 0.05, 0.0))
+    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.settle)
     if mode.tiny:
         check_probe(first)
         compile_s = {k: v.first for k, v in t.items()}
