@@ -152,6 +152,14 @@ for _name, _act in ACTIVATIONS.items():
 # Partials that print as sums (tanh: 1 - y**2, gelu, z**2 + z, 2*s0 + cos(s0)): regression
 # tests for the unparenthesised `d += g * <partial>` once emitted by the map backward kernels.
 MODELS["scalar_map_sum_partial"] = lambda: (msum(W * x3) ** 2 + sp.sin(msum(W * x3)), [W], [x3], set())
+# A batched node with two consumers (its adjoint is added to twice), and a one-per-sample node
+# broadcast into a wider map (its adjoint is a sum over the row): regression tests for the
+# adjoints that a sole consumer writes whole, without zeros first (Program._written_whole).
+MODELS["two_consumers"] = lambda: (
+    msum(HadamardPower(U * (W * x3).applyfunc(sigmoid) + (W * x3).applyfunc(sp.tanh) - y2, 2)),
+    [U, W], [x3, y2], set())
+MODELS["row_scalar_broadcast"] = lambda: (
+    msum(HadamardPower(sp.sin((w_row * x3)[0, 0]) * (W * x3) - y2, 2)), [w_row, W], [x3, y2], set())
 MODELS["poly_activation"] = lambda: (msum((W * x3).applyfunc(lambda z: z**2 + z)), [W], [x3], set())
 
 
@@ -489,3 +497,4 @@ def test_product_of_two_batched_operands():
         A.compile(msum(x * x.T), [Wm], [x], backend="python")
     with pytest.raises(UnsupportedModelError):
         A.compile(msum(HadamardProduct(x * x.T, Wm.T * Wm)), [Wm], [x], backend="python")
+

@@ -202,11 +202,10 @@ class Program:
         need = [id(i) in self.need for i in o.inputs]
         head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
         if not reduced:
-            k = self.kernels.backward(o, need, fused=True)
+            k = self.kernels.backward(o, need, fused=True, assign=self._assign(o, need))
             fused = [f"{head}, and its backward", f"    {k}({self._map_args(o, need, [o.name, self.d(o)])})"]
             return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
-        assign = tuple(k for k, i in enumerate(o.inputs) if need[k] and self._written_whole(i))
-        k = self.kernels.backward(o, need, fused=True, reduced=True, assign=assign)
+        k = self.kernels.backward(o, need, fused=True, reduced=True, assign=self._assign(o, need))
         ebufs = [f"{o.name}_e{j}" for j in range(self.kernels.exp_buffers[k])]
         prologue += sum((self.decl(b, o) for b in ebufs), [])
         mean = " / F(B)" if self.reduction == "mean" else ""
@@ -224,7 +223,7 @@ class Program:
 
     def _bwd_map(self, n):
         need = [id(i) in self.need for i in n.inputs]
-        k = self.kernels.backward(n, need)
+        k = self.kernels.backward(n, need, assign=self._assign(n, need))
         return [f"    {k}({self._map_args(n, need, [n.name, self.d(n)])})"]
 
     def _dmat(self, n: TNode, lines: list[str]) -> str:
@@ -255,14 +254,27 @@ class Program:
 
     def _written_whole(self, n: TNode) -> bool:
         """Whether n's adjoint is written whole, in place, by the one node that consumes n: a
-        product (``_acc``), or the loss map that returns its sum (``step``). Then it needs no
-        zeros first."""
+        product (``_acc``), a map (``_assign``), or the loss map that returns its sum (``step``).
+        Then it needs no zeros first."""
         if self.consumers.get(id(n), 0) != 1 or not n.batched or n.kind == "leaf":
             return False
         if self._reduced_loss() and any(i is n for i in self.out.inputs):
             return True
-        return any(m.kind == "matmul" and id(m) in self.need and m.inputs[1] is n
-                   and m.inputs[0] is not n and not m.inputs[0].batched for m in self.nodes)
+        return any(id(m) in self.need and any(i is n for i in m.inputs) and self._writes_whole(m, n)
+                   for m in self.nodes)
+
+    @staticmethod
+    def _writes_whole(m: TNode, n: TNode) -> bool:
+        """Whether consumer m's backward writes every element of input n's adjoint once: as the
+        batch operand of a product, or as a lane of a map of n's shape (a narrower lane is
+        broadcast, and its adjoint summed over the broadcast)."""
+        if m.kind == "matmul":
+            return m.inputs[1] is n and m.inputs[0] is not n and not m.inputs[0].batched
+        return m.kind == "map" and m.batched and m.length == n.length
+
+    def _assign(self, m: TNode, need: list[bool]) -> tuple[int, ...]:
+        """The lanes of map m whose adjoints it writes whole (``MapKernels.backward``'s assign)."""
+        return tuple(k for k, i in enumerate(m.inputs) if need[k] and self._written_whole(i))
 
     def _acc(self, target: TNode, name: str, operands: str) -> str:
         """adj += a @ b; a sole contribution is written in place (no temporary: the adjoint was
