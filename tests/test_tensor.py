@@ -498,3 +498,11 @@ def test_product_of_two_batched_operands():
     with pytest.raises(UnsupportedModelError):
         A.compile(msum(HadamardProduct(x * x.T, Wm.T * Wm)), [Wm], [x], backend="python")
 
+
+def test_repeated_product_is_computed_once():
+    loss, params, data, _ = MODELS["two_consumers"]()
+    src = A.compile(loss, params, data, backend="python").source
+    grad_fn = src[src.index("def loss_grad"):].split("\n\n\n")[0]
+    assert grad_fn.count("np.dot(x_x, p_W.T)") == 1
+    # its adjoint has two contributions: zeros first, then both added
+    assert re.search(r"d_(v\d+) = np\.zeros.*\n(.*\n)*.*map\d+_bwd\(.*d_\1\)\n(.*\n)*.*map\d+_bwd\(.*d_\1\)", grad_fn)
