@@ -493,7 +493,7 @@ def _one_dtype(mode: Mode, dt, L: list[str], targets: list, data: dict, notes: l
     impls = implementations(dt, Xtr, ytr, epochs, p0, notes if name == "float32" else None, kernel_times,
                             probe=mode.tiny)
     first: dict = {}
-    t = interleaved(impls, mode.repeats, warmup=1, first_results=first, settle=mode.settle)
+    t = interleaved(impls, rounds(mode), warmup=1, first_results=first, settle=mode.settle)
     if mode.tiny:
         check_probe(first)
         compile_s = {k: v.first for k, v in t.items()}
@@ -638,6 +638,13 @@ def profile_step(dt, X, y, p0, mode) -> dict[str, float]:
         return {f"profile unavailable ({type(exc).__name__}: {exc})": float("nan")}
 
 
+def rounds(mode: Mode) -> int:
+    """Timed rounds: more in --full than elsewhere, because the targets here sit near their lines
+    and a round is short (~4 s): with 7 rounds, the ratios to JAX scan and PyTensor moved by
+    10-20% between full runs on this shared machine."""
+    return mode.pick(13, mode.repeats, mode.repeats)
+
+
 def run(mode: Mode) -> Section:
     mon = LoadMonitor()
     epochs = mode.pick(30, 5, 3)
@@ -649,7 +656,7 @@ def run(mode: Mode) -> Section:
     L.append(f"64-128-64-10 ReLU, softmax cross-entropy, Adam lr {LR}, batch {BS}, {epochs} epoch(s), "
              f"{'float32 only (tiny mode)' if mode.tiny else 'float32 and float64'}; train/test split as in "
              "`examples/digits_mlp.py`. One process, implementations interleaved, median of "
-             f"{mode.repeats} whole runs; ms/epoch = run time / epochs. First call (probe) = each "
+             f"{rounds(mode)} whole runs; ms/epoch = run time / epochs. First call (probe) = each "
              "implementation's first call, on a 221-sample probe run: JIT compilation / tracing (symgrad: a cold "
              "build into an empty cache; PyTensor: graph rewriting and Numba compilation into an empty "
              "temporary compile dir). Before timing, every implementation with our initial weights ran the "
