@@ -91,8 +91,9 @@ class Lowerer:
             raise UnboundSymbolError(
                 f"matrix symbol {e} is neither a parameter nor data. Fix: add it to wrt=[...] or data=[...]."
             )
-        if isinstance(e, sp.MatMul):  # memoised whole: a product used twice is computed once
-            return self.memo.setdefault(e, self._matmul(e))
+        if isinstance(e, sp.MatMul):  # memoised whole too: a product used twice is computed once
+            self.memo[e] = self._matmul(e)
+            return self.memo[e]
         if isinstance(e, sp.MatAdd):
             return self._map(e, self._regroup(e), lambda s: sp.Add(*s))
         if isinstance(e, HadamardProduct):
