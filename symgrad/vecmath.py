@@ -91,11 +91,8 @@ def _horner(x, coeffs):
 
 def _estrin(x, coeffs):
     """The polynomial with coefficients ``coeffs`` (highest degree first) at x, by Estrin's
-    scheme under Numba."""
-    p = coeffs[0]
-    for c in coeffs[1:]:
-        p = p * x + c
-    return p
+    scheme under Numba (the overload below); in Python, Horner's."""
+    return _horner(x, coeffs)
 
 
 def _estrin_source(n: int) -> str:

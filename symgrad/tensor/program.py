@@ -254,12 +254,10 @@ class Program:
 
     def _written_whole(self, n: TNode) -> bool:
         """Whether n's adjoint is written whole, in place, by the one node that consumes n: a
-        product (``_acc``), a map (``_assign``), or the loss map that returns its sum (``step``).
-        Then it needs no zeros first."""
+        product (``_acc``) or a map (``_assign``; the loss map that returns its sum, ``step``,
+        included). Then it needs no zeros first."""
         if self.consumers.get(id(n), 0) != 1 or not n.batched or n.kind == "leaf":
             return False
-        if self._reduced_loss() and any(i is n for i in self.out.inputs):
-            return True
         return any(id(m) in self.need and any(i is n for i in m.inputs) and self._writes_whole(m, n)
                    for m in self.nodes)
 
