@@ -366,7 +366,7 @@ def _blas_limit(threads: int | None):
 @functools.lru_cache(maxsize=1)
 def _blas_controller(n_modules: int):
     # Scanning the loaded libraries costs ~0.3 ms; a short fit() must not pay it per chunk.
-    # Keyed on the module count: a newly imported package (SciPy, which Numba's np.dot
+    # Keyed on the module count: a newly imported package (SciPy, which symgrad's gemm
     # calls into) may have brought another BLAS that must be limited too.
     from threadpoolctl import ThreadpoolController
 

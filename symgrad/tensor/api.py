@@ -39,7 +39,7 @@ def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> s
     if prog.callees:
         funcs.append(prog.callee_aliases())
     title = f"symgrad tensor model\n\nloss (per sample) = {loss}"
-    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees))
+    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees), blas=True)
     parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
     return "\n\n\n".join(p for p in parts if p) + "\n"
 

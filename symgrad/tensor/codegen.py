@@ -1,4 +1,4 @@
-"""Tensor IR -> one readable Numba module: np.dot for contractions, loops for maps.
+"""Tensor IR -> one readable Numba module: BLAS for contractions, loops for maps.
 
 Elementwise kernels are deduplicated by (body, lane layout), so an 8-layer ReLU net
 compiles one ReLU kernel, and the source size depends on depth, never on width.
@@ -13,17 +13,17 @@ from ..ops import EXP_FIRST, HELPERS
 from ..printer import NumbaPrinter, py_name
 from .ir import OUT, TNode
 
-# Contractions go through two shared functions: Numba lowers np.dot anew at every call site,
-# and with dozens of layers that dominated compile time.
+# Contractions go through two shared functions (with dozens of layers, lowering a product at
+# every call site dominated compile time), each one BLAS call (symgrad/blas.py).
 MM_HELPERS = '''
 @jit
 def mm(a, b, out):
-    np.dot(a, b, out)
+    blas.gemm(a, b, out, F(0.0))
 
 
 @jit
 def mm_acc(a, b, out):
-    out += np.dot(a, b)
+    blas.gemm(a, b, out, F(1.0))
 
 
 @jit

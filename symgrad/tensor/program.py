@@ -59,7 +59,7 @@ class Program:
         return name if n.batched else f"{name}_f" if n.kind == "leaf" else name
 
     def mat(self, n: TNode, name: str) -> str:
-        """np.dot sees unbatched arrays in their matrix shape."""
+        """Products see unbatched arrays in their matrix shape."""
         if n.batched or n.kind == "leaf":
             return name
         return f"{name}.reshape(({n.shape[0]}, {n.shape[1]}))"
@@ -115,9 +115,7 @@ class Program:
     def _fwd_matmul(self, n):
         a, b, A, Bm = self._dot_operands(n)
         if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
-            if self.ws is not None:
-                return self.decl(n.name, n) + [f"    mm({Bm}, {A}.T, {n.name})"]
-            return [f"    {n.name} = np.dot({Bm}, {A}.T)"]
+            return self.decl(n.name, n) + [f"    mm({Bm}, {A}.T, {n.name})"]
         expr = f"np.dot({A}, {Bm})"
         return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
 

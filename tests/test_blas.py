@@ -1,0 +1,73 @@
+"""symgrad.blas.gemm: one BLAS call for out = a @ b (+ out), against NumPy in float64."""
+
+import itertools
+
+import numba
+import numpy as np
+import pytest
+
+from symgrad.blas import gemm
+
+pytestmark = pytest.mark.numba
+
+
+@numba.njit(cache=False)
+def _gemm(a, b, out, beta):
+    gemm(a, b, out, beta)
+
+
+SHAPES = [(5, 3, 4), (1, 7, 1), (64, 64, 10), (3, 1, 2), (3, 0, 2), (0, 3, 2)]
+
+
+def _operand(rng, rows, cols, transposed, dtype):
+    """A rows x cols operand, stored transposed (an F-layout view) when asked."""
+    if transposed:
+        return rng.standard_normal((cols, rows)).astype(dtype).T
+    return rng.standard_normal((rows, cols)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mkn", SHAPES)
+def test_every_layout_and_beta(dtype, mkn):
+    m, k, n = mkn
+    rng = np.random.default_rng(0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for ta, tb in itertools.product([False, True], repeat=2):
+        a, b = _operand(rng, m, k, ta, dtype), _operand(rng, k, n, tb, dtype)
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        for beta in (0.0, 1.0):
+            out = rng.standard_normal((m, n)).astype(dtype)
+            want = exact + beta * out
+            if beta == 0.0 and out.size:
+                out[0, 0] = np.nan  # beta 0: out is written, never read
+            _gemm(a, b, out, beta)
+            np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1, k), err_msg=f"{ta=} {tb=} {beta=}")
+
+
+def test_strided_operands_are_copied_first():
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((8, 6))
+    a, b = big[::2, ::2], big[:3, 1:5]  # neither C nor F contiguous
+    out = np.empty((4, 4))
+    _gemm(a, b, out, 0.0)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-13)
+
+
+def test_python_path_matches():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((2, 3)).T
+    out, ref = np.ones((4, 2)), np.ones((4, 2))
+    gemm(a, b, ref, 1.0)
+    _gemm(a, b, out, 1.0)
+    np.testing.assert_allclose(out, ref, rtol=1e-13)
+    np.testing.assert_allclose(ref, 1.0 + a @ b, rtol=1e-13)
+
+
+def test_mismatched_shapes_raise():
+    with pytest.raises(ValueError, match="shapes do not match"):
+        _gemm(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 3)), 0.0)
+
+
+def test_non_contiguous_out_is_a_typing_error():
+    with pytest.raises(numba.TypingError, match="C-contiguous out"):
+        _gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 4))[:, ::2], 0.0)
