@@ -67,32 +67,77 @@ def _type_gemm(context):
 
 @lower_builtin(gemm, types.Array, types.Array, types.Array, types.Number)
 def _lower_gemm(context, builder, sig, args):
-    char, intp, vp = ir.IntType(8), context.get_value_type(types.intp), ir.IntType(8).as_pointer()
     arrs = [context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3])]
     (m, k), (k2, n), (m2, n2) = (cgutils.unpack_tuple(builder, x.shape, 2) for x in arrs)
     bad = builder.or_(builder.icmp_signed("!=", k, k2),
                       builder.or_(builder.icmp_signed("!=", m, m2), builder.icmp_signed("!=", n, n2)))
     with builder.if_then(bad, likely=False):
         context.call_conv.return_user_exc(builder, ValueError, ("gemm: shapes do not match (a is m x k, b k x n, out m x n)",))
-    dt = sig.args[2].dtype
-    alpha = cgutils.alloca_once_value(builder, context.get_constant(dt, 1.0))
-    beta = cgutils.alloca_once_value(builder, context.cast(builder, args[3], sig.args[3], dt))
-    one = ir.Constant(intp, 1)
-
-    def operand(ty, arr):
-        # (transpose flag, leading dimension >= 1, data pointer) in BLAS's column-major terms
-        rows, cols = cgutils.unpack_tuple(builder, arr.shape, 2)
-        ld = cols if ty.layout == "C" else rows
-        ld = builder.select(builder.icmp_signed("<", ld, one), one, ld)
-        return ir.Constant(char, ord("n" if ty.layout == "C" else "t")), ld, builder.bitcast(arr.data, vp)
-
-    # row-major out = a @ b is column-major out^T = b^T a^T: b is BLAS's first operand
-    tb, ldb, pb = operand(sig.args[1], arrs[1])
-    ta, lda, pa = operand(sig.args[0], arrs[0])
-    ldc, pc = operand(sig.args[2], arrs[2])[1:]
-    fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, vp, vp, intp, vp, intp, vp, vp, intp])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-    res = builder.call(fn, (ir.Constant(char, ord(_KIND[dt])), tb, ta, n, m, k, builder.bitcast(alpha, vp),
-                            pb, ldb, pa, lda, builder.bitcast(beta, vp), pc, ldc))
-    check_blas_return(context, builder, res)
+    blas = _Blas(context, builder, sig, args[3])
+    a_ty, b_ty = sig.args[:2]
+    a, b, out = arrs
+    one, zero = ir.Constant(blas.intp, 1), ir.Constant(blas.intp, 0)
+    # a one-column or one-row product goes to gemv, as in np.dot: sgemm is several times slower
+    # there (logistic regression's X w and r^T X)
+    has_k = builder.icmp_signed("!=", k, zero)
+    with builder.if_else(builder.and_(has_k, builder.icmp_signed("==", n, one))) as (mat_vec, other):
+        with mat_vec:
+            blas.gemv("t" if a_ty.layout == "C" else "n", a_ty, a, b.data, out.data)
+        with other:
+            with builder.if_else(builder.and_(has_k, builder.icmp_signed("==", m, one))) as (vec_mat, mat_mat):
+                with vec_mat:
+                    blas.gemv("n" if b_ty.layout == "C" else "t", b_ty, b, a.data, out.data)
+                with mat_mat:
+                    blas.gemm(a_ty, a, b_ty, b, sig.args[2], out, m, n, k)
     return context.get_dummy_value()
+
+
+class _Blas:
+    """Calls of Numba's BLAS wrappers (``numba_xxgemm``/``numba_xxgemv``, _helperlib.c) with
+    alpha 1 and the caller's beta."""
+
+    def __init__(self, context, builder, sig, beta):
+        self.b, self.dt = builder, sig.args[2].dtype
+        self.char, self.intp = ir.IntType(8), context.get_value_type(types.intp)
+        self.vp = ir.IntType(8).as_pointer()
+        self.kind = ir.Constant(self.char, ord(_KIND[self.dt]))
+        self.alpha = self.ptr(cgutils.alloca_once_value(builder, context.get_constant(self.dt, 1.0)))
+        self.beta = self.ptr(cgutils.alloca_once_value(builder, context.cast(builder, beta, sig.args[3], self.dt)))
+        self.check = lambda res: check_blas_return(context, builder, res)
+
+    def ptr(self, p):
+        return self.b.bitcast(p, self.vp)
+
+    def flag(self, c: str):
+        return ir.Constant(self.char, ord(c))
+
+    def ld(self, n):  # BLAS wants leading dimensions >= 1, even for empty matrices
+        one = ir.Constant(self.intp, 1)
+        return self.b.select(self.b.icmp_signed("<", n, one), one, n)
+
+    def call(self, name: str, argtys: list, args: tuple) -> None:
+        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(ir.IntType(32), argtys), name)
+        self.check(self.b.call(fn, args))
+
+    def gemv(self, trans: str, mat_ty, mat, x, y) -> None:
+        """y = op(mat) x + beta y, with mat in BLAS's column-major view (a C array is its transpose)."""
+        rows, cols = cgutils.unpack_tuple(self.b, mat.shape, 2)
+        m, n = (rows, cols) if mat_ty.layout == "F" else (cols, rows)
+        c, i, v = self.char, self.intp, self.vp
+        self.call("numba_xxgemv", [c, c, i, i, v, v, i, v, v, v],
+                  (self.kind, self.flag(trans), m, n, self.alpha, self.ptr(mat.data), self.ld(m), self.ptr(x),
+                   self.beta, self.ptr(y)))
+
+    def gemm(self, a_ty, a, b_ty, b, out_ty, out, m, n, k) -> None:
+        def operand(ty, arr):
+            # (transpose flag, leading dimension, data) in BLAS's column-major terms
+            rows, cols = cgutils.unpack_tuple(self.b, arr.shape, 2)
+            return self.flag("n" if ty.layout == "C" else "t"), self.ld(cols if ty.layout == "C" else rows), self.ptr(arr.data)
+
+        # row-major out = a @ b is column-major out^T = b^T a^T: b is BLAS's first operand
+        tb, ldb, pb = operand(b_ty, b)
+        ta, lda, pa = operand(a_ty, a)
+        ldc, pc = operand(out_ty, out)[1:]
+        c, i, v = self.char, self.intp, self.vp
+        self.call("numba_xxgemm", [c, c, c, i, i, i, v, v, i, v, i, v, v, i],
+                  (self.kind, tb, ta, n, m, k, self.alpha, pb, ldb, pa, lda, self.beta, pc, ldc))
