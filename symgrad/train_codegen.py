@@ -64,12 +64,13 @@ def _par_loss_grad(prog: Program) -> list[str]:
     rows = ", ".join(f"{x}[lo:hi]" for x in xs)
     return ["@jit_par", f"def par_loss_grad(theta, {', '.join(xs)}, grad, gpart):",
             "    # each row block of the batch into its own gradient buffer, one block per thread",
-            f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]", "    lpart = np.empty(nb, dtype=F)",
-            "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb",
-            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]) * ({w})",
-            "    total = F(0.0)", "    grad[:] = F(0.0)", "    for k in range(nb):",
-            "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        w = {w}", "        total += lpart[k]",
-            "        for j in range(grad.shape[0]):", "            grad[j] += w * gpart[k, j]",
+            f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]",
+            "    lpart = np.empty(nb, dtype=F)", "    wpart = np.empty(nb, dtype=F)  # the blocks' weights",
+            "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        wpart[k] = {w}",
+            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]) * wpart[k]",
+            "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
+            "    for k in range(nb):", "        total += lpart[k]",
+            "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
             "    return total"]
 
 
