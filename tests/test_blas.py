@@ -17,7 +17,7 @@ def _gemm(a, b, out, beta):
 
 
 # one row or one column: gemv; otherwise gemm
-SHAPES = [(5, 3, 4), (6, 5, 1), (1, 5, 6), (1, 7, 1), (64, 64, 10), (3, 1, 2), (3, 0, 2), (0, 3, 2), (1, 0, 1)]
+SHAPES = [(5, 3, 4), (6, 5, 1), (1, 5, 6), (1, 7, 1), (64, 64, 10), (3, 1, 2), (3, 0, 2), (0, 3, 2), (0, 3, 1), (1, 3, 0), (1, 0, 1)]
 
 
 def _operand(rng, rows, cols, transposed, dtype):
