@@ -86,7 +86,7 @@ def _par_copy(src, dst, blocks):
             dst[i] = src[i]
 
 
-def par_copy_bandwidth(nbytes: int, repeats: int, threads: int) -> float:
+def copy_bandwidth(nbytes: int, repeats: int, threads: int) -> float:
     """GB/s (read + write bytes) of ``copy_fn(nbytes, threads)``, median of ``repeats``."""
     copy, moved = copy_fn(nbytes, threads)
     return moved / median_time(copy, repeats, warmup=2) / 1e9
@@ -316,7 +316,7 @@ def run(mode: Mode) -> Section:
     bw = {}
     for name, (k, _, moved) in copies.items():
         bw[k, "working set"] = moved / t[name].median / 1e9
-        bw[k, f"{big // 2**20} MiB"] = par_copy_bandwidth(big, mode.repeats, k)
+        bw[k, f"{big // 2**20} MiB"] = copy_bandwidth(big, mode.repeats, k)
     parts = decompose(X, y, mode.repeats)
 
     per_it = {k: v.median / iters for k, v in t.items() if k in impls}

@@ -31,14 +31,16 @@ _KIND = {types.float32: "s", types.float64: "d"}
 
 
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float) -> None:
-    """``out = a @ b + beta * out`` for 2-D float arrays, beta 0 or 1 (0: ``out`` is not read).
+    """``out = a @ b + beta * out`` for 2-D float arrays (beta 0: ``out`` is not read, as in BLAS).
 
     In Python this is NumPy; under Numba, one BLAS call (see the module docstring).
     """
     if beta == 0:
         np.dot(a, b, out)
-    else:
-        out += np.dot(a, b)
+        return
+    if beta != 1:
+        out *= beta
+    out += np.dot(a, b)
 
 
 def _check_types(a, b, out, beta) -> None:

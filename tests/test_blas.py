@@ -36,7 +36,7 @@ def test_every_layout_and_beta(dtype, mkn):
     for ta, tb in itertools.product([False, True], repeat=2):
         a, b = _operand(rng, m, k, ta, dtype), _operand(rng, k, n, tb, dtype)
         exact = a.astype(np.float64) @ b.astype(np.float64)
-        for beta in (0.0, 1.0):
+        for beta in (0.0, 1.0, 0.5):
             out = rng.standard_normal((m, n)).astype(dtype)
             want = exact + beta * out
             if beta == 0.0 and out.size:
@@ -54,11 +54,13 @@ def test_strided_operands_are_a_typing_error():
 def test_python_path_matches():
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((4, 3)), rng.standard_normal((2, 3)).T
-    out, ref = np.ones((4, 2)), np.ones((4, 2))
-    gemm(a, b, ref, 1.0)
-    _gemm(a, b, out, 1.0)
-    np.testing.assert_allclose(out, ref, rtol=1e-13)
-    np.testing.assert_allclose(ref, 1.0 + a @ b, rtol=1e-13)
+    for beta in (1.0, 0.5):
+        start = rng.standard_normal((4, 2))
+        out, ref = start.copy(), start.copy()
+        gemm(a, b, ref, beta)
+        _gemm(a, b, out, beta)
+        np.testing.assert_allclose(out, ref, rtol=1e-13)
+        np.testing.assert_allclose(ref, beta * start + a @ b, rtol=1e-13)
 
 
 def test_mismatched_shapes_raise():

@@ -273,8 +273,8 @@ class Program:
         return tuple(k for k, i in enumerate(m.inputs) if need[k] and self._written_whole(i))
 
     def _acc(self, target: TNode, name: str, operands: str) -> str:
-        """adj += a @ b; a sole contribution is written in place (no temporary: the adjoint was
-        zero, and nothing else adds to it)."""
+        """adj += a @ b (``mm_acc``, BLAS's beta 1); a sole contribution is written (``mm``, beta
+        0): nothing else adds to that adjoint, so it needs no zeros first."""
         if self.consumers.get(id(target), 0) == 1:
             return f"    mm({operands}, {name})"
         return f"    mm_acc({operands}, {name})"
