@@ -7,7 +7,7 @@
 """
 
 from . import losses, nn, ops, optim
-from .api import compile, explain, formulas, grad
+from .api import compile, compile_residuals, explain, formulas, grad
 from .errors import SymgradError
 from .nn import activation
 from .parse import parse_expr
@@ -16,7 +16,7 @@ from .testing import GradCheck, GradientCheckError, check_grads
 from .train import Trained, fit
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "explain", "fit", "formulas", "grad", "logsumexp",
+    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "logsumexp",
     "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

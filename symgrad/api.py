@@ -1,4 +1,4 @@
-"""The public entry points: ``grad``, ``explain`` and ``compile``."""
+"""The public entry points: ``grad``, ``explain``, ``compile`` and ``compile_residuals``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sympy as sp
 
 from . import jit
 from .codegen_scalar import scalar_module
-from .compiled import MAX_HESSIAN_PARAMS, CompiledFormula, build_spec
+from .compiled import MAX_HESSIAN_PARAMS, CompiledFormula, CompiledResiduals, build_spec
 from .derive import sweep
 from .errors import DtypeError, SymgradError
 from .formulas import Derivation
@@ -158,6 +158,40 @@ def compile(
         return compile_tensor(expr, wrt, data, dtype=_check_options(dtype, reduction, backend),
                               reduction=reduction, parallel=parallel, backend=backend)
     dt = _check_options(dtype, reduction, backend)
+    path, params, data_syms = _build_formula(expr, wrt, data, dt, reduction, parallel)
+    has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS
+    return CompiledFormula(path, params, data_syms, dt, reduction, has_hessian, backend)
+
+
+def compile_residuals(
+    expr: sp.Expr,
+    wrt: Sequence[sp.Basic],
+    data: Sequence[sp.Basic] = (),
+    *,
+    dtype: str = "float64",
+    backend: str = "numba",
+) -> CompiledResiduals:
+    """Compile per-sample residuals r_i(θ) = ``expr`` and their Jacobian, for least squares.
+
+    ``r.residuals(theta, *data)`` (n,) and ``r.jacobian(theta, *data)`` (n, k) plug into
+    ``scipy.optimize.least_squares(r.residuals, x0, jac=r.jacobian, args=data)``;
+    ``r.covariance(theta, *data)`` is s²(JᵀJ)⁻¹ with s² = Σr²/(n − k).
+
+    >>> import numpy as np
+    >>> a, b, x, y = sp.symbols("a b x y", real=True)
+    >>> r = compile_residuals(a * sp.exp(-b * x) - y, [a, b], [x, y], backend="python")
+    >>> r.jacobian([2.0, 0.0], np.array([0.0, 1.0]), np.array([1.0, 1.0])).tolist()
+    [[1.0, -0.0], [1.0, -2.0]]
+    """
+    dt = _check_options(dtype, "mean", backend)
+    if _is_tensor(expr):
+        raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data")
+    path, params, data_syms = _build_formula(expr, wrt, data, dt, "residuals", False)
+    return CompiledResiduals(path, params, data_syms, dt, "residuals", False, backend)
+
+
+def _build_formula(expr, wrt, data, dt: str, reduction: str, parallel: bool):
+    """Validate, stabilise, derive and generate a formula module (derivation only on a cache miss)."""
     wrt, data = list(wrt), list(data)
     stable, variables, _, _ = prepare(expr, wrt + data)
     params, data_syms = variables[: len(wrt)], variables[len(wrt):]
@@ -168,8 +202,7 @@ def compile(
     path = jit.ensure_source(
         key, lambda: scalar_module(build_spec(stable, params, data_syms, reduction, dt, parallel, title))
     )
-    has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS
-    return CompiledFormula(path, params, data_syms, dt, reduction, has_hessian, backend)
+    return path, params, data_syms
 
 
 def _is_tensor(expr: object) -> bool:

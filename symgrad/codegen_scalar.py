@@ -12,7 +12,7 @@ import sympy as sp
 
 from . import vecmath
 from .ops import HELPER_NEEDS, HELPERS
-from .printer import NumbaPrinter, py_name
+from .printer import NumbaPrinter, user_names
 
 
 @dataclass
@@ -23,8 +23,10 @@ class ScalarSpec:
     data: list[sp.Symbol]
     loss: sp.Expr
     grads: list[sp.Expr]
+    hvp: list[sp.Expr]  # d(grad . v)/d params, in the direction symbols ``v``
+    v: list[sp.Dummy]
     hess: list[list[sp.Expr]] | None  # upper triangle used; None when too many params
-    reduction: str  # "mean", "sum" or "none"
+    reduction: str  # "mean", "sum", "none" (pointwise) or "residuals" (per-sample values and Jacobian)
     dtype: str  # "float32" or "float64"
     parallel: bool
     title: str
@@ -32,10 +34,9 @@ class ScalarSpec:
 
 def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
     """CSE ``exprs``; return (statement lines, printed final expressions)."""
-    taken = {str(s) for e in exprs for s in e.free_symbols}
-    syms = (sp.Symbol(f"t{k}", real=True) for k in range(10**6) if f"t{k}" not in taken)
+    syms = (sp.Dummy(f"t{k}") for k in range(10**9))  # a Dummy never equals a user's symbol
     replacements, reduced = sp.cse(exprs, symbols=syms, order="none")
-    lines = [f"{indent}{py_name(s)} = {printer.doprint(v)}" for s, v in replacements]
+    lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
     return lines, [printer.doprint(r) for r in reduced]
 
 
@@ -48,8 +49,13 @@ def _trig_args(exprs: list[sp.Expr]) -> list[sp.Expr]:
 class _Gen:
     def __init__(self, spec: ScalarSpec):
         self.s = spec
-        self.p = NumbaPrinter(fast_trig=True)
-        self.p_exact = NumbaPrinter()  # libm sin/cos, for the rare arguments beyond TRIG_MAX
+        names = user_names([("p_", spec.params), ("d_", spec.data)])
+        #: per-sample arrays are data_<name>: the user's name without its prefix (unique too)
+        self.arrays = {s: "data_" + n[2:] for s, n in names.items()}
+        names.update({v: "v_" + names[p] for v, p in zip(spec.v, spec.params)})
+        self.names = names
+        self.p = NumbaPrinter(fast_trig=True, names=names)
+        self.p_exact = NumbaPrinter(names=names)  # libm sin/cos, for the rare arguments beyond TRIG_MAX
         self.loop = "prange" if spec.parallel else "range"
         self.decor = "@jit_par" if spec.parallel else "@jit"
 
@@ -75,21 +81,21 @@ class _Gen:
                 *exact]
 
     def _loads(self, arrays: list[sp.Symbol], indent: str) -> list[str]:
-        return [f"{indent}{py_name(d)} = data_{py_name(d)}[i]" for d in arrays]
+        return [f"{indent}{self.names[d]} = {self.arrays[d]}[i]" for d in arrays]
 
-    def _param_loads(self, vec: str = "theta") -> list[str]:
-        return [f"    {py_name(p)} = {vec}[{k}]" for k, p in enumerate(self.s.params)]
+    def _param_loads(self, vec: str = "theta", syms: list[sp.Basic] | None = None) -> list[str]:
+        return [f"    {self.names[p]} = {vec}[{k}]" for k, p in enumerate(syms or self.s.params)]
 
     def _sig(self, before: tuple[str, ...], after: tuple[str, ...], per_point: bool = False) -> str:
         """Arguments: theta, ``before``, one array per data symbol, ``after``."""
         arrays = (self.s.params if per_point else []) + self.s.data
-        names = [f"data_{py_name(d)}" for d in arrays]
+        names = [self.arrays[d] for d in arrays]
         first = [] if per_point else ["theta"]
         return ", ".join(first + list(before) + names + list(after))
 
     def _n(self) -> str:
         arrays = (self.s.params if self.s.reduction == "none" else []) + self.s.data
-        return f"data_{py_name(arrays[0])}.shape[0]" if arrays else "1"
+        return f"{self.arrays[arrays[0]]}.shape[0]" if arrays else "1"
 
     def _finish(self, acc: str) -> str:
         return f"{acc} / F(n)" if self.s.reduction == "mean" else acc
@@ -98,7 +104,7 @@ class _Gen:
         """A function accumulating ``exprs`` over samples into accumulators ``outs``."""
         lines = [f"{self.decor}", f"def {name}({self._sig(before, after)}):", *self._param_loads()]
         if "v" in before:
-            lines += [f"    v_{py_name(p)} = v[{k}]" for k, p in enumerate(self.s.params)]
+            lines += self._param_loads("v", self.s.v)
         lines.append(f"    n = {self._n()}")
 
         def loop(printer):
@@ -120,17 +126,14 @@ class _Gen:
         return lines + [f"    return {self._finish('acc')}"]
 
     def value_and_grad(self) -> list[str]:
-        outs = ["acc"] + [f"g_{py_name(p)}" for p in self.s.params]
+        outs = ["acc"] + [f"g_{self.names[p]}" for p in self.s.params]
         lines = self.reduced("value_and_grad", [self.s.loss, *self.s.grads], outs, after=("grad_out",))
         lines += [f"    grad_out[{k}] = {self._finish(o)}" for k, o in enumerate(outs[1:])]
         return lines + [f"    return {self._finish('acc')}"]
 
     def hvp(self) -> list[str]:
-        k = len(self.s.params)
-        vs = [sp.Symbol(f"v_{py_name(p)}", real=True) for p in self.s.params]
-        exprs = [sum(self.s.hess[min(a, b)][max(a, b)] * vs[b] for b in range(k)) for a in range(k)]
-        outs = [f"h_{py_name(p)}" for p in self.s.params]
-        lines = self.reduced("hvp", exprs, outs, before=("v",), after=("out",))
+        outs = [f"h_{self.names[p]}" for p in self.s.params]
+        lines = self.reduced("hvp", self.s.hvp, outs, before=("v",), after=("out",))
         return lines + [f"    out[{a}] = {self._finish(o)}" for a, o in enumerate(outs)]
 
     def hessian(self) -> list[str]:
@@ -146,18 +149,31 @@ class _Gen:
 
     def pointwise(self) -> list[str]:
         """reduction='none': wrt symbols are per-point inputs; outputs per point."""
-        sig = self._sig((), ("value_out", "grad_out"), per_point=True)
-        lines = [self.decor, f"def value_and_grad({sig}):", f"    n = {self._n()}"]
-        lines += self._with_fallback(lambda printer: self._point_loop(printer, [self.s.loss, *self.s.grads]))
-        val_sig = self._sig((), ("value_out",), per_point=True)
-        lines += ["", "", self.decor, f"def value({val_sig}):", f"    n = {self._n()}"]
-        return lines + self._with_fallback(lambda printer: self._point_loop(printer, [self.s.loss]))
+        outs = ["value_out[i]"] + [f"grad_out[i, {j}]" for j in range(len(self.s.grads))]
+        loads = self.s.params + self.s.data
+        lines = self._rows_function("value_and_grad", [self.s.loss, *self.s.grads], outs, loads,
+                                    ("value_out", "grad_out"))
+        return lines + ["", ""] + self._rows_function("value", [self.s.loss], outs[:1], loads, ("value_out",))
 
-    def _point_loop(self, printer: NumbaPrinter, exprs: list[sp.Expr]) -> list[str]:
-        body, finals = self._body(exprs, printer, "        ")
-        outs = ["value_out[i]"] + [f"grad_out[i, {j}]" for j in range(len(exprs) - 1)]
-        return [f"    for i in {self.loop}(n):", *self._loads(self.s.params + self.s.data, "        "), *body,
-                *[f"        {o} = {f}" for o, f in zip(outs, finals)]]
+    def residual_functions(self) -> list[str]:
+        """reduction='residuals': r_i(theta) per sample into ``out``, and its Jacobian, one row a sample."""
+        jac = [f"out[i, {j}]" for j in range(len(self.s.grads))]
+        lines = self._rows_function("residuals", [self.s.loss], ["out[i]"], self.s.data, ("out",))
+        return lines + ["", ""] + self._rows_function("jacobian", self.s.grads, jac, self.s.data, ("out",))
+
+    def _rows_function(self, name: str, exprs: list[sp.Expr], outs: list[str], loads: list[sp.Symbol],
+                       after: tuple[str, ...]) -> list[str]:
+        """A function writing ``exprs`` of sample i into ``outs`` (no reduction over samples)."""
+        per_point = self.s.reduction == "none"
+        head = [self.decor, f"def {name}({self._sig((), after, per_point=per_point)}):"]
+        head += [] if per_point else self._param_loads()
+
+        def loop(printer: NumbaPrinter) -> list[str]:
+            body, finals = self._body(exprs, printer, "        ")
+            return [f"    for i in {self.loop}(n):", *self._loads(loads, "        "), *body,
+                    *[f"        {o} = {f}" for o, f in zip(outs, finals)]]
+
+        return head + [f"    n = {self._n()}"] + self._with_fallback(loop)
 
 
 GLUE_HEADER = '''
@@ -216,10 +232,10 @@ def scalar_module(spec: ScalarSpec) -> str:
     g = _Gen(spec)
     if spec.reduction == "none":
         funcs = [g.pointwise()]
+    elif spec.reduction == "residuals":
+        funcs = [g.residual_functions()]
     else:
-        funcs = [g.value(), g.value_and_grad()]
-        if spec.hess is not None:
-            funcs += [g.hvp(), g.hessian()]
+        funcs = [g.value(), g.value_and_grad(), g.hvp()] + ([g.hessian()] if spec.hess is not None else [])
     body: list[str] = []
     for f in funcs:
         body += ["", ""] + f

@@ -1,4 +1,4 @@
-"""Compiled formula models: value, gradient, Hessian-vector product and Hessian."""
+"""Compiled formula models: value, gradient, Hessian-vector product, Hessian; residuals and their Jacobian."""
 
 from __future__ import annotations
 
@@ -19,25 +19,30 @@ MAX_HESSIAN_PARAMS = 16
 
 
 def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title) -> ScalarSpec:
-    """Derive everything the generated module needs (runs only on a cache miss)."""
+    """Derive everything the generated module needs (runs only on a cache miss).
+
+    The Hessian-vector product is one more reverse sweep, Hv = grad(grad f . v), so it costs
+    about one gradient for any number of parameters; dense Hessians (k^2 expressions) are
+    derived only for small k.
+    """
     s = sweep(stable)
     grads = [s.gradient(p) for p in params]
-    hess = None
-    if reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS:
+    v = [sp.Dummy(f"v{k}", real=True) for k in range(len(params))]
+    hvp, hess = [], None
+    reduced = reduction in ("mean", "sum")
+    if reduced:
+        directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]))
+        hvp = [directional.gradient(p) for p in params]
+    if reduced and len(params) <= MAX_HESSIAN_PARAMS:
         hess = []
         for a, g in enumerate(grads):
             sg_ = sweep(g)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
-    return ScalarSpec(list(params), list(data), stable, grads, hess, reduction, dtype, parallel, title)
+    return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
 
 
-class CompiledFormula:
-    """A formula model compiled to Numba (or its Python reference twin).
-
-    Call signatures follow ``scipy.optimize``: ``value_and_grad(theta, *data)`` returns
-    ``(loss, grad)``, so it plugs in as ``minimize(f.value_and_grad, x0, args=data, jac=True)``.
-    Data may also be given by keyword, by symbol name.
-    """
+class _Formula:
+    """What every compiled formula module shares: its file, symbols, dtype and argument checks."""
 
     def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str):
         self.path = path
@@ -56,13 +61,13 @@ class CompiledFormula:
         return jit.read_source(self.path)
 
     @property
-    def python(self) -> CompiledFormula:
+    def python(self):
         """The same functions as plain Python: the reference path for tests."""
-        return CompiledFormula(self.path, self.params, self.data, self.dtype.name, self.reduction,
-                               self.has_hessian, "python")
+        return type(self)(self.path, self.params, self.data, self.dtype.name, self.reduction,
+                          self.has_hessian, "python")
 
     def __repr__(self) -> str:
-        return (f"<CompiledFormula wrt={self.params} data={self.data} {self.dtype.name} "
+        return (f"<{type(self).__name__} wrt={self.params} data={self.data} {self.dtype.name} "
                 f"reduction={self.reduction} backend={self.backend} file={self.path.name}>")
 
     # -- argument handling ---------------------------------------------------
@@ -73,13 +78,23 @@ class CompiledFormula:
             if unknown or data:
                 raise ShapeError(f"unknown or duplicate data arguments {sorted(unknown)}; expected {names}")
             data = [kw[n] for n in names if n in kw]
-        arrays = check_data(list(data), names, self.dtype)
-        if not arrays:
-            raise ShapeError("this formula has no data symbols; compile with reduction='none' or add data")
-        return arrays
+        return check_data(list(data), names, self.dtype)
 
     def _theta(self, theta) -> np.ndarray:
         return check_vector(theta, len(self.params), self.dtype, "theta")
+
+    def _rows(self, data: list[np.ndarray]) -> int:
+        return len(data[0]) if data else 1  # a function of parameters only is one "sample"
+
+
+class CompiledFormula(_Formula):
+    """A formula model compiled to Numba (or its Python reference twin).
+
+    Call signatures follow ``scipy.optimize``: ``value_and_grad(theta, *data)`` returns
+    ``(loss, grad)``, so it plugs in as ``minimize(f.value_and_grad, x0, args=data, jac=True)``.
+    Data may also be given by keyword, by symbol name. A formula without data symbols
+    (Rosenbrock, say) takes ``theta`` alone.
+    """
 
     # -- reduced (loss) functions --------------------------------------------
     def value(self, theta, *data, **kw) -> float:
@@ -100,8 +115,8 @@ class CompiledFormula:
         return self.value_and_grad(theta, *data, **kw)[1]
 
     def hvp(self, theta, v, *data, **kw) -> np.ndarray:
-        """Exact Hessian-vector product (for scipy's ``hessp=``)."""
-        self._need_hessian()
+        """Exact Hessian-vector product (for scipy's ``hessp=``), for any number of parameters."""
+        self._pointwise_forbidden()
         out = np.empty(len(self.params), dtype=self.dtype)
         vv = check_vector(v, len(self.params), self.dtype, "v")
         self._mod.hvp(self._theta(theta), vv, *self._data(data, kw), out)
@@ -139,6 +154,45 @@ class CompiledFormula:
         if not self.has_hessian:
             raise UnsupportedModelError(
                 f"dense Hessians are derived only for <= {MAX_HESSIAN_PARAMS} parameters "
-                f"(this model has {len(self.params)}). Fix: use value_and_grad with a quasi-Newton "
-                "method such as L-BFGS."
+                f"(this model has {len(self.params)}). Fix: use f.hvp (exact Hessian-vector products at "
+                "any size, e.g. scipy's Newton-CG with hessp=) or a quasi-Newton method such as L-BFGS."
             )
+
+
+class CompiledResiduals(_Formula):
+    """Per-sample residuals r_i(θ) and their Jacobian, for least squares.
+
+    Signatures follow ``scipy.optimize.least_squares``: ``residuals(theta, *data)`` is ``fun``
+    and ``jacobian(theta, *data)`` is ``jac``, both with ``args=data``.
+    """
+
+    def residuals(self, theta, *data, **kw) -> np.ndarray:
+        """r_i(θ) for every sample: an (n,) array."""
+        arrays = self._data(data, kw)
+        out = np.empty(self._rows(arrays), dtype=self.dtype)
+        self._mod.residuals(self._theta(theta), *arrays, out)
+        return out
+
+    __call__ = residuals
+
+    def jacobian(self, theta, *data, **kw) -> np.ndarray:
+        """J[i, k] = ∂r_i/∂θ_k: an (n_samples, n_params) array."""
+        arrays = self._data(data, kw)
+        out = np.empty((self._rows(arrays), len(self.params)), dtype=self.dtype)
+        self._mod.jacobian(self._theta(theta), *arrays, out)
+        return out
+
+    def covariance(self, theta, *data, **kw) -> np.ndarray:
+        """The parameters' covariance s²(JᵀJ)⁻¹ at a least-squares solution θ, with
+        s² = Σr²/(n − k): the standard errors NIST certifies are the square roots of its diagonal."""
+        r = self.residuals(theta, *data, **kw).astype(np.float64)
+        jac = self.jacobian(theta, *data, **kw).astype(np.float64)
+        n, k = jac.shape
+        if n <= k:
+            raise ShapeError(f"a covariance needs more samples than parameters (n={n}, k={k}). Fix: add data.")
+        # Through the SVD of J, not the normal equations: JᵀJ squares J's condition number.
+        _, sv, vt = np.linalg.svd(jac, full_matrices=False)
+        if sv[-1] <= sv[0] * np.finfo(np.float64).eps * max(n, k):
+            raise UnsupportedModelError("the Jacobian is rank-deficient at theta, so the covariance is "
+                                        "undefined. Fix: fix or remove parameters the data cannot identify.")
+        return (r @ r) / (n - k) * (vt.T / sv**2) @ vt

@@ -9,8 +9,10 @@ sin and cos do too where the caller checks their range (``fast_trig=True``).
 from __future__ import annotations
 
 import keyword
+import unicodedata
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from . import vecmath
@@ -29,10 +31,11 @@ class NumbaPrinter(PythonCodePrinter):
     arguments (codegen_scalar does, and falls back to libm).
     """
 
-    def __init__(self, fast_trig: bool = False) -> None:
+    def __init__(self, fast_trig: bool = False, names: dict[sp.Symbol, str] | None = None) -> None:
         super().__init__({"standard": "python3", "fully_qualified_modules": False})
         self.helpers: set[str] = set()
         self.fast_trig = fast_trig
+        self.names = names if names is not None else {}  # symbol -> identifier, for mangled names
 
     # constants -------------------------------------------------------------
     def _print_Integer(self, e):
@@ -62,23 +65,32 @@ class NumbaPrinter(PythonCodePrinter):
         return "F(-1.0)"
 
     # arithmetic ------------------------------------------------------------
+    # Invariant: every power prints as an atom (a call or a parenthesised group), so no
+    # parent needs to know what text it emitted; SymPy's parenthesize judges by the SymPy
+    # node's precedence, and x*x or 1/x would otherwise bind wrongly under it.
     def _print_Pow(self, e, rational=False):
         base, ex = e.as_base_exp()
-        b = self.parenthesize(base, 60)  # tighter than any binary operator
         if ex.is_Integer and 1 <= abs(int(ex)) <= 4:
-            # x*x rather than x**2: Numba's integer power promotes float32 to float64.
-            # A compound base goes through a tiny helper so it is computed once.
-            if base.is_Atom:
-                prod = " * ".join([b] * abs(int(ex)))
-            else:
-                self.helpers.add(f"pow{abs(int(ex))}")
-                prod = f"pow{abs(int(ex))}({self._print(base)})"
-            return f"({prod})" if ex > 0 else f"(F(1.0) / {prod})"
+            prod = self._int_power(base, abs(int(ex)))
+            return prod if ex > 0 else f"(F(1.0) / {prod})"
         if ex == sp.S.Half:
             return f"math.sqrt({self._print(base)})"
         if ex == -sp.S.Half:
             return f"(F(1.0) / math.sqrt({self._print(base)}))"
-        return f"({b} ** {self._print(ex)})"
+        b = self.parenthesize(base, PRECEDENCE["Pow"], strict=False)
+        x = self.parenthesize(ex, PRECEDENCE["Pow"], strict=False)
+        return f"({b} ** {x})"
+
+    def _int_power(self, base: sp.Expr, k: int) -> str:
+        """base**k (1 <= k <= 4) as an atom: x*x rather than x**2, because Numba's integer
+        power promotes float32 to float64; a compound base goes through a tiny helper so it
+        is computed once."""
+        if k == 1:
+            return self._print(base) if base.is_Symbol else f"({self._print(base)})"
+        if base.is_Symbol:
+            return "(" + " * ".join([self._print(base)] * k) + ")"
+        self.helpers.add(f"pow{k}")
+        return f"pow{k}({self._print(base)})"
 
     def _print_Mul(self, e):
         coeff, rest = e.as_coeff_Mul()
@@ -136,7 +148,9 @@ class NumbaPrinter(PythonCodePrinter):
         return f"({self._print(e.lhs)} {e.rel_op} {self._print(e.rhs)})"
 
     def _print_Symbol(self, e):
-        return py_name(e)
+        return self.names.get(e) or py_name(e)
+
+    _print_Dummy = _print_Symbol
 
 
 for _f in MATH_FUNCS:
@@ -148,21 +162,47 @@ _RESERVED = set(keyword.kwlist) | {
 } | set(OPS)
 
 
-def py_name(sym: sp.Basic) -> str:
-    """A valid, readable Python identifier for a symbol name (theta_0, y_star, ...)."""
-    name = str(sym)
+def _ident(name: str) -> str:
+    """``name`` as identifier characters: letters, digits and '_' kept, '*' as '_star', the rest '_'.
+    A character that Python would NFKC-normalise into another (ℓ into l) is replaced too, so two
+    different names never become one identifier behind our back."""
     out = []
     for ch in name:
-        if ch.isalnum() or ch == "_":
+        if ch == "_" or (ch.isalnum() and unicodedata.normalize("NFKC", ch) == ch and ("a" + ch).isidentifier()):
             out.append(ch)
-        elif ch == "*":
-            out.append("_star")
-        elif ch == "^":
-            out.append("_")
         else:
-            out.append("_")
-    ident = "".join(out).strip("_") or "s"
+            out.append("_star" if ch == "*" else "_")
+    return "".join(out).strip("_") or "s"
+
+
+def py_name(sym: sp.Basic) -> str:
+    """A valid, readable Python identifier for a symbol name (theta_0, y_star, ...)."""
+    ident = _ident(str(sym))
     if ident[0].isdigit():
         ident = "s_" + ident
     # a user symbol may not shadow a module, helper or loop variable of the generated code
     return ident + "_" if ident in _RESERVED else ident
+
+
+def user_names(groups: list[tuple[str, list[sp.Symbol]]]) -> dict[sp.Symbol, str]:
+    """Identifiers for the user's symbols in generated code: each is its group's prefix ('p_' for
+    parameters, 'd_' for data) and its name, made unique (a suffix '_2', '_3', ... where two names
+    read alike). No name the generator makes starts with a user prefix, so a user may name a
+    symbol anything (acc, n, lambda, θ) without touching the generated code's own names.
+
+    >>> a, acc, lam = sp.symbols("a acc lambda", real=True)
+    >>> user_names([("p_", [a, lam]), ("d_", [acc])])
+    {a: 'p_a', lambda: 'p_lambda', acc: 'd_acc'}
+    """
+    out: dict[sp.Symbol, str] = {}
+    taken: set[str] = set()
+    for prefix, symbols in groups:
+        for s in symbols:
+            base = _ident(s.name)
+            ident, k = base, 1
+            while ident in taken:
+                k += 1
+                ident = f"{base}_{k}"
+            taken.add(ident)
+            out[s] = prefix + ident
+    return out

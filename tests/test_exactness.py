@@ -1,0 +1,197 @@
+"""Exactness regressions: each finding of the exactness review, checked against the independent
+oracle (tests/oracle.py: sympy.diff of the original expression in mpmath) on both backends.
+
+Every case here returned a wrong number, or failed to compile, before the printer was fixed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+
+import numpy as np
+import pytest
+import sympy as sp
+from oracle import Oracle, close
+from scipy.optimize import least_squares, minimize
+
+import symgrad as sg
+from symgrad.errors import ShapeError, UnsupportedModelError
+
+a, b, b2, x, x0, g, A = sp.symbols("a b b2 x x0 g A", real=True)
+X = np.array([0.3, 1.1, 2.0, 2.7])
+Y = np.array([0.5, -0.2, 1.3, 0.8])
+
+# (name, expression, params, data, theta)
+CASES = [
+    ("negative power of a symbol", x + b**-2, [b], [x], [2.0]),
+    ("gaussian peak", A * sp.exp(-(x - x0) ** 2 / (2 * g**2)), [A, x0, g], [x], [1.3, 1.2, 0.7]),
+    ("lorentzian", A / (1 + ((x - x0) / g) ** 2), [A, x0, g], [x], [1.3, 1.2, 0.7]),
+    ("power law with a compound exponent", A * x ** (2 * b2), [A, b2], [x], [1.5, 0.8]),
+    ("reciprocal of a sum", 1 / (a * x + b), [a, b], [x], [1.5, 0.7]),
+    ("atan2", sp.atan2(a * x, b), [a, b], [x], [1.5, 0.7]),
+    ("log base 10", sp.log(a * x, 10), [a, b], [x], [1.5, 0.7]),
+    ("nested division", a / (b / (x + a) - 1 / (b * x)), [a, b], [x], [0.4, 1.3]),
+    ("negative powers of compound bases", (a * x + b) ** -3 + (a + x) ** -4 * b, [a, b], [x], [1.5, 0.7]),
+    ("rational and symbolic exponents", (x**2 + a) ** sp.Rational(-3, 2) + (b + 2) ** (a * x - 1),
+     [a, b], [x], [0.6, 0.9]),
+]
+
+
+def _check_formula(expr, params, data, theta, backend, dtype="float64", rtol=1e-10):
+    """value, value_and_grad, grad, hvp and hessian against the oracle, loss = mean of (expr - y)^2 + expr."""
+    loss = expr
+    arrays = [X.astype(dtype)] if data else []
+    f = sg.compile(loss, wrt=params, data=data, backend=backend, dtype=dtype)
+    want_v, want_g, want_h = Oracle(loss, params, data).reduced(theta, [X] if data else [])
+    v, grad = f.value_and_grad(theta, *arrays)
+    close(v, want_v, rtol, "value returned with the gradient")
+    close(f.value(theta, *arrays), want_v, rtol, "value")
+    close(grad, want_g, rtol, "gradient")
+    close(f.grad(theta, *arrays), want_g, rtol, "grad")
+    vec = np.linspace(-1.0, 1.5, len(params))
+    close(f.hvp(theta, vec, *arrays), want_h @ vec, rtol, "hvp")
+    close(f.hessian(theta, *arrays), want_h, rtol, "hessian")
+
+
+@pytest.mark.parametrize("name,expr,params,data,theta", CASES, ids=[c[0] for c in CASES])
+def test_formula_matches_oracle_python(name, expr, params, data, theta):
+    _check_formula(expr, params, data, theta, "python")
+
+
+@pytest.mark.numba
+def test_formulas_match_oracle_numba_both_dtypes():
+    # All cases in one module per dtype (one Numba build each): a sum with its own parameters per case.
+    exprs, params, theta = [], [], []
+    for k, (_, expr, ps, _, th) in enumerate(CASES[:5]):
+        fresh = [sp.Symbol(f"{p.name}_{k}", real=True) for p in ps]
+        exprs.append(expr.xreplace(dict(zip(ps, fresh))))
+        params += fresh
+        theta += th
+    total = sp.Add(*exprs)
+    _check_formula(total, params, [x], theta, "numba")
+    _check_formula(total, params, [x], theta, "numba", dtype="float32", rtol=2e-4)
+
+
+def test_issue_example_value_is_right():
+    f = sg.compile(x + b**-2, wrt=[b], data=[x], reduction="sum", backend="python")
+    v, grad = f.value_and_grad([2.0], np.array([1.0]))
+    assert v == pytest.approx(1.25, rel=1e-15) and grad[0] == pytest.approx(-0.25, rel=1e-15)
+
+
+# -- names: a user may call a symbol anything ------------------------------------------------------
+GENERATED = ["acc", "n", "i", "v", "F", "math", "np", "vm", "numba", "vecmath", "huge", "out", "grad_out",
+             "value_out", "theta", "data_x", "t0", "t1", "p_a", "d_x", "g_p_a", "h_p_a", "v_p_a", "h_0_0",
+             "radd", "pow2", "sign", "sigmoid", "jit", "prange", "TRIG_MAX", "value", "hvp", "_JIT"]
+NAMES = sorted(set(GENERATED) | set(keyword.kwlist) | {n for n in dir(builtins) if not n.startswith("__")})
+
+
+@pytest.mark.parametrize("chunk", range(0, len(NAMES), 12))
+def test_any_name_matches_oracle(chunk):
+    """Every name, as a parameter or as data, beside the name it could be confused with (name_)."""
+    names = NAMES[chunk:chunk + 12]
+    params = [sp.Symbol(n, real=True) for n in names[::2]]
+    data = [sp.Symbol(n, real=True) for n in names[1::2]]
+    data += [sp.Symbol(n + "_", real=True) for n in names]
+    expr = sum((p * sp.exp(-q * d) - r) ** 2 + p**-2 for p, q, d, r in zip(params, data, data[1:], data[2:]))
+    expr += sum(d * params[m % len(params)] ** 3 / (m + 1) for m, d in enumerate(data))  # every name used
+    rng = np.random.default_rng(chunk)
+    theta, rows = rng.uniform(0.5, 1.5, len(params)), [rng.uniform(0.1, 1.0, 3) for _ in data]
+    f = sg.compile(expr, wrt=params, data=data, backend="python")
+    want_v, want_g, want_h = Oracle(expr, params, data).reduced(theta, rows)
+    v, grad = f.value_and_grad(theta, *rows)
+    close([v, *grad], [want_v, *want_g], 1e-12, f"names {names}")
+    vec = np.ones(len(params))
+    close(f.hvp(theta, vec, *rows), want_h @ vec, 1e-12, f"names {names}")
+
+
+@pytest.mark.numba
+def test_clashing_and_unicode_names_under_numba():
+    names = sp.symbols("acc n i v F math np vm lambda range huge out grad_out θ ℓ l", real=True)
+    acc, n, i, v, F, math, np_, vm, lam, rng, huge, out, grad_out, th, ell, el = names
+    expr = acc * sp.exp(-n * i) + v * F - math * np_ + vm / (lam + 3) + rng * huge + out**2 * grad_out + th * ell - el
+    params = [acc, n, v, F, lam, th, ell, el]
+    data = [i, math, np_, vm, rng, huge, out, grad_out]
+    rows = [np.linspace(0.1, 1.0, 5) + k for k in range(len(data))]
+    theta = np.linspace(0.2, 1.6, len(params))
+    f = sg.compile(expr, wrt=params, data=data)
+    want_v, want_g, want_h = Oracle(expr, params, data).reduced(theta, rows)
+    v, grad = f.value_and_grad(theta, *rows)
+    close([v, *grad], [want_v, *want_g], 1e-13, "clashing names")
+    close(f.hvp(theta, np.ones(len(params)), *rows), want_h.sum(axis=1), 1e-13, "hvp")
+    close(f.hessian(theta, *rows), want_h, 1e-13, "hessian")
+
+
+# -- functions of parameters only ------------------------------------------------------------------
+def test_rosenbrock_without_data_minimises_with_hvp():
+    u, w = sp.symbols("u w", real=True)
+    rosen = (1 - u) ** 2 + 100 * (w - u**2) ** 2
+    f = sg.compile(rosen, wrt=[u, w], backend="python")
+    assert f.value([1.0, 1.0]) == 0.0
+    want_v, want_g, want_h = Oracle(rosen, [u, w], []).reduced([-1.2, 1.0], [])
+    v, grad = f.value_and_grad([-1.2, 1.0])
+    close([v, *grad], [want_v, *want_g], 1e-14, "rosenbrock")
+    close(f.hessian([-1.2, 1.0]), want_h, 1e-14, "rosenbrock hessian")
+    res = minimize(f.value, [-1.2, 1.0], jac=f.grad, hessp=f.hvp, method="Newton-CG", options={"xtol": 1e-12})
+    assert res.success and np.allclose(res.x, [1.0, 1.0], atol=1e-8)
+    with pytest.raises(ShapeError, match="expected 0 data"):
+        f.value([1.0, 1.0], X)
+
+
+# -- second order at any size ---------------------------------------------------------------------
+def test_hvp_for_many_parameters_matches_oracle():
+    cs = sp.symbols("c0:17", real=True)  # one more than dense Hessians are derived for
+    model = sum(c * sp.cos((k + 1) * x) for k, c in enumerate(cs))
+    loss = (sp.exp(model / 10) - x) ** 2
+    f = sg.compile(loss, wrt=list(cs), data=[x], backend="python")
+    theta = np.linspace(-0.5, 0.5, 17)
+    vec = np.cos(np.arange(17))
+    _, _, want_h = Oracle(loss, list(cs), [x]).reduced(theta, [X])
+    close(f.hvp(theta, vec, X), want_h @ vec, 1e-12, "hvp with 17 parameters")
+    with pytest.raises(UnsupportedModelError, match="f.hvp"):
+        f.hessian(theta, X)
+
+
+# -- residuals and their Jacobian -----------------------------------------------------------------
+def test_residual_jacobian_matches_oracle_and_fits():
+    model = A * sp.exp(-(x - x0) ** 2 / (2 * g**2))
+    y = sp.Symbol("y", real=True)
+    r = sg.compile_residuals(model - y, [A, x0, g], [x, y], backend="python")
+    xs = np.linspace(-2, 4, 40)
+    ys = 2.0 * np.exp(-((xs - 1.0) ** 2) / (2 * 0.8**2)) + 0.01 * np.sin(7 * xs)
+    theta = [1.5, 0.7, 1.1]
+    oracle = Oracle(model - y, [A, x0, g], [x, y])
+    truth = [oracle.at(theta, xi, yi) for xi, yi in zip(xs, ys)]
+    close(r.residuals(theta, xs, ys), [float(t[0]) for t in truth], 1e-13, "residuals")
+    close(r.jacobian(theta, xs, ys), [[float(v) for v in t[1]] for t in truth], 1e-13, "jacobian")
+    fit = least_squares(r.residuals, theta, jac=r.jacobian, args=(xs, ys), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    assert np.allclose(fit.x, [2.0, 1.0, 0.8], atol=1e-2)
+    assert np.allclose(r.jacobian(fit.x, xs, ys), fit.jac, rtol=1e-12)
+
+
+def test_covariance_of_a_line_is_the_textbook_one():
+    c0, c1, y = sp.symbols("c0 c1 y", real=True)
+    r = sg.compile_residuals(c0 + c1 * x - y, [c0, c1], [x, y], backend="python")
+    xs = np.arange(10.0)
+    ys = 1.0 + 2.0 * xs + np.sin(xs)
+    design = np.stack([np.ones_like(xs), xs], axis=1)
+    beta = np.linalg.lstsq(design, ys, rcond=None)[0]
+    resid = ys - design @ beta
+    want = resid @ resid / (10 - 2) * np.linalg.inv(design.T @ design)
+    np.testing.assert_allclose(r.covariance(beta, xs, ys), want, rtol=1e-12)
+    with pytest.raises(ShapeError, match="more samples"):
+        r.covariance(beta, xs[:2], ys[:2])
+
+
+@pytest.mark.numba
+def test_residuals_under_numba_float32_and_no_data():
+    y = sp.Symbol("y", real=True)
+    r = sg.compile_residuals(A / (1 + ((x - x0) / g) ** 2) - y, [A, x0, g], [x, y], dtype="float32")
+    xs, ys = X.astype(np.float32), Y.astype(np.float32)
+    jac = r.jacobian([1.3, 1.2, 0.7], xs, ys)
+    assert jac.dtype == np.float32 and jac.shape == (4, 3)
+    oracle = Oracle(A / (1 + ((x - x0) / g) ** 2) - y, [A, x0, g], [x, y])
+    close(jac, [[float(v) for v in oracle.at([1.3, 1.2, 0.7], xi, yi)[1]] for xi, yi in zip(X, Y)], 1e-5, "f32")
+    u = sp.Symbol("u", real=True)
+    single = sg.compile_residuals(sp.Matrix([u**-2])[0], [u], [])
+    assert single.residuals([2.0]).tolist() == [0.25] and single.jacobian([2.0]).tolist() == [[-0.25]]
