@@ -1,12 +1,15 @@
 """Public gradient checking, in the spirit of ``jax.test_util.check_grads``.
 
-Two independent checks of a compiled function's gradient:
+Checks of a compiled function's derivatives, each against numbers it did not produce itself:
 
 1. central finite differences along one random direction ``t``:
    (f(θ + εt) − f(θ − εt)) / 2ε  ≈  ⟨∇f(θ), t⟩;
 2. the inner-product identity ⟨t, Jᵀc⟩ = ⟨Jt, c⟩ for a random cotangent ``c``, with Jt from (1)
    and Jᵀc from the analytic gradient. For a scalar loss it tests the same numbers from the
-   other side; for pointwise functions (one output per point) it tests the whole Jacobian.
+   other side; for pointwise functions (one output per point) it tests the whole Jacobian;
+3. the value ``value_and_grad`` returns beside the gradient against ``value()``;
+4. second order, where the function has it: ``hvp(θ, t)`` against central differences of the
+   gradient, (∇f(θ + εt) − ∇f(θ − εt)) / 2ε, and the dense Hessian against ``hvp``: H·t.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SymgradError
+from .errors import SymgradError, UnsupportedModelError
 
 
 class GradientCheckError(SymgradError, AssertionError):
@@ -31,16 +34,26 @@ class GradCheck:
     fd_error: float
     identity_error: float
     rtol: float
+    value_error: float = 0.0  # value_and_grad's value against value()
+    hvp_error: float | None = None  # hvp against differences of the gradient (None: no hvp)
+    hessian_error: float | None = None  # dense Hessian times t against hvp (None: no dense Hessian)
 
     @property
     def ok(self) -> bool:
-        return self.fd_error <= self.rtol and self.identity_error <= self.rtol
+        second = [e for e in (self.hvp_error, self.hessian_error) if e is not None]
+        return all(e <= self.rtol for e in (self.fd_error, self.identity_error, self.value_error, *second))
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else "FAILED"
         return (f"check_grads {verdict}: finite differences {self.directional_fd:.12g} vs analytic "
                 f"{self.directional_analytic:.12g} (relative error {self.fd_error:.2e}); inner-product "
-                f"identity error {self.identity_error:.2e}; tolerance {self.rtol:.0e}")
+                f"identity error {self.identity_error:.2e}; value beside the gradient vs value() "
+                f"{self.value_error:.2e}" + _second(self) + f"; tolerance {self.rtol:.0e}")
+
+
+def _second(res: GradCheck) -> str:
+    out = "" if res.hvp_error is None else f"; hvp vs differences of the gradient {res.hvp_error:.2e}"
+    return out + ("" if res.hessian_error is None else f"; Hessian·t vs hvp {res.hessian_error:.2e}")
 
 
 def _rel(a: float, b: float) -> float:
@@ -71,12 +84,38 @@ def check_grads(f, point, *data, eps: float | None = None, rtol: float | None = 
     fp = float(f.value(unflat(flat + eps * t), *data))
     fm = float(f.value(unflat(flat - eps * t), *data))
     jt = (fp - fm) / (2 * eps)
-    _, g = f.value_and_grad(unflat(flat), *data)
-    g = np.concatenate([np.ravel(a) for a in g]) if isinstance(g, list) else np.ravel(g)
+    value, g = f.value_and_grad(unflat(flat), *data)
+    g = _flat_grad(g)
     analytic = float(g.astype(np.float64) @ t)
     c = float(rng.standard_normal())
-    res = GradCheck(jt, analytic, _rel(jt, analytic), _rel(float(t @ (c * g)), jt * c), rtol)
+    res = GradCheck(jt, analytic, _rel(jt, analytic), _rel(float(t @ (c * g)), jt * c), rtol,
+                    _rel(float(value), float(f.value(unflat(flat), *data))))
+    if callable(getattr(f, "hvp", None)):
+        _check_second_order(f, flat, unflat, t, eps, data, res)
     return _finish(res, raise_on_failure)
+
+
+def _flat_grad(g) -> np.ndarray:
+    return np.concatenate([np.ravel(a) for a in g]) if isinstance(g, list) else np.ravel(g)
+
+
+def _check_second_order(f, flat, unflat, t, eps, data, res: GradCheck) -> None:
+    """hvp against central differences of the gradient; the dense Hessian (if any) against hvp."""
+    gp = _flat_grad(f.grad(unflat(flat + eps * t), *data)).astype(np.float64)
+    gm = _flat_grad(f.grad(unflat(flat - eps * t), *data)).astype(np.float64)
+    fd = (gp - gm) / (2 * eps)
+    try:
+        hv = _flat_grad(f.hvp(unflat(flat), t, *data)).astype(np.float64)
+    except UnsupportedModelError:  # tensor models have no hvp yet; their gradient is still checked
+        return
+    res.hvp_error = _vec_rel(hv, fd)
+    if getattr(f, "has_hessian", False):
+        res.hessian_error = _vec_rel(np.asarray(f.hessian(unflat(flat), *data), dtype=np.float64) @ t, hv)
+
+
+def _vec_rel(a: np.ndarray, b: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)), 1e-300)
+    return float(np.max(np.abs(a - b), initial=0.0)) / scale
 
 
 def _check_pointwise(f, arrays, eps, rtol, rng, raise_on_failure) -> GradCheck:

@@ -55,3 +55,43 @@ def test_tensor_model():
     f = sg.compile(sg.msum((W * xv).applyfunc(sp.tanh)), [W], [xv], backend="python")
     rng = np.random.default_rng(0)
     assert sg.check_grads(f, [rng.normal(size=(3, 2))], rng.normal(size=(10, 2))).ok
+
+
+class _Corrupt:
+    """Wraps a compiled formula and corrupts one of its outputs (the rest pass through)."""
+
+    def __init__(self, f, what):
+        self.f, self.what = f, what
+        self.dtype, self.reduction, self.params, self.has_hessian = f.dtype, f.reduction, f.params, True
+
+    def value(self, *args):
+        return self.f.value(*args)
+
+    def value_and_grad(self, *args):
+        v, g = self.f.value_and_grad(*args)
+        return (v * 1.001 if self.what == "value" else v), g
+
+    def grad(self, *args):
+        return self.value_and_grad(*args)[1]
+
+    def hvp(self, theta, v, *data):
+        return self.f.hvp(theta, v, *data) * (1.01 if self.what == "hvp" else 1.0)
+
+    def hessian(self, *args):
+        h = self.f.hessian(*args)
+        return h + (np.diag([0.0, 1e-2 * abs(h[1, 1])]) if self.what == "hessian" else 0.0)
+
+
+@pytest.mark.parametrize("what,field", [("value", "value_error"), ("hvp", "hvp_error"),
+                                        ("hessian", "hessian_error")])
+def test_detects_wrong_value_hvp_and_hessian(formula, what, field):
+    """A right gradient next to a wrong value, a wrong hvp or a wrong Hessian fails the check."""
+    T = np.linspace(0, 2, 50)
+    data = (T, 2 * np.exp(-0.3 * T))
+    good = sg.check_grads(formula, [1.0, 0.5], *data)
+    assert good.ok and good.hvp_error < 1e-6 and good.hessian_error < 1e-12 and good.value_error < 1e-15
+    with pytest.raises(sg.GradientCheckError):
+        sg.check_grads(_Corrupt(formula, what), [1.0, 0.5], *data)
+    bad = sg.check_grads(_Corrupt(formula, what), [1.0, 0.5], *data, raise_on_failure=False)
+    errors = {f: getattr(bad, f) for f in ("value_error", "hvp_error", "hessian_error", "fd_error")}
+    assert errors.pop(field) > bad.rtol and errors["fd_error"] <= bad.rtol, errors  # the gradient is right
