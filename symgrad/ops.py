@@ -3,6 +3,8 @@
 Each op is one small ``sympy.Function`` subclass. Its derivative rule is ``fdiff``
 (derived from the defining formula unless a stable or kink-safe form is needed),
 its definition in primitives is ``definition()``, and its Numba code is ``HELPERS``.
+``stable()`` is the definition arranged for floating point, which SymPy's own code
+printers print, so that ``sympy.lambdify`` works on every expression symgrad returns.
 Everything else (printing, tests, codegen) follows from these.
 
 >>> import sympy as sp
@@ -16,6 +18,8 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 from mpmath.libmp import prec_to_dps
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.printing.pycode import PythonCodePrinter
 
 
 class _Op(sp.Function):
@@ -25,6 +29,37 @@ class _Op(sp.Function):
 
     def definition(self) -> sp.Expr:
         raise NotImplementedError
+
+    def stable(self) -> sp.Expr:
+        """The definition arranged so that no float64 step overflows or cancels, in SymPy
+        functions that every code printer knows (exp, log1p, expm1, Abs, Max, Piecewise).
+        A Piecewise's branches only ever see e^-|z|: NumPy computes every branch."""
+        return self.definition()
+
+    # SymPy's code printers ask the expression first, by the printer's ``printmethod``:
+    # "_numpycode" (NumPyPrinter, and SciPyPrinter, lambdify's default), "_mpmathcode"
+    # (MpmathPrinter), "_pythoncode" (PythonCodePrinter, for "math"). Each prints stable()
+    # in its own language, so lambdify's namespace has every name it uses.
+    def _print_stable(self, printer) -> str:
+        return printer._print(self.stable())
+
+    _numpycode = _mpmathcode = _print_stable
+
+    def _pythoncode(self, printer) -> str:
+        # "_pythoncode" is also the printmethod of every PythonCodePrinter subclass, symgrad's
+        # NumbaPrinter among them (our ops print as calls to its Numba helpers), and of
+        # SymPyPrinter. Those keep their own method; only a printer that would print an unknown
+        # call, as the stock one does, gets the stable formula.
+        names = (f"_print_{c.__name__}" for c in type(self).__mro__)
+        own = next((getattr(printer, n) for n in names if hasattr(printer, n)), None)
+        if own is None or getattr(own, "__func__", None) is PythonCodePrinter._print_Function:
+            return self._print_stable(printer)
+        return own(self)
+
+    def _rewrite_as_definition(self, *args, **hints):
+        # rewrite passes the arguments already rewritten; evaluate=False keeps an op of them
+        # (sigmoid(-z) would otherwise become 1 - sigmoid(z)).
+        return self.func(*args, evaluate=False).definition()
 
     def _eval_evalf(self, prec):
         # Evaluate in mpmath with guard bits and the stable formulas: the primitive definition
@@ -38,7 +73,7 @@ class _Op(sp.Function):
 
     def _mp(self, *args):
         return sp.lambdify(sp.symbols(f"a0:{len(args)}"), self.func(*sp.symbols(f"a0:{len(args)}",
-                           real=True)).definition(), "mpmath")(*args)
+                           real=True)).stable(), "mpmath")(*args)
 
     def _eval_is_real(self):
         return all(a.is_real for a in self.args) or None
@@ -70,6 +105,13 @@ class sigmoid(_Op):
     def definition(self):
         return 1 / (1 + sp.exp(-self.args[0]))
 
+    def stable(self):
+        z = self.args[0]
+        e = sp.exp(-sp.Abs(z))
+        return sp.Piecewise((1 / (1 + e), z >= 0), (e / (1 + e), True))
+
+    _eval_rewrite_as_exp = _Op._rewrite_as_definition
+
     def _latex(self, printer):
         return r"\sigma\left(%s\right)" % printer._print(self.args[0])
 
@@ -88,6 +130,12 @@ class softplus(_Op):
     def definition(self):
         return sp.log(1 + sp.exp(self.args[0]))
 
+    def stable(self):
+        z = self.args[0]
+        return sp.Max(z, 0) + log1p(sp.exp(-sp.Abs(z)))
+
+    _eval_rewrite_as_exp = _Op._rewrite_as_definition
+
     def _latex(self, printer):
         return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
 
@@ -105,6 +153,8 @@ class relu(_Op):
     def definition(self):
         z = self.args[0]
         return sp.Piecewise((z, z > 0), (sp.S.Zero, True))
+
+    _eval_rewrite_as_Piecewise = _Op._rewrite_as_definition
 
     def _latex(self, printer):
         return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
@@ -125,6 +175,8 @@ class leaky_relu(_Op):
         z, alpha = self.args
         return sp.Piecewise((z, z > 0), (alpha * z, True))
 
+    _eval_rewrite_as_Piecewise = _Op._rewrite_as_definition
+
     def _latex(self, printer):
         z, a = (printer._print(a) for a in self.args)
         return r"\operatorname{LeakyReLU}_{%s}\left(%s\right)" % (a, z)
@@ -144,6 +196,13 @@ class elu(_Op):
     def definition(self):
         z, alpha = self.args
         return sp.Piecewise((z, z > 0), (alpha * (sp.exp(z) - 1), True))
+
+    def stable(self):
+        z, alpha = self.args
+        # expm1 keeps the digits of e^z - 1 near 0; -|z| is z where the branch is taken
+        return sp.Piecewise((z, z > 0), (alpha * expm1(-sp.Abs(z)), True))
+
+    _eval_rewrite_as_Piecewise = _Op._rewrite_as_definition
 
     def _latex(self, printer):
         z, a = (printer._print(a) for a in self.args)
@@ -166,6 +225,15 @@ class bce_logits(_Op):
     def definition(self):
         a, y = self.args
         return y * softplus(-a).definition() + (1 - y) * softplus(a).definition()
+
+    def stable(self):
+        # softplus(a) - y·a, with its two terms kept apart: for 0 <= y <= 1 both are >= 0 on
+        # each side, so nothing cancels (a - y·a + log1p(e) would lose log1p(e) for y = 1).
+        a, y = self.args
+        tail = log1p(sp.exp(-sp.Abs(a)))
+        return sp.Piecewise(((1 - y) * a + tail, a > 0), (-y * a + tail, True))
+
+    _eval_rewrite_as_exp = _Op._rewrite_as_definition
 
     def _latex(self, printer):
         a, y = (printer._print(x) for x in self.args)
@@ -262,8 +330,9 @@ HELPERS: dict[str, str] = {
     "bce_logits_e": (
         "@jit_inline\n"
         "def bce_logits_e(a, y, e):\n"
-        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a, with e = e^-|a|\n"
-        "    return max(a, F(0.0)) + vm.log1p(e) - y * a\n"
+        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a, with e = e^-|a|. max(a,0) - y*a\n"
+        "    # first: for 0 <= y <= 1 it is >= 0, so adding log1p(e) last keeps its digits (y = 1, a = 30)\n"
+        "    return (max(a, F(0.0)) - y * a) + vm.log1p(e)\n"
     ),
     "radd": (
         "@jit_reduce\n"
