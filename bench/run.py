@@ -6,7 +6,8 @@
     python bench/run.py --full --only W2,W5 --out BENCHMARKS.md   # re-run some workloads, keep the others
 
 Workloads: W1 seed formula (``bench/bench_formula.py`` + ``bench/w1_formula.py``), W2 logistic
-regression full batch, W3 small net minibatch SGD, W4 digits MLP with Adam, W5 build cost.
+regression full batch, W3 small net minibatch SGD, W4 digits MLP with Adam, W5 build cost, W6 the
+NIST StRD nonlinear-regression suite (accuracy against certified values).
 Each writes one section; the file starts with a table of the issue's targets, each judged
 from measurements of the same run. Peers that are not installed are skipped with a note.
 If two implementations compute different things (trajectories disagree) the run fails and
@@ -52,6 +53,7 @@ WORKLOADS = {
     "W3": ("bench.w3_small_net", "## W3: "),
     "W4": ("bench.w4_digits", "## W4: "),
     "W5": ("bench.w5_build", "## W5: "),
+    "W6": ("bench.w6_nist", "## W6: "),
 }
 
 INTRO = """# Benchmarks
@@ -107,6 +109,9 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
             if m and m.group(1) not in sections:
                 kept_rows.append(line)
     minutes = max(1, round(elapsed / 60)) if args.mode == "full" else "20-30"
+    previous = re.search(r"the numbers below \(about (\d+) minutes\)", old_text or "")
+    if args.only and previous:  # a partial run says nothing about the whole suite's time
+        minutes = previous.group(1)
     L = [INTRO.format(full_minutes=minutes, settle=SETTLE_S)]
     L.append("## Targets (issue 4)")
     L.append("")
@@ -128,6 +133,10 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
     L.append("")
     L += [f"- {k}: {v}" for k, v in info.items()]
     L.append("")
+    earlier = old.get("## Machine and settings", "").split("\n", 1)[-1].strip("\n")
+    if kept_rows and earlier:
+        # the kept sections were measured elsewhere: their machine and peers stay stated
+        L += ["### The run that measured the kept sections", "", earlier.split("### The run that")[0].strip("\n"), ""]
     for key, (_, header) in WORKLOADS.items():
         if key in sections:
             L.append(sections[key].markdown.rstrip("\n"))

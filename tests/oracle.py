@@ -41,14 +41,18 @@ class Oracle:
         plain = sp.symbols(f"z0:{len(self.vars)}", real=True)
         e = expand_ops(expr).xreplace(dict(zip(self.vars, plain)))
         ps = plain[: len(params)]
-        grads = [sp.diff(e, p) for p in ps]
-        hess = [[sp.diff(g, q) for q in ps] for g in grads]
+        grads = [_off_kinks(sp.diff(e, p)) for p in ps]
+        hess = [[_off_kinks(sp.diff(g, q)) for q in ps] for g in grads]
         self.k = len(params)
         self._kinks = [sp.lambdify(plain, c, "mpmath") for c in _kink_args(e)]
-        self._f = sp.lambdify(plain, [e, grads, hess], "mpmath")
+        # SymPy leaves d sign(u) unevaluated where it cannot tell u is real (atanh(u) may not be)
+        self._unevaluated = any(d.has(sp.Derivative) for d in [*grads, *sum(hess, [])])
+        self._f = None if self._unevaluated else sp.lambdify(plain, [e, grads, hess], "mpmath")
 
     def at(self, theta, *rows, kink_tol: float = 1e-6) -> tuple[mpmath.mpf, list, list]:
         """(value, gradient, Hessian) at one sample; OutsideDomain where undefined or at a kink."""
+        if self._unevaluated:
+            raise OutsideDomain("SymPy could not differentiate this expression")
         with mpmath.workdps(DPS):
             args = [mpmath.mpf(float(v)) for v in list(theta) + list(rows)]
             for k in self._kinks:
@@ -72,6 +76,14 @@ class Oracle:
         scale = n if reduction == "mean" else 1
         return (float(tot_v / scale), np.array([float(x / scale) for x in tot_g]),
                 np.array([[float(x / scale) for x in row] for row in tot_h]).reshape(self.k, self.k))
+
+
+def _off_kinks(e: sp.Expr) -> sp.Expr:
+    """Distributions as their values away from their kinks (points at kinks are refused):
+    DiracDelta is 0 and Heaviside a step, which mpmath can evaluate."""
+    e = e.replace(lambda n: isinstance(n, sp.DiracDelta), lambda n: sp.S.Zero)
+    return e.replace(lambda n: isinstance(n, sp.Heaviside),
+                     lambda n: sp.Piecewise((sp.S.One, n.args[0] > 0), (sp.S.Zero, True)))
 
 
 def _kink_args(e: sp.Expr) -> list[sp.Expr]:
