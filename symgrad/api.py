@@ -14,7 +14,7 @@ from .derive import sweep
 from .errors import DtypeError, SymgradError
 from .formulas import Derivation
 from .rewrite import stabilize
-from .validate import check_bindings, check_functions, check_scalar, realify
+from .validate import check_bindings, check_functions, check_matrix_elements, check_scalar, realify
 
 
 def _fold_extremum(is_max: bool, args: list[sp.Expr]) -> sp.Expr:
@@ -154,6 +154,8 @@ def compile(
     """
     if _is_tensor(expr):
         from .tensor.api import compile_tensor
+
+        check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
 
         return compile_tensor(expr, wrt, data, dtype=_check_options(dtype, reduction, backend),
                               reduction=reduction, parallel=parallel, backend=backend)

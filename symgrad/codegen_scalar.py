@@ -42,7 +42,16 @@ def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[li
 
 def _trig_args(exprs: list[sp.Expr]) -> list[sp.Expr]:
     """Arguments of sin and cos in ``exprs``, in a stable order."""
-    found = {f.args[0] for e in exprs for f in e.atoms(sp.sin, sp.cos)}
+    # one walk over the shared DAG: every gradient holds the model, so atoms() per expression was N^2
+    found, seen, stack = set(), set(), list(exprs)
+    while stack:
+        e = stack.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, (sp.sin, sp.cos)):
+            found.add(e.args[0])
+        stack.extend(e.args)
     return sorted(found, key=sp.default_sort_key)
 
 

@@ -43,6 +43,8 @@ class Sweep:
     output: sp.Symbol
     steps: list[Step] = field(default_factory=list)
     adjoint: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)  # in seam symbols
+    #: substitutions already made by gradient(), shared by all leaves (see _substitute_memo)
+    _memo: dict[sp.Basic, tuple[sp.Basic, bool]] = field(default_factory=dict, repr=False, compare=False)
 
     def forward_map(self) -> dict[sp.Symbol, sp.Expr]:
         """seam -> full expression in leaves."""
@@ -51,7 +53,21 @@ class Sweep:
     def gradient(self, leaf: sp.Symbol) -> sp.Expr:
         """dJ/dleaf as an expression in the leaves, tidied."""
         adj = self.adjoint.get(leaf, sp.S.Zero)
-        return tidy(_substitute_forward(adj, self.nodes))
+        if len(self.nodes) <= STEPWISE_MAX_NODES:
+            return tidy(_substitute_forward(adj, self.nodes))
+        if not self._memo:
+            self._memo.update({out: (e, True) for out, e in self.forward_map().items()})
+        return tidy(_substitute_memo(adj, self._memo)[0])
+
+
+#: Sweeps of up to this many nodes substitute seams one node at a time (_substitute_forward),
+#: larger ones in one cached pass (_substitute_memo). Both are exact, but they can print
+#: differently: one node at a time, SymPy evaluates each body over real seam symbols first, so
+#: log(exp(v)) becomes v, where the original subexpression (not known to be real) stays
+#: log(exp(...)). Small formulas thus print as they always did (every sweep in the test suite
+#: has at most 96 nodes). The stepwise way costs nodes x size per gradient, ~N^3 for N
+#: parameters; at this limit (a 31-term cosine series) both ways compile in ~3 s.
+STEPWISE_MAX_NODES = 128
 
 
 def _substitute_forward(e: sp.Expr, nodes: list[Node]) -> sp.Expr:
@@ -62,8 +78,36 @@ def _substitute_forward(e: sp.Expr, nodes: list[Node]) -> sp.Expr:
     return e
 
 
+def _substitute_memo(e: sp.Basic, memo: dict) -> tuple[sp.Basic, bool]:
+    """(``e`` with every seam replaced by its node's expression in leaves, whether it changed).
+
+    This is ``e.xreplace(forward_map)`` (node expressions are already in leaves, so one pass
+    suffices) with a cache: ``memo`` starts as the forward map and keeps every subexpression
+    substituted since. The adjoints of many leaves share subexpressions (a model's sum is in
+    every parameter's gradient), so each gradient costs only its own new nodes; the stepwise
+    substitution over each whole gradient made N parameters cost ~N^3 (an N = 200 cosine
+    series took minutes).
+    """
+    hit = memo.get(e)
+    if hit is not None:
+        return hit
+    changed = False
+    if isinstance(e, sp.Basic) and e.args:
+        args = []
+        for a in e.args:
+            b, c = _substitute_memo(a, memo)
+            args.append(b)
+            changed |= c
+    out = (e.func(*args) if changed else e, changed)
+    memo[e] = out
+    return out
+
+
 def _is_const(e: sp.Basic) -> bool:
     return not e.free_symbols
+
+
+_BASIC_FREE_SYMBOLS = sp.Basic.free_symbols
 
 
 def _clean_partial(p: sp.Expr) -> sp.Expr:
@@ -75,6 +119,21 @@ def _clean_partial(p: sp.Expr) -> sp.Expr:
     )
 
 
+def _partials(body: sp.Expr, lanes: list[sp.Symbol], out: sp.Symbol) -> tuple[sp.Expr, ...]:
+    """d body / d lane for each lane, through the output ``out`` where that is exact."""
+    if isinstance(body, (sp.Add, sp.Mul)) and all(a.is_Symbol or a.is_Number for a in body.args):
+        # A sum or product of distinct symbols (each once, to the first power) and a constant:
+        # the partials are 1, or the product of the other factors: what sp.diff returns, the
+        # same expressions, without its generic machinery (~1 ms each, half of a 200-parameter
+        # derivation; and an Add of N lanes is differentiated term by term for each lane).
+        args = set(body.args)
+        if all(s in args for s in lanes):
+            if isinstance(body, sp.Add):
+                return (sp.S.One,) * len(lanes)
+            return tuple(sp.Mul(*[a for a in body.args if a != s]) for s in lanes)
+    return tuple(_clean_partial(sp.diff(body, s)).xreplace({body: out}) for s in lanes)
+
+
 class _Builder:
     def __init__(self, names: dict[sp.Expr, str], output_name: str):
         self.names = names
@@ -82,6 +141,20 @@ class _Builder:
         self.nodes: list[Node] = []
         self.leaves: list[sp.Symbol] = []
         self.seam: dict[sp.Expr, sp.Symbol] = {}
+        self.const: dict[sp.Basic, bool] = {}
+
+    def is_const(self, e: sp.Basic) -> bool:
+        """``_is_const(e)``, remembered for every subexpression: free_symbols walks the whole
+        subtree each time, and the sum of a model's gradients (the Hessian-vector product's
+        sweep) holds the model once per parameter, so that cost ~N^2."""
+        c = self.const.get(e)
+        if c is None:
+            if type(e).free_symbols is _BASIC_FREE_SYMBOLS:  # the union over args
+                c = all(self.is_const(a) for a in e.args)
+            else:
+                c = _is_const(e)
+            self.const[e] = c
+        return c
 
     def visit(self, e: sp.Expr, is_root: bool = False) -> sp.Symbol:
         if e in self.seam:
@@ -94,7 +167,7 @@ class _Builder:
         body = self._body(e, lanes)
         name = self.output_name if is_root else self.names.get(e, f"v{len(self.nodes) + 1}")
         out = sp.Symbol(name, real=True)
-        partials = tuple(_clean_partial(sp.diff(body, s)).xreplace({body: out}) for s in lanes)
+        partials = _partials(body, lanes, out)
         node = Node(out, e, body, tuple(lanes), partials)
         self.nodes.append(node)
         self.seam[e] = out
@@ -104,12 +177,14 @@ class _Builder:
         if isinstance(e, sp.Piecewise):
             return self._piecewise_body(e, lanes)
         args = []
+        seen = set(lanes)  # a set beside the list: an Add of N terms has N lanes
         for a in e.args:
-            if _is_const(a):
+            if self.is_const(a):
                 args.append(a)
             else:
                 s = self.visit(a)
-                if s not in lanes:
+                if s not in seen:
+                    seen.add(s)
                     lanes.append(s)
                 args.append(s)
         return e.func(*args)
@@ -120,7 +195,7 @@ class _Builder:
         for piece, cond in e.args:
             parts = [piece] + (list(cond.args) if isinstance(cond, sp.core.relational.Relational) else [])
             for p in parts:
-                if not _is_const(p) and p not in repl:
+                if not self.is_const(p) and p not in repl:
                     s = self.visit(p)
                     repl[p] = s
                     if s not in lanes:
@@ -145,12 +220,21 @@ def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: s
     if isinstance(expr, sp.Symbol):
         result.adjoint[root] = sp.S.One
         return result
-    result.adjoint[root] = sp.S.One
+    # Each adjoint's terms are collected and added once, when it is complete (all consumers of a
+    # node come after it in b.nodes): adding them one at a time rebuilt a k-term sum k times,
+    # quadratic for a leaf used by many nodes (w in sum(c_k*cos(k*w*t))). Add is canonical, so
+    # the sum is the same expression.
+    terms: dict[sp.Symbol, list[sp.Expr]] = {root: [sp.S.One]}
     for node in reversed(b.nodes):
-        src = result.adjoint.get(node.out, sp.S.Zero)
+        ts = terms.pop(node.out, None)
+        src = sp.S.Zero if ts is None else sp.Add(*ts)
+        if ts is not None:
+            result.adjoint[node.out] = src
         for lane, local in sorted(zip(node.lanes, node.partials), key=lambda t: t[0].name):
             if local == 0:
                 continue
             result.steps.append(Step(lane, node.out, local))
-            result.adjoint[lane] = result.adjoint.get(lane, sp.S.Zero) + src * local
+            terms.setdefault(lane, []).append(src * local)
+    for lane, ts in terms.items():
+        result.adjoint[lane] = sp.Add(*ts)
     return result
