@@ -187,7 +187,9 @@ def compile_residuals(
     """
     dt = _check_options(dtype, "mean", backend)
     if _is_tensor(expr):
-        raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data")
+        raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data, "
+                           "got a matrix expression. Fix: write one residual per sample as a scalar "
+                           "formula, or use sg.compile for matrix models.")
     path, params, data_syms = _build_formula(expr, wrt, data, dt, "residuals", False)
     return CompiledResiduals(path, params, data_syms, dt, "residuals", False, backend)
 
