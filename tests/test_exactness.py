@@ -39,7 +39,7 @@ CASES = [
 
 
 def _check_formula(expr, params, data, theta, backend, dtype="float64", rtol=1e-10):
-    """value, value_and_grad, grad, hvp and hessian against the oracle, loss = mean of (expr - y)^2 + expr."""
+    """value, value_and_grad, grad, hvp and hessian of the mean of ``expr`` over samples, against the oracle."""
     loss = expr
     arrays = [X.astype(dtype)] if data else []
     f = sg.compile(loss, wrt=params, data=data, backend=backend, dtype=dtype)
