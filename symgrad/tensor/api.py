@@ -17,28 +17,38 @@ from ..validate import check_bindings, check_scalar
 from .ir import lower
 from .optimize import fuse_maps
 
+#: Dense Hessians of tensor models are built one Hessian-vector product per column.
+MAX_DENSE_HESSIAN = 1024
+
 
 def _shape(s: sp.Basic) -> tuple[int, int]:
     return tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
 
 
-def generate(loss, params, data, reduction, dtype, labels=None, extra=None) -> str:
-    """Lower and generate the module source for a tensor loss (runs on a cache miss)."""
+def generate(loss, params, data, reduction, dtype, labels=None, extra=None, hvp: bool = False) -> str:
+    """Lower and generate the module source for a tensor loss (runs on a cache miss). With
+    ``hvp``, the module's one function, ``loss_grad``, differentiates the loss's directional
+    derivative instead (``tangent.tangent_graph``): its gradient is (H v, ∇f)."""
     from .program import Program
+    from .tangent import tangent_graph
 
-    nodes, out = fuse_maps(*lower(loss, params, data, labels))
+    nodes, out = lower(loss, params, data, labels)
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    ps = [leaves[str(p)] for p in params]
+    if hvp:
+        nodes, out, directions = tangent_graph(nodes, out, ps)
+        ps += directions
+    nodes, out = fuse_maps(nodes, out)
     printer = NumbaPrinter()
-    prog = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(d)] for d in data],
-                   reduction, printer)
-    funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn())]
+    prog = Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, printer)
+    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
     if prog.segments:
         funcs.insert(0, "\n".join(prog.segments))
     if extra is not None:
         funcs += extra(prog)
     if prog.callees:
         funcs.append(prog.callee_aliases())
-    title = f"symgrad tensor model\n\nloss (per sample) = {loss}"
+    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
     head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees), blas=True)
     parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
     return "\n\n\n".join(p for p in parts if p) + "\n"
@@ -59,7 +69,7 @@ def compile_tensor(loss, wrt, data, *, dtype, reduction, parallel, backend) -> C
         raise UnsupportedModelError("reduction='none' is for scalar formulas; tensor losses use 'mean' or 'sum'")
     key = model_key("tensor", loss, wrt, data, dtype, reduction)
     path = jit.ensure_source(key, lambda: generate(loss, wrt, data, reduction, dtype))
-    return CompiledTensor(path, wrt, data, dtype, backend)
+    return CompiledTensor(path, wrt, data, dtype, backend, loss=loss, reduction=reduction)
 
 
 class CompiledTensor:
@@ -69,8 +79,10 @@ class CompiledTensor:
     Gradients come back in the same form as the parameters were given.
     """
 
-    def __init__(self, path: Path, params, data, dtype: str, backend: str):
+    def __init__(self, path: Path, params, data, dtype: str, backend: str, *, loss=None, reduction="mean"):
         self.path, self.params, self.data = path, list(params), list(data)
+        self.loss, self.reduction = loss, reduction
+        self._hvp_mod = None  # built on the first hvp call
         self.dtype = np.dtype(dtype)
         self.backend = backend
         self.shapes = [_shape(p) for p in self.params]
@@ -83,7 +95,8 @@ class CompiledTensor:
 
     @property
     def python(self) -> CompiledTensor:
-        return CompiledTensor(self.path, self.params, self.data, self.dtype.name, "python")
+        return CompiledTensor(self.path, self.params, self.data, self.dtype.name, "python",
+                              loss=self.loss, reduction=self.reduction)
 
     def __repr__(self) -> str:
         return f"<CompiledTensor wrt={self.params} data={self.data} {self.dtype.name} backend={self.backend}>"
@@ -136,10 +149,53 @@ class CompiledTensor:
     def grad(self, theta, *data):
         return self.value_and_grad(theta, *data)[1]
 
-    def hvp(self, *args, **kwargs):
-        raise UnsupportedModelError(
-            "exact Hessian-vector products are implemented for scalar formula models only. "
-            "Fix: use value_and_grad with L-BFGS, or write the model as a scalar formula."
-        )
+    def hvp(self, theta, v, *data) -> np.ndarray | list[np.ndarray]:
+        """Exact Hessian-vector product H v, for any number of parameters: one forward-mode
+        sweep for ∇f·v, then one reverse sweep of that (``tangent.py``); no k×k matrix is
+        formed. ``v`` takes the same form as ``theta`` (one flat vector, or one array per
+        parameter), and so does the result. Built on the first call (one more module)."""
+        th, flat = self._flat(theta)
+        vv, _ = self._flat(v, "v")
+        out = self._hvp_raw(th, vv, self.prepare_data(data))
+        return out if flat else split_flat(out, self.shapes)
 
-    hessian = hvp
+    def hessian(self, theta, *data) -> np.ndarray:
+        """The dense (k × k) Hessian, one ``hvp`` per column: for small models only."""
+        k = sum(self.sizes)
+        if not self.has_hessian:
+            raise UnsupportedModelError(
+                f"a dense Hessian of {k} parameters is {k}x{k} numbers, built from {k} Hessian-vector "
+                f"products (the limit is {MAX_DENSE_HESSIAN}). Fix: use f.hvp(theta, v, ...), e.g. with "
+                "scipy's Newton-CG (hessp=), or a quasi-Newton method such as L-BFGS.")
+        th, _ = self._flat(theta)
+        arrays = self.prepare_data(data)
+        cols = [self._hvp_raw(th, e, arrays) for e in np.eye(k, dtype=self.dtype)]
+        return np.stack(cols, axis=1)
+
+    @property
+    def has_hessian(self) -> bool:
+        """Whether :meth:`hessian` is offered (at most ``MAX_DENSE_HESSIAN`` parameters)."""
+        return sum(self.sizes) <= MAX_DENSE_HESSIAN
+
+    def _flat(self, theta, what: str = "theta") -> tuple[np.ndarray, bool]:
+        flat = self._as_flat(theta)
+        if flat is not None:
+            return flat, True
+        try:
+            arrays = self.unpack(theta)[0]
+        except ShapeError as e:
+            raise ShapeError(f"{what}: {e}") from None
+        return np.concatenate([a.ravel() for a in arrays]), False
+
+    def _hvp_raw(self, theta: np.ndarray, v: np.ndarray, data: list[np.ndarray]) -> np.ndarray:
+        if self._hvp_mod is None:
+            if self.loss is None:
+                raise UnsupportedModelError("this compiled model does not keep its loss; compile it again")
+            key = model_key("tensor-hvp", self.loss, self.params, self.data, self.dtype.name, self.reduction)
+            path = jit.ensure_source(key, lambda: generate(self.loss, self.params, self.data, self.reduction,
+                                                           self.dtype.name, hvp=True))
+            self._hvp_mod = jit.load(path, jit=(self.backend == "numba"))
+        k = theta.size
+        g = np.empty(2 * k, dtype=self.dtype)  # (H v, ∇f): the directions are parameters too
+        self._hvp_mod.loss_grad(np.concatenate([theta, v]), *data, g)
+        return g[:k].copy()

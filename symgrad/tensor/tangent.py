@@ -1,0 +1,130 @@
+"""Second order for tensor models: the Hessian-vector product as one more reverse sweep.
+
+Pearlmutter's identity: H v = ∇_θ (∇f(θ)·v), and ∇f(θ)·v = d/dε f(θ + εv) at ε = 0. The
+forward IR is extended by its tangent (forward-mode) nodes, one per node that depends on a
+parameter, so that the new output is, per sample, the directional derivative of the loss along
+v. The unchanged reverse sweep (``Program``) then differentiates that graph with respect to θ
+and to v at once: the gradient with respect to θ is H v; the one with respect to v is ∇f itself.
+No k×k matrix is ever formed, and each rule below is the product or chain rule of one node kind.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..errors import UnsupportedModelError
+from .ir import OUT, TNode, _lane, map_partials
+
+
+class _Tangents:
+    """Builds tangent nodes; ``tan`` maps id(node) -> its tangent node."""
+
+    def __init__(self) -> None:
+        self.nodes: list[TNode] = []
+        self.tan: dict[int, TNode] = {}
+
+    def add(self, kind: str, shape, batched: bool, inputs: list[TNode], label: str, **kw) -> TNode:
+        node = TNode(kind, f"j{len(self.nodes)}", tuple(shape), batched, list(inputs), label=label, **kw)
+        self.nodes.append(node)
+        return node
+
+    def map(self, body: sp.Expr, lanes: dict[sp.Symbol, TNode], like: TNode, label: str) -> TNode:
+        """A map node of ``like``'s shape whose body uses the symbols in ``lanes`` (renumbered
+        as lanes s0, s1, ...; a node bound twice becomes one lane)."""
+        order: list[TNode] = []
+        repl: dict[sp.Symbol, sp.Symbol] = {}
+        for sym, node in lanes.items():
+            if sym not in body.free_symbols:
+                continue
+            k = next((j for j, m in enumerate(order) if m is node), None)
+            if k is None:
+                order.append(node)
+                k = len(order) - 1
+            repl[sym] = _lane(k)
+        body = body.xreplace(repl)
+        syms = tuple(_lane(j) for j in range(len(order)))
+        return self.add("map", like.shape, like.batched, order, label, body=body, lanes=syms,
+                        partials=map_partials(body, syms))
+
+
+def _fresh(prefix: str, n: int) -> list[sp.Symbol]:
+    # names that cannot be lane names (s0, s1, ...): lanes are renumbered by _Tangents.map
+    return [sp.Symbol(f"_{prefix}{k}", real=True) for k in range(n)]
+
+
+def _tangent(b: _Tangents, n: TNode) -> TNode | None:
+    """The tangent of node n from its inputs' tangents (None: n does not depend on θ)."""
+    ins = [b.tan.get(id(i)) for i in n.inputs]
+    if all(t is None for t in ins):
+        return None
+    label = f"d{n.label}"
+    if n.kind == "map":
+        xs, ts = list(n.lanes), _fresh("t", len(ins))
+        y = sp.Symbol("_y", real=True)
+        body = sp.Add(*[p.xreplace({OUT: y}) * t for p, t, ti in zip(n.partials, ts, ins) if ti is not None])
+        lanes = {**dict(zip(xs, n.inputs)), y: n, **{t: ti for t, ti in zip(ts, ins) if ti is not None}}
+        return b.map(body, lanes, n, label)
+    if n.kind == "matmul":  # d(AB) = dA B + A dB
+        (a, c), (ta, tc) = n.inputs, ins
+        terms = [b.add("matmul", n.shape, n.batched, [x, z], label, trans=n.trans)
+                 for x, z, t in ((ta, c, ta), (a, tc, tc)) if t is not None]
+        if len(terms) == 1:
+            return terms[0]
+        s0, s1 = _lane(0), _lane(1)
+        return b.add("map", n.shape, n.batched, terms, label, body=s0 + s1, lanes=(s0, s1),
+                     partials=(sp.S.One, sp.S.One))
+    if n.kind in ("sum", "select"):
+        return b.add(n.kind, n.shape, n.batched, [ins[0]], label, index=n.index)
+    if n.kind == "softmax":  # dp = p ⊙ (dz - Σ p ⊙ dz)
+        (tz,) = ins
+        p, dz, s = _fresh("a", 3)
+        pdz = b.map(p * dz, {p: n, dz: tz}, n, f"{label}_pz")
+        tot = b.add("sum", (1, 1), n.batched, [pdz], f"{label}_s")
+        return b.map(p * (dz - s), {p: n, dz: tz, s: tot}, n, label)
+    if n.kind in ("logsumexp", "softmax_ce"):
+        z = n.inputs[0]
+        if not z.batched:
+            raise UnsupportedModelError(f"Hessian-vector products of {n.kind} need per-sample logits ({n.label})")
+        prob = b.add("softmax", z.shape, True, [z], f"softmax({z.label})")
+        p, t, dz, dt, zz = _fresh("b", 5)
+        if n.kind == "logsumexp":  # d lse(z) = softmax(z)·dz
+            term, lanes = p * dz, {p: prob, dz: ins[0]}
+        else:  # d [lse(z) - t·z] = (softmax(z) - t)·dz - z·dt
+            term, lanes = sp.S.Zero, {p: prob, t: n.inputs[1], zz: z}
+            if ins[0] is not None:
+                term, lanes[dz] = (p - t) * dz, ins[0]
+            if ins[1] is not None:
+                term, lanes[dt] = term - zz * dt, ins[1]
+        return b.add("sum", n.shape, n.batched, [b.map(term, lanes, z, f"{label}_terms")], label)
+    raise UnsupportedModelError(f"no Hessian-vector rule for IR node kind {n.kind!r} ({n.label})")
+
+
+def tangent_graph(nodes: list[TNode], out: TNode, params: list[TNode]) -> tuple[list[TNode], TNode, list[TNode]]:
+    """(nodes with their tangents, the loss's tangent, one direction leaf per parameter).
+
+    The direction leaves are parameters of the new graph, so that one reverse sweep returns
+    both H v (the θ part) and ∇f (the v part)."""
+    taken = {n.name for n in nodes if n.kind == "leaf"}
+    b = _Tangents()
+    vleaves = []
+    for p in params:
+        name = f"{p.name}_v"
+        while name in taken:  # a user symbol may already be called W_v
+            name += "_"
+        taken.add(name)
+        leaf = TNode("leaf", name, p.shape, False, role="param", label=f"v_{p.label}")
+        vleaves.append(leaf)
+        b.tan[id(p)] = leaf
+    merged = [n for n in nodes if n.kind == "leaf"] + vleaves
+    for n in nodes:
+        if n.kind == "leaf":
+            continue
+        merged.append(n)
+        start = len(b.nodes)
+        t = _tangent(b, n)
+        if t is not None:
+            b.tan[id(n)] = t
+            merged += b.nodes[start:]
+    if id(out) not in b.tan:
+        raise UnsupportedModelError("the loss does not depend on the parameters: its Hessian is zero")
+    return merged, b.tan[id(out)], vleaves

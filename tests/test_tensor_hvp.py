@@ -1,0 +1,129 @@
+"""Hessian-vector products of tensor (matrix) models (``symgrad/tensor/tangent.py``).
+
+Three oracles: central differences of the compiled gradient (every model of the tensor
+suite), sympy.diff twice of the scalarised tiny network in 30-digit arithmetic (shares no
+code with the generator), and the Numba, float32 and Python paths against each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+import symgrad.api as A
+from symgrad.errors import ShapeError, UnsupportedModelError
+from symgrad.ops import expand_ops, sigmoid, softplus
+from symgrad.runtime import split_flat
+from symgrad.tensor.functions import msum, softmax_ce
+from tests.test_tensor import MODELS, _build, _explicit_symbols, _tiny
+
+MS = sp.MatrixSymbol
+# relu models included: at these seeded points no pre-activation is within eps of the kink
+# (a difference quotient across it would not be H v)
+
+
+def _flat(ps):
+    return np.concatenate([np.ravel(p) for p in ps])
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_hvp_matches_differences_of_the_gradient(name):
+    rng = np.random.default_rng(sum(map(ord, name)) + 7)
+    f, ps, ds = _build(name, rng)
+    th = _flat(ps)
+    v = rng.normal(size=th.size)
+    eps = 1e-5
+    fd = (f.grad(th + eps * v, *ds) - f.grad(th - eps * v, *ds)) / (2 * eps)
+    hv = f.hvp(th, v, *ds)
+    scale = max(np.max(np.abs(fd)), 1e-8)
+    assert np.max(np.abs(hv - fd)) / scale < 1e-6, (hv, fd)
+    # the list form gives the same numbers, shaped like the parameters
+    hl = f.hvp(ps, split_flat(v, f.shapes), *ds)
+    np.testing.assert_allclose(_flat(hl), hv, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss,act,n_out", [("mse", sigmoid, 1), ("ce", softplus, 2), ("mse", sp.tanh, 2)])
+def test_hessian_equals_sympy_diff_twice(loss, act, n_out):
+    """The dense Hessian (hvp per column) of a 2-3-n_out net equals the second derivatives of
+    the explicit scalar expression, evaluated at 30 digits."""
+    rng = np.random.default_rng(3)
+    x, y = MS("x", 2, 1), MS("y", n_out, 1)
+    params = [MS("Wa", 3, 2), MS("ba", 3, 1), MS("Wb", n_out, 3), MS("bb", n_out, 1)]
+    f = A.compile(_tiny(x, *params, y, act, loss), params, [x, y], backend="python")
+    n = 2
+    X = rng.normal(size=(n, 2))
+    Y = np.eye(n_out)[rng.integers(0, n_out, n)] if loss == "ce" else rng.normal(size=(n, n_out))
+    explicit = [_explicit_symbols(str(p), *p.shape) for p in params]
+    total = sp.S.Zero
+    for i in range(n):
+        xi = sp.Matrix(2, 1, [sp.Float(v, 30) for v in X[i]])
+        yi = sp.Matrix(n_out, 1, [sp.Float(v, 30) for v in Y[i]])
+        total += _tiny(xi, *explicit, yi, act, loss).doit()
+    total = expand_ops(total / n)
+    syms = [s for m in explicit for s in m]
+    ps = [0.8 * rng.normal(size=p.shape) for p in params]
+    point = {s: sp.Float(v, 30) for s, v in zip(syms, _flat(ps), strict=True)}
+    grads = [sp.diff(total, s) for s in syms]
+    want = np.array([[float(sp.diff(g, s).xreplace(point).evalf(30)) for s in syms] for g in grads])
+    H = f.hessian(ps, X, Y)
+    np.testing.assert_allclose(H, want, rtol=1e-10, atol=1e-12)
+    v = rng.normal(size=len(syms))
+    np.testing.assert_allclose(f.hvp(_flat(ps), v, X, Y), want @ v, rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    net = sg.nn.MLP([4, 6, 3], activation="tanh")
+    y = MS("y", 3, 1)
+    return net, y, sg.losses.softmax_cross_entropy(net.expr, y)
+
+
+def test_numba_float32_and_python_agree(mlp):
+    net, y, loss = mlp
+    rng = np.random.default_rng(11)
+    X, Y = rng.normal(size=(9, 4)), np.eye(3)[rng.integers(0, 3, 9)]
+    ps = net.init_params(0)
+    v = rng.normal(size=_flat(ps).size)
+    want = sg.compile(loss, net.params, [net.x, y], backend="python").hvp(_flat(ps), v, X, Y)
+    got = sg.compile(loss, net.params, [net.x, y]).hvp(_flat(ps), v, X, Y)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    f32 = sg.compile(loss, net.params, [net.x, y], dtype="float32")
+    h32 = f32.hvp(_flat(ps).astype(np.float32), v.astype(np.float32), X.astype(np.float32), Y.astype(np.float32))
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, want, rtol=2e-4, atol=2e-5)
+
+
+def test_check_grads_checks_tensor_second_order(mlp):
+    net, y, loss = mlp
+    f = sg.compile(loss, net.params, [net.x, y], backend="python")
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(5, 4)), np.eye(3)[rng.integers(0, 3, 5)]
+    res = sg.check_grads(f, net.init_params(1), X, Y)
+    assert res.hvp_error is not None and res.hvp_error < 1e-6
+
+
+def test_newton_cg_with_tensor_hessp():
+    """scipy's Newton-CG with the exact hessp reaches the least-squares solution of a linear
+    layer (a quadratic loss: one Newton step is exact)."""
+    from scipy.optimize import minimize
+
+    W, x, y = MS("W", 2, 3), MS("x", 3, 1), MS("y", 2, 1)
+    f = sg.compile(msum((W * x - y).applyfunc(lambda u: u**2)), [W], [x, y], backend="python")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 3))
+    Y = X @ rng.normal(size=(3, 2)) + 0.01 * rng.normal(size=(40, 2))
+    r = minimize(f.value_and_grad, np.zeros(6), args=(X, Y), jac=True, hessp=f.hvp, method="Newton-CG")
+    want = np.linalg.lstsq(X, Y, rcond=None)[0].T.ravel()
+    np.testing.assert_allclose(r.x, want, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_direction_and_large_hessian_are_refused():
+    W, x, y = MS("W", 40, 30), MS("x", 30, 1), MS("y", 40, 1)
+    f = sg.compile(softmax_ce(W * x, y), [W], [x, y], backend="python")
+    X, Y = np.ones((2, 30)), np.eye(40)[:2]
+    with pytest.raises(ShapeError, match="v"):
+        f.hvp(np.zeros(1200), np.zeros(5), X, Y)
+    with pytest.raises(UnsupportedModelError, match="hvp"):
+        f.hessian(np.zeros(1200), X, Y)
