@@ -18,7 +18,7 @@ import sympy as sp
 
 from . import __version__
 from .api import explain, grad
-from .errors import ParseError, SymgradError
+from .errors import NameClashError, ParseError, SymgradError
 from .parse import parse_expr
 
 
@@ -49,7 +49,10 @@ def _names(specs: Sequence[str] | None) -> dict[sp.Expr, str]:
             raise ParseError(
                 f"--name {spec!r}: {name!r} is not a valid name. Fix: use letters, digits and '_', e.g. t1"
             )
-        names[parse_expr(sub)] = name
+        key = parse_expr(sub)
+        if names.get(key, name) != name:  # a dict would keep the last one silently
+            raise NameClashError(f"--name gives {sub} two names, {names[key]!r} and {name!r}. Fix: keep one.")
+        names[key] = name
     return names
 
 

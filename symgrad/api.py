@@ -12,7 +12,7 @@ from .codegen_scalar import scalar_module
 from .compiled import MAX_HESSIAN_PARAMS, CompiledFormula, CompiledResiduals, build_spec
 from .derive import sweep
 from .errors import DtypeError, SymgradError
-from .formulas import Derivation
+from .formulas import Derivation, check_trace_names, resolve_names
 from .rewrite import stabilize
 from .validate import check_bindings, check_functions, check_matrix_elements, check_scalar, realify
 
@@ -93,6 +93,10 @@ def explain(
     """The derivation of ``d expr / d wrt``: forward trace, adjoint steps, result.
 
     ``names`` maps subexpressions to the names used in the printout (default v1, v2, ...).
+    A key is an expression as you wrote it, or a string such as ``"x**2"``. A name that is
+    already used (by a variable, ``output``, another key or an automatic ``v3``) raises
+    :class:`~symgrad.errors.NameClashError`; a key that matches no subexpression raises
+    :class:`~symgrad.errors.NamingError`.
 
     >>> x = sp.Symbol("x", real=True)
     >>> print(explain(sp.sin(x**2), x, names={x**2: "t"}))  # doctest: +NORMALIZE_WHITESPACE
@@ -109,12 +113,20 @@ def explain(
     """
     single = isinstance(wrt, sp.Basic)
     stable, variables, rules, original = prepare(expr, [wrt] if single else list(wrt))
-    _, mapping = realify(sp.Tuple(*(names or {}).keys()))
-    real_names = {k.xreplace(mapping): v for k, v in (names or {}).items()}
-    s = sweep(stable, real_names, output)
+    named = resolve_names(names, original, stable, _name_forms, output)
+    s = sweep(stable, {node: name for node, (name, _) in named.items()}, output)
+    check_trace_names(s, named, stable, bool(rules))
     d = Derivation(original, stable, rules, s, variables)
     d.gradients = [unrealify(s.gradient(v), expr) for v in variables]
     return d
+
+
+def _name_forms(key: sp.Expr) -> list[sp.Expr]:
+    """The forms a ``names=`` key may take in the prepared expression, most prepared first:
+    keys are written as the user wrote the expression, which ``prepare`` has rewritten."""
+    real, _ = realify(key)
+    piecewise = _max_to_piecewise(real)
+    return [stabilize(piecewise)[0], piecewise, real]
 
 
 _REDUCTIONS = ("mean", "sum", "none")

@@ -48,3 +48,15 @@ class DivergenceError(SymgradError, FloatingPointError):
 
 class UnsupportedModelError(SymgradError, NotImplementedError):
     """The model uses a structure symgrad does not support yet."""
+
+
+class LossMismatchError(SymgradError, ValueError):
+    """The loss does not fit the model's output: a sigmoid/softmax output fed to a loss on logits."""
+
+
+class NamingError(SymgradError, ValueError):
+    """A ``names=`` entry (or ``--name``) is invalid: its key matches no subexpression."""
+
+
+class NameClashError(NamingError):
+    """A name for the printout is already used by another quantity of the derivation."""

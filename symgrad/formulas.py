@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from .derive import Sweep
+from .errors import NameClashError, NamingError
 from .ops import KINK_CONVENTIONS
+from .parse import parse_expr
 from .simplify import tidy
 
 
@@ -112,3 +115,109 @@ class Derivation:
 
     def _repr_latex_(self) -> str:
         return "$$" + self.latex() + "$$"
+
+
+# -- names= for the printout ------------------------------------------------------------------
+# The sweep names each node by a plain Symbol, so two quantities with one name are one symbol
+# to SymPy: a clash does not fail, it silently mixes up adjoints and prints a wrong result.
+
+
+def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
+                  prepare: Callable[[sp.Expr], list[sp.Expr]], output: str) -> dict[sp.Expr, tuple[str, object]]:
+    """``names=`` keyed by the node each key denotes: {node: (name, the user's key)}.
+
+    A key may be a string ("x**2") or an expression in the user's own form (1/(1+exp(-a))):
+    it is read with the expression's own symbols and ``prepare``d as the expression was, so it
+    matches the node the sweep sees. Refuses a name taken by a variable, the output or another key.
+    """
+    if not names:
+        return {}
+    if not isinstance(names, Mapping):
+        raise NamingError(f"names must be a dict {{subexpression: name}}, got {type(names).__name__}")
+    symbols = {s.name: s for s in original.free_symbols if isinstance(s, sp.Symbol)}
+    subexprs = set(sp.preorder_traversal(stable))
+    taken = {n: f"the variable {n}" for n in symbols} | {output: f"the output (output={output!r})"}
+    out: dict[sp.Expr, tuple[str, object]] = {}
+    for key, name in names.items():
+        node = _name_node(key, symbols, stable, subexprs, prepare)
+        if not isinstance(name, str) or not name or name != "".join(name.split()):
+            raise NamingError(f"names[{key!r}] = {name!r} is not a name. Fix: use a string such as 't1'")
+        if node in out:  # two spellings of one subexpression: fine when they agree
+            if out[node][0] == name:
+                continue
+            raise NameClashError(f"names gives the same subexpression {node} two names, {out[node][0]!r} "
+                                 f"(key {out[node][1]!r}) and {name!r} (key {key!r}). Fix: keep one.")
+        if name in taken:
+            raise NameClashError(f"names gives {name!r} to {key}, but {name!r} is already {taken[name]}; "
+                                 f"the derivation would mix the two up. Fix: choose another name for {key}.")
+        taken[name] = f"the name of {key}"
+        out[node] = (name, key)
+    return out
+
+
+def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, subexprs: set,
+               prepare: Callable[[sp.Expr], list[sp.Expr]]) -> sp.Expr:
+    if isinstance(key, str):
+        e = parse_expr(key)
+    elif isinstance(key, sp.Basic):
+        e = key
+    else:
+        raise NamingError(f"names keys must be SymPy expressions or strings such as 'x**2', got {key!r} "
+                          f"({type(key).__name__})")
+    # by name: the user's x, a parsed real x and a positive x are one variable to the reader
+    e = e.xreplace({s: symbols[s.name] for s in e.free_symbols if isinstance(s, sp.Symbol) and s.name in symbols})
+    if isinstance(e, sp.Symbol):
+        raise NamingError(f"names key {key!r} is a variable; variables keep their own names. "
+                          "Fix: name a subexpression, or rename the Symbol itself.")
+    if not e.free_symbols:
+        raise NamingError(f"names key {key!r} is a constant, which is not a step of the derivation. "
+                          "Fix: name a subexpression that holds a variable.")
+    forms = prepare(e)
+    node = next((f for f in forms if f in subexprs), forms[0])
+    if node == stable:
+        raise NamingError(f"names key {key!r} is the whole expression, which is named by output=. "
+                          "Fix: leave it out of names and pass its name as output=, e.g. output='L'.")
+    return node
+
+
+def check_trace_names(s: Sweep, named: dict[sp.Expr, tuple[str, object]], stable: sp.Expr,
+                      stabilised: bool) -> None:
+    """After the sweep: every key named a node, and no two quantities share a name (an automatic
+    name v3 can meet a user's name or a variable called v3; the output J a variable J)."""
+    nodes = {n.expr for n in s.nodes}
+    for node, (_, key) in named.items():
+        if node not in nodes:
+            options = ", ".join(str(n.expr) for n in s.nodes[:-1][:8]) or "none, it is one step"
+            form = f" (stabilised first: {stable})" if stabilised else ""
+            raise NamingError(f"names key {key!r} matches no subexpression of the expression as it is "
+                              f"differentiated{form}. Subexpressions that can be named: {options}. "
+                              "Fix: use one of these as the key (a string such as 'x**2' works too).")
+    seen: dict[str, tuple[str, str]] = {}
+    for name, kind, what in _trace_names(s, named):
+        if name in seen:
+            kinds = {seen[name][0], kind}
+            raise NameClashError(f"{name!r} would name both {seen[name][1]} and {what}, so the derivation "
+                                 f"would mix them up. Fix: {_clash_fix(kinds, what)}")
+        seen[name] = (kind, what)
+
+
+def _trace_names(s: Sweep, named: dict[sp.Expr, tuple[str, object]]):
+    """(name, kind, description) of every quantity of the trace, in the order the sweep made them."""
+    for leaf in s.leaves:
+        yield leaf.name, "variable", f"the variable {leaf}"
+    for n in s.nodes:
+        if n.out == s.output:
+            yield n.out.name, "output", f"the output (output={n.out.name!r})"
+        elif n.expr in named:
+            yield n.out.name, "named", f"{n.expr} (named in names=)"
+        else:
+            yield n.out.name, "automatic", f"{n.expr} (its automatic name)"
+
+
+def _clash_fix(kinds: set[str], what: str) -> str:
+    if "output" in kinds:
+        return "pass another output=, e.g. output='L'."
+    if "named" in kinds:
+        return "choose another name in names= (automatic names are v1, v2, ...)."
+    sub = what.removesuffix(" (its automatic name)")
+    return f"rename the variable, or name the subexpression yourself: names={{{sub}: 't1'}}."

@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from .tensor.functions import bce_sum, elementwise, mean, msum, softmax_ce
+from .errors import LossMismatchError
+from .ops import sigmoid
+from .rewrite import stabilize
+from .tensor.functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 
 
 def _ew(m: sp.MatrixExpr, f: Callable[[sp.Expr], sp.Expr]) -> sp.MatrixExpr:
@@ -44,14 +48,46 @@ def huber(pred: sp.MatrixExpr, target: sp.MatrixExpr, delta: float = 1.0) -> sp.
                                                           (d * (sp.Abs(r) - d / 2), True))))
 
 
+def _squash(pred: sp.MatrixExpr) -> str | None:
+    """'sigmoid' or 'softmax' when the prediction already ends in that function, else None."""
+    if isinstance(pred, softmax):
+        return "softmax"
+    if isinstance(pred, ElementwiseApplyFunction):
+        z = sp.Dummy("z", real=True)
+        if stabilize(sp.sympify(pred.function(z)))[0] == sigmoid(z):  # 1/(1+exp(-z)) counts too
+            return "sigmoid"
+    return None
+
+
+def check_logits(pred: sp.MatrixExpr, loss: str) -> None:
+    """Refuse a prediction that already ends in sigmoid/softmax for a loss that takes logits.
+
+    Why: the loss applies σ (or softmax) itself, so the model would apply it twice; nothing
+    fails, the net only trains worse (measured: 49% accuracy where the same net reaches 77%).
+    """
+    squash = _squash(pred)
+    if squash is None:
+        return
+    raise LossMismatchError(
+        f"the model's output already applies {squash} (e.g. MLP(..., output={squash!r})), but the "
+        f"{loss!r} loss takes logits and applies {'sigmoid' if loss == 'bce' else 'softmax'} itself, "
+        "so the output would be squashed twice (nothing fails; the net just trains worse). "
+        "Fix: build the model with output='identity' (the default; output=None means the same) "
+        f"and keep {loss!r}, which is fused and stable; predict() then returns logits. Or keep "
+        f"output={squash!r} with a loss on probabilities, e.g. 'mse' or your own f(pred, target)."
+    )
+
+
 def binary_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """BCE on logits, fused and stable (softplus(z) − y·z); gradient σ(z) − y."""
+    check_logits(logits, "bce")
     rows, cols = logits.shape
     return bce_sum(logits, target) / (rows * cols)
 
 
 def softmax_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Softmax cross-entropy against a one-hot target, fused: gradient softmax(z) − y."""
+    check_logits(logits, "softmax_cross_entropy")
     return softmax_ce(logits, target)
 
 

@@ -96,12 +96,14 @@ class MLP:
     """A multilayer perceptron as one SymPy expression.
 
     ``sizes`` = [n_in, hidden..., n_out]. Hidden layers use ``activation``, the last one
-    ``output`` (identity by default: losses such as softmax_ce take logits).
+    ``output`` (identity by default, or ``None``: losses such as 'bce' and
+    'softmax_cross_entropy' take logits, and refuse an output that applies sigmoid/softmax).
     ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh).
     """
 
     def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
-                 output: str | Activation = "identity", init: str | None = None):
+                 output: str | Activation | None = "identity", init: str | None = None):
+        output = "identity" if output is None else output
         if len(sizes) < 2:
             raise SymgradError("MLP needs at least [n_in, n_out]")
         self.sizes = list(sizes)

@@ -82,9 +82,6 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
         if n.kind == "matmul" and n.label == n.name:
             n.label = str(_forward_expr(n))
     c = _Collector(nodes)
-    forward = [(n.label, _forward_expr(n)) for n in nodes if n.kind != "leaf" and _named(n)]
-    short = {e: sp.MatrixSymbol(name, *e.shape) for e, name in (labels or {}).items()}
-    forward.append(("ℓ", loss.xreplace(short)))
     c.add(out, sp.S.One)
     backward: list[tuple[str, sp.Expr]] = []
     for n in reversed(nodes):
@@ -96,7 +93,27 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
             backward.append((f"δ_{n.label}", tidy(c.delta.get(id(n), sp.S.Zero))))
         _push(c, n)
     backward.sort(key=lambda kv: kv[0].startswith("∂"))
+    shown = _internal_refs(nodes, backward)
+    forward = [(n.label, _forward_expr(n)) for n in nodes
+               if n.kind != "leaf" and (_named(n) or id(n) in shown)]
+    short = {e: sp.MatrixSymbol(name, *e.shape) for e, name in (labels or {}).items()}
+    forward.append(("ℓ", loss.xreplace(short)))
     return NetworkFormulas(forward, _order(backward))
+
+
+def _internal_refs(nodes: list[TNode], rows) -> set[int]:
+    """Ids of the unnamed intermediates (v8) that the printed equations refer to, so that their
+    forward lines are printed too: without them a reader meets v8 with no definition."""
+    internal = {n.label: n for n in nodes if n.kind not in ("leaf", "matmul") and not _named(n)}
+    todo = [e for _, e in rows] + [_forward_expr(n) for n in nodes if n.kind != "leaf" and _named(n)]
+    found: set[int] = set()
+    while todo:
+        for token in re.findall(r"\w+", str(todo.pop())):
+            n = internal.get(token)
+            if n is not None and id(n) not in found:
+                found.add(id(n))
+                todo.append(_forward_expr(n))
+    return found
 
 
 def _order(rows):
@@ -120,7 +137,7 @@ def _forward_expr(n: TNode) -> sp.Expr:
         return n.body.xreplace({s: _show(i) for s, i in zip(n.lanes, n.inputs)})
     if n.kind == "matmul":
         a, b = n.inputs
-        return _sym(f"{a.label}{'ᵀ' if n.trans[0] else ''}·{b.label}{'ᵀ' if n.trans[1] else ''}")
+        return _sym(f"{_factor(a.label, n.trans[0])}·{_factor(b.label, n.trans[1])}")
     return _sym(f"{n.kind}({', '.join(i.label for i in n.inputs)})")
 
 
@@ -140,7 +157,21 @@ def _push(c: _Collector, n: TNode) -> None:
     elif n.kind == "logsumexp":
         c.add(n.inputs[0], d * _sym(f"softmax({n.inputs[0].label})"))
     elif n.kind == "matmul":
-        a, b = n.inputs
-        dn = f"({tidy(c.delta.get(id(n), 0))})"
-        c.add(a, _sym(f"{dn}·{b.label}ᵀ"))
-        c.add(b, _sym(f"{a.label}ᵀ·{dn}"))
+        _push_matmul(c, n)
+
+
+def _factor(label: str, transposed: bool) -> str:
+    """An operand of a printed product. A product label (W1·x) is transposed in parentheses,
+    (W1·x)ᵀ: W1·xᵀ would read as W1 times xᵀ, a product of the wrong shape."""
+    if not transposed:
+        return label if " " not in label else f"({label})"
+    atom = re.fullmatch(r"\w+", label) is not None  # not isidentifier(): it accepts the middle dot
+    return f"{label}ᵀ" if atom else f"({label})ᵀ"
+
+
+def _push_matmul(c: _Collector, n: TNode) -> None:
+    # out = A·B with A = a or aᵀ, B = b or bᵀ: δA = δ·Bᵀ, δB = Aᵀ·δ, and δa = (δA)ᵀ when A = aᵀ
+    (a, ta), (b, tb) = zip(n.inputs, n.trans)
+    dn = f"({tidy(c.delta.get(id(n), 0))})"
+    c.add(a, _sym(f"{_factor(b.label, tb)}·{dn}ᵀ" if ta else f"{dn}·{_factor(b.label, not tb)}"))
+    c.add(b, _sym(f"{dn}ᵀ·{_factor(a.label, ta)}" if tb else f"{_factor(a.label, not ta)}·{dn}"))
