@@ -114,7 +114,7 @@ def explain(
     single = isinstance(wrt, sp.Basic)
     stable, variables, rules, original = prepare(expr, [wrt] if single else list(wrt))
     named = resolve_names(names, original, stable, _name_forms, output)
-    s = sweep(stable, {node: name for node, (name, _) in named.items()}, output)
+    s = sweep(stable, {node: name for node, (name, _) in named.items()}, output, rename_output=False)
     check_trace_names(s, named, stable, bool(rules))
     d = Derivation(original, stable, rules, s, variables)
     d.gradients = [unrealify(s.gradient(v), expr) for v in variables]

@@ -135,9 +135,13 @@ def _partials(body: sp.Expr, lanes: list[sp.Symbol], out: sp.Symbol) -> tuple[sp
 
 
 class _Builder:
-    def __init__(self, names: dict[sp.Expr, str], output_name: str):
+    def __init__(self, names: dict[sp.Expr, str], output_name: str, taken: set[str] = frozenset()):
         self.names = names
         self.output_name = output_name
+        # names the automatic ones (v1, v2, ...) must skip: a variable called v1 would otherwise
+        # be the same Symbol as the seam v1, and its adjoint would be mixed with the seam's
+        self.taken = set(taken) | set(names.values()) | {output_name}
+        self.auto = 0
         self.nodes: list[Node] = []
         self.leaves: list[sp.Symbol] = []
         self.seam: dict[sp.Expr, sp.Symbol] = {}
@@ -165,13 +169,19 @@ class _Builder:
             return e
         lanes: list[sp.Symbol] = []
         body = self._body(e, lanes)
-        name = self.output_name if is_root else self.names.get(e, f"v{len(self.nodes) + 1}")
+        name = self.output_name if is_root else self.names.get(e) or self._auto_name()
         out = sp.Symbol(name, real=True)
         partials = _partials(body, lanes, out)
         node = Node(out, e, body, tuple(lanes), partials)
         self.nodes.append(node)
         self.seam[e] = out
         return out
+
+    def _auto_name(self) -> str:
+        self.auto = max(self.auto, len(self.nodes)) + 1
+        while f"v{self.auto}" in self.taken:
+            self.auto += 1
+        return f"v{self.auto}"
 
     def _body(self, e: sp.Expr, lanes: list[sp.Symbol]) -> sp.Expr:
         if isinstance(e, sp.Piecewise):
@@ -203,15 +213,23 @@ class _Builder:
         return e.xreplace(repl)
 
 
-def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: str = "J") -> Sweep:
+def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: str = "J",
+          rename_output: bool = True) -> Sweep:
     """Build the forward trace of ``expr`` and run the reverse (adjoint) sweep.
+
+    Automatic names (v1, v2, ...) skip the names of ``expr``'s symbols; so does the output's
+    (J, then J_, ...) unless ``rename_output`` is False (``explain``, which refuses the clash).
 
     >>> x = sp.Symbol("x", real=True)
     >>> s = sweep(sp.cos(x**2))
     >>> s.gradient(x)
     -2*x*sin(x**2)
     """
-    b = _Builder(dict(names or {}), output_name)
+    taken = {str(v) for v in expr.free_symbols}
+    if rename_output:
+        while output_name in taken:
+            output_name += "_"
+    b = _Builder(dict(names or {}), output_name, taken)
     if _is_const(expr):
         out = sp.Symbol(output_name, real=True)
         return Sweep([Node(out, expr, expr, (), ())], [], out, [], {out: sp.S.One})
