@@ -127,7 +127,7 @@ def run(mode: Mode) -> Section:
     L.append(table(["implementation", "median ms", "first call ms", "Melem/s", "time / symgrad parallel",
                     "time / symgrad serial", "max abs diff vs NumPy"], rows))
     L += [""] + [f"- {n_}" for n_ in notes] + ([""] if notes else [])
-    from symgrad.runtime import check_finite
+    from symgrad.runtime.checks import check_finite
 
     scan = median_time(lambda: check_finite(xs, "x"), repeats)
     L.append(f"symgrad's public `pointwise()` checks its input first; that NaN/Inf scan alone takes "

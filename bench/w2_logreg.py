@@ -39,7 +39,8 @@ from bench.common import (
     table,
     thread_note,
 )
-from symgrad.train_codegen import PAR_ROWS
+from symgrad.codegen.train import PAR_ROWS
+from symgrad.runtime.fit import fit_threads
 
 SG_FIT = "symgrad fit (fused kernel, batch = n, SGD{}; {} threads)"
 SG_SERIAL = "symgrad fit, threads=1 (the serial kernel)"
@@ -140,7 +141,7 @@ def decompose(X, y, repeats: int) -> dict[str, float]:
     else:
         out[GEMV] = median_time(lambda: (X @ w, X.T @ r), repeats * 10, warmup=3)
     out[TRANSC] = median_time(lambda: _bce_parts(z, y, r, loss), repeats * 10, warmup=3)
-    from symgrad import vecmath as vm
+    from symgrad.native import vecmath as vm
 
     vm_parts = _make_bce_parts(vm.exp, vm.log1p)
     vm_parts(z, y, r, loss)
@@ -170,7 +171,7 @@ def run(mode: Mode) -> Section:
     import inspect
 
     fit_opts = {"shuffle": False} if "shuffle" in inspect.signature(sg.fit).parameters else {}
-    par = sg.train.fit_threads(n)  # fit splits a batch this large over Numba's threads
+    par = fit_threads(n)  # fit splits a batch this large over Numba's threads
     sg_name = SG_FIT.format(", shuffle=False" if fit_opts else "", par)
 
     def sg_fit(**kw):

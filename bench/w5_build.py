@@ -8,7 +8,7 @@ For training models the child builds the ``MLP`` (SymPy expressions), then calls
 for one epoch on two batches of random data, twice. The first call builds the kernel; the
 second only trains, so ``build = model construction + (first fit - second fit)``. Inside the
 first call, instrumentation around ``symgrad.jit.ensure_source`` / ``load`` and
-``symgrad.tensor.api.lower`` (when those hooks exist) splits it into: lowering (the IR and
+``symgrad.build.lower`` (when those hooks exist) splits it into: lowering (the IR and
 the symbolic derivatives of every elementwise node), the rest of source generation (reverse
 sweep, codegen, writing the module), importing the module, and Numba (compiling, or loading
 its cache) plus cache-key hashing of the SymPy model.
@@ -64,7 +64,7 @@ def load(path, jit):
 sgjit.ensure_source, sgjit.load = ensure_source, load
 T["hooks"] += ["ensure_source", "load"]
 try:
-    import symgrad.tensor.api as tapi
+    import symgrad.build as tapi
     _lower = tapi.lower
     def lower(*a, **k):
         t = time.perf_counter()

@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 import symgrad
-from symgrad.ops import expand_ops
+from symgrad.lang.ops import expand_ops
 
 
 def seed_formula(n: int) -> float:

@@ -6,17 +6,24 @@
 -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))
 """
 
-from . import losses, nn, ops, optim
+import sys
+
 from .api import compile, compile_residuals, explain, formulas, grad
 from .errors import SymgradError
-from .nn import activation
-from .parse import parse_expr
-from .tensor.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
+from .lang import losses, nn, ops, optim
+from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
+from .lang.nn import activation
+from .lang.parse import parse_expr
+from .runtime.fit import Trained, fit
 from .testing import GradCheck, GradientCheckError, check_grads
-from .train import Trained, fit
 
 __all__ = [
     "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "logsumexp",
     "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"
+
+# The language modules live in symgrad/lang/ with the rest of the pipeline, but users write
+# ``from symgrad.ops import sigmoid`` and ``import symgrad.nn``: those names stay importable.
+for _m in (losses, nn, ops, optim):
+    sys.modules[f"{__name__}.{_m.__name__.rsplit('.', 1)[1]}"] = _m

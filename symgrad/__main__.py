@@ -19,7 +19,7 @@ import sympy as sp
 from . import __version__
 from .api import explain, grad
 from .errors import NameClashError, ParseError, SymgradError
-from .parse import parse_expr
+from .lang.parse import parse_expr
 
 
 def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:

@@ -60,3 +60,7 @@ class NamingError(SymgradError, ValueError):
 
 class NameClashError(NamingError):
     """A name for the printout is already used by another quantity of the derivation."""
+
+
+class OptionError(SymgradError, ValueError):
+    """An option (reduction, backend, ...) is not one of the supported values."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import sympy as sp
 
 from symgrad import ops
-from symgrad.validate import MATH_FUNCS
+from symgrad.front.validate import MATH_FUNCS
 
 Pick = Callable[[Sequence], object]
 

@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symgrad.ops import expand_ops
+from symgrad.lang.ops import expand_ops
 
 DPS = 50
 

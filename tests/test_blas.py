@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from symgrad.blas import gemm
+from symgrad.native.blas import gemm
 
 pytestmark = pytest.mark.numba
 

@@ -10,8 +10,8 @@ import sympy as sp
 
 from symgrad.__main__ import main
 from symgrad.errors import ParseError, SymgradError
-from symgrad.ops import bce_logits, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
-from symgrad.parse import MAX_DEPTH, MAX_LENGTH, parse_expr
+from symgrad.lang.ops import bce_logits, elu, gelu, leaky_relu, relu, sigmoid, silu, softplus
+from symgrad.lang.parse import MAX_DEPTH, MAX_LENGTH, parse_expr
 
 x, y, z = sp.symbols("x y z", real=True)
 

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.tensor.api import generate
+from symgrad.build import generate
 
 
 def _deep(depth):
@@ -27,7 +27,7 @@ def test_deep_loss_grad_is_outlined_and_exact():
 
 
 def test_outlined_and_inline_give_identical_gradients(monkeypatch):
-    import symgrad.tensor.program as program
+    import symgrad.codegen.program as program
 
     net, y, loss = _deep(14)
     rng = np.random.default_rng(1)
@@ -102,7 +102,7 @@ def test_large_shallow_model_trains_through_glue_and_is_cacheable():
     """From GLUE_MIN_PARAMS parameters on, the inlined training step is compiled as glue (no LLVM
     optimiser, kernels called through overloads): same parameters as the Python path, and
     Numba can still cache it."""
-    from symgrad.train_codegen import GLUE_MIN_PARAMS
+    from symgrad.codegen.train import GLUE_MIN_PARAMS
 
     net = sg.nn.MLP([64, 64, 2], activation="relu")
     assert sum(int(np.prod(p.shape)) for p in net.params) >= GLUE_MIN_PARAMS

@@ -12,7 +12,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad import vecmath
+from symgrad.native import vecmath
 
 pytestmark = pytest.mark.numba
 

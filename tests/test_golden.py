@@ -11,10 +11,8 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.codegen_scalar import scalar_module
-from symgrad.compiled import build_spec
-from symgrad.tensor.api import generate
-from symgrad.train import build
+from symgrad.build import build_spec, generate, training_module
+from symgrad.codegen.scalar import scalar_module
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -39,7 +37,7 @@ def _seed_network() -> str:
 
 
 def _seed_network_training() -> str:
-    path, _, _ = build(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce", sg.optim.SGD(0.1), "float64")
+    path, _, _ = training_module(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce", sg.optim.SGD(0.1), "float64")
     return sg.jit.read_source(path)
 
 

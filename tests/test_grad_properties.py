@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import symgrad
-from symgrad.ops import expand_ops, relu, sigmoid, softplus
+from symgrad.lang.ops import expand_ops, relu, sigmoid, softplus
 
 settings.register_profile(
     "symgrad-derandomized",

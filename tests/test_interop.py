@@ -21,9 +21,9 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 import symgrad as sg
-from symgrad.api import prepare
-from symgrad.ops import OPS, _Op, bce_logits, expand_ops, sigmoid
-from symgrad.printer import NumbaPrinter
+from symgrad.codegen.printer import NumbaPrinter
+from symgrad.front.prepare import prepare
+from symgrad.lang.ops import OPS, _Op, bce_logits, expand_ops, sigmoid
 
 GUARD_DPS = 1000  # digits of the reference
 MP_DPS = 50  # digits of the mpmath results checked

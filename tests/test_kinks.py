@@ -6,7 +6,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad import explain, grad
-from symgrad.ops import KINK_CONVENTIONS, elu, leaky_relu, relu
+from symgrad.lang.ops import KINK_CONVENTIONS, elu, leaky_relu, relu
 
 X = sp.Symbol("x", real=True)
 ALPHA = sp.Symbol("alpha", positive=True)

@@ -23,11 +23,11 @@ from sympy.core.cache import clear_cache
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import symgrad as sg
-import symgrad.derive as D
-from symgrad.derive import sweep
+import symgrad.derive.reverse as D
+from symgrad.derive.reverse import sweep
+from symgrad.derive.simplify import TIDY_LIMIT, tidy
 from symgrad.errors import SymgradError, UnsupportedModelError
-from symgrad.simplify import TIDY_LIMIT, tidy
-from symgrad.validate import MAX_MATRIX_ELEMENTS, check_matrix_elements
+from symgrad.front.validate import MAX_MATRIX_ELEMENTS, check_matrix_elements
 
 w, t, y = sp.symbols("w t y", real=True)
 
@@ -53,7 +53,7 @@ def calls(fn) -> int:
 
 def derivation(n: int):
     """What the compiler derives: the gradient, and the Hessian-vector product's sweep over
-    grad . v (one more reverse sweep, as symgrad.compiled.build_spec does)."""
+    grad . v (one more reverse sweep, as symgrad.build.build_spec does)."""
     loss, params, _ = cosine_series(n)
     s = sweep(loss)
     grads = [s.gradient(p) for p in params]

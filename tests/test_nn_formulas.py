@@ -11,10 +11,10 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 import symgrad as sg
-from symgrad import optim
-from symgrad.losses import LOSSES
-from symgrad.nn import MLP, Dense
-from symgrad.ops import sigmoid, softplus
+from symgrad.lang import optim
+from symgrad.lang.losses import LOSSES
+from symgrad.lang.nn import MLP, Dense
+from symgrad.lang.ops import sigmoid, softplus
 
 MS = sp.MatrixSymbol
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symgrad.optim import (
+from symgrad.lang.optim import (
     SGD,
     AdaGrad,
     Adam,

@@ -11,8 +11,8 @@ import pytest
 import sympy as sp
 
 import symgrad
-from symgrad.ops import bce_logits, expand_ops, sigmoid, softplus
-from symgrad.rewrite import RULES, stabilize
+from symgrad.front.rewrite import RULES, stabilize
+from symgrad.lang.ops import bce_logits, expand_ops, sigmoid, softplus
 
 Z = sp.Symbol("z", real=True)
 Y = sp.Symbol("y", real=True)

@@ -12,7 +12,7 @@ import sympy as sp
 
 from symgrad import explain, grad
 from symgrad.errors import NonScalarLossError, SymgradError, UnsupportedFunctionError
-from symgrad.ops import expand_ops, sigmoid
+from symgrad.lang.ops import expand_ops, sigmoid
 
 X = sp.Symbol("x", real=True)
 J_SIMPLE = sp.cos(sp.sin(X**2) + 3 * X**2)

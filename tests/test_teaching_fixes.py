@@ -13,10 +13,10 @@ from sympy.matrices.expressions.hadamard import HadamardPower
 import symgrad as sg
 from symgrad.__main__ import main
 from symgrad.errors import LossMismatchError, NameClashError, NamingError, SymgradError
-from symgrad.losses import LOSSES
-from symgrad.nn import MLP
-from symgrad.ops import expand_ops, sigmoid
-from symgrad.tensor.functions import elementwise
+from symgrad.lang.functions import elementwise
+from symgrad.lang.losses import LOSSES
+from symgrad.lang.nn import MLP
+from symgrad.lang.ops import expand_ops, sigmoid
 
 x, y, a, v1, J = sp.symbols("x y a v1 J", real=True)
 SEED = sp.cos(sp.sin(x**2) + 3 * x**2)

@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 import symgrad.api as A
+from symgrad.build import generate
 from symgrad.errors import (
     DataError,
     DtypeError,
@@ -25,9 +26,8 @@ from symgrad.errors import (
     UnboundSymbolError,
     UnsupportedModelError,
 )
-from symgrad.ops import bce_logits, elu, expand_ops, gelu, leaky_relu, relu, sigmoid, silu, softplus
-from symgrad.tensor.api import generate
-from symgrad.tensor.functions import logsumexp, mean, msum, softmax_ce
+from symgrad.lang.functions import logsumexp, mean, msum, softmax_ce
+from symgrad.lang.ops import bce_logits, elu, expand_ops, gelu, leaky_relu, relu, sigmoid, silu, softplus
 
 MS = sp.MatrixSymbol
 

@@ -14,9 +14,9 @@ import sympy as sp
 import symgrad as sg
 import symgrad.api as A
 from symgrad.errors import ShapeError, UnsupportedModelError
-from symgrad.ops import expand_ops, sigmoid, softplus
-from symgrad.runtime import split_flat
-from symgrad.tensor.functions import msum, softmax_ce
+from symgrad.lang.functions import msum, softmax_ce
+from symgrad.lang.ops import expand_ops, sigmoid, softplus
+from symgrad.runtime.checks import split_flat
 from tests.test_tensor import MODELS, _build, _explicit_symbols, _tiny
 
 MS = sp.MatrixSymbol

@@ -20,11 +20,11 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardPower
 
 import symgrad as sg
-from symgrad import optim
 from symgrad.errors import DataError, DivergenceError, DtypeError, ShapeError, SymgradError
-from symgrad.losses import LOSSES
-from symgrad.nn import ACTIVATIONS, MLP
-from symgrad.train import GradientHealthWarning
+from symgrad.lang import optim
+from symgrad.lang.losses import LOSSES
+from symgrad.lang.nn import ACTIVATIONS, MLP
+from symgrad.runtime.fit import GradientHealthWarning, fit_threads
 
 MS = sp.MatrixSymbol
 Z = sp.Symbol("z", real=True)
@@ -316,18 +316,18 @@ def test_chunking_does_not_change_results(ce_problem):
 
 
 def test_repeated_builds_reuse_the_module_but_not_across_settings(ce_problem, tmp_path):
-    from symgrad import train
+    from symgrad.build import training_module
 
     net = ce_problem[0]
-    a = train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")
-    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.01), "float64") == a  # lr is an argument
-    other = [train.build(net, "softmax_cross_entropy", opt, "float64")[0]
+    a = training_module(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")
+    assert training_module(net, "softmax_cross_entropy", optim.Adam(0.01), "float64") == a  # lr is an argument
+    other = [training_module(net, "softmax_cross_entropy", opt, "float64")[0]
              for opt in (optim.Adam(0.05, beta1=0.5), optim.AdamW(0.05), optim.Adam(0.05, weight_decay=0.1))]
     assert len({a[0], *other}) == 4
-    assert train.build(net, "mse", optim.Adam(0.05), "float64")[0] != a[0]
-    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float32")[0] != a[0]
+    assert training_module(net, "mse", optim.Adam(0.05), "float64")[0] != a[0]
+    assert training_module(net, "softmax_cross_entropy", optim.Adam(0.05), "float32")[0] != a[0]
     a[0].unlink()  # a deleted cache file is rebuilt, not trusted from memory
-    assert train.build(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")[0].exists()
+    assert training_module(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")[0].exists()
 
 
 def test_python_fit_is_deterministic_per_seed(ce_problem):
@@ -814,7 +814,7 @@ def test_row_blocks_equal_the_unsplit_batch_and_the_unfused_loop(batch_size, big
     """Three blocks of a 4,100-row batch (and 2,500 + 1,600: the short last batch is one block)
     give the loss and gradients of the whole batch: weighted by their rows, up to rounding."""
     net, X, labels, Y, f, init = big_problem
-    assert sg.train.fit_threads(batch_size, 3, backend="python") == 3
+    assert fit_threads(batch_size, 3, backend="python") == 3
     kw = dict(optimizer=optim.Adam(0.05), epochs=2, batch_size=batch_size, params=[p.copy() for p in init],
               backend="python", seed=4)
     split = sg.fit(net, "softmax_cross_entropy", X, labels, threads=3, **kw)
@@ -829,7 +829,7 @@ def test_row_blocks_equal_the_unsplit_batch_and_the_unfused_loop(batch_size, big
 @pytest.mark.numba
 def test_numba_parallel_kernel_matches_serial(big_problem):
     net, X, labels, _, _, init = big_problem
-    if sg.train.fit_threads(len(X)) < 2:
+    if fit_threads(len(X)) < 2:
         pytest.skip("Numba has one thread here: fit never splits a batch")
     kw = dict(optimizer=optim.SGD(0.5), epochs=3, batch_size=len(X), params=[p.copy() for p in init], shuffle=False)
     par = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
@@ -840,14 +840,14 @@ def test_numba_parallel_kernel_matches_serial(big_problem):
 
 
 def test_fit_threads_rules():
-    assert sg.train.fit_threads(2047, 4, backend="python") == 1  # too few rows to split
-    assert sg.train.fit_threads(10_000, 1) == 1
+    assert fit_threads(2047, 4, backend="python") == 1  # too few rows to split
+    assert fit_threads(10_000, 1) == 1
     with pytest.raises(SymgradError, match="threads=0"):
-        sg.train.fit_threads(10_000, 0)
+        fit_threads(10_000, 0)
 
 
 def test_chunks_grow_until_a_native_call_lasts_long_enough():
-    from symgrad.train import CHUNK_SECONDS, _grow_chunk
+    from symgrad.runtime.fit import CHUNK_SECONDS, _grow_chunk
 
     assert _grow_chunk(10, CHUNK_SECONDS / 200, 0) == 200  # 200 fast epochs per call
     assert _grow_chunk(10, 1.0, 0) == 10  # never shrinks

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 import pytest
 
-from symgrad import vecmath as vm
+from symgrad.native import vecmath as vm
 
 pytestmark = pytest.mark.numba
 

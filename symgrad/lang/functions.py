@@ -85,7 +85,7 @@ class bce_sum(sp.Function):
 
     @classmethod
     def eval(cls, z, y):
-        from ..ops import bce_logits
+        from .ops import bce_logits
 
         ez, ey = _explicit(z), _explicit(y)
         if ez is None or ey is None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..codegen_scalar import _block
-from ..ops import EXP_FIRST, HELPERS
-from ..printer import NumbaPrinter, py_name
-from .ir import OUT, TNode
+from ..derive.ir import OUT, TNode
+from ..lang.ops import EXP_FIRST, HELPERS
+from .printer import NumbaPrinter, py_name
+from .scalar import _block
 
 # Contractions go through two shared functions (with dozens of layers, lowering a product at
-# every call site dominated compile time), each one BLAS call (symgrad/blas.py).
+# every call site dominated compile time), each one BLAS call (symgrad/native/blas.py).
 MM_HELPERS = '''
 @jit
 def mm(a, b, out):

@@ -19,15 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy as sp
 
-from . import jit
-from .errors import DivergenceError, ShapeError, SymgradError
-from .losses import LOSSES
-from .optim import Adam, Optimizer
-from .runtime import as_float_array, check_finite, split_flat
-from .tensor.api import generate, model_key
-from .train_codegen import predict_source, train_source
+from .. import jit
+from ..build import check_options, training_module
+from ..errors import DivergenceError, ShapeError, SymgradError
+from ..lang.optim import Adam, Optimizer
+from .checks import as_float_array, check_finite, split_flat
 
 
 class GradientHealthWarning(UserWarning):
@@ -76,14 +73,6 @@ class Trained:
         self.params = [np.ascontiguousarray(a, dtype=self.dtype) for a in loaded]
 
 
-def _loss_fn(loss) -> tuple[Callable, str]:
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise SymgradError(f"unknown loss {loss!r}. Known: {sorted(LOSSES)}; or pass f(pred, target)")
-        return LOSSES[loss], loss
-    return loss, getattr(loss, "__name__", "custom")
-
-
 def _prepare_xy(X, Y, loss_name, n_out, dtype):
     X = as_float_array(np.asarray(X) if not isinstance(X, np.ndarray) else X, dtype, "X")
     Y = np.asarray(Y)
@@ -95,7 +84,7 @@ def _prepare_xy(X, Y, loss_name, n_out, dtype):
     Y = as_float_array(Y.astype(dtype) if Y.dtype.kind in "iub" else Y, dtype, "Y")
     X, Y = X.reshape(len(X), -1), Y.reshape(len(Y), -1)
     if len(X) != len(Y):
-        from .errors import DataError
+        from ..errors import DataError
 
         raise DataError(f"X has {len(X)} rows but Y has {len(Y)}. Fix: one target row per sample.")
     if Y.shape[1] != n_out:
@@ -103,41 +92,6 @@ def _prepare_xy(X, Y, loss_name, n_out, dtype):
     check_finite(X, "X")
     check_finite(Y, "Y")
     return np.ascontiguousarray(X), np.ascontiguousarray(Y)
-
-
-# Repeated fit() calls on the same model skip re-deriving the cache key (srepr of the
-# expression, printing the optimizer: milliseconds, which dominated short fits).
-_BUILT: dict[tuple, tuple] = {}
-
-
-def build(model, loss, optimizer: Optimizer, dtype: str):
-    """Generate (or load from cache) the module with loss, loss_grad, predict, train_chunk."""
-    labels = getattr(model, "labels", None)
-    memo = (model.expr, tuple(model.params), model.x, tuple(labels.items()) if labels else None,
-            loss, type(optimizer), tuple(sorted(optimizer.hyper.items())), dtype)
-    hit = _BUILT.get(memo)
-    if hit is not None and hit[0].exists():
-        return hit
-    _BUILT[memo] = _build(model, loss, optimizer, dtype)
-    return _BUILT[memo]
-
-
-def _build(model, loss, optimizer: Optimizer, dtype: str):
-    loss_fn, loss_name = _loss_fn(loss)
-    n_out = int(model.expr.shape[0])
-    y = sp.MatrixSymbol("y", n_out, 1)
-    loss_expr = loss_fn(model.expr, y)
-    params, data = model.params, [model.x, y]
-    key = model_key("fit", loss_expr, params, data, dtype, "mean", optimizer.step_source("opt_update"), sp.srepr(model.expr))
-
-    def extra(prog):
-        return ["\n".join(predict_source(prog, model.expr, params, model.x)),
-                optimizer.step_source("opt_update"),
-                "\n".join(train_source(prog, optimizer.state))]
-
-    path = jit.ensure_source(key, lambda: generate(loss_expr, params, data, "mean", dtype,
-                                                   getattr(model, "labels", None), extra))
-    return path, loss_name, n_out
 
 
 def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
@@ -158,9 +112,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
     Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
     """
+    dt = np.dtype(check_options(dtype, backend=backend))  # before anything is built or cached
     optimizer = optimizer or Adam()
-    dt = np.dtype(dtype)
-    path, loss_name, n_out = build(model, loss, optimizer, dt.name)
+    path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
     Xa, Ya = _prepare_xy(X, Y, loss_name, n_out, dt)
     theta = _flat(_initial_params(model, params, seed, dt))
@@ -325,7 +279,7 @@ def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -
     """
     import numba
 
-    from .train_codegen import PAR_ROWS
+    from ..codegen.train import PAR_ROWS
 
     if threads is not None and threads < 1:
         raise SymgradError(f"threads={threads}: give a positive count, or None for all of Numba's threads")

@@ -261,7 +261,7 @@ OPS: dict[str, type[_Op]] = {
 class AfterExp(sp.Function):
     """An op of ``EXP_FIRST`` whose e^-|a| was computed beforehand and is its last argument.
     Only printed, never differentiated: the code generator makes these after derivation, to
-    compute e^-|a| for all samples in a loop of its own (tensor/codegen.py)."""
+    compute e^-|a| for all samples in a loop of its own (codegen/maps.py)."""
 
 
 class sigmoid_e(AfterExp):  # noqa: N801 (named as the helper it prints as)

@@ -16,9 +16,9 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
-from ..rewrite import stabilize
-from ..validate import check_functions
-from .functions import bce_sum, logsumexp, msum, softmax, softmax_ce
+from ..front.rewrite import stabilize
+from ..front.validate import check_functions
+from ..lang.functions import bce_sum, logsumexp, msum, softmax, softmax_ce
 
 
 @dataclass(eq=False)
@@ -55,8 +55,8 @@ def map_partials(body: sp.Expr, lanes: tuple[sp.Symbol, ...]) -> tuple[sp.Expr, 
     """
     key = sp.Tuple(body, *lanes)
     if key not in _partials_memo:
-        from ..derive import _clean_partial
-        from ..simplify import tidy
+        from .reverse import _clean_partial
+        from .simplify import tidy
 
         _partials_memo[key] = tuple(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})) for s in lanes)
     return _partials_memo[key]
@@ -198,7 +198,7 @@ class Lowerer:
                 raise ShapeError(f"softmax_ce logits {ins[0].shape} and target {ins[1].shape} differ")
             return self._add(TNode(kind, "", (1, 1), any(n.batched for n in ins), ins), e)
         if isinstance(e, bce_sum):
-            from ..ops import bce_logits
+            from ..lang.ops import bce_logits
 
             z, t = (self.matrix(a) for a in e.args)
             if z.shape != t.shape:

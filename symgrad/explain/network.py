@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..simplify import tidy
-from .ir import OUT, TNode, lower
+from ..derive.ir import OUT, TNode, lower
+from ..derive.simplify import tidy
 
 
 def _sym(name: str) -> sp.Symbol:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from ..printer import NumbaPrinter
-from .codegen import FUSED_HELPERS, MM_HELPERS, MapKernels
-from .ir import TNode
+from ..derive.ir import TNode
+from .maps import FUSED_HELPERS, MM_HELPERS, MapKernels
 from .outline import outline
+from .printer import NumbaPrinter
 
 #: Above this many nodes, loss_grad is split into segment functions of SEGMENT_NODES nodes.
 #: Two nodes (one dense layer: product, then bias and activation) built a 32-layer net 10-17%

@@ -15,9 +15,9 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from . import vecmath
-from .ops import OPS, AfterExp
-from .validate import MATH_FUNCS
+from ..front.validate import MATH_FUNCS
+from ..lang.ops import OPS, AfterExp
+from ..native import vecmath
 
 #: math functions printed as their vecmath twins: vectorisable, within an ulp, any argument
 _VM = {f"math.{name}": f"vm.{name}" for name in vecmath.NAMES}

@@ -15,10 +15,10 @@ from collections.abc import Callable
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from .errors import LossMismatchError
+from ..errors import LossMismatchError, OptionError
+from ..front.rewrite import stabilize
+from .functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 from .ops import sigmoid
-from .rewrite import stabilize
-from .tensor.functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 
 
 def _ew(m: sp.MatrixExpr, f: Callable[[sp.Expr], sp.Expr]) -> sp.MatrixExpr:
@@ -101,4 +101,21 @@ LOSSES: dict[str, Callable[..., sp.Expr]] = {
     "cross_entropy": softmax_cross_entropy,
 }
 
-__all__ = ["LOSSES", "binary_cross_entropy", "huber", "mae", "mse", "msum", "softmax_cross_entropy"]
+
+
+def loss_fn(loss: str | Callable[..., sp.Expr]) -> tuple[Callable[..., sp.Expr], str]:
+    """(the loss function, its name) for a name in ``LOSSES`` or a function f(pred, target).
+
+    >>> loss_fn("bce")[1]
+    'bce'
+    """
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise OptionError(f"unknown loss {loss!r}. Known: {sorted(LOSSES)}. Fix: use one of them, or pass f(pred, target)")
+        return LOSSES[loss], loss
+    if not callable(loss):
+        raise OptionError(f"loss must be a name or a function f(pred, target), got {type(loss).__name__}")
+    return loss, getattr(loss, "__name__", "custom")
+
+
+__all__ = ["LOSSES", "loss_fn", "binary_cross_entropy", "huber", "mae", "mse", "msum", "softmax_cross_entropy"]

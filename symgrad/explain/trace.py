@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .derive import Sweep
-from .errors import NameClashError, NamingError
-from .ops import KINK_CONVENTIONS
-from .parse import parse_expr
-from .simplify import tidy
+from ..derive.reverse import Sweep
+from ..derive.simplify import tidy
+from ..errors import NameClashError, NamingError
+from ..lang.ops import KINK_CONVENTIONS
+from ..lang.parse import parse_expr
 
 
 def _kinks(*exprs: sp.Expr) -> list[str]:

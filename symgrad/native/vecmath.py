@@ -14,7 +14,7 @@ Numba (the vectorisable version). float32 arguments are computed in float64 and 
 once, which keeps float32 results correctly rounded in almost every case.
 
 >>> import numba, numpy as np
->>> from symgrad import vecmath as vm
+>>> from symgrad.native import vecmath as vm
 >>> f = numba.njit(lambda x: vm.exp(x) + vm.sin_fast(x))
 >>> bool(abs(f(1.5) - (np.exp(1.5) + np.sin(1.5))) < 1e-15)
 True

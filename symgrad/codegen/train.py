@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from .tensor.codegen import FUSED_HELPERS, MM_HELPERS
-from .tensor.ir import lower_matrix
-from .tensor.optimize import fuse_maps
-from .tensor.program import Program
+from ..derive.fuse import fuse_maps
+from ..derive.ir import lower_matrix
+from .maps import FUSED_HELPERS, MM_HELPERS
+from .program import Program
 
 #: Models with more IR nodes than this call loss_grad from the training loop instead of inlining it.
 INLINE_MAX_NODES = 24

@@ -111,7 +111,7 @@ _BASIC_FREE_SYMBOLS = sp.Basic.free_symbols
 
 
 def _clean_partial(p: sp.Expr) -> sp.Expr:
-    """Remove distributions SymPy produces at kinks; the conventions live in ops.py."""
+    """Remove distributions SymPy produces at kinks; the conventions live in lang/ops.py."""
     p = p.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     return p.replace(
         lambda e: isinstance(e, sp.Heaviside),

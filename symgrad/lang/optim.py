@@ -23,8 +23,8 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.str import StrPrinter
 
-from .errors import SymgradError
-from .printer import NumbaPrinter, py_name
+from ..codegen.printer import NumbaPrinter, py_name
+from ..errors import SymgradError
 
 
 class OptimizerConfigError(SymgradError, ValueError):

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
+from ..errors import SymgradError
 from . import ops
-from .errors import SymgradError
-from .tensor.functions import elementwise, softmax
+from .functions import elementwise, softmax
 
 Activation = Callable[[sp.Expr], sp.Expr]
 
@@ -52,8 +52,8 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> Activation:
     body = sp.sympify(f(z))
     if body.free_symbols - {z}:
         raise SymgradError(f"an activation must be an expression of its one argument only, got {body}")
-    from .rewrite import stabilize
-    from .validate import check_functions
+    from ..front.rewrite import stabilize
+    from ..front.validate import check_functions
 
     check_functions(body)
     body, _ = stabilize(body)

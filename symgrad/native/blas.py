@@ -9,7 +9,7 @@ layout combination, with its checks and copies (docs/decisions.md), and
 BLAS's beta instead, so an accumulating product adds into ``out`` in place.
 
 >>> import numba, numpy as np
->>> from symgrad.blas import gemm
+>>> from symgrad.native.blas import gemm
 >>> a, b, out = np.arange(6.0).reshape(3, 2), np.arange(6.0).reshape(3, 2), np.ones((2, 2))
 >>> numba.njit(lambda a, b, out: gemm(a.T, b, out, 1.0))(a, b, out)  # out += a.T @ b
 >>> out

@@ -1,4 +1,4 @@
-"""Compiling tensor (matrix) models: lowering, codegen, cache, and the runtime object."""
+"""The runtime face of a compiled tensor (matrix) model; ``build.tensor_module`` makes its file."""
 
 from __future__ import annotations
 
@@ -9,13 +9,9 @@ import numpy as np
 import sympy as sp
 
 from .. import jit
-from ..codegen_scalar import module_header
 from ..errors import ShapeError, UnsupportedModelError
-from ..printer import NumbaPrinter
-from ..runtime import as_float_array, check_data, check_finite, split_flat
-from ..validate import check_bindings, check_scalar
-from .ir import lower
-from .optimize import fuse_maps
+from .base import Compiled
+from .checks import as_float_array, check_data, check_finite, split_flat
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
 MAX_DENSE_HESSIAN = 1024
@@ -25,54 +21,7 @@ def _shape(s: sp.Basic) -> tuple[int, int]:
     return tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
 
 
-def generate(loss, params, data, reduction, dtype, labels=None, extra=None, hvp: bool = False) -> str:
-    """Lower and generate the module source for a tensor loss (runs on a cache miss). With
-    ``hvp``, the module's one function, ``loss_grad``, differentiates the loss's directional
-    derivative instead (``tangent.tangent_graph``): its gradient is (H v, ∇f)."""
-    from .program import Program
-    from .tangent import tangent_graph
-
-    nodes, out = lower(loss, params, data, labels)
-    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
-    ps = [leaves[str(p)] for p in params]
-    if hvp:
-        nodes, out, directions = tangent_graph(nodes, out, ps)
-        ps += directions
-    nodes, out = fuse_maps(nodes, out)
-    printer = NumbaPrinter()
-    prog = Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, printer)
-    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
-    if prog.segments:
-        funcs.insert(0, "\n".join(prog.segments))
-    if extra is not None:
-        funcs += extra(prog)
-    if prog.callees:
-        funcs.append(prog.callee_aliases())
-    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
-    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees), blas=True)
-    parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
-    return "\n\n\n".join(p for p in parts if p) + "\n"
-
-
-def model_key(kind: str, loss, params, data, dtype, reduction, *more: str) -> str:
-    shapes = str([_shape(s) for s in list(params) + list(data)])
-    return jit.cache_key(kind, sp.srepr(loss), sp.srepr(sp.Tuple(*params)), sp.srepr(sp.Tuple(*data)),
-                         shapes, dtype, reduction, *more)
-
-
-def compile_tensor(loss, wrt, data, *, dtype, reduction, parallel, backend) -> CompiledTensor:
-    """See :func:`symgrad.compile`; the tensor path."""
-    loss = check_scalar(loss, "loss")
-    wrt, data = list(wrt), list(data)
-    check_bindings(loss, wrt, data)
-    if reduction == "none":
-        raise UnsupportedModelError("reduction='none' is for scalar formulas; tensor losses use 'mean' or 'sum'")
-    key = model_key("tensor", loss, wrt, data, dtype, reduction)
-    path = jit.ensure_source(key, lambda: generate(loss, wrt, data, reduction, dtype))
-    return CompiledTensor(path, wrt, data, dtype, backend, loss=loss, reduction=reduction)
-
-
-class CompiledTensor:
+class CompiledTensor(Compiled):
     """A compiled tensor loss. Parameters are a list of arrays in ``wrt`` order (or one flat
     vector, for scipy); data are arrays with one row per sample.
 
@@ -80,26 +29,14 @@ class CompiledTensor:
     """
 
     def __init__(self, path: Path, params, data, dtype: str, backend: str, *, loss=None, reduction="mean"):
-        self.path, self.params, self.data = path, list(params), list(data)
-        self.loss, self.reduction = loss, reduction
+        super().__init__(path, params, data, dtype, reduction, backend)
+        self.loss = loss
         self._hvp_mod = None  # built on the first hvp call
-        self.dtype = np.dtype(dtype)
-        self.backend = backend
         self.shapes = [_shape(p) for p in self.params]
         self.sizes = [r * c for r, c in self.shapes]
-        self._mod = jit.load(path, jit=(backend == "numba"))
 
-    @property
-    def source(self) -> str:
-        return jit.read_source(self.path)
-
-    @property
-    def python(self) -> CompiledTensor:
-        return CompiledTensor(self.path, self.params, self.data, self.dtype.name, "python",
-                              loss=self.loss, reduction=self.reduction)
-
-    def __repr__(self) -> str:
-        return f"<CompiledTensor wrt={self.params} data={self.data} {self.dtype.name} backend={self.backend}>"
+    def _reset(self) -> None:
+        self._hvp_mod = None
 
     # -- arguments ----------------------------------------------------------------
     def unpack(self, theta) -> tuple[list[np.ndarray], bool]:
@@ -191,9 +128,9 @@ class CompiledTensor:
         if self._hvp_mod is None:
             if self.loss is None:
                 raise UnsupportedModelError("this compiled model does not keep its loss; compile it again")
-            key = model_key("tensor-hvp", self.loss, self.params, self.data, self.dtype.name, self.reduction)
-            path = jit.ensure_source(key, lambda: generate(self.loss, self.params, self.data, self.reduction,
-                                                           self.dtype.name, hvp=True))
+            from ..build import tensor_module  # the build recipes sit above the runtime
+
+            path = tensor_module(self.loss, self.params, self.data, self.dtype.name, self.reduction, hvp=True)
             self._hvp_mod = jit.load(path, jit=(self.backend == "numba"))
         k = theta.size
         g = np.empty(2 * k, dtype=self.dtype)  # (H v, ∇f): the directions are parameters too

@@ -6,69 +6,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import sympy as sp
 
-from . import jit
-from .codegen_scalar import ScalarSpec
-from .derive import sweep
-from .errors import ShapeError, UnsupportedModelError
-from .runtime import check_data, check_vector
-
-#: Above this many parameters we do not derive dense Hessians (k^2 expressions).
-MAX_HESSIAN_PARAMS = 16
+from ..errors import ShapeError, UnsupportedModelError
+from .base import Compiled
+from .checks import check_data, check_vector
 
 
-def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title) -> ScalarSpec:
-    """Derive everything the generated module needs (runs only on a cache miss).
-
-    The Hessian-vector product is one more reverse sweep, Hv = grad(grad f . v), so it costs
-    about one gradient for any number of parameters; dense Hessians (k^2 expressions) are
-    derived only for small k.
-    """
-    s = sweep(stable)
-    grads = [s.gradient(p) for p in params]
-    v = [sp.Dummy(f"v{k}", real=True) for k in range(len(params))]
-    hvp, hess = [], None
-    reduced = reduction in ("mean", "sum")
-    if reduced:
-        directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]))
-        hvp = [directional.gradient(p) for p in params]
-    if reduced and len(params) <= MAX_HESSIAN_PARAMS:
-        hess = []
-        for a, g in enumerate(grads):
-            sg_ = sweep(g)
-            hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
-    return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
-
-
-class _Formula:
-    """What every compiled formula module shares: its file, symbols, dtype and argument checks."""
+class _Formula(Compiled):
+    """What every compiled formula module shares: its symbols' argument checks."""
 
     def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str):
-        self.path = path
-        self.params = list(params)
-        self.data = list(data)
-        self.dtype = np.dtype(dtype)
-        self.reduction = reduction
+        super().__init__(path, params, data, dtype, reduction, backend)
         self.has_hessian = has_hessian
-        self.backend = backend
-        self._mod = jit.load(path, jit=(backend == "numba"))
-
-    # -- introspection -------------------------------------------------------
-    @property
-    def source(self) -> str:
-        """The generated module (the same file for both backends)."""
-        return jit.read_source(self.path)
-
-    @property
-    def python(self):
-        """The same functions as plain Python: the reference path for tests."""
-        return type(self)(self.path, self.params, self.data, self.dtype.name, self.reduction,
-                          self.has_hessian, "python")
-
-    def __repr__(self) -> str:
-        return (f"<{type(self).__name__} wrt={self.params} data={self.data} {self.dtype.name} "
-                f"reduction={self.reduction} backend={self.backend} file={self.path.name}>")
 
     # -- argument handling ---------------------------------------------------
     def _data(self, data: Sequence[object], kw: dict[str, object]) -> list[np.ndarray]:
@@ -152,6 +101,8 @@ class CompiledFormula(_Formula):
     def _need_hessian(self) -> None:
         self._pointwise_forbidden()
         if not self.has_hessian:
+            from ..build import MAX_HESSIAN_PARAMS  # the recipe's limit; the runtime only reports it
+
             raise UnsupportedModelError(
                 f"dense Hessians are derived only for <= {MAX_HESSIAN_PARAMS} parameters "
                 f"(this model has {len(self.params)}). Fix: use f.hvp (exact Hessian-vector products at "

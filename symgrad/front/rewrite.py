@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .ops import bce_logits, sigmoid, softplus
+from ..lang.ops import bce_logits, sigmoid, softplus
 
 _z = sp.Symbol("z", real=True)
 _y = sp.Symbol("y", real=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 
 import sympy as sp
 
-from .errors import ParseError
+from ..errors import ParseError
 from .ops import OPS, gelu, silu, swish
 
 #: Longest accepted input, in characters.

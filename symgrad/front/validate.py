@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
-from .ops import OPS
+from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
+from ..lang.ops import OPS
 
 #: SymPy functions the code printer can emit, with their Numba spelling.
 MATH_FUNCS: dict[type, str] = {

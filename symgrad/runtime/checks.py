@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import DataError, DtypeError, ShapeError
+from ..errors import DataError, DtypeError, ShapeError
 
 
 def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:

@@ -1,0 +1,188 @@
+"""The build recipes, top to bottom: option checks, cache keys, and the three routes from a SymPy
+model to a generated module file (formula, tensor, training). ``api.py`` and ``fit`` call these;
+the runtime classes only load the files they are given.
+
+Each recipe validates, then asks ``jit.ensure_source`` for the file under its key; derivation
+and code generation run only on a cache miss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from . import jit
+from .codegen.printer import NumbaPrinter
+from .codegen.program import Program
+from .codegen.scalar import ScalarSpec, module_header, scalar_module
+from .codegen.train import predict_source, train_source
+from .derive.fuse import fuse_maps
+from .derive.ir import lower
+from .derive.reverse import sweep
+from .derive.tangent import tangent_graph
+from .errors import DtypeError, OptionError, UnsupportedModelError
+from .front.prepare import prepare
+from .front.validate import check_bindings, check_scalar
+from .lang.losses import loss_fn
+
+DTYPES = ("float32", "float64")
+REDUCTIONS = ("mean", "sum", "none")
+BACKENDS = ("numba", "python")
+
+#: Above this many parameters we do not derive dense Hessians of formulas (k^2 expressions).
+MAX_HESSIAN_PARAMS = 16
+
+
+def check_options(dtype: object = "float64", reduction: str = "mean", backend: str = "numba") -> str:
+    """The dtype's name, once every option is known to be supported (``compile`` and ``fit``).
+
+    >>> check_options("float32")
+    'float32'
+    """
+    try:
+        dt = np.dtype(dtype).name
+    except TypeError:
+        dt = None
+    if dt not in DTYPES:
+        raise DtypeError(f"dtype {dtype!r} is not supported. Fix: use 'float32' or 'float64'.")
+    if reduction not in REDUCTIONS:
+        raise OptionError(f"reduction {reduction!r} is not one of {REDUCTIONS}. Fix: pass one of them.")
+    if backend not in BACKENDS:
+        raise OptionError(f"backend {backend!r} is not one of {BACKENDS}. Fix: 'numba' (compiled) or "
+                          "'python' (the same generated source run as plain Python, for debugging).")
+    return dt
+
+
+def _shape(s: sp.Basic) -> tuple[int, int]:
+    return tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
+
+
+# -- cache keys: every route's key in one place ----------------------------------------------
+
+def formula_key(stable: sp.Expr, params, data, dtype: str, reduction: str, parallel: bool) -> str:
+    return jit.cache_key("formula", sp.srepr(stable), sp.srepr(params), sp.srepr(data), dtype,
+                         reduction, str(parallel))
+
+
+def model_key(kind: str, loss, params, data, dtype, reduction, *more: str) -> str:
+    """Tensor routes: ``kind`` is 'tensor', 'tensor-hvp' or 'fit'."""
+    shapes = str([_shape(s) for s in list(params) + list(data)])
+    return jit.cache_key(kind, sp.srepr(loss), sp.srepr(sp.Tuple(*params)), sp.srepr(sp.Tuple(*data)),
+                         shapes, dtype, reduction, *more)
+
+
+# -- the formula route -----------------------------------------------------------------------
+
+def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title) -> ScalarSpec:
+    """Derive everything the generated module needs (runs only on a cache miss).
+
+    The Hessian-vector product is one more reverse sweep, Hv = grad(grad f . v), so it costs
+    about one gradient for any number of parameters; dense Hessians (k^2 expressions) are
+    derived only for small k.
+    """
+    s = sweep(stable)
+    grads = [s.gradient(p) for p in params]
+    v = [sp.Dummy(f"v{k}", real=True) for k in range(len(params))]
+    hvp, hess = [], None
+    reduced = reduction in ("mean", "sum")
+    if reduced:
+        directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]))
+        hvp = [directional.gradient(p) for p in params]
+    if reduced and len(params) <= MAX_HESSIAN_PARAMS:
+        hess = []
+        for a, g in enumerate(grads):
+            sg_ = sweep(g)
+            hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
+    return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
+
+
+def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> tuple[Path, list, list]:
+    """Validate, stabilise, derive and generate a formula module: (file, params, data symbols)."""
+    wrt, data = list(wrt), list(data)
+    stable, variables, _, _ = prepare(expr, wrt + data)
+    params, data_syms = variables[: len(wrt)], variables[len(wrt):]
+    check_bindings(stable, params, data_syms)
+    key = formula_key(stable, params, data_syms, dt, reduction, parallel)
+    title = f"symgrad formula model\n\nloss (per sample) = {stable}\nparameters: {params}\ndata: {data_syms}"
+    path = jit.ensure_source(
+        key, lambda: scalar_module(build_spec(stable, params, data_syms, reduction, dt, parallel, title)))
+    return path, params, data_syms
+
+
+# -- the tensor route ------------------------------------------------------------------------
+
+def generate(loss, params, data, reduction, dtype, labels=None, extra=None, hvp: bool = False) -> str:
+    """Lower and generate the module source for a tensor loss (runs on a cache miss). With
+    ``hvp``, the module's one function, ``loss_grad``, differentiates the loss's directional
+    derivative instead (``derive/tangent.py``): its gradient is (H v, ∇f)."""
+    nodes, out = lower(loss, params, data, labels)
+    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    ps = [leaves[str(p)] for p in params]
+    if hvp:
+        nodes, out, directions = tangent_graph(nodes, out, ps)
+        ps += directions
+    nodes, out = fuse_maps(nodes, out)
+    printer = NumbaPrinter()
+    prog = Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, printer)
+    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
+    if prog.segments:
+        funcs.insert(0, "\n".join(prog.segments))
+    if extra is not None:
+        funcs += extra(prog)
+    if prog.callees:
+        funcs.append(prog.callee_aliases())
+    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
+    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees), blas=True)
+    parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
+    return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> Path:
+    """Validate a tensor loss and make its module (``loss``, ``loss_grad``), or with ``hvp``
+    its Hessian-vector module (``derive/tangent.py``)."""
+    loss = check_scalar(loss, "loss")
+    wrt, data = list(wrt), list(data)
+    check_bindings(loss, wrt, data)
+    if reduction == "none":
+        raise UnsupportedModelError("reduction='none' is for scalar formulas; tensor losses use 'mean' or 'sum'")
+    key = model_key("tensor-hvp" if hvp else "tensor", loss, wrt, data, dt, reduction)
+    return jit.ensure_source(key, lambda: generate(loss, wrt, data, reduction, dt, hvp=hvp))
+
+
+# -- the training route ----------------------------------------------------------------------
+
+# Repeated fit() calls on the same model skip re-deriving the cache key (srepr of the
+# expression, printing the optimizer: milliseconds, which dominated short fits).
+_BUILT: dict[tuple, tuple] = {}
+
+
+def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]:
+    """The module with loss, loss_grad, predict, train_chunk: (file, loss name, outputs)."""
+    labels = getattr(model, "labels", None)
+    memo = (model.expr, tuple(model.params), model.x, tuple(labels.items()) if labels else None,
+            loss, type(optimizer), tuple(sorted(optimizer.hyper.items())), dtype)
+    hit = _BUILT.get(memo)
+    if hit is not None and hit[0].exists():
+        return hit
+    _BUILT[memo] = _training_module(model, loss, optimizer, dtype)
+    return _BUILT[memo]
+
+
+def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]:
+    fn, loss_name = loss_fn(loss)
+    n_out = int(model.expr.shape[0])
+    y = sp.MatrixSymbol("y", n_out, 1)
+    loss_expr = fn(model.expr, y)
+    params, data = model.params, [model.x, y]
+    step = optimizer.step_source("opt_update")
+    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, sp.srepr(model.expr))
+
+    def extra(prog):
+        return ["\n".join(predict_source(prog, model.expr, params, model.x)), step,
+                "\n".join(train_source(prog, optimizer.state))]
+
+    path = jit.ensure_source(key, lambda: generate(loss_expr, params, data, "mean", dtype,
+                                                   getattr(model, "labels", None), extra))
+    return path, loss_name, n_out
