@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from ..derive.ir import TNode
-from .maps import FUSED_HELPERS, MM_HELPERS, MapKernels
+from ..kinds import KINDS
+from .maps import MM_HELPERS, MapKernels
 from .outline import outline
 from .printer import NumbaPrinter
 
@@ -98,58 +99,8 @@ class Program:
             if n.kind == "leaf":
                 continue
             head = f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else "")
-            groups.append([head, *getattr(self, f"_fwd_{n.kind}")(n)])
+            groups.append([head, *KINDS[n.kind].forward(self, n)])
         return groups
-
-    def _fwd_map(self, n):
-        k = self.kernels.forward(n)
-        args = [self.flat(i, self.v(i)) for i in n.inputs]
-        return self.decl(n.name, n) + [f"    {k}({', '.join(args + [n.name])})"]
-
-    def _dot_operands(self, n):
-        (a, b), (ta, tb) = n.inputs, n.trans
-        A = self.mat(a, self.v(a)) + (".T" if ta else "")
-        Bm = self.mat(b, self.v(b)) + (".T" if tb else "")
-        return a, b, A, Bm
-
-    def _fwd_matmul(self, n):
-        a, b, A, Bm = self._dot_operands(n)
-        if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
-            return self.decl(n.name, n) + [f"    mm({Bm}, {A}.T, {n.name})"]
-        expr = f"np.dot({A}, {Bm})"
-        return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
-
-    def _fwd_sum(self, n):
-        (a,) = n.inputs
-        if not n.batched:
-            return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {self.v(a)}.sum()"]
-        return self.decl(n.name, n) + ["    for i in range(B):", "        acc = F(0.0)",
-                f"        for j in range({self.v(a)}.shape[1]):", f"            acc = radd(acc, {self.v(a)}[i, j])",
-                f"        {n.name}[i, 0] = acc"]
-
-    def _fwd_select(self, n):
-        (a,) = n.inputs
-        src = f"{self.v(a)}[:, {n.index}:{n.index + 1}]" if n.batched else f"{self.flat(a, self.v(a))}[{n.index}:{n.index + 1}]"
-        return [f"    {n.name} = np.ascontiguousarray({src})"]
-
-    def _fwd_softmax_ce(self, n):
-        z, t = n.inputs
-        return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
-                f"    softmax_ce_fwd({self.v(z)}, {self.v(t)}, {n.name}, {n.name}_p)"]
-
-    def _fwd_softmax(self, n):
-        (z,) = n.inputs
-        return self.decl(n.name, n) + self.decl(f"{n.name}_lse", TNode("sum", "", (1, 1), True)) + [
-                f"    logsumexp_fwd({self.v(z)}, {n.name}_lse, {n.name})"]
-
-    def _bwd_softmax(self, n):
-        (z,) = n.inputs
-        return [f"    softmax_bwd({n.name}, {self.d(n)}, {self.d(z)})"]
-
-    def _fwd_logsumexp(self, n):
-        (z,) = n.inputs
-        return self.decl(n.name, n) + self.decl(f"{n.name}_p", z) + [
-                f"    logsumexp_fwd({self.v(z)}, {n.name}, {n.name}_p)"]
 
     def total(self, vsum: str = "vsum") -> str:
         o = self.v(self.out)
@@ -174,7 +125,7 @@ class Program:
         for n in reversed(self.nodes):
             if n.kind == "leaf" or id(n) not in self.need or (skip_out and n is o):
                 continue
-            groups.append([f"    # backward through {n.label}", *getattr(self, f"_bwd_{n.kind}")(n)])
+            groups.append([f"    # backward through {n.label}", *KINDS[n.kind].backward(self, n)])
         return lines, groups
 
     def _fused_loss(self) -> bool:
@@ -200,112 +151,51 @@ class Program:
         need = [id(i) in self.need for i in o.inputs]
         head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
         if not reduced:
-            k = self.kernels.backward(o, need, fused=True, assign=self._assign(o, need))
-            fused = [f"{head}, and its backward", f"    {k}({self._map_args(o, need, [o.name, self.d(o)])})"]
+            k = self.kernels.backward(o, need, fused=True, assign=self.assigned(o, need))
+            fused = [f"{head}, and its backward", f"    {k}({self.map_args(o, need, [o.name, self.d(o)])})"]
             return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
-        k = self.kernels.backward(o, need, fused=True, reduced=True, assign=self._assign(o, need))
+        k = self.kernels.backward(o, need, fused=True, reduced=True, assign=self.assigned(o, need))
         ebufs = [f"{o.name}_e{j}" for j in range(self.kernels.exp_buffers[k])]
         prologue += sum((self.decl(b, o) for b in ebufs), [])
         mean = " / F(B)" if self.reduction == "mean" else ""
         fused = [f"{head}, its backward and its sum",
-                 f"    {var} = {k}({self._map_args(o, need, [self.seed(), *ebufs])}){mean}"]
+                 f"    {var} = {k}({self.map_args(o, need, [self.seed(), *ebufs])}){mean}"]
         return [*sum(fwd[:-1], []), *prologue, *fused, *sum(bwd, [])]
 
-    def _dflat(self, n):
+    def dflat(self, n):
         return self.flat(n, self.d(n))
 
-    def _map_args(self, n: TNode, need: list[bool], middle: list[str]) -> str:
+    def map_args(self, n: TNode, need: list[bool], middle: list[str]) -> str:
         """A map adjoint kernel's arguments: its lanes, ``middle``, then the adjoints it adds to."""
         args = [self.flat(i, self.v(i)) for i in n.inputs] + middle
-        return ", ".join(args + [self._dflat(i) for i, nd in zip(n.inputs, need) if nd])
+        return ", ".join(args + [self.dflat(i) for i, nd in zip(n.inputs, need) if nd])
 
-    def _bwd_map(self, n):
-        need = [id(i) in self.need for i in n.inputs]
-        k = self.kernels.backward(n, need, assign=self._assign(n, need))
-        return [f"    {k}({self._map_args(n, need, [n.name, self.d(n)])})"]
-
-    def _dmat(self, n: TNode, lines: list[str]) -> str:
+    def dmat(self, n: TNode, lines: list[str]) -> str:
         """A matrix-shaped view of n's adjoint that ``+=`` can target."""
         if n.batched or n.kind == "leaf":
             return self.d(n)
         lines.append(f"    {self.d(n)}_m = {self.mat(n, self.d(n))}")
         return f"{self.d(n)}_m"
 
-    def _bwd_matmul(self, n):
-        a, b, A, Bm = self._dot_operands(n)
-        (ta, tb), dn = n.trans, self.d(n)
-        lines: list[str] = []
-        da = self._dmat(a, lines) if id(a) in self.need else ""
-        db = self._dmat(b, lines) if id(b) in self.need else ""
-        if not a.batched and b.batched:  # out = X @ Aeff.T
-            if id(b) in self.need:
-                lines.append(self._acc(b, db, f"{dn}, {A}"))
-            if id(a) in self.need:
-                lines.append(self._acc(a, da, f"{self.v(b)}.T, {dn}" if ta else f"{dn}.T, {self.v(b)}"))
-            return lines
-        dn2 = dn if n.batched else self.mat(n, dn)
-        if id(a) in self.need:
-            lines.append(f"    mm_acc({Bm}, {dn2}.T, {da})" if ta else f"    mm_acc({dn2}, {Bm}.T, {da})")
-        if id(b) in self.need:
-            lines.append(f"    mm_acc({dn2}.T, {A}, {db})" if tb else f"    mm_acc({A}.T, {dn2}, {db})")
-        return lines
-
     def _written_whole(self, n: TNode) -> bool:
         """Whether n's adjoint is written whole, in place, by the one node that consumes n: a
-        product (``_acc``) or a map (``_assign``; the loss map that returns its sum, ``step``,
+        product (``acc``) or a map (``assigned``; the loss map that returns its sum, ``step``,
         included). Then it needs no zeros first."""
         if self.consumers.get(id(n), 0) != 1 or not n.batched or n.kind == "leaf":
             return False
-        return any(id(m) in self.need and any(i is n for i in m.inputs) and self._writes_whole(m, n)
+        return any(id(m) in self.need and any(i is n for i in m.inputs) and KINDS[m.kind].writes_whole(m, n)
                    for m in self.nodes)
 
-    @staticmethod
-    def _writes_whole(m: TNode, n: TNode) -> bool:
-        """Whether consumer m's backward writes every element of input n's adjoint once: as the
-        batch operand of a product, or as a lane of a map of n's shape (a narrower lane is
-        broadcast, and its adjoint summed over the broadcast)."""
-        if m.kind == "matmul":
-            return m.inputs[1] is n and m.inputs[0] is not n and not m.inputs[0].batched
-        return m.kind == "map" and m.batched and m.length == n.length
-
-    def _assign(self, m: TNode, need: list[bool]) -> tuple[int, ...]:
+    def assigned(self, m: TNode, need: list[bool]) -> tuple[int, ...]:
         """The lanes of map m whose adjoints it writes whole (``MapKernels.backward``'s assign)."""
         return tuple(k for k, i in enumerate(m.inputs) if need[k] and self._written_whole(i))
 
-    def _acc(self, target: TNode, name: str, operands: str) -> str:
+    def acc(self, target: TNode, name: str, operands: str) -> str:
         """adj += a @ b (``mm_acc``, BLAS's beta 1); a sole contribution is written (``mm``, beta
         0): nothing else adds to that adjoint, so it needs no zeros first."""
         if self.consumers.get(id(target), 0) == 1:
             return f"    mm({operands}, {name})"
         return f"    mm_acc({operands}, {name})"
-
-    def _bwd_sum(self, n):
-        (a,) = n.inputs
-        if not n.batched:
-            # loops, not slice arithmetic: Numba's array-into-slice assignment costs seconds to compile
-            return [f"    for j in range({self._dflat(a)}.shape[0]):", f"        {self._dflat(a)}[j] += {self.d(n)}[0]"]
-        return ["    for i in range(B):", f"        for j in range({self.d(a)}.shape[1]):",
-                f"            {self.d(a)}[i, j] += {self.d(n)}[i, 0]"]
-
-    def _bwd_select(self, n):
-        (a,) = n.inputs
-        if n.batched:
-            return ["    for i in range(B):", f"        {self.d(a)}[i, {n.index}] += {self.d(n)}[i, 0]"]
-        return [f"    {self._dflat(a)}[{n.index}] += {self.d(n)}[0]"]
-
-    def _bwd_softmax_ce(self, n):
-        z, t = n.inputs
-        lines = []
-        if id(z) in self.need:  # the fused rule: d/dz = softmax(z) - t
-            lines.append(f"    softmax_ce_bwd({self.d(n)}, {n.name}_p, {self.v(t)}, {self.d(z)})")
-        if id(t) in self.need:
-            lines += ["    for i in range(B):", "        for j in range(%s.shape[1]):" % self.v(z),
-                      f"            {self.d(t)}[i, j] -= {self.d(n)}[i, 0] * {self.v(z)}[i, j]"]
-        return lines
-
-    def _bwd_logsumexp(self, n):
-        (z,) = n.inputs
-        return [f"    scale_rows_add({self.d(n)}, {n.name}_p, {self.d(z)})"]
 
     # -- whole functions ----------------------------------------------------------
     def flat_signature(self) -> str:
@@ -395,5 +285,7 @@ class Program:
                 *fwd, f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
-        fused = any(n.kind in ("softmax_ce", "logsumexp", "softmax") for n in self.nodes)
-        return MM_HELPERS + (FUSED_HELPERS if fused else "")
+        """The shared contraction helpers, then the helpers of the kinds this model uses (once)."""
+        used = {n.kind for n in self.nodes}
+        extra = dict.fromkeys(k.helpers for name, k in KINDS.items() if name in used and k.helpers)
+        return MM_HELPERS + "".join(extra)

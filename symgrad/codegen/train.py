@@ -7,7 +7,6 @@ import re
 
 from ..derive.fuse import fuse_maps
 from ..derive.ir import lower_matrix
-from .maps import FUSED_HELPERS, MM_HELPERS
 from .program import Program
 
 #: Models with more IR nodes than this call loss_grad from the training loop instead of inlining it.
@@ -154,7 +153,7 @@ _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
 
 def _through_callees(lines: list[str], prog: Program) -> list[str]:
     """The step's calls of generated functions, made through their overloads (``name_c``)."""
-    own = set(prog.kernels.names.values()) | set(re.findall(r"^def (\w+)", MM_HELPERS + FUSED_HELPERS, re.M))
+    own = set(prog.kernels.names.values()) | set(re.findall(r"^def (\w+)", prog.helpers(), re.M))
     return [_CALL.sub(lambda m: f"{prog.call(m.group(1)) if m.group(1) in own else m.group(1)}(", ln) for ln in lines]
 
 

@@ -13,17 +13,15 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
-from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
 from ..front.rewrite import stabilize
 from ..front.validate import check_functions
-from ..lang.functions import bce_sum, logsumexp, msum, softmax, softmax_ce
 
 
 @dataclass(eq=False)
 class TNode:
-    """One IR node. ``kind`` is leaf | matmul | map | sum | softmax_ce | logsumexp | select."""
+    """One IR node. ``kind`` is "leaf" (a parameter or data) or a name in ``symgrad.kinds.KINDS``."""
 
     kind: str
     name: str
@@ -87,6 +85,9 @@ class Lowerer:
     def matrix(self, e: sp.Basic) -> TNode:
         if e in self.memo:
             return self.memo[e]
+        kind = lowering_kind(e)
+        if kind is not None:  # a registered kind that lowers this SymPy class itself
+            return kind.lower(self, e)
         if isinstance(e, sp.MatrixSymbol):
             raise UnboundSymbolError(
                 f"matrix symbol {e} is neither a parameter nor data. Fix: add it to wrt=[...] or data=[...]."
@@ -103,11 +104,6 @@ class Lowerer:
         if isinstance(e, ElementwiseApplyFunction):
             f = e.function
             return self._map(e, [e.expr], lambda s: f(s[0]))
-        if isinstance(e, softmax):
-            z = self.matrix(e.args[0])
-            if z.shape[1] != 1 or not z.batched:
-                raise UnsupportedModelError(f"softmax needs a per-sample column vector, got {z.shape} in {e}")
-            return self._add(TNode("softmax", "", z.shape, True, [z]), e)
         if isinstance(e, sp.MatPow) and e.shape == (1, 1):  # SymPy's form of z**p for a 1x1 z
             return self._map(e, [e.base], lambda s: s[0] ** e.exp)
         if isinstance(e, sp.Transpose) and 1 in e.arg.shape:
@@ -188,27 +184,9 @@ class Lowerer:
         """A scalar expression possibly containing reductions of matrices."""
         if e in self.memo:
             return self.memo[e]
-        if isinstance(e, msum):
-            inner = self.matrix(e.args[0])
-            return self._add(TNode("sum", "", (1, 1), inner.batched, [inner]), e)
-        if isinstance(e, (logsumexp, softmax_ce)):
-            ins = [self.matrix(a) for a in e.args]
-            kind = "logsumexp" if isinstance(e, logsumexp) else "softmax_ce"
-            if kind == "softmax_ce" and ins[0].shape != ins[1].shape:
-                raise ShapeError(f"softmax_ce logits {ins[0].shape} and target {ins[1].shape} differ")
-            return self._add(TNode(kind, "", (1, 1), any(n.batched for n in ins), ins), e)
-        if isinstance(e, bce_sum):
-            from ..lang.ops import bce_logits
-
-            z, t = (self.matrix(a) for a in e.args)
-            if z.shape != t.shape:
-                raise ShapeError(f"bce logits {z.shape} and target {t.shape} differ")
-            m = self._map_node(sp.Tuple(e, 0), [z, t], (_lane(0), _lane(1)), bce_logits(_lane(0), _lane(1)), z.shape)
-            return self._add(TNode("sum", "", (1, 1), m.batched, [m]), e)
-        if isinstance(e, MatrixElement):
-            inner = self.matrix(e.parent)
-            idx = int(e.i) * inner.shape[1] + int(e.j)
-            return self._add(TNode("select", "", (1, 1), inner.batched, [inner], index=idx), e)
+        kind = lowering_kind(e)
+        if kind is not None:  # reductions, losses, matrix elements: registered kinds
+            return kind.lower(self, e)
         if isinstance(e, sp.Symbol):
             raise UnboundSymbolError(f"symbol {e} is neither a parameter nor data. Fix: add it to wrt or data.")
         return self._scalar_map(e)
@@ -241,9 +219,16 @@ def _lane(k: int) -> sp.Symbol:
     return sp.Symbol(f"s{k}", real=True)
 
 
+def lowering_kind(e: sp.Basic):
+    """The registered tensor kind that lowers ``e`` (``symgrad/kinds``), if any."""
+    from ..kinds import lowering_kind as find  # the kinds import this module: bind late
+
+    return find(e)
+
+
 def _tensor_atoms(e: sp.Basic, memo: dict):
     """Reductions, matrix elements and bound scalar symbols, not looking inside reductions."""
-    if isinstance(e, (msum, logsumexp, softmax_ce, bce_sum, MatrixElement)) or (isinstance(e, sp.Symbol) and e in memo):
+    if (not isinstance(e, sp.MatrixExpr) and lowering_kind(e) is not None) or (isinstance(e, sp.Symbol) and e in memo):
         yield e
         return
     for a in e.args:

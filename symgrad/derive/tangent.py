@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import UnsupportedModelError
-from .ir import OUT, TNode, _lane, map_partials
+from .ir import TNode, _lane, map_partials
 
 
 class _Tangents:
@@ -47,56 +47,14 @@ class _Tangents:
                         partials=map_partials(body, syms))
 
 
-def _fresh(prefix: str, n: int) -> list[sp.Symbol]:
-    # names that cannot be lane names (s0, s1, ...): lanes are renumbered by _Tangents.map
-    return [sp.Symbol(f"_{prefix}{k}", real=True) for k in range(n)]
-
-
 def _tangent(b: _Tangents, n: TNode) -> TNode | None:
     """The tangent of node n from its inputs' tangents (None: n does not depend on θ)."""
     ins = [b.tan.get(id(i)) for i in n.inputs]
     if all(t is None for t in ins):
         return None
-    label = f"d{n.label}"
-    if n.kind == "map":
-        xs, ts = list(n.lanes), _fresh("t", len(ins))
-        y = sp.Symbol("_y", real=True)
-        body = sp.Add(*[p.xreplace({OUT: y}) * t for p, t, ti in zip(n.partials, ts, ins) if ti is not None])
-        lanes = {**dict(zip(xs, n.inputs)), y: n, **{t: ti for t, ti in zip(ts, ins) if ti is not None}}
-        return b.map(body, lanes, n, label)
-    if n.kind == "matmul":  # d(AB) = dA B + A dB
-        (a, c), (ta, tc) = n.inputs, ins
-        terms = [b.add("matmul", n.shape, n.batched, [x, z], label, trans=n.trans)
-                 for x, z, t in ((ta, c, ta), (a, tc, tc)) if t is not None]
-        if len(terms) == 1:
-            return terms[0]
-        s0, s1 = _lane(0), _lane(1)
-        return b.add("map", n.shape, n.batched, terms, label, body=s0 + s1, lanes=(s0, s1),
-                     partials=(sp.S.One, sp.S.One))
-    if n.kind in ("sum", "select"):
-        return b.add(n.kind, n.shape, n.batched, [ins[0]], label, index=n.index)
-    if n.kind == "softmax":  # dp = p ⊙ (dz - Σ p ⊙ dz)
-        (tz,) = ins
-        p, dz, s = _fresh("a", 3)
-        pdz = b.map(p * dz, {p: n, dz: tz}, n, f"{label}_pz")
-        tot = b.add("sum", (1, 1), n.batched, [pdz], f"{label}_s")
-        return b.map(p * (dz - s), {p: n, dz: tz, s: tot}, n, label)
-    if n.kind in ("logsumexp", "softmax_ce"):
-        z = n.inputs[0]
-        if not z.batched:
-            raise UnsupportedModelError(f"Hessian-vector products of {n.kind} need per-sample logits ({n.label})")
-        prob = b.add("softmax", z.shape, True, [z], f"softmax({z.label})")
-        p, t, dz, dt, zz = _fresh("b", 5)
-        if n.kind == "logsumexp":  # d lse(z) = softmax(z)·dz
-            term, lanes = p * dz, {p: prob, dz: ins[0]}
-        else:  # d [lse(z) - t·z] = (softmax(z) - t)·dz - z·dt
-            term, lanes = sp.S.Zero, {p: prob, t: n.inputs[1], zz: z}
-            if ins[0] is not None:
-                term, lanes[dz] = (p - t) * dz, ins[0]
-            if ins[1] is not None:
-                term, lanes[dt] = term - zz * dt, ins[1]
-        return b.add("sum", n.shape, n.batched, [b.map(term, lanes, z, f"{label}_terms")], label)
-    raise UnsupportedModelError(f"no Hessian-vector rule for IR node kind {n.kind!r} ({n.label})")
+    from ..kinds import KINDS  # the kinds import this package: bind late
+
+    return KINDS[n.kind].tangent(b, n, ins)
 
 
 def tangent_graph(nodes: list[TNode], out: TNode, params: list[TNode]) -> tuple[list[TNode], TNode, list[TNode]]:

@@ -14,10 +14,8 @@ import sympy as sp
 
 from ..derive.ir import OUT, TNode, lower
 from ..derive.simplify import tidy
-
-
-def _sym(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
+from ..kinds import KINDS
+from .notation import forward_expr, named, show, sym
 
 
 @dataclass
@@ -66,12 +64,12 @@ class _Collector:
     def ref(self, n: TNode) -> sp.Expr:
         """How a downstream equation refers to n's delta: by name when it is a layer."""
         d = tidy(self.delta.get(id(n), sp.S.Zero))
-        return _sym(f"δ_{n.label}") if _named(n) else d
+        return sym(f"δ_{n.label}") if named(n) else d
 
     def local(self, n: TNode, k: int) -> sp.Expr:
         # unnamed inputs (a residual z2 - y) are shown by what they compute
-        subs = {s: _show(i) for s, i in zip(n.lanes, n.inputs)}
-        subs[OUT] = _sym(n.label)
+        subs = {s: show(i) for s, i in zip(n.lanes, n.inputs)}
+        subs[OUT] = sym(n.label)
         return n.partials[k].xreplace(subs)
 
 
@@ -80,7 +78,7 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
     nodes, out = lower(loss, params, data, labels)
     for n in nodes:  # contractions are named by what they compute: W1·x
         if n.kind == "matmul" and n.label == n.name:
-            n.label = str(_forward_expr(n))
+            n.label = str(forward_expr(n))
     c = _Collector(nodes)
     c.add(out, sp.S.One)
     backward: list[tuple[str, sp.Expr]] = []
@@ -89,13 +87,13 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
             if n.role == "param" and id(n) in c.delta:
                 backward.append((f"∂ℓ/∂{n.label}", tidy(c.delta[id(n)])))
             continue
-        if _named(n) and n is not out:
+        if named(n) and n is not out:
             backward.append((f"δ_{n.label}", tidy(c.delta.get(id(n), sp.S.Zero))))
         _push(c, n)
     backward.sort(key=lambda kv: kv[0].startswith("∂"))
     shown = _internal_refs(nodes, backward)
-    forward = [(n.label, _forward_expr(n)) for n in nodes
-               if n.kind != "leaf" and (_named(n) or id(n) in shown)]
+    forward = [(n.label, forward_expr(n)) for n in nodes
+               if n.kind != "leaf" and (named(n) or id(n) in shown)]
     short = {e: sp.MatrixSymbol(name, *e.shape) for e, name in (labels or {}).items()}
     forward.append(("ℓ", loss.xreplace(short)))
     return NetworkFormulas(forward, _order(backward))
@@ -104,15 +102,15 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
 def _internal_refs(nodes: list[TNode], rows) -> set[int]:
     """Ids of the unnamed intermediates (v8) that the printed equations refer to, so that their
     forward lines are printed too: without them a reader meets v8 with no definition."""
-    internal = {n.label: n for n in nodes if n.kind not in ("leaf", "matmul") and not _named(n)}
-    todo = [e for _, e in rows] + [_forward_expr(n) for n in nodes if n.kind != "leaf" and _named(n)]
+    internal = {n.label: n for n in nodes if n.kind not in ("leaf", "matmul") and not named(n)}
+    todo = [e for _, e in rows] + [forward_expr(n) for n in nodes if n.kind != "leaf" and named(n)]
     found: set[int] = set()
     while todo:
         for token in re.findall(r"\w+", str(todo.pop())):
             n = internal.get(token)
             if n is not None and id(n) not in found:
                 found.add(id(n))
-                todo.append(_forward_expr(n))
+                todo.append(forward_expr(n))
     return found
 
 
@@ -123,55 +121,5 @@ def _order(rows):
     return deltas + grads
 
 
-def _named(n: TNode) -> bool:
-    """A layer value the user knows by name (z1, a1), not an internal v7 or a contraction."""
-    return not n.label.startswith("v") and n.kind != "matmul"
-
-
-def _show(n: TNode) -> sp.Expr:
-    return _sym(n.label) if _named(n) or n.kind == "leaf" else _forward_expr(n)
-
-
-def _forward_expr(n: TNode) -> sp.Expr:
-    if n.kind == "map":
-        return n.body.xreplace({s: _show(i) for s, i in zip(n.lanes, n.inputs)})
-    if n.kind == "matmul":
-        a, b = n.inputs
-        return _sym(f"{_factor(a.label, n.trans[0])}·{_factor(b.label, n.trans[1])}")
-    return _sym(f"{n.kind}({', '.join(i.label for i in n.inputs)})")
-
-
 def _push(c: _Collector, n: TNode) -> None:
-    d = c.ref(n)
-    if n.kind == "map":
-        for k, i in enumerate(n.inputs):
-            c.add(i, d * c.local(n, k))
-    elif n.kind == "sum" or n.kind == "select":
-        c.add(n.inputs[0], d)
-    elif n.kind == "softmax_ce":
-        z, t = n.inputs
-        c.add(z, d * (_sym(f"softmax({z.label})") - _sym(t.label)))
-    elif n.kind == "softmax":
-        p = n.label
-        c.add(n.inputs[0], _sym(f"{p} ⊙ (δ_{p} - {p}ᵀ·δ_{p})") if _named(n) else _sym(f"softmax'·({d})"))
-    elif n.kind == "logsumexp":
-        c.add(n.inputs[0], d * _sym(f"softmax({n.inputs[0].label})"))
-    elif n.kind == "matmul":
-        _push_matmul(c, n)
-
-
-def _factor(label: str, transposed: bool) -> str:
-    """An operand of a printed product. A product label (W1·x) is transposed in parentheses,
-    (W1·x)ᵀ: W1·xᵀ would read as W1 times xᵀ, a product of the wrong shape."""
-    if not transposed:
-        return label if " " not in label else f"({label})"
-    atom = re.fullmatch(r"\w+", label) is not None  # not isidentifier(): it accepts the middle dot
-    return f"{label}ᵀ" if atom else f"({label})ᵀ"
-
-
-def _push_matmul(c: _Collector, n: TNode) -> None:
-    # out = A·B with A = a or aᵀ, B = b or bᵀ: δA = δ·Bᵀ, δB = Aᵀ·δ, and δa = (δA)ᵀ when A = aᵀ
-    (a, ta), (b, tb) = zip(n.inputs, n.trans)
-    dn = f"({tidy(c.delta.get(id(n), 0))})"
-    c.add(a, _sym(f"{_factor(b.label, tb)}·{dn}ᵀ" if ta else f"{dn}·{_factor(b.label, not tb)}"))
-    c.add(b, _sym(f"{dn}ᵀ·{_factor(a.label, ta)}" if tb else f"{_factor(a.label, not ta)}·{dn}"))
+    KINDS[n.kind].delta(c, n)
