@@ -126,15 +126,27 @@ def _probabilities(b, n) -> TNode:
     return b.add("softmax", z.shape, True, [z], f"softmax({z.label})")
 
 
-@register
-class LogSumExp(Kind):
-    name = "logsumexp"
-    lowers = (logsumexp,)
+class _RowReduction(Kind):
+    """One value per sample from a row of logits (and a target): logsumexp, softmax CE."""
+
     helpers = HELPERS
 
-    def lower(self, lowerer, e: logsumexp) -> TNode:
+    def lower(self, lowerer, e: sp.Basic) -> TNode:
         ins = [lowerer.matrix(a) for a in e.args]
-        return lowerer._add(TNode("logsumexp", "", (1, 1), any(i.batched for i in ins), ins), e)
+        if len(ins) == 2 and ins[0].shape != ins[1].shape:
+            raise ShapeError(f"{self.name} logits {ins[0].shape} and target {ins[1].shape} differ")
+        return lowerer._add(TNode(self.name, "", (1, 1), any(i.batched for i in ins), ins), e)
+
+    def _sum_of(self, b, n, term: sp.Expr, lanes: dict) -> TNode:
+        """The tangent Σ term over the row: a map of the logits' shape, then a sum."""
+        terms = b.map(term, lanes, n.inputs[0], f"d{n.label}_terms")
+        return b.add("sum", n.shape, n.batched, [terms], f"d{n.label}")
+
+
+@register
+class LogSumExp(_RowReduction):
+    name = "logsumexp"
+    lowers = (logsumexp,)
 
     def forward(self, prog, n) -> list[str]:
         (z,) = n.inputs
@@ -151,21 +163,13 @@ class LogSumExp(Kind):
     def tangent(self, b, n, ins):
         # d lse(z) = softmax(z)·dz
         p, dz = _fresh(2)
-        terms = b.map(p * dz, {p: _probabilities(b, n), dz: ins[0]}, n.inputs[0], f"d{n.label}_terms")
-        return b.add("sum", n.shape, n.batched, [terms], f"d{n.label}")
+        return self._sum_of(b, n, p * dz, {p: _probabilities(b, n), dz: ins[0]})
 
 
 @register
-class SoftmaxCE(Kind):
+class SoftmaxCE(_RowReduction):
     name = "softmax_ce"
     lowers = (softmax_ce,)
-    helpers = HELPERS
-
-    def lower(self, lowerer, e: softmax_ce) -> TNode:
-        ins = [lowerer.matrix(a) for a in e.args]
-        if ins[0].shape != ins[1].shape:
-            raise ShapeError(f"softmax_ce logits {ins[0].shape} and target {ins[1].shape} differ")
-        return lowerer._add(TNode("softmax_ce", "", (1, 1), any(i.batched for i in ins), ins), e)
 
     def forward(self, prog, n) -> list[str]:
         z, t = n.inputs
@@ -194,5 +198,4 @@ class SoftmaxCE(Kind):
             term, lanes[dz] = (p - t) * dz, ins[0]
         if ins[1] is not None:
             term, lanes[dt] = term - zz * dt, ins[1]
-        terms = b.map(term, lanes, n.inputs[0], f"d{n.label}_terms")
-        return b.add("sum", n.shape, n.batched, [terms], f"d{n.label}")
+        return self._sum_of(b, n, term, lanes)
