@@ -134,7 +134,7 @@ def run(mode: Mode) -> Section:
              f"{scan * 1e3:.2f} ms here ({scan / par:.0%} of the parallel call, {scan / ser:.0%} of the serial one). "
              f"Numba SVML (vectorised sin/cos) is {'on' if numba.config.USING_SVML else 'off'} in this "
              "environment, so the hand-written Numba rows call scalar libm; symgrad's rows call its own "
-             "vectorisable sin/cos (`symgrad/vecmath.py`), and torch's CPU kernels use vectorised (SLEEF) ones.")
+             "vectorisable sin/cos (`symgrad/native/vecmath.py`), and torch's CPU kernels use vectorised (SLEEF) ones.")
     L.append("")
     L.append(mon.note())
 

@@ -273,7 +273,7 @@ def run(mode: Mode) -> Section:
     L.append("")
 
     if first_ever is not None:
-        L.append(f"Cold rows find symgrad's own vectorisable math functions (`symgrad/vecmath.py`) in Numba's "
+        L.append(f"Cold rows find symgrad's own vectorisable math functions (`symgrad/native/vecmath.py`) in Numba's "
                  f"on-disk cache, compiled once per installation. The first build after installing, with Numba's "
                  f"cache empty too, took {first_ever['build']:.2f} s for the float32 digits model (of which Numba "
                  f"{first_ever['numba']:.2f} s).")

@@ -171,3 +171,19 @@ def test_flags_do_not_come_from_the_caller():
     assert python_model(-1.0) == (-math.inf, -math.inf)
     assert fast(math.inf) == (math.inf, math.inf)
     assert all(math.isnan(v) for v in fast(math.nan))
+
+
+def test_native_cache_is_dropped_when_any_native_file_changes(tmp_path):
+    """Numba checks only a function's own file; explog/trig compile in fpcore's kernels, so an
+    edit to any file of the folder must drop the whole folder's cache (symgrad/native)."""
+    from symgrad.native import _drop_stale_cache
+
+    (tmp_path / "fpcore.py").write_text("A = 1\n")
+    cache = tmp_path / "__pycache__"
+    _drop_stale_cache(tmp_path)
+    (cache / "explog._exp64-1.py311.nbi").write_text("index")
+    _drop_stale_cache(tmp_path)  # nothing changed: the cache stays
+    assert (cache / "explog._exp64-1.py311.nbi").exists()
+    (tmp_path / "fpcore.py").write_text("A = 2\n")
+    _drop_stale_cache(tmp_path)  # a kernel changed: every cached function here goes
+    assert not list(cache.glob("*.nbi")) and (cache / "symgrad-native.stamp").exists()

@@ -2,9 +2,10 @@
 
 Each op is one small ``sympy.Function`` subclass. Its derivative rule is ``fdiff``
 (derived from the defining formula unless a stable or kink-safe form is needed),
-its definition in primitives is ``definition()``, and its Numba code is ``HELPERS``.
-``stable()`` is the definition arranged for floating point, which SymPy's own code
-printers print, so that ``sympy.lambdify`` works on every expression symgrad returns.
+its definition in primitives is ``definition()``, and its Numba code is ``HELPERS``
+(lang/numba_helpers.py). ``stable()`` is the definition arranged for floating point, which
+SymPy's own code printers print, so that ``sympy.lambdify`` works on every expression symgrad
+returns; the base class that wires this into SymPy is ``_Op`` (lang/opbase.py).
 Everything else (printing, tests, codegen) follows from these.
 
 >>> import sympy as sp
@@ -17,66 +18,11 @@ from __future__ import annotations
 
 import mpmath
 import sympy as sp
-from mpmath.libmp import prec_to_dps
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.printing.pycode import PythonCodePrinter
 
-
-class _Op(sp.Function):
-    """Shared behaviour: real-valued, evalf through the primitive definition."""
-
-    is_real = True
-
-    def definition(self) -> sp.Expr:
-        raise NotImplementedError
-
-    def stable(self) -> sp.Expr:
-        """The definition arranged so that no float64 step overflows or cancels, in SymPy
-        functions that every code printer knows (exp, log1p, expm1, Abs, Max, Piecewise).
-        A Piecewise's branches only ever see e^-|z|: NumPy computes every branch."""
-        return self.definition()
-
-    # SymPy's code printers ask the expression first, by the printer's ``printmethod``:
-    # "_numpycode" (NumPyPrinter, and SciPyPrinter, lambdify's default), "_mpmathcode"
-    # (MpmathPrinter), "_pythoncode" (PythonCodePrinter, for "math"). Each prints stable()
-    # in its own language, so lambdify's namespace has every name it uses.
-    def _print_stable(self, printer) -> str:
-        return printer._print(self.stable())
-
-    _numpycode = _mpmathcode = _print_stable
-
-    def _pythoncode(self, printer) -> str:
-        # "_pythoncode" is also the printmethod of every PythonCodePrinter subclass, symgrad's
-        # NumbaPrinter among them (our ops print as calls to its Numba helpers), and of
-        # SymPyPrinter. Those keep their own method; only a printer that would print an unknown
-        # call, as the stock one does, gets the stable formula.
-        names = (f"_print_{c.__name__}" for c in type(self).__mro__)
-        own = next((getattr(printer, n) for n in names if hasattr(printer, n)), None)
-        if own is None or getattr(own, "__func__", None) is PythonCodePrinter._print_Function:
-            return self._print_stable(printer)
-        return own(self)
-
-    def _rewrite_as_definition(self, *args, **hints):
-        # rewrite passes the arguments already rewritten; evaluate=False keeps an op of them
-        # (sigmoid(-z) would otherwise become 1 - sigmoid(z)).
-        return self.func(*args, evaluate=False).definition()
-
-    def _eval_evalf(self, prec):
-        # Evaluate in mpmath with guard bits and the stable formulas: the primitive definition
-        # at the target precision cancels (softplus(-1000) would come out as 0).
-        args = [a.evalf(prec_to_dps(prec) + 20) for a in self.args]
-        if not all(a.is_Number for a in args):
-            return None
-        with mpmath.workprec(prec + 64):
-            value = self._mp(*[mpmath.mpf(str(a)) if a.is_Float else mpmath.mpf(a.p) / a.q for a in args])
-        return sp.Float(value, prec_to_dps(prec))
-
-    def _mp(self, *args):
-        return sp.lambdify(sp.symbols(f"a0:{len(args)}"), self.func(*sp.symbols(f"a0:{len(args)}",
-                           real=True)).stable(), "mpmath")(*args)
-
-    def _eval_is_real(self):
-        return all(a.is_real for a in self.args) or None
+# HELPERS and HELPER_NEEDS are read from here by the code generator (codegen/scalar.py, maps.py).
+from .numba_helpers import HELPER_NEEDS, HELPERS, AfterExp, bce_logits_e, sigmoid_e, softplus_e  # noqa: F401
+from .opbase import _Op
 
 
 class sigmoid(_Op):
@@ -257,107 +203,8 @@ OPS: dict[str, type[_Op]] = {
     c.__name__: c for c in (sigmoid, softplus, relu, leaky_relu, elu, bce_logits)
 }
 
-
-class AfterExp(sp.Function):
-    """An op of ``EXP_FIRST`` whose e^-|a| was computed beforehand and is its last argument.
-    Only printed, never differentiated: the code generator makes these after derivation, to
-    compute e^-|a| for all samples in a loop of its own (codegen/maps.py)."""
-
-
-class sigmoid_e(AfterExp):  # noqa: N801 (named as the helper it prints as)
-    nargs = 2
-
-
-class softplus_e(AfterExp):  # noqa: N801
-    nargs = 2
-
-
-class bce_logits_e(AfterExp):  # noqa: N801
-    nargs = 3
-
-
 #: The ops that compute e^-|a| of their first argument a first, and their forms that take it.
 EXP_FIRST: dict[type[_Op], type[AfterExp]] = {sigmoid: sigmoid_e, softplus: softplus_e, bce_logits: bce_logits_e}
-
-#: Numba helper source for each op. ``F`` is the dtype constructor (np.float32 or
-#: np.float64) so that constants never promote float32 to float64. ``jit_inline`` inlines
-#: them where they are called, so the vm functions inside stay small enough for LLVM to
-#: inline in turn, and the loops calling them vectorise.
-HELPERS: dict[str, str] = {
-    "sigmoid": (
-        "@jit_inline\n"
-        "def sigmoid(z):\n"
-        "    return sigmoid_e(z, vm.exp(-abs(z)))  # e^-|z| never overflows\n"
-    ),
-    "sigmoid_e": (
-        "@jit_inline\n"
-        "def sigmoid_e(z, e):\n"
-        "    # e = e^-|z|; a select, not a branch, so loops over it vectorise\n"
-        "    s = F(1.0) / (F(1.0) + e)\n"
-        "    return s if z >= F(0.0) else e * s\n"
-    ),
-    "softplus": (
-        "@jit_inline\n"
-        "def softplus(z):\n"
-        "    return softplus_e(z, vm.exp(-abs(z)))\n"
-    ),
-    "softplus_e": (
-        "@jit_inline\n"
-        "def softplus_e(z, e):\n"
-        "    # log(1+e^z) = max(z,0) + log1p(e^-|z|): finite for any z\n"
-        "    return max(z, F(0.0)) + vm.log1p(e)\n"
-    ),
-    "relu": (
-        "@jit_inline\n"
-        "def relu(z):\n"
-        "    return z if z > F(0.0) else F(0.0)\n"
-    ),
-    "leaky_relu": (
-        "@jit_inline\n"
-        "def leaky_relu(z, alpha):\n"
-        "    return z if z > F(0.0) else alpha * z\n"
-    ),
-    "elu": (
-        "@jit_inline\n"
-        "def elu(z, alpha):\n"
-        "    return z if z > F(0.0) else alpha * vm.expm1(z)\n"
-    ),
-    "bce_logits": (
-        "@jit_inline\n"
-        "def bce_logits(a, y):\n"
-        "    return bce_logits_e(a, y, vm.exp(-abs(a)))\n"
-    ),
-    "bce_logits_e": (
-        "@jit_inline\n"
-        "def bce_logits_e(a, y, e):\n"
-        "    # y*softplus(-a) + (1-y)*softplus(a) == softplus(a) - y*a, with e = e^-|a|. max(a,0) - y*a\n"
-        "    # first: for 0 <= y <= 1 it is >= 0, so adding log1p(e) last keeps its digits (y = 1, a = 30)\n"
-        "    return (max(a, F(0.0)) - y * a) + vm.log1p(e)\n"
-    ),
-    "radd": (
-        "@jit_reduce\n"
-        "def radd(a, b):\n"
-        "    # a running sum's '+': the terms are computed exactly as written, only their order may change\n"
-        "    return a + b\n"
-    ),
-    "pow2": "@jit_inline\ndef pow2(x):\n    return x * x\n",
-    "pow3": "@jit_inline\ndef pow3(x):\n    return x * x * x\n",
-    "pow4": "@jit_inline\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",
-    "sign": (
-        "@jit_inline\n"
-        "def sign(z):\n"
-        "    # sign(0) = 0: the convention for |x|' at the kink\n"
-        "    if z > F(0.0):\n"
-        "        return F(1.0)\n"
-        "    if z < F(0.0):\n"
-        "        return F(-1.0)\n"
-        "    return F(0.0)\n"
-    ),
-}
-
-
-#: Helpers that print in terms of others.
-HELPER_NEEDS: dict[str, str] = {"sigmoid": "sigmoid_e", "softplus": "softplus_e", "bce_logits": "bce_logits_e"}
 
 
 def expand_ops(expr: sp.Expr) -> sp.Expr:

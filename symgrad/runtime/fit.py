@@ -10,88 +10,33 @@ True
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import jit
 from ..build import check_options, training_module
-from ..errors import DivergenceError, ShapeError, SymgradError
+from ..errors import DivergenceError, ShapeError
 from ..lang.optim import Adam, Optimizer
-from .checks import as_float_array, check_finite, split_flat
+from .checks import check_finite, split_flat
+
+# CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
+from .execution import (  # noqa: F401
+    CHUNK_SECONDS,
+    _blas_limit,
+    _grow_chunk,
+    _kernel,
+    _numba_threads,
+    _progress,
+    fit_threads,
+)
+from .trained import Trained, _prepare_xy
 
 
 class GradientHealthWarning(UserWarning):
     """Per-layer gradient norms collapsed towards 0 (vanishing) or blew up (exploding)."""
-
-
-@dataclass
-class Trained:
-    """A fitted model: parameters, per-epoch history, predict/evaluate/save."""
-
-    params: list[np.ndarray]
-    history: dict[str, list] = field(default_factory=dict)
-    _mod: object = None
-    _loss_name: str = ""
-    _n_out: int = 1
-    dtype: np.dtype = np.dtype("float64")
-
-    def predict(self, X) -> np.ndarray:
-        """Model outputs (logits for softmax/BCE losses), one row per sample."""
-        X = as_float_array(X, self.dtype, "X")
-        return self._mod.predict(*self.params, X.reshape(len(X), -1))
-
-    def predict_class(self, X) -> np.ndarray:
-        out = self.predict(X)
-        return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
-
-    def evaluate(self, X, Y) -> dict[str, float]:
-        """Loss and (for classification) accuracy on a data set."""
-        Xa, Ya = _prepare_xy(X, Y, self._loss_name, self._n_out, self.dtype)
-        res = {"loss": float(self._mod.loss(*self.params, Xa, Ya))}
-        if self._loss_name in ("softmax_cross_entropy", "cross_entropy", "bce", "binary_cross_entropy"):
-            truth = Ya.argmax(axis=1) if Ya.shape[1] > 1 else Ya[:, 0].astype(int)
-            res["accuracy"] = float((self.predict_class(X) == truth).mean())
-        return res
-
-    def save(self, path: str) -> None:
-        """Save the parameters to a ``.npz`` file."""
-        np.savez(path, *self.params)
-
-    def load(self, path: str) -> None:
-        """Load parameters saved by :meth:`save` (shapes must match)."""
-        with np.load(path) as f:
-            loaded = [f[f"arr_{k}"] for k in range(len(f.files))]
-        if [a.shape for a in loaded] != [p.shape for p in self.params]:
-            raise ShapeError(f"saved shapes {[a.shape for a in loaded]} do not match the model's")
-        self.params = [np.ascontiguousarray(a, dtype=self.dtype) for a in loaded]
-
-
-def _prepare_xy(X, Y, loss_name, n_out, dtype):
-    X = as_float_array(np.asarray(X) if not isinstance(X, np.ndarray) else X, dtype, "X")
-    Y = np.asarray(Y)
-    if loss_name in ("softmax_cross_entropy", "cross_entropy") and Y.ndim == 1:
-        if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
-            raise ShapeError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
-                             f"[{Y.min()}, {Y.max()}]")
-        Y = np.eye(n_out, dtype=dtype)[Y]
-    Y = as_float_array(Y.astype(dtype) if Y.dtype.kind in "iub" else Y, dtype, "Y")
-    X, Y = X.reshape(len(X), -1), Y.reshape(len(Y), -1)
-    if len(X) != len(Y):
-        from ..errors import DataError
-
-        raise DataError(f"X has {len(X)} rows but Y has {len(Y)}. Fix: one target row per sample.")
-    if Y.shape[1] != n_out:
-        raise ShapeError(f"Y has {Y.shape[1]} columns; the model has {n_out} outputs")
-    check_finite(X, "X")
-    check_finite(Y, "Y")
-    return np.ascontiguousarray(X), np.ascontiguousarray(Y)
 
 
 def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
@@ -254,82 +199,3 @@ def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, f
     elif result._loss_name in ("bce", "binary_cross_entropy"):
         res["accuracy"] = float(((out[:, 0] > 0) == (Ya[:, 0] > 0.5)).mean())
     return res
-
-
-#: fit() grows its chunks of epochs (one native call each) until one lasts this long: each
-#: chunk costs ~0.2 ms in Python, 20 µs per epoch for chunks of 10 fast full-batch epochs.
-CHUNK_SECONDS = 0.02
-
-
-def _grow_chunk(chunk: int, per_epoch: float, perm_rows: int) -> int:
-    # bounded by the shuffled indices a chunk holds (8 bytes per row and epoch, 32 MiB at most)
-    cap = max(1, min(1000, 2**22 // max(perm_rows, 1)))
-    want = int(CHUNK_SECONDS / max(per_epoch, 1e-9))
-    return max(1, min(cap, max(chunk, want)))
-
-
-def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -> int:
-    """How many row blocks (threads) ``fit`` computes a minibatch of ``rows`` rows with, for
-    ``threads`` as given to fit: one below ``2 * PAR_ROWS`` rows, where splitting the batch costs
-    more than it gains; never more than Numba has threads (the Python backend runs the blocks
-    one after the other, so any count is kept: tests use it to check the split).
-
-    >>> fit_threads(32)
-    1
-    """
-    import numba
-
-    from ..codegen.train import PAR_ROWS
-
-    if threads is not None and threads < 1:
-        raise SymgradError(f"threads={threads}: give a positive count, or None for all of Numba's threads")
-    most = numba.config.NUMBA_NUM_THREADS
-    n = most if threads is None else (min(threads, most) if backend == "numba" else threads)
-    return n if rows >= 2 * PAR_ROWS else 1
-
-
-def _kernel(mod, threads: int | None, rows: int, backend: str):
-    """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
-    n = fit_threads(rows, threads, backend)
-    if n > 1:
-        return functools.partial(mod.train_chunk_par, threads=n), (n if backend == "numba" else None)
-    return mod.train_chunk, None
-
-
-@contextlib.contextmanager
-def _numba_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
-def _blas_limit(threads: int | None):
-    if threads is None:
-        return contextlib.nullcontext()
-    return _blas_controller(len(sys.modules)).limit(limits=threads, user_api="blas")
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller(n_modules: int):
-    # Scanning the loaded libraries costs ~0.3 ms; a short fit() must not pay it per chunk.
-    # Keyed on the module count: a newly imported package (SciPy, which symgrad's gemm
-    # calls into) may have brought another BLAS that must be limited too.
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _progress(total: int):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="epoch")

@@ -1,0 +1,87 @@
+"""How fit() runs its native calls: chunks of epochs, Numba and BLAS threads, the progress bar."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+
+from ..errors import SymgradError
+
+#: fit() grows its chunks of epochs (one native call each) until one lasts this long: each
+#: chunk costs ~0.2 ms in Python, 20 µs per epoch for chunks of 10 fast full-batch epochs.
+CHUNK_SECONDS = 0.02
+
+
+def _grow_chunk(chunk: int, per_epoch: float, perm_rows: int) -> int:
+    # bounded by the shuffled indices a chunk holds (8 bytes per row and epoch, 32 MiB at most)
+    cap = max(1, min(1000, 2**22 // max(perm_rows, 1)))
+    want = int(CHUNK_SECONDS / max(per_epoch, 1e-9))
+    return max(1, min(cap, max(chunk, want)))
+
+
+def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -> int:
+    """How many row blocks (threads) ``fit`` computes a minibatch of ``rows`` rows with, for
+    ``threads`` as given to fit: one below ``2 * PAR_ROWS`` rows, where splitting the batch costs
+    more than it gains; never more than Numba has threads (the Python backend runs the blocks
+    one after the other, so any count is kept: tests use it to check the split).
+
+    >>> fit_threads(32)
+    1
+    """
+    import numba
+
+    from ..codegen.train import PAR_ROWS
+
+    if threads is not None and threads < 1:
+        raise SymgradError(f"threads={threads}: give a positive count, or None for all of Numba's threads")
+    most = numba.config.NUMBA_NUM_THREADS
+    n = most if threads is None else (min(threads, most) if backend == "numba" else threads)
+    return n if rows >= 2 * PAR_ROWS else 1
+
+
+def _kernel(mod, threads: int | None, rows: int, backend: str):
+    """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
+    n = fit_threads(rows, threads, backend)
+    if n > 1:
+        return functools.partial(mod.train_chunk_par, threads=n), (n if backend == "numba" else None)
+    return mod.train_chunk, None
+
+
+@contextlib.contextmanager
+def _numba_threads(n: int | None):
+    if n is None:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def _blas_limit(threads: int | None):
+    if threads is None:
+        return contextlib.nullcontext()
+    return _blas_controller(len(sys.modules)).limit(limits=threads, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller(n_modules: int):
+    # Scanning the loaded libraries costs ~0.3 ms; a short fit() must not pay it per chunk.
+    # Keyed on the module count: a newly imported package (SciPy, which symgrad's gemm
+    # calls into) may have brought another BLAS that must be limited too.
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _progress(total: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="epoch")
