@@ -8,6 +8,9 @@ Grammar: numbers, names (real symbols; ``pi`` and ``E`` are the constants), ``+ 
 unary ``+``/``-``, parentheses, and calls of whitelisted functions with positional
 arguments. ``1/2`` is the exact ``Rational(1, 2)``, as in SymPy.
 
+The whitelist, the limits and the messages for refused syntax are tables in ``parse_tables``;
+this module walks the tree.
+
 >>> parse_expr("cos(sin(x**2) + 3*x**2)")
 cos(3*x**2 + sin(x**2))
 >>> parse_expr("sigmoid(a) - y").free_symbols == {sp.Symbol("a", real=True), sp.Symbol("y", real=True)}
@@ -21,104 +24,31 @@ symgrad.errors.ParseError: '^' is bitwise xor, not a power. Fix: write x**2 for 
 from __future__ import annotations
 
 import ast
-import keyword
 from collections.abc import Callable, Mapping
 
 import sympy as sp
 
 from ..errors import ParseError
-from .ops import OPS, gelu, silu, swish
+from .parse_tables import (
+    BAD_BINOPS,
+    BAD_NODES,
+    CONSTANTS,
+    FUNCTIONS,
+    MAX_CONST_EXPONENT,
+    MAX_DEPTH,
+    MAX_INT_BITS,
+    MAX_LENGTH,
+    Arity,
+    function_table,
+    supported_names,
+    syntax_message,
+)
 
-#: Longest accepted input, in characters.
-MAX_LENGTH = 10_000
-#: Deepest accepted nesting of operators and calls (chains of ``+``/``-`` and of ``*``/``/``
-#: count as one level, so long sums and products are fine).
-MAX_DEPTH = 200
-#: Largest integer (numerator or denominator) allowed anywhere, in bits. Bigger numbers
-#: make SymPy's exact number theory (perfect powers, factoring) slow enough for a DoS.
-MAX_INT_BITS = 1024
-#: Largest exponent applied to a constant base (``2**5000`` would be computed exactly).
-MAX_CONST_EXPONENT = 1000
-
-_Arity = tuple[int, "int | None"]  # (min, max); max None = any number
-
-
-def _op_arity(cls: type) -> _Arity:
-    n = cls.nargs
-    if isinstance(n, sp.FiniteSet):
-        counts = sorted(int(k) for k in n)
-        return counts[0], counts[-1]
-    return 0, None
-
-
-#: The whitelist: name -> (SymPy constructor, arity).
-FUNCTIONS: dict[str, tuple[Callable[..., sp.Expr], _Arity]] = {
-    **{f.__name__: (f, (1, 1)) for f in (
-        sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan,
-        sp.sinh, sp.cosh, sp.tanh, sp.asinh, sp.acosh, sp.atanh,
-        sp.exp, sp.erf, sp.erfc,
-    )},
-    "log": (sp.log, (1, 2)),
-    "atan2": (sp.atan2, (2, 2)),
-    "sqrt": (sp.sqrt, (1, 1)),
-    "Abs": (sp.Abs, (1, 1)),
-    "abs": (sp.Abs, (1, 1)),
-    "sign": (sp.sign, (1, 1)),
-    "Max": (sp.Max, (2, None)),
-    "Min": (sp.Min, (2, None)),
-    "max": (sp.Max, (2, None)),
-    "min": (sp.Min, (2, None)),
-    **{name: (cls, _op_arity(cls)) for name, cls in OPS.items()},
-    "gelu": (gelu, (1, 1)),
-    "silu": (silu, (1, 1)),
-    "swish": (swish, (1, 1)),
-}
-
-CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
-
-#: Friendly names and fixes for the operators we refuse.
-_BAD_BINOPS: dict[type, str] = {
-    ast.FloorDiv: "'//' (floor division) is not supported. Fix: use '/'",
-    ast.Mod: "'%' (modulo) is not supported. Fix: rewrite without it",
-    ast.MatMult: "'@' (matrix product) is not supported; expressions are scalar. Fix: use '*'",
-    ast.LShift: "'<<' is not supported. Fix: use '*' and '**'",
-    ast.RShift: "'>>' is not supported. Fix: use '/' and '**'",
-    ast.BitOr: "'|' is not supported. Fix: use Max(a, b) or '+'",
-    ast.BitAnd: "'&' is not supported. Fix: use Min(a, b) or '*'",
-}
-
-#: Friendly names (and fixes) for node types we refuse outright.
-_BAD_NODES: dict[type, str] = {
-    ast.Attribute: "attribute access is not allowed. Fix: write plain names and calls like sin(x)",
-    ast.Subscript: "indexing/subscripts are not allowed. Fix: use a plain name like x0 instead of x[0]",
-    ast.Lambda: "lambda is not allowed. Fix: write the expression itself",
-    ast.ListComp: "comprehensions are not allowed. Fix: write the expression out",
-    ast.SetComp: "comprehensions are not allowed. Fix: write the expression out",
-    ast.DictComp: "comprehensions are not allowed. Fix: write the expression out",
-    ast.GeneratorExp: "generator expressions are not allowed. Fix: write the expression out",
-    ast.List: "list literals are not allowed; expressions are scalar",
-    ast.Tuple: "tuples are not allowed; expressions are scalar. Fix: pass one expression",
-    ast.Set: "set literals are not allowed; expressions are scalar",
-    ast.Dict: "dict literals are not allowed; expressions are scalar",
-    ast.Compare: "comparisons are not allowed. Fix: use Max, Min, Abs, sign or relu for kinks",
-    ast.BoolOp: "'and'/'or' are not allowed. Fix: use Max/Min",
-    ast.IfExp: "conditional expressions (a if c else b) are not allowed. Fix: use Max, Min or relu",
-    ast.NamedExpr: "':=' is not allowed",
-    ast.JoinedStr: "f-strings are not allowed",
-    ast.Starred: "'*args' unpacking is not allowed. Fix: pass arguments one by one",
-    ast.Await: "'await' is not allowed",
-    ast.Yield: "'yield' is not allowed",
-    ast.YieldFrom: "'yield' is not allowed",
-    ast.Slice: "slices are not allowed",
-}
-
-
-def _supported(functions: Mapping[str, object]) -> str:
-    return ", ".join(sorted(functions))
+__all__ = ["CONSTANTS", "FUNCTIONS", "MAX_CONST_EXPONENT", "MAX_DEPTH", "MAX_INT_BITS", "MAX_LENGTH", "parse_expr"]
 
 
 class _Builder:
-    def __init__(self, text: str, functions: dict[str, tuple[Callable[..., object], _Arity]], lead: int = 0):
+    def __init__(self, text: str, functions: dict[str, tuple[Callable[..., object], Arity]], lead: int = 0):
         self.text = text  # the stripped text that was parsed
         self.functions = functions
         self.lead = lead  # characters stripped from the front, to report columns in the original
@@ -190,7 +120,7 @@ class _Builder:
             return self.binop(node, d)
         if isinstance(node, ast.Call):
             return self.call(node, d)
-        msg = _BAD_NODES.get(type(node), f"{type(node).__name__} syntax is not allowed")
+        msg = BAD_NODES.get(type(node), f"{type(node).__name__} syntax is not allowed")
         raise self.fail(node, f"{self._src(node)!r}: {msg}")
 
     def name(self, node: ast.Name) -> sp.Expr:
@@ -212,8 +142,8 @@ class _Builder:
             raise ParseError(
                 f"'^' is bitwise xor, not a power. Fix: write {left}**{right} for powers{where}"
             )
-        if op in _BAD_BINOPS:
-            raise self.fail(node, f"{self._src(node)!r}: {_BAD_BINOPS[op]}")
+        if op in BAD_BINOPS:
+            raise self.fail(node, f"{self._src(node)!r}: {BAD_BINOPS[op]}")
         if op in (ast.Add, ast.Sub):
             # flatten the left-associated chain a + b - c + ... into one Add
             terms = []
@@ -249,7 +179,7 @@ class _Builder:
             raise self.fail(
                 node,
                 f"{self._src(node.func)!r} cannot be called: only plain function names are allowed. "
-                f"Supported: {_supported(self.functions)}",
+                f"Supported: {supported_names(self.functions)}",
             )
         fname = node.func.id
         if fname.startswith("_"):
@@ -257,7 +187,7 @@ class _Builder:
         if fname not in self.functions:
             raise self.fail(
                 node,
-                f"unknown function {fname!r}; supported: {_supported(self.functions)}. "
+                f"unknown function {fname!r}; supported: {supported_names(self.functions)}. "
                 "Fix: rewrite it with these (or pass extra_functions= to parse_expr)",
             )
         if node.keywords:
@@ -280,39 +210,6 @@ class _Builder:
         if not isinstance(out, sp.Expr):
             raise self.fail(node, f"{fname}() returned {type(out).__name__}, not a SymPy expression")
         return self.check_size(node, out)
-
-
-def _functions(extra: Mapping[str, Callable[..., object]] | None) -> dict[str, tuple[Callable[..., object], _Arity]]:
-    table: dict[str, tuple[Callable[..., object], _Arity]] = dict(FUNCTIONS)
-    for name, f in (extra or {}).items():
-        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
-            raise ParseError(
-                f"extra_functions key {name!r} is not a valid name. Fix: use an identifier not starting with '_'"
-            )
-        if name in CONSTANTS:
-            raise ParseError(f"extra_functions key {name!r} clashes with the constant {name}")
-        if not callable(f):
-            raise ParseError(f"extra_functions[{name!r}] is not callable (got {type(f).__name__})")
-        table[name] = (f, (0, None))
-    return table
-
-
-def _syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:
-    msg = f"invalid syntax: {exc.msg}"
-    if exc.offset is None:
-        return msg
-    line = exc.lineno or 1
-    if "\n" in stripped:
-        return f"{msg} (at line {line}, column {max(exc.offset, 1) + (lead if line == 1 else 0)})"
-    if exc.offset < 1:  # Python reports 0 when the input ends too early
-        msg += " (at the end of the input)"
-        col = len(text.rstrip()) + 1
-    else:
-        col = exc.offset + lead
-        msg += f" (at column {col})"
-    if len(text) <= 120:
-        msg += f"\n  {text.rstrip()}\n  {' ' * (col - 1)}^"
-    return msg
 
 
 def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] | None = None) -> sp.Expr:
@@ -342,7 +239,7 @@ def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] |
             f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}. "
             "Fix: build large expressions in Python with SymPy instead"
         )
-    functions = _functions(extra_functions)
+    functions = function_table(extra_functions)
     stripped = text.strip()
     if not stripped:
         raise ParseError("empty expression. Fix: pass an expression such as 'x**2 + 1'")
@@ -350,7 +247,7 @@ def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] |
     try:
         tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
-        raise ParseError(_syntax_message(text, stripped, lead, exc)) from None
+        raise ParseError(syntax_message(text, stripped, lead, exc)) from None
     except (RecursionError, MemoryError, ValueError) as exc:
         raise ParseError(
             f"expression is too deeply nested or too complex to parse ({type(exc).__name__}). "

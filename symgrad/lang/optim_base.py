@@ -1,0 +1,124 @@
+"""The optimizer base class: hyperparameters, ordered update rules, and what follows from them.
+
+Printing comes from ``update_rules``, the Numba kernel from ``optim_kernel``; the concrete
+optimizers (``optim``) only give their state and rules. Gradient clipping is applied by the
+trainer before the update, with the factor :func:`clip_scale`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy as sp
+
+from .optim_kernel import update_source
+from .schedules import ConstantLR, Schedule, require
+from .update_rules import LR, G, P, T, rule_latex, rule_text, sym, textbook_order
+
+
+class Optimizer:
+    """Base class: an optimizer is its ordered elementwise update rules.
+
+    Subclasses give ``state`` and ``_rules()``; printing, LaTeX and the Numba kernel
+    follow. ``weight_decay`` adds ``λ·p`` to the gradient (L2, coupled, as torch.optim);
+    ``clip_norm`` is applied by the training kernel to the global gradient norm before
+    the update (see :func:`clip_scale`); ``schedule`` sets lr between epochs.
+
+    >>> from symgrad.lang.optim import Momentum
+    >>> opt = Momentum(lr=0.1, beta=0.9)
+    >>> opt.state, opt.hyper
+    (('v',), {'beta': 0.9, 'weight_decay': 0.0})
+    >>> opt.rules()[-1]
+    (p, -lr*v + p)
+    """
+
+    state: tuple[str, ...] = ()
+
+    def __init__(self, lr: float, hyper: dict[str, float], *, weight_decay: float = 0.0,
+                 clip_norm: float | None = None, schedule: Schedule | None = None):
+        hyper = {**hyper, "weight_decay": weight_decay}
+        for k, v in hyper.items():
+            require(math.isfinite(v) and v >= 0, f"{k}={v!r}: use a finite value >= 0")
+            require(not k.startswith(("beta", "alpha")) or v < 1, f"{k}={v!r}: use a value in [0, 1)")
+        require(math.isfinite(lr) and lr >= 0, f"lr={lr!r}: use a finite learning rate >= 0")
+        require(clip_norm is None or clip_norm > 0, f"clip_norm={clip_norm!r}: use a value > 0, or None")
+        self.lr = float(lr)
+        self.hyper = {k: float(v) for k, v in hyper.items()}
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.schedule = ConstantLR() if schedule is None else schedule
+
+    # the rules ---------------------------------------------------------------
+    def _rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        raise NotImplementedError
+
+    def _decay_rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        wd = self.hyper["weight_decay"]
+        return [(G, G + sym("weight_decay") * P)] if wd else []
+
+    def rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """Ordered assignments ``(target, expr)``; the last one is the new ``p``."""
+        return self._decay_rules() + self._rules()
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate the schedule gives for ``epoch`` (0-based)."""
+        return self.schedule(self.lr, epoch)
+
+    # printing ------------------------------------------------------------------
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.hyper.items() if k != "weight_decay" or v}
+        args = [f"lr={self.lr!r}"] + [f"{k}={v!r}" for k, v in shown.items()]
+        if self.clip_norm is not None:
+            args.append(f"clip_norm={self.clip_norm!r}")
+        if not isinstance(self.schedule, ConstantLR):
+            args.append(f"schedule={self.schedule!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def _display_rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
+        coef = {LR, T, *map(sym, self.hyper)}
+        return [(target, textbook_order(expr, target, coef)) for target, expr in self.rules()]
+
+    def __str__(self) -> str:
+        lines = [f"{rule_text(target)} ← {rule_text(expr)}" for target, expr in self._display_rules()]
+        return "\n".join([repr(self), *lines])
+
+    def latex(self) -> str:
+        """The rules as a LaTeX ``aligned`` block."""
+        rows = [f"{rule_latex(target)} &\\leftarrow {rule_latex(expr)}" for target, expr in self._display_rules()]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    # code ------------------------------------------------------------------------
+    def _final_exprs(self) -> dict[str, sp.Expr]:
+        """New value of each written array, in terms of the old values."""
+        values: dict[sp.Symbol, sp.Expr] = {}
+        for target, expr in self.rules():
+            values[target] = expr.xreplace(values)
+        return {name: values[sym(name)] for name in (*self.state, "p") if sym(name) in values}
+
+    def step_source(self, name: str = "opt_update") -> str:
+        """Numba-ready source of ``name(p, g, *state, lr, t)``, updating flat arrays in place.
+
+        Needs ``math``, ``F`` (the dtype) and ``jit`` in the module it is placed in.
+        """
+        return update_source(name, self._final_exprs(), self.state, self.hyper)
+
+    def init_state(self, shape, dtype=np.float64) -> dict[str, np.ndarray]:
+        """Zero-initialised state arrays, one per name in ``state``."""
+        return {s: np.zeros(shape, dtype=dtype) for s in self.state}
+
+
+def clip_scale(grad_norm: float, clip_norm: float | None) -> float:
+    """Factor to multiply every gradient by so their global L2 norm is at most ``clip_norm``.
+
+    The rule of ``torch.nn.utils.clip_grad_norm_``: ``min(1, clip_norm / (grad_norm + 1e-6))``;
+    the 1e-6 keeps a zero norm finite. ``None`` means no clipping (1.0). A NaN norm gives
+    NaN, so the trainer's NaN guard sees the bad step instead of a silent unclipped one.
+
+    >>> clip_scale(0.5, 1.0), round(clip_scale(10.0, 1.0), 6), clip_scale(10.0, None)
+    (1.0, 0.1, 1.0)
+    """
+    if clip_norm is None:
+        return 1.0
+    if math.isnan(grad_norm):
+        return math.nan
+    return min(1.0, clip_norm / (grad_norm + 1e-6))
