@@ -26,7 +26,8 @@ Pick = Callable[[Sequence], object]
 NAME_POOL = sorted(
     set(keyword.kwlist) | {n for n in dir(builtins) if not n.startswith("_")}
     | {"acc", "n", "i", "v", "F", "math", "np", "vm", "huge", "out", "grad_out", "value_out", "theta", "data_x",
-       "t0", "p_a", "d_x", "g_p_a", "v_p_a", "h_0_0", "radd", "pow2", "sigmoid", "TRIG_MAX", "θ", "β", "x", "y"}
+       "t0", "p_a", "d_x", "g_p_a", "v_p_a", "h_0_0", "radd", "pow2", "sigmoid", "TRIG_MAX", "θ", "β", "x", "y",
+       "v1", "v2", "J", "J_"}  # the sweep's own names: seams v1, v2, ... and the output J
 )
 
 # Arguments that keep a function inside its domain; the printer sees the function either way.

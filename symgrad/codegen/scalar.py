@@ -32,12 +32,30 @@ class ScalarSpec:
     title: str
 
 
-def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
-    """CSE ``exprs``; return (statement lines, printed final expressions)."""
+def _cse(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str):
+    """CSE ``exprs``: (the (temporary, value) pairs, their statement lines, printed finals)."""
     syms = (sp.Dummy(f"t{k}") for k in range(10**9))  # a Dummy never equals a user's symbol
     replacements, reduced = sp.cse(exprs, symbols=syms, order="none")
     lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
-    return lines, [printer.doprint(r) for r in reduced]
+    return replacements, lines, [printer.doprint(r) for r in reduced]
+
+
+def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
+    """CSE ``exprs``; return (statement lines, printed final expressions)."""
+    _, lines, finals = _cse(printer, exprs, indent)
+    return lines, finals
+
+
+def _split_invariant(lines: list[str], replacements, per_sample: set[sp.Symbol]) -> tuple[list[str], list[str]]:
+    """(statements that do not depend on the sample, the rest), keeping their order."""
+    varying, before, inside = set(per_sample), [], []
+    for line, (s, v) in zip(lines, replacements):
+        if v.free_symbols & varying:
+            varying.add(s)
+            inside.append(line)
+        else:
+            before.append(line)
+    return before, inside
 
 
 def _trig_args(exprs: list[sp.Expr]) -> list[sp.Expr]:
@@ -68,15 +86,24 @@ class _Gen:
         self.loop = "prange" if spec.parallel else "range"
         self.decor = "@jit_par" if spec.parallel else "@jit"
 
-    def _body(self, exprs: list[sp.Expr], printer: NumbaPrinter, indent: str) -> tuple[list[str], list[str]]:
-        """CSE'd statements for ``exprs``; with fast trig, each sin/cos argument's range is
-        counted into ``huge`` (a vectorisable reduction), so the caller can redo the loop."""
+    def _body(self, exprs: list[sp.Expr], printer: NumbaPrinter, indent: str,
+              per_sample: list[sp.Symbol]) -> tuple[list[str], list[str], list[str]]:
+        """CSE'd statements for ``exprs``: (those that depend only on the parameters, to run once
+        before the loop; those that depend on ``per_sample``, for the loop body; the final
+        expressions). Both lists compute the same values with the same operations as one
+        block in the loop would: only where they run changes. Invariant statements in the
+        loop made LLVM 20's loop vectoriser take minutes (vputils::isUniformAcrossVFsAndUFs
+        walks each operand DAG without memoising it). With fast trig, each sin/cos
+        argument's range is counted into ``huge`` (a vectorisable reduction), so the caller
+        can redo the loop."""
         args = _trig_args(exprs) if printer.fast_trig else []
-        lines, finals = _block(printer, [*exprs, *args], indent)
+        replacements, lines, finals = _cse(printer, [*exprs, *args], indent)
+        before, inside = _split_invariant(lines, replacements, set(per_sample))
+        before = [ln.replace(indent, "    ", 1) for ln in before]
         if args:
             checks = " | ".join(f"(abs({a}) > TRIG_MAX)" for a in finals[len(exprs):])
-            lines.append(f"{indent}huge += {checks}")
-        return lines, finals[: len(exprs)]
+            inside.append(f"{indent}huge += {checks}")
+        return before, inside, finals[: len(exprs)]
 
     def _with_fallback(self, loop) -> list[str]:
         """``loop(printer)`` gives a function's loop lines; with sin/cos, the fast loop runs
@@ -117,8 +144,8 @@ class _Gen:
         lines.append(f"    n = {self._n()}")
 
         def loop(printer):
-            body, finals = self._body(exprs, printer, "        ")
-            return [*[f"    {o} = F(0.0)" for o in outs], f"    for i in {self.loop}(n):",
+            before, body, finals = self._body(exprs, printer, "        ", self.s.data)
+            return [*[f"    {o} = F(0.0)" for o in outs], *before, f"    for i in {self.loop}(n):",
                     *self._loads(self.s.data, "        "), *body, *[self._accumulate(o, f) for o, f in zip(outs, finals)]]
 
         return lines + self._with_fallback(loop)
@@ -178,8 +205,8 @@ class _Gen:
         head += [] if per_point else self._param_loads()
 
         def loop(printer: NumbaPrinter) -> list[str]:
-            body, finals = self._body(exprs, printer, "        ")
-            return [f"    for i in {self.loop}(n):", *self._loads(loads, "        "), *body,
+            before, body, finals = self._body(exprs, printer, "        ", loads)
+            return [*before, f"    for i in {self.loop}(n):", *self._loads(loads, "        "), *body,
                     *[f"        {o} = {f}" for o, f in zip(outs, finals)]]
 
         return head + [f"    n = {self._n()}"] + self._with_fallback(loop)
