@@ -113,10 +113,10 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
 
 # -- the tensor route ------------------------------------------------------------------------
 
-def generate(loss, params, data, reduction, dtype, labels=None, extra=None, hvp: bool = False) -> str:
-    """Lower and generate the module source for a tensor loss (runs on a cache miss). With
-    ``hvp``, the module's one function, ``loss_grad``, differentiates the loss's directional
-    derivative instead (``derive/tangent.py``): its gradient is (H v, ∇f)."""
+def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False) -> Program:
+    """Lower and fuse a tensor loss into the program that writes its functions. With ``hvp``,
+    the program differentiates the loss's directional derivative instead (``derive/tangent.py``):
+    its gradient is (H v, ∇f)."""
     nodes, out = lower(loss, params, data, labels)
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
     ps = [leaves[str(p)] for p in params]
@@ -124,19 +124,27 @@ def generate(loss, params, data, reduction, dtype, labels=None, extra=None, hvp:
         nodes, out, directions = tangent_graph(nodes, out, ps)
         ps += directions
     nodes, out = fuse_maps(nodes, out)
-    printer = NumbaPrinter()
-    prog = Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, printer)
-    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
-    if prog.segments:
-        funcs.insert(0, "\n".join(prog.segments))
-    if extra is not None:
-        funcs += extra(prog)
+    return Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, NumbaPrinter())
+
+
+def module_source(prog: Program, title: str, dtype: str, funcs: list[str]) -> str:
+    """One module: header, helpers, the map kernels, the outlined segments, ``funcs`` and the
+    glue's callee aliases (written last: generating ``funcs`` is what finds them)."""
+    funcs = (["\n".join(prog.segments)] if prog.segments else []) + funcs
     if prog.callees:
         funcs.append(prog.callee_aliases())
-    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
-    head = module_header(title, dtype, printer.helpers, glue=bool(prog.callees), blas=True)
+    head = module_header(title, dtype, prog.kernels.p.helpers, glue=bool(prog.callees), blas=True)
     parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
     return "\n\n\n".join(p for p in parts if p) + "\n"
+
+
+def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = False) -> str:
+    """The module source of a tensor loss: ``loss`` and ``loss_grad`` (with ``hvp``, only the
+    Hessian-vector ``loss_grad``). ``labels`` name layers in comments. Runs on a cache miss."""
+    prog = tensor_program(loss, params, data, reduction, labels, hvp)
+    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
+    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
+    return module_source(prog, title, dtype, funcs)
 
 
 def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> Path:
@@ -179,10 +187,12 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
     step = optimizer.step_source("opt_update")
     key = model_key("fit", loss_expr, params, data, dtype, "mean", step, sp.srepr(model.expr))
 
-    def extra(prog):
-        return ["\n".join(predict_source(prog, model.expr, params, model.x)), step,
-                "\n".join(train_source(prog, optimizer.state))]
+    def make() -> str:  # lower and fuse once; every function of the module comes from this program
+        prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))
+        funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn()),
+                 "\n".join(predict_source(prog, model.expr, params, model.x)), step,
+                 "\n".join(train_source(prog, optimizer.state))]
+        return module_source(prog, f"symgrad tensor model\n\nloss (per sample) = {loss_expr}", dtype, funcs)
 
-    path = jit.ensure_source(key, lambda: generate(loss_expr, params, data, "mean", dtype,
-                                                   getattr(model, "labels", None), extra))
+    path = jit.ensure_source(key, make)
     return path, loss_name, n_out

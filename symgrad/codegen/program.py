@@ -30,14 +30,16 @@ class Program:
     """Names arrays, and writes forward/backward statements node by node."""
 
     def __init__(self, nodes: list[TNode], out: TNode, params: list[TNode], data: list[TNode],
-                 reduction: str, printer: NumbaPrinter):
+                 reduction: str, printer: NumbaPrinter, *, kernels: MapKernels | None = None,
+                 workspace: bool = False):
+        """``kernels``: share another program's elementwise kernels (one module, one set).
+        ``workspace`` (the training kernel): arrays are views of buffers allocated once per
+        call, collected in ``ws`` as (name, node); otherwise each call allocates its own."""
         self.nodes, self.out, self.params, self.data = nodes, out, params, data
         self.reduction = reduction
-        self.kernels = MapKernels(printer)
+        self.kernels = kernels or MapKernels(printer)
         self.need = _needs_grad(nodes)
-        # workspace mode (the training kernel): arrays are views of buffers allocated once per
-        # call, listed here as (name, node); None means allocate per call (loss, loss_grad)
-        self.ws: list[tuple[str, TNode]] | None = None
+        self.ws: list[tuple[str, TNode]] | None = [] if workspace else None
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
         self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
         self.callees: set[str] = set()  # functions the glue calls, through callee() overloads

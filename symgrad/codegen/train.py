@@ -19,10 +19,8 @@ def _indent(lines: list[str], by: int) -> list[str]:
 
 def _workspace_program(prog: Program) -> Program:
     """The same forward/backward, writing into buffers allocated once per kernel call."""
-    tp = Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p)
-    tp.kernels = prog.kernels
-    tp.ws = []
-    return tp
+    return Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
+                   kernels=prog.kernels, workspace=True)
 
 
 #: From this many parameters on, train_chunk is glue (compiled without LLVM's optimiser, calling
@@ -88,11 +86,9 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
         if glue:
             step = _through_callees(step, prog)
     elif par:
-        tp.ws = []
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
                 f"    loss_b = {fn('par_loss_grad')}(theta, {', '.join(xs)}, grad, gpart[:nbk])"]
     else:
-        tp.ws = []
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
     sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
@@ -161,6 +157,6 @@ def predict_source(prog: Program, model_expr, params, x) -> list[str]:
     """``predict(params..., x)``: the model output, sharing the loss's map kernels."""
     nodes, out = fuse_maps(*lower_matrix(model_expr, params, [x]))
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
-    pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p)
-    pp.kernels = prog.kernels
+    pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p,
+                 kernels=prog.kernels)
     return pp.predict_fn()
