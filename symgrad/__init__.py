@@ -15,10 +15,11 @@ from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax
 from .lang.nn import activation
 from .lang.parse import parse_expr
 from .runtime.fit import Trained, fit
+from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "logsumexp",
+    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "load", "logsumexp",
     "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

@@ -64,3 +64,11 @@ class NameClashError(NamingError):
 
 class OptionError(SymgradError, ValueError):
     """An option (reduction, backend, ...) is not one of the supported values."""
+
+
+class TargetError(DataError):
+    """The targets (Y) do not fit the loss: labels outside its range, or strings for a loss on numbers."""
+
+
+class ModelFileError(SymgradError, ValueError):
+    """A saved model file is corrupt, was not written by symgrad, or does not fit the model it meets."""

@@ -20,13 +20,27 @@ from .functions import elementwise, softmax
 
 Activation = Callable[[sp.Expr], sp.Expr]
 
+
+# Named functions, not lambdas: a model holding them pickles (sg.fit results, estimators).
+def _identity(z: sp.Expr) -> sp.Expr:
+    return z
+
+
+def _leaky_relu(z: sp.Expr) -> sp.Expr:
+    return ops.leaky_relu(z, sp.Rational(1, 100))
+
+
+def _elu(z: sp.Expr) -> sp.Expr:
+    return ops.elu(z, sp.S.One)
+
+
 ACTIVATIONS: dict[str, Activation] = {
-    "identity": lambda z: z,
+    "identity": _identity,
     "sigmoid": ops.sigmoid,
     "tanh": sp.tanh,
     "relu": ops.relu,
-    "leaky_relu": lambda z: ops.leaky_relu(z, sp.Rational(1, 100)),
-    "elu": lambda z: ops.elu(z, sp.S.One),
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
     "softplus": ops.softplus,
     "gelu": ops.gelu,
     "silu": ops.silu,

@@ -6,6 +6,12 @@
 >>> m = sg.fit(net, "bce", X, Y, optimizer=sg.optim.Adam(0.05), epochs=20, batch_size=16, backend="python")
 >>> m.history["loss"][-1] < m.history["loss"][0]
 True
+
+Training resumes exactly where it stopped, also after ``m.save(path)`` and ``sg.load(path)``:
+
+>>> more = m.fit_more(X, Y, epochs=5)
+>>> len(more.history["loss"]), more.state.epoch
+(25, 25)
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DivergenceError, ShapeError
-from ..lang.optim import Adam, Optimizer
+from ..lang.optim import Optimizer
 from .checks import check_finite, split_flat
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
@@ -32,23 +38,27 @@ from .execution import (  # noqa: F401
     _progress,
     fit_threads,
 )
-from .trained import Trained, _prepare_xy
+from .inputs import check_fit_options, prepare_xy, resolve_optimizer
+from .state import TrainState, check_resume
+from .trained import Trained, evaluate_arrays
 
 
 class GradientHealthWarning(UserWarning):
     """Per-layer gradient norms collapsed towards 0 (vanishing) or blew up (exploding)."""
 
 
-def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
-        seed: int = 0, dtype: str = "float64", validation: tuple | None = None, threshold: float | None = None,
-        patience: int | None = None, callbacks: Sequence[Callable] = (), progress: bool = False,
-        chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
+def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: int = 10,
+        batch_size: int = 32, seed: int = 0, dtype: str | None = None, validation: tuple | None = None,
+        threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] = (),
+        progress: bool = False, chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
         backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
-        threads: int | None = None) -> Trained:
+        threads: int | None = None, resume: Trained | None = None) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
     loss has not improved for ``patience`` epochs (then the best parameters are restored).
+    ``optimizer``: one of ``sg.optim`` or its name ('adam', 'sgd', ...; default Adam()).
+    ``dtype``: 'float64' by default (or ``resume``'s).
     ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
     this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
@@ -56,19 +66,28 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
     ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
     Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
+    ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
+    (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
+    then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
     """
-    dt = np.dtype(check_options(dtype, backend=backend))  # before anything is built or cached
-    optimizer = optimizer or Adam()
+    check_fit_options(epochs, batch_size, patience, validation, params, resume)
+    optimizer = None if optimizer is None else resolve_optimizer(optimizer)
+    if resume is not None:
+        check_resume(resume, model, loss, optimizer)
+        optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
+    optimizer = resolve_optimizer(optimizer)
+    dt = np.dtype(check_options(dtype or "float64", backend=backend))  # before anything is built or cached
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
-    Xa, Ya = _prepare_xy(X, Y, loss_name, n_out, dt)
-    theta = _flat(_initial_params(model, params, seed, dt))
+    n_in = int(model.x.shape[0])
+    Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt)
+    val = (prepare_xy(*validation, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
+           if validation is not None else None)
+    theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
-    result = Trained(ps, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []},
-                     mod, loss_name, n_out, dt)
-    val = _prepare_xy(*validation, loss_name, n_out, dt) if validation is not None else None
-    flat_states = list(optimizer.init_state(theta.shape, dt).values())
-    rng = np.random.default_rng(seed)
+    result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
+                     backend=backend, state=state)
+    flat_states, rng, first = state.opt_state, state.rng(), state.epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
@@ -77,10 +96,10 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     empty = np.zeros((0, len(Xa)), dtype=np.int64)
     kernel(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
            np.zeros(0, dt), np.zeros((0, len(ps)), dt))
-    t, epoch, best = 0, 0, (np.inf, None, 0)
+    epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     names = [str(p) for p in model.params]  # printing SymPy names per epoch cost ~40 µs
-    while epoch < epochs:
-        n = min(chunk, epochs - epoch)
+    while epoch < first + epochs:
+        n = min(chunk, first + epochs - epoch)
         # one row per epoch; without shuffling the kernel reads X in order and needs no indices
         perms = (np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64) if shuffle
                  else np.empty((n, 0), dtype=np.int64))
@@ -89,11 +108,12 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
         snapshot = theta.copy()
         start = time.perf_counter()
         with _blas_limit(blas_threads), _numba_threads(n_threads):
-            done, t, status = kernel(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs, t,
-                                      dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
+            done, state.t, status = kernel(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs,
+                                           state.t, dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         _record(result, losses[:done], gnorms[:done], elapsed, names, epoch)
         epoch += done
+        state.epoch, state.rng_state = epoch, rng.bit_generator.state
         if not (chunk_epochs or per_epoch):  # fewer, longer native calls when epochs are short
             chunk = _grow_chunk(chunk, elapsed, len(Xa) if shuffle else 0)
         if done < n:
@@ -110,6 +130,23 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | None = None, epochs: int = 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):
+    """(flat parameters, training state, history) to start from: fresh, or where ``resume`` stopped."""
+    if resume is None:
+        theta = _flat(_initial_params(model, params, seed, dt))
+        state = TrainState(list(optimizer.init_state(theta.shape, dt).values()), 0, 0,
+                           np.random.default_rng(seed).bit_generator.state, batch_size, shuffle)
+        return theta, state, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []}
+    theta = _flat(_initial_params(model, resume.params, seed, dt))
+    old = resume.state
+    opt_state = [np.array(a, dtype=dt, copy=True) for a in old.opt_state]  # resume's own are never changed
+    if any(a.shape != theta.shape for a in opt_state):
+        raise ShapeError(f"resume= holds optimizer state of {[a.shape for a in opt_state]} numbers for "
+                         f"{theta.size} parameters. Fix: resume from a model saved by this symgrad.")
+    state = TrainState(opt_state, old.t, old.epoch, old.rng_state, batch_size, shuffle)
+    return theta, state, {k: list(v) for k, v in resume.history.items()}
 
 
 def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
@@ -175,7 +212,7 @@ def _record(result: Trained, losses: np.ndarray, gn: np.ndarray, elapsed: float,
 def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
     h = result.history
     if val is not None:
-        ev = _eval_arrays(result, *val)
+        ev = evaluate_arrays(result, *val)
         h["val_loss"].append(ev["loss"])
         if "accuracy" in ev:
             h["val_accuracy"].append(ev["accuracy"])
@@ -189,13 +226,3 @@ def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
         if cb(epoch, result):
             return True, best
     return False, best
-
-
-def _eval_arrays(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> dict[str, float]:
-    res = {"loss": float(result._mod.loss(*result.params, Xa, Ya))}
-    out = result._mod.predict(*result.params, Xa)
-    if result._loss_name in ("softmax_cross_entropy", "cross_entropy"):
-        res["accuracy"] = float((out.argmax(axis=1) == Ya.argmax(axis=1)).mean())
-    elif result._loss_name in ("bce", "binary_cross_entropy"):
-        res["accuracy"] = float(((out[:, 0] > 0) == (Ya[:, 0] > 0.5)).mean())
-    return res

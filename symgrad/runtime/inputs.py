@@ -1,0 +1,143 @@
+"""What fit(), predict() and evaluate() accept, checked before any native call: each mistake a
+user can make with (X, Y) or fit's options is named here with its fix, instead of a NumPy or
+Numba error from inside the kernel, or worse, a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError, OptionError, ShapeError, TargetError
+from ..lang import optim
+from .checks import as_float_array, check_finite
+
+CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
+BINARY_LOSSES = ("bce", "binary_cross_entropy")
+
+
+def prepare_x(X, n_in: int, dtype: np.dtype, what: str = "X") -> np.ndarray:
+    """``X`` as a C-contiguous (n, n_in) array: one row per sample, finite, of the model's dtype.
+
+    A 1-D array is n samples of one feature when the model has one input, and is refused
+    otherwise: it is then most likely one sample, and guessing would hide a transposed X.
+    """
+    X = as_float_array(X, dtype, what)
+    if X.ndim == 1 and n_in == 1:
+        X = X.reshape(-1, 1)
+    elif X.ndim == 1:
+        fix = (f"{what}.reshape(1, -1) for one sample" if len(X) == n_in
+               else f"one row of {n_in} features per sample")
+        raise ShapeError(f"{what} is 1-D with shape {X.shape}; the model takes a 2-D array of shape "
+                         f"(n_samples, {n_in}). Fix: {fix}.")
+    elif X.ndim != 2:
+        raise ShapeError(f"{what} has shape {X.shape}; the model takes (n_samples, {n_in}) and does not "
+                         f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
+                         f"flattens to {n_in} features, or check the data.")
+    if X.shape[1] != n_in:
+        raise ShapeError(f"{what} has {X.shape[1]} columns (features); the model takes {n_in}. Fix: pass "
+                         f"the {n_in} features the model was built for (sizes[0] of the MLP).")
+    check_finite(X, what)
+    return np.ascontiguousarray(X)
+
+
+def prepare_xy(X, Y, loss_name: str, n_in: int, n_out: int, dtype: np.dtype,
+               names: tuple[str, str] = ("X", "Y")) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) checked against the model and the loss; class labels become one-hot rows."""
+    X = prepare_x(X, n_in, dtype, names[0])
+    if len(X) == 0:
+        raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
+    Y = np.asarray(Y)
+    if Y.ndim == 0 or len(X) != len(Y):
+        raise DataError(f"{names[0]} has {len(X)} rows but {names[1]} has {len(Y) if Y.ndim else 'none'}. "
+                        "Fix: one target row per sample.")
+    Y = _targets(Y, loss_name, n_out, dtype, names[1])
+    if Y.shape[1] != n_out:
+        raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs")
+    check_finite(Y, names[1])
+    if loss_name in BINARY_LOSSES:
+        _check_unit_interval(Y, names[1])
+    return X, np.ascontiguousarray(Y)
+
+
+def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: str) -> np.ndarray:
+    if Y.dtype.kind in "USO":
+        Y = _numbers(Y, loss_name, what)
+    if loss_name in CLASS_LOSSES and Y.ndim == 1:
+        if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
+            raise ShapeError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
+                             f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
+                             f"np.unique({what}, return_inverse=True)[1].")
+        Y = np.eye(n_out, dtype=dtype)[Y]
+    Y = as_float_array(Y.astype(dtype) if Y.dtype.kind in "iub" else Y, dtype, what)
+    if Y.ndim > 2:
+        raise ShapeError(f"{what} has shape {Y.shape}; targets are (n_samples,) or (n_samples, {n_out}).")
+    return Y.reshape(len(Y), -1)
+
+
+def _numbers(Y: np.ndarray, loss_name: str, what: str) -> np.ndarray:
+    """Object arrays of numbers are numbers; text labels are refused with the encoding to use."""
+    if Y.dtype.kind == "O":
+        try:
+            return Y.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    first = Y.flat[0] if Y.size else ""
+    how = ("np.unique(Y, return_inverse=True)[1] gives the class index of each label"
+           if loss_name in CLASS_LOSSES else
+           "(Y == positive_label).astype(float) gives 0/1 targets" if loss_name in BINARY_LOSSES else
+           f"convert them to numbers, e.g. np.asarray({what}, dtype=float), or pick a loss for classes")
+    raise TargetError(f"{what} holds text labels (e.g. {str(first)!r}); the {loss_name!r} loss needs numbers. "
+                      f"Fix: {how}.")
+
+
+def _check_unit_interval(Y: np.ndarray, what: str) -> None:
+    lo, hi = float(Y.min()), float(Y.max())
+    if lo < 0 or hi > 1:
+        raise TargetError(f"{what} holds values in [{lo:g}, {hi:g}], but the binary cross-entropy ('bce') "
+                          f"needs targets in [0, 1] (labels 0/1, or probabilities). Fix: for -1/+1 "
+                          f"labels pass ({what} > 0).astype(float); for other targets use 'mse'.")
+
+
+def check_fit_options(epochs, batch_size, patience, validation, params, resume) -> None:
+    """fit's options that would otherwise fail inside the kernel or be silently ignored."""
+    if not _count(batch_size, 1):
+        raise OptionError(f"batch_size={batch_size!r}: use an integer >= 1 (len(X) for full-batch "
+                          "gradient descent).")
+    if not _count(epochs, 0):
+        raise OptionError(f"epochs={epochs!r}: use an integer >= 0.")
+    if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+        raise OptionError("validation= takes a pair (X_val, Y_val). Fix: pass validation=(X_val, Y_val).")
+    if patience is not None and validation is None:
+        raise OptionError(f"patience={patience!r} stops on the validation loss, but no validation= data "
+                          "was given, so it would be ignored. Fix: pass validation=(X_val, Y_val), or "
+                          "drop patience= (threshold= stops on the training loss).")
+    if patience is not None and not _count(patience, 1):
+        raise OptionError(f"patience={patience!r}: use an integer >= 1 (epochs without improvement).")
+    if params is not None and resume is not None:
+        raise OptionError("params= and resume= both give the starting parameters. Fix: pass one of them.")
+
+
+def _count(n, least: int) -> bool:
+    return isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= least
+
+
+def optimizers() -> dict[str, type]:
+    """sg.optim's optimizers by lower-case name: 'sgd', 'adam', 'adamw', 'rmsprop', ..."""
+    return {name.lower(): cls for name, cls in vars(optim).items()
+            if isinstance(cls, type) and issubclass(cls, optim.Optimizer) and cls is not optim.Optimizer}
+
+
+def resolve_optimizer(optimizer) -> optim.Optimizer:
+    """An Optimizer for ``optimizer=``: None is Adam(), a name is that optimizer's defaults."""
+    if optimizer is None:
+        return optim.Adam()
+    if isinstance(optimizer, str):
+        known = optimizers()
+        if optimizer.lower() not in known:
+            raise OptionError(f"unknown optimizer {optimizer!r}. Known: {sorted(known)}. Fix: pass one of "
+                              "these names, or an object with its settings, e.g. sg.optim.Adam(lr=0.01).")
+        return known[optimizer.lower()]()
+    if not isinstance(optimizer, optim.Optimizer):
+        raise OptionError(f"optimizer={type(optimizer).__name__} is not a symgrad optimizer. Fix: pass "
+                          "one of sg.optim (e.g. sg.optim.Adam(lr=0.01)) or its name, e.g. 'adam'.")
+    return optimizer

@@ -1,0 +1,198 @@
+"""Model files: everything needed to rebuild a trained model and resume its training.
+
+A file is an ``.npz`` archive without pickles: a JSON header (network and custom loss as
+SymPy ``srepr`` text, optimizer and schedule by name and settings, dtype, epoch, step count,
+RNG state, history) and plain arrays (parameters, optimizer state). Loading reads the
+expressions back without ``eval`` (``srepr_io``), so a file can carry data but never code,
+and checks every array against the header, so a corrupt or foreign file is named as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from ..errors import ModelFileError, OptionError, SymgradError
+from ..jit import VERSION as SYMGRAD_VERSION
+from ..lang import optim
+from .inputs import optimizers
+from .srepr_io import read_srepr, write_srepr
+from .state import ModelSpec, StoredLoss, TrainState
+from .trained import Trained
+
+FORMAT, VERSION = "symgrad-model", 1
+_SCHEDULES = (optim.ConstantLR, optim.StepLR, optim.ExponentialLR, optim.CosineLR)
+
+
+def save(model: Trained, path: str | Path) -> None:
+    """Write ``model`` to ``path`` (``.npz`` is appended when missing, as NumPy does)."""
+    if model.model is None or model.optimizer is None:
+        raise OptionError("this Trained keeps no network or optimizer to save. Fix: save a model "
+                          "returned by sg.fit or sg.load.")
+    state = model.state or TrainState()
+    header = {
+        "format": FORMAT, "version": VERSION, "symgrad": SYMGRAD_VERSION,
+        "model": _model_header(ModelSpec.of(model.model)),
+        "loss": _loss_header(StoredLoss.of(model.loss, model.model)),
+        "loss_name": model._loss_name, "n_out": model._n_out, "dtype": model.dtype.name,
+        "backend": model.backend, "optimizer": _optimizer_header(model.optimizer),
+        "state": {"t": int(state.t), "epoch": int(state.epoch), "rng": state.rng_state,
+                  "batch_size": int(state.batch_size), "shuffle": bool(state.shuffle)},
+        "history": model.history,
+    }
+    arrays = {f"param_{k}": np.asarray(p) for k, p in enumerate(model.params)}
+    arrays |= {f"state_{name}": a for name, a in zip(model.optimizer.state, state.opt_state, strict=True)}
+    text = json.dumps(header, default=_json_value)
+    np.savez(path, header=np.array(text), **arrays)
+
+
+def load(path: str | Path, backend: str | None = None) -> Trained:
+    """The model saved at ``path`` by :meth:`Trained.save`, ready to predict, evaluate and
+    train further (``fit_more``). ``backend`` overrides the saved one ('numba' or 'python').
+
+    Raises :class:`~symgrad.errors.ModelFileError` for a corrupt file, one not written by
+    symgrad, or one whose arrays do not fit the network it describes.
+    """
+    header, arrays = _read(path)
+    try:
+        return _rebuild(header, arrays, backend)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, SymgradError):
+            raise
+        raise ModelFileError(f"{path}: the header does not describe a model ({type(exc).__name__}: "
+                             f"{exc}); the file is corrupt or altered. Fix: save the model again.") from exc
+
+
+def read_params(path: str | Path) -> list[np.ndarray]:
+    """The parameter arrays of a model file (also of parameter-only files from older versions)."""
+    header, arrays = _read(path, need_header=False)
+    if header is None:
+        return [arrays[f"arr_{k}"] for k in range(len(arrays))]
+    return [arrays[f"param_{k}"] for k in range(sum(k.startswith("param_") for k in arrays))]
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.ndarray]]:
+    if not Path(path).exists() and Path(f"{path}.npz").exists():  # np.savez appended the suffix
+        path = f"{path}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"cannot read {path}: it is corrupt or not a model file ({exc}). "
+                             "Fix: save the model again with trained.save(path).") from exc
+    if "header" not in arrays:
+        legacy = all(k.startswith("arr_") for k in arrays)
+        if need_header or not legacy:
+            raise ModelFileError(f"{path} was not written by Trained.save: it has no symgrad header"
+                                 f"{' (it holds bare arrays: an older symgrad saved only parameters)' if legacy else ''}. "
+                                 "Fix: to load bare parameters into a model of the same network, call "
+                                 "trained.load(path) on it; else save the model again.")
+        return None, arrays
+    try:
+        header = json.loads(str(arrays.pop("header")))
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: the header is not valid JSON ({exc}); the file is corrupt.") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a symgrad model file (its header names no {FORMAT!r} format).")
+    if header.get("version", 0) > VERSION:
+        raise ModelFileError(f"{path} was written by a newer symgrad ({header.get('symgrad')}, format "
+                             f"{header['version']}); this one reads format {VERSION}. Fix: upgrade symgrad.")
+    return header, arrays
+
+
+def _rebuild(header: dict, arrays: dict[str, np.ndarray], backend: str | None) -> Trained:
+    spec = _read_model(header["model"])
+    loss = header["loss"]["name"] if "expr" not in header["loss"] else \
+        StoredLoss(read_srepr(header["loss"]["expr"]), header["loss"]["name"])
+    opt = _read_optimizer(header["optimizer"])
+    dtype = np.dtype(header["dtype"])
+    params = _checked_params(spec, arrays, dtype)
+    size = sum(p.size for p in params)
+    opt_state = []
+    for name in opt.state:
+        a = arrays.get(f"state_{name}")
+        if a is None or a.shape != (size,) or a.dtype != dtype:
+            raise ModelFileError(f"the optimizer state '{name}' of {type(opt).__name__} is missing or is not "
+                                 f"{size} {dtype} numbers; the file is corrupt or altered.")
+        opt_state.append(np.ascontiguousarray(a))
+    s = header["state"]
+    state = TrainState(opt_state, int(s["t"]), int(s["epoch"]), s["rng"], int(s["batch_size"]),
+                       bool(s["shuffle"]))
+    state.rng()  # a damaged RNG state fails here, not when training resumes
+    if not isinstance(header["history"], dict):
+        raise ModelFileError("the saved history is not a dict of lists; the file is corrupt or altered.")
+    trained = Trained(params, header["history"], None, header["loss_name"], int(header["n_out"]), dtype,
+                      model=spec, loss=loss, optimizer=opt, backend=backend or header["backend"], state=state)
+    _ = trained._mod  # build (or find in the cache) now, so a bad file fails at load, not later
+    return trained
+
+
+def _checked_params(spec: ModelSpec, arrays: dict[str, np.ndarray], dtype: np.dtype) -> list[np.ndarray]:
+    shapes = [tuple(int(d) for d in p.shape) for p in spec.params]
+    got = [arrays.get(f"param_{k}") for k in range(len(shapes))]
+    extra = sum(k.startswith("param_") for k in arrays) - len(shapes)
+    found = [None if a is None else a.shape for a in got]
+    if extra or found != shapes:
+        raise ModelFileError(f"the parameter arrays {found} do not match the saved network's "
+                             f"{list(spec.params)} with shapes {shapes}; the file is corrupt or altered.")
+    bad = [str(p) for p, a in zip(spec.params, got) if a.dtype != dtype or not np.isfinite(a).all()]
+    if bad:
+        raise ModelFileError(f"parameters {bad} are not finite {dtype} arrays; the file is corrupt or altered.")
+    return [np.ascontiguousarray(a) for a in got]
+
+
+# -- the header's parts -------------------------------------------------------------------------
+
+def _model_header(spec: ModelSpec) -> dict:
+    labels = None if spec.labels is None else [[write_srepr(k), v] for k, v in spec.labels.items()]
+    return {"expr": write_srepr(spec.expr), "params": write_srepr(sp.Tuple(*spec.params)),
+            "x": write_srepr(spec.x), "labels": labels}
+
+
+def _read_model(h: dict) -> ModelSpec:
+    labels = None if h["labels"] is None else {read_srepr(k): v for k, v in h["labels"]}
+    return ModelSpec(read_srepr(h["expr"]), tuple(read_srepr(h["params"])), read_srepr(h["x"]), labels)
+
+
+def _loss_header(loss: str | StoredLoss) -> dict:
+    return {"name": loss} if isinstance(loss, str) else {"name": loss.__name__, "expr": write_srepr(loss.expr)}
+
+
+def _optimizer_header(opt: optim.Optimizer) -> dict:
+    name = type(opt).__name__
+    if optimizers().get(name.lower()) is not type(opt):
+        raise OptionError(f"the optimizer {name} is not one of sg.optim's, so a file cannot rebuild it. "
+                          "Fix: pickle the model instead (pickle.dump(trained, f)), which keeps any "
+                          "picklable optimizer.")
+    if not isinstance(opt.schedule, _SCHEDULES):
+        raise OptionError(f"the schedule {opt.schedule!r} is not one of sg.optim's ("
+                          f"{', '.join(s.__name__ for s in _SCHEDULES)}), so a file cannot rebuild it. "
+                          "Fix: use one of them, or pickle the model instead.")
+    schedule = {"class": type(opt.schedule).__name__, "args": dataclasses.asdict(opt.schedule)}
+    return {"class": name, "lr": opt.lr, "hyper": opt.hyper, "clip_norm": opt.clip_norm, "schedule": schedule}
+
+
+def _read_optimizer(h: dict) -> optim.Optimizer:
+    cls = optimizers().get(str(h["class"]).lower())
+    schedule = {s.__name__: s for s in _SCHEDULES}.get(h["schedule"]["class"])
+    if cls is None or schedule is None:
+        raise ModelFileError(f"the file names an optimizer {h['class']!r} with schedule "
+                             f"{h['schedule']['class']!r} that this symgrad does not have. Fix: load it "
+                             "with the symgrad version that saved it.")
+    return cls(h["lr"], **h["hyper"], clip_norm=h["clip_norm"], schedule=schedule(**h["schedule"]["args"]))
+
+
+def _json_value(value):
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays a callback put in the history
+        return value.tolist()
+    raise OptionError(f"the history holds {type(value).__name__} values, which a model file cannot "
+                      "store. Fix: keep numbers and lists of numbers in trained.history.")

@@ -1,0 +1,107 @@
+"""What a trained model keeps besides its parameters, in forms that pickle and save: the
+network as SymPy expressions, a custom loss as its expression, and the training position
+(optimizer state, step and epoch counts, the shuffling RNG) that resuming continues from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy as sp
+
+from ..errors import OptionError
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A network as fit() sees it: its output ``expr``, ``params``, input ``x`` and the
+    ``labels`` of its layers. Saved and unpickled models hold one; it is an MLP's pickle-free
+    essence (an MLP may hold the user's own Python activation functions)."""
+
+    expr: sp.MatrixExpr
+    params: tuple[sp.MatrixSymbol, ...]
+    x: sp.MatrixSymbol
+    labels: dict | None = None
+
+    @classmethod
+    def of(cls, model) -> ModelSpec:
+        if isinstance(model, cls):
+            return model
+        labels = getattr(model, "labels", None)
+        return cls(model.expr, tuple(model.params), model.x, dict(labels) if labels else None)
+
+    @property
+    def sizes(self) -> tuple[int, int]:
+        return int(self.x.shape[0]), int(self.expr.shape[0])
+
+    def __repr__(self) -> str:
+        return f"ModelSpec(inputs={self.sizes[0]}, outputs={self.sizes[1]}, params={list(self.params)})"
+
+
+class StoredLoss:
+    """A custom loss, kept as the expression it gave for the model: ``f(pred, target)``
+    written by the user is a Python function, which neither pickles reliably nor saves."""
+
+    def __init__(self, expr: sp.Expr, name: str):
+        self.expr, self.__name__ = expr, name
+
+    @classmethod
+    def of(cls, loss, model) -> str | StoredLoss:
+        """A loss name stays a name; a function becomes the expression it gives for ``model``."""
+        if isinstance(loss, (str, cls)):
+            return loss
+        y = sp.MatrixSymbol("y", int(model.expr.shape[0]), 1)
+        return cls(loss(model.expr, y), getattr(loss, "__name__", "custom"))
+
+    def __call__(self, pred, target) -> sp.Expr:
+        return self.expr
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, StoredLoss) and (self.expr, self.__name__) == (other.expr, other.__name__)
+
+    def __hash__(self) -> int:
+        return hash((self.expr, self.__name__))
+
+    def __reduce__(self):
+        return StoredLoss, (self.expr, self.__name__)
+
+
+@dataclass
+class TrainState:
+    """Where training stopped, so that fit(..., resume=) continues exactly: the optimizer's state
+    arrays (flat, in ``optimizer.state`` order), its step count ``t``, the epochs done (the
+    schedule's position), the shuffling RNG's state, and the minibatch settings."""
+
+    opt_state: list[np.ndarray] = field(default_factory=list)
+    t: int = 0
+    epoch: int = 0
+    rng_state: dict | None = None
+    batch_size: int = 32
+    shuffle: bool = True
+
+    def rng(self) -> np.random.Generator:
+        rng = np.random.default_rng()
+        if self.rng_state is not None:
+            rng.bit_generator.state = self.rng_state
+        return rng
+
+
+def check_resume(resume, model, loss, optimizer) -> None:
+    """Refuse to resume a run with another network, loss or optimizer state layout (``resume``
+    is a Trained; for a file, sg.load(path) gives one)."""
+    if getattr(resume, "state", None) is None or getattr(resume, "model", None) is None:
+        raise OptionError("resume= needs a model returned by sg.fit or sg.load; this one keeps no "
+                          "training state. Fix: pass a Trained from sg.fit or sg.load(path), or params=[...] "
+                          "to start a new run from given parameters.")
+    if sp.srepr(ModelSpec.of(model).expr) != sp.srepr(ModelSpec.of(resume.model).expr):
+        raise OptionError(f"resume= was trained on another network ({ModelSpec.of(resume.model)}); this "
+                          f"fit's model is {ModelSpec.of(model)}. Fix: pass resume.model as the model, "
+                          "or use trained.fit_more(X, Y, epochs=...).")
+    if StoredLoss.of(loss, model) != StoredLoss.of(resume.loss, resume.model):
+        raise OptionError(f"resume= was trained with the loss {resume._loss_name!r}, not this one. "
+                          "Fix: pass resume.loss, or use trained.fit_more(X, Y, epochs=...).")
+    if optimizer is not None and tuple(optimizer.state) != tuple(resume.optimizer.state):
+        raise OptionError(f"resume= holds the state of {type(resume.optimizer).__name__} "
+                          f"({resume.optimizer.state}); {type(optimizer).__name__} keeps "
+                          f"{optimizer.state}. Fix: resume with the same kind of optimizer.")

@@ -1,0 +1,163 @@
+"""No silent mistakes in fit, predict and evaluate (issue 18, section 4): each case below once
+trained or answered quietly, or failed with a raw NumPy error; each now names its fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad as sg
+from symgrad.errors import DataError, OptionError, ShapeError, SymgradError, TargetError
+from symgrad.lang import optim
+from symgrad.lang.nn import MLP
+
+PY = {"backend": "python", "epochs": 2, "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def binary():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(24, 3))
+    return MLP([3, 4, 1], activation="tanh"), X, (X[:, 0] > 0).astype(float)
+
+
+@pytest.fixture(scope="module")
+def trained(binary):
+    net, X, Y = binary
+    return sg.fit(net, "bce", X, Y, **PY)
+
+
+def test_bce_refuses_minus_one_plus_one_labels(binary, trained):
+    net, X, Y = binary
+    pm = 2 * Y - 1
+    with pytest.raises(TargetError, match=r"\[-1, 1\].*\(Y > 0\)\.astype\(float\)"):
+        sg.fit(net, "bce", X, pm, **PY)
+    with pytest.raises(TargetError, match="validation Y"):
+        sg.fit(net, "bce", X, Y, validation=(X, pm), **PY)
+    with pytest.raises(TargetError, match=r"\[0, 1\]"):
+        trained.evaluate(X, pm)
+    soft = np.clip(Y, 0.1, 0.9)  # probabilities are valid targets
+    sg.fit(net, "bce", X, soft, **PY)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_predict_and_evaluate_refuse_non_finite_input(bad, binary, trained):
+    _, X, Y = binary
+    Xb = X.copy()
+    Xb[5, 2] = bad
+    with pytest.raises(DataError, match=r"non-finite.*\(5, 2\).*Fix"):
+        trained.predict(Xb)
+    with pytest.raises(DataError, match="non-finite"):
+        trained.evaluate(Xb, Y)
+
+
+def test_wrong_input_width_names_the_columns(binary, trained):
+    net, X, Y = binary
+    with pytest.raises(ShapeError, match="2 columns.*takes 3"):
+        sg.fit(net, "bce", X[:, :2], Y, **PY)
+    with pytest.raises(ShapeError, match="4 columns.*takes 3"):
+        trained.predict(np.hstack([X, X[:, :1]]))
+    with pytest.raises(ShapeError, match="2 columns"):
+        trained.evaluate(X[:, :2], Y)
+    with pytest.raises(ShapeError, match="validation X has 2 columns"):
+        sg.fit(net, "bce", X, Y, validation=(X[:, :2], Y), **PY)
+
+
+def test_single_1d_sample_says_how_to_reshape(binary, trained):
+    _, X, _ = binary
+    with pytest.raises(ShapeError, match=r"1-D.*reshape\(1, -1\)"):
+        trained.predict(X[0])
+    assert trained.predict(X[:1]).shape == (1, 1)
+    with pytest.raises(ShapeError, match="1-D"):
+        trained.predict(X[0, :2])
+    # with one input feature a 1-D array is unambiguous: one value per sample
+    x1 = X[:, 0]
+    m = sg.fit(MLP([1, 3, 1]), "mse", x1, x1**2, **PY)
+    assert m.predict(x1).shape == (len(x1), 1)
+
+
+def test_3d_input_is_refused_not_flattened(binary, trained):
+    net, X, Y = binary
+    X3 = np.repeat(X[:, :, None], 2, axis=2)
+    with pytest.raises(ShapeError, match=r"\(24, 3, 2\).*does not flatten.*reshape"):
+        sg.fit(MLP([6, 4, 1]), "bce", X3, Y, **PY)
+    with pytest.raises(ShapeError, match="does not flatten"):
+        trained.predict(X[:, :, None])
+    flat = X3.reshape(len(X3), -1)  # the fix the message gives
+    sg.fit(MLP([6, 4, 1]), "bce", flat, Y, **PY)
+
+
+def test_patience_without_validation_is_refused(binary):
+    net, X, Y = binary
+    with pytest.raises(OptionError, match="patience=3.*validation=\\(X_val, Y_val\\)"):
+        sg.fit(net, "bce", X, Y, patience=3, **PY)
+    with pytest.raises(OptionError, match="patience=0"):
+        sg.fit(net, "bce", X, Y, patience=0, validation=(X, Y), **PY)
+
+
+@pytest.mark.parametrize("name, cls", [("adam", optim.Adam), ("Adam", optim.Adam), ("SGD", optim.SGD),
+                                       ("rmsprop", optim.RMSProp), ("AdamW", optim.AdamW)])
+def test_optimizer_by_name(name, cls, binary):
+    net, X, Y = binary
+    by_name = sg.fit(net, "bce", X, Y, optimizer=name, **PY)
+    by_object = sg.fit(net, "bce", X, Y, optimizer=cls(), **PY)
+    assert type(by_name.optimizer) is cls
+    for a, b in zip(by_name.params, by_object.params, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_optimizer_names_the_fix(binary):
+    net, X, Y = binary
+    with pytest.raises(OptionError, match=r"unknown optimizer 'adamm'.*'adam'.*sg.optim.Adam\(lr=0.01\)"):
+        sg.fit(net, "bce", X, Y, optimizer="adamm", **PY)
+    with pytest.raises(OptionError, match="not a symgrad optimizer"):
+        sg.fit(net, "bce", X, Y, optimizer=object(), **PY)
+
+
+@pytest.mark.parametrize("batch_size", [0, -4, 2.5, True])
+def test_batch_size_must_be_a_positive_integer(batch_size, binary):
+    net, X, Y = binary
+    with pytest.raises(OptionError, match=f"batch_size={batch_size!r}.*>= 1"):
+        sg.fit(net, "bce", X, Y, backend="python", epochs=1, batch_size=batch_size)
+
+
+def test_negative_epochs_refused(binary):
+    net, X, Y = binary
+    with pytest.raises(OptionError, match="epochs=-1"):
+        sg.fit(net, "bce", X, Y, backend="python", epochs=-1)
+
+
+def test_empty_x(binary, trained):
+    net, X, Y = binary
+    with pytest.raises(DataError, match="X has no rows"):
+        sg.fit(net, "bce", X[:0], Y[:0], **PY)
+    with pytest.raises(DataError, match="no rows"):
+        trained.evaluate(X[:0], Y[:0])
+    assert trained.predict(X[:0]).shape == (0, 1)  # an empty batch has an empty answer
+
+
+@pytest.mark.parametrize("loss, fix", [("softmax_cross_entropy", "return_inverse"),
+                                       ("bce", "positive_label"), ("mse", "numbers")])
+def test_string_labels_name_the_encoding(loss, fix):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(12, 3))
+    words = np.array(["cat", "dog", "emu"])[rng.integers(0, 3, 12)]
+    n_out = 3 if loss == "softmax_cross_entropy" else 1
+    with pytest.raises(TargetError, match=f"text labels \\(e.g. '(cat|dog|emu)'\\).*{fix}") as exc:
+        sg.fit(MLP([3, 4, n_out]), loss, X, words, **PY)
+    assert isinstance(exc.value, SymgradError)
+
+
+def test_object_arrays_of_numbers_are_numbers():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(12, 3))
+    Y = np.array(list(rng.normal(size=12)), dtype=object)
+    m = sg.fit(MLP([3, 4, 1]), "mse", X, Y, **PY)
+    assert np.isfinite(m.history["loss"]).all()
+
+
+def test_validation_must_be_a_pair(binary):
+    net, X, Y = binary
+    with pytest.raises(OptionError, match=r"validation= takes a pair \(X_val, Y_val\)"):
+        sg.fit(net, "bce", X, Y, validation=(X,), **PY)
