@@ -12,7 +12,7 @@ from .errors import SymgradError
 from .explain.trace import Derivation, check_trace_names, resolve_names
 from .front.prepare import _max_to_piecewise, is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
-from .front.validate import check_matrix_elements, realify
+from .front.validate import check_matrix_elements, realify, symbol_list
 from .lang.losses import loss_fn
 from .runtime.formula import CompiledFormula, CompiledResiduals
 from .runtime.tensor import CompiledTensor
@@ -101,6 +101,7 @@ def compile(
     True
     """
     dt = check_options(dtype, reduction, backend)
+    wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
         path = tensor_module(expr, wrt, data, dt, reduction)
@@ -131,6 +132,7 @@ def compile_residuals(
     [[1.0, -0.0], [1.0, -2.0]]
     """
     dt = check_options(dtype, "mean", backend)
+    wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data, "
                            "got a matrix expression. Fix: write one residual per sample as a scalar "

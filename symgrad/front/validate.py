@@ -116,8 +116,34 @@ def _too_many_elements(found: set[sp.Basic], limit: int) -> None:
     )
 
 
+def symbol_list(value: object, what: str) -> list[sp.Basic]:
+    """``wrt=`` or ``data=`` as a list: one symbol alone is accepted as a list of one.
+
+    >>> a = sp.Symbol("a")
+    >>> symbol_list(a, "wrt")
+    [a]
+    """
+    if isinstance(value, (sp.Symbol, sp.MatrixSymbol)):
+        return [value]
+    if isinstance(value, (str, sp.Basic)) or not isinstance(value, Iterable):
+        raise UnboundSymbolError(f"{what}= takes symbols (a Symbol, a MatrixSymbol, or a list of them), "
+                                 f"got {value!r}. Fix: e.g. {what}=[a, b] with a, b = sp.symbols('a b', real=True).")
+    out = list(value)
+    for v in out:
+        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol)):
+            raise UnboundSymbolError(f"{what}= holds {v!r} ({type(v).__name__}), which is not a symbol. Fix: list "
+                                     "symbols only; to use an expression such as 2*a, give it a symbol and substitute.")
+    return out
+
+
 def check_bindings(expr: sp.Basic, wrt: Sequence[sp.Basic], data: Iterable[sp.Basic]) -> None:
-    """Every free symbol must be a parameter or data; and none may be both."""
+    """Every free symbol must be a parameter or data; none may be both, or listed twice."""
+    wrt, data = list(wrt), list(data)
+    for what, syms in (("wrt", wrt), ("data", data)):
+        twice = sorted({str(s) for s in syms if syms.count(s) > 1})
+        if twice:
+            raise UnboundSymbolError(f"{twice} listed more than once in {what}=. Fix: list each symbol once "
+                                     "(a repeated symbol would be bound to two values, or get two gradient entries).")
     wrt_set, data_set = set(wrt), set(data)
     both = wrt_set & data_set
     if both:
