@@ -57,13 +57,13 @@ def _names(specs: Sequence[str] | None) -> dict[sp.Expr, str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> str:
-    expr = parse_expr(args.expr)
+    expr = parse_expr(args.expr.strip())
     d = explain(expr, _variables(expr, args.wrt), names=_names(args.name))
     return d.latex() if args.latex else str(d)
 
 
 def _cmd_grad(args: argparse.Namespace) -> str:
-    expr = parse_expr(args.expr)
+    expr = parse_expr(args.expr.strip())
     variables = _variables(expr, args.wrt)
     grads = grad(expr, variables)
     lines = []
@@ -106,10 +106,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _protect_negative(argv: list[str]) -> list[str]:
+    """argparse reads "-x**2" as an unknown option: an argument that starts with '-' and is no
+    option of ours (nor a value after --wrt/--name) is an expression; a leading space keeps it one."""
+    out, after_option = [], False
+    for arg in argv:
+        is_expr = arg.startswith("-") and not arg.startswith("--") and arg not in ("-h",) and not after_option
+        out.append(f" {arg}" if is_expr else arg)
+        after_option = arg in ("--wrt", "--name")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (argparse usage errors also give 2)."""
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_protect_negative(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:

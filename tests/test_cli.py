@@ -234,3 +234,11 @@ def test_python_dash_m_symgrad():
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ")
     assert "pwned" not in bad.stdout
+
+
+def test_an_expression_that_starts_with_minus_is_an_expression(capsys):
+    """argparse took "-x**2" for an unknown option ("arguments are required: expr")."""
+    assert main(["grad", "-x**2"]) == 0
+    assert capsys.readouterr().out.strip() == "d(-x**2)/dx = -2*x"
+    assert main(["grad", "-x*y", "--wrt", "y"]) == 0
+    assert capsys.readouterr().out.strip() == "d(-x*y)/dy = -x"
