@@ -216,3 +216,16 @@ def test_parameter_only_statements_run_once_before_the_sample_loop():
     want_v, want_g, want_h = Oracle(expr, [a, b], [x]).reduced(theta, [rows])
     close(f.hvp(theta, v, rows), want_h @ v, 1e-12, "hvp")
     close(f.value_and_grad(theta, rows)[1], want_g, 1e-12, "gradient")
+
+
+def test_a_parameter_absent_from_the_formula_named_like_the_output_or_a_seam():
+    """A parameter that the formula does not contain, named J (the sweep's output) or v1 (a
+    seam), had the output's or the seam's adjoint as its gradient: found by the corpus as a
+    Hessian entry of 1 for the formula J (its gradient, the constant 1, was swept with output J)."""
+    J, E, v1, x = sp.symbols("J ArithmeticError v1 x", real=True)
+    f = sg.compile(J, wrt=[J, E], data=[x], backend="python")
+    assert not f.hessian([0.83, 1.27], np.array([0.4, 1.1])).any()
+    g = sg.compile(sp.sin(x) * E + E**2, wrt=[J, E, v1], data=[x], backend="python")
+    _, grad = g.value_and_grad([1.0, 2.0, 3.0], np.array([0.5]))
+    close(grad, [0.0, float(sp.sin(0.5)) + 4.0, 0.0], 1e-14, "gradient")
+    assert sg.grad(x**2, [J, v1, x]) == [0, 0, 2 * x]

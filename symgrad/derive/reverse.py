@@ -51,7 +51,10 @@ class Sweep:
         return {n.out: n.expr for n in self.nodes}
 
     def gradient(self, leaf: sp.Symbol) -> sp.Expr:
-        """dJ/dleaf as an expression in the leaves, tidied."""
+        """dJ/dleaf as an expression in the leaves, tidied (0 for a symbol not in the expression:
+        it may share its name with a seam or the output, J, whose adjoint is not its own)."""
+        if leaf not in self.leaves:
+            return sp.S.Zero
         adj = self.adjoint.get(leaf, sp.S.Zero)
         if len(self.nodes) <= STEPWISE_MAX_NODES:
             return tidy(_substitute_forward(adj, self.nodes))
