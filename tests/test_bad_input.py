@@ -31,3 +31,27 @@ def test_bad_symbol_lists_name_the_fix(kw, text):
         with pytest.raises(UnboundSymbolError, match="Fix:") as info:
             call(a * x, backend="python", **kw)
         assert text in str(info.value)
+
+
+def test_silent_nan_inputs_are_refused():
+    """NaN theta, masked entries and no rows all came back as NaN or used masked values, silently."""
+    from symgrad.errors import DataError
+
+    f = sg.compile(a * x, [a], [x], backend="python")
+    with pytest.raises(DataError, match="theta holds a non-finite.*Fix:"):
+        f.value_and_grad([np.nan], np.array([1.0]))
+    with pytest.raises(DataError, match="masked entries.*Fix:"):
+        f.value_and_grad([1.0], np.ma.array([1.0, 2.0], mask=[False, True]))
+    assert f.value_and_grad([1.0], np.ma.array([1.0, 2.0]))[1].tolist() == [1.5]  # no mask: fine
+    with pytest.raises(DataError, match="no rows.*Fix:"):
+        f.value_and_grad([1.0], np.array([]))
+    with pytest.raises(DataError, match="non-finite.*Fix:"):
+        f.hvp([1.0], [np.inf], np.array([1.0]))
+    pw = sg.compile(a * x, [a], [x], reduction="none", backend="python")
+    assert pw.pointwise(np.array([]), np.array([]))[0].shape == (0,)  # pointwise of nothing is empty
+    net, y = sg.nn.MLP([2, 2, 1]), sp.MatrixSymbol("y", 1, 1)
+    t = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y], backend="python")
+    theta = np.concatenate([p.ravel() for p in net.init_params(0)])
+    theta[3] = np.nan
+    with pytest.raises(DataError, match="theta holds a non-finite"):
+        t.value_and_grad(theta, np.ones((2, 2)), np.ones((2, 1)))

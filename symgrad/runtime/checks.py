@@ -14,7 +14,14 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
 
     Lists and Python scalars are converted. An ndarray must already have ``dtype``: a
     float64 array silently rounded to float32 (or a complex one) would be a wrong answer.
+    A masked array with masked entries is refused: its mask would be dropped silently.
     """
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise DataError(f"{what} is a masked array with masked entries, which compiled code would use "
+                            "as if they were data. Fix: drop those rows (np.ma.compress_rows) or fill them "
+                            "(arr.filled(value)).")
+        x = np.ma.getdata(x)
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x, dtype=dtype)
@@ -41,21 +48,27 @@ def split_flat(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.n
     return out
 
 
-def check_finite(x: np.ndarray, what: str) -> None:
-    """Raise DataError naming the first NaN/Inf entry."""
+ROWS_FIX = "Fix: drop or impute NaN/Inf rows before calling (e.g. X[np.isfinite(X).all(axis=1)])."
+PARAMS_FIX = ("Fix: start from finite values; parameters that became NaN or Inf mean the optimizer "
+              "diverged (lower its step size).")
+
+
+def check_finite(x: np.ndarray, what: str, fix: str = ROWS_FIX) -> None:
+    """Raise DataError naming the first NaN/Inf entry, and ``fix``."""
     if x.size and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         where = tuple(int(i) for i in bad)
         raise DataError(
-            f"{what} holds a non-finite value ({x[where]}) at index {where if len(where) > 1 else where[0]}. "
-            "Fix: drop or impute NaN/Inf rows before calling (e.g. X[np.isfinite(X).all(axis=1)])."
+            f"{what} holds a non-finite value ({x[where]}) at index {where if len(where) > 1 else where[0]}. {fix}"
         )
 
 
 def check_data(
-    arrays: Sequence[object], names: Sequence[str], dtype: np.dtype, widths: Sequence[int] | None = None
+    arrays: Sequence[object], names: Sequence[str], dtype: np.dtype, widths: Sequence[int] | None = None,
+    min_rows: int = 1,
 ) -> list[np.ndarray]:
-    """Validate per-sample data arrays: dtype, finiteness, one row per sample, equal lengths."""
+    """Validate per-sample data arrays: dtype, finiteness, one row per sample, equal lengths,
+    and at least ``min_rows`` rows (a mean over no samples is undefined; pointwise takes 0)."""
     if len(arrays) != len(names):
         raise ShapeError(
             f"expected {len(names)} data array(s) ({', '.join(names)}), got {len(arrays)}. "
@@ -74,6 +87,9 @@ def check_data(
         check_finite(arr, f"data '{name}'")
         out.append(arr)
     lengths = {name: len(a) for name, a in zip(names, out)}
+    if out and max(lengths.values()) < min_rows:
+        raise DataError("the data have no rows: a mean over no samples is undefined. "
+                        "Fix: pass at least one sample.")
     if len(set(lengths.values())) > 1:
         raise DataError(
             f"data arrays have different lengths {lengths}. Fix: give every data array one row per sample."
@@ -90,4 +106,5 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
         raise DtypeError(f"{what} could not be converted to {dtype}: {exc}") from exc
     if arr.shape[0] != n:
         raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
+    check_finite(arr, what, PARAMS_FIX)  # NaN in theta would come back as a NaN loss, silently
     return arr

@@ -38,7 +38,7 @@ from .execution import (  # noqa: F401
     _progress,
     fit_threads,
 )
-from .inputs import check_fit_options, prepare_xy, resolve_optimizer
+from .inputs import as_data, check_fit_options, data_dtype, prepare_xy, resolve_optimizer
 from .state import TrainState, check_resume
 from .trained import Trained, evaluate_arrays
 
@@ -58,7 +58,10 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
     loss has not improved for ``patience`` epochs (then the best parameters are restored).
     ``optimizer``: one of ``sg.optim`` or its name ('adam', 'sgd', ...; default Adam()).
-    ``dtype``: 'float64' by default (or ``resume``'s).
+    ``dtype``: 'float32' or 'float64'; by default ``resume``'s, else the data's, as scikit-learn
+    and NumPy choose it: float32 ``X`` trains a float32 model; float64, integer, bool and object
+    (numbers) ``X``, lists and pandas frames train float64. Data of another dtype (``Y``,
+    ``validation``, and later ``predict``'s and ``evaluate``'s) is converted to the model's.
     ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
     this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
@@ -76,7 +79,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         check_resume(resume, model, loss, optimizer)
         optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
     optimizer = resolve_optimizer(optimizer)
-    dt = np.dtype(check_options(dtype or "float64", backend=backend))  # before anything is built or cached
+    X = as_data(X, "X")
+    # before anything is built or cached; the data's dtype when none is given, as in scikit-learn
+    dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
     n_in = int(model.x.shape[0])

@@ -85,7 +85,7 @@ class CompiledFormula(_Formula):
         if self.reduction != "none":
             raise UnsupportedModelError("pointwise() needs compile(..., reduction='none')")
         names = [str(p) for p in self.params + self.data]
-        arrs = check_data(list(arrays), names, self.dtype)
+        arrs = check_data(list(arrays), names, self.dtype, min_rows=0)
         n, k = len(arrs[0]), len(self.params)
         vals = np.empty(n, dtype=self.dtype)
         grads = np.empty((n, k), dtype=self.dtype)

@@ -7,12 +7,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError, OptionError, ShapeError, TargetError
+from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
 from ..lang import optim
-from .checks import as_float_array, check_finite
+from .checks import check_finite
 
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
 BINARY_LOSSES = ("bce", "binary_cross_entropy")
+REGRESSION_LOSSES = ("mse", "mae", "huber")
+
+
+def as_data(x: object, what: str) -> np.ndarray:
+    """``x`` (an array, a list, a pandas frame: anything with numbers in rows) as an ndarray, its
+    numbers not converted yet: their dtype chooses the model's (:func:`data_dtype`)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse, without importing it
+        raise DtypeError(f"{what} is a sparse matrix; symgrad trains on dense arrays (sparse input is "
+                         f"not supported). Fix: pass {what}.toarray() if it fits in memory.")
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(f"{what} could not be read as an array ({exc}). Fix: pass a 2-D array of "
+                         "numbers, one row of equal length per sample.") from exc
+
+
+def data_dtype(X: np.ndarray) -> np.dtype:
+    """The model dtype ``X`` asks for, as scikit-learn and NumPy choose it: float32 data stays
+    float32; float64, integers, bools and objects holding numbers become float64."""
+    return np.dtype(np.float32) if X.dtype == np.float32 else np.dtype(np.float64)
+
+
+def as_model_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
+    """``x`` converted to the model's ``dtype`` (C-contiguous), as scikit-learn converts: any real
+    numbers are accepted (float64 data for a float32 model is rounded, as its fit would be);
+    complex numbers, text and other objects are refused with the conversion to make."""
+    x = as_data(x, what)
+    if x.dtype.kind in "fiub":
+        return np.ascontiguousarray(x, dtype=dtype)
+    if x.dtype.kind == "c":  # 'Complex data not supported' is what scikit-learn's checks look for
+        raise DataError(f"Complex data not supported: {what} has dtype {x.dtype}. Fix: pass the real "
+                        f"numbers the model should see, e.g. np.hstack([{what}.real, {what}.imag]).")
+    if x.dtype.kind == "O":
+        try:
+            return np.ascontiguousarray(x.astype(dtype))
+        except (TypeError, ValueError) as exc:
+            raise DtypeError(f"{what} holds objects that are not numbers ({exc}). Fix: convert {what} "
+                             f"to numbers first, e.g. np.asarray({what}, dtype=float).") from exc
+    raise DtypeError(f"{what} has dtype {x.dtype}, not numbers. Fix: encode it as numbers first (text "
+                     "categories with sklearn.preprocessing.OneHotEncoder, dates as numbers).")
 
 
 def prepare_x(X, n_in: int, dtype: np.dtype, what: str = "X") -> np.ndarray:
@@ -21,7 +63,7 @@ def prepare_x(X, n_in: int, dtype: np.dtype, what: str = "X") -> np.ndarray:
     A 1-D array is n samples of one feature when the model has one input, and is refused
     otherwise: it is then most likely one sample, and guessing would hide a transposed X.
     """
-    X = as_float_array(X, dtype, what)
+    X = as_model_array(X, dtype, what)
     if X.ndim == 1 and n_in == 1:
         X = X.reshape(-1, 1)
     elif X.ndim == 1:
@@ -46,7 +88,7 @@ def prepare_xy(X, Y, loss_name: str, n_in: int, n_out: int, dtype: np.dtype,
     X = prepare_x(X, n_in, dtype, names[0])
     if len(X) == 0:
         raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
-    Y = np.asarray(Y)
+    Y = as_data(Y, names[1])
     if Y.ndim == 0 or len(X) != len(Y):
         raise DataError(f"{names[0]} has {len(X)} rows but {names[1]} has {len(Y) if Y.ndim else 'none'}. "
                         "Fix: one target row per sample.")
@@ -68,7 +110,7 @@ def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: s
                              f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
                              f"np.unique({what}, return_inverse=True)[1].")
         Y = np.eye(n_out, dtype=dtype)[Y]
-    Y = as_float_array(Y.astype(dtype) if Y.dtype.kind in "iub" else Y, dtype, what)
+    Y = as_model_array(Y, dtype, what)
     if Y.ndim > 2:
         raise ShapeError(f"{what} has shape {Y.shape}; targets are (n_samples,) or (n_samples, {n_out}).")
     return Y.reshape(len(Y), -1)

@@ -11,7 +11,7 @@ import sympy as sp
 from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
 from .base import Compiled
-from .checks import as_float_array, check_data, check_finite, split_flat
+from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, split_flat
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
 MAX_DENSE_HESSIAN = 1024
@@ -61,7 +61,9 @@ class CompiledTensor(Compiled):
         """theta as one checked flat vector, if it was given as one."""
         if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
                 and theta.size == sum(self.sizes):
-            return as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
+            flat = as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
+            check_finite(flat, "theta", PARAMS_FIX)
+            return flat
         return None
 
     def prepare_data(self, data: Sequence[object]) -> list[np.ndarray]:
