@@ -19,6 +19,7 @@ import sympy as sp
 from . import __version__
 from .api import explain, grad
 from .errors import NameClashError, ParseError, SymgradError
+from .explain.printing import tex
 from .lang.parse import parse_expr
 
 
@@ -69,7 +70,7 @@ def _cmd_grad(args: argparse.Namespace) -> str:
     lines = []
     for v, g in zip(variables, grads, strict=True):
         if args.latex:
-            lines.append(rf"\frac{{\partial}}{{\partial {sp.latex(v)}}}\left({sp.latex(expr)}\right) = {sp.latex(g)}")
+            lines.append(rf"\frac{{\partial}}{{\partial {tex(v)}}}\left({tex(expr)}\right) = {tex(g)}")
         else:
             body = str(expr) if expr.is_Atom else f"({expr})"
             lines.append(f"d{body}/d{v} = {g}")

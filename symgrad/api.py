@@ -54,12 +54,12 @@ def explain(
       t = x**2
       J = sin(t)
     Backward (adjoint steps)
-      dJ/dt += cos(t)
-      dJ/dx += dJ/dt * dt/dx,   dt/dx = 2*x
+      ∂J/∂t += cos(t)
+      ∂J/∂x += ∂J/∂t * ∂t/∂x,   ∂t/∂x = 2*x
     Collected adjoints
-      dJ/dt = cos(t)
+      ∂J/∂t = cos(t)
     Result
-      dJ/dx = 2*x*cos(x**2)
+      ∂J/∂x = 2*x*cos(x**2)
     """
     single = isinstance(wrt, sp.Basic)
     stable, variables, rules, original = prepare(expr, [wrt] if single else list(wrt))

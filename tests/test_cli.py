@@ -164,18 +164,18 @@ def test_explain_seed_steps(capsys):
     assert main(["explain", SEED, "--wrt", "x", *SEED_NAMES]) == 0
     lines = capsys.readouterr().out.splitlines()
     for expected in (
-        "dJ/du += -sin(u)",
-        "dJ/dt += dJ/du1 * du1/dt,   du1/dt = cos(t)",
-        "dJ/dx += dJ/dt * dt/dx,   dt/dx = 2*x",
+        "∂J/∂u += -sin(u)",
+        "∂J/∂t += ∂J/∂u1 * ∂u1/∂t,   ∂u1/∂t = cos(t)",
+        "∂J/∂x += ∂J/∂t * ∂t/∂x,   ∂t/∂x = 2*x",
     ):
         assert expected in (s.strip() for s in lines)
-    assert "  dJ/dx = -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))" in lines
+    assert "  ∂J/∂x = -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))" in lines
 
 
 def test_explain_latex(capsys):
     assert main(["explain", SEED, "--wrt", "x", "--latex", "--name", "x**2=t"]) == 0
     out = capsys.readouterr().out
-    assert r"\frac{d J}{d x}" in out
+    assert r"\frac{\partial J}{\partial x}" in out  # ∂, as grad --latex writes it
     assert out.startswith(r"\begin{aligned}")
 
 
@@ -226,7 +226,7 @@ def test_python_dash_m_symgrad():
         capture_output=True, text=True, timeout=120,
     )
     assert ok.returncode == 0, ok.stderr
-    assert "  dJ/du += -sin(u)" in ok.stdout.splitlines()
+    assert "  ∂J/∂u += -sin(u)" in ok.stdout.splitlines()
     bad = subprocess.run(
         [sys.executable, "-m", "symgrad", "grad", "__import__('os').system('echo pwned')"],
         capture_output=True, text=True, timeout=120,

@@ -51,7 +51,7 @@ def test_seed_network_prints_textbook_delta_rule():
 
 @pytest.mark.parametrize("act,line", [
     ("tanh", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"),
-    ("relu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (0, True))"),
+    ("relu", "δ_z1 = δ_a1 ⊙ 𝟙[z1 > 0]"),  # the indicator, its convention at 0 stated once
     ("leaky_relu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (1/100, True))"),
     ("elu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (exp(z1), True))"),
     ("softplus", "δ_z1 = δ_a1 ⊙ sigmoid(z1)"),
@@ -97,10 +97,10 @@ def test_custom_activation_derivative_is_derived_and_printed():
 def test_latex_form():
     tex = sg.formulas(MLP([2, 3, 1], activation="sigmoid"), "bce").latex()
     assert tex.startswith("\\begin{aligned}") and tex.rstrip().endswith("\\end{aligned}")
-    assert "\\delta_{z2}" in tex and "\\odot" in tex
-    assert "\\delta_{z1} &= a1 \\odot \\delta_{a1} \\odot \\left(1 - a1\\right)" in tex
-    assert "\\partial \\ell /\\partial W1 &= (\\delta_{z1})\\,x^{\\top}" in tex
-    assert "\\delta_{a1} &= W2^{\\top}\\,(\\delta_{z2})" in tex
+    assert r"\delta_{z_{2}}" in tex and r"\odot" in tex  # textbook names: z_1, W_1
+    assert r"\delta_{z_{1}} &= a_{1} \odot \delta_{a_{1}} \odot \left(1 - a_{1}\right)" in tex
+    assert r"\frac{\partial \ell}{\partial W_{1}} &= \delta_{z_{1}}\,x^{\top}" in tex
+    assert r"\delta_{a_{1}} &= W_{2}^{\top}\,\delta_{z_{2}}" in tex
 
 
 def half_sq(pred, target):

@@ -49,17 +49,17 @@ def test_simple_forward_trace(simple):
 
 def test_simple_backward_steps_in_order(simple):
     assert section(str(simple), "Backward") == [
-        "dJ/du += -sin(u)",
-        "dJ/du1 += dJ/du * du/du1,   du/du1 = 1",
-        "dJ/du2 += dJ/du * du/du2,   du/du2 = 1",
-        "dJ/dt += dJ/du1 * du1/dt,   du1/dt = cos(t)",
-        "dJ/dt += dJ/du2 * du2/dt,   du2/dt = 3",
-        "dJ/dx += dJ/dt * dt/dx,   dt/dx = 2*x",
+        "∂J/∂u += -sin(u)",
+        "∂J/∂u1 += ∂J/∂u * ∂u/∂u1,   ∂u/∂u1 = 1",
+        "∂J/∂u2 += ∂J/∂u * ∂u/∂u2,   ∂u/∂u2 = 1",
+        "∂J/∂t += ∂J/∂u1 * ∂u1/∂t,   ∂u1/∂t = cos(t)",
+        "∂J/∂t += ∂J/∂u2 * ∂u2/∂t,   ∂u2/∂t = 3",
+        "∂J/∂x += ∂J/∂t * ∂t/∂x,   ∂t/∂x = 2*x",
     ]
 
 
 def test_simple_result(simple):
-    assert section(str(simple), "Result") == ["dJ/dx = -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))"]
+    assert section(str(simple), "Result") == ["∂J/∂x = -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))"]
     assert simple.gradients == [grad(J_SIMPLE, X)]
     assert "Conventions at kinks" not in str(simple)
     assert not simple.rules
@@ -68,9 +68,9 @@ def test_simple_result(simple):
 def test_simple_latex(simple):
     tex = simple.latex()
     assert tex.startswith("\\begin{aligned}") and tex.endswith("\\end{aligned}")
-    assert r"\frac{d J}{d u_{1}}" in tex
-    assert r"\frac{d J}{d u_{2}}" in tex
-    assert r"\frac{d u_{1}}{d t} = \cos{\left(t \right)}" in tex
+    assert r"\frac{\partial J}{\partial u_{1}}" in tex
+    assert r"\frac{\partial J}{\partial u_{2}}" in tex
+    assert r"\frac{\partial u_{1}}{\partial t} = \cos{\left(t \right)}" in tex
     assert simple._repr_latex_() == "$$" + tex + "$$"
 
 
@@ -107,15 +107,15 @@ def test_logistic_result_is_textbook(logistic):
         assert logistic.gradients[j] == expected
         assert grad(NLL, THETA[j]) == expected
     result = section(str(logistic), "Result")
-    assert result == [f"dJ/dtheta{j} = x{j}*(-y* + sigmoid({A}))" for j in range(D)]
+    assert result == [f"∂J/∂theta{j} = x{j}*(-y* + sigmoid({A}))" for j in range(D)]
 
 
 def test_logistic_steps(logistic):
     text = str(logistic)
     backward = section(text, "Backward")
-    assert backward[0] == "dJ/da += -y* + sigmoid(a)"
+    assert backward[0] == "∂J/∂a += -y* + sigmoid(a)"
     for j in range(D):
-        assert f"dJ/dtheta{j} += dJ/dv{j + 1} * dv{j + 1}/dtheta{j},   dv{j + 1}/dtheta{j} = x{j}" in backward
+        assert f"∂J/∂theta{j} += ∂J/∂v{j + 1} * ∂v{j + 1}/∂theta{j},   ∂v{j + 1}/∂theta{j} = x{j}" in backward
     assert "a = v1 + v2 + v3" in section(text, "Forward")
     assert section(text, "Forward")[-1] == "J = bce_logits(a, y*)"
     assert {"sigmoid", "log-sigmoid", "bce-logits"} <= set(logistic.rules)

@@ -166,6 +166,7 @@ FUNCTIONS = {
     "softplus": lambda z: np.logaddexp(0, z), "relu": lambda z: np.maximum(z, 0),
     "leaky_relu": lambda z, s: np.where(z > 0, z, s * z), "elu": lambda z, s: np.where(z > 0, z, s * np.expm1(z)),
     "Piecewise": _piecewise, "sign": np.sign, "Abs": np.abs,
+    "indicator": lambda c: np.asarray(c, dtype=float),  # 𝟙[c], printed for ReLU's derivative
 }
 
 
@@ -183,6 +184,7 @@ def evaluate_printout(text: str, values: dict[str, np.ndarray]) -> dict[str, np.
             continue
         lhs, rhs = line.strip().split(" = ", 1)
         py = rhs.replace("⊙", "*").replace("·", "@").replace("ᵀ", ".T").replace("^", "**")
+        py = py.replace("𝟙[", "indicator(").replace("]", ")")
         value = eval(py, dict(FUNCTIONS), env)  # noqa: S307 - our printout, NumPy names only
         if lhs.startswith("∂ℓ/∂"):
             grads[lhs.removeprefix("∂ℓ/∂")] = value

@@ -15,41 +15,32 @@ import sympy as sp
 from ..derive.ir import OUT, TNode, lower
 from ..derive.simplify import tidy
 from ..kinds import KINDS
+from .display import Printout, Row, Style
 from .notation import forward_expr, named, show, sym
+from .printing import tex_text
+
+#: The delta rule's heading, and the LaTeX of its legend.
+_BACKWARD = "Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)"
+_BACKWARD_TEX = (tex_text("Backward (delta rule; ") + r"\odot" + tex_text(" is the elementwise product, ")
+                 + r"{}^{\top}" + tex_text(" the transpose)"))
 
 
 @dataclass
-class NetworkFormulas:
-    """Forward and backward equations of a tensor model. ``str()`` for text, ``latex()``."""
+class NetworkFormulas(Printout):
+    """Forward and backward equations of a tensor model: ``str()`` for text, ``latex()`` for an
+    ``aligned`` block, ``latex_lines()`` one formula per line; typeset in a notebook."""
 
     forward: list[tuple[str, sp.Expr]]
     backward: list[tuple[str, sp.Expr]]
 
-    def __str__(self) -> str:
-        lines = ["Forward (per sample)"] + [f"  {k} = {_text(v) if k != 'ℓ' else str(v).replace('**', '^').replace('*', '·')}"
-                                            for k, v in self.forward]
-        lines += ["Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)"]
-        lines += [f"  {k} = {_text(v)}" for k, v in self.backward]
-        return "\n".join(lines)
-
-    def latex(self) -> str:
-        odot = r" \odot "
-        rows = []
-        for k, v in self.forward + self.backward:
-            names = {s: _ltx_name(s.name) for s in v.free_symbols}
-            rows.append(f"{_ltx_name(k)} &= {sp.latex(v, mul_symbol=odot, symbol_names=names)}")
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
-
-
-def _text(e: sp.Expr) -> str:
-    return str(e).replace("**", "^").replace("*", " ⊙ ")
-
-
-def _ltx_name(k: str) -> str:
-    """Our unicode names (δ_z1, W2ᵀ·δ_z2, ∂ℓ/∂W1) as LaTeX."""
-    out = re.sub(r"δ_(\w+)", r"\\delta_{\1}", k)
-    out = out.replace("ᵀ", r"^{\top}").replace("·", r"\,").replace("ℓ", r"\ell ")
-    return out.replace("∂", r"\partial ")
+    def _rows(self, s: Style) -> list[Row]:
+        delta = {"mul": " ⊙ ", "power": "^"}  # deltas are elementwise products of vectors
+        scalar = {"mul": "·", "power": "^"}  # ℓ is a scalar
+        rows = [s.head("Forward (per sample)")]
+        rows += [s.eq(s.name(k), "=", s.expr(v, **(scalar if k == "ℓ" else delta))) for k, v in self.forward]
+        rows.append(Row("head", s.pick(_BACKWARD, _BACKWARD_TEX)))
+        rows += [s.eq(s.name(k), "=", s.expr(v, **delta)) for k, v in self.backward]
+        return rows + s.kink_note(*(v for _, v in self.forward))
 
 
 class _Collector:

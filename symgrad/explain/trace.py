@@ -10,22 +10,17 @@ import sympy as sp
 from ..derive.reverse import Sweep
 from ..derive.simplify import tidy
 from ..errors import NameClashError, NamingError
-from ..lang.ops import KINK_CONVENTIONS
 from ..lang.parse import parse_expr
-
-
-def _kinks(*exprs: sp.Expr) -> list[str]:
-    names = {type(f).__name__ for e in exprs for f in e.atoms(sp.Function)}
-    names |= {"Max"} if any(e.has(sp.Max, sp.Min) for e in exprs) else set()
-    return [KINK_CONVENTIONS[n] for n in sorted(names) if n in KINK_CONVENTIONS]
+from .display import Printout, Row, Style
 
 
 @dataclass
-class Derivation:
-    """The derivation of ``dJ/d(wrt)`` for a scalar expression.
+class Derivation(Printout):
+    """The derivation of ``∂J/∂(wrt)`` for a scalar expression.
 
     ``print(d)`` shows the forward trace, the backward adjoint steps and the result;
-    ``d.latex()`` gives the same as a LaTeX ``aligned`` block.
+    ``d.latex()`` gives the same as a LaTeX ``aligned`` block, ``d.latex_lines()`` one
+    formula per line (for matplotlib), and a notebook shows it typeset (``_repr_latex_``).
     """
 
     original: sp.Expr
@@ -35,7 +30,7 @@ class Derivation:
     wrt: list[sp.Symbol]
     gradients: list[sp.Expr] = field(default_factory=list)
 
-    # -- pieces shared by both renderings ----------------------------------
+    # -- what is shown -------------------------------------------------------
     def _forward(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         return [(n.out, n.body) for n in self.sweep.nodes]
 
@@ -57,64 +52,39 @@ class Derivation:
                 relevant.add(n.out)
         return [st for st in self.sweep.steps if st.target in relevant]
 
-    def _d(self, v: sp.Basic, latex: bool) -> str:
-        j = self.sweep.output
-        if latex:
-            return r"\frac{d %s}{d %s}" % (sp.latex(j), sp.latex(v))
-        return f"d{j}/d{v}"
-
-    # -- text ----------------------------------------------------------------
-    def __str__(self) -> str:
-        lines = []
+    # -- the printout, for text and LaTeX alike ------------------------------
+    def _rows(self, s: Style) -> list[Row]:
+        rows = []
         if self.rules:
-            lines += ["Stabilised before differentiating (" + ", ".join(dict.fromkeys(self.rules)) + "):",
-                      f"  {self.original}", f"  -> {self.stable}", ""]
-        lines.append("Forward")
-        lines += [f"  {o} = {b}" for o, b in self._forward()]
-        lines.append("Backward (adjoint steps)")
+            rows += [s.head("Stabilised before differentiating (" + ", ".join(dict.fromkeys(self.rules)) + "):"),
+                     s.eq("", "", s.expr(self.original)), s.eq("", s.pick("->", r"\to"), s.expr(self.stable)),
+                     Row("blank")]
+        rows.append(s.head("Forward"))
+        rows += [s.eq(s.expr(o), "=", s.expr(b)) for o, b in self._forward()]
+        rows.append(s.head("Backward (adjoint steps)"))
+        rows += self._step_rows(s)
+        rows.append(s.head("Collected adjoints"))
         j = self.sweep.output
+        rows += [s.eq(s.d(j, v), "=", s.expr(e)) for v, e in self._totals()]
+        rows.append(s.head("Result"))
+        rows += [s.eq(s.d(j, w), "=", s.expr(g)) for w, g in zip(self.wrt, self.gradients)]
+        return rows + s.kink_note(self.original, self.stable)
+
+    def _step_rows(self, s: Style) -> list[Row]:
+        """∂J/∂t += ∂J/∂u · ∂u/∂t, with the local derivative ∂u/∂t beside it."""
+        j = self.sweep.output
+        times, aside, plus = s.pick(" * ", r" \, "), s.pick(",   ", r", \quad "), s.pick("+=", "{+}{=}")
+        rows = []
         for st in self._steps():
-            tgt = self._d(st.target, False)
-            if st.source == j:
-                lines.append(f"  {tgt} += {st.local}")
-            else:
-                local = f"d{st.source}/d{st.target}"
-                lines.append(f"  {tgt} += {self._d(st.source, False)} * {local},   {local} = {st.local}")
-        lines.append("Collected adjoints")
-        lines += [f"  {self._d(v, False)} = {e}" for v, e in self._totals()]
-        lines.append("Result")
-        lines += [f"  {self._d(w, False)} = {g}" for w, g in zip(self.wrt, self.gradients)]
-        kinks = _kinks(self.original, self.stable)
-        if kinks:
-            lines.append("Conventions at kinks: " + "; ".join(kinks))
-        return "\n".join(lines)
+            rhs = s.expr(st.local)
+            if st.source != j:
+                local = s.d(st.source, st.target)
+                rhs = f"{s.d(j, st.source)}{times}{local}{aside}{local} = {rhs}"
+            rows.append(s.eq(s.d(j, st.target), plus, rhs))
+        return rows
 
     def __repr__(self) -> str:
-        return f"<Derivation d{self.sweep.output}/d{', '.join(map(str, self.wrt))}: {len(self.sweep.steps)} steps>"
-
-    # -- LaTeX ---------------------------------------------------------------
-    def latex(self) -> str:
-        """The derivation as a LaTeX ``aligned`` environment (for notebooks and notes)."""
-        L = sp.latex
-        rows = [r"&\textbf{Forward}"]
-        rows += [rf"{L(o)} &= {L(b)}" for o, b in self._forward()]
-        rows.append(r"&\textbf{Backward}")
-        j = self.sweep.output
-        for st in self._steps():
-            tgt = self._d(st.target, True)
-            if st.source == j:
-                rows.append(rf"{tgt} &\mathrel{{+}}= {L(st.local)}")
-            else:
-                local = r"\frac{d %s}{d %s}" % (L(st.source), L(st.target))
-                rows.append(
-                    rf"{tgt} &\mathrel{{+}}= {self._d(st.source, True)} {local}, \quad {local} = {L(st.local)}"
-                )
-        rows.append(r"&\textbf{Result}")
-        rows += [rf"{self._d(w, True)} &= {L(g)}" for w, g in zip(self.wrt, self.gradients)]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
-
-    def _repr_latex_(self) -> str:
-        return "$$" + self.latex() + "$$"
+        return f"<Derivation ∂{self.sweep.output}/∂{', '.join(map(str, self.wrt))}: {len(self.sweep.steps)} steps>"
 
 
 # -- names= for the printout ------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sympy as sp
 from ..derive.ir import TNode
 from ..errors import ShapeError, UnsupportedModelError
 from ..explain.notation import named, sym
+from ..explain.printing import text
 from ..lang.functions import logsumexp, softmax, softmax_ce
 from .base import Kind, register
 
@@ -108,7 +109,7 @@ class Softmax(Kind):
 
     def delta(self, c, n) -> None:
         p = n.label
-        c.add(n.inputs[0], sym(f"{p} ⊙ (δ_{p} - {p}ᵀ·δ_{p})") if named(n) else sym(f"softmax'·({c.ref(n)})"))
+        c.add(n.inputs[0], sym(f"{p} ⊙ (δ_{p} - {p}ᵀ·δ_{p})") if named(n) else sym(f"softmax'·({text(c.ref(n), mul=' ⊙ ', power='^')})"))
 
     def tangent(self, b, n, ins):
         # dp = p ⊙ (dz − Σ p ⊙ dz)

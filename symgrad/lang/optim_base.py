@@ -12,16 +12,19 @@ import math
 import numpy as np
 import sympy as sp
 
+from ..explain.display import Printout, Row, Style
+from ..explain.printing import tex_text
 from .optim_kernel import update_source
 from .schedules import ConstantLR, Schedule, require
 from .update_rules import LR, G, P, T, rule_latex, rule_text, sym, textbook_order
 
 
-class Optimizer:
+class Optimizer(Printout):
     """Base class: an optimizer is its ordered elementwise update rules.
 
-    Subclasses give ``state`` and ``_rules()``; printing, LaTeX and the Numba kernel
-    follow. ``weight_decay`` adds ``λ·p`` to the gradient (L2, coupled, as torch.optim);
+    Subclasses give ``state`` and ``_rules()``; printing (``str``, ``latex()``,
+    ``latex_lines()``, typeset in a notebook) and the Numba kernel follow.
+    ``weight_decay`` adds ``λ·p`` to the gradient (L2, coupled, as torch.optim);
     ``clip_norm`` is applied by the training kernel to the global gradient norm before
     the update (see :func:`clip_scale`); ``schedule`` sets lr between epochs.
 
@@ -34,6 +37,7 @@ class Optimizer:
     """
 
     state: tuple[str, ...] = ()
+    _indent = ""  # rules print flush left, under the constructor line
 
     def __init__(self, lr: float, hyper: dict[str, float], *, weight_decay: float = 0.0,
                  clip_norm: float | None = None, schedule: Schedule | None = None):
@@ -78,14 +82,20 @@ class Optimizer:
         coef = {LR, T, *map(sym, self.hyper)}
         return [(target, textbook_order(expr, target, coef)) for target, expr in self.rules()]
 
-    def __str__(self) -> str:
-        lines = [f"{rule_text(target)} ← {rule_text(expr)}" for target, expr in self._display_rules()]
-        return "\n".join([repr(self), *lines])
+    def _rows(self, s: Style) -> list[Row]:
+        """``Adam(lr=0.001, ...)`` then one ``target ← expr`` per rule (text, and LaTeX alike)."""
+        head = Row("head", s.pick(repr(self), self._latex_head()))
+        arrow, show = s.pick("←", r"\leftarrow"), s.pick(rule_text, rule_latex)
+        return [head] + [s.eq(show(target), arrow, show(expr)) for target, expr in self._display_rules()]
 
-    def latex(self) -> str:
-        """The rules as a LaTeX ``aligned`` block."""
-        rows = [f"{rule_latex(target)} &\\leftarrow {rule_latex(expr)}" for target, expr in self._display_rules()]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+    def _latex_head(self) -> str:
+        shown = {"lr": self.lr} | {k: v for k, v in self.hyper.items() if k != "weight_decay" or v}
+        args = [f"{rule_latex(sym(k))} = {_tex_number(v)}" for k, v in shown.items()]
+        if self.clip_norm is not None:
+            args.append(tex_text(f"clip_norm = {self.clip_norm!r}"))
+        if not isinstance(self.schedule, ConstantLR):
+            args.append(tex_text(f"schedule = {self.schedule!r}"))
+        return tex_text(type(self).__name__) + r"\quad " + r",\ ".join(args)
 
     # code ------------------------------------------------------------------------
     def _final_exprs(self) -> dict[str, sp.Expr]:
@@ -105,6 +115,15 @@ class Optimizer:
     def init_state(self, shape, dtype=np.float64) -> dict[str, np.ndarray]:
         """Zero-initialised state arrays, one per name in ``state``."""
         return {s: np.zeros(shape, dtype=dtype) for s in self.state}
+
+
+def _tex_number(v: float) -> str:
+    """1e-08 as 10^{-8}, 2.5e-05 as 2.5 \\cdot 10^{-5}: LaTeX would print 1e-08 as 1e − 08."""
+    mantissa, _, exponent = f"{v:.6g}".partition("e")
+    if not exponent:
+        return mantissa
+    power = "10^{%d}" % int(exponent)
+    return power if mantissa == "1" else rf"{mantissa} \cdot {power}"
 
 
 def clip_scale(grad_norm: float, clip_norm: float | None) -> float:

@@ -11,10 +11,9 @@ text and LaTeX in textbook order, with Greek letters for the hyperparameters.
 
 from __future__ import annotations
 
-import re
-
 import sympy as sp
-from sympy.printing.str import StrPrinter
+
+from ..explain.printing import tex, text
 
 
 def sym(name: str) -> sp.Symbol:
@@ -26,13 +25,6 @@ P, G, LR, T = sym("p"), sym("g"), sym("lr"), sym("t")
 _TEXT_NAMES = {"beta": "β", "beta1": "β1", "beta2": "β2", "alpha": "α", "eps": "ε",
                "weight_decay": "λ", "mhat": "m̂", "vhat": "v̂"}
 _LATEX_NAMES = {"eps": r"\varepsilon", "weight_decay": r"\lambda", "lr": r"\eta"}
-_TEXT_OPS = ((r"\*\*2\b", "²"), (r"\*\*", "^"), (r"\*", "·"), (" - ", " − "), (r"sqrt\(", "√("),
-             (r"√\(([^()\s·/+−-]+)\)", r"√\1"))
-
-
-class _TextPrinter(StrPrinter):
-    def _print_Symbol(self, e):
-        return _TEXT_NAMES.get(e.name, e.name)
 
 
 def textbook_order(e: sp.Expr, target: sp.Symbol, coef: set) -> sp.Expr:
@@ -53,12 +45,10 @@ def textbook_order(e: sp.Expr, target: sp.Symbol, coef: set) -> sp.Expr:
 
 
 def rule_text(e: sp.Expr) -> str:
-    out = _TextPrinter({"order": "none"}).doprint(e)
-    for pattern, repl in _TEXT_OPS:
-        out = re.sub(pattern, repl, out)
-    return out
+    """A rule in text: · for products, − for minus, ² and √, Greek names."""
+    return text(e, order="none", mul="·", power="^", minus="−", square="²", sqrt="√", names=_TEXT_NAMES)
 
 
 def rule_latex(e: sp.Expr) -> str:
     names = {s: _LATEX_NAMES[s.name] for s in e.free_symbols if s.name in _LATEX_NAMES}
-    return sp.latex(e, order="none", symbol_names=names)
+    return tex(e, names=names, order="none")

@@ -1,0 +1,278 @@
+"""The readable printers: one text printer and one LaTeX printer for explain, formulas and optimizers.
+
+Each audience is a setting, not a rewrite of printed strings:
+
+- ``text(e)`` is SymPy's own notation (``2*x*cos(x**2)``), as ``explain`` prints;
+- ``text(e, mul=" ⊙ ", power="^")`` is the delta-rule notation of ``formulas``;
+- ``text(e, mul="·", power="^", minus="−", square="²", sqrt="√", names=...)`` the optimizers'.
+
+In all of them ReLU's derivative, ``Piecewise((1, z > 0), (0, True))``, prints as the indicator
+``𝟙[z > 0]`` (``\\mathbf{1}[z > 0]``: ``\\mathbb`` would need amssymb). ``tex(e)`` needs amsmath
+only and stays within what matplotlib's mathtext renders (no ``cases``, no ``\\mathrel``).
+
+>>> z = sp.Symbol("z1", real=True)
+>>> text(sp.Piecewise((1, z > 0), (0, True)) * sp.Symbol("δ_a1") ** 2, mul=" ⊙ ", power="^")
+'δ_a1^2 ⊙ 𝟙[z1 > 0]'
+>>> tex(sp.Symbol("W2ᵀ·(δ_z2)"))
+'W_{2}^{\\\\top}\\\\,\\\\delta_{z_{2}}'
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
+
+INDICATOR = "𝟙"
+
+
+def _indicator(e: sp.Piecewise) -> sp.Basic | None:
+    """The condition c when ``e`` is Piecewise((1, c), (0, True)), the indicator 𝟙[c]; else None."""
+    if len(e.args) == 2 and e.args[0].expr == 1 and e.args[1].expr == 0 and e.args[1].cond == sp.true:
+        return e.args[0].cond
+    return None
+
+
+class Indicator(sp.Function):
+    """𝟙[c]: 1 where c holds, else 0. Printed for ReLU's derivative instead of a Piecewise;
+    a function, so it binds as an atom (no parentheses in a product)."""
+
+    nargs = 1
+
+    def _sympystr(self, printer):
+        return f"{INDICATOR}[{printer._print(self.args[0])}]"
+
+    def _latex(self, printer):
+        return r"\mathbf{1}[%s]" % printer._print(self.args[0])
+
+
+def indicators(e: sp.Basic) -> sp.Basic:
+    """``e`` with every Piecewise((1, c), (0, True)) written as the indicator 𝟙[c]."""
+    return e.replace(lambda p: isinstance(p, sp.Piecewise) and _indicator(p) is not None,
+                     lambda p: Indicator(_indicator(p)))
+
+
+class Verbatim(sp.Symbol):
+    """A placeholder that prints as its name, already printed, and binds as the expression it
+    stands for: the argument of an elementwise map, (-y + z2)^2 but relu(W1·x + b1)."""
+
+    def __new__(cls, printed: str, of: sp.Basic):
+        obj = super().__new__(cls, printed)
+        obj.precedence = precedence(of)
+        return obj
+
+
+def _mapped(printer, e) -> str:
+    """An elementwise map f.(M) printed as f(M): the body of f with M in place of its variable."""
+    f = e.function
+    if not isinstance(f, sp.Lambda):
+        z = sp.Dummy("z")
+        f = sp.Lambda(z, f(z))
+    (z,), body = f.args
+    return printer._print(body.xreplace({z: Verbatim(printer._print(e.expr), e.expr)}))
+
+
+def _hadamard_power(printer, e) -> str:
+    return printer._print(sp.Pow(Verbatim(printer._print(e.base), e.base), e.exp, evaluate=False))
+
+
+class ReadableText(StrPrinter):
+    """SymPy's str notation, with settings for the product, power, minus and square-root signs."""
+
+    _default_settings = {**StrPrinter._default_settings, "mul": None, "power": "**", "minus": "-",
+                         "square": None, "sqrt": None, "names": {}}
+
+    def _print_Symbol(self, e):
+        return self._settings["names"].get(e.name, e.name)
+
+    _print_Verbatim = _print_Symbol
+
+    _print_ElementwiseApplyFunction = _mapped
+    _print_HadamardPower = _hadamard_power
+
+    def _print_MatMul(self, e):
+        if self._settings["mul"] is None:
+            return super()._print_MatMul(e)
+        args, sign = list(e.args), ""
+        if args[0].is_Number and args[0].is_negative:  # -y: MatMul(-1, y)
+            sign, args = "-", ([-args[0]] if args[0] != -1 else []) + args[1:]
+        return sign + "·".join(self.parenthesize(a, PRECEDENCE["Mul"]) for a in args)
+
+    def _print_Add(self, e, order=None):
+        minus = self._settings["minus"]
+        if minus == "-":
+            return super()._print_Add(e, order)
+        parts = []
+        for term in self._as_ordered_terms(e, order=order):
+            t = self._print(term)
+            negative = t.startswith(("-", "−")) and not term.is_Add
+            t = t[1:] if negative else t
+            parts.append((negative, f"({t})" if precedence(term) < PRECEDENCE["Add"] or term.is_Add else t))
+        (neg0, first), rest = parts[0], parts[1:]
+        return (minus if neg0 else "") + first + "".join(f" {minus if n else '+'} {t}" for n, t in rest)
+
+    def _print_Mul(self, e):
+        sep = self._settings["mul"]
+        if sep is None:  # SymPy's own, but y* * log(a): y**log(a) would read as a power
+            if not any(isinstance(f, sp.Symbol) and f.name.endswith("*") for f in e.args):
+                return super()._print_Mul(e)
+            sep = " * "
+        factors = list(e.args) if self._settings["order"] in ("old", "none") else list(e.as_ordered_factors())
+        sign = ""
+        if factors[0].is_Number and factors[0].is_negative:
+            sign, c = "-", -factors[0]
+            factors = factors[1:] if c == 1 else [c, *factors[1:]]
+        num, den = [], []
+        for f in factors:
+            if f.is_Rational and not f.is_Integer:
+                num += [sp.Integer(f.p)] if f.p != 1 else []
+                den.append(sp.Integer(f.q))
+            elif f.is_Pow and f.exp.is_Rational and f.exp.is_negative:
+                den.append(f.base if f.exp == -1 else sp.Pow(f.base, -f.exp, evaluate=False))
+            else:
+                num.append(f)
+        top = sep.join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in num) or "1"
+        if not den:
+            return sign + top
+        bottom = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in den)
+        return f"{sign}{top}/{bottom if len(den) == 1 else f'({bottom})'}"
+
+    def _print_Pow(self, e, rational=False):
+        op = self._settings["power"]
+        if op == "**":
+            return super()._print_Pow(e, rational)
+        base, ex = e.args
+        if abs(ex) == sp.S.Half:
+            b = self._print(base)
+            root = self._settings["sqrt"]
+            root = f"{root}{b}" if root and base.is_Atom else f"{root or 'sqrt'}({b})"
+            return root if ex > 0 else f"1/{root}"
+        if ex.is_Rational and ex.is_negative:
+            return "1/" + self.parenthesize(sp.Pow(base, -ex, evaluate=False), PRECEDENCE["Mul"], strict=True)
+        b = self.parenthesize(base, PRECEDENCE["Pow"], strict=True)
+        if ex == 2 and self._settings["square"]:
+            return b + self._settings["square"]
+        return b + op + self.parenthesize(ex, PRECEDENCE["Pow"], strict=True)
+
+
+def text(e: sp.Basic, **settings) -> str:
+    """``e`` as readable text (see the module docstring for the settings)."""
+    return ReadableText(settings).doprint(indicators(e))
+
+
+# -- LaTeX ------------------------------------------------------------------------------------------
+
+#: Functions that appear by name inside our notation's names (softmax(z2), sigmoid(v3)).
+_TEX_FUNCS = {"sigmoid": r"\sigma", "exp": r"\exp", "log": r"\log", "tanh": r"\tanh", "sin": r"\sin",
+              "cos": r"\cos", "relu": r"\operatorname{ReLU}"}
+#: The notation's operators: · the matrix product, ⊙ the elementwise one, ᵀ the transpose.
+_TEX_OPS = {"·": r"\,", "⊙": r" \odot ", "ᵀ": r"^{\top}", "-": " - ", "+": " + ", "*": r"\,", "/": "/",
+            ",": ", ", "'": "'", "^": "^", "𝟙": r"\mathbf{1}", ">": " > ", "<": " < "}
+_NAME = re.compile(r"δ_[^\Wᵀ]+|[^\W\dᵀ][^\Wᵀ]*(?:\*(?![\w(*]))?")
+_TOKEN = re.compile(r"\s+|\*\*|" + _NAME.pattern + r"|\d+(?:\.\d+)?|.")
+
+
+def _greek(name: str) -> str:
+    """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta."""
+    out = []
+    for ch in name:
+        uname = unicodedata.name(ch, "") if ord(ch) > 127 else ""
+        if uname.startswith("GREEK SMALL LETTER "):
+            out.append(uname.removeprefix("GREEK SMALL LETTER ").lower())
+        elif uname.startswith("GREEK CAPITAL LETTER "):
+            out.append(uname.removeprefix("GREEK CAPITAL LETTER ").capitalize())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def tex_ident(name: str) -> str:
+    """One name as a textbook writes it: z1 -> z_{1}, theta0 -> \\theta_{0}, δ_z2 -> \\delta_{z_{2}}, y* -> y^{*}."""
+    if name == "ℓ":
+        return r"\ell"
+    if name.startswith("δ_"):
+        return r"\delta_{%s}" % tex_ident(name[2:])
+    if name.endswith("*"):
+        return tex_ident(name[:-1]) + "^{*}"
+    return LatexPrinter()._deal_with_super_sub(_greek(name))
+
+
+def tex_name(name: str) -> str:
+    """A name of our notation (W2ᵀ·(δ_z2), softmax(z2), ∂ℓ/∂W1, a2 ⊙ (δ_a2 - a2ᵀ·δ_a2)) in LaTeX."""
+    if name.startswith("∂ℓ/∂"):
+        return r"\frac{\partial \ell}{\partial %s}" % tex_name(name[4:])
+    tokens = [t for t in _TOKEN.findall(name) if not t.isspace()]
+    out, _ = _tex_tokens(tokens, 0)
+    return out
+
+
+def _tex_tokens(tokens: list[str], i: int) -> tuple[str, int]:
+    """Translate tokens from i up to the closing parenthesis of the group (or the end)."""
+    out: list[str] = []
+    called = False  # the group that follows is a function's argument list: keep its parentheses
+    while i < len(tokens) and tokens[i] != ")":
+        t, nxt = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
+        if t == "(":
+            inner, end = _tex_tokens(tokens, i + 1)
+            atom = end - i == 2 and _NAME.fullmatch(tokens[i + 1])
+            out.append(inner if atom and not called else r"\left(%s\right)" % inner)
+            i = end
+        elif t in ("**", "^"):  # an exponent is one group: x^{2}, x^{(...)} without the parentheses
+            inner, i = _tex_tokens(tokens, i + 2) if nxt == "(" else (_tex_tokens([nxt], 0)[0], i + 1)
+            out.append("^{%s}" % inner)
+        elif _NAME.fullmatch(t) and nxt in ("(", "'"):
+            out.append(_TEX_FUNCS.get(t, r"\operatorname{%s}" % t.replace("_", r"\_")))
+        elif t in _TEX_OPS:
+            out.append(_TEX_OPS[t])
+        else:
+            out.append(t if t[0].isdigit() else tex_ident(t))
+        called = _NAME.fullmatch(t) is not None and nxt in ("(", "'") or (t == "'" and called)
+        i += 1
+    return "".join(out), i
+
+
+class ReadableLatex(LatexPrinter):
+    """SymPy's LaTeX with textbook names, the indicator 𝟙[c], and an inline mathtext-safe Piecewise."""
+
+    def _print_Symbol(self, e, style="plain"):
+        name = self._settings["symbol_names"].get(e)
+        return name if name is not None else tex_name(e.name)
+
+    def _print_Verbatim(self, e, style="plain"):
+        return e.name
+
+    def _print_Piecewise(self, e):
+        parts = [r"%s \;\text{if}\; %s" % (self._print(a.expr), self._print(a.cond)) for a in e.args[:-1]]
+        last = e.args[-1]
+        parts.append(r"%s \;\text{otherwise}" % self._print(last.expr) if last.cond == sp.true
+                     else r"%s \;\text{if}\; %s" % (self._print(last.expr), self._print(last.cond)))
+        return r"\left\{ %s \right." % r",\; ".join(parts)
+
+    _print_ElementwiseApplyFunction = _mapped
+    _print_HadamardPower = _hadamard_power
+
+    def _print_Pow(self, e):
+        # SymPy hands a function's power to the function (exp=...); our ops' _latex takes no
+        # exponent, so sp.latex(sigmoid(y)**2) raised TypeError: write σ(y)^{2} here instead.
+        b, x = e.args
+        root_or_inverse = x.is_Rational and (x.is_negative or x.q != 1)
+        if b.is_Function and "_latex" in vars(type(b)) and not root_or_inverse:
+            return r"%s^{%s}" % (self._print(b), self._print(x))
+        return super()._print_Pow(e)
+
+
+def tex(e: sp.Basic, hadamard: bool = False, names: dict | None = None, **settings) -> str:
+    """``e`` in LaTeX; ``hadamard``: products are elementwise (⊙), as in the delta rule."""
+    if hadamard:
+        settings["mul_symbol"] = r" \odot "
+    return ReadableLatex({"symbol_names": names or {}, **settings}).doprint(indicators(e))
+
+
+def tex_text(s: str) -> str:
+    r"""Plain words inside math, with LaTeX's special characters escaped: ``\text{...}``."""
+    s = re.sub(r"([_{}$&#%])", r"\\\1", s.replace("\\", "/"))
+    return r"\text{%s}" % s.replace("^", r"\^{}").replace("~", r"\~{}")

@@ -1,0 +1,241 @@
+"""Every LaTeX string symgrad prints compiles (amsmath only) and renders in matplotlib's mathtext;
+notebooks get it typeset through ``_repr_latex_``; ReLU's derivative prints as 𝟙[z > 0] (issue 17).
+
+``latex`` compiles each string when it is installed (skipped otherwise); mathtext needs
+matplotlib (the [test] extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import pytest
+import sympy as sp
+from sympy.matrices.expressions.hadamard import HadamardPower
+
+import symgrad as sg
+from symgrad.__main__ import main
+from symgrad.explain.display import KINK_LATEX
+from symgrad.explain.printing import tex, tex_name, text
+from symgrad.lang import optim
+from symgrad.lang.nn import MLP
+from symgrad.lang.ops import KINK_CONVENTIONS, elu, leaky_relu, relu
+from symgrad.lang.schedules import ConstantLR
+
+X, Y = sp.symbols("x y", real=True)
+A = sp.Symbol("a", real=True)
+MS = sp.MatrixSymbol
+
+
+# -- every printable object -------------------------------------------------------------------
+
+def _derivations():
+    theta, xs, ystar = sp.symbols("theta0:3", real=True), sp.symbols("x0:3", real=True), sp.Symbol("y*", real=True)
+    a = sum(t * x for t, x in zip(theta, xs))
+    nll = -(ystar * sp.log(1 / (1 + sp.exp(-a))) + (1 - ystar) * sp.log(1 - 1 / (1 + sp.exp(-a))))
+    seed = sp.cos(sp.sin(X**2) + 3 * X**2)
+    return {
+        "seed": sg.explain(seed, X, names={X**2: "t", sp.sin(X**2): "u1"}),
+        "logistic": sg.explain(nll, list(theta), names={a: "a"}),  # stabilised: the note is printed
+        "kinks": sg.explain(relu(X) * X + sp.Abs(Y) + leaky_relu(X, sp.Rational(1, 100)) + elu(Y, 1), [X, Y]),
+        "max": sg.explain(sp.Max(X, 0) * X, X),
+        "greek": sg.explain(sp.Symbol("θ1", real=True) ** 2 * sp.exp(-A), [sp.Symbol("θ1", real=True), A],
+                            output="L"),
+    }
+
+
+def _hand(output=None, act=sg.ops.sigmoid):
+    xs, W1, b1, W2, b2 = MS("x", 2, 1), MS("W1", 3, 2), MS("b1", 3, 1), MS("W2", 3, 3), MS("b2", 3, 1)
+    z = W2 * (W1 * xs + b1).applyfunc(act) + b2
+    return SimpleNamespace(expr=sg.softmax(z) if output == "softmax" else z, params=[W1, b1, W2, b2], x=xs)
+
+
+def _half_sq(pred, target):
+    return sg.msum(HadamardPower(pred - target, 2)) / 2
+
+
+def _networks():
+    nets = {}
+    for act in ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "identity"):
+        for loss in ("bce", "mse", "softmax_cross_entropy", "mae", "huber"):
+            nets[f"{act}-{loss}"] = sg.formulas(MLP([2, 3, 2], activation=act), loss)
+    for output in ("sigmoid", "softmax"):
+        for act in ("sigmoid", "tanh", "relu"):
+            nets[f"{act}-{output}-mse"] = sg.formulas(MLP([2, 3, 3], activation=act, output=output), "mse")
+    nets["custom-loss"] = sg.formulas(MLP([2, 3, 2], activation="tanh"), _half_sq)
+    nets["deep"] = sg.formulas(MLP([2, 4, 3, 3], activation="relu"), "softmax_cross_entropy")
+    nets["unlabelled"] = sg.formulas(_hand(), "softmax_cross_entropy")
+    nets["unlabelled-softmax-relu"] = sg.formulas(_hand("softmax", sg.ops.relu), "mse")
+    return nets
+
+
+def _optimizers():
+    return [optim.SGD(0.1), optim.Momentum(0.1), optim.Nesterov(0.1), optim.Adam(1e-3), optim.AdamW(1e-3),
+            optim.AdaGrad(0.1), optim.RMSProp(0.1), optim.SGD(0.1, weight_decay=1e-4, clip_norm=1.0),
+            optim.Adam(2.5e-4, schedule=ConstantLR())]
+
+
+def _cli(argv) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(argv) == 0
+    return out.getvalue().strip()
+
+
+def _cli_latex() -> dict[str, str]:
+    seed = "cos(sin(x**2) + 3*x**2)"
+    return {
+        "grad": _cli(["grad", seed, "--latex"]),
+        "grad-many": _cli(["grad", "relu(x)*y + sigmoid(y)", "--latex"]),
+        "explain": _cli(["explain", seed, "--latex", "--name", "x**2=t"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def printouts():
+    """name -> an object with latex() and latex_lines()."""
+    objs = {f"explain:{k}": v for k, v in _derivations().items()}
+    objs |= {f"formulas:{k}": v for k, v in _networks().items()}
+    objs |= {f"optim:{o!r}": o for o in _optimizers()}
+    return objs
+
+
+@pytest.fixture(scope="module")
+def all_latex(printouts) -> dict[str, str]:
+    """Every LaTeX string, by where it came from: blocks, their lines, and the CLI's output."""
+    out = {}
+    for name, obj in printouts.items():
+        out[name] = obj.latex()
+        out |= {f"{name} line {i}": line for i, line in enumerate(obj.latex_lines())}
+    for name, s in _cli_latex().items():
+        for i, line in enumerate(s.splitlines() if name.startswith("grad") else [s]):
+            out[f"cli:{name} {i}"] = line
+    return out
+
+
+# -- the checks --------------------------------------------------------------------------------
+
+def test_latex_is_plain_ascii(all_latex):
+    """A raw ⊙, ᵀ, δ or 𝟙 is what fails in LaTeX: every character is spelled as a command."""
+    bad = {k: sorted({c for c in s if ord(c) > 127}) for k, s in all_latex.items() if not s.isascii()}
+    assert not bad, bad
+
+
+def test_lines_are_single_formulas(printouts):
+    for name, obj in printouts.items():
+        lines = obj.latex_lines()
+        assert lines and not any("aligned" in s or "\\\\" in s or "&" in s for s in lines), name
+        assert len(lines) == len([r for r in str(obj).splitlines() if r.strip()]), name
+
+
+def test_mathtext_renders_every_line(all_latex):
+    mathtext = pytest.importorskip("matplotlib.mathtext", reason="matplotlib is in the [test] extra")
+    parser = mathtext.MathTextParser("path")
+    failed = {}
+    for name, s in all_latex.items():
+        if "aligned" in s:  # a block for LaTeX; its lines are checked one by one
+            continue
+        try:
+            parser.parse(f"${s}$")
+        except Exception as exc:  # noqa: BLE001 - report every line that fails, not only the first
+            failed[name] = f"{s}\n  {str(exc).splitlines()[-1]}"
+    assert not failed, "\n".join(f"{k}: {v}" for k, v in failed.items())
+
+
+def _compile(body: str, tmp_path) -> subprocess.CompletedProcess:
+    doc = "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc)
+    return subprocess.run([LATEX, "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+LATEX = shutil.which("latex") or shutil.which("pdflatex")
+
+
+@pytest.mark.skipif(LATEX is None, reason="no latex installed")
+def test_latex_compiles_with_amsmath_only(all_latex, tmp_path):
+    """One document holds every string; when it fails, each is compiled alone to name the culprit."""
+    blocks = [f"\\[\n{s}\n\\]" for s in all_latex.values()]
+    if _compile("\n".join(blocks), tmp_path).returncode == 0:
+        return
+    failed = [k for k, b in zip(all_latex, blocks) if _compile(b, tmp_path).returncode != 0]
+    assert not failed, f"does not compile: {failed[:5]}\n{all_latex[failed[0]]}"
+
+
+# -- rich display ----------------------------------------------------------------------------------
+
+def test_repr_latex_of_derivation_formulas_and_optimizer(printouts):
+    for name, obj in printouts.items():
+        shown = obj._repr_latex_()
+        assert shown == "$$" + obj.latex() + "$$", name
+        assert shown.count("\\begin{aligned}") == 1, name
+
+
+def test_notebook_shows_latex(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    code = ("import sympy as sp, symgrad as sg\nx = sp.Symbol('x', real=True)\n"
+            "display(sg.explain(sp.sin(x**2), x))\n"
+            "display(sg.formulas(sg.nn.MLP([2, 3, 2], output='softmax'), 'mse'))\n"
+            "display(sg.optim.Adam(1e-3))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 3 and all("text/latex" in o["data"] for o in outputs)
+
+
+# -- notation -------------------------------------------------------------------------------------
+
+def test_textbook_names():
+    f = sg.formulas(MLP([2, 3, 3], activation="tanh", output="softmax"), "mse").latex()
+    for piece in ("z_{1}", "W_{1}", r"\operatorname{softmax}", r"\frac{\partial \ell}{\partial W_{1}}",
+                  r"a_{2} \odot \left(\delta_{a_{2}} - a_{2}^{\top}\,\delta_{a_{2}}\right)"):
+        assert piece in f
+    adam = optim.Adam(1e-3).latex()
+    assert r"\beta_{1}" in adam and r"\varepsilon = 10^{-8}" in adam and r"\eta" in adam
+    assert r"\alpha" in optim.RMSProp(0.1).latex()
+    assert tex_name("(W1·x)ᵀ") == r"\left(W_{1}\,x\right)^{\top}"
+    assert tex_name("y*") == "y^{*}" and tex_name("θ1") == r"\theta_{1}"
+
+
+def test_relu_derivative_is_an_indicator_with_its_convention_once():
+    f = sg.formulas(MLP([2, 3, 1], activation="relu"), "bce")
+    lines = str(f).splitlines()
+    assert "  δ_z1 = δ_a1 ⊙ 𝟙[z1 > 0]" in lines and "Piecewise" not in str(f)
+    notes = [s for s in lines if "relu'(0) = 0" in s]
+    assert notes == ["Conventions at kinks: relu'(0) = 0, so relu'(z) = 𝟙[z > 0]"]
+    assert r"\delta_{a_{1}} \odot \mathbf{1}[z_{1} > 0]" in f.latex()
+    assert r"\operatorname{ReLU}'(0) = 0" in f.latex()
+    d = sg.explain(relu(X) * X, X)
+    assert "∂v1/∂x = 𝟙[x > 0]" in str(d) and str(d).count("relu'(0) = 0") == 1
+
+
+def test_stabilisation_note_and_kinks_in_latex_as_in_text():
+    d = sg.explain(sp.log(1 + sp.exp(A)) + sp.Abs(A), A)
+    assert str(d).startswith("Stabilised before differentiating") and "Conventions at kinks" in str(d)
+    tex_lines = d.latex_lines()
+    assert tex_lines[0].startswith(r"\text{Stabilised before differentiating")
+    assert tex_lines[-1].startswith(r"\text{Conventions at kinks: }") and r"\operatorname{sign}" in tex_lines[-1]
+
+
+def test_every_kink_convention_has_latex():
+    assert set(KINK_LATEX) == set(KINK_CONVENTIONS)
+
+
+def test_explain_writes_partials_as_grad_latex_does():
+    d = sg.explain(X * Y, [X, Y])
+    assert {"  ∂J/∂x = y", "  ∂J/∂y = x"} <= set(str(d).splitlines())
+    assert r"\frac{\partial J}{\partial x}" in d.latex()
+    assert _cli(["grad", "x*y", "--wrt", "x", "--latex"]).startswith(r"\frac{\partial}{\partial x}")
+
+
+def test_printers_do_not_rewrite_names():
+    """The text printer prints structure, not str.replace over strings: a name with * stays."""
+    ystar, z = sp.Symbol("y*", real=True), sp.Symbol("z", real=True)
+    assert text(ystar * z**2, mul=" ⊙ ", power="^") == "y* ⊙ z^2"
+    assert tex(ystar * z) == "y^{*} z"
