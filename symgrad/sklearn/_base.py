@@ -1,0 +1,159 @@
+"""What every estimator shares: option checks, one training routine behind fit/partial_fit/
+warm_start, and the network's outputs for predict. The subclasses say which network, which
+loss, and how targets (and weights) become the arrays ``sg.fit`` trains on.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+try:
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # validate_data and __sklearn_tags__ are scikit-learn 1.6 API
+    raise ImportError("symgrad.sklearn needs scikit-learn >= 1.6. Fix: pip install "
+                      "'symgrad[sklearn]' (or pip install -U scikit-learn).") from exc
+
+from ..lang.nn import ACTIVATIONS, MLP
+from ..lang.optim import Optimizer
+from ..runtime.fit import fit
+from ..runtime.inputs import optimizers
+
+#: scikit-learn's activation names that symgrad spells differently.
+SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
+
+
+class SymgradBase(BaseEstimator):
+    """Training plumbing (not an estimator by itself). Subclasses define ``_network``,
+    ``_loss`` and ``_targets``, and may define ``_init_params``."""
+
+    _y_numeric = True
+
+    # -- training ------------------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
+        """fit (fresh, or continued with warm_start) and partial_fit (one epoch, continued)."""
+        first = not hasattr(self, "trained_") or not (incremental or self.warm_start)
+        X, y = self._validate(X, y, reset=first)
+        T, n_out = self._targets(y, sample_weight, first=first, incremental=incremental, classes=classes)
+        epochs = 1 if incremental else self._max_iter()
+        batch = _batch_size(self.batch_size, len(X))
+        T = T.astype(X.dtype)
+        if first:
+            net, seed = self._network(X.shape[1], n_out), self._seed()
+            self.trained_ = fit(net, self._loss(), X, T, optimizer=self._optimizer(), epochs=epochs,
+                                batch_size=batch, seed=seed, dtype=X.dtype.name, backend=self.backend,
+                                shuffle=bool(self.shuffle), params=self._init_params(net, seed, X.dtype))
+        else:  # the optimizer's state, the step count and the shuffling RNG continue exactly
+            self.trained_ = self.trained_.fit_more(X, T, epochs=epochs, batch_size=batch,
+                                                   shuffle=bool(self.shuffle))
+        self.n_iter_ = self.trained_.state.epoch
+        self.loss_curve_ = list(self.trained_.history["loss"])
+        return self
+
+    def _validate(self, X, y, reset: bool):
+        if reset:
+            dtype = (np.float64, np.float32) if self.dtype is None else _dtype(self.dtype)
+        else:
+            dtype = self.trained_.dtype
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+                             y_numeric=self._y_numeric)
+        # a read-only array (a memmap) is another type to Numba, compiled again: copy it instead
+        return np.require(X, requirements="CW"), y
+
+    def _init_params(self, net, seed: int, dtype):
+        """Starting parameters, or None for the network's own seeded initialisation."""
+        return None
+
+    def _max_iter(self) -> int:
+        if not _count(self.max_iter, 1):
+            raise ValueError(f"max_iter={self.max_iter!r}: use an integer >= 1 (epochs over the data).")
+        return int(self.max_iter)
+
+    def _seed(self) -> int:
+        """An int random_state is sg.fit's seed itself (so results match sg.fit's); None and a
+        RandomState draw one."""
+        rs = self.random_state
+        if _count(rs, 0):
+            return int(rs)
+        return int(check_random_state(rs).randint(np.iinfo(np.int32).max))
+
+    def _optimizer(self) -> Optimizer:
+        if isinstance(self.solver, Optimizer):  # used as given, with its own learning rate
+            return self.solver
+        known = optimizers()
+        name = self.solver.lower() if isinstance(self.solver, str) else None
+        if name not in known:
+            raise ValueError(f"solver={self.solver!r} is not available. Fix: one of {sorted(known)} "
+                             "(minibatch gradient methods; there is no 'lbfgs'), or an sg.optim object "
+                             "such as sg.optim.Adam(lr=0.01).")
+        lr = self.learning_rate_init
+        if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning_rate_init={lr!r}: use a number > 0.")
+        return known[name](lr=float(lr))
+
+    # -- predicting ----------------------------------------------------------------------------
+    def _outputs(self, X) -> np.ndarray:
+        """The network's outputs, (n_samples, n_network_outputs), in the model's dtype."""
+        check_is_fitted(self, "trained_")
+        X = validate_data(self, X, reset=False, dtype=self.trained_.dtype)
+        out = np.asarray(self.trained_.predict(np.require(X, requirements="CW")))
+        return out.reshape(len(X), -1)
+
+
+def user_network(model, n_in: int, n_out: int):
+    """``model`` itself (a symgrad network), or ``model(n_in, n_out)``, checked against the data."""
+    if model is None:
+        raise ValueError("model= is required: a symgrad network such as sg.nn.MLP([n_features, 16, "
+                         "n_outputs]), or a function (n_features, n_outputs) -> network.")
+    net = model if hasattr(model, "expr") else model(n_in, n_out) if callable(model) else None
+    if net is None or not all(hasattr(net, a) for a in ("expr", "params", "x")):
+        raise ValueError(f"model={model!r} is not a symgrad network (with expr, params and x) nor a "
+                         "function (n_features, n_outputs) -> network.")
+    have = (int(net.x.shape[0]), int(net.expr.shape[0]))
+    if have != (n_in, n_out):
+        raise ValueError(f"the model takes {have[0]} inputs and gives {have[1]} outputs; the data has "
+                         f"{n_in} features and needs {n_out} outputs. Fix: build the network for this "
+                         "data, or pass a function (n_features, n_outputs) -> network.")
+    return net
+
+
+def mlp(hidden_layer_sizes, activation, n_in: int, n_out: int) -> MLP:
+    """The MLP of scikit-learn's parameters: hidden sizes (an int or a sequence) and the
+    activation of the hidden layers (scikit-learn's names, symgrad's, or a function)."""
+    hidden = [hidden_layer_sizes] if _count(hidden_layer_sizes, 1) else hidden_layer_sizes
+    if not (isinstance(hidden, (list, tuple)) and all(_count(h, 1) for h in hidden)):
+        raise ValueError(f"hidden_layer_sizes={hidden_layer_sizes!r}: use a tuple of layer widths "
+                         ">= 1, e.g. (100,) or (64, 32).")
+    act = SKLEARN_ACTIVATIONS.get(activation, activation) if isinstance(activation, str) else activation
+    names = sorted(set(ACTIVATIONS) - {"softmax"} | set(SKLEARN_ACTIVATIONS))
+    if isinstance(act, str) and (act not in ACTIVATIONS or act == "softmax") or not (
+            isinstance(act, str) or callable(act)):
+        raise ValueError(f"activation={activation!r} is not available. Fix: one of {names}, or a "
+                         "function made with sg.activation.")
+    return MLP([n_in, *(int(h) for h in hidden), n_out], activation=act)
+
+
+def _dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype={dtype!r}: use None (follow X: float32 stays float32, anything else "
+                         "becomes float64), 'float32' or 'float64'.")
+    return dt
+
+
+def _batch_size(batch_size, n: int) -> int:
+    if isinstance(batch_size, str) and batch_size == "auto":
+        return min(200, n)
+    if not _count(batch_size, 1):
+        raise ValueError(f"batch_size={batch_size!r}: use 'auto' (min(200, n_samples)) or an integer >= 1.")
+    return int(batch_size)
+
+
+def _count(n, least: int) -> bool:
+    return isinstance(n, Integral) and not isinstance(n, bool) and n >= least
