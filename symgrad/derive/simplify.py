@@ -37,6 +37,18 @@ def _larger_than(e: sp.Basic, limit: int) -> bool:
     return False
 
 
+def _square_of_sum(e: sp.Basic) -> bool:
+    return isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 1 and e.base.has(sp.Add)
+
+
+def _nested_square_of_sum(e: sp.Basic) -> bool:
+    """Whether a power of a sum holds another one: expand multiplies such nests out level by
+    level, and a 300-node gradient of nested rational functions (found by the corpus) did not
+    finish in minutes; the candidate would have been thrown away as too long anyway."""
+    outer = [p for p in sp.preorder_traversal(e) if _square_of_sum(p)]
+    return any(any(_square_of_sum(q) for q in sp.preorder_traversal(p.base)) for p in outer)
+
+
 def tidy(e: sp.Expr) -> sp.Expr:
     """Return the cheapest of a few exact rewrites of ``e`` (by ``count_ops``).
 
@@ -52,7 +64,7 @@ def tidy(e: sp.Expr) -> sp.Expr:
     n = sp.count_ops(e)
     candidates = {e: n}  # candidate -> its count_ops, in order; an equal candidate is not added
     _add(candidates, sp.factor_terms(e))
-    if n <= EXPAND_LIMIT:
+    if n <= EXPAND_LIMIT and not _nested_square_of_sum(e):
         expanded = sp.expand(e, power_base=False, power_exp=False, log=False)
         # expand can multiply out powers of sums into thousands of terms: keep it only if small
         k = candidates[expanded] if expanded in candidates else sp.count_ops(expanded)
