@@ -37,7 +37,7 @@ def _namespace(n_classes: int) -> dict[str, object]:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        if cls.__module__.startswith(("sympy.", "symgrad.")):
+        if (getattr(cls, "__module__", None) or "").startswith(("sympy.", "symgrad.")):  # some are None
             names.setdefault(cls.__name__, cls)
     for name in dir(sp):  # SymPy's own spelling wins a name clash; singletons such as true, pi
         obj = getattr(sp, name)
