@@ -28,10 +28,19 @@ def grad(expr: sp.Expr, wrt: sp.Symbol | Sequence[sp.Symbol]) -> sp.Expr | list[
     -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))
     """
     single = isinstance(wrt, sp.Basic)
-    stable, variables, _, _ = prepare(expr, [wrt] if single else list(wrt))
+    stable, variables, _, _ = prepare(expr, [wrt] if single else _variables(wrt))
     s = sweep(stable)
     out = [unrealify(s.gradient(v), expr) for v in variables]
     return out[0] if single else out
+
+
+def _variables(wrt: object) -> list:
+    """``wrt`` as a list; ``prepare`` then checks that each is a Symbol."""
+    try:
+        return list(wrt)
+    except TypeError:
+        raise SymgradError(f"wrt must be a Symbol or a list of Symbols, got {wrt!r} ({type(wrt).__name__}). "
+                           "Fix: e.g. grad(expr, x) or grad(expr, [x, y]).") from None
 
 
 def explain(
@@ -62,7 +71,7 @@ def explain(
       ∂J/∂x = 2*x*cos(x**2)
     """
     single = isinstance(wrt, sp.Basic)
-    stable, variables, rules, original = prepare(expr, [wrt] if single else list(wrt))
+    stable, variables, rules, original = prepare(expr, [wrt] if single else _variables(wrt))
     named = resolve_names(names, original, stable, _name_forms, output)
     s = sweep(stable, {node: name for node, (name, _) in named.items()}, output, rename_output=False)
     check_trace_names(s, named, stable, bool(rules))

@@ -55,3 +55,19 @@ def test_silent_nan_inputs_are_refused():
     theta[3] = np.nan
     with pytest.raises(DataError, match="theta holds a non-finite"):
         t.value_and_grad(theta, np.ones((2, 2)), np.ones((2, 1)))
+
+
+def test_more_raw_errors_are_now_symgrad_errors():
+    """MLP([2, 0, 3]) was accepted (ZeroDivisionError later), MLP([2, 2.5, 3]) a raw ValueError,
+    grad(expr, 2) a raw TypeError, expand_ops of an op of numbers an AttributeError."""
+    from symgrad.errors import SymgradError
+
+    for sizes in ([2, 0, 3], [2, 2.5, 3], [2, -1], [2, True, 1]):
+        with pytest.raises(SymgradError, match="positive integers.*Fix:"):
+            sg.nn.MLP(sizes)
+    with pytest.raises(SymgradError, match="wrt must be a Symbol.*Fix:"):
+        sg.grad(x**2, 2)
+    y = sp.Symbol("y", real=True)
+    e = sg.ops.expand_ops(sp.cosh(sg.ops.bce_logits(2.5, sp.Rational(3, 4))) ** y)
+    want = float(sp.cosh(sg.ops.bce_logits(2.5, sp.Rational(3, 4))))
+    assert abs(float(e.subs(y, 1)) - want) < 1e-14

@@ -120,6 +120,10 @@ class MLP:
         output = "identity" if output is None else output
         if len(sizes) < 2:
             raise SymgradError("MLP needs at least [n_in, n_out]")
+        bad = [n for n in sizes if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
+        if bad:
+            raise SymgradError(f"MLP sizes must be positive integers, got {bad} in {list(sizes)}. "
+                               "Fix: e.g. MLP([2, 16, 1]) for 2 inputs, 16 hidden units and 1 output.")
         self.sizes = list(sizes)
         self.x = sp.MatrixSymbol("x", sizes[0], 1)
         self.layers: list[Dense] = []

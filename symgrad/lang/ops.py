@@ -170,7 +170,9 @@ class bce_logits(_Op):
 
     def definition(self):
         a, y = self.args
-        return y * softplus(-a).definition() + (1 - y) * softplus(a).definition()
+        # unevaluated: softplus of a number would already be a Float, which has no definition
+        return (y * softplus(-a, evaluate=False).definition()
+                + (1 - y) * softplus(a, evaluate=False).definition())
 
     def stable(self):
         # softplus(a) - y·a, with its two terms kept apart: for 0 <= y <= 1 both are >= 0 on
@@ -216,7 +218,8 @@ def expand_ops(expr: sp.Expr) -> sp.Expr:
     >>> expand_ops(softplus(z))
     log(exp(z) + 1)
     """
-    return expr.replace(lambda e: isinstance(e, _Op), lambda e: e.definition())
+    # an op of numbers evaluates to a number when rebuilt: then there is nothing to expand
+    return expr.replace(lambda e: isinstance(e, _Op), lambda e: e.definition() if isinstance(e, _Op) else e)
 
 
 #: Conventions at kinks, printed by ``explain`` and in the docs.
