@@ -5,7 +5,8 @@ forward IR is extended by its tangent (forward-mode) nodes, one per node that de
 parameter, so that the new output is, per sample, the directional derivative of the loss along
 v. The unchanged reverse sweep (``Program``) then differentiates that graph with respect to θ
 and to v at once: the gradient with respect to θ is H v; the one with respect to v is ∇f itself.
-No k×k matrix is ever formed, and each rule below is the product or chain rule of one node kind.
+No k×k matrix is ever formed; each kind's rule (``Kind.tangent``, ``symgrad/kinds``) is the
+product or chain rule of that node.
 """
 
 from __future__ import annotations
