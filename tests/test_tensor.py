@@ -236,6 +236,26 @@ def _explicit_symbols(name, rows, cols):
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{i}{j}", real=True))
 
 
+def tiny_oracle_problem(loss, act, n_out, n, rng):
+    """A 2-3-n_out network compiled (Python backend), ``n`` random samples, and the explicit
+    scalar mean loss over them in 30-digit data: (f, params, X, Y, explicit symbols, total)."""
+    x, y = MS("x", 2, 1), MS("y", n_out, 1)
+    params = [MS("Wa", 3, 2), MS("ba", 3, 1), MS("Wb", n_out, 3), MS("bb", n_out, 1)]
+    f = A.compile(_tiny(x, *params, y, act, loss), params, [x, y], backend="python")
+    X = rng.normal(size=(n, 2))
+    Y = np.eye(n_out)[rng.integers(0, n_out, n)] if loss == "ce" else rng.normal(size=(n, n_out))
+    explicit = [_explicit_symbols(str(p), *p.shape) for p in params]
+    total = sp.S.Zero
+    for i in range(n):
+        xi = sp.Matrix(2, 1, [sp.Float(v, 30) for v in X[i]])
+        yi = sp.Matrix(n_out, 1, [sp.Float(v, 30) for v in Y[i]])
+        e = _tiny(xi, *explicit, yi, act, loss)
+        e = e.doit() if isinstance(e, sp.Basic) else e
+        assert not e.atoms(sp.MatrixSymbol, msum, softmax_ce), "the explicit model must scalarise"
+        total += e
+    return f, params, X, Y, explicit, expand_ops(total / n)
+
+
 ORACLE_CASES = [
     ("mse", sigmoid, 1),
     ("mse", softplus, 1),
@@ -249,25 +269,7 @@ def test_exact_oracle_against_sympy_diff(loss, act, n_out):
     """A 2-3-n_out network: the compiled gradient equals sympy.diff of the explicit
     scalar expression (data substituted as explicit matrices), at a random point."""
     rng = np.random.default_rng(42)
-    x, y = MS("x", 2, 1), MS("y", n_out, 1)
-    Wa, ba, Wb, bb = MS("Wa", 3, 2), MS("ba", 3, 1), MS("Wb", n_out, 3), MS("bb", n_out, 1)
-    params = [Wa, ba, Wb, bb]
-    f = A.compile(_tiny(x, *params, y, act, loss), params, [x, y], backend="python")
-
-    n = 3
-    X = rng.normal(size=(n, 2))
-    Y = np.eye(n_out)[rng.integers(0, n_out, n)] if loss == "ce" else rng.normal(size=(n, n_out))
-    explicit = [_explicit_symbols(str(p), *p.shape) for p in params]
-    total = sp.S.Zero
-    for i in range(n):
-        xi = sp.Matrix(2, 1, [sp.Float(v, 30) for v in X[i]])
-        yi = sp.Matrix(n_out, 1, [sp.Float(v, 30) for v in Y[i]])
-        e = _tiny(xi, *explicit, yi, act, loss)
-        e = e.doit() if isinstance(e, sp.Basic) else e
-        assert not e.atoms(sp.MatrixSymbol, msum, softmax_ce), "the explicit model must scalarise"
-        total += e
-    total = expand_ops(total / n)
-
+    f, params, X, Y, explicit, total = tiny_oracle_problem(loss, act, n_out, 3, rng)
     ps = [0.8 * rng.normal(size=p.shape) for p in params]
     point = {s: sp.Float(v, 30)
              for m, p in zip(explicit, ps, strict=True) for s, v in zip(m, p.ravel(), strict=True)}

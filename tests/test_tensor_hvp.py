@@ -12,12 +12,11 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-import symgrad.api as A
 from symgrad.errors import ShapeError, UnsupportedModelError
 from symgrad.lang.functions import msum, softmax_ce
-from symgrad.lang.ops import expand_ops, sigmoid, softplus
+from symgrad.lang.ops import sigmoid, softplus
 from symgrad.runtime.checks import split_flat
-from tests.test_tensor import MODELS, _build, _explicit_symbols, _tiny
+from tests.test_tensor import MODELS, _build, tiny_oracle_problem
 
 MS = sp.MatrixSymbol
 # relu models included: at these seeded points no pre-activation is within eps of the kink
@@ -49,19 +48,7 @@ def test_hessian_equals_sympy_diff_twice(loss, act, n_out):
     """The dense Hessian (hvp per column) of a 2-3-n_out net equals the second derivatives of
     the explicit scalar expression, evaluated at 30 digits."""
     rng = np.random.default_rng(3)
-    x, y = MS("x", 2, 1), MS("y", n_out, 1)
-    params = [MS("Wa", 3, 2), MS("ba", 3, 1), MS("Wb", n_out, 3), MS("bb", n_out, 1)]
-    f = A.compile(_tiny(x, *params, y, act, loss), params, [x, y], backend="python")
-    n = 2
-    X = rng.normal(size=(n, 2))
-    Y = np.eye(n_out)[rng.integers(0, n_out, n)] if loss == "ce" else rng.normal(size=(n, n_out))
-    explicit = [_explicit_symbols(str(p), *p.shape) for p in params]
-    total = sp.S.Zero
-    for i in range(n):
-        xi = sp.Matrix(2, 1, [sp.Float(v, 30) for v in X[i]])
-        yi = sp.Matrix(n_out, 1, [sp.Float(v, 30) for v in Y[i]])
-        total += _tiny(xi, *explicit, yi, act, loss).doit()
-    total = expand_ops(total / n)
+    f, params, X, Y, explicit, total = tiny_oracle_problem(loss, act, n_out, 2, rng)
     syms = [s for m in explicit for s in m]
     ps = [0.8 * rng.normal(size=p.shape) for p in params]
     point = {s: sp.Float(v, 30) for s, v in zip(syms, _flat(ps), strict=True)}
