@@ -8,5 +8,5 @@ os.environ.setdefault("SYMGRAD_CACHE_DIR", tempfile.mkdtemp(prefix="symgrad-test
 
 
 def pytest_addoption(parser):
-    parser.addoption("--corpus", type=int, default=60,
+    parser.addoption("--corpus", type=int, default=300,
                      help="examples in the random-expression differential corpus (tests/test_corpus.py)")

@@ -47,7 +47,10 @@ class Oracle:
         self._kinks = [sp.lambdify(plain, c, "mpmath") for c in _kink_args(e)]
         # SymPy leaves d sign(u) unevaluated where it cannot tell u is real (atanh(u) may not be)
         self._unevaluated = any(d.has(sp.Derivative) for d in [*grads, *sum(hess, [])])
-        self._f = None if self._unevaluated else sp.lambdify(plain, [e, grads, hess], "mpmath")
+        # sympy.diff can leave zoo (1/0) in a branch (acosh'(u) at u = 1): mpmath's printer has no
+        # name for it, and a point that reaches it is outside the domain (_num refuses NaN)
+        exprs = sp.Tuple(e, sp.Tuple(*grads), sp.Tuple(*[sp.Tuple(*r) for r in hess])).xreplace({sp.zoo: sp.nan})
+        self._f = None if self._unevaluated else sp.lambdify(plain, exprs, "mpmath")
 
     def at(self, theta, *rows, kink_tol: float = 1e-6) -> tuple[mpmath.mpf, list, list]:
         """(value, gradient, Hessian) at one sample; OutsideDomain where undefined or at a kink."""

@@ -7,12 +7,19 @@ evaluated by mpmath at 50 digits (``tests/oracle.py``). The hypothesis run uses 
 reference backend (it runs the generated source itself, so every printer bug shows); seeded
 batches run under Numba in both dtypes, one module per batch.
 
-``python -m pytest tests/test_corpus.py --corpus 2000`` runs a longer corpus.
+``--corpus N`` (default 300) is the number of random expressions: 60 drawn by hypothesis (which
+shrinks a failure to a small expression), the rest drawn from seeds by the same generator and
+checked in worker processes, one per core (each expression costs ~0.3 s of derivation, so the
+default corpus takes about a minute on two cores). ``--corpus 3000`` runs a long corpus.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import pytest
@@ -97,8 +104,11 @@ def corpus_size(request):
     return request.config.getoption("--corpus")
 
 
+HYPOTHESIS_EXAMPLES = 60
+
+
 def test_random_expressions_match_oracle(corpus_size):
-    @_settings(corpus_size)
+    @_settings(min(corpus_size, HYPOTHESIS_EXAMPLES))
     @given(st.data())
     def run(data):
         pick = _drawer(data)
@@ -111,7 +121,7 @@ def test_random_expressions_match_oracle(corpus_size):
 
 
 def test_random_expressions_pointwise_and_residuals_match_oracle(corpus_size):
-    @_settings(max(corpus_size // 3, 10))
+    @_settings(max(min(corpus_size, HYPOTHESIS_EXAMPLES) // 3, 10))
     @given(st.data())
     def run(data):
         pick = _drawer(data)
@@ -121,6 +131,60 @@ def test_random_expressions_pointwise_and_residuals_match_oracle(corpus_size):
         _check_rows(expr, params, x)
 
     run()
+
+
+class _TooSlow(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _TooSlow
+
+
+#: One expression's derivation and checks take ~0.3 s; one that takes a minute is a finding.
+SECONDS_PER_EXPRESSION = 60
+
+
+def _check_seed(seed: int) -> tuple[str, str]:
+    """Check the expression drawn from ``seed`` (in a worker): ('checked' | 'outside' | 'no
+    parameter' | 'MISMATCH' | 'ERROR' | 'TIMEOUT', what). Every third seed also checks pointwise
+    and the residual Jacobian."""
+    rnd = random.Random(seed)
+    params, x = symbols(rnd.choice)
+    expr = expression(rnd.choice, params, x)
+    if not expr.free_symbols & set(params):
+        return "no parameter", str(expr)
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(SECONDS_PER_EXPRESSION)
+    try:
+        checked = _check_all(expr, params, x)
+        if checked and seed % 3 == 0:
+            _check_rows(expr, params, x)
+    except AssertionError as exc:
+        return "MISMATCH", f"seed {seed}: {exc}"
+    except _TooSlow:
+        return "TIMEOUT", f"seed {seed}: {expr} with {params}, {x}: over {SECONDS_PER_EXPRESSION} s"
+    except Exception as exc:  # noqa: BLE001 - any crash is a finding, reported with its seed
+        return "ERROR", f"seed {seed}: {expr} with {params}, {x}: {type(exc).__name__}: {exc}"
+    finally:
+        signal.alarm(0)
+    return ("checked" if checked else "outside"), str(expr)
+
+
+def test_seeded_corpus_in_worker_processes(corpus_size):
+    """The rest of the corpus, drawn from seeds, checked one worker per core."""
+    seeds = range(max(corpus_size - HYPOTHESIS_EXAMPLES, 0))
+    if not seeds:
+        pytest.skip("--corpus covers only the hypothesis run")
+    workers = max(2, len(os.sched_getaffinity(0)))
+    # spawn, not fork: the parent may hold Numba's and threads' state
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(_check_seed, seeds, chunksize=4))
+    found = [f"{status} {what}" for status, what in results if status in ("MISMATCH", "ERROR", "TIMEOUT")]
+    assert not found, f"{len(found)} of {len(results)} corpus expressions failed:\n" + "\n".join(found[:10])
+    checked = sum(status == "checked" for status, _ in results)
+    # most draws are inside the domain at the test point; far fewer means the generator broke
+    assert checked >= 0.6 * len(results), f"only {checked} of {len(results)} expressions were checkable"
 
 
 def _numba_batch(seed: int, count: int):
