@@ -72,3 +72,7 @@ class TargetError(DataError):
 
 class ModelFileError(SymgradError, ValueError):
     """A saved model file is corrupt, was not written by symgrad, or does not fit the model it meets."""
+
+
+class DistributedError(SymgradError, RuntimeError):
+    """A Dask computation failed (a worker died more often than Dask retries, or no client runs)."""

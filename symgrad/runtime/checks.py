@@ -108,3 +108,8 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
         raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
     check_finite(arr, what, PARAMS_FIX)  # NaN in theta would come back as a NaN loss, silently
     return arr
+
+
+def is_dask(x: object) -> bool:
+    """Whether ``x`` is a Dask array (checked without importing Dask, an optional extra)."""
+    return type(x).__module__.startswith("dask.") and hasattr(x, "chunks") and hasattr(x, "to_delayed")

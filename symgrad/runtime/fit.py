@@ -24,9 +24,9 @@ import numpy as np
 
 from .. import jit
 from ..build import check_options, training_module
-from ..errors import DivergenceError, ShapeError
+from ..errors import DataError, DivergenceError, OptionError, ShapeError
 from ..lang.optim import Optimizer
-from .checks import check_finite, split_flat
+from .checks import check_finite, is_dask, split_flat
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
 from .execution import (  # noqa: F401
@@ -52,7 +52,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] = (),
         progress: bool = False, chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
         backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
-        threads: int | None = None, resume: Trained | None = None) -> Trained:
+        threads: int | None = None, resume: Trained | None = None, client=None, strategy: str = "sync",
+        local_steps: int = 1) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
@@ -72,7 +73,19 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
     (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
     then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
+    ``client``, ``strategy``, ``local_steps``: Dask arrays ``X`` and ``Y`` train on a Dask cluster
+    (``pip install 'symgrad[distributed]'``; see :mod:`symgrad.distributed.train`); each worker
+    then runs one thread, and ``progress``, ``chunk_epochs``, ``threads`` and ``blas_threads``
+    (options of this process's kernel calls) are not used.
     """
+    if client is not None or is_dask(X) or is_dask(Y):
+        return _fit_dask(model, loss, X, Y, client=client, strategy=strategy, local_steps=local_steps,
+                         optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, dtype=dtype,
+                         validation=validation, threshold=threshold, patience=patience, callbacks=callbacks,
+                         params=params, backend=backend, shuffle=shuffle, resume=resume)
+    if strategy != "sync" or local_steps != 1:
+        raise OptionError(f"strategy={strategy!r} and local_steps={local_steps!r} are for training on Dask "
+                          "arrays with client=. Fix: drop them, or pass Dask arrays and a client.")
     check_fit_options(epochs, batch_size, patience, validation, params, resume)
     optimizer = None if optimizer is None else resolve_optimizer(optimizer)
     if resume is not None:
@@ -135,6 +148,17 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def _fit_dask(model, loss, X, Y, **options) -> Trained:
+    if not (is_dask(X) and is_dask(Y)):
+        which = " and ".join(n for n, a in (("X", X), ("Y", Y)) if not is_dask(a))
+        raise DataError(f"client= trains on Dask arrays, but {which} {'is' if len(which) == 1 else 'are'} not. "
+                        "Fix: da.from_array(X, chunks=...) with the same row chunks for Y, or drop client= "
+                        "to train in this process.")
+    from ..distributed.train import fit as fit_on_dask  # Dask is an optional extra
+
+    return fit_on_dask(model, loss, X, Y, **options)
 
 
 def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ShapeError, UnsupportedModelError
 from .base import Compiled
-from .checks import check_data, check_vector
+from .checks import check_data, check_vector, is_dask
 
 
 class _Formula(Compiled):
@@ -29,6 +29,20 @@ class _Formula(Compiled):
             data = [kw[n] for n in names if n in kw]
         return check_data(list(data), names, self.dtype)
 
+    def _distributed(self, data: Sequence[object], kw: dict[str, object]):
+        """symgrad.distributed.evaluate when the data are Dask arrays (then in symbol order)."""
+        if not any(is_dask(d) for d in (*data, *kw.values())):
+            return None, None
+        from ..distributed import evaluate  # Dask is an optional extra, imported only for its arrays
+
+        if kw:
+            names = [str(d) for d in self.data]
+            if set(kw) - set(names) or data:
+                raise ShapeError(f"unknown or duplicate data arguments {sorted(set(kw) - set(names))}; "
+                                 f"expected {names}")
+            data = [kw[n] for n in names if n in kw]
+        return evaluate, list(data)
+
     def _theta(self, theta) -> np.ndarray:
         return check_vector(theta, len(self.params), self.dtype, "theta")
 
@@ -47,13 +61,19 @@ class CompiledFormula(_Formula):
 
     # -- reduced (loss) functions --------------------------------------------
     def value(self, theta, *data, **kw) -> float:
-        """Mean (or sum) of the formula over samples."""
+        """Mean (or sum) of the formula over samples (Dask arrays: over all chunks, on the workers)."""
         self._pointwise_forbidden()
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.value(self, theta, *arrays)
         return self._mod.value(self._theta(theta), *self._data(data, kw))
 
     def value_and_grad(self, theta, *data, **kw) -> tuple[float, np.ndarray]:
-        """(loss, gradient) in one pass over the data."""
+        """(loss, gradient) in one pass over the data (Dask arrays: see symgrad.distributed)."""
         self._pointwise_forbidden()
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.value_and_grad(self, theta, *arrays)
         th = self._theta(theta)
         g = np.empty(len(self.params), dtype=self.dtype)
         v = self._mod.value_and_grad(th, *self._data(data, kw), g)
@@ -66,6 +86,9 @@ class CompiledFormula(_Formula):
     def hvp(self, theta, v, *data, **kw) -> np.ndarray:
         """Exact Hessian-vector product (for scipy's ``hessp=``), for any number of parameters."""
         self._pointwise_forbidden()
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.hvp(self, theta, v, *arrays)
         out = np.empty(len(self.params), dtype=self.dtype)
         vv = check_vector(v, len(self.params), self.dtype, "v")
         self._mod.hvp(self._theta(theta), vv, *self._data(data, kw), out)

@@ -11,7 +11,7 @@ import sympy as sp
 from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
 from .base import Compiled
-from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, split_flat
+from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, is_dask, split_flat
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
 MAX_DENSE_HESSIAN = 1024
@@ -73,10 +73,18 @@ class CompiledTensor(Compiled):
 
     # -- evaluation -----------------------------------------------------------------
     def value(self, theta, *data) -> float:
+        if any(is_dask(d) for d in data):  # Dask arrays: chunk by chunk on the workers
+            from ..distributed import evaluate
+
+            return evaluate.value(self, theta, *data)
         ps, _ = self.unpack(theta)
         return self._mod.loss(*ps, *self.prepare_data(data))
 
     def value_and_grad(self, theta, *data):
+        if any(is_dask(d) for d in data):
+            from ..distributed import evaluate
+
+            return evaluate.value_and_grad(self, theta, *data)
         th = self._as_flat(theta)
         flat = th is not None
         if not flat:
@@ -93,6 +101,10 @@ class CompiledTensor(Compiled):
         sweep for ∇f·v, then one reverse sweep of that (``tangent.py``); no k×k matrix is
         formed. ``v`` takes the same form as ``theta`` (one flat vector, or one array per
         parameter), and so does the result. Built on the first call (one more module)."""
+        if any(is_dask(d) for d in data):
+            from ..distributed import evaluate
+
+            return evaluate.hvp(self, theta, v, *data)
         th, flat = self._flat(theta)
         vv, _ = self._flat(v, "v")
         out = self._hvp_raw(th, vv, self.prepare_data(data))

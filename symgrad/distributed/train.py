@@ -1,0 +1,170 @@
+"""Data-parallel training on Dask: ``sg.fit(model, loss, X, Y, client=client, strategy=...)``.
+
+Two strategies, both with fit()'s history, divergence guard, validation, early stopping,
+callbacks and ``resume=``:
+
+- ``strategy="sync"`` (default): synchronous full-batch gradient descent. Each epoch is one
+  step: every worker computes the loss and gradient of its row chunks with the generated
+  ``loss_grad``, the client combines them into the gradient of all rows, clips it as fit()
+  does, and applies the optimizer's generated update. It is exact: the same steps as a
+  single-process ``fit(..., batch_size=len(X), shuffle=False)``, up to the order of the sum.
+- ``strategy="local"``: local SGD with parameter averaging. Each round, every worker runs the
+  fused training kernel for ``local_steps`` minibatches of ``batch_size`` rows of its chunk
+  (shuffled per epoch unless ``shuffle=False``), then the client averages the parameters and the
+  optimizer state (Adam's moments, momentum), weighted by the rows each worker used; the step
+  count advances by ``local_steps``. An epoch is as many rounds as the largest chunk needs to be
+  visited once. Far fewer round trips than ``sync`` with minibatches; with ``local_steps=1``,
+  one minibatch per chunk (``batch_size`` = chunk rows), plain SGD and equal chunks it is
+  exactly synchronous gradient descent.
+
+Keep the data where it lives: ``X.persist()`` when it fits in the cluster's memory; otherwise
+each epoch reads the chunks from their source (files on disk, say) and nothing holds all of it.
+A worker lost mid-epoch is replaced and its tasks rerun by Dask (they are pure); if Dask gives
+up, training stops with :class:`DistributedError` and ``err.result`` holds the parameters after
+the last complete epoch, as it does after divergence.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .. import jit
+from ..build import check_options, training_module
+from ..errors import DistributedError, OptionError
+from ..runtime.fit import _after_chunk, _diverged, _record, _start, _views
+from ..runtime.inputs import check_fit_options, data_dtype, prepare_xy, resolve_optimizer
+from ..runtime.state import check_resume
+from ..runtime.trained import Trained
+from .arrays import compute, resolve_client, row_blocks
+from .worker import ModuleSource, local_round, loss_grad_chunk
+
+STRATEGIES = ("sync", "local")
+
+
+def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: int = 1, optimizer=None,
+        epochs: int = 10, batch_size: int = 32, seed: int = 0, dtype: str | None = None,
+        validation: tuple | None = None, threshold: float | None = None, patience: int | None = None,
+        callbacks=(), params=None, backend: str = "numba", shuffle: bool = True, resume=None) -> Trained:
+    """Train on Dask arrays ``X`` and ``Y`` (same row chunks). See the module docstring; the
+    other options are :func:`symgrad.fit`'s. ``batch_size`` and ``shuffle`` apply to ``local``."""
+    if strategy not in STRATEGIES:
+        raise OptionError(f"strategy={strategy!r}: use 'sync' (exact full-batch steps) or 'local' (local SGD "
+                          "with parameter averaging)")
+    if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
+        raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
+                          "averagings, a positive integer")
+    check_fit_options(epochs, batch_size, patience, validation, params, resume)
+    optimizer = None if optimizer is None else resolve_optimizer(optimizer)
+    if resume is not None:
+        check_resume(resume, model, loss, optimizer)
+        optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
+    optimizer = resolve_optimizer(optimizer)
+    client = resolve_client(client)
+    blocks, rows = row_blocks([X, Y], ["X", "Y"])
+    dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
+    path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
+    mod = jit.load(path, jit=(backend == "numba"))
+    n_in = int(model.x.shape[0])
+    val = None
+    if validation is not None:
+        vx, vy = (np.asarray(v.compute() if hasattr(v, "compute") else v) for v in validation)
+        val = prepare_xy(vx, vy, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
+    theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
+    result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
+                     optimizer=optimizer, backend=backend, state=state)
+    job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
+               (loss_name, n_in, n_out, dt.name), blocks, rows, mod, optimizer.clip_norm or 0.0)
+    names = [str(p) for p in model.params]
+    first, best = state.epoch, (np.inf, None, state.epoch)
+    for epoch in range(first, first + epochs):
+        snapshot, t_before = theta.copy(), state.t
+        start = time.perf_counter()
+        try:
+            if strategy == "sync":
+                loss_e, gn, status = job.sync_step(theta, state, optimizer.lr_at(epoch))
+            else:
+                loss_e, gn, status = job.local_epoch(theta, state, optimizer.lr_at(epoch), local_steps,
+                                                     batch_size, (seed, epoch, shuffle))
+        except DistributedError as exc:
+            theta[...], state.t = snapshot, t_before
+            err = DistributedError(f"{exc} Training stopped after epoch {epoch}; err.result holds the "
+                                   "parameters from then.")
+            err.result = result
+            raise err from exc
+        if status:
+            theta[...], state.t = snapshot, t_before
+            _diverged(result, status, snapshot, theta, epoch + 1)
+        _record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), time.perf_counter() - start,
+                names, epoch)
+        state.epoch = epoch + 1
+        stop, best = _after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best)
+        if stop:
+            break
+    if patience is not None and best[1] is not None:
+        result.params = best[1]
+    return result
+
+
+class _Job:
+    """One distributed fit: the client, the module on the workers, the chunks."""
+
+    def __init__(self, client, src, spec, blocks, rows, mod, clip: float):
+        self.client, self.src, self.spec, self.blocks, self.rows, self.mod = client, src, spec, blocks, rows, mod
+        self.starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
+        self.keys = [tuple(str(b.key) for b in pair) for pair in blocks]
+        self.offsets = np.asarray(mod.OFFSETS)
+        self.clip = clip
+
+    def _norms(self, g: np.ndarray) -> np.ndarray:
+        return np.array([np.sqrt(np.sum(g[a:b] * g[a:b])) for a, b in zip(self.offsets[:-1], self.offsets[1:])])
+
+    def sync_step(self, theta: np.ndarray, state, lr: float) -> tuple[float, np.ndarray, int]:
+        """One exact full-batch step, as the kernel takes it: finite checks, clip, update."""
+        import dask
+
+        call = dask.delayed(loss_grad_chunk, pure=True)
+        tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], theta, *pair)
+                 for k, pair in enumerate(self.blocks)]
+        parts = compute(self.client, tasks, f"the gradient over {len(tasks)} row chunks")
+        n = sum(p[0] for p in parts)
+        loss = sum(p[0] / n * p[1] for p in parts)
+        g = sum(p[0] / n * p[2].astype(np.float64) for p in parts).astype(theta.dtype)
+        norms = self._norms(g)
+        if not np.isfinite(loss) or not np.isfinite(norms).all():
+            return loss, norms, 1
+        total = np.sqrt(np.sum(norms.astype(np.float64) ** 2))
+        if self.clip > 0 and total > self.clip:
+            g *= theta.dtype.type(self.clip / (total + 1e-6))  # as optim.clip_scale and the kernel
+        state.t += 1
+        self.mod.opt_update(theta, g, *state.opt_state, theta.dtype.type(lr), state.t)
+        return loss, norms, (0 if np.isfinite(theta).all() else 2)
+
+    def local_epoch(self, theta, state, lr, steps: int, batch_size: int, order) -> tuple[float, np.ndarray, int]:
+        """Rounds of local SGD until every chunk was visited once; averaged after each round."""
+        import dask
+
+        call = dask.delayed(local_round, pure=True)
+        span = steps * batch_size
+        loss_sum, rows_sum, gn_sum, batches = 0.0, 0, 0.0, 0
+        for lo in range(0, max(self.rows), span):
+            live = [k for k, n in enumerate(self.rows) if lo < n]
+            tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], *self.blocks[k], theta,
+                          state.opt_state, state.t, (lo, lo + span), order, batch_size, lr, self.clip)
+                     for k in live]
+            parts = compute(self.client, tasks, f"a local SGD round over {len(tasks)} row chunks")
+            if any(p[7] for p in parts):
+                return np.nan, np.full(len(self.offsets) - 1, np.nan), max(p[7] for p in parts)
+            used = sum(p[0] for p in parts)
+            theta[...] = sum(p[0] / used * p[1].astype(np.float64) for p in parts)
+            for j, s in enumerate(state.opt_state):
+                s[...] = sum(p[0] / used * p[2][j].astype(np.float64) for p in parts)
+            state.t = max(p[3] for p in parts)
+            loss_sum += sum(p[4] for p in parts)
+            rows_sum += used
+            gn_sum = gn_sum + sum(p[5].astype(np.float64) for p in parts)
+            batches += sum(p[6] for p in parts)
+            if not np.isfinite(theta).all():
+                return loss_sum / rows_sum, gn_sum / batches, 2
+        return loss_sum / rows_sum, gn_sum / batches, 0

@@ -1,0 +1,128 @@
+"""What runs on a Dask worker: symgrad's generated kernels applied to one row chunk.
+
+Workers compile once. A generated module travels as its source (:class:`ModuleSource`, or a
+compiled model, whose pickle carries its source), scattered once per worker per fit or model;
+the worker writes it to its code cache (the same content-hash key, so a worker on the same
+machine finds the file already there) and imports it once per process (``_LOADED``), reusing
+Numba's disk cache. Each task then sends only the parameters and receives a gradient.
+Every task runs with one BLAS and one Numba thread: Dask's workers are the parallelism, and
+more threads per worker would oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from .. import jit
+from ..errors import SymgradError
+from ..runtime.execution import _blas_limit, _numba_threads
+from ..runtime.inputs import prepare_xy
+
+_LOADED: dict[tuple[str, str], object] = {}
+#: Prepared (converted, one-hot) chunks, by their Dask keys: local SGD visits a chunk many times
+#: per epoch. A few chunks only, so that data larger than memory stays so.
+_PREPARED: OrderedDict = OrderedDict()
+PREPARED_CHUNKS = 4
+
+
+class ModuleSource:
+    """A generated module as a worker needs it: its cache key, source and backend."""
+
+    def __init__(self, path: Path, backend: str):
+        self.key = Path(path).stem.removeprefix("sg_")
+        self.source = jit.read_source(path)
+        self.backend = backend
+
+    def module(self):
+        """The module, loaded once per worker process."""
+        hit = _LOADED.get((self.key, self.backend))
+        if hit is None:
+            path = jit.ensure_source(self.key, lambda: self.source)
+            hit = _LOADED[(self.key, self.backend)] = jit.load(path, jit=(self.backend == "numba"))
+        return hit
+
+
+@contextlib.contextmanager
+def one_thread():
+    with _blas_limit(1), _numba_threads(1):
+        yield
+
+
+def _where(chunk: int, start: int, rows: int) -> str:
+    return f"row chunk {chunk} (rows {start} to {start + rows - 1})"
+
+
+# -- compiled models: value, gradient, Hessian-vector product of one chunk ------------------------
+
+def model_chunk(f, op: str, theta: np.ndarray, v, chunk: int, start: int, *blocks) -> tuple:
+    """(rows, value, vector) of ``f`` on one chunk: ``op`` is 'value', 'value_and_grad' or 'hvp'."""
+    try:
+        with one_thread():
+            if op == "value":
+                return len(blocks[0]), float(f.value(theta, *blocks)), None
+            if op == "value_and_grad":
+                val, g = f.value_and_grad(theta, *blocks)
+                return len(blocks[0]), float(val), np.asarray(g)
+            return len(blocks[0]), 0.0, np.asarray(f.hvp(theta, v, *blocks))
+    except SymgradError as exc:
+        raise type(exc)(f"in {_where(chunk, start, len(blocks[0]))}: {exc}") from None
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) of one chunk checked and converted for the model (one-hot labels), cached by key."""
+    hit = _PREPARED.get((spec, keys))
+    if hit is not None:
+        _PREPARED.move_to_end((spec, keys))
+        return hit
+    loss_name, n_in, n_out, dtype = spec
+    where = _where(chunk, start, len(xb))
+    try:
+        out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"))
+    except SymgradError as exc:
+        raise type(exc)(str(exc)) from None
+    _PREPARED[(spec, keys)] = out
+    while len(_PREPARED) > PREPARED_CHUNKS:
+        _PREPARED.popitem(last=False)
+    return out
+
+
+def loss_grad_chunk(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, theta: np.ndarray,
+                    xb, yb) -> tuple[int, float, np.ndarray]:
+    """(rows, mean loss, mean gradient) of the training loss on one chunk."""
+    X, Y = _prepared(spec, keys, chunk, start, xb, yb)
+    g = np.empty_like(theta)
+    with one_thread():
+        loss = src.module().loss_grad(theta, X, Y, g)
+    return len(X), float(loss), g
+
+
+def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, xb, yb, theta, states,
+                t: int, rows: tuple[int, int], order: tuple[int, int, bool], batch_size: int, lr: float,
+                clip: float) -> tuple:
+    """Local SGD on one worker: the fused kernel over rows ``rows`` of this chunk's order for the
+    epoch (a permutation seeded by ``order`` = (seed, epoch, shuffle)), in minibatches.
+
+    Returns (rows used, parameters, optimizer state, step count, loss·rows, Σ per-minibatch
+    gradient norms, minibatches, status); status 1 or 2 as the kernel's (not finite).
+    """
+    X, Y = _prepared(spec, keys, chunk, start, xb, yb)
+    seed, epoch, shuffle = order
+    perm = (np.random.default_rng([seed, epoch, chunk]).permutation(len(X)) if shuffle
+            else np.arange(len(X)))[rows[0]:rows[1]]
+    Xs, Ys = np.ascontiguousarray(X[perm]), np.ascontiguousarray(Y[perm])
+    theta, states = theta.copy(), [s.copy() for s in states]
+    dt, mod = theta.dtype, src.module()
+    losses = np.zeros(1, dtype=dt)
+    gnorms = np.zeros((1, len(mod.OFFSETS) - 1), dtype=dt)  # one norm per parameter array
+    with one_thread():
+        _, t, status = mod.train_chunk(
+            theta, Xs, Ys, *states, np.empty((1, 0), dtype=np.int64), False, batch_size,
+            np.array([lr], dtype=dt), t, dt.type(clip), losses, gnorms)
+    batches = -(-len(Xs) // batch_size)
+    return len(Xs), theta, states, t, float(losses[0]) * len(Xs), gnorms[0] * batches, batches, status

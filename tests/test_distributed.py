@@ -1,0 +1,211 @@
+"""symgrad on Dask (issue 20): a real multi-process LocalCluster, started by the tests themselves.
+
+Oracles: the same compiled model on the NumPy arrays in this process (the distributed sums must
+equal it to 1e-12), and single-process full-batch training step for step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+RTOL = 1e-12
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def decay():
+    a, k, c, t, y = sp.symbols("a k c t y", real=True)
+    f = sg.compile((a * sp.exp(-k * t) + c - y) ** 2, wrt=[a, k, c], data=[t, y])
+    rng = np.random.default_rng(3)
+    ts = rng.uniform(0, 4, 2001)
+    ys = 2.5 * np.exp(-0.8 * ts) + 0.3 + 0.01 * rng.normal(size=ts.size)
+    return f, ts, ys
+
+
+# uneven chunks, a chunk of one row, and one chunk holding everything
+CHUNKINGS = [(1, 700, 1000, 300), (2001,), (500, 500, 500, 500, 1)]
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS, ids=lambda c: f"{len(c)}-chunks")
+def test_formula_value_grad_hvp_equal_single_process(client, decay, chunks):
+    f, ts, ys = decay
+    T, Y = da.from_array(ts, chunks=(chunks,)), da.from_array(ys, chunks=(chunks,))
+    theta, v = [1.9, 0.6, 0.1], np.array([0.3, -1.2, 0.7])
+    val, g = f.value_and_grad(theta, T, Y)
+    want_v, want_g = f.value_and_grad(theta, ts, ys)
+    np.testing.assert_allclose(val, want_v, rtol=RTOL)
+    np.testing.assert_allclose(g, want_g, rtol=RTOL)
+    np.testing.assert_allclose(f.value(theta, T, Y), want_v, rtol=RTOL)
+    np.testing.assert_allclose(f.grad(theta, t=T, y=Y), want_g, rtol=RTOL)
+    np.testing.assert_allclose(f.hvp(theta, v, T, Y), f.hvp(theta, v, ts, ys), rtol=RTOL)
+
+
+def test_sum_reduction_and_lbfgs_reach_the_single_process_optimum(client, decay):
+    from scipy.optimize import minimize
+
+    f, ts, ys = decay
+    a, k, c, t, y = sp.symbols("a k c t y", real=True)
+    fs = sg.compile((a * sp.exp(-k * t) + c - y) ** 2, wrt=[a, k, c], data=[t, y], reduction="sum")
+    T, Y = da.from_array(ts, chunks=600).persist(), da.from_array(ys, chunks=600).persist()
+    np.testing.assert_allclose(fs.value([1, 1, 0], T, Y), fs.value([1, 1, 0], ts, ys), rtol=RTOL)
+    here = minimize(f.value_and_grad, [1, 1, 0], args=(ts, ys), jac=True, method="L-BFGS-B")
+    there = minimize(f.value_and_grad, [1, 1, 0], args=(T, Y), jac=True, method="L-BFGS-B")
+    np.testing.assert_allclose(there.x, here.x, rtol=1e-8)
+    np.testing.assert_allclose(there.x, [2.5, 0.8, 0.3], atol=0.02)
+
+
+def test_tensor_model_over_dask_takes_theta_as_arrays(client):
+    w, x = sp.MatrixSymbol("w", 3, 1), sp.MatrixSymbol("x", 3, 1)
+    yv = sp.MatrixSymbol("y", 1, 1)
+    loss = sg.losses.mse(w.T * x, yv)
+    f = sg.compile(loss, wrt=[w], data=[x, yv])
+    rng = np.random.default_rng(0)
+    X, Yn = rng.normal(size=(101, 3)), rng.normal(size=(101, 1))
+    W = [rng.normal(size=(3, 1))]
+    v, g = f.value_and_grad(W, da.from_array(X, chunks=(40, 3)), da.from_array(Yn, chunks=(40, 1)))
+    want_v, want_g = f.value_and_grad(W, X, Yn)
+    np.testing.assert_allclose(v, want_v, rtol=RTOL)
+    assert isinstance(g, list) and g[0].shape == (3, 1)
+    np.testing.assert_allclose(g[0], want_g[0], rtol=RTOL)
+    hv = f.hvp(W, [np.ones((3, 1))], da.from_array(X, chunks=(40, 3)), da.from_array(Yn, chunks=(40, 1)))
+    np.testing.assert_allclose(hv[0], f.hvp(W, [np.ones((3, 1))], X, Yn)[0], rtol=RTOL)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X, y = d.data[:600] / 16.0, d.target[:600]
+    return X, y, sg.nn.MLP([64, 12, 10], activation="tanh")
+
+
+def _dask(X, y, rows):
+    return da.from_array(X, chunks=(rows, X.shape[1])), da.from_array(y, chunks=rows)
+
+
+def test_sync_training_is_single_process_full_batch_step_for_step(client, digits):
+    X, y, net = digits
+    Xd, yd = _dask(X, y, 170)  # uneven: 170, 170, 170, 90
+    opt = sg.optim.Adam(0.02, clip_norm=0.5)
+    dist = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, optimizer=opt, epochs=8)
+    one = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=opt, epochs=8, batch_size=len(X), shuffle=False)
+    np.testing.assert_allclose(dist.history["loss"], one.history["loss"], rtol=1e-12)
+    np.testing.assert_allclose(dist.history["grad_norms"], one.history["grad_norms"], rtol=1e-10)
+    for p, q in zip(dist.params, one.params):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
+    assert dist.state.epoch == 8 and dist.state.t == one.state.t == 8
+    # and it resumes like a single-process model
+    more = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, epochs=2, resume=dist)
+    np.testing.assert_allclose(more.history["loss"][:8], dist.history["loss"])
+    assert len(more.history["loss"]) == 10 and more.history["loss"][-1] < dist.history["loss"][-1]
+
+
+def test_local_sgd_with_one_step_and_equal_chunks_is_synchronous_sgd(client, digits):
+    X, y, net = digits
+    Xd, yd = _dask(X, y, 150)  # four equal chunks
+    opt = sg.optim.SGD(0.5)
+    local = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, strategy="local", local_steps=1,
+                   batch_size=150, shuffle=False, optimizer=opt, epochs=5)
+    sync = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, optimizer=opt, epochs=5)
+    for p, q in zip(local.params, sync.params):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(local.history["loss"], sync.history["loss"], rtol=1e-10)
+
+
+def test_local_sgd_trains_float32_data_with_validation_and_early_stopping(client, digits):
+    X, y, net = digits
+    Xd, yd = _dask(X.astype(np.float32), y, 200)
+    m = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, strategy="local", local_steps=4,
+               batch_size=16, optimizer=sg.optim.Adam(0.01), epochs=6, validation=(X[:100], y[:100]),
+               patience=3)
+    assert m.dtype == np.float32 and m.params[0].dtype == np.float32
+    assert m.history["loss"][-1] < 0.5 * m.history["loss"][0]
+    assert len(m.history["val_loss"]) == len(m.history["loss"])
+    assert m.evaluate(X, y)["accuracy"] > 0.85
+
+
+def test_a_killed_worker_is_replaced_and_training_is_unchanged(client, digits):
+    X, y, net = digits
+    Xd, yd = _dask(X, y, 150)
+    Xd, yd = Xd.persist(), yd.persist()
+    opt = sg.optim.Adam(0.02)
+
+    def kill_one(epoch, result):
+        if epoch == 2:  # the nanny restarts it; Dask recomputes its chunks from the graph
+            pid = sorted(client.run(os.getpid).values())[0]
+            os.kill(pid, signal.SIGKILL)
+        return False
+
+    hurt = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, optimizer=opt, epochs=5, callbacks=[kill_one])
+    whole = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=opt, epochs=5, batch_size=len(X), shuffle=False)
+    for p, q in zip(hurt.params, whole.params):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_divergence_keeps_the_last_finite_parameters(client, digits):
+    X, y, _ = digits
+    net = sg.nn.MLP([64, 8, 1], activation="relu")
+    for strategy in ("sync", "local"):
+        with pytest.raises(sg.errors.DivergenceError) as info:
+            sg.fit(net, "mse", *_dask(X.astype(np.float32), y * 1e3, 200), client=client, strategy=strategy,
+                   optimizer=sg.optim.SGD(10.0), epochs=20)
+        assert all(np.isfinite(p).all() for p in info.value.result.params)
+        assert len(info.value.result.history["loss"]) < 20
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+def test_bad_input_is_named_with_its_fix(client, digits, decay):
+    X, y, net = digits
+    with pytest.raises(sg.errors.DataError, match="client= trains on Dask arrays"):
+        sg.fit(net, "softmax_cross_entropy", X, y, client=client)
+    with pytest.raises(sg.errors.ShapeError, match=r"rechunk\(\{0: X.chunks\[0\]\}\)"):
+        sg.fit(net, "softmax_cross_entropy", da.from_array(X, chunks=(100, 64)), da.from_array(y, chunks=150),
+               client=client)
+    with pytest.raises(sg.errors.OptionError, match="strategy"):
+        sg.fit(net, "softmax_cross_entropy", *_dask(X, y, 200), client=client, strategy="async")
+    with pytest.raises(sg.errors.OptionError, match="for training on Dask arrays"):
+        sg.fit(net, "softmax_cross_entropy", X, y, strategy="local")
+    bad = X.copy()
+    bad[450, 3] = np.nan
+    with pytest.raises(sg.errors.DataError, match=r"row chunk 2 \(rows 400 to 599\).*non-finite"):
+        sg.fit(net, "softmax_cross_entropy", *_dask(bad, y, 200), client=client, epochs=1)
+    f, ts, ys = decay
+    with pytest.raises(sg.errors.DataError, match="some data are Dask arrays"):
+        f.value_and_grad([1, 1, 0], da.from_array(ts, chunks=500), ys)
+    with pytest.raises(sg.errors.DataError, match=r"row chunk 1 .*non-finite"):
+        f.value_and_grad([1, 1, 0], da.from_array(np.where(np.arange(ts.size) == 600, np.inf, ts), chunks=500),
+                         da.from_array(ys, chunks=500))
+
+
+def test_a_failed_computation_becomes_a_distributed_error(client):
+    import dask
+
+    from symgrad.distributed.arrays import compute
+
+    def broken():
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(sg.errors.DistributedError, match="disk on fire"):
+        compute(client, [dask.delayed(broken)()], "a test")
