@@ -10,7 +10,7 @@ from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_mod
 from .derive.reverse import sweep
 from .errors import SymgradError
 from .explain.trace import Derivation, check_trace_names, resolve_names
-from .front.prepare import _max_to_piecewise, is_tensor, prepare, unrealify
+from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import check_matrix_elements, realify, symbol_list
 from .lang.losses import loss_fn
@@ -84,8 +84,7 @@ def _name_forms(key: sp.Expr) -> list[sp.Expr]:
     """The forms a ``names=`` key may take in the prepared expression, most prepared first:
     keys are written as the user wrote the expression, which ``prepare`` has rewritten."""
     real, _ = realify(key)
-    piecewise = _max_to_piecewise(real)
-    return [stabilize(piecewise)[0], piecewise, real]
+    return [stabilize(real)[0], real]
 
 
 def compile(

@@ -209,3 +209,22 @@ def test_a_failed_computation_becomes_a_distributed_error(client):
 
     with pytest.raises(sg.errors.DistributedError, match="disk on fire"):
         compute(client, [dask.delayed(broken)()], "a test")
+
+
+def test_data_rewritten_between_fits_is_read_again(client, tmp_path):
+    """Workers cache prepared chunks per fit: from_npy_stack names chunks by directory, so a
+    cache by Dask key alone trained the second fit on the first fit's labels."""
+    net = sg.nn.MLP([2, 2], activation="tanh")
+    X = np.random.default_rng(0).standard_normal((400, 2))
+    da.to_npy_stack(tmp_path / "X", da.from_array(X, chunks=(200, 2)))
+    for flip in (False, True):
+        y = ((X[:, 0] > 0) ^ flip).astype(int)
+        da.to_npy_stack(tmp_path / "y", da.from_array(y, chunks=200))
+        Xd, yd = da.from_npy_stack(tmp_path / "X"), da.from_npy_stack(tmp_path / "y")
+        for strategy in ("sync", "local"):
+            m = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, strategy=strategy, batch_size=200,
+                       local_steps=1, shuffle=False, optimizer=sg.optim.SGD(0.5), epochs=3)
+            ref = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.SGD(0.5), epochs=3,
+                         batch_size=len(X), shuffle=False)
+            for p, q in zip(m.params, ref.params):
+                np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13, err_msg=f"flip={flip} {strategy}")

@@ -154,6 +154,25 @@ def _partials(body: sp.Expr, lanes: list[sp.Symbol], out: sp.Symbol) -> tuple[sp
     return tuple(_clean_partial(sp.diff(body, s)).xreplace({body: out}) for s in lanes)
 
 
+def _extremum_partials(is_max: bool, ordered: list[sp.Expr], lanes: list[sp.Symbol]) -> tuple[sp.Expr, ...]:
+    """d max(a_1, ..., a_n)/d a_i = 1 where a_i is the one chosen, else 0 (min alike).
+
+    The convention is strict comparisons with ties going to the later argument (constants are
+    last, so d max(x, 0)/dx = 0 at x = 0, as relu'(0)): a_i is chosen iff a_i > a_k for every
+    later k and a_i >= a_j for every earlier j. Written as comparisons of seams, not as nested
+    Piecewise of the arguments: SymPy's evaluation of a Piecewise whose conditions hold other
+    Piecewises (nested Max/Min) is exponential in the nesting; the corpus drew
+    Max(0, elu(Max(...)), Min(...)), whose compile never finished that way.
+    """
+    gt, ge = (sp.StrictGreaterThan, sp.GreaterThan) if is_max else (sp.StrictLessThan, sp.LessThan)
+    out = []
+    for s in lanes:
+        i = ordered.index(s)
+        cond = sp.And(*[ge(s, a) for a in ordered[:i]], *[gt(s, a) for a in ordered[i + 1:]])
+        out.append(sp.Piecewise((sp.S.One, cond), (sp.S.Zero, True)))
+    return tuple(out)
+
+
 class _Builder:
     def __init__(self, names: dict[sp.Expr, str], output_name: str, taken: set[str] = frozenset()):
         self.names = names
@@ -188,10 +207,16 @@ class _Builder:
             self.seam[e] = e
             return e
         lanes: list[sp.Symbol] = []
-        body = self._body(e, lanes)
+        extremum = isinstance(e, (sp.Max, sp.Min))
+        if extremum:
+            ordered = self._extremum_args(e, lanes)
+            body = e.func(*ordered, evaluate=False)
+        else:
+            body = self._body(e, lanes)
         name = self.output_name if is_root else self.names.get(e) or self._auto_name()
         out = sp.Symbol(name, real=True)
-        partials = _partials(body, lanes, out)
+        partials = (_extremum_partials(isinstance(e, sp.Max), ordered, lanes) if extremum
+                    else _partials(body, lanes, out))
         node = Node(out, e, body, tuple(lanes), partials)
         self.nodes.append(node)
         self.seam[e] = out
@@ -202,6 +227,20 @@ class _Builder:
         while f"v{self.auto}" in self.taken:
             self.auto += 1
         return f"v{self.auto}"
+
+    def _extremum_args(self, e: sp.Expr, lanes: list[sp.Symbol]) -> list[sp.Expr]:
+        """Max/Min's arguments in the order of the kink convention (ops.KINK_CONVENTIONS['Max']):
+        constants last, the rest by SymPy's sort key; non-constant ones as seams (lanes)."""
+        out = []
+        for a in sorted(e.args, key=lambda a: (self.is_const(a), sp.default_sort_key(a))):
+            if self.is_const(a):
+                out.append(a)
+            else:
+                s = self.visit(a)
+                if s not in lanes:
+                    lanes.append(s)
+                out.append(s)
+        return out
 
     def _body(self, e: sp.Expr, lanes: list[sp.Symbol]) -> sp.Expr:
         if isinstance(e, sp.Piecewise):

@@ -52,7 +52,9 @@ def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np
     blocks, rows = row_blocks(list(data), names)
     remote = _on_workers(f, client)
     starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
-    call = dask.delayed(model_chunk, pure=True)
+    # impure: a unique key per call. Pure keys repeat when theta repeats (a line search does
+    # that), and a new task under the key of one being released raced with its release
+    call = dask.delayed(model_chunk, pure=False)
     tasks = [call(remote, op, theta, v, k, s, *b) for k, (s, b) in enumerate(zip(starts, blocks))]
     parts = compute(client, tasks, f"{op} over {len(tasks)} row chunks")
     n = sum(p[0] for p in parts)

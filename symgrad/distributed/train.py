@@ -18,8 +18,10 @@ callbacks and ``resume=``:
   exactly synchronous gradient descent.
 
 Keep the data where it lives: ``X.persist()`` when it fits in the cluster's memory; otherwise
-each epoch reads the chunks from their source (files on disk, say) and nothing holds all of it.
-A worker lost mid-epoch is replaced and its tasks rerun by Dask (they are pure); if Dask gives
+every task reads its chunk from the source (files on disk, say): each step of ``sync``, each
+round of ``local`` (so choose ``local_steps * batch_size`` near a chunk's rows), and nothing
+holds all of the data.
+A worker lost mid-epoch is replaced and its tasks rerun by Dask (they are deterministic); if Dask gives
 up, training stops with :class:`DistributedError` and ``err.result`` holds the parameters after
 the last complete epoch, as it does after divergence.
 """
@@ -27,6 +29,7 @@ the last complete epoch, as it does after divergence.
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
 
@@ -75,7 +78,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
     job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
-               (loss_name, n_in, n_out, dt.name), blocks, rows, mod, optimizer.clip_norm or 0.0)
+               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, mod, optimizer.clip_norm or 0.0)
     names = [str(p) for p in model.params]
     first, best = state.epoch, (np.inf, None, state.epoch)
     for epoch in range(first, first + epochs):
@@ -124,7 +127,7 @@ class _Job:
         """One exact full-batch step, as the kernel takes it: finite checks, clip, update."""
         import dask
 
-        call = dask.delayed(loss_grad_chunk, pure=True)
+        call = dask.delayed(loss_grad_chunk, pure=False)
         tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], theta, *pair)
                  for k, pair in enumerate(self.blocks)]
         parts = compute(self.client, tasks, f"the gradient over {len(tasks)} row chunks")
@@ -145,7 +148,7 @@ class _Job:
         """Rounds of local SGD until every chunk was visited once; averaged after each round."""
         import dask
 
-        call = dask.delayed(local_round, pure=True)
+        call = dask.delayed(local_round, pure=False)
         span = steps * batch_size
         loss_sum, rows_sum, gn_sum, batches = 0.0, 0, 0.0, 0
         for lo in range(0, max(self.rows), span):

@@ -23,9 +23,13 @@ from ..runtime.execution import _blas_limit, _numba_threads
 from ..runtime.inputs import prepare_xy
 
 _LOADED: dict[tuple[str, str], object] = {}
-#: Prepared (converted, one-hot) chunks, by their Dask keys: local SGD visits a chunk many times
-#: per epoch. A few chunks only, so that data larger than memory stays so.
+#: Prepared (converted, one-hot) chunks and their epoch's row order, by fit and Dask key: local
+#: SGD visits a chunk many times per epoch. The fit's own token is part of the key, since Dask
+#: keys need not follow content (from_npy_stack names chunks by directory: a stack rewritten
+#: between two fits trained the second on the first's data). A few chunks only, so that data
+#: larger than memory stays so; they sit outside Dask's memory accounting.
 _PREPARED: OrderedDict = OrderedDict()
+_ORDERS: OrderedDict = OrderedDict()
 PREPARED_CHUNKS = 4
 
 
@@ -80,7 +84,7 @@ def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple
     if hit is not None:
         _PREPARED.move_to_end((spec, keys))
         return hit
-    loss_name, n_in, n_out, dtype = spec
+    loss_name, n_in, n_out, dtype, _ = spec  # the last is the fit's token
     where = _where(chunk, start, len(xb))
     try:
         out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"))
@@ -90,6 +94,20 @@ def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple
     while len(_PREPARED) > PREPARED_CHUNKS:
         _PREPARED.popitem(last=False)
     return out
+
+
+def _order(spec: tuple, keys: tuple, chunk: int, order: tuple[int, int, bool], n: int) -> np.ndarray:
+    """This chunk's row order for the epoch, made once per epoch (not per round)."""
+    seed, epoch, shuffle = order
+    if not shuffle:
+        return np.arange(n)
+    key = (spec, keys, seed, epoch)
+    hit = _ORDERS.get(key)
+    if hit is None:
+        hit = _ORDERS[key] = np.random.default_rng([seed, epoch, chunk]).permutation(n)
+        while len(_ORDERS) > PREPARED_CHUNKS:
+            _ORDERS.popitem(last=False)
+    return hit
 
 
 def loss_grad_chunk(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, theta: np.ndarray,
@@ -112,9 +130,7 @@ def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: 
     gradient norms, minibatches, status); status 1 or 2 as the kernel's (not finite).
     """
     X, Y = _prepared(spec, keys, chunk, start, xb, yb)
-    seed, epoch, shuffle = order
-    perm = (np.random.default_rng([seed, epoch, chunk]).permutation(len(X)) if shuffle
-            else np.arange(len(X)))[rows[0]:rows[1]]
+    perm = _order(spec, keys, chunk, order, len(X))[rows[0]:rows[1]]
     Xs, Ys = np.ascontiguousarray(X[perm]), np.ascontiguousarray(Y[perm])
     theta, states = theta.copy(), [s.copy() for s in states]
     dt, mod = theta.dtype, src.module()

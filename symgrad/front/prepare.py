@@ -1,4 +1,5 @@
-"""The front end of every route: validate, make symbols real, rewrite Max/Min, stabilise."""
+"""The front end of every route: validate, make symbols real, stabilise (Max/Min stay: the
+sweep differentiates them with the kink convention, derive/reverse._extremum_partials)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,6 @@ import sympy as sp
 from ..errors import SymgradError
 from .rewrite import stabilize
 from .validate import check_functions, check_scalar, realify
-
-
-def _fold_extremum(is_max: bool, args: list[sp.Expr]) -> sp.Expr:
-    """max(a1, ..., an) as nested Piecewise with the convention of ops.KINK_CONVENTIONS['Max']:
-    strict comparisons, so a tie goes to the later argument, and constants are placed last,
-    so d max(x, 0)/dx = 0 at x = 0 (as relu'(0))."""
-    args = sorted(args, key=lambda a: (not a.free_symbols, sp.default_sort_key(a)))
-    acc = args[-1]
-    for a in reversed(args[:-1]):
-        acc = sp.Piecewise((a, a > acc if is_max else a < acc), (acc, True))
-    return acc
-
-
-def _max_to_piecewise(e: sp.Expr) -> sp.Expr:
-    """Max/Min as Piecewise: SymPy differentiates Max into Heaviside, whose value at 0 is 1/2."""
-    if e.is_Atom:
-        return e
-    args = [_max_to_piecewise(a) for a in e.args]
-    if isinstance(e, (sp.Max, sp.Min)):
-        return _fold_extremum(isinstance(e, sp.Max), args)
-    return e.func(*args) if args != list(e.args) else e
 
 
 def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[sp.Symbol], list[str], sp.Expr]:
@@ -50,7 +30,6 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
             raise SymgradError(f"can only differentiate with respect to a Symbol, got {v!r} ({type(v).__name__})")
         out_vars.append(mapping.get(v, v))
     original = e
-    e = _max_to_piecewise(e)
     stable, rules = stabilize(e)
     return stable, out_vars, rules, original
 
