@@ -100,3 +100,38 @@ def test_explain_without_kinks_prints_no_convention():
 
 def test_explain_prints_max_convention():
     assert KINK_CONVENTIONS["Max"] in str(explain(sp.Max(X, 0), X))
+
+
+def test_max_of_several_arguments_ties_go_to_the_later_one():
+    # arguments in sort order, constants last: a tie between x and y goes to y; with 0, to 0
+    y = sp.Symbol("y", real=True)
+    gx, gy = grad(sp.Max(X, y, 0), [X, y])
+    assert (gx.subs({X: 1, y: 1}), gy.subs({X: 1, y: 1})) == (0, 1)
+    assert (gx.subs({X: 2, y: 1}), gy.subs({X: 2, y: 1})) == (1, 0)
+    assert (gx.subs({X: 0, y: -1}), gy.subs({X: 0, y: -1})) == (0, 0)
+    gmin = grad(sp.Min(X, y), X)
+    assert (gmin.subs({X: 1, y: 1}), gmin.subs({X: 0, y: 1}), gmin.subs({X: 2, y: 1})) == (0, 1, 0)
+
+
+def test_nested_max_and_min_compile_quickly_and_exactly():
+    """Found by the corpus (seed 821): as nested Piecewise, SymPy's evaluation of conditions that
+    hold other Piecewises is exponential in the nesting, and this compile never finished."""
+    import time
+
+    import numpy as np
+
+    import symgrad as sg
+
+    f_, o, i = sp.symbols("from or is", real=True)
+    e = sp.Max(0, elu(sp.Max(sp.Rational(1, 3), -3 * f_ / 2, -3 * o / 2), sp.Rational(1, 2)),
+               sp.Min(sp.Rational(1, 3), f_, i - 2 * o))
+    start = time.perf_counter()
+    f = sg.compile(e, wrt=[f_, o], data=[i], backend="python")
+    assert time.perf_counter() - start < 20  # ~0.1 s here; minutes (never finished) before
+    rows, theta = np.array([0.41, 1.13, 1.62]), np.array([-0.5, -0.6])
+    v, g = f.value_and_grad(theta, rows)
+    # the inner Max is -3*or/2 = 0.9 (elu(0.9) = 0.9), above the Min (-0.5) and 0
+    np.testing.assert_allclose([v, *g], [0.9, 0.0, -1.5], rtol=1e-14)
+    h = 1e-6
+    fd = [(f.value(theta + h * e, rows) - f.value(theta - h * e, rows)) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(g, fd, atol=1e-6)
