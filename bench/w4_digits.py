@@ -620,11 +620,11 @@ def profile_step(dt, X, y, p0, mode) -> dict[str, float]:
         out["gather X[idx], Y[idx] (NumPy)"] = median_time(lambda: (X[idx], Y[idx]), rep) * 1e6
         th, gflat = np.concatenate([p.ravel() for p in ps]), np.empty(sum(p.size for p in ps), dtype=dt)
         out["loss_grad (forward + backward)"] = median_time(lambda: mod.loss_grad(th, Xb, Yb, gflat), rep) * 1e6
-        lr = np.dtype(dt).type(LR)
+        lr, hyper = np.dtype(dt).type(LR), m.optimizer.hyper_values()
 
         def upd():
             for p, g, (mm, vv) in zip(ps, gs, states, strict=True):
-                mod.opt_update(p.reshape(-1), g.reshape(-1), mm, vv, lr, 1)
+                mod.opt_update(p.reshape(-1), g.reshape(-1), mm, vv, lr, 1, hyper)
 
         out["opt_update, all 6 parameters"] = median_time(upd, rep) * 1e6
         mats = []

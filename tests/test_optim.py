@@ -50,7 +50,7 @@ def _run_both(opt, dtype, fn, steps=5, n=64):
     p_ref, state, state_ref = p.copy(), opt.init_state(n, dtype), opt.init_state(n, dtype)
     for t in range(1, steps + 1):
         g = rng.standard_normal(n).astype(dtype)
-        fn(p, g, *state.values(), opt.lr, t)
+        fn(p, g, *state.values(), opt.lr, t, opt.hyper_values())
         reference_step(opt, p_ref, g, state_ref, t)
     return (p, state), (p_ref, state_ref)
 
@@ -86,10 +86,19 @@ def test_numba_kernel_matches_reference(key, dtype):
 
 def test_step_source_shape():
     src = OPTIMIZERS["adam_wd"].step_source(name="adam_step")
-    assert src.startswith("@jit\ndef adam_step(p, g, m, v, lr, t):")
+    assert src.startswith("@jit\ndef adam_step(p, g, m, v, lr, t, hyper):")
     assert "for i in range(p.shape[0]):" in src
-    assert "beta1 = F(0.8)" in src and "eps = F(1e-06)" in src  # hyperparameters baked in
+    assert "beta1 = F(hyper[0])" in src and "eps = F(hyper[2])" in src  # read, not baked in
     assert "**" not in src.split("for i")[1]  # bias corrections hoisted out of the loop
+
+
+def test_hyperparameter_values_do_not_change_the_code():
+    """A grid over weight_decay, betas or eps compiles one module (issue 21); only turning
+    weight decay on adds a rule."""
+    base = Adam(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1).step_source()
+    assert Adam(lr=0.5, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01).step_source() == base
+    assert Adam(lr=1e-3).step_source() != base  # no weight decay: no decay term
+    assert Momentum(lr=0.1, beta=0.5).step_source() == Momentum(lr=0.2, beta=0.95).step_source()
 
 
 @pytest.mark.parametrize("key", OPTIMIZERS)
@@ -137,7 +146,7 @@ def test_adamw_decay_is_decoupled():
     # decoupled: with a zero gradient only the decay moves p, and m, v stay zero
     opt = AdamW(lr=0.1, weight_decay=0.5)
     p, g, st = np.ones(3), np.zeros(3), opt.init_state(3)
-    _compile(opt, np.float64)(p, g, st["m"], st["v"], opt.lr, 1)
+    _compile(opt, np.float64)(p, g, st["m"], st["v"], opt.lr, 1, opt.hyper_values())
     np.testing.assert_allclose(p, 0.95)
     assert not st["m"].any() and not st["v"].any()
 
@@ -198,5 +207,5 @@ def test_matches_torch(key):
         g = rng.standard_normal(32)
         param.grad = torch.from_numpy(g.copy())
         torch_opt.step()
-        fn(p, g, *state.values(), opt.lr, t)
+        fn(p, g, *state.values(), opt.lr, t, opt.hyper_values())
     np.testing.assert_allclose(p, param.detach().numpy(), rtol=1e-10, atol=1e-12)

@@ -195,6 +195,7 @@ OPTIMIZERS = {
     "Momentum": optim.Momentum(0.1, beta=0.8),
     "Nesterov": optim.Nesterov(0.1, beta=0.8),
     "Adam": optim.Adam(0.01),
+    "Adam_hyper": optim.Adam(0.01, beta1=0.7, beta2=0.95, eps=1e-5, weight_decay=0.02),  # read from `hyper`
     "AdamW": optim.AdamW(0.01, weight_decay=0.05),
     "AdaGrad": optim.AdaGrad(0.1),
     "RMSProp": optim.RMSProp(0.01),
@@ -322,9 +323,11 @@ def test_repeated_builds_reuse_the_module_but_not_across_settings(ce_problem, tm
     net = ce_problem[0]
     a = training_module(net, "softmax_cross_entropy", optim.Adam(0.05), "float64")
     assert training_module(net, "softmax_cross_entropy", optim.Adam(0.01), "float64") == a  # lr is an argument
+    # so are the other hyperparameters (issue 21); a new rule (weight decay on) or optimizer is not
+    assert training_module(net, "softmax_cross_entropy", optim.Adam(0.05, beta1=0.5, eps=1e-3), "float64") == a
     other = [training_module(net, "softmax_cross_entropy", opt, "float64")[0]
-             for opt in (optim.Adam(0.05, beta1=0.5), optim.AdamW(0.05), optim.Adam(0.05, weight_decay=0.1))]
-    assert len({a[0], *other}) == 4
+             for opt in (optim.AdamW(0.05), optim.Adam(0.05, weight_decay=0.1), optim.Adam(0.05, weight_decay=0.3))]
+    assert len({a[0], *other}) == 3 and other[1] == other[2]
     assert training_module(net, "mse", optim.Adam(0.05), "float64")[0] != a[0]
     assert training_module(net, "softmax_cross_entropy", optim.Adam(0.05), "float32")[0] != a[0]
     a[0].unlink()  # a deleted cache file is rebuilt, not trusted from memory

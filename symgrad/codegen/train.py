@@ -33,6 +33,23 @@ GLUE_MIN_PARAMS = 4096
 PAR_ROWS = 1024
 
 
+#: ``train_chunk``'s arguments, in order, defined once: the generator writes the signature from
+#: it and the drivers (``fit``, Dask workers) build their calls with :func:`kernel_args`.
+#: "data" stands for the data arrays (X, Y) and "states" for the optimizer's state arrays.
+KERNEL_ARGS = ("theta", "data", "states", "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "hyper",
+               "losses", "gnorms")
+
+
+def kernel_args(**values) -> tuple:
+    """The kernel's positional arguments from keywords named as in KERNEL_ARGS."""
+    if set(values) != set(KERNEL_ARGS):
+        raise TypeError(f"kernel_args needs exactly {KERNEL_ARGS}; got {sorted(values)}")
+    out: list = []
+    for name in KERNEL_ARGS:
+        out += list(values[name]) if name in ("data", "states") else [values[name]]
+    return tuple(out)
+
+
 def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     """``train_chunk``: epochs over shuffled minibatches: gather, forward, backward, clip, update.
 
@@ -91,7 +108,8 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     else:
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
-    sig = ", ".join(["theta", *full, *states, "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "losses", "gnorms"])
+    expand = {"data": full, "states": states}
+    sig = ", ".join(a for name in KERNEL_ARGS for a in expand.get(name, [name]))
     fname = "train_chunk_par" if par else "train_chunk"
     L = [] if par else [
          "# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
@@ -136,7 +154,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           "                for k in range(grad.shape[0]):  # 'grad *=', which compiles NumPy's ufunc machinery",
           "                    grad[k] *= scale",
           "            t += 1",
-          f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t)",
+          f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t, hyper)",
           f"            if not math.isfinite({fn('sumsq')}(theta)):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",

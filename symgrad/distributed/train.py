@@ -78,7 +78,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
     job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
-               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, mod, optimizer.clip_norm or 0.0)
+               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, mod, optimizer.clip_norm or 0.0,
+               optimizer.hyper_values())
     names = [str(p) for p in model.params]
     first, best = state.epoch, (np.inf, None, state.epoch)
     for epoch in range(first, first + epochs):
@@ -113,12 +114,12 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
 class _Job:
     """One distributed fit: the client, the module on the workers, the chunks."""
 
-    def __init__(self, client, src, spec, blocks, rows, mod, clip: float):
+    def __init__(self, client, src, spec, blocks, rows, mod, clip: float, hyper: np.ndarray):
         self.client, self.src, self.spec, self.blocks, self.rows, self.mod = client, src, spec, blocks, rows, mod
         self.starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
         self.keys = [tuple(str(b.key) for b in pair) for pair in blocks]
         self.offsets = np.asarray(mod.OFFSETS)
-        self.clip = clip
+        self.clip, self.hyper = clip, hyper
 
     def _norms(self, g: np.ndarray) -> np.ndarray:
         return np.array([np.sqrt(np.sum(g[a:b] * g[a:b])) for a, b in zip(self.offsets[:-1], self.offsets[1:])])
@@ -141,7 +142,7 @@ class _Job:
         if self.clip > 0 and total > self.clip:
             g *= theta.dtype.type(self.clip / (total + 1e-6))  # as optim.clip_scale and the kernel
         state.t += 1
-        self.mod.opt_update(theta, g, *state.opt_state, theta.dtype.type(lr), state.t)
+        self.mod.opt_update(theta, g, *state.opt_state, theta.dtype.type(lr), state.t, self.hyper)
         return loss, norms, (0 if np.isfinite(theta).all() else 2)
 
     def local_epoch(self, theta, state, lr, steps: int, batch_size: int, order) -> tuple[float, np.ndarray, int]:
@@ -154,7 +155,7 @@ class _Job:
         for lo in range(0, max(self.rows), span):
             live = [k for k, n in enumerate(self.rows) if lo < n]
             tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], *self.blocks[k], theta,
-                          state.opt_state, state.t, (lo, lo + span), order, batch_size, lr, self.clip)
+                          state.opt_state, state.t, (lo, lo + span), order, batch_size, lr, self.clip, self.hyper)
                      for k in live]
             parts = compute(self.client, tasks, f"a local SGD round over {len(tasks)} row chunks")
             if any(p[7] for p in parts):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import jit
+from ..codegen.train import kernel_args
 from ..errors import SymgradError
 from ..runtime.execution import _blas_limit, _numba_threads
 from ..runtime.inputs import prepare_xy
@@ -122,7 +123,7 @@ def loss_grad_chunk(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, sta
 
 def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, xb, yb, theta, states,
                 t: int, rows: tuple[int, int], order: tuple[int, int, bool], batch_size: int, lr: float,
-                clip: float) -> tuple:
+                clip: float, hyper: np.ndarray) -> tuple:
     """Local SGD on one worker: the fused kernel over rows ``rows`` of this chunk's order for the
     epoch (a permutation seeded by ``order`` = (seed, epoch, shuffle)), in minibatches.
 
@@ -137,8 +138,9 @@ def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: 
     losses = np.zeros(1, dtype=dt)
     gnorms = np.zeros((1, len(mod.OFFSETS) - 1), dtype=dt)  # one norm per parameter array
     with one_thread():
-        _, t, status = mod.train_chunk(
-            theta, Xs, Ys, *states, np.empty((1, 0), dtype=np.int64), False, batch_size,
-            np.array([lr], dtype=dt), t, dt.type(clip), losses, gnorms)
+        _, t, status = mod.train_chunk(*kernel_args(
+            theta=theta, data=(Xs, Ys), states=states, perms=np.empty((1, 0), dtype=np.int64), shuffle=False,
+            batch_size=batch_size, lrs=np.array([lr], dtype=dt), t0=t, clip=dt.type(clip), hyper=hyper,
+            losses=losses, gnorms=gnorms))
     batches = -(-len(Xs) // batch_size)
     return len(Xs), theta, states, t, float(losses[0]) * len(Xs), gnorms[0] * batches, batches, status

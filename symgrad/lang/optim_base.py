@@ -106,11 +106,17 @@ class Optimizer(Printout):
         return {name: values[sym(name)] for name in (*self.state, "p") if sym(name) in values}
 
     def step_source(self, name: str = "opt_update") -> str:
-        """Numba-ready source of ``name(p, g, *state, lr, t)``, updating flat arrays in place.
+        """Numba-ready source of ``name(p, g, *state, lr, t, hyper)``, updating flat arrays in
+        place; ``hyper`` is :meth:`hyper_values`. The source depends on the hyperparameters'
+        names, not their values (only whether weight decay is on), so a new value compiles nothing.
 
         Needs ``math``, ``F`` (the dtype) and ``jit`` in the module it is placed in.
         """
-        return update_source(name, self._final_exprs(), self.state, self.hyper)
+        return update_source(name, self._final_exprs(), self.state, list(self.hyper))
+
+    def hyper_values(self) -> np.ndarray:
+        """The hyperparameters as the float64 array the generated update takes, in ``hyper``'s order."""
+        return np.array(list(self.hyper.values()), dtype=np.float64)
 
     def init_state(self, shape, dtype=np.float64) -> dict[str, np.ndarray]:
         """Zero-initialised state arrays, one per name in ``state``."""

@@ -3,11 +3,15 @@
 Scalars that are the same for every element (bias corrections, lr·λ, 1 − β1) are hoisted
 before the loop and computed in float64; the loop body is the CSE of the final values.
 
->>> from symgrad.lang.update_rules import G, LR, P
->>> print(update_source("sgd", {"p": P - LR * G}, (), {}), end="")
+Hyperparameters (β1, ε, λ, ...) are read from the ``hyper`` argument, never baked in as
+constants: a new value of one compiles nothing (a grid over weight_decay compiled a module
+per value).
+
+>>> from symgrad.lang.update_rules import G, LR, P, sym
+>>> print(update_source("momentum", {"p": P - LR * sym("beta") * G}, (), ["beta"]), end="")
 @jit
-def sgd(p, g, lr, t):
-    c0 = F(-lr)
+def momentum(p, g, lr, t, hyper):
+    c0 = F(-hyper[0]*lr)
     for i in range(p.shape[0]):
         p_i = p[i]
         g_i = g[i]
@@ -47,33 +51,33 @@ def _hoist(e: sp.Expr, invariant: set, table: dict) -> sp.Expr:
 
 
 class _HostPrinter(PythonCodePrinter):
-    """Prints the per-call scalars with hyperparameters baked in as Python floats.
+    """Prints the per-call scalars, each hyperparameter as its entry of the float64 ``hyper``.
 
     These run in float64 and are cast with ``F(...)`` once: in float32, ``1 − F(0.999)``
     is off by 1.3e-5 relative, while PyTorch computes such scalars in double too.
     """
 
-    def __init__(self, hyper: dict[str, float]):
+    def __init__(self, hyper: list[str]):
         super().__init__({"standard": "python3"})
-        self.hyper = hyper
+        self.index = {h: k for k, h in enumerate(hyper)}
 
     def _print_Symbol(self, e):
-        return repr(self.hyper[e.name]) if e.name in self.hyper else py_name(e)
+        return f"hyper[{self.index[e.name]}]" if e.name in self.index else py_name(e)
 
 
-def update_source(name: str, finals: dict[str, sp.Expr], state: tuple[str, ...],
-                  hyper: dict[str, float]) -> str:
-    """Source of ``name(p, g, *state, lr, t)``, writing each array of ``finals`` in place.
+def update_source(name: str, finals: dict[str, sp.Expr], state: tuple[str, ...], hyper: list[str]) -> str:
+    """Source of ``name(p, g, *state, lr, t, hyper)``, writing each array of ``finals`` in place.
 
-    ``finals``: the new value of each written array in terms of the old ones.
+    ``finals``: the new value of each written array in terms of the old ones; ``hyper``: the
+    hyperparameters' names, in the order of the ``hyper`` array the function takes.
     """
     arrays = ["p", "g", *state]
     scalars = {sym(a): sym(f"{a}_i") for a in arrays}
     table: dict[sp.Expr, sp.Symbol] = {}
     invariant = {LR, T, *map(sym, hyper)}
     outs = [_hoist(e.xreplace(scalars), invariant, table) for e in finals.values()]
-    host, pr = _HostPrinter(hyper), NumbaPrinter()
-    lines = ["@jit", f"def {name}({', '.join([*arrays, 'lr', 't'])}):"]
+    host, pr = _HostPrinter(list(hyper)), NumbaPrinter()
+    lines = ["@jit", f"def {name}({', '.join([*arrays, 'lr', 't', 'hyper'])}):"]
     prelude = sorted(table.items(), key=lambda ec: ec[0] != ec[1])  # named hyperparameters first
     lines += [f"    {py_name(c)} = F({host.doprint(e)})" for e, c in prelude]
     lines += ["    for i in range(p.shape[0]):"] + [f"        {a}_i = {a}[i]" for a in arrays]

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import jit
 from ..build import check_options, training_module
+from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
 from ..lang.optim import Optimizer
 from .checks import check_finite, is_dask, split_flat
@@ -111,9 +112,11 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
-    empty = np.zeros((0, len(Xa)), dtype=np.int64)
-    kernel(theta, Xa, Ya, *[np.zeros_like(a) for a in flat_states], empty, shuffle, batch_size, np.zeros(0, dt), 0, dt.type(0.0),
-           np.zeros(0, dt), np.zeros((0, len(ps)), dt))
+    hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
+    kernel(*kernel_args(theta=theta, data=(Xa, Ya), states=[np.zeros_like(a) for a in flat_states],
+                        perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=batch_size,
+                        lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
+                        gnorms=np.zeros((0, len(ps)), dt)))
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     names = [str(p) for p in model.params]  # printing SymPy names per epoch cost ~40 µs
     while epoch < first + epochs:
@@ -126,8 +129,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         snapshot = theta.copy()
         start = time.perf_counter()
         with _blas_limit(blas_threads), _numba_threads(n_threads):
-            done, state.t, status = kernel(theta, Xa, Ya, *flat_states, perms, shuffle, batch_size, lrs,
-                                           state.t, dt.type(optimizer.clip_norm or 0.0), losses, gnorms)
+            done, state.t, status = kernel(*kernel_args(
+                theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
+                batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms))
         elapsed = (time.perf_counter() - start) / max(done, 1)
         _record(result, losses[:done], gnorms[:done], elapsed, names, epoch)
         epoch += done
