@@ -15,7 +15,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..front.validate import MATH_FUNCS
+from ..lang.math_functions import MATH, MATH_FUNCS, TABLE
 from ..lang.ops import OPS, AfterExp
 from ..native import vecmath
 
@@ -153,9 +153,11 @@ class NumbaPrinter(PythonCodePrinter):
     _print_Dummy = _print_Symbol
 
 
-for _f in MATH_FUNCS:
-    if _f not in (sp.log, sp.exp):  # those two have their own methods above
-        setattr(NumbaPrinter, f"_print_{_f.__name__}", NumbaPrinter._print_math)
+# The math functions of the one function table (lang/math_functions.py) print through _print_math,
+# unless the class above has a method of its own for one (log, exp).
+for _e in TABLE:
+    if _e.kind == MATH and f"_print_{_e.node.__name__}" not in vars(NumbaPrinter):
+        setattr(NumbaPrinter, f"_print_{_e.node.__name__}", NumbaPrinter._print_math)
 
 _RESERVED = set(keyword.kwlist) | {
     "math", "np", "numba", "F", "jit", "prange", "vm", "vecmath", "huge", "TRIG_MAX", "abs", "max", "min", "range", "sign", "n", "i",

@@ -8,23 +8,20 @@ import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
-from ..lang.ops import OPS
+from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
 
-#: SymPy functions the code printer can emit, with their Numba spelling.
-MATH_FUNCS: dict[type, str] = {
-    sp.sin: "math.sin", sp.cos: "math.cos", sp.tan: "math.tan",
-    sp.asin: "math.asin", sp.acos: "math.acos", sp.atan: "math.atan",
-    sp.sinh: "math.sinh", sp.cosh: "math.cosh", sp.tanh: "math.tanh",
-    sp.asinh: "math.asinh", sp.acosh: "math.acosh", sp.atanh: "math.atanh",
-    sp.exp: "math.exp", sp.log: "math.log", sp.erf: "math.erf", sp.erfc: "math.erfc",
-    sp.atan2: "math.atan2",
-}
+# MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
+# table of supported functions; the validator's other lists below are read off that table too.
 
-_STRUCTURAL = (sp.Add, sp.Mul, sp.Pow, sp.Piecewise, sp.Abs, sp.sign, sp.Max, sp.Min)
+_OP_NAMES = frozenset(e.name for e in TABLE if e.kind == OP)
 
-SUPPORTED_NAMES: tuple[str, ...] = tuple(
-    sorted({f.__name__ for f in MATH_FUNCS} | set(OPS) | {"Abs", "sign", "Max", "Min", "sqrt"})
-)
+#: Nodes printed by a method for the node: arithmetic, and the table's structural functions.
+_STRUCTURAL = tuple(dict.fromkeys(
+    (sp.Add, sp.Mul, sp.Pow, sp.Piecewise, *(e.node for e in TABLE if e.kind == STRUCTURAL))
+))
+
+#: The names in our error message: the table's functions, less parser aliases and shorthands.
+SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(e.name for e in TABLE if e.kind != COMPOSITE))
 
 
 def check_functions(expr: sp.Basic) -> None:
@@ -32,7 +29,7 @@ def check_functions(expr: sp.Basic) -> None:
     for node in sp.preorder_traversal(expr):
         if isinstance(node, sp.Function) or isinstance(node, sp.core.function.AppliedUndef):
             f = type(node)
-            if f in MATH_FUNCS or f.__name__ in OPS or issubclass(f, _STRUCTURAL):
+            if f in MATH_FUNCS or f.__name__ in _OP_NAMES or issubclass(f, _STRUCTURAL):
                 continue
             raise UnsupportedFunctionError(
                 f"unsupported function {f.__name__}() in {expr}. "

@@ -1,8 +1,9 @@
 """The parser's tables: what it accepts, and what it says about what it refuses.
 
-Accepted: the whitelisted functions with their arities, the constants, and size limits
-that keep SymPy's exact arithmetic fast. Refused: each disallowed operator and syntax node
-maps to a message naming the fix, and a ``SyntaxError`` becomes a message with a caret.
+Accepted: the whitelisted functions with their arities (read off the one function table,
+``math_functions.TABLE``), the constants, and size limits that keep SymPy's exact arithmetic
+fast. Refused: each disallowed operator and syntax node maps to a message naming the fix, and
+a ``SyntaxError`` becomes a message with a caret.
 
 >>> FUNCTIONS["atan2"][1], FUNCTIONS["Max"][1], sorted(CONSTANTS)
 ((2, 2), (2, None), ['E', 'pi'])
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 import sympy as sp
 
 from ..errors import ParseError
-from .ops import OPS, gelu, silu, swish
+from .math_functions import TABLE, Arity
 
 #: Longest accepted input, in characters.
 MAX_LENGTH = 10_000
@@ -30,38 +31,10 @@ MAX_INT_BITS = 1024
 #: Largest exponent applied to a constant base (``2**5000`` would be computed exactly).
 MAX_CONST_EXPONENT = 1000
 
-Arity = tuple[int, "int | None"]  # (min, max); max None = any number
-
-
-def _op_arity(cls: type) -> Arity:
-    n = cls.nargs
-    if isinstance(n, sp.FiniteSet):
-        counts = sorted(int(k) for k in n)
-        return counts[0], counts[-1]
-    return 0, None
-
-
-#: The whitelist: name -> (SymPy constructor, arity).
+#: The whitelist: name -> (SymPy constructor, arity), every name and alias of the one function
+#: table (lang/math_functions.py), which the validator and the code printer read too.
 FUNCTIONS: dict[str, tuple[Callable[..., sp.Expr], Arity]] = {
-    **{f.__name__: (f, (1, 1)) for f in (
-        sp.sin, sp.cos, sp.tan, sp.asin, sp.acos, sp.atan,
-        sp.sinh, sp.cosh, sp.tanh, sp.asinh, sp.acosh, sp.atanh,
-        sp.exp, sp.erf, sp.erfc,
-    )},
-    "log": (sp.log, (1, 2)),
-    "atan2": (sp.atan2, (2, 2)),
-    "sqrt": (sp.sqrt, (1, 1)),
-    "Abs": (sp.Abs, (1, 1)),
-    "abs": (sp.Abs, (1, 1)),
-    "sign": (sp.sign, (1, 1)),
-    "Max": (sp.Max, (2, None)),
-    "Min": (sp.Min, (2, None)),
-    "max": (sp.Max, (2, None)),
-    "min": (sp.Min, (2, None)),
-    **{name: (cls, _op_arity(cls)) for name, cls in OPS.items()},
-    "gelu": (gelu, (1, 1)),
-    "silu": (silu, (1, 1)),
-    "swish": (swish, (1, 1)),
+    name: (e.make, e.arity) for e in TABLE for name in e.names
 }
 
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
