@@ -53,7 +53,7 @@ def map_partials(body: sp.Expr, lanes: tuple[sp.Symbol, ...]) -> tuple[sp.Expr, 
     """
     key = sp.Tuple(body, *lanes)
     if key not in _partials_memo:
-        from .reverse import _clean_partial
+        from .partials import _clean_partial
         from .simplify import tidy
 
         _partials_memo[key] = tuple(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})) for s in lanes)

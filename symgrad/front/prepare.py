@@ -1,5 +1,5 @@
 """The front end of every route: validate, make symbols real, stabilise (Max/Min stay: the
-sweep differentiates them with the kink convention, derive/reverse._extremum_partials)."""
+sweep differentiates them with the kink convention, derive/partials._extremum_partials)."""
 
 from __future__ import annotations
 

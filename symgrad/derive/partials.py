@@ -1,0 +1,53 @@
+"""Local derivatives of one node of the reverse sweep: d body / d lane for each lane.
+
+SymPy differentiates only a node's small body (``_partials``); Max/Min have their own rule
+(``_extremum_partials``), and distributions SymPy produces at kinks are replaced by the
+conventions of lang/ops.py (``_clean_partial``).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+
+def _clean_partial(p: sp.Expr) -> sp.Expr:
+    """Remove distributions SymPy produces at kinks; the conventions live in lang/ops.py."""
+    p = p.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    return p.replace(
+        lambda e: isinstance(e, sp.Heaviside),
+        lambda e: sp.Piecewise((sp.S.One, e.args[0] > 0), (sp.S.Zero, True)),
+    )
+
+
+def _partials(body: sp.Expr, lanes: list[sp.Symbol], out: sp.Symbol) -> tuple[sp.Expr, ...]:
+    """d body / d lane for each lane, through the output ``out`` where that is exact."""
+    if isinstance(body, (sp.Add, sp.Mul)) and all(a.is_Symbol or a.is_Number for a in body.args):
+        # A sum or product of distinct symbols (each once, to the first power) and a constant:
+        # the partials are 1, or the product of the other factors: what sp.diff returns, the
+        # same expressions, without its generic machinery (~1 ms each, half of a 200-parameter
+        # derivation; and an Add of N lanes is differentiated term by term for each lane).
+        args = set(body.args)
+        if all(s in args for s in lanes):
+            if isinstance(body, sp.Add):
+                return (sp.S.One,) * len(lanes)
+            return tuple(sp.Mul(*[a for a in body.args if a != s]) for s in lanes)
+    return tuple(_clean_partial(sp.diff(body, s)).xreplace({body: out}) for s in lanes)
+
+
+def _extremum_partials(is_max: bool, ordered: list[sp.Expr], lanes: list[sp.Symbol]) -> tuple[sp.Expr, ...]:
+    """d max(a_1, ..., a_n)/d a_i = 1 where a_i is the one chosen, else 0 (min alike).
+
+    The convention is strict comparisons with ties going to the later argument (constants are
+    last, so d max(x, 0)/dx = 0 at x = 0, as relu'(0)): a_i is chosen iff a_i > a_k for every
+    later k and a_i >= a_j for every earlier j. Written as comparisons of seams, not as nested
+    Piecewise of the arguments: SymPy's evaluation of a Piecewise whose conditions hold other
+    Piecewises (nested Max/Min) is exponential in the nesting; the corpus drew
+    Max(0, elu(Max(...)), Min(...)), whose compile never finished that way.
+    """
+    gt, ge = (sp.StrictGreaterThan, sp.GreaterThan) if is_max else (sp.StrictLessThan, sp.LessThan)
+    out = []
+    for s in lanes:
+        i = ordered.index(s)
+        cond = sp.And(*[ge(s, a) for a in ordered[:i]], *[gt(s, a) for a in ordered[i + 1:]])
+        out.append(sp.Piecewise((sp.S.One, cond), (sp.S.Zero, True)))
+    return tuple(out)
