@@ -36,7 +36,8 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
-from ..runtime.fit import _after_chunk, _diverged, _record, _start, _views
+from ..runtime.epochs import Run, after_chunk, record
+from ..runtime.fit import _diverged, _start, _views
 from ..runtime.inputs import check_fit_options, data_dtype, prepare_xy, resolve_optimizer
 from ..runtime.state import check_resume
 from ..runtime.trained import Trained
@@ -49,7 +50,8 @@ STRATEGIES = ("sync", "local")
 def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: int = 1, optimizer=None,
         epochs: int = 10, batch_size: int = 32, seed: int = 0, dtype: str | None = None,
         validation: tuple | None = None, threshold: float | None = None, patience: int | None = None,
-        callbacks=(), params=None, backend: str = "numba", shuffle: bool = True, resume=None) -> Trained:
+        callbacks=(), params=None, backend: str = "numba", shuffle: bool = True, resume=None, metrics=None,
+        verbose: int = 0) -> Trained:
     """Train on Dask arrays ``X`` and ``Y`` (same row chunks). See the module docstring; the
     other options are :func:`symgrad.fit`'s. ``batch_size`` and ``shuffle`` apply to ``local``."""
     if strategy not in STRATEGIES:
@@ -80,8 +82,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
                (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
-    names = [str(p) for p in model.params]
     first, best = state.epoch, (np.inf, None, state.epoch)
+    run = Run([str(p) for p in model.params], metrics, verbose, first + epochs)
     for epoch in range(first, first + epochs):
         snapshot, t_before = theta.copy(), state.t
         start = time.perf_counter()
@@ -100,10 +102,10 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         if status:
             theta[...], state.t = snapshot, t_before
             _diverged(result, status, snapshot, theta, epoch + 1)
-        _record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), time.perf_counter() - start,
-                names, epoch)
+        record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [optimizer.lr_at(epoch)],
+               time.perf_counter() - start, run, epoch)
         state.epoch = epoch + 1
-        stop, best = _after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best)
+        stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)
         if stop:
             break
     if patience is not None and best[1] is not None:

@@ -17,7 +17,6 @@ Training resumes exactly where it stopped, also after ``m.save(path)`` and ``sg.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -28,6 +27,7 @@ from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
 from ..lang.optim import Optimizer
 from .checks import check_finite, is_dask, split_flat
+from .epochs import GradientHealthWarning, Run, after_chunk, record  # noqa: F401 (the warning's home for users)
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
 from .execution import (  # noqa: F401
@@ -39,13 +39,9 @@ from .execution import (  # noqa: F401
     _progress,
     fit_threads,
 )
-from .inputs import as_data, check_fit_options, data_dtype, prepare_xy, resolve_optimizer
+from .inputs import as_data, check_fit_options, data_dtype, prepare_xy, resolve_optimizer, split_validation
 from .state import TrainState, check_resume
-from .trained import Trained, evaluate_arrays
-
-
-class GradientHealthWarning(UserWarning):
-    """Per-layer gradient norms collapsed towards 0 (vanishing) or blew up (exploding)."""
+from .trained import Trained
 
 
 def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: int = 10,
@@ -54,7 +50,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         progress: bool = False, chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
         backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
         threads: int | None = None, resume: Trained | None = None, client=None, strategy: str = "sync",
-        local_steps: int = 1) -> Trained:
+        local_steps: int = 1, validation_split: float | None = None, metrics=None, verbose: int = 0) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
 
     Stops after ``epochs``, when the training loss reaches ``threshold``, or when the validation
@@ -74,6 +70,15 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
     (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
     then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
+    ``validation_split``: hold out this fraction of the rows (the last ones, before shuffling,
+    as Keras does) as ``validation``. ``metrics``: callables ``metric(y_true, y_pred)`` (any of
+    scikit-learn's, e.g. ``sklearn.metrics.f1_score``), as a list or a ``{name: metric}`` dict,
+    computed on the validation data after every epoch into ``history['val_<name>']`` (class
+    labels for classifiers, outputs for regressors). ``verbose=1`` prints a line per epoch.
+    ``history`` holds per epoch: loss, val_loss (and val_accuracy, metrics), lr, grad_norms, time.
+    A ``GradientHealthWarning`` (once per fit and kind) flags vanishing gradient norms (absolute,
+    or small next to the largest layer's) and exploding ones (large, or growing 100x over the
+    first epoch: before the loss overflows).
     ``client``, ``strategy``, ``local_steps``: Dask arrays ``X`` and ``Y`` train on a Dask cluster
     (``pip install 'symgrad[distributed]'``; see :mod:`symgrad.distributed.train`); each worker
     then runs one thread, and ``progress``, ``chunk_epochs``, ``threads`` and ``blas_threads``
@@ -83,7 +88,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         return _fit_dask(model, loss, X, Y, client=client, strategy=strategy, local_steps=local_steps,
                          optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, dtype=dtype,
                          validation=validation, threshold=threshold, patience=patience, callbacks=callbacks,
-                         params=params, backend=backend, shuffle=shuffle, resume=resume)
+                         params=params, backend=backend, shuffle=shuffle, resume=resume, metrics=metrics,
+                         verbose=verbose)
+    X, Y, validation = split_validation(X, Y, validation, validation_split)
     if strategy != "sync" or local_steps != 1:
         raise OptionError(f"strategy={strategy!r} and local_steps={local_steps!r} are for training on Dask "
                           "arrays with client=. Fix: drop them, or pass Dask arrays and a client.")
@@ -107,7 +114,11 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
-    per_epoch = val is not None or callbacks or progress or threshold is not None
+    run = Run([str(p) for p in model.params], metrics, verbose, first + epochs)
+    if run.metrics and val is None:
+        raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
+                          "validation=(X_val, Y_val) or validation_split=0.1.")
+    per_epoch = val is not None or callbacks or progress or threshold is not None or verbose
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
     bar = _progress(epochs) if progress else None
@@ -118,7 +129,6 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
                         lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
                         gnorms=np.zeros((0, len(ps)), dt)))
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
-    names = [str(p) for p in model.params]  # printing SymPy names per epoch cost ~40 µs
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
         # one row per epoch; without shuffling the kernel reads X in order and needs no indices
@@ -133,14 +143,14 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
                 theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
                 batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms))
         elapsed = (time.perf_counter() - start) / max(done, 1)
-        _record(result, losses[:done], gnorms[:done], elapsed, names, epoch)
+        record(result, losses[:done], gnorms[:done], lrs, elapsed, run, epoch)
         epoch += done
         state.epoch, state.rng_state = epoch, rng.bit_generator.state
         if not (chunk_epochs or per_epoch):  # fewer, longer native calls when epochs are short
             chunk = _grow_chunk(chunk, elapsed, len(Xa) if shuffle else 0)
         if done < n:
             _diverged(result, status, snapshot, theta, epoch + 1)
-        stop = _after_chunk(result, val, threshold, patience, callbacks, epoch, best)
+        stop = after_chunk(result, val, threshold, patience, callbacks, epoch, best, run)
         best = stop[1]
         if bar is not None:
             bar.update(done)
@@ -221,41 +231,3 @@ def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndar
     )
     err.result = result
     raise err
-
-
-def _record(result: Trained, losses: np.ndarray, gn: np.ndarray, elapsed: float, names: list[str],
-            first: int) -> None:
-    """Append a chunk's epochs (numbered from ``first``) to the history, at once: per epoch,
-    the Python floats and the health check cost ~5 µs, 1% of a fast full-batch epoch."""
-    h = result.history
-    h["loss"] += losses.tolist()
-    h["grad_norms"] += gn.tolist()
-    h["time"] += [elapsed] * len(losses)
-    small, big = gn < 1e-8, ~(gn <= 1e4)  # NaN counts as exploding
-    bad = np.flatnonzero((small | big).any(axis=1))
-    if len(bad):
-        e = bad[0]
-        which = small[e] if small[e].any() else big[e]
-        kind = "vanishing" if small[e].any() else "exploding"
-        warnings.warn(f"gradient norms are {kind} in {[n for n, w in zip(names, which) if w]} (epoch "
-                      f"{first + e + 1}). Try: another initialisation, ReLU-like activations, a smaller "
-                      "learning rate or clip_norm.", GradientHealthWarning, stacklevel=3)
-
-
-def _after_chunk(result, val, threshold, patience, callbacks, epoch, best):
-    h = result.history
-    if val is not None:
-        ev = evaluate_arrays(result, *val)
-        h["val_loss"].append(ev["loss"])
-        if "accuracy" in ev:
-            h["val_accuracy"].append(ev["accuracy"])
-        if ev["loss"] < best[0]:
-            best = (ev["loss"], [p.copy() for p in result.params], epoch)
-    if threshold is not None and h["loss"][-1] <= threshold:
-        return True, best
-    if patience is not None and val is not None and epoch - best[2] >= patience:
-        return True, best
-    for cb in callbacks:
-        if cb(epoch, result):
-            return True, best
-    return False, best

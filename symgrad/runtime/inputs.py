@@ -183,3 +183,21 @@ def resolve_optimizer(optimizer) -> optim.Optimizer:
         raise OptionError(f"optimizer={type(optimizer).__name__} is not a symgrad optimizer. Fix: pass "
                           "one of sg.optim (e.g. sg.optim.Adam(lr=0.01)) or its name, e.g. 'adam'.")
     return optimizer
+
+
+def split_validation(X, Y, validation, fraction):
+    """(X, Y, validation) with the last ``fraction`` of the rows held out as validation data
+    (before any shuffling, as Keras does: put the rows in random order first if they are sorted)."""
+    if fraction is None:
+        return X, Y, validation
+    if validation is not None:
+        raise OptionError("validation= and validation_split= both give validation data. Fix: pass one.")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 < fraction < 1:
+        raise OptionError(f"validation_split={fraction!r}: use a fraction of the rows, 0 < f < 1 (e.g. 0.1).")
+    X, Y = as_data(X, "X"), as_data(Y, "Y")
+    n = len(X)
+    k = int(round(n * fraction))
+    if not 1 <= k < n:
+        raise DataError(f"validation_split={fraction} of {n} rows leaves {n - k} for training and {k} for "
+                        "validation; both need at least one. Fix: more rows or another fraction.")
+    return X[: n - k], Y[: n - k], (X[n - k:], Y[n - k:])

@@ -138,6 +138,32 @@ class Trained:
                 kw.setdefault(key, value)
         return fit(self.model, self.loss, X, Y, epochs=epochs, resume=self, **kw)
 
+    def summary(self) -> str:
+        """A table of the parameters (name, shape, count) and what trained them, as Keras's
+        ``model.summary()``; returned, and printed by ``print(m.summary())``.
+
+        >>> import numpy as np, symgrad as sg
+        >>> m = sg.Trained([np.zeros((3, 2)), np.zeros((3, 1))], loss_name="mse")
+        >>> print(m.summary())  # doctest: +NORMALIZE_WHITESPACE
+        parameter  shape     count
+        p0         (3, 2)        6
+        p1         (3, 1)        3
+        total                    9
+        loss mse, optimizer None, float64, 0 epochs trained
+        """
+        names = ([str(p) for p in self.model.params] if self.model is not None
+                 else [f"p{k}" for k in range(len(self.params))])
+        rows = [(n, str(tuple(p.shape)), p.size) for n, p in zip(names, self.params)]
+        w = max([len("parameter")] + [len(n) for n, _, _ in rows])
+        lines = [f"{'parameter':<{w}}  {'shape':<8}  {'count':>5}"]
+        lines += [f"{n:<{w}}  {shape:<8}  {c:>5}" for n, shape, c in rows]
+        lines.append(f"{'total':<{w}}  {'':<8}  {sum(c for _, _, c in rows):>5}")
+        epochs = self.state.epoch if self.state is not None else len(self.history.get("loss", []))
+        last = f", last loss {self.history['loss'][-1]:.4g}" if self.history.get("loss") else ""
+        lines.append(f"loss {self._loss_name or self.loss}, optimizer {self.optimizer!r}, {self.dtype.name}, "
+                     f"{epochs} epochs trained{last}")
+        return "\n".join(lines)
+
     def __getstate__(self) -> dict:
         out = dict(self.__dict__, _module=None)
         if self.model is not None:

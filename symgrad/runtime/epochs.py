@@ -1,0 +1,150 @@
+"""What fit() does between chunks of epochs: the history, gradient health, metrics and progress
+lines, and the stopping rules (threshold, patience, callbacks).
+
+One :class:`Run` per fit call holds what spans epochs: which health warnings were given (each
+kind once per run, not every epoch), the first epoch's gradient norm (the baseline growth is
+judged against), the metrics and the verbosity.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import OptionError
+from .inputs import BINARY_LOSSES, CLASS_LOSSES
+from .trained import Trained, evaluate_arrays, forward_rows
+
+#: A parameter's gradient norm (per epoch, mean over minibatches) below this is vanishing...
+VANISHING_ABS = 1e-8
+#: ...and so is one below this fraction of the largest parameter's norm in the same epoch: the
+#: first layers of a deep sigmoid net learn that much slower than the last (the notes' example).
+VANISHING_REL = 1e-4
+#: The global gradient norm above this is exploding...
+EXPLODING_ABS = 1e4
+#: ...and so is growth to this many times the run's first epoch (and above 1): it warns before the
+#: loss overflows (a net scaled x1.3 reached a norm of 277, from ~1, with no warning at 1e4 alone).
+EXPLODING_GROWTH = 100.0
+
+ADVICE = {
+    "vanishing": "Try: ReLU-like activations (relu, leaky_relu, elu), a scaled initialisation (He for "
+                 "ReLU, Xavier for tanh), standardised inputs or normalisation, or skip connections.",
+    "exploding": "Try: a smaller learning rate, gradient clipping (clip_norm=1.0), standardised inputs, "
+                 "or a scaled initialisation.",
+}
+
+
+class GradientHealthWarning(UserWarning):
+    """Per-layer gradient norms collapsed towards 0 (vanishing) or blew up (exploding)."""
+
+
+class Run:
+    """Bookkeeping of one fit call: names, health state, metrics, verbosity."""
+
+    def __init__(self, names: list[str], metrics=None, verbose: int = 0, epochs: int = 0):
+        self.names, self.verbose, self.epochs = names, verbose, epochs
+        self.metrics = _metrics(metrics)
+        self.warned: set[str] = set()
+        self.base: float | None = None  # the first epoch's global gradient norm
+
+    def health(self, gn: np.ndarray, first: int) -> None:
+        """Warn (once per kind and run) about vanishing or exploding gradient norms ``gn``."""
+        if not len(gn):
+            return
+        total = np.sqrt((gn.astype(np.float64) ** 2).sum(axis=1))
+        if self.base is None:
+            self.base = float(total[0])
+        top = gn.max(axis=1, keepdims=True)
+        small = (gn < VANISHING_ABS) | (gn < VANISHING_REL * top)
+        grown = (total > EXPLODING_GROWTH * self.base) & (total > 1.0)
+        big = ~(gn <= EXPLODING_ABS) | grown[:, None] & (gn >= 0.5 * top)  # NaN is exploding
+        for kind, mask in (("vanishing", small), ("exploding", big)):
+            rows = np.flatnonzero(mask.any(axis=1))
+            if kind in self.warned or not len(rows):
+                continue
+            e = rows[0]
+            norms = ", ".join(f"{n} {v:.3g}" for n, v in zip(self.names, gn[e]))
+            warnings.warn(f"gradient norms are {kind} in {[n for n, w in zip(self.names, mask[e]) if w]} "
+                          f"(epoch {first + e + 1}; per-parameter norms: {norms}). {ADVICE[kind]} "
+                          "Warned once per fit; history['grad_norms'] has every epoch.",
+                          GradientHealthWarning, stacklevel=4)
+            self.warned.add(kind)
+
+    def line(self, h: dict, epoch: int) -> None:
+        """One progress line per epoch (``verbose=1``), as Keras prints them."""
+        parts = [f"epoch {epoch}/{self.epochs}", f"loss {h['loss'][-1]:.4g}"]
+        parts += [f"{k} {h[k][-1]:.4g}" for k in h if k.startswith("val_") and h[k]]
+        parts += [f"lr {h['lr'][-1]:.3g}", f"{h['time'][-1] * 1e3:.3g} ms"]
+        print(" - ".join(parts), flush=True)
+
+
+def _metrics(metrics) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    if callable(metrics):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping):
+        items = list(metrics.items())
+    elif isinstance(metrics, Sequence) and not isinstance(metrics, str):
+        items = [(getattr(m, "__name__", f"metric{k}"), m) for k, m in enumerate(metrics)]
+    else:
+        items = [("", metrics)]
+    for name, m in items:
+        if not callable(m) or not name:
+            raise OptionError(f"metrics={metrics!r}: give callables metric(y_true, y_pred), such as "
+                              "sklearn.metrics.f1_score, as a list or a {name: metric} dict.")
+    return dict(items)
+
+
+def record(result: Trained, losses: np.ndarray, gn: np.ndarray, lrs, elapsed: float, run: Run,
+           first: int) -> None:
+    """Append a chunk's epochs (numbered from ``first``) to the history, at once: per epoch,
+    the Python floats and the health check cost ~5 µs, 1% of a fast full-batch epoch."""
+    h = result.history
+    h["loss"] += losses.tolist()
+    h["grad_norms"] += gn.tolist()
+    h["time"] += [elapsed] * len(losses)
+    h.setdefault("lr", []).extend(float(v) for v in lrs[:len(losses)])
+    run.health(gn, first)
+
+
+def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int, best, run: Run):
+    """Validation, metrics, the progress line and the stopping rules after epoch ``epoch``:
+    (stop?, best (loss, parameters, epoch))."""
+    h = result.history
+    if val is not None:
+        ev = evaluate_arrays(result, *val)
+        h["val_loss"].append(ev["loss"])
+        if "accuracy" in ev:
+            h["val_accuracy"].append(ev["accuracy"])
+        if run.metrics:
+            truth, guess = _labels(result, *val)
+            for name, m in run.metrics.items():
+                h.setdefault(f"val_{name}", []).append(float(m(truth, guess)))
+        if ev["loss"] < best[0]:
+            best = (ev["loss"], [p.copy() for p in result.params], epoch)
+    if run.verbose:
+        run.line(h, epoch)
+    if threshold is not None and h["loss"][-1] <= threshold:
+        return True, best
+    if patience is not None and val is not None and epoch - best[2] >= patience:
+        return True, best
+    for cb in callbacks:
+        if cb(epoch, result):
+            return True, best
+    return False, best
+
+
+def _labels(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, y_pred) as scikit-learn's metrics take them: class labels for classifiers, values
+    for regressors (one column as (n,))."""
+    out = forward_rows(result, Xa)
+    if result._loss_name in CLASS_LOSSES:
+        return Ya.argmax(axis=1), out.argmax(axis=1)
+    if result._loss_name in BINARY_LOSSES:
+        truth, guess = (Ya > 0.5).astype(int), (out > 0).astype(int)
+    else:
+        truth, guess = Ya, out
+    return (truth[:, 0], guess[:, 0]) if truth.shape[1] == 1 else (truth, guess)

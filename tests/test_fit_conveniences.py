@@ -1,0 +1,113 @@
+"""fit's conveniences (issue 18, section 5): validation_split, metrics, verbose, the learning rate
+in the history, summary(), and gradient-health warnings that are relative, once per run, and
+early enough to come before divergence."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, mean_absolute_error
+
+import symgrad as sg
+from symgrad.lang.nn import MLP
+from symgrad.runtime.epochs import GradientHealthWarning
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    return X, y
+
+
+NET = MLP([3, 6, 2], activation="tanh")
+
+
+def test_validation_split_holds_out_the_last_rows(blobs):
+    X, y = blobs
+    kw = dict(optimizer=sg.optim.Adam(0.05), epochs=3, batch_size=20, backend="python")
+    split = sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=0.25, **kw)
+    by_hand = sg.fit(NET, "softmax_cross_entropy", X[:150], y[:150], validation=(X[150:], y[150:]), **kw)
+    assert split.history["val_loss"] == by_hand.history["val_loss"] and len(split.history["val_loss"]) == 3
+    for p, q in zip(split.params, by_hand.params):
+        np.testing.assert_array_equal(p, q)
+    with pytest.raises(sg.errors.OptionError, match="validation= and validation_split="):
+        sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=0.2, validation=(X, y), **kw)
+    for bad in (0, 1.0, -0.1, "0.1", True):
+        with pytest.raises(sg.errors.OptionError, match="validation_split"):
+            sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=bad, **kw)
+    with pytest.raises(sg.errors.DataError, match="both need at least one"):
+        sg.fit(NET, "softmax_cross_entropy", X[:3], y[:3], validation_split=0.01, **kw)
+
+
+def test_metrics_are_scikit_learn_callables_on_the_validation_data(blobs):
+    X, y = blobs
+    m = sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=0.25, metrics=[f1_score],
+               optimizer=sg.optim.Adam(0.05), epochs=4, batch_size=20, backend="python")
+    assert len(m.history["val_f1_score"]) == 4
+    assert m.history["val_f1_score"][-1] == pytest.approx(f1_score(y[150:], m.predict_class(X[150:])))
+    reg = sg.fit(MLP([3, 4, 1], activation="tanh"), "mse", X, X[:, 0], validation=(X[:50], X[:50, 0]),
+                 metrics={"mae": mean_absolute_error}, epochs=2, backend="python")
+    assert reg.history["val_mae"][-1] == pytest.approx(mean_absolute_error(X[:50, 0], reg.predict(X[:50])))
+    with pytest.raises(sg.errors.OptionError, match="validation data"):
+        sg.fit(NET, "softmax_cross_entropy", X, y, metrics=[f1_score], epochs=1, backend="python")
+    with pytest.raises(sg.errors.OptionError, match="callables"):
+        sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=0.2, metrics=["f1"], epochs=1,
+               backend="python")
+
+
+def test_history_has_the_learning_rate_and_verbose_prints_a_line_per_epoch(blobs, capsys):
+    X, y = blobs
+    opt = sg.optim.SGD(0.4, schedule=sg.optim.StepLR(step_size=2, gamma=0.5))
+    m = sg.fit(NET, "softmax_cross_entropy", X, y, optimizer=opt, epochs=5, batch_size=50, verbose=1,
+               validation_split=0.2, backend="python")
+    assert m.history["lr"] == pytest.approx([0.4, 0.4, 0.2, 0.2, 0.1])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("epoch 1/5 - loss ") and "val_loss" in lines[0]
+    assert "lr 0.1" in lines[-1]
+    more = m.fit_more(X[:160], y[:160], epochs=1)
+    assert more.history["lr"][-1] == pytest.approx(0.1) and len(more.history["lr"]) == 6  # epoch 6: still 0.1
+
+
+def test_summary_lists_parameters_and_training(blobs):
+    X, y = blobs
+    m = sg.fit(NET, "softmax_cross_entropy", X, y, epochs=2, backend="python")
+    text = m.summary()
+    assert "W1" in text and "(6, 3)" in text and "18" in text
+    assert text.splitlines()[-2].split()[-1] == str(6 * 3 + 6 + 2 * 6 + 2)
+    assert "softmax_cross_entropy" in text and "2 epochs trained" in text
+
+
+def test_vanishing_warning_is_relative_and_once_per_run():
+    rng = np.random.default_rng(0)
+    net = MLP([4, 8, 8, 8, 8, 1], activation="sigmoid")
+    # small first layers: their gradients are far below the last layer's, though not below 1e-8
+    params = [(1e-2 if k < 6 else 1.0) * rng.normal(size=p.shape) for k, p in enumerate(net.init_params(0))]
+    X = rng.normal(size=(64, 4))
+    Y = (X[:, 0] > 0).astype(float)
+    with pytest.warns(GradientHealthWarning, match=r"vanishing in \['W1'.*ReLU-like activations") as got:
+        m = sg.fit(net, "bce", X, Y, optimizer=sg.optim.SGD(0.1), epochs=6, batch_size=16, params=params,
+                   chunk_epochs=1, backend="python")
+    assert sum("vanishing" in str(w.message) for w in got) == 1  # once per fit, not every epoch
+    norms = np.array(m.history["grad_norms"][0])
+    assert norms[0] > 1e-8 and norms[0] < 1e-4 * norms.max()
+
+
+def test_exploding_warning_comes_before_divergence():
+    rng = np.random.default_rng(1)
+    net = MLP([3, 2], activation="identity")
+    X, Y = rng.normal(size=(64, 3)), rng.normal(size=(64, 2))
+    with pytest.warns(GradientHealthWarning, match="exploding") as got:
+        with pytest.raises(sg.errors.DivergenceError) as info:
+            sg.fit(net, "mse", 3 * X, Y, optimizer=sg.optim.SGD(2.0), epochs=400, batch_size=64, chunk_epochs=1,
+                   backend="python")
+    warned = [w for w in got if "exploding" in str(w.message)]
+    assert len(warned) == 1
+    epoch = int(str(warned[0].message).split("(epoch ")[1].split(";")[0])
+    assert epoch < len(info.value.result.history["loss"])  # warned epochs before the overflow
+    with warnings.catch_warnings():  # a healthy run stays quiet
+        warnings.simplefilter("error", GradientHealthWarning)
+        sg.fit(net, "mse", X, Y, optimizer=sg.optim.SGD(0.05), epochs=30, batch_size=8, backend="python")
