@@ -71,3 +71,18 @@ def test_more_raw_errors_are_now_symgrad_errors():
     e = sg.ops.expand_ops(sp.cosh(sg.ops.bce_logits(2.5, sp.Rational(3, 4))) ** y)
     want = float(sp.cosh(sg.ops.bce_logits(2.5, sp.Rational(3, 4))))
     assert abs(float(e.subs(y, 1)) - want) < 1e-14
+
+
+def test_constants_that_are_not_finite_reals_and_open_piecewise_are_refused():
+    """Found by the errors catalogue: I*a*x compiled and the Python backend returned (2j, [0.]),
+    a wrong gradient; oo and nan failed inside the generated code (NameError, Numba TypingError);
+    a Piecewise without a final True branch raised a raw ValueError from the printer."""
+    a, x = sp.symbols("a x", real=True)
+    for e in (sp.I * a * x, sp.exp(sp.I * a) * x, a * x + sp.oo, a * x * sp.nan, a * x + sp.zoo):
+        with pytest.raises(sg.errors.UnsupportedFunctionError, match="not a finite real number"):
+            sg.compile(e, wrt=[a], data=[x], backend="python")
+    with pytest.raises(sg.errors.UnsupportedFunctionError, match=r"no final \(value, True\) branch"):
+        sg.compile(sp.Piecewise((a * x, x > 0)), wrt=[a], data=[x], backend="python")
+    # finite real constants still compile
+    f = sg.compile(sp.Piecewise((a * x, x > 0), (0, True)) + sp.pi * a + sp.E, wrt=[a], data=[x], backend="python")
+    assert f.value([1.0], np.array([1.0, -1.0])) == pytest.approx(0.5 + np.pi + np.e)

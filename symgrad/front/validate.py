@@ -24,9 +24,23 @@ _STRUCTURAL = tuple(dict.fromkeys(
 SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(e.name for e in TABLE if e.kind != COMPOSITE))
 
 
+_NOT_REAL = (sp.I, sp.oo, -sp.oo, sp.zoo, sp.nan)
+
+
 def check_functions(expr: sp.Basic) -> None:
     """Raise UnsupportedFunctionError for any function the codegen cannot emit."""
     for node in sp.preorder_traversal(expr):
+        if node.is_Atom and (node in _NOT_REAL or node.is_number and node.is_extended_real is False):
+            # compiled code is real arithmetic: I would be silently dropped by the Python backend
+            # (a wrong gradient) and oo/nan fail inside the generated code
+            raise UnsupportedFunctionError(
+                f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
+                "arithmetic. Fix: write the formula with finite real constants (split complex "
+                "quantities into real and imaginary parts, each its own expression).")
+        if isinstance(node, sp.Piecewise) and node.args[-1].cond != True:  # noqa: E712 - SymPy's true
+            raise UnsupportedFunctionError(
+                f"{node} has no final (value, True) branch, so it is undefined where no condition "
+                "holds. Fix: add one, e.g. Piecewise(..., (0, True)).")
         if isinstance(node, sp.Function) or isinstance(node, sp.core.function.AppliedUndef):
             f = type(node)
             if f in MATH_FUNCS or f.__name__ in _OP_NAMES or issubclass(f, _STRUCTURAL):
