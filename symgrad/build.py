@@ -106,8 +106,18 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
     check_bindings(stable, params, data_syms)
     key = formula_key(stable, params, data_syms, dt, reduction, parallel)
     title = f"symgrad formula model\n\nloss (per sample) = {stable}\nparameters: {params}\ndata: {data_syms}"
-    path = jit.ensure_source(
-        key, lambda: scalar_module(build_spec(stable, params, data_syms, reduction, dt, parallel, title)))
+    try:
+        path = jit.ensure_source(
+            key, lambda: scalar_module(build_spec(stable, params, data_syms, reduction, dt, parallel, title)))
+    except RecursionError:
+        # SymPy evaluates a Piecewise whose conditions hold deep expressions recursively; the long
+        # corpus found a few nests of Max/Min/Piecewise (two or three deep, inside exp or atan)
+        # whose second derivatives exceed Python's recursion limit there
+        raise UnsupportedModelError(
+            "deriving this formula exceeded Python's recursion limit inside SymPy's Piecewise "
+            "evaluation (deeply nested Max/Min/Piecewise). Fix: replace inner Max/Min/Piecewise by "
+            "symgrad's ops where they fit (relu(x) for Max(x, 0)), or split the formula into "
+            "simpler parts.") from None
     return path, params, data_syms
 
 
