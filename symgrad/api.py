@@ -14,6 +14,7 @@ from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import check_matrix_elements, realify, symbol_list
 from .lang.losses import loss_fn
+from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
 from .runtime.tensor import CompiledTensor
 
@@ -108,7 +109,7 @@ def compile(
     >>> t_ = np.linspace(0, 1, 5); bool(abs(f.value([0.5], t_, np.exp(-0.5 * t_))) < 1e-15)
     True
     """
-    dt = check_options(dtype, reduction, backend)
+    dt = check_options(dtype, reduction, backend, parallel)
     wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
@@ -163,6 +164,7 @@ def formulas(model, loss):
     ...
     """
     from .explain.network import network_formulas
+    check_network(model)
     fn, _ = loss_fn(loss)
     y = sp.MatrixSymbol("y", int(model.expr.shape[0]), 1)
     return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None))

@@ -35,7 +35,8 @@ BACKENDS = ("numba", "python")
 MAX_HESSIAN_PARAMS = 16
 
 
-def check_options(dtype: object = "float64", reduction: str = "mean", backend: str = "numba") -> str:
+def check_options(dtype: object = "float64", reduction: str = "mean", backend: str = "numba",
+                  parallel: bool = False) -> str:
     """The dtype's name, once every option is known to be supported (``compile`` and ``fit``).
 
     >>> check_options("float32")
@@ -52,6 +53,9 @@ def check_options(dtype: object = "float64", reduction: str = "mean", backend: s
     if backend not in BACKENDS:
         raise OptionError(f"backend {backend!r} is not one of {BACKENDS}. Fix: 'numba' (compiled) or "
                           "'python' (the same generated source run as plain Python, for debugging).")
+    if not isinstance(parallel, (bool, np.bool_)):
+        raise OptionError(f"parallel={parallel!r} is not a bool. Fix: parallel=True (Numba's threads over "
+                          "the samples) or parallel=False (the default).")
     return dt
 
 

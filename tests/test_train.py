@@ -21,7 +21,7 @@ from optim_oracle import reference_step
 from sympy.matrices.expressions.hadamard import HadamardPower
 
 import symgrad as sg
-from symgrad.errors import DataError, DivergenceError, DtypeError, ShapeError, SymgradError
+from symgrad.errors import DataError, DivergenceError, DtypeError, ShapeError, SymgradError, TargetError
 from symgrad.lang import optim
 from symgrad.lang.losses import LOSSES
 from symgrad.lang.nn import ACTIVATIONS, MLP
@@ -719,9 +719,9 @@ def test_fit_does_not_modify_params_argument(bce_problem):
 def test_bad_labels(ce_problem):
     net, X, labels, *_ = ce_problem
     for bad in (np.where(labels == 0, 3, labels), np.where(labels == 0, -1, labels)):
-        with pytest.raises(ShapeError, match=r"class labels must be integers in \[0, 3\)"):
+        with pytest.raises(TargetError, match=r"class labels must be integers in \[0, 3\)"):
             sg.fit(net, "softmax_cross_entropy", X, bad, epochs=1, backend="python")
-    with pytest.raises(ShapeError, match="integers"):
+    with pytest.raises(TargetError, match="integers"):
         sg.fit(net, "softmax_cross_entropy", X, labels.astype(float), epochs=1, backend="python")
     with pytest.raises(ShapeError, match="3 outputs"):
         sg.fit(net, "softmax_cross_entropy", X, np.eye(4)[labels], epochs=1, backend="python")

@@ -10,6 +10,7 @@ softmax_ce(z, y)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import sympy as sp
@@ -115,7 +116,17 @@ def loss_fn(loss: str | Callable[..., sp.Expr]) -> tuple[Callable[..., sp.Expr],
         return LOSSES[loss], loss
     if not callable(loss):
         raise OptionError(f"loss must be a name or a function f(pred, target), got {type(loss).__name__}")
-    return loss, getattr(loss, "__name__", "custom")
+    name = getattr(loss, "__name__", "custom")
+    try:
+        inspect.signature(loss).bind(None, None)
+    except ValueError:  # no signature to read (some builtins): the call itself will tell
+        pass
+    except TypeError:
+        raise OptionError(f"the custom loss {name}{inspect.signature(loss)} cannot be called as f(pred, "
+                          "target): a loss takes the model's output and the target (SymPy column "
+                          "matrices) and returns a SymPy scalar. Fix: e.g. def my_loss(pred, target): "
+                          "return sg.losses.mse(pred, target).") from None
+    return loss, name
 
 
 __all__ = ["LOSSES", "loss_fn", "binary_cross_entropy", "huber", "mae", "mse", "msum", "softmax_cross_entropy"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
-from ..errors import SymgradError
+from ..errors import OptionError, SymgradError
 from . import ops
 from .functions import elementwise, softmax
 
@@ -86,6 +86,17 @@ def _apply(act: Activation, m: sp.MatrixExpr) -> sp.MatrixExpr:
     return m if body == z else elementwise(sp.Lambda(z, body), m)
 
 
+def check_network(model: object) -> None:
+    """Refuse a ``model`` that is not a network (``fit`` and ``formulas`` read its ``expr``,
+    ``params`` and ``x``): a name or a bare formula would fail inside with an AttributeError."""
+    missing = [a for a in ("expr", "params", "x") if not hasattr(model, a)]
+    if missing:
+        raise OptionError(f"the model must be a network such as sg.nn.MLP([2, 16, 1]) (anything with .expr, "
+                          f".params and .x), got {type(model).__name__} {model!r:.60} without "
+                          f"{', '.join('.' + a for a in missing)}. Fix: build it, e.g. "
+                          "net = sg.nn.MLP([n_in, 16, n_out]); for a scalar formula use sg.compile.")
+
+
 class Dense:
     """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1)."""
 
@@ -118,6 +129,10 @@ class MLP:
     def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
                  output: str | Activation | None = "identity", init: str | None = None):
         output = "identity" if output is None else output
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
+            raise OptionError(f"MLP(sizes={sizes!r}): sizes is the list of layer widths, sizes=[n_in, "
+                              "hidden..., n_out]. Fix: e.g. MLP([2, 16, 1]) for 2 inputs, 16 hidden units "
+                              "and 1 output (MLP([3, 1]) is a linear model of 3 inputs).")
         if len(sizes) < 2:
             raise SymgradError("MLP needs at least [n_in, n_out]")
         bad = [n for n in sizes if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]

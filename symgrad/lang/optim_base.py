@@ -8,6 +8,7 @@ trainer before the update, with the factor :func:`clip_scale`.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import sympy as sp
@@ -42,6 +43,10 @@ class Optimizer(Printout):
     def __init__(self, lr: float, hyper: dict[str, float], *, weight_decay: float = 0.0,
                  clip_norm: float | None = None, schedule: Schedule | None = None):
         hyper = {**hyper, "weight_decay": weight_decay}
+        for k, v in {"lr": lr, **hyper, "clip_norm": 1.0 if clip_norm is None else clip_norm}.items():
+            require(isinstance(v, numbers.Real) and not isinstance(v, bool),
+                    f"{k}={v!r} is not a number. Fix: pass a real number (a float or an int), "
+                    f"not a {type(v).__name__}.")
         for k, v in hyper.items():
             require(math.isfinite(v) and v >= 0, f"{k}={v!r}: use a finite value >= 0")
             require(not k.startswith(("beta", "alpha")) or v < 1, f"{k}={v!r}: use a value in [0, 1)")

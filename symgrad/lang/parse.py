@@ -24,7 +24,7 @@ symgrad.errors.ParseError: '^' is bitwise xor, not a power. Fix: write x**2 for 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import sympy as sp
 
@@ -212,14 +212,16 @@ class _Builder:
         return self.check_size(node, out)
 
 
-def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] | None = None) -> sp.Expr:
+def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] | Sequence[Callable[..., object]]
+               | None = None) -> sp.Expr:
     """Parse ``text`` into a SymPy expression, safely (no eval, exec or sympify).
 
     Names become real symbols (``Symbol(name, real=True)``); ``pi`` and ``E`` are the
     constants. Functions: the math functions (sin ... atanh, exp, log, erf, erfc, atan2,
     sqrt, Abs/abs, sign, Max/Min/max/min), symgrad's ops (sigmoid, softplus, relu,
     leaky_relu, elu, bce_logits) and the composites gelu, silu and swish.
-    ``extra_functions`` adds (or overrides) functions by name.
+    ``extra_functions`` adds (or overrides) functions by name: a dict ``{name: function}``, or a
+    list of functions (SymPy function classes, Python functions) named by their ``__name__``.
 
     Raises :class:`~symgrad.errors.ParseError` naming the offending construct and the fix.
 

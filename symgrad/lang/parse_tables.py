@@ -80,9 +80,9 @@ def supported_names(functions: Mapping[str, object]) -> str:
     return ", ".join(sorted(functions))
 
 
-def function_table(extra: Mapping[str, Callable[..., object]] | None) -> dict[str, tuple[Callable[..., object], Arity]]:
+def function_table(extra: object) -> dict[str, tuple[Callable[..., object], Arity]]:
     table: dict[str, tuple[Callable[..., object], Arity]] = dict(FUNCTIONS)
-    for name, f in (extra or {}).items():
+    for name, f in _named(extra):
         if not isinstance(name, str) or not name.isidentifier() or name.startswith("_") or keyword.iskeyword(name):
             raise ParseError(
                 f"extra_functions key {name!r} is not a valid name. Fix: use an identifier not starting with '_'"
@@ -93,6 +93,26 @@ def function_table(extra: Mapping[str, Callable[..., object]] | None) -> dict[st
             raise ParseError(f"extra_functions[{name!r}] is not callable (got {type(f).__name__})")
         table[name] = (f, (0, None))
     return table
+
+
+def _named(extra: object) -> list[tuple[object, object]]:
+    """``extra_functions`` as (name, function) pairs: a mapping's items, or functions (SymPy
+    function classes, Python functions; one or a list) under their ``__name__``."""
+    if extra is None:
+        return []
+    if isinstance(extra, Mapping):
+        return list(extra.items())
+    fs = [extra] if callable(extra) or isinstance(extra, (str, bytes)) else extra
+    try:
+        fs = list(fs)
+    except TypeError:
+        fs = [fs]
+    unnamed = [f for f in fs if not callable(f) or not isinstance(getattr(f, "__name__", None), str)]
+    if unnamed:
+        raise ParseError(f"extra_functions holds {unnamed[0]!r}, which is not a named function. Fix: pass "
+                         "functions such as [sp.sin, my_func] (used by their __name__), or a dict "
+                         "{'name': function}.")
+    return [(f.__name__, f) for f in fs]
 
 
 def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:

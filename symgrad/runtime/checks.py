@@ -23,6 +23,7 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
                             "(arr.filled(value)).")
         x = np.ma.getdata(x)
     if not isinstance(x, np.ndarray):
+        _refuse_none(x, what)
         try:
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
@@ -37,6 +38,21 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
             f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."
         )
     return np.ascontiguousarray(x)
+
+
+def _refuse_none(x: object, what: str) -> None:
+    """None (or a list holding None) would become NaN in a float array, and be reported as
+    non-finite data: name it instead."""
+    held = False
+    if isinstance(x, (list, tuple)):
+        try:
+            held = any(v is None for v in np.asarray(x, dtype=object).flat)
+        except ValueError:  # ragged nesting: the conversion will say so
+            pass
+    if x is None or held:
+        raise DataError(f"{what} {'is' if x is None else 'holds'} None, not numbers. Fix: pass an array of "
+                        "numbers for it (every data array, in the order given to data=[...]); drop or "
+                        "impute missing values instead of None.")
 
 
 def split_flat(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -100,6 +116,7 @@ def check_data(
 def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     """A flat parameter-like vector of length ``n`` (params are converted, not refused:
     optimizers such as scipy's always hand us float64)."""
+    _refuse_none(x, what)
     try:
         arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
     except (TypeError, ValueError) as exc:

@@ -25,8 +25,9 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
+from ..lang.nn import check_network
 from ..lang.optim import Optimizer
-from .checks import check_finite, is_dask, split_flat
+from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
 from .epochs import GradientHealthWarning, Run, after_chunk, record  # noqa: F401 (the warning's home for users)
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
@@ -39,14 +40,22 @@ from .execution import (  # noqa: F401
     _progress,
     fit_threads,
 )
-from .inputs import as_data, check_fit_options, data_dtype, prepare_xy, resolve_optimizer, split_validation
+from .inputs import (
+    as_data,
+    check_fit_options,
+    check_run_options,
+    data_dtype,
+    prepare_xy,
+    resolve_optimizer,
+    split_validation,
+)
 from .state import TrainState, check_resume
 from .trained import Trained
 
 
 def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: int = 10,
         batch_size: int = 32, seed: int = 0, dtype: str | None = None, validation: tuple | None = None,
-        threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] = (),
+        threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] | Callable = (),
         progress: bool = False, chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
         backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
         threads: int | None = None, resume: Trained | None = None, client=None, strategy: str = "sync",
@@ -84,6 +93,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     then runs one thread, and ``progress``, ``chunk_epochs``, ``threads`` and ``blas_threads``
     (options of this process's kernel calls) are not used.
     """
+    check_network(model)
+    callbacks = check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, threads)
     if client is not None or is_dask(X) or is_dask(Y):
         return _fit_dask(model, loss, X, Y, client=client, strategy=strategy, local_steps=local_steps,
                          optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, dtype=dtype,
@@ -204,7 +215,7 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
         a = np.array(arr, dtype=dt, copy=True, order="C")
         if a.shape != shape:
             raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}")
-        check_finite(a, f"params['{sym}']")
+        check_finite(a, f"params['{sym}']", PARAMS_FIX)
         out.append(a)
     return out
 

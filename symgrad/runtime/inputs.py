@@ -5,6 +5,10 @@ Numba error from inside the kernel, or worse, a silently wrong model.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from numbers import Real
+
 import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
@@ -106,9 +110,9 @@ def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: s
         Y = _numbers(Y, loss_name, what)
     if loss_name in CLASS_LOSSES and Y.ndim == 1:
         if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
-            raise ShapeError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
-                             f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
-                             f"np.unique({what}, return_inverse=True)[1].")
+            raise TargetError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
+                              f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
+                              f"np.unique({what}, return_inverse=True)[1].")
         Y = np.eye(n_out, dtype=dtype)[Y]
     Y = as_model_array(Y, dtype, what)
     if Y.ndim > 2:
@@ -157,6 +161,34 @@ def check_fit_options(epochs, batch_size, patience, validation, params, resume) 
         raise OptionError(f"patience={patience!r}: use an integer >= 1 (epochs without improvement).")
     if params is not None and resume is not None:
         raise OptionError("params= and resume= both give the starting parameters. Fix: pass one of them.")
+
+
+def check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, threads) -> list:
+    """fit's options for how it runs (each would fail inside, or in NumPy or threadpoolctl); the
+    callbacks as a list (a single function is a list of one)."""
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, Real)
+                                  or math.isnan(threshold)):
+        raise OptionError(f"threshold={threshold!r}: use a number (training stops once the training loss "
+                          "is at most it), or None. Fix: e.g. threshold=1e-3.")
+    try:
+        np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise OptionError(f"seed={seed!r}: use an integer >= 0 (it sets the initial weights and the "
+                          "shuffling). Fix: e.g. seed=0.") from None
+    for name, n in (("chunk_epochs", chunk_epochs), ("blas_threads", blas_threads), ("threads", threads)):
+        if n is not None and not _count(n, 1):
+            raise OptionError(f"{name}={n!r}: use an integer >= 1, or None. Fix: e.g. {name}=1, or drop it.")
+    callbacks = [callbacks] if callable(callbacks) else callbacks
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
+        callbacks = [callbacks]
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not callable(cb):
+            raise OptionError(f"callbacks: {cb!r} is not a function. Fix: pass functions callback(epoch, model) "
+                              "that return True to stop, e.g. callbacks=[lambda epoch, m: epoch >= 5].")
+    return callbacks
 
 
 def _count(n, least: int) -> bool:

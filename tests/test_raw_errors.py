@@ -1,0 +1,120 @@
+"""Reported raw TypeError/AttributeError/ValueError escapes, each now a SymgradError naming the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.errors import DataError, OptionError, ParseError, TargetError
+from symgrad.lang.optim import OptimizerConfigError
+
+a, x, y = sp.symbols("a x y", real=True)
+X, Y = np.ones((20, 2)), np.ones(20)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return sg.nn.MLP([2, 4, 1])
+
+
+def _fit(net, **kw):
+    return sg.fit(net, "mse", X, Y, backend="python", **{"epochs": 1, **kw})
+
+
+def test_mlp_of_a_number_names_sizes():
+    with pytest.raises(OptionError, match=r"sizes=\[n_in, hidden\.\.\., n_out\]\. Fix:"):
+        sg.nn.MLP(3)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: sg.fit("mlp", "mse", X, Y, backend="python"),
+    lambda: sg.fit(a * x, "mse", X, Y, backend="python"),
+    lambda: sg.formulas("mlp", "mse"),
+], ids=["fit-name", "fit-formula", "formulas-name"])
+def test_model_that_is_not_a_network(call):
+    with pytest.raises(OptionError, match=r"must be a network such as sg\.nn\.MLP.*Fix:"):
+        call()
+
+
+@pytest.mark.parametrize("kw, text", [
+    (dict(threshold="low"), "threshold='low'"),
+    (dict(threshold=float("nan")), "threshold=nan"),
+    (dict(seed="a"), "seed='a'"),
+    (dict(seed=-1), "seed=-1"),
+    (dict(callbacks=[1]), "callbacks: 1 is not a function"),
+    (dict(chunk_epochs=-1), "chunk_epochs=-1"),
+    (dict(blas_threads="one"), "blas_threads='one'"),
+    (dict(threads="2"), "threads='2'"),
+    (dict(threads=1.5), "threads=1.5"),
+])
+def test_bad_fit_options(net, kw, text):
+    with pytest.raises(OptionError, match="Fix:") as info:
+        _fit(net, **kw)
+    assert text in str(info.value)
+
+
+def test_a_single_callback_is_a_list_of_one(net):
+    seen = []
+    _fit(net, callbacks=lambda epoch, m: seen.append(epoch), epochs=2)
+    assert seen == [1, 2]
+
+
+def test_custom_loss_with_the_wrong_arguments(net):
+    with pytest.raises(OptionError, match=r"f\(pred, target\).*SymPy scalar.*Fix:"):
+        sg.fit(net, lambda p: p, X, Y, backend="python")
+    with pytest.raises(OptionError, match=r"f\(pred, target\)"):
+        sg.formulas(net, lambda p: p)
+
+
+@pytest.mark.parametrize("kw, text", [
+    (dict(lr="0.1"), "lr='0.1' is not a number"),
+    (dict(beta1="x"), "beta1='x' is not a number"),
+    (dict(clip_norm="1"), "clip_norm='1' is not a number"),
+])
+def test_optimizer_settings_that_are_not_numbers(kw, text):
+    with pytest.raises(OptimizerConfigError, match="Fix:") as info:
+        sg.optim.Adam(**kw)
+    assert text in str(info.value)
+
+
+def test_extra_functions_as_a_list_by_name():
+    def twice(z):
+        return 2 * z
+
+    assert sg.parse_expr("twice(x) + sin(x)", extra_functions=[twice, sp.sin]) == 2 * x + sp.sin(x)
+    assert sg.parse_expr("twice(x)", extra_functions=twice) == 2 * x
+    with pytest.raises(ParseError, match="unknown function 'f'"):
+        sg.parse_expr("f(x)", extra_functions=[sp.sin])
+    with pytest.raises(ParseError, match="not a named function. Fix:"):
+        sg.parse_expr("x", extra_functions=[1])
+
+
+def test_parallel_must_be_a_bool():
+    with pytest.raises(OptionError, match="parallel='yes' is not a bool. Fix:"):
+        sg.compile(a * x, [a], [x], parallel="yes", backend="python")
+
+
+def test_nan_in_start_params_gets_the_parameters_advice(net):
+    params = [p.copy() for p in net.init_params(0)]
+    params[0][0, 0] = np.nan
+    with pytest.raises(DataError, match=r"params\['W1'\] holds a non-finite.*Fix: start from finite") as info:
+        _fit(net, params=params)
+    assert "impute" not in str(info.value)
+
+
+def test_none_data_is_named_not_nan():
+    b = sp.Symbol("b", real=True)
+    f = sg.compile((a * x + b - y) ** 2, [a, b], [x, y], backend="python")
+    with pytest.raises(DataError, match="data 'x' is None, not numbers. Fix:"):
+        f.grad([1.0, 0.0], None, np.ones(3))
+    with pytest.raises(DataError, match="data 'x' holds None.*Fix:"):
+        f.grad([1.0, 0.0], [1.0, None, 2.0], np.ones(3))
+    with pytest.raises(DataError, match="theta holds None"):
+        f.grad([1.0, None], np.ones(3), np.ones(3))
+
+
+def test_class_labels_out_of_range_are_a_target_error():
+    with pytest.raises(TargetError, match=r"class labels must be integers in \[0, 3\).*Fix:"):
+        sg.fit(sg.nn.MLP([2, 4, 3]), "softmax_cross_entropy", X, np.full(20, 5), epochs=1, backend="python")
