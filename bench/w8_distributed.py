@@ -210,8 +210,7 @@ def markdown(m: dict, mode: Mode) -> list[str]:
              f"threads_per_worker=1, processes=True)` started in {m['cluster_s']:.1f} s; data scattered to the "
              f"workers and persisted before timing. Medians of {mode.repeats} calls each after one warm-up, "
              "single-process and Dask calls interleaved; every size checked: the same loss and gradient (rel "
-             "1e-10). Each call moves theta by a relative 1e-9, as an optimizer would: symgrad submits pure "
-             "tasks, so a repeated theta would repeat the previous call's Dask keys. The machine has "
+             "1e-10). Each call moves theta by a relative 1e-9, as an optimizer's calls would. The machine has "
              f"{cores} cores, so 2 workers use all of it while the single-process call uses one.")
     L += ["", table(["rows", "single process (1 thread)", "Dask, 2 workers", "chunks per worker",
                      "Dask / single", "Dask faster"], m["rows"], "rrrlrl"), ""]

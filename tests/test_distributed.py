@@ -199,6 +199,19 @@ def test_bad_input_is_named_with_its_fix(client, digits, decay):
                          da.from_array(ys, chunks=500))
 
 
+def test_in_memory_only_options_are_refused_with_dask(client, digits):
+    from sklearn.metrics import f1_score
+
+    X, y, net = digits
+    with pytest.raises(sg.errors.OptionError, match="validation_split= slices in-memory arrays"):
+        sg.fit(net, "softmax_cross_entropy", *_dask(X, y, 200), client=client, validation_split=0.2)
+    with pytest.raises(sg.errors.OptionError, match="metrics= are computed on validation data"):
+        sg.fit(net, "softmax_cross_entropy", *_dask(X, y, 200), client=client, metrics=[f1_score], epochs=1)
+    m = sg.fit(net, "softmax_cross_entropy", *_dask(X, y, 200), client=client, epochs=2,
+               validation=(X[:100], y[:100]), metrics={"f1": lambda t, p: f1_score(t, p, average="macro")})
+    assert len(m.history["val_f1"]) == 2 and m.history["lr"] == [0.001, 0.001]
+
+
 def test_a_failed_computation_becomes_a_distributed_error(client):
     import dask
 

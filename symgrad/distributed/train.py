@@ -84,6 +84,9 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)
     run = Run([str(p) for p in model.params], metrics, verbose, first + epochs)
+    if run.metrics and val is None:
+        raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
+                          "validation=(X_val, Y_val).")
     for epoch in range(first, first + epochs):
         snapshot, t_before = theta.copy(), state.t
         start = time.perf_counter()

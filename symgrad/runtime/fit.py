@@ -96,6 +96,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     check_network(model)
     callbacks = check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, threads)
     if client is not None or is_dask(X) or is_dask(Y):
+        if validation_split is not None:
+            raise OptionError("validation_split= slices in-memory arrays; with Dask arrays pass the held-out "
+                              "data as validation=(X_val, Y_val) (NumPy or Dask arrays).")
         return _fit_dask(model, loss, X, Y, client=client, strategy=strategy, local_steps=local_steps,
                          optimizer=optimizer, epochs=epochs, batch_size=batch_size, seed=seed, dtype=dtype,
                          validation=validation, threshold=threshold, patience=patience, callbacks=callbacks,
