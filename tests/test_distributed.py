@@ -169,8 +169,10 @@ def test_divergence_keeps_the_last_finite_parameters(client, digits):
     for strategy in ("sync", "local"):
         with pytest.raises(sg.errors.DivergenceError) as info:
             sg.fit(net, "mse", *_dask(X.astype(np.float32), y * 1e3, 200), client=client, strategy=strategy,
-                   optimizer=sg.optim.SGD(10.0), epochs=20)
+                   optimizer=sg.optim.Momentum(10.0, beta=0.5), epochs=20)
         assert all(np.isfinite(p).all() for p in info.value.result.params)
+        # the optimizer state is restored with the parameters (local SGD averages it per round)
+        assert all(np.isfinite(s).all() for s in info.value.result.state.opt_state)
         assert len(info.value.result.history["loss"]) < 20
 
 

@@ -88,7 +88,9 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
                           "validation=(X_val, Y_val).")
     for epoch in range(first, first + epochs):
-        snapshot, t_before = theta.copy(), state.t
+        # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
+        # would leave it ahead of the restored parameters
+        snapshot, t_before, moments = theta.copy(), state.t, [s.copy() for s in state.opt_state]
         start = time.perf_counter()
         try:
             if strategy == "sync":
@@ -97,13 +99,13 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
                 loss_e, gn, status = job.local_epoch(theta, state, optimizer.lr_at(epoch), local_steps,
                                                      batch_size, (seed, epoch, shuffle))
         except DistributedError as exc:
-            theta[...], state.t = snapshot, t_before
+            _restore(theta, state, snapshot, t_before, moments)
             err = DistributedError(f"{exc} Training stopped after epoch {epoch}; err.result holds the "
                                    "parameters from then.")
             err.result = result
             raise err from exc
         if status:
-            theta[...], state.t = snapshot, t_before
+            _restore(theta, state, snapshot, t_before, moments)
             _diverged(result, status, snapshot, theta, epoch + 1)
         record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [optimizer.lr_at(epoch)],
                time.perf_counter() - start, run, epoch)
@@ -114,6 +116,12 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def _restore(theta, state, snapshot, t_before, moments) -> None:
+    theta[...], state.t = snapshot, t_before
+    for s, m in zip(state.opt_state, moments):
+        s[...] = m
 
 
 class _Job:
