@@ -189,32 +189,25 @@ class _Builder:
     def _extremum_args(self, e: sp.Expr, lanes: list[sp.Symbol]) -> list[sp.Expr]:
         """Max/Min's arguments in the order of the kink convention (ops.KINK_CONVENTIONS['Max']):
         constants last, the rest by SymPy's sort key; non-constant ones as seams (lanes)."""
-        out = []
-        for a in sorted(e.args, key=lambda a: (self.is_const(a), sp.default_sort_key(a))):
-            if self.is_const(a):
-                out.append(a)
-            else:
-                s = self.visit(a)
-                if s not in lanes:
-                    lanes.append(s)
-                out.append(s)
-        return out
+        seen = set(lanes)
+        return [self._arg(a, lanes, seen)
+                for a in sorted(e.args, key=lambda a: (self.is_const(a), sp.default_sort_key(a)))]
+
+    def _arg(self, a: sp.Expr, lanes: list[sp.Symbol], seen: set) -> sp.Expr:
+        """A constant argument as it is; any other as its seam, added once to ``lanes``."""
+        if self.is_const(a):
+            return a
+        s = self.visit(a)
+        if s not in seen:
+            seen.add(s)
+            lanes.append(s)
+        return s
 
     def _body(self, e: sp.Expr, lanes: list[sp.Symbol]) -> sp.Expr:
         if isinstance(e, sp.Piecewise):
             return self._piecewise_body(e, lanes)
-        args = []
         seen = set(lanes)  # a set beside the list: an Add of N terms has N lanes
-        for a in e.args:
-            if self.is_const(a):
-                args.append(a)
-            else:
-                s = self.visit(a)
-                if s not in seen:
-                    seen.add(s)
-                    lanes.append(s)
-                args.append(s)
-        return e.func(*args)
+        return e.func(*[self._arg(a, lanes, seen) for a in e.args])
 
     def _piecewise_body(self, e: sp.Piecewise, lanes: list[sp.Symbol]) -> sp.Expr:
         # Pieces and the two sides of each condition become lanes; conditions carry no gradient.

@@ -37,9 +37,8 @@ from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
 from ..runtime.epochs import Run, after_chunk, record
-from ..runtime.fit import _diverged, _start, _views
-from ..runtime.inputs import check_fit_options, data_dtype, prepare_xy, resolve_optimizer
-from ..runtime.state import check_resume
+from ..runtime.fit import _diverged, _start, _views, resolve_start
+from ..runtime.inputs import data_dtype, prepare_xy
 from ..runtime.trained import Trained
 from .arrays import compute, resolve_client, row_blocks
 from .worker import ModuleSource, local_round, loss_grad_chunk
@@ -60,12 +59,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
         raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
                           "averagings, a positive integer")
-    check_fit_options(epochs, batch_size, patience, validation, params, resume)
-    optimizer = None if optimizer is None else resolve_optimizer(optimizer)
-    if resume is not None:
-        check_resume(resume, model, loss, optimizer)
-        optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
-    optimizer = resolve_optimizer(optimizer)
+    optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
+                                     params, resume)
     client = resolve_client(client)
     blocks, rows = row_blocks([X, Y], ["X", "Y"])
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))

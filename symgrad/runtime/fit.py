@@ -108,12 +108,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     if strategy != "sync" or local_steps != 1:
         raise OptionError(f"strategy={strategy!r} and local_steps={local_steps!r} are for training on Dask "
                           "arrays with client=. Fix: drop them, or pass Dask arrays and a client.")
-    check_fit_options(epochs, batch_size, patience, validation, params, resume)
-    optimizer = None if optimizer is None else resolve_optimizer(optimizer)
-    if resume is not None:
-        check_resume(resume, model, loss, optimizer)
-        optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
-    optimizer = resolve_optimizer(optimizer)
+    optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
+                                     params, resume)
     X = as_data(X, "X")
     # before anything is built or cached; the data's dtype when none is given, as in scikit-learn
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
@@ -176,6 +172,16 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation, params, resume):
+    """(optimizer, dtype) after fit's option checks: ``resume``'s unless given."""
+    check_fit_options(epochs, batch_size, patience, validation, params, resume)
+    optimizer = None if optimizer is None else resolve_optimizer(optimizer)
+    if resume is not None:
+        check_resume(resume, model, loss, optimizer)
+        optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
+    return resolve_optimizer(optimizer), dtype
 
 
 def _fit_dask(model, loss, X, Y, **options) -> Trained:
