@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..errors import DataError, DistributedError, OptionError, ShapeError
+import numpy as np
+
+from ..errors import DataError, DistributedError, OptionError, ShapeError, SymgradError
 from ..runtime.checks import is_dask
 
 INSTALL = "Fix: pip install 'symgrad[distributed]' (Dask and dask.distributed)."
@@ -44,9 +46,10 @@ def resolve_client(client=None):
             "(pass client=, or call inside 'with client:')") from None
 
 
-def row_blocks(arrays: Sequence[object], names: Sequence[str]) -> tuple[list[tuple], list[int]]:
-    """(one tuple of delayed blocks per row chunk, the rows in each chunk) for Dask arrays that
-    all split their rows the same way. Columns are gathered into one chunk per array."""
+def row_blocks(arrays: Sequence[object], names: Sequence[str]) -> tuple[list[tuple], list[int], list[int]]:
+    """(one tuple of delayed blocks per row chunk, the rows in each chunk, each chunk's first row)
+    for Dask arrays that all split their rows the same way. Columns are gathered into one chunk
+    per array."""
     require_dask()
     if not all(is_dask(a) for a in arrays):
         kinds = ", ".join(f"{n}: {type(a).__name__}" for n, a in zip(names, arrays))
@@ -75,14 +78,24 @@ def row_blocks(arrays: Sequence[object], names: Sequence[str]) -> tuple[list[tup
     blocks = [a.to_delayed().ravel() for a in out]
     pairs = [tuple(b[k] for b in blocks) for k in range(len(first))]
     keep = [k for k, n in enumerate(first) if n > 0]  # empty chunks hold no samples
-    return [pairs[k] for k in keep], [int(first[k]) for k in keep]
+    rows = [int(first[k]) for k in keep]
+    return [pairs[k] for k in keep], rows, np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int).tolist()
+
+
+def combine(parts: list[tuple], mean: bool = True) -> tuple[float, np.ndarray | None]:
+    """Chunks' (rows, value, vector or None) as the value and vector of all rows: the chunks'
+    means weighted by their rows (in float64), or plain sums when ``mean`` is False."""
+    n = sum(p[0] for p in parts)
+    w = [p[0] / n if mean else 1.0 for p in parts]
+    value = float(sum(wk * p[1] for wk, p in zip(w, parts)))
+    if parts[0][2] is None:
+        return value, None
+    return value, sum(wk * p[2].astype(np.float64) for wk, p in zip(w, parts))
 
 
 def compute(client, tasks: list, what: str) -> list:
     """Run ``tasks`` (Dask delayed objects) on ``client`` and gather the results; a failure that
     is not symgrad's own (a worker lost more often than Dask retries) becomes DistributedError."""
-    from ..errors import SymgradError
-
     futures = client.compute(tasks)
     try:
         return client.gather(futures)

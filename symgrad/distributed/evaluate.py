@@ -25,7 +25,9 @@ import weakref
 
 import numpy as np
 
-from .arrays import compute, resolve_client, row_blocks
+from ..errors import ShapeError
+from ..runtime.checks import check_vector, split_flat
+from .arrays import combine, compute, resolve_client, row_blocks
 from .worker import model_chunk
 
 #: Each compiled model is scattered to every worker once per client, not pickled per task.
@@ -46,22 +48,15 @@ def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np
     client = resolve_client(client)
     names = [str(d) for d in f.data]
     if len(data) != len(names):
-        from ..errors import ShapeError
-
         raise ShapeError(f"expected {len(names)} data arrays ({names}), got {len(data)}")
-    blocks, rows = row_blocks(list(data), names)
+    blocks, _, starts = row_blocks(list(data), names)
     remote = _on_workers(f, client)
-    starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
     # impure: a unique key per call. Pure keys repeat when theta repeats (a line search does
     # that), and a new task under the key of one being released raced with its release
     call = dask.delayed(model_chunk, pure=False)
     tasks = [call(remote, op, theta, v, k, s, *b) for k, (s, b) in enumerate(zip(starts, blocks))]
     parts = compute(client, tasks, f"{op} over {len(tasks)} row chunks")
-    n = sum(p[0] for p in parts)
-    # chunk means weighted by their rows: the mean over all rows (a sum stays a sum)
-    w = [p[0] / n if f.reduction == "mean" else 1.0 for p in parts]
-    value = float(sum(wk * p[1] for wk, p in zip(w, parts)))
-    vec = None if parts[0][2] is None else sum(wk * p[2].astype(np.float64) for wk, p in zip(w, parts))
+    value, vec = combine(parts, mean=(f.reduction == "mean"))  # a sum stays a sum
     return value, (None if vec is None else vec.astype(f.dtype))
 
 
@@ -88,10 +83,6 @@ def hvp(f, theta, v, *data, client=None):
 def _theta(f, theta, what: str = "theta"):
     """(theta as the flat vector the workers take, how to return a result in theta's form)."""
     if hasattr(f, "_flat"):  # a tensor model: a flat vector or one array per parameter
-        from ..runtime.checks import split_flat
-
         flat, was_flat = f._flat(theta, what)
         return flat, (lambda g: g) if was_flat else (lambda g: split_flat(g, f.shapes))
-    from ..runtime.checks import check_vector
-
     return check_vector(theta, len(f.params), f.dtype, what), (lambda g: g)

@@ -40,7 +40,7 @@ from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
 from ..runtime.trained import Trained
-from .arrays import compute, resolve_client, row_blocks
+from .arrays import combine, compute, resolve_client, row_blocks
 from .worker import ModuleSource, local_round, loss_grad_chunk
 
 STRATEGIES = ("sync", "local")
@@ -62,7 +62,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
                                      params, resume)
     client = resolve_client(client)
-    blocks, rows = row_blocks([X, Y], ["X", "Y"])
+    blocks, rows, starts = row_blocks([X, Y], ["X", "Y"])
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
@@ -75,13 +75,10 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
     job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
-               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, mod, optimizer.clip_norm or 0.0,
+               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)
-    run = Run([str(p) for p in model.params], metrics, verbose, first + epochs)
-    if run.metrics and val is None:
-        raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
-                          "validation=(X_val, Y_val).")
+    run = Run(model.params, metrics, verbose, first + epochs, val is not None)
     for epoch in range(first, first + epochs):
         # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
         # would leave it ahead of the restored parameters
@@ -122,9 +119,9 @@ def _restore(theta, state, snapshot, t_before, moments) -> None:
 class _Job:
     """One distributed fit: the client, the module on the workers, the chunks."""
 
-    def __init__(self, client, src, spec, blocks, rows, mod, clip: float, hyper: np.ndarray):
-        self.client, self.src, self.spec, self.blocks, self.rows, self.mod = client, src, spec, blocks, rows, mod
-        self.starts = np.concatenate([[0], np.cumsum(rows)[:-1]]).tolist()
+    def __init__(self, client, src, spec, blocks, rows, starts, mod, clip: float, hyper: np.ndarray):
+        self.client, self.src, self.spec, self.blocks, self.mod = client, src, spec, blocks, mod
+        self.rows, self.starts = rows, starts
         self.keys = [tuple(str(b.key) for b in pair) for pair in blocks]
         self.offsets = np.asarray(mod.OFFSETS)
         self.clip, self.hyper = clip, hyper
@@ -140,9 +137,8 @@ class _Job:
         tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], theta, *pair)
                  for k, pair in enumerate(self.blocks)]
         parts = compute(self.client, tasks, f"the gradient over {len(tasks)} row chunks")
-        n = sum(p[0] for p in parts)
-        loss = sum(p[0] / n * p[1] for p in parts)
-        g = sum(p[0] / n * p[2].astype(np.float64) for p in parts).astype(theta.dtype)
+        loss, g = combine(parts)
+        g = g.astype(theta.dtype)
         norms = self._norms(g)
         if not np.isfinite(loss) or not np.isfinite(norms).all():
             return loss, norms, 1

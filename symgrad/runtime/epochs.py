@@ -41,11 +41,16 @@ class GradientHealthWarning(UserWarning):
 
 
 class Run:
-    """Bookkeeping of one fit call: names, health state, metrics, verbosity."""
+    """Bookkeeping of one fit call: names, health state, metrics (refused without validation
+    data, which they are computed on), verbosity."""
 
-    def __init__(self, names: list[str], metrics=None, verbose: int = 0, epochs: int = 0):
-        self.names, self.verbose, self.epochs = names, verbose, epochs
+    def __init__(self, params, metrics=None, verbose: int = 0, epochs: int = 0, validated: bool = False,
+                 how_to_validate: str = "validation=(X_val, Y_val)"):
+        self.names, self.verbose, self.epochs = [str(p) for p in params], verbose, epochs
         self.metrics = _metrics(metrics)
+        if self.metrics and not validated:
+            raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
+                              f"{how_to_validate}.")
         self.warned: set[str] = set()
         self.base: float | None = None  # the first epoch's global gradient norm
 

@@ -124,10 +124,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
-    run = Run([str(p) for p in model.params], metrics, verbose, first + epochs)
-    if run.metrics and val is None:
-        raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
-                          "validation=(X_val, Y_val) or validation_split=0.1.")
+    run = Run(model.params, metrics, verbose, first + epochs, val is not None,
+              "validation=(X_val, Y_val) or validation_split=0.1")
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
