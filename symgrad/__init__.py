@@ -11,6 +11,7 @@ import sys
 from .api import compile, compile_residuals, explain, formulas, grad
 from .errors import SymgradError
 from .lang import losses, nn, ops, optim
+from .lang.conv import avgpool2d, conv2d, maxpool2d
 from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .lang.nn import activation
 from .lang.parse import parse_expr
@@ -19,8 +20,8 @@ from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "bce_sum", "check_grads", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "load", "logsumexp",
-    "losses", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
+    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "load", "logsumexp",
+    "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"
 

@@ -33,6 +33,7 @@ class TNode:
     partials: tuple[sp.Expr, ...] = ()
     trans: tuple[bool, bool] = (False, False)  # matmul: operand is an unbatched transpose
     index: int = 0  # select: flat index
+    geom: tuple[int, ...] = ()  # conv2d, pooling: the image geometry (symgrad.lang.conv)
     role: str = ""  # leaf: param | data
     label: str = ""  # readable name for formulas (z1, a1, W1, ...)
 

@@ -36,6 +36,7 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
+from ..lang.conv import model_input
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
@@ -66,7 +67,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
-    n_in = int(model.x.shape[0])
+    n_in = model_input(model)
     val = None
     if validation is not None:
         vx, vy = (np.asarray(v.compute() if hasattr(v, "compute") else v) for v in validation)

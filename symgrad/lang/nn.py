@@ -19,6 +19,8 @@ from . import ops
 from .functions import elementwise, softmax
 
 Activation = Callable[[sp.Expr], sp.Expr]
+#: Activations whose layers get He initialisation (the rest get Xavier/Glorot).
+RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "swish")
 
 
 # Named functions, not lambdas: a model holding them pickles (sg.fit results, estimators).
@@ -116,6 +118,9 @@ class Dense:
     def params(self) -> list[sp.MatrixSymbol]:
         return [self.W, self.b]
 
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.act_name!r})"
+
 
 class MLP:
     """A multilayer perceptron as one SymPy expression.
@@ -154,7 +159,7 @@ class MLP:
                 self.labels[h] = f"a{k + 1}"
             self.layers.append(layer)
         self.expr = h
-        relu_like = isinstance(activation, str) and activation in ("relu", "leaky_relu", "elu", "gelu", "silu", "swish")
+        relu_like = isinstance(activation, str) and activation in RELU_LIKE
         self.init = init or ("he" if relu_like else "xavier")
 
     @property
@@ -174,3 +179,7 @@ class MLP:
 
     def __repr__(self) -> str:
         return f"MLP({self.sizes}, init={self.init!r})"
+
+
+# The convolutional layers and Sequential build on Dense above (sg.nn is one namespace).
+from .layers import AvgPool2D, Conv2D, Flatten, MaxPool2D, Sequential  # noqa: E402, F401

@@ -25,6 +25,7 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
+from ..lang.conv import model_input
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
@@ -115,7 +116,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
-    n_in = int(model.x.shape[0])
+    n_in = model_input(model)
     Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt)
     val = (prepare_xy(*validation, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
            if validation is not None else None)

@@ -61,13 +61,19 @@ def as_model_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
                      "categories with sklearn.preprocessing.OneHotEncoder, dates as numbers).")
 
 
-def prepare_x(X, n_in: int, dtype: np.dtype, what: str = "X") -> np.ndarray:
-    """``X`` as a C-contiguous (n, n_in) array: one row per sample, finite, of the model's dtype.
+def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X") -> np.ndarray:
+    """``X`` as a C-contiguous (n, features) array: one row per sample, finite, of the model's dtype.
 
+    ``n_in`` is the number of features, or the (C, H, W) of a model that takes images: those come
+    as (n, C, H, W) arrays (channels first, as PyTorch's), (n, H, W) for one channel, or flat.
     A 1-D array is n samples of one feature when the model has one input, and is refused
     otherwise: it is then most likely one sample, and guessing would hide a transposed X.
     """
     X = as_model_array(X, dtype, what)
+    image = n_in if isinstance(n_in, tuple) else None
+    n_in = int(np.prod(n_in))
+    if image is not None and X.ndim > 2:
+        X = _flat_images(X, image, what)
     if X.ndim == 1 and n_in == 1:
         X = X.reshape(-1, 1)
     elif X.ndim == 1:
@@ -80,13 +86,25 @@ def prepare_x(X, n_in: int, dtype: np.dtype, what: str = "X") -> np.ndarray:
                          f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
                          f"flattens to {n_in} features, or check the data.")
     if X.shape[1] != n_in:
-        raise ShapeError(f"{what} has {X.shape[1]} columns (features); the model takes {n_in}. Fix: pass "
-                         f"the {n_in} features the model was built for (sizes[0] of the MLP).")
+        took = f"images {image}, {n_in} numbers flat" if image else f"{n_in}"
+        raise ShapeError(f"{what} has {X.shape[1]} columns (features); the model takes {took}. Fix: pass "
+                         f"the {n_in} features the model was built for (its input size).")
     check_finite(X, what)
     return np.ascontiguousarray(X)
 
 
-def prepare_xy(X, Y, loss_name: str, n_in: int, n_out: int, dtype: np.dtype,
+def _flat_images(X: np.ndarray, image: tuple[int, ...], what: str) -> np.ndarray:
+    """(n, C, H, W) images, or (n, H, W) ones of one channel, as rows of C·H·W (NCHW order)."""
+    if X.shape[1:] == image or (image[0] == 1 and X.shape[1:] == image[1:]):
+        return X.reshape(len(X), -1)
+    last = X.ndim == 4 and X.shape[1:] == (*image[1:], image[0])
+    fix = (f"channels first: np.moveaxis({what}, -1, 1)" if last
+           else f"images of shape {image} (C, H, W), one per sample")
+    raise ShapeError(f"{what} has shape {X.shape}: images of {X.shape[1:]}, but the model takes {image} "
+                     f"(channels, height, width). Fix: {fix}.")
+
+
+def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dtype: np.dtype,
                names: tuple[str, str] = ("X", "Y")) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) checked against the model and the loss; class labels become one-hot rows."""
     X = prepare_x(X, n_in, dtype, names[0])

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import jit
 from ..errors import OptionError, ShapeError
+from ..lang.conv import model_input
 from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, prepare_x, prepare_xy
 from .state import ModelSpec, StoredLoss, TrainState
 
@@ -73,9 +74,9 @@ class Trained:
             self._module = jit.load(path, jit=(self.backend == "numba"))
         return self._module
 
-    def _n_in(self, X) -> int:
+    def _n_in(self, X) -> int | tuple[int, ...]:
         """The network's input width (X's own, for a Trained made by hand without one)."""
-        return int(self.model.x.shape[0]) if self.model is not None else int(np.shape(X)[-1])
+        return model_input(self.model) if self.model is not None else int(np.shape(X)[-1])
 
     def predict(self, X) -> np.ndarray:
         """Model outputs, one row per sample of ``X``, in the model's dtype (``X`` is converted).

@@ -1,0 +1,189 @@
+"""Convolutional layers and ``Sequential``: a stack of layers as one SymPy expression.
+
+>>> net = Sequential([Conv2D(1, 4, 3, padding="same", activation="relu"), MaxPool2D(2), Flatten(),
+...                   Dense(4 * 4 * 4, 10)], input_shape=(1, 8, 8))
+>>> net.params
+[K1, b1, W4, b4]
+>>> net.labels[net.layers[0].z]
+'z1'
+>>> net.expr.shape
+(10, 1)
+
+Images are stored flat, channel by channel (NCHW order: ``X.reshape(len(X), -1)``); ``fit`` and
+``predict`` take them as ``(n, C, H, W)`` arrays or already flat.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import sympy as sp
+
+from ..errors import OptionError, ShapeError
+from .conv import avgpool2d, conv2d, maxpool2d
+from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
+
+
+class Conv2D:
+    """``z = K ⋆ x + b``, ``a = f(z)``: ``c_out`` kernels of ``kernel_size`` over ``c_in`` channels.
+
+    ``K`` is ``c_out × (c_in·kh·kw)`` (PyTorch's ``weight.reshape(c_out, -1)``), ``b`` is
+    ``c_out × 1``; ``padding`` is an integer, a pair or "same".
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int | tuple[int, int], stride: int | tuple = 1,
+                 padding: int | tuple | str = 0, activation: str | Activation = "identity"):
+        for what, v in (("c_in", c_in), ("c_out", c_out)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise OptionError(f"Conv2D({what}={v!r}): channel counts are positive integers. "
+                                  "Fix: e.g. Conv2D(1, 16, 3) for 16 3×3 kernels over one input channel.")
+        self.c_in, self.c_out = int(c_in), int(c_out)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.kh, self.kw = (kernel_size, kernel_size) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
+        self.act_name = activation if isinstance(activation, str) else "custom"
+        if self.act_name == "softmax":
+            raise OptionError("Conv2D(activation='softmax'): softmax is a vector op over a Dense layer's "
+                              "outputs. Fix: an elementwise activation such as 'relu'.")
+        self.act = _by_name(activation) if isinstance(activation, str) else activation
+
+    def build(self, x: sp.MatrixExpr, shape, index: int):
+        if len(shape) != 3:
+            raise ShapeError(f"layer {index}, Conv2D, takes an image (C, H, W), but its input is a flat vector "
+                             f"of {shape[0]}. Fix: convolutions come before Flatten and Dense layers.")
+        if shape[0] != self.c_in:
+            raise ShapeError(f"layer {index}, Conv2D({self.c_in}, {self.c_out}, ...), takes {self.c_in} channels "
+                             f"but its input has {shape[0]} (shape {shape}). Fix: Conv2D({shape[0]}, {self.c_out}, ...).")
+        self.K = sp.MatrixSymbol(f"K{index}", self.c_out, self.c_in * self.kh * self.kw)
+        self.b = sp.MatrixSymbol(f"b{index}", self.c_out, 1)
+        self.z = conv2d(self.K, x, self.b, stride=self.stride, padding=self.padding, in_shape=shape,
+                        kernel_size=(self.kh, self.kw))
+        a = _apply(self.act, self.z)
+        return a, self.z.out_shape, {self.z: f"z{index}", **({a: f"a{index}"} if a != self.z else {})}
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [self.K, self.b]
+
+    def fans(self) -> tuple[int, int]:
+        return self.c_in * self.kh * self.kw, self.c_out * self.kh * self.kw
+
+    def __repr__(self) -> str:
+        return (f"Conv2D({self.c_in}, {self.c_out}, {self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding!r}, activation={self.act_name!r})")
+
+
+class _Pool:
+    op = maxpool2d
+
+    def __init__(self, size: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None = None):
+        self.size, self.stride = size, stride
+
+    def build(self, x: sp.MatrixExpr, shape, index: int):
+        name = type(self).__name__
+        if len(shape) != 3:
+            raise ShapeError(f"layer {index}, {name}, takes an image (C, H, W), but its input is a flat vector. "
+                             "Fix: pool before Flatten and Dense layers.")
+        p = type(self).op(x, self.size, stride=self.stride, in_shape=shape)
+        return p, p.out_shape, {p: f"p{index}"}
+
+    params: list = []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.size}, stride={self.stride})"
+
+
+class MaxPool2D(_Pool):
+    """The largest value of each ``size`` window (``stride`` defaults to ``size``)."""
+
+    op = maxpool2d
+
+
+class AvgPool2D(_Pool):
+    """The mean of each ``size`` window (``stride`` defaults to ``size``)."""
+
+    op = avgpool2d
+
+
+class Flatten:
+    """An image (C, H, W) as a vector of C·H·W, for the Dense layers after it. The values stay
+    where they are (images are stored flat, channel by channel): it changes the shape only."""
+
+    params: list = []
+
+    def build(self, x: sp.MatrixExpr, shape, index: int):
+        return x, (math.prod(shape),), {}
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+
+class Sequential:
+    """Layers applied in order to an input of ``input_shape``: ``(C, H, W)`` for images, or the
+    number of features. Parameters are named by layer position: K1, b1 (a convolution), W5, b5 (a
+    Dense); values z1 (before the activation), a1 (after), p2 (a pooling).
+    """
+
+    def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...], init: str | None = None):
+        shape = (int(input_shape),) if np.ndim(input_shape) == 0 else tuple(int(v) for v in input_shape)
+        if len(shape) not in (1, 3) or min(shape) < 1:
+            raise OptionError(f"Sequential(input_shape={input_shape!r}): give (C, H, W) for images or the number "
+                              "of features. Fix: e.g. input_shape=(1, 8, 8) for 8×8 grey images.")
+        if init not in (None, "he", "xavier"):
+            raise OptionError(f"Sequential(init={init!r}): 'he', 'xavier', or None (He for ReLU-like layers).")
+        self.input_shape, self.layers, self.init = shape, list(layers), init
+        self.x = sp.MatrixSymbol("x", math.prod(shape), 1)
+        self.labels: dict[sp.Basic, str] = {}
+        h: sp.MatrixExpr = self.x
+        for k, layer in enumerate(self.layers, start=1):
+            if isinstance(layer, Dense):
+                h, shape = self._dense(layer, h, shape, k)
+                continue
+            if not hasattr(layer, "build"):
+                raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, "
+                                  "MaxPool2D, AvgPool2D, Flatten or Dense.")
+            h, shape, labels = layer.build(h, shape, k)
+            self.labels.update(labels)
+        if len(shape) != 1:
+            raise ShapeError(f"Sequential: the network ends with an image {shape}. Fix: end with Flatten() "
+                             "and a Dense layer to the outputs.")
+        self.expr = h
+
+    def _dense(self, layer: Dense, h, shape, k: int):
+        if len(shape) != 1:
+            raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes a vector but its input is an "
+                             f"image {shape}. Fix: put sg.nn.Flatten() before it (it then takes {math.prod(shape)}).")
+        if layer.n_in != shape[0]:
+            raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes {layer.n_in} inputs but gets "
+                             f"{shape[0]}. Fix: Dense({shape[0]}, {layer.n_out}).")
+        layer.index = k
+        layer.W, layer.b = sp.MatrixSymbol(f"W{k}", layer.n_out, layer.n_in), sp.MatrixSymbol(f"b{k}", layer.n_out, 1)
+        z, a = layer(h)
+        self.labels[z] = f"z{k}"
+        if a != z:
+            self.labels[a] = f"a{k}"
+        return a, (layer.n_out,)
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [p for layer in self.layers for p in layer.params]
+
+    def init_params(self, seed: int = 0, dtype=np.float64) -> list[np.ndarray]:
+        """He normal weights for ReLU-like layers (``init`` overrides), Xavier otherwise; zero biases."""
+        rng = np.random.default_rng(seed)
+        out = []
+        for layer in self.layers:
+            if not layer.params:
+                continue
+            fan_in, fan_out = layer.fans() if isinstance(layer, Conv2D) else (layer.n_in, layer.n_out)
+            init = self.init or ("he" if layer.act_name in RELU_LIKE else "xavier")
+            std = np.sqrt(2.0 / fan_in) if init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
+            W, b = layer.params
+            out.append((rng.standard_normal(tuple(int(d) for d in W.shape)) * std).astype(dtype))
+            out.append(np.zeros(tuple(int(d) for d in b.shape), dtype=dtype))
+        return out
+
+    def __repr__(self) -> str:
+        inner = ",\n    ".join(map(repr, self.layers))
+        return f"Sequential([\n    {inner},\n], input_shape={self.input_shape})"
