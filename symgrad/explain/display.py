@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..lang.ops import KINK_CONVENTIONS
+from .imaging import kink_notes
 from .printing import tex, tex_name, tex_text, text
 
 #: The kink conventions in LaTeX, by the same keys as the text (``lang.ops.KINK_CONVENTIONS``).
@@ -82,13 +83,15 @@ class Style:
         return Row("eq", lhs, rel, rhs)
 
     def kink_note(self, *exprs: sp.Basic) -> list[Row]:
-        """``Conventions at kinks: ...`` when a kinked function appears, else nothing."""
+        """``Conventions at kinks: ...`` when a kinked function (or max pooling, whose tie rule is
+        stated) appears, else nothing."""
         found = kinks(*exprs)
-        if not found:
-            return []
         table = KINK_LATEX if self.latex else KINK_CONVENTIONS
         items = [table.get(k) or tex_text(KINK_CONVENTIONS[k]) for k in found]
         items = [i + self.pick(*_RELU_INDICATOR) if k == "relu" else i for k, i in zip(found, items)]
+        items += kink_notes(exprs, self.latex)  # max pooling's tie
+        if not items:
+            return []
         return [Row("note", self.words("Conventions at kinks: ") + self.pick("; ", r";\ ").join(items))]
 
 

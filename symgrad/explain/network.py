@@ -15,6 +15,7 @@ import sympy as sp
 from ..derive.ir import OUT, TNode, lower
 from ..derive.simplify import tidy
 from ..kinds import KINDS
+from . import imaging
 from .display import Printout, Row, Style
 from .notation import forward_expr, named, show, sym
 from .printing import tex_text
@@ -37,8 +38,13 @@ class NetworkFormulas(Printout):
         delta = {"mul": " ⊙ ", "power": "^"}  # deltas are elementwise products of vectors
         scalar = {"mul": "·", "power": "^"}  # ℓ is a scalar
         rows = [s.head("Forward (per sample)")]
-        rows += [s.eq(s.name(k), "=", s.expr(v, **(scalar if k == "ℓ" else delta))) for k, v in self.forward]
+        after = imaging.notes([v for _, v in self.forward], s.latex)  # a convolution's geometry
+        rows += [s.eq(s.name(k), "=", s.expr(v, **(scalar if k == "ℓ" else delta)) + n)
+                 for (k, v), n in zip(self.forward, after)]
         rows.append(Row("head", s.pick(_BACKWARD, _BACKWARD_TEX)))
+        # what ⋆, ∗, rot180, ... mean, for the convolution and pooling operations printed
+        rows += [Row("note", line) for line in imaging.legends([v for _, v in self.forward + self.backward],
+                                                                 s.latex)]
         rows += [s.eq(s.name(k), "=", s.expr(v, **delta)) for k, v in self.backward]
         return rows + s.kink_note(*(v for _, v in self.forward))
 

@@ -169,9 +169,10 @@ def text(e: sp.Basic, **settings) -> str:
 #: Functions that appear by name inside our notation's names (softmax(z2), sigmoid(v3)).
 _TEX_FUNCS = {"sigmoid": r"\sigma", "exp": r"\exp", "log": r"\log", "tanh": r"\tanh", "sin": r"\sin",
               "cos": r"\cos", "relu": r"\operatorname{ReLU}"}
-#: The notation's operators: · the matrix product, ⊙ the elementwise one, ᵀ the transpose.
+#: The notation's operators: · the matrix product, ⊙ the elementwise one, ᵀ the transpose (and the
+#: image operations' ⋆, Σ, inside a product's name: explain.imaging prints them everywhere else).
 _TEX_OPS = {"·": r"\,", "⊙": r" \odot ", "ᵀ": r"^{\top}", "-": " - ", "+": " + ", "*": r"\,", "/": "/",
-            ",": ", ", "'": "'", "^": "^", "𝟙": r"\mathbf{1}", ">": " > ", "<": " < "}
+            ",": ", ", "'": "'", "^": "^", "𝟙": r"\mathbf{1}", ">": " > ", "<": " < ", "⋆": r" \star ", "Σ": r"\sum "}
 _NAME = re.compile(r"δ_[^\Wᵀ]+|[^\W\dᵀ][^\Wᵀ]*(?:\*(?![\w(*]))?")
 _TOKEN = re.compile(r"\s+|\*\*|" + _NAME.pattern + r"|\d+(?:\.\d+)?|.")
 

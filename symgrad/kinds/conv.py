@@ -14,24 +14,27 @@ from __future__ import annotations
 import sympy as sp
 
 from ..derive.ir import TNode
-from ..derive.simplify import tidy
 from ..errors import UnsupportedModelError
-from ..explain.notation import show, sym
-from ..explain.printing import text
+from ..explain.imaging import Conv, Correlate, Rot180, SumPositions, crop, dilate, pad
+from ..explain.notation import show
 from ..lang.conv import conv2d
 from .base import Kind, register
-from .image_kernels import CONV
+
+#: The kernels live in symgrad/native/images.py, compiled once per machine: the generated module
+#: only imports them (the helper "source" of the image kinds).
+IMAGES = "\nfrom symgrad.native import images\n"
 
 
-def _geometry(n: TNode) -> str:
-    return ", ".join(str(v) for v in n.geom)
+def geometry(n: TNode) -> str:
+    """The statement that makes image node n's geometry array (``{name}_g``) for its kernels."""
+    return f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)"
 
 
 @register
 class Conv2D(Kind):
     name = "conv2d"
     lowers = (conv2d,)
-    helpers = CONV
+    helpers = IMAGES
 
     def lower(self, lowerer, e: conv2d) -> TNode:
         K, X, b = e.args[:3]
@@ -48,7 +51,8 @@ class Conv2D(Kind):
         k, x, *b = n.inputs
         bias = prog.flat(b[0], prog.v(b[0])) if b else f"np.zeros({k.shape[0]}, dtype=F)"
         return prog.decl(n.name, n) + [
-            f"    {n.name}_col = conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {_geometry(n)})"]
+            geometry(n),
+            f"    {n.name}_col = images.conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {n.name}_g)"]
 
     def backward(self, prog, n) -> list[str]:
         k, x, *b = n.inputs
@@ -56,27 +60,22 @@ class Conv2D(Kind):
         dk = prog.dmat(k, lines) if id(k) in prog.need else "np.empty((0, 0), dtype=F)"
         db = prog.dflat(b[0]) if b and id(b[0]) in prog.need else "np.empty(0, dtype=F)"
         dx = prog.d(x) if id(x) in prog.need else "np.empty((0, 0), dtype=F)"
-        return lines + [f"    conv2d_bwd({prog.mat(k, prog.v(k))}, {n.name}_col, {prog.d(n)}, {dk}, {db}, {dx}, "
-                        f"{_geometry(n)})"]
+        return lines + [f"    images.conv2d_bwd({prog.mat(k, prog.v(k))}, {n.name}_col, {prog.d(n)}, {dk}, {db}, {dx}, "
+                        f"{n.name}_g)"]
 
     def delta(self, c, n) -> None:
-        # ∂ℓ/∂K = X ⋆ δ (valid correlation), ∂ℓ/∂b = Σ δ, δ_X = δ ∗ rot180(K) (full convolution,
-        # channels swapped); a stride dilates δ first, a padding crops the result
+        # ∂ℓ/∂K = pad_p(X) ⋆ dilate_s(δ) (valid correlation), ∂ℓ/∂b = Σ δ (per channel), and
+        # δ_X = crop_p(pad_k−1(dilate_s(δ)) ⋆ rot180(K)): the full convolution dilate_s(δ) ∗ K
+        # (channels swapped), as the textbook writes it (explain.imaging prints and explains them)
         k, x, *b = n.inputs
-        _, _, _, _, _, sh, sw, ph, pw = n.geom
-        dn = text(tidy(c.ref(n)), mul=" ⊙ ", power="^")
-        dn = dn if " " not in dn else f"({dn})"
-        c.add(k, sym(f"{show(x)} ⋆ {dn}"))
+        kh, kw, sh, sw, ph, pw = n.geom[3:]
+        spaced = dilate(c.ref(n), sh, sw)
+        c.add(k, Correlate(pad(show(x), ph, pw), spaced))
         if b:
-            c.add(b[0], sym(f"Σ {dn}"))
-        spread = dn if (sh, sw) == (1, 1) else f"dilate{_pair_text(sh, sw)}({dn})"
-        full = f"{spread} ∗ rot180({k.label})"
-        c.add(x, sym(full if (ph, pw) == (0, 0) else f"crop{_pair_text(ph, pw)}({full})"))
+            c.add(b[0], SumPositions(c.ref(n)))
+        c.add(x, crop(Correlate(pad(spaced, kh - 1, kw - 1), Rot180(show(k))), ph, pw))
 
     def show(self, n) -> sp.Expr:
         k, x, *b = n.inputs
-        return sym(f"{k.label} ⋆ {show(x)}" + (f" + {b[0].label}" if b else ""))
-
-
-def _pair_text(a: int, b: int) -> str:
-    return f"_{a}" if a == b else f"_({a},{b})"
+        c_in, _, _, kh, kw, sh, sw, ph, pw = n.geom
+        return Conv(show(k), show(x), show(b[0]) if b else sp.S.Zero, k.shape[0], c_in, kh, kw, sh, sw, ph, pw)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import sympy as sp
 
 from ..derive.ir import TNode
-from ..derive.simplify import tidy
 from ..errors import UnsupportedModelError
-from ..explain.notation import show, sym
-from ..explain.printing import text
+from ..explain.imaging import AvgPool as AvgPoolOp
+from ..explain.imaging import MaxPool as MaxPoolOp
+from ..explain.imaging import MaxUnpool, Upsample
+from ..explain.notation import show
 from ..lang.conv import avgpool2d, maxpool2d
 from .base import Kind, register
-from .image_kernels import POOL
+from .conv import IMAGES, geometry
 
 
 class _Pool(Kind):
@@ -32,47 +33,39 @@ class _Pool(Kind):
 
     def forward(self, prog, n) -> list[str]:
         (x,) = n.inputs
-        g = ", ".join(str(v) for v in n.geom)
-        return prog.decl(n.name, n) + [f"    {self.fn}_fwd({prog.v(x)}, {n.name}, {g})"]
+        # max pooling returns where each maximum was, for its backward pass
+        saved = f"{n.name}_idx = " if self.fn == "maxpool" else ""
+        return prog.decl(n.name, n) + [geometry(n), f"    {saved}images.{self.fn}_fwd({prog.v(x)}, {n.name}, {n.name}_g)"]
 
-    def _ref(self, c, n) -> str:
-        dn = text(tidy(c.ref(n)), mul=" ⊙ ", power="^")
-        return dn if " " not in dn else f"({dn})"
-
-    def _size(self, n) -> str:
-        kh, kw = n.geom[3:5]
-        return f"{kh}" if kh == kw else f"({kh},{kw})"
+    def show(self, n) -> sp.Expr:
+        return self.shown(show(n.inputs[0]), *n.geom[3:])
 
 
 @register
 class MaxPool(_Pool):
-    name, fn, lowers, helpers = "maxpool2d", "maxpool", (maxpool2d,), POOL
+    name, fn, lowers, helpers = "maxpool2d", "maxpool", (maxpool2d,), IMAGES
 
     def backward(self, prog, n) -> list[str]:
         (x,) = n.inputs
-        g = ", ".join(str(v) for v in n.geom)
-        return [f"    maxpool_bwd({prog.v(x)}, {prog.d(n)}, {prog.d(x)}, {g})"]
+        return [f"    images.maxpool_bwd({n.name}_idx, {prog.d(n)}, {prog.d(x)})"]
+
+    shown = MaxPoolOp
 
     def delta(self, c, n) -> None:
         # δ goes to each window's arg-max (the first largest value on a tie), 0 elsewhere
-        c.add(n.inputs[0], sym(f"unpool_argmax{self._size(n)}({self._ref(c, n)})"))
-
-    def show(self, n) -> sp.Expr:
-        return sym(f"maxpool{self._size(n)}({show(n.inputs[0])})")
+        c.add(n.inputs[0], MaxUnpool(c.ref(n), *n.geom[3:5]))
 
 
 @register
 class AvgPool(_Pool):
-    name, fn, lowers, helpers = "avgpool2d", "avgpool", (avgpool2d,), POOL
+    name, fn, lowers, helpers = "avgpool2d", "avgpool", (avgpool2d,), IMAGES
 
     def backward(self, prog, n) -> list[str]:
-        g = ", ".join(str(v) for v in n.geom)
-        return [f"    avgpool_bwd({prog.d(n)}, {prog.d(n.inputs[0])}, {g})"]
+        return [f"    images.avgpool_bwd({prog.d(n)}, {prog.d(n.inputs[0])}, {n.name}_g)"]
+
+    shown = AvgPoolOp
 
     def delta(self, c, n) -> None:
         # each window's δ spread evenly: δ/(kh·kw) to each of its elements
         kh, kw = n.geom[3:5]
-        c.add(n.inputs[0], sym(f"upsample{self._size(n)}({self._ref(c, n)})/{kh * kw}"))
-
-    def show(self, n) -> sp.Expr:
-        return sym(f"avgpool{self._size(n)}({show(n.inputs[0])})")
+        c.add(n.inputs[0], Upsample(c.ref(n), kh, kw) / (kh * kw))
