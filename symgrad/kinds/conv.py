@@ -4,8 +4,8 @@ Forward, the windows of the whole minibatch are laid out as the columns of one m
 (``im2col``), so the convolution is one product ``K · cols`` of c_out × (c_in·kh·kw) by
 (c_in·kh·kw) × (B·Ho·Wo); backward, ``∂ℓ/∂K = δ · colsᵀ`` is one more, and the input's delta is
 ``Kᵀ · δ`` scattered back onto the image (``col2im``, the adjoint of ``im2col``): that scatter
-*is* the full convolution with the 180°-rotated kernel of the textbook formula, stride and
-padding included. One product over the minibatch, not one per sample: BLAS is fastest on the
+computes the printed rule, the full cross-correlation of the (dilated) δ with the 180°-rotated
+kernel (the full convolution with K), cropped by the padding. One product over the minibatch, not one per sample: BLAS is fastest on the
 longest matrices (docs/decisions.md).
 """
 
