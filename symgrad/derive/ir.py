@@ -95,6 +95,8 @@ class Lowerer:
             )
         if isinstance(e, sp.MatMul):  # memoised whole too: a product used twice is computed once
             self.memo[e] = self._matmul(e)
+            if e in self.labels and self.memo[e].kind == "matmul":  # a layer without bias: z = W x
+                self.memo[e].label = self.labels[e]
             return self.memo[e]
         if isinstance(e, sp.MatAdd):
             return self._map(e, self._regroup(e), lambda s: sp.Add(*s))

@@ -14,8 +14,9 @@ def sym(name: str) -> sp.Symbol:
 
 
 def named(n) -> bool:
-    """A layer value the user knows by name (z1, a1), not an internal v7 or a contraction."""
-    return not n.label.startswith("v") and n.kind != "matmul"
+    """A layer value the user knows by name (z1, a1), not an internal v7 or a contraction (a
+    contraction is named when it is a layer's pre-activation: z = W x, without bias)."""
+    return not n.label.startswith("v") and (n.kind != "matmul" or "·" not in n.label)
 
 
 def show(n) -> sp.Expr:

@@ -55,7 +55,7 @@ class MatMul(Kind):
     def delta(self, c, n) -> None:
         # out = A·B with A = a or aᵀ, B = b or bᵀ: δA = δ·Bᵀ, δB = Aᵀ·δ, and δa = (δA)ᵀ when A = aᵀ
         (a, ta), (b, tb) = zip(n.inputs, n.trans)
-        dn = f"({text(tidy(c.delta.get(id(n), 0)), mul=' ⊙ ', power='^')})"  # the formulas' notation
+        dn = f"({text(tidy(c.ref(n)), mul=' ⊙ ', power='^')})"  # the formulas' notation; δ_z when named
         c.add(a, sym(f"{factor(b.label, tb)}·{dn}ᵀ" if ta else f"{dn}·{factor(b.label, not tb)}"))
         c.add(b, sym(f"{dn}ᵀ·{factor(a.label, ta)}" if tb else f"{factor(a.label, not ta)}·{dn}"))
 

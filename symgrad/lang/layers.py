@@ -157,8 +157,7 @@ class Sequential:
         if layer.n_in != shape[0]:
             raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes {layer.n_in} inputs but gets "
                              f"{shape[0]}. Fix: Dense({shape[0]}, {layer.n_out}).")
-        layer.index = k
-        layer.W, layer.b = sp.MatrixSymbol(f"W{k}", layer.n_out, layer.n_in), sp.MatrixSymbol(f"b{k}", layer.n_out, 1)
+        layer.name(k)
         z, a = layer(h)
         self.labels[z] = f"z{k}"
         if a != z:
@@ -179,9 +178,9 @@ class Sequential:
             fan_in, fan_out = layer.fans() if isinstance(layer, Conv2D) else (layer.n_in, layer.n_out)
             init = self.init or ("he" if layer.act_name in RELU_LIKE else "xavier")
             std = np.sqrt(2.0 / fan_in) if init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
-            W, b = layer.params
+            W, *b = layer.params  # a Dense layer may have no bias
             out.append((rng.standard_normal(tuple(int(d) for d in W.shape)) * std).astype(dtype))
-            out.append(np.zeros(tuple(int(d) for d in b.shape), dtype=dtype))
+            out += [np.zeros(tuple(int(d) for d in p.shape), dtype=dtype) for p in b]
         return out
 
     def __repr__(self) -> str:

@@ -100,26 +100,63 @@ def check_network(model: object) -> None:
 
 
 class Dense:
-    """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1)."""
+    """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1), or ``a = f(W x)``
+    with ``bias=False``. ``weight``/``bias_name`` name the parameters (default W<index>, b<index>)."""
 
-    def __init__(self, n_in: int, n_out: int, activation: str | Activation = "identity", index: int = 1):
-        self.n_in, self.n_out, self.index = n_in, n_out, index
+    def __init__(self, n_in: int, n_out: int, activation: str | Activation = "identity", index: int = 1,
+                 bias: bool = True, weight: str | None = None, bias_name: str | None = None):
+        self.n_in, self.n_out, self.index, self.bias = n_in, n_out, index, bool(bias)
         self.act_name = activation if isinstance(activation, str) else "custom"
         self.act = _by_name(activation) if isinstance(activation, str) else activation
-        self.W = sp.MatrixSymbol(f"W{index}", n_out, n_in)
-        self.b = sp.MatrixSymbol(f"b{index}", n_out, 1)
+        self.name(index, weight, bias_name)
+
+    def name(self, index: int, weight: str | None = None, bias_name: str | None = None) -> None:
+        """(Re)name the parameters for layer position ``index``."""
+        self.index = index
+        self.W = sp.MatrixSymbol(weight or f"W{index}", self.n_out, self.n_in)
+        self.b = sp.MatrixSymbol(bias_name or f"b{index}", self.n_out, 1) if self.bias else None
 
     def __call__(self, x: sp.MatrixExpr) -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
         """(pre-activation z, activation a)."""
-        z = self.W * x + self.b
+        z = self.W * x + self.b if self.bias else self.W * x
         return z, _apply(self.act, z)
 
     @property
     def params(self) -> list[sp.MatrixSymbol]:
-        return [self.W, self.b]
+        return [self.W, self.b] if self.bias else [self.W]
 
     def __repr__(self) -> str:
-        return f"Dense({self.n_in}, {self.n_out}, activation={self.act_name!r})"
+        return f"Dense({self.n_in}, {self.n_out}, activation={self.act_name!r}" + (")" if self.bias else ", bias=False)")
+
+
+def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
+    """Per-layer names from MLP's ``names``: a letter is numbered by layer (z → z1, z2), a list
+    gives each layer its own name (the notes' a, b for pre-activations and α, β for weights)."""
+    names = dict(names or {})
+    unknown = set(names) - {"weights", "biases", "pre", "act"}
+    if unknown:
+        raise OptionError(f"MLP(names=...) has unknown keys {sorted(unknown)}. Fix: use 'weights', 'biases', "
+                          "'pre' (pre-activations) and 'act' (activations), e.g. names={'pre': ['a', 'b'], "
+                          "'act': ['z', 'y'], 'weights': ['alpha', 'beta']}.")
+    out = {}
+    for key, default in (("weights", "W"), ("biases", "b"), ("pre", "z"), ("act", "a")):
+        v = names.get(key, default)
+        if isinstance(v, str):
+            out[key] = [f"{v}{k + 1}" for k in range(n)]
+        elif isinstance(v, (list, tuple)) and len(v) == n and all(isinstance(x, str) and x for x in v):
+            out[key] = list(v)
+        else:
+            raise OptionError(f"MLP(names={{{key!r}: {v!r}}}): give one letter (numbered by layer) or a list of "
+                              f"{n} names, one per layer.")
+    taken = [name for key in out for name in out[key]]
+    if {"x", "y"} & set(taken):
+        raise OptionError("MLP(names=...) uses 'x' or 'y', which name the input and the target in the formulas. "
+                          "Fix: another name (the notes' output y is the network's last activation: call it "
+                          "'yhat' or 'out').")
+    if len(set(taken)) != len(taken):
+        raise OptionError(f"MLP(names=...) gives the same name twice ({sorted({t for t in taken if taken.count(t) > 1})})"
+                          ": each parameter and value needs its own name, or the formulas would mix them up.")
+    return out
 
 
 class MLP:
@@ -128,11 +165,16 @@ class MLP:
     ``sizes`` = [n_in, hidden..., n_out]. Hidden layers use ``activation``, the last one
     ``output`` (identity by default, or ``None``: losses such as 'bce' and
     'softmax_cross_entropy' take logits, and refuse an output that applies sigmoid/softmax).
-    ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh).
+    ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh). ``bias=False``
+    leaves out the biases (``z = W x``). ``names`` renames parameters and values so the printed
+    formulas read like a text's: the notes' one-hidden-layer net is
+    ``MLP([M, D, 1], "sigmoid", bias=False, names={"weights": ["alpha", "beta"], "pre": ["a", "b"],
+    "act": ["z", "y"]})``.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
-                 output: str | Activation | None = "identity", init: str | None = None):
+                 output: str | Activation | None = "identity", init: str | None = None, bias: bool = True,
+                 names: dict | None = None):
         output = "identity" if output is None else output
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
             raise OptionError(f"MLP(sizes={sizes!r}): sizes is the list of layer widths, sizes=[n_in, "
@@ -144,19 +186,21 @@ class MLP:
         if bad:
             raise SymgradError(f"MLP sizes must be positive integers, got {bad} in {list(sizes)}. "
                                "Fix: e.g. MLP([2, 16, 1]) for 2 inputs, 16 hidden units and 1 output.")
-        self.sizes = list(sizes)
+        self.sizes, self.bias = list(sizes), bool(bias)
         self.x = sp.MatrixSymbol("x", sizes[0], 1)
         self.layers: list[Dense] = []
         self.labels: dict[sp.Basic, str] = {}
         h: sp.MatrixExpr = self.x
         n = len(sizes) - 1
+        named = _layer_names(names, n)
         for k in range(n):
             act = activation if k < n - 1 else output
-            layer = Dense(sizes[k], sizes[k + 1], act, index=k + 1)
+            layer = Dense(sizes[k], sizes[k + 1], act, index=k + 1, bias=bias, weight=named["weights"][k],
+                          bias_name=named["biases"][k])
             z, h = layer(h)
-            self.labels[z] = f"z{k + 1}"
+            self.labels[z] = named["pre"][k]
             if h != z:  # an identity output layer has no separate activation
-                self.labels[h] = f"a{k + 1}"
+                self.labels[h] = named["act"][k]
             self.layers.append(layer)
         self.expr = h
         relu_like = isinstance(activation, str) and activation in RELU_LIKE
@@ -174,11 +218,12 @@ class MLP:
             fan_in, fan_out = layer.n_in, layer.n_out
             std = np.sqrt(2.0 / fan_in) if self.init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
             out.append((rng.standard_normal((fan_out, fan_in)) * std).astype(dtype))
-            out.append(np.zeros((fan_out, 1), dtype=dtype))
+            if layer.bias:
+                out.append(np.zeros((fan_out, 1), dtype=dtype))
         return out
 
     def __repr__(self) -> str:
-        return f"MLP({self.sizes}, init={self.init!r})"
+        return f"MLP({self.sizes}, init={self.init!r}" + (")" if self.bias else ", bias=False)")
 
 
 # The convolutional layers and Sequential build on Dense above (sg.nn is one namespace).
