@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
@@ -27,10 +28,14 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from ..errors import ShapeError
 
 
-def _pair(v, what: str) -> tuple[int, int]:
-    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2 or any(isinstance(n, bool) or not isinstance(n, (int, sp.Integer)) for n in pair):
+def _pair(v, what: str, least: int = 0) -> tuple[int, int]:
+    """An integer or a pair of them (NumPy's too) as (rows, columns), each at least ``least``."""
+    pair = tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v, v)
+    if len(pair) != 2 or any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, sp.Integer))
+                             for n in pair):
         raise ShapeError(f"{what}={v!r}: give an integer or a pair of integers (rows, columns).")
+    if min(pair) < least:
+        raise ShapeError(f"{what}={v!r}: each must be at least {least}. Fix: e.g. {what}={max(least, 1)}.")
     return int(pair[0]), int(pair[1])
 
 
@@ -92,19 +97,17 @@ class conv2d(sp.MatrixExpr):
                 raise ShapeError(f"conv2d: K has {K.shape[1] // c_in} columns per input channel, not a square "
                                  "kernel. Fix: pass kernel_size=(kh, kw).")
             kernel_size = side
-        kh, kw = _pair(kernel_size, "kernel_size")
+        kh, kw = _pair(kernel_size, "kernel_size", least=1)
         if c_in * kh * kw != K.shape[1]:
             raise ShapeError(f"conv2d: K has {K.shape[1]} columns; {c_in} input channels of {kh}×{kw} kernels "
                              f"need {c_in * kh * kw}.")
-        sh, sw = _pair(stride, "stride")
-        if padding == "same":
+        sh, sw = _pair(stride, "stride", least=1)
+        if isinstance(padding, str) and padding == "same":
             if (sh, sw) != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
                 raise ShapeError("conv2d: padding='same' needs stride 1 and an odd kernel. Fix: give the "
                                  "padding as a number.")
             padding = (kh // 2, kw // 2)
         ph, pw = _pair(padding, "padding")
-        if min(sh, sw) < 1 or min(ph, pw) < 0:
-            raise ShapeError(f"conv2d: stride {stride} must be positive and padding {padding} not negative.")
         _out_size(H, kh, sh, ph, "conv2d", "height")
         _out_size(W, kw, sw, pw, "conv2d", "width")
         c_out = K.shape[0]
@@ -149,10 +152,8 @@ class _Pool(sp.MatrixExpr):
             return sp.Basic.__new__(cls, X, size)
         what = cls.__name__
         C, H, W = _input_shape(X, in_shape, what)
-        kh, kw = _pair(size, "size")
-        sh, sw = _pair((kh, kw) if stride is None else stride, "stride")
-        if min(kh, kw, sh, sw) < 1:
-            raise ShapeError(f"{what}: size {size} and stride {stride} must be positive.")
+        kh, kw = _pair(size, "size", least=1)
+        sh, sw = _pair((kh, kw) if stride is None else stride, "stride", least=1)
         _out_size(H, kh, sh, 0, what, "height")
         _out_size(W, kw, sw, 0, what, "width")
         return sp.Basic.__new__(cls, X, sp.Tuple(*(sp.Integer(v) for v in (C, H, W, kh, kw, sh, sw))))
@@ -196,6 +197,9 @@ IMAGE_OPS = (conv2d, maxpool2d, avgpool2d)
 def model_input(model) -> int | tuple[int, int, int]:
     """A network's input: its (C, H, W) when a convolution or pooling reads the input ``x`` as an
     image, else its number of features. Read from the expression, so a saved model knows it too."""
+    declared = getattr(model, "input_shape", None)  # Sequential's, also when Flatten comes first
+    if declared is not None and len(declared) == 3:
+        return tuple(int(v) for v in declared)
     for e in sp.preorder_traversal(model.expr):
         if isinstance(e, IMAGE_OPS) and e.args[1 if isinstance(e, conv2d) else 0] == model.x:
             return tuple(e.geometry[:3])

@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from .conv import avgpool2d, conv2d, maxpool2d
+from .conv import _pair, avgpool2d, conv2d, maxpool2d
 from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
 
 
@@ -41,7 +41,7 @@ class Conv2D:
                                   "Fix: e.g. Conv2D(1, 16, 3) for 16 3×3 kernels over one input channel.")
         self.c_in, self.c_out = int(c_in), int(c_out)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.kh, self.kw = (kernel_size, kernel_size) if np.ndim(kernel_size) == 0 else tuple(kernel_size)
+        self.kh, self.kw = _pair(kernel_size, "Conv2D kernel_size", least=1)
         self.act_name = activation if isinstance(activation, str) else "custom"
         if self.act_name == "softmax":
             raise OptionError("Conv2D(activation='softmax'): softmax is a vector op over a Dense layer's "

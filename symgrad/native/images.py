@@ -211,10 +211,11 @@ def avgpool_fwd(x, out, g):
             for oy in range(Ho):
                 for ox in range(Wo):
                     at = (c * H + oy * sh) * W + ox * sw
-                    s = xi[at] - xi[at]  # zero of x's dtype
+                    s = xi[at]  # x's dtype (and an infinite first value stays infinite)
                     for u in range(kh):
                         for v in range(kw):
-                            s += xi[at + u * W + v]
+                            if u + v > 0:
+                                s += xi[at + u * W + v]
                     out[i, (c * Ho + oy) * Wo + ox] = s * scale
 
 

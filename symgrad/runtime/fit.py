@@ -222,7 +222,8 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
     for sym, shape, arr in zip(model.params, shapes, params):
         a = np.array(arr, dtype=dt, copy=True, order="C")
         if a.shape != shape:
-            raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}")
+            hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
+            raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}{hint}")
         check_finite(a, f"params['{sym}']", PARAMS_FIX)
         out.append(a)
     return out
