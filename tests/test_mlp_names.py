@@ -66,3 +66,14 @@ def test_bad_names_are_refused(names, fragment):
     with pytest.raises(OptionError, match="Fix|give|each") as err:
         sg.nn.MLP([3, 4, 1], "sigmoid", names=names)
     assert fragment in str(err.value)
+
+
+def test_one_activation_per_hidden_layer():
+    net = sg.nn.MLP([2, 3, 4, 1], activation=["relu", "tanh"])
+    text = str(sg.formulas(net, "mse"))
+    assert "a1 = relu(z1)" in text and "a2 = tanh(z2)" in text and "a3" not in text
+    X = np.random.default_rng(0).normal(size=(32, 2))
+    m = sg.fit(net, "mse", X, X[:, 0] * X[:, 1], epochs=5, batch_size=8, backend="python")
+    assert len(m.history["loss"]) == 5 and np.isfinite(m.history["loss"]).all()
+    with pytest.raises(OptionError, match="gives 1 activations for 2 hidden layers. Fix"):
+        sg.nn.MLP([2, 3, 4, 1], activation=["relu"])

@@ -129,6 +129,16 @@ class Dense:
         return f"Dense({self.n_in}, {self.n_out}, activation={self.act_name!r}" + (")" if self.bias else ", bias=False)")
 
 
+def _hidden_activations(activation, n: int) -> list:
+    """One activation per hidden layer from MLP's ``activation``: one for all, or a list."""
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != n:
+            raise OptionError(f"MLP(activation={list(activation)!r}) gives {len(activation)} activations for {n} "
+                              f"hidden layers. Fix: one per hidden layer (sizes[1:-1]), or one name for all.")
+        return list(activation)
+    return [activation] * n
+
+
 def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
     """Per-layer names from MLP's ``names``: a letter is numbered by layer (z → z1, z2), a list
     gives each layer its own name (the notes' a, b for pre-activations and α, β for weights)."""
@@ -162,7 +172,8 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
 class MLP:
     """A multilayer perceptron as one SymPy expression.
 
-    ``sizes`` = [n_in, hidden..., n_out]. Hidden layers use ``activation``, the last one
+    ``sizes`` = [n_in, hidden..., n_out]. Hidden layers use ``activation`` (one for all, or a
+    list with one per hidden layer: ``["relu", "tanh"]``), the last one
     ``output`` (identity by default, or ``None``: losses such as 'bce' and
     'softmax_cross_entropy' take logits, and refuse an output that applies sigmoid/softmax).
     ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh). ``bias=False``
@@ -186,15 +197,16 @@ class MLP:
         if bad:
             raise SymgradError(f"MLP sizes must be positive integers, got {bad} in {list(sizes)}. "
                                "Fix: e.g. MLP([2, 16, 1]) for 2 inputs, 16 hidden units and 1 output.")
+        n = len(sizes) - 1
+        hidden = _hidden_activations(activation, n - 1)
         self.sizes, self.bias = list(sizes), bool(bias)
         self.x = sp.MatrixSymbol("x", sizes[0], 1)
         self.layers: list[Dense] = []
         self.labels: dict[sp.Basic, str] = {}
         h: sp.MatrixExpr = self.x
-        n = len(sizes) - 1
         named = _layer_names(names, n)
         for k in range(n):
-            act = activation if k < n - 1 else output
+            act = hidden[k] if k < n - 1 else output
             layer = Dense(sizes[k], sizes[k + 1], act, index=k + 1, bias=bias, weight=named["weights"][k],
                           bias_name=named["biases"][k])
             z, h = layer(h)
@@ -203,7 +215,8 @@ class MLP:
                 self.labels[h] = named["act"][k]
             self.layers.append(layer)
         self.expr = h
-        relu_like = isinstance(activation, str) and activation in RELU_LIKE
+        relu_like = bool(hidden) and all(isinstance(a, str) and a in RELU_LIKE for a in hidden) or (
+            isinstance(activation, str) and activation in RELU_LIKE)
         self.init = init or ("he" if relu_like else "xavier")
 
     @property
