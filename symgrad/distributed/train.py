@@ -38,7 +38,7 @@ from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
 from ..lang.conv import model_input
 from ..runtime.epochs import Run, after_chunk, record
-from ..runtime.fit import _diverged, _start, _views, resolve_start
+from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
 from ..runtime.trained import Trained
 from .arrays import combine, compute, resolve_client, row_blocks
@@ -79,17 +79,19 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
                (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)
+    _check_monitor(optimizer, val is not None)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None)
     for epoch in range(first, first + epochs):
         # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
         # would leave it ahead of the restored parameters
         snapshot, t_before, moments = theta.copy(), state.t, [s.copy() for s in state.opt_state]
+        lr = optimizer.lr_at(epoch, result.history)
         start = time.perf_counter()
         try:
             if strategy == "sync":
-                loss_e, gn, status = job.sync_step(theta, state, optimizer.lr_at(epoch))
+                loss_e, gn, status = job.sync_step(theta, state, lr)
             else:
-                loss_e, gn, status = job.local_epoch(theta, state, optimizer.lr_at(epoch), local_steps,
+                loss_e, gn, status = job.local_epoch(theta, state, lr, local_steps,
                                                      batch_size, (seed, epoch, shuffle))
         except DistributedError as exc:
             _restore(theta, state, snapshot, t_before, moments)
@@ -100,7 +102,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         if status:
             _restore(theta, state, snapshot, t_before, moments)
             _diverged(result, status, snapshot, theta, epoch + 1)
-        record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [optimizer.lr_at(epoch)],
+        record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [lr],
                time.perf_counter() - start, run, epoch)
         state.epoch = epoch + 1
         stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)

@@ -20,11 +20,19 @@ from __future__ import annotations
 import sympy as sp
 
 from .optim_base import Optimizer, clip_scale
-from .schedules import ConstantLR, CosineLR, ExponentialLR, OptimizerConfigError, Schedule, StepLR
+from .schedules import (
+    ConstantLR,
+    CosineLR,
+    ExponentialLR,
+    OptimizerConfigError,
+    ReduceLROnPlateau,
+    Schedule,
+    StepLR,
+)
 from .update_rules import LR, G, P, T, sym
 
 __all__ = ["SGD", "AdaGrad", "Adam", "AdamW", "ConstantLR", "CosineLR", "ExponentialLR", "Momentum", "Nesterov",
-           "Optimizer", "OptimizerConfigError", "RMSProp", "Schedule", "StepLR", "clip_scale"]
+           "Optimizer", "OptimizerConfigError", "RMSProp", "ReduceLROnPlateau", "Schedule", "StepLR", "clip_scale"]
 
 
 class SGD(Optimizer):

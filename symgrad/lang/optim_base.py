@@ -69,9 +69,13 @@ class Optimizer(Printout):
         """Ordered assignments ``(target, expr)``; the last one is the new ``p``."""
         return self._decay_rules() + self._rules()
 
-    def lr_at(self, epoch: int) -> float:
-        """The learning rate the schedule gives for ``epoch`` (0-based)."""
-        return self.schedule(self.lr, epoch)
+    def lr_at(self, epoch: int, history: dict | None = None) -> float:
+        """The learning rate the schedule gives for ``epoch`` (0-based); a schedule that follows
+        the training (ReduceLROnPlateau) reads the ``history`` of the epochs before it."""
+        monitor = getattr(self.schedule, "monitor", None)
+        if monitor is None:
+            return self.schedule(self.lr, epoch)
+        return self.schedule.from_history(self.lr, list((history or {}).get(monitor, []))[:epoch])
 
     # printing ------------------------------------------------------------------
     def __repr__(self) -> str:

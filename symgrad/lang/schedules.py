@@ -114,3 +114,61 @@ class CosineLR:
     def __call__(self, base_lr: float, epoch: int) -> float:
         frac = min(epoch, self.t_max) / self.t_max
         return self.lr_min + (base_lr - self.lr_min) * (1 + math.cos(math.pi * frac)) / 2
+
+
+@dataclass(frozen=True)
+class ReduceLROnPlateau:
+    """Multiply the learning rate by ``factor`` when ``monitor`` ('val_loss' or 'loss') has not
+    improved on its best by a relative ``threshold`` for more than ``patience`` epochs (torch's
+    ReduceLROnPlateau, mode 'min', relative threshold); then wait ``cooldown`` epochs; never go
+    below ``min_lr``.
+
+    The rate of an epoch is a function of the values of the epochs before it, replayed from the
+    training history: so it needs no state of its own, and a resumed or reloaded model continues
+    exactly. ``fit`` then runs one epoch per native call (the next rate depends on this epoch).
+
+    >>> s = ReduceLROnPlateau(factor=0.5, patience=1)
+    >>> [s.from_history(1.0, [3.0, 2.0, 2.5, 2.4][:e]) for e in range(5)]
+    [1.0, 1.0, 1.0, 1.0, 0.5]
+    """
+
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    cooldown: int = 0
+    min_lr: float = 0.0
+    monitor: str = "val_loss"
+
+    def __post_init__(self):
+        require(0 < self.factor < 1, f"factor={self.factor!r}: use a value in (0, 1)")
+        for name in ("patience", "cooldown"):
+            v = getattr(self, name)
+            require(int(v) == v >= 0, f"{name}={v!r}: use an integer >= 0")
+        require(self.threshold >= 0, f"threshold={self.threshold!r}: use a value >= 0")
+        require(self.min_lr >= 0, f"min_lr={self.min_lr!r}: use a value >= 0")
+        require(self.monitor in ("val_loss", "loss"), f"monitor={self.monitor!r}: use 'val_loss' or 'loss'")
+
+    @property
+    def formula(self) -> str:
+        return (f"lr = max(lr0·{self.factor!r}^n, {self.min_lr!r}), n = the plateaus so far: {self.monitor} not below "
+                f"its best·(1 − {self.threshold!r}) for more than {self.patience} epochs")
+
+    def __call__(self, base_lr: float, epoch: int) -> float:
+        from ..errors import OptionError
+
+        raise OptionError("ReduceLROnPlateau follows the training history: its rate comes from "
+                          "Optimizer.lr_at(epoch, history) (sg.fit passes it).")
+
+    def from_history(self, base_lr: float, values) -> float:
+        """The rate after the monitored ``values`` of the epochs so far (a NaN never improves)."""
+        lr, best, bad, cool = base_lr, math.inf, 0, 0
+        for v in values:
+            if v < best * (1 - self.threshold) or (best == math.inf and v == v):
+                best, bad = v, 0
+            else:
+                bad += 1
+            if cool > 0:
+                cool, bad = cool - 1, 0
+            if bad > self.patience:
+                lr, cool, bad = max(lr * self.factor, self.min_lr), self.cooldown, 0
+        return lr

@@ -127,7 +127,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
               "validation=(X_val, Y_val) or validation_split=0.1")
-    per_epoch = val is not None or callbacks or progress or threshold is not None or verbose
+    follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
+    per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
     bar = _progress(epochs) if progress else None
@@ -143,7 +144,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         # one row per epoch; without shuffling the kernel reads X in order and needs no indices
         perms = (np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64) if shuffle
                  else np.empty((n, 0), dtype=np.int64))
-        lrs = np.array([optimizer.lr_at(epoch + k) for k in range(n)], dtype=dt)
+        lrs = np.array([optimizer.lr_at(epoch + k, result.history) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
         start = time.perf_counter()
@@ -181,6 +182,15 @@ def resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, v
         check_resume(resume, model, loss, optimizer)
         optimizer, dtype = optimizer or resume.optimizer, dtype or resume.dtype
     return resolve_optimizer(optimizer), dtype
+
+
+def _check_monitor(optimizer: Optimizer, has_validation: bool) -> bool:
+    """Whether the schedule follows the training (ReduceLROnPlateau); it needs what it watches."""
+    monitor = getattr(optimizer.schedule, "monitor", None)
+    if monitor == "val_loss" and not has_validation:
+        raise OptionError("ReduceLROnPlateau watches val_loss, but fit has no validation data. Fix: pass "
+                          "validation=(X_val, Y_val) or validation_split=0.1, or ReduceLROnPlateau(monitor='loss').")
+    return monitor is not None
 
 
 def _fit_dask(model, loss, X, Y, **options) -> Trained:

@@ -26,7 +26,7 @@ from .state import ModelSpec, StoredLoss, TrainState
 from .trained import Trained
 
 FORMAT, VERSION = "symgrad-model", 1
-_SCHEDULES = (optim.ConstantLR, optim.StepLR, optim.ExponentialLR, optim.CosineLR)
+_SCHEDULES = (optim.ConstantLR, optim.StepLR, optim.ExponentialLR, optim.CosineLR, optim.ReduceLROnPlateau)
 
 
 def save(model: Trained, path: str | Path) -> None:
