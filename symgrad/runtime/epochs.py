@@ -29,8 +29,8 @@ EXPLODING_ABS = 1e4
 EXPLODING_GROWTH = 100.0
 
 ADVICE = {
-    "vanishing": "Try: ReLU-like activations (relu, leaky_relu, elu), a scaled initialisation (He for "
-                 "ReLU, Xavier for tanh), standardised inputs or normalisation, or skip connections.",
+    "vanishing": "Try: ReLU-like activations (relu, leaky_relu, elu) with He initialisation (Xavier for "
+                 "tanh), standardised inputs or normalisation, or skip connections.",
     "exploding": "Try: a smaller learning rate, gradient clipping (clip_norm=1.0), standardised inputs, "
                  "or a scaled initialisation.",
 }
@@ -73,7 +73,8 @@ class Run:
             norms = ", ".join(f"{n} {v:.3g}" for n, v in zip(self.names, gn[e]))
             warnings.warn(f"gradient norms are {kind} in {[n for n, w in zip(self.names, mask[e]) if w]} "
                           f"(epoch {first + e + 1}; per-parameter norms: {norms}). {ADVICE[kind]} "
-                          "Warned once per fit; history['grad_norms'] has every epoch.",
+                          "Warned once per fit; the result's grad_norms() has every epoch, and its "
+                          "plot_gradients() draws them.",
                           GradientHealthWarning, stacklevel=4)
             self.warned.add(kind)
 

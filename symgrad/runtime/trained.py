@@ -12,7 +12,9 @@ import numpy as np
 
 from .. import jit
 from ..errors import OptionError, ShapeError
+from ..explain.printing import tex_name, tex_text
 from ..lang.conv import model_input
+from .base import html_table, latex_block
 from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, prepare_x, prepare_xy
 from .state import ModelSpec, StoredLoss, TrainState
 
@@ -152,18 +154,92 @@ class Trained:
         total                    9
         loss mse, optimizer None, float64, 0 epochs trained
         """
-        names = ([str(p) for p in self.model.params] if self.model is not None
-                 else [f"p{k}" for k in range(len(self.params))])
-        rows = [(n, str(tuple(p.shape)), p.size) for n, p in zip(names, self.params)]
+        rows = self._param_rows()
         w = max([len("parameter")] + [len(n) for n, _, _ in rows])
         lines = [f"{'parameter':<{w}}  {'shape':<8}  {'count':>5}"]
         lines += [f"{n:<{w}}  {shape:<8}  {c:>5}" for n, shape, c in rows]
         lines.append(f"{'total':<{w}}  {'':<8}  {sum(c for _, _, c in rows):>5}")
-        epochs = self.state.epoch if self.state is not None else len(self.history.get("loss", []))
-        last = f", last loss {self.history['loss'][-1]:.4g}" if self.history.get("loss") else ""
-        lines.append(f"loss {self._loss_name or self.loss}, optimizer {self.optimizer!r}, {self.dtype.name}, "
-                     f"{epochs} epochs trained{last}")
+        lines.append(self._trained_by())
         return "\n".join(lines)
+
+    def _param_names(self) -> list[str]:
+        return ([str(p) for p in self.model.params] if self.model is not None
+                else [f"p{k}" for k in range(len(self.params))])
+
+    def _param_rows(self) -> list[tuple[str, str, int]]:
+        return [(n, str(tuple(p.shape)), p.size) for n, p in zip(self._param_names(), self.params)]
+
+    def _trained_by(self) -> str:
+        last = f", last loss {self.history['loss'][-1]:.4g}" if self.history.get("loss") else ""
+        return (f"loss {self._loss_label()}, optimizer {self.optimizer!r}, {self.dtype.name}, "
+                f"{self._epochs_trained()} epochs trained{last}")
+
+    def _epochs_trained(self) -> int:
+        return self.state.epoch if self.state is not None else len(self.history.get("loss", []))
+
+    def _loss_label(self) -> str:
+        return str(self._loss_name or getattr(self.loss, "__name__", self.loss))
+
+    # -- pictures (symgrad.runtime.plots, needs matplotlib) and notebook display ------------------
+    def grad_norms(self) -> dict[str, np.ndarray]:
+        """``history['grad_norms']`` by parameter: {name: its gradient norm in each epoch}.
+
+        >>> import numpy as np, symgrad as sg
+        >>> m = sg.Trained([np.zeros(2), np.zeros(3)], {"grad_norms": [[1.0, 0.5], [0.8, 0.25]]})
+        >>> m.grad_norms()
+        {'p0': array([1. , 0.8]), 'p1': array([0.5 , 0.25])}
+        """
+        names, gn = self._param_names(), np.asarray(self.history.get("grad_norms", []), dtype=np.float64)
+        gn = gn.reshape(len(gn), -1 if gn.size else len(names))
+        if gn.shape[1] != len(names):  # a history made by hand, for other parameters
+            names = [f"p{k}" for k in range(gn.shape[1])]
+        return {n: gn[:, k].copy() for k, n in enumerate(names)}
+
+    def plot(self, ax=None, path: str | None = None):
+        """Training and validation loss per epoch (validation accuracy and metrics on a second
+        axis); returns the matplotlib Axes, and writes a PNG to ``path`` if given."""
+        from .plots import plot_history
+
+        return plot_history(self, ax, path)
+
+    def plot_gradients(self, ax=None, path: str | None = None):
+        """Each parameter's gradient norm per epoch on a log scale: vanishing gradients show as
+        the first layers' curves far below the last's. Returns the Axes; ``path`` writes a PNG."""
+        from .plots import plot_grad_norms
+
+        return plot_grad_norms(self, ax, path)
+
+    def _last_values(self) -> str:
+        """The last epoch's loss and validation numbers, as ``val_loss 0.31, val_accuracy 0.9``."""
+        return ", ".join(f"{k} {v[-1]:.4g}" for k, v in self.history.items()
+                         if (k == "loss" or k.startswith("val_")) and v)
+
+    def _repr_html_(self) -> str:
+        """The summary as a table, with each parameter's gradient norm in the last epoch."""
+        norms = {n: f"{v[-1]:.3g}" for n, v in self.grad_norms().items() if len(v)}
+        rows = [(n, shape, c, norms.get(n, "")) for n, shape, c in self._param_rows()]
+        rows.append(("total", "", sum(r[2] for r in rows), ""))
+        head = ("parameter", "shape", "count", "gradient norm (last epoch)")
+        last = f"; last epoch: {self._last_values()}" if self._last_values() else ""
+        note = f"loss {self._loss_label()}, optimizer {self.optimizer!r}{last}"
+        return html_table(self._title(), rows, head, note)
+
+    def _title(self) -> str:
+        model = f" {self.model!r}" if self.model is not None else ""
+        return f"Trained{model}: {self._epochs_trained()} epochs, {self.dtype.name}, backend {self.backend}"
+
+    def _latex_lines(self) -> list[str]:
+        """One formula per line (each renders in mathtext): what trained it, then the parameters."""
+        lines = [tex_text(_ascii(self._title())),
+                 tex_text(_ascii(f"loss {self._loss_label()}, optimizer {self.optimizer!r}"))]
+        if self._last_values():
+            lines.append(tex_text(_ascii("last epoch: " + self._last_values())))
+        lines += [r"%s:\ %s\ (%d)" % (tex_name(n), r" \times ".join(shape.strip("(,)").split(", ")) or "1", c)
+                  for n, shape, c in self._param_rows()]
+        return lines + [tex_text(f"total: {sum(r[2] for r in self._param_rows())} parameters")]
+
+    def _repr_latex_(self) -> str:
+        return "$$" + latex_block(self._latex_lines()) + "$$"
 
     def __getstate__(self) -> dict:
         out = dict(self.__dict__, _module=None)
@@ -173,9 +249,13 @@ class Trained:
         return out
 
     def __repr__(self) -> str:
-        epochs = self.state.epoch if self.state is not None else len(self.history.get("loss", []))
         return (f"<Trained {self.model!r} loss={self._loss_name!r} {type(self.optimizer).__name__} "
-                f"{self.dtype.name} epochs={epochs}>")
+                f"{self.dtype.name} epochs={self._epochs_trained()}>")
+
+
+def _ascii(s: str) -> str:
+    """``s`` for LaTeX's text mode, which pdflatex may not have fonts for beyond ASCII."""
+    return s.encode("ascii", "replace").decode()
 
 
 def forward_rows(result: Trained, Xa: np.ndarray) -> np.ndarray:
