@@ -1,9 +1,12 @@
-"""Command line: ``python -m symgrad explain|grad EXPR [--wrt x ...] [--latex]``.
+"""Command line: ``python -m symgrad explain|grad EXPR [--wrt x ...] [--latex]``, and
+``formulas SPEC`` and ``optim NAME`` (``cli_specs``); installed, the ``symgrad`` command is the same.
 
 Expressions are read with the safe :func:`symgrad.parse.parse_expr` (no eval).
 
     python -m symgrad explain "cos(sin(x**2) + 3*x**2)" --wrt x --name "x**2=t"
     python -m symgrad grad "x*y + sin(x)" --wrt x --wrt y --latex
+    python -m symgrad formulas "mlp 2-3-1 sigmoid bce" [--latex]
+    python -m symgrad optim adam --lr 0.01 [--latex]
 
 Exit status: 0 on success, 2 on a usage error or a symgrad error (message on stderr).
 """
@@ -11,6 +14,8 @@ Exit status: 0 on success, 2 on a usage error or a symgrad error (message on std
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,14 +23,15 @@ import sympy as sp
 
 from . import __version__
 from .api import explain, grad
+from .cli_specs import OPTIM_OPTIONS, add_commands
 from .errors import NameClashError, ParseError, SymgradError
 from .explain.printing import tex
 from .lang.parse import parse_expr
 
 
 def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:
+    found = sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=lambda s: s.name)
     if not wrt:
-        found = sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=lambda s: s.name)
         if not found:
             raise SymgradError(f"{expr} has no variables to differentiate. Fix: pass an expression with a variable")
         return found
@@ -34,6 +40,14 @@ def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:
         v = parse_expr(w)
         if not isinstance(v, sp.Symbol):
             raise ParseError(f"--wrt expects a variable name, got {w!r}. Fix: e.g. --wrt x")
+        if v not in found:  # the derivative would print as a silent 0
+            names = [s.name for s in found]
+            close = difflib.get_close_matches(v.name, names, n=1, cutoff=0.5) or [n for n in names
+                                                                                 if n.lower() == v.name.lower()]
+            fix = (f"did you mean --wrt {close[0]}? " if close else "") + (
+                f"use one of its variables: {', '.join(names)}" if names else "it has no variables to differentiate")
+            raise SymgradError(f"--wrt {v.name}: {v.name} does not appear in {expr} (its derivative would be 0). "
+                               f"Fix: {fix}")
         if v not in out:
             out.append(v)
     return out
@@ -77,14 +91,15 @@ def _cmd_grad(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m symgrad",
+        prog=prog,
         description="Readable symbolic gradients. Expressions use Python syntax: + - * / **, "
-        "sin, exp, log, sqrt, Abs, Max, sigmoid, softplus, relu, ... (no '^': write x**2).",
+        "sin, exp, log, sqrt, Abs, Max, sigmoid, softplus, relu, ... (no '^': write x**2; "
+        "no implicit products: write 2*x).",
     )
     p.add_argument("--version", action="version", version=f"symgrad {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad,formulas,optim}")
 
     def common(sp_: argparse.ArgumentParser) -> None:
         sp_.add_argument("expr", help='the expression, e.g. "cos(sin(x**2) + 3*x**2)"')
@@ -104,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grad", help="print the gradient, one line per variable")
     common(g)
     g.set_defaults(run=_cmd_grad)
+    add_commands(sub)
     return p
 
 
@@ -114,14 +130,15 @@ def _protect_negative(argv: list[str]) -> list[str]:
     for arg in argv:
         is_expr = arg.startswith("-") and not arg.startswith("--") and arg not in ("-h",) and not after_option
         out.append(f" {arg}" if is_expr else arg)
-        after_option = arg in ("--wrt", "--name")
+        after_option = arg in ("--wrt", "--name", *(flag for flag, _ in OPTIM_OPTIONS))
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (argparse usage errors also give 2)."""
+    prog = "symgrad" if argv is None and not sys.argv[0].endswith("__main__.py") else "python -m symgrad"
     try:
-        args = _parser().parse_args(_protect_negative(list(sys.argv[1:] if argv is None else argv)))
+        args = _parser(prog).parse_args(_protect_negative(list(sys.argv[1:] if argv is None else argv)))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
@@ -129,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(out)
+    try:
+        print(out, flush=True)
+    except BrokenPipeError:  # `symgrad ... | head` closed the pipe: stop quietly, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

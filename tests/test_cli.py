@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
 import subprocess
 import sys
 
@@ -242,3 +244,206 @@ def test_an_expression_that_starts_with_minus_is_an_expression(capsys):
     assert capsys.readouterr().out.strip() == "d(-x**2)/dx = -2*x"
     assert main(["grad", "-x*y", "--wrt", "y"]) == 0
     assert capsys.readouterr().out.strip() == "d(-x*y)/dy = -x"
+
+
+# -- hints for common mistakes --------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, fix",
+    [
+        ("2x", "Fix: write 2*x (there is no implicit multiplication)"),
+        ("x + 2y", "Fix: write 2*y"),
+        ("2.5x", "Fix: write 2.5*x"),
+        ("2sin(x)", "Fix: write 2*sin(x)"),
+        ("x y", "Fix: write x*y"),
+        ("sin(x) cos(x)", "Fix: write sin(x)*cos(x)"),
+        ("2(x+1)", "Fix: write 2*(x+1)"),
+        ("(x+1)(x-1)", "Fix: write (x+1)*(x-1)"),
+        ("x(y+1)", "write x*(y+1)"),
+        ("ln(x)", "Fix: write log(x); log is the natural logarithm"),
+        ("log10(x + 1)", "Fix: write log(x + 1, 10)"),
+        ("arctan(x)", "Fix: write atan(x)"),
+        ("pow(x + 1, 3)", "Fix: write (x + 1)**3"),
+        ("Sin(x)", "Fix: did you mean sin? Write sin(x)"),
+        ("ReLU(x)", "did you mean relu?"),
+        ("sigmod(x)", "did you mean sigmoid?"),
+        ("tahn(x)", "did you mean tanh?"),
+        ("e**x", "Fix: write exp(x)"),
+        ("e**(-x**2)", "Fix: write exp(-x**2)"),
+        ("e^x", "Fix: write exp(x)"),
+        ("x^2", "Fix: write x**2"),
+        ("x²", "Fix: write x**2"),
+        ("3·x − 1", "Fix: write 3*x - 1"),
+        ("|x - 1|", "Fix: write Abs(x - 1)"),
+    ],
+)
+def test_parser_hints_name_the_fix(text, fix):
+    with pytest.raises(ParseError) as info:
+        parse_expr(text)
+    assert fix in str(info.value)
+
+
+def test_hints_leave_valid_input_alone():
+    e = sp.Symbol("e", real=True)
+    assert parse_expr("e**2 + e") == e**2 + e  # a variable named e, squared: no hint
+    assert parse_expr("E**x") == sp.exp(x)
+    assert parse_expr("ln(x)", extra_functions={"ln": sp.log}) == sp.log(x)
+    with pytest.raises(ParseError) as info:  # no product hint next to a keyword
+        parse_expr("x for y")
+    assert "Fix" not in str(info.value)
+
+
+# -- CLI: formulas, optim, --wrt --------------------------------------------------
+
+def _cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "symgrad", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_formulas_subcommand():
+    import symgrad as sg
+
+    ok = _cli("formulas", "mlp 2-3-1 sigmoid bce")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == str(sg.formulas(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce")) + "\n"
+    assert "  δ_z2 = -y + sigmoid(z2)" in ok.stdout.splitlines()
+    tex = _cli("formulas", "mlp", "2-3-1", "sigmoid", "bce", "--latex")  # unquoted words work too
+    assert tex.returncode == 0, tex.stderr
+    assert tex.stdout.startswith(r"\begin{aligned}") and r"\delta_{z_{2}}" in tex.stdout
+
+
+@pytest.mark.parametrize(
+    "spec, sizes, activation, loss, output",
+    [
+        ("mlp 2-3-1", [2, 3, 1], "relu", "mse", "identity"),
+        ("MLP 4-8-8-3 Tanh ce", [4, 8, 8, 3], "tanh", "softmax_cross_entropy", "identity"),
+        ("mlp 2-3-1 bce sigmoid", [2, 3, 1], "sigmoid", "bce", "identity"),
+        ("2-1 output=sigmoid mse", [2, 1], "relu", "mse", "sigmoid"),
+        ("mlp 3-5-2 loss=huber activation=gelu output=tanh", [3, 5, 2], "gelu", "huber", "tanh"),
+    ],
+)
+def test_mlp_specs(spec, sizes, activation, loss, output):
+    from symgrad.cli_specs import mlp_spec
+
+    net, got = mlp_spec(spec)
+    assert (net.sizes, got) == (sizes, loss)
+    assert [layer.act_name for layer in net.layers] == [activation] * (len(sizes) - 2) + [output]
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("", "empty spec"),
+        ("mlp", "the layer widths are missing"),
+        ("mlp 2", "give at least the input and output widths"),
+        ("mlp 2,3,1", "join the layer widths with '-', e.g. 2-3-1"),
+        ("mlp 2-0-1", "at least 1"),
+        ("mlp 2-3-1 sigmod", "unknown word 'sigmod' (did you mean 'sigmoid'?)"),
+        ("mlp 2-3-1 relu tanh", "two activations"),
+        ("mlp 2-3-1 mse bce", "two losss"),
+        ("mlp 2-3-1 outptu=tanh", "did you mean 'output'?"),
+        ("mlp 2-3-1 output=sigmod", "unknown output activation 'sigmod'"),
+        ("mlp 2-3-1 loss=msq", "unknown loss 'msq'"),
+        ("mlp 2-3-1 sigmoid bce output=sigmoid", "applies sigmoid twice"),
+        ("mlp 2-3-3 ce output=softmax", "applies softmax twice"),
+        ("cnn 1-4-10", "only mlp specs are supported"),
+    ],
+)
+def test_bad_specs_exit_2_with_the_fix(spec, fragment, capsys):
+    assert main(["formulas", spec]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: spec {spec!r}: ")
+    assert fragment in captured.err
+    assert 'e.g. "mlp 2-3-1 sigmoid bce"' in captured.err  # the form and an example, every time
+    assert "Traceback" not in captured.err
+
+
+def test_optim_subcommand():
+    ok = _cli("optim", "adam", "--lr", "0.01")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [
+        "Adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-08)",
+        "m ← β1·m + (1 − β1)·g",
+        "v ← β2·v + (1 − β2)·g²",
+        "m̂ ← m/(1 − β1^t)",
+        "v̂ ← v/(1 − β2^t)",
+        "p ← p − lr·m̂/(√v̂ + ε)",
+    ]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop", "RMSProp"])
+def test_optim_prints_each_optimizer(name, capsys):
+    from symgrad.cli_specs import OPTIMIZERS
+
+    assert main(["optim", name]) == 0
+    assert capsys.readouterr().out == str(OPTIMIZERS[name.lower()]()) + "\n"
+    assert main(["optim", name, "--latex"]) == 0
+    assert capsys.readouterr().out == OPTIMIZERS[name.lower()]().latex() + "\n"
+
+
+def test_optim_options(capsys):
+    assert main(["optim", "momentum", "--lr", "0.1", "--beta", "0.5", "--weight-decay", "0.01"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Momentum(lr=0.1, beta=0.5, weight_decay=0.01)"
+    assert "g ← g + λ·p" in out
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["optim", "adma"], "unknown optimizer 'adma' (did you mean 'adam'?)"),
+        (["optim", "sgd", "--beta1", "0.9"], "sgd has no --beta1. Fix: use its options: --lr --weight-decay"),
+        (["optim", "sgd", "--lr", "-1"], "lr=-1.0"),
+        (["optim", "adam", "--beta1", "1.5"], "beta1=1.5"),
+        (["optim", "adam", "--lr", "abc"], "invalid float value"),
+    ],
+)
+def test_optim_errors_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and fragment in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["grad", "x**2", "--wrt", "z"], "--wrt z: z does not appear in x**2 (its derivative would be 0). "
+                                         "Fix: use one of its variables: x"),
+        (["explain", "x*y", "--wrt", "x", "--wrt", "z"], "z does not appear in x*y"),
+        (["grad", "x**2 + y", "--wrt", "X"], "did you mean --wrt x?"),
+        (["grad", "3", "--wrt", "x"], "it has no variables"),
+    ],
+)
+def test_wrt_a_variable_not_in_the_expression_exits_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and fragment in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv, fix",
+    [
+        (["grad", "2x"], "write 2*x"),
+        (["explain", "ln(x)"], "write log(x)"),
+        (["grad", "e**x"], "write exp(x)"),
+        (["grad", "x^2"], "write x**2"),
+        (["grad", "sigmod(x)"], "did you mean sigmoid?"),
+    ],
+)
+def test_cli_shows_the_hints(argv, fix):
+    bad = _cli(*argv)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.startswith("error: ") and fix in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("symgrad") is None, reason="the console script is installed by pip install")
+def test_console_script():
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=120)
+    helped = run(["symgrad", "--help"])
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: symgrad ")
+    for command in ("explain", "grad", "formulas", "optim"):
+        assert command in helped.stdout
+    ok = run(["symgrad", "optim", "sgd"])
+    assert ok.returncode == 0 and ok.stdout.splitlines()[-1] == "p ← p − lr·g"
+    bad = run(["symgrad", "formulas", "mlp 2-3-1 sigmod"])
+    assert bad.returncode == 2 and "did you mean 'sigmoid'?" in bad.stderr

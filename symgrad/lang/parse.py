@@ -39,9 +39,11 @@ from .parse_tables import (
     MAX_INT_BITS,
     MAX_LENGTH,
     Arity,
+    e_power_fix,
     function_table,
     supported_names,
     syntax_message,
+    unknown_function_fix,
 )
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "MAX_CONST_EXPONENT", "MAX_DEPTH", "MAX_INT_BITS", "MAX_LENGTH", "parse_expr"]
@@ -139,9 +141,8 @@ class _Builder:
             left, right = self._src(node.left), self._src(node.right)
             col = node.left.end_col_offset
             where = "" if col is None else self._column(node.left.end_lineno, col)
-            raise ParseError(
-                f"'^' is bitwise xor, not a power. Fix: write {left}**{right} for powers{where}"
-            )
+            fix = f"exp({right}) for e^{right}" if left == "e" else f"{left}**{right} for powers"
+            raise ParseError(f"'^' is bitwise xor, not a power. Fix: write {fix}{where}")
         if op in BAD_BINOPS:
             raise self.fail(node, f"{self._src(node)!r}: {BAD_BINOPS[op]}")
         if op in (ast.Add, ast.Sub):
@@ -165,6 +166,8 @@ class _Builder:
             return self.check_size(node, sp.Mul(*reversed(factors)))
         if op is ast.Pow:
             base, exp = self.build(node.left, d), self.build(node.right, d)
+            if isinstance(node.left, ast.Name) and node.left.id == "e" and exp.free_symbols:
+                raise self.fail(node, f"{self._src(node)!r}: {e_power_fix(self._src(node.right))}")
             if base.is_number and exp.is_Number and abs(exp) > MAX_CONST_EXPONENT and base not in (0, 1, -1):
                 raise self.fail(
                     node,
@@ -176,15 +179,25 @@ class _Builder:
 
     def call(self, node: ast.Call, d: int) -> sp.Expr:
         if not isinstance(node.func, ast.Name):
+            func = self._src(node.func)
+            if isinstance(node.func, (ast.Constant, ast.BinOp, ast.UnaryOp, ast.Call)):  # 2(x+1), (a+b)(c+d)
+                func = func if isinstance(node.func, (ast.Constant, ast.Call)) else f"({func})"
+                args = ", ".join(self._src(a) for a in node.args)
+                raise self.fail(node, f"{func!r} cannot be called. Fix: write {func}*({args}) for a product "
+                                "(there is no implicit multiplication)")
             raise self.fail(
                 node,
-                f"{self._src(node.func)!r} cannot be called: only plain function names are allowed. "
+                f"{func!r} cannot be called: only plain function names are allowed. "
                 f"Supported: {supported_names(self.functions)}",
             )
         fname = node.func.id
         if fname.startswith("_"):
             raise self.fail(node, f"name {fname!r} is not allowed: names may not start with '_'")
         if fname not in self.functions:
+            fix = unknown_function_fix(fname, [self._src(a) for a in node.args], self.functions)
+            if fix:
+                raise self.fail(node, f"unknown function {fname!r}. Fix: {fix}. "
+                                f"Supported: {supported_names(self.functions)}")
             raise self.fail(
                 node,
                 f"unknown function {fname!r}; supported: {supported_names(self.functions)}. "

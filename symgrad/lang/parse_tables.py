@@ -12,7 +12,9 @@ a ``SyntaxError`` becomes a message with a caret.
 from __future__ import annotations
 
 import ast
+import difflib
 import keyword
+import re
 from collections.abc import Callable, Mapping
 
 import sympy as sp
@@ -117,8 +119,9 @@ def _named(extra: object) -> list[tuple[object, object]]:
 
 def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:
     msg = f"invalid syntax: {exc.msg}"
+    fix = syntax_fix(stripped, exc.offset)
     if exc.offset is None:
-        return msg
+        return msg + (f". Fix: {fix}" if fix else "")
     line = exc.lineno or 1
     if "\n" in stripped:
         return f"{msg} (at line {line}, column {max(exc.offset, 1) + (lead if line == 1 else 0)})"
@@ -128,6 +131,125 @@ def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str
     else:
         col = exc.offset + lead
         msg += f" (at column {col})"
+    if fix:
+        msg += f". Fix: {fix}"
     if len(text) <= 120:
         msg += f"\n  {text.rstrip()}\n  {' ' * (col - 1)}^"
     return msg
+
+
+# -- hints for common mistakes -----------------------------------------------------------------
+
+#: Names from other notations (maths, NumPy, other systems) -> what to write instead. In the
+#: template, {a} is the call's arguments, {a0} the first, {w0} and {w1} the first two parenthesised.
+FUNCTION_ALIASES: dict[str, str] = {
+    "ln": "log({a}); log is the natural logarithm",
+    "log10": "log({a0}, 10)",
+    "log2": "log({a0}, 2)",
+    **{f"arc{f}": f"a{f}({{a}})" for f in ("sin", "cos", "tan", "sinh", "cosh", "tanh", "tan2")},
+    "sgn": "sign({a})",
+    "fabs": "Abs({a})",
+    "absolute": "Abs({a})",
+    "logistic": "sigmoid({a})",
+    "expit": "sigmoid({a})",
+    "maximum": "Max({a})",
+    "minimum": "Min({a})",
+    "pow": "{w0}**{w1}",
+    "power": "{w0}**{w1}",
+    "cbrt": "{w0}**(1/3)",
+    "square": "{w0}**2",
+    "exp2": "2**{w0}",
+    "log1p": "log(1 + {a})",
+    "expm1": "exp({a}) - 1",
+}
+
+#: Non-ASCII operators pasted from a document, and the ASCII to write.
+UNICODE_OPERATORS = {"²": "**2", "³": "**3", "·": "*", "⋅": "*", "×": "*", "∗": "*", "−": "-", "–": "-",
+                     "÷": "/"}
+
+_NUMBER_THEN_NAME = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?=[^\W\d])")
+
+
+def _wrap(s: str) -> str:
+    return s if re.fullmatch(r"[\w.]+(\(.*\))?", s) else f"({s})"
+
+
+def unknown_function_fix(fname: str, args: list[str], functions: Mapping[str, object]) -> str | None:
+    """What to write instead of the unknown function ``fname`` called on ``args`` (source texts):
+    the usual name from another notation (ln -> log), a name in other case (Sin -> sin), a close
+    spelling (sigmod -> sigmoid), or, for a variable-like name, the product x*(...)."""
+    a = ", ".join(args) or "x"
+    w = [_wrap(s) for s in args] + ["x", "y"][len(args):]
+    if fname in FUNCTION_ALIASES:
+        return "write " + FUNCTION_ALIASES[fname].format(a=a, a0=(args or ["x"])[0], w0=w[0], w1=w[1])
+    same = [n for n in functions if n.lower() == fname.lower()]  # Sin, ReLU
+    swapped = [n for n in functions if sorted(n.lower()) == sorted(fname.lower())]  # tahn
+    close = same or swapped or difflib.get_close_matches(fname, list(functions), n=1, cutoff=0.7)
+    if close:
+        return f"did you mean {close[0]}? Write {close[0]}({a})"
+    if re.fullmatch(r"[A-Za-z](_?\d+)?", fname):
+        return (f"if {fname}(...) is a product, write {fname}*({a}) (there is no implicit multiplication); "
+                "for a function of your own, pass extra_functions= to parse_expr")
+    return None
+
+
+def e_power_fix(exponent: str) -> str:
+    """``e**x`` reads ``e`` as a variable: the fix names exp."""
+    return (f"'e' is read as a variable named e, not Euler's number. Fix: write exp({exponent}) "
+            f"(or E**{_wrap(exponent)}); rename the variable if you mean one")
+
+
+def _group_end(s: str, j: int) -> int:
+    """The index after the parenthesised group that opens at s[j] (the end of s if unclosed)."""
+    depth = 0
+    for k in range(j, len(s)):
+        depth += {"(": 1, ")": -1}.get(s[k], 0)
+        if depth == 0:
+            return k + 1
+    return len(s)
+
+
+def _operand_after(s: str, j: int) -> str:
+    m = re.match(r"[\w.]*", s[j:])
+    k = j + (m.end() if m else 0)
+    if k < len(s) and s[k] == "(":
+        k = _group_end(s, k)
+    return s[j:k]
+
+
+def _operand_before(s: str) -> str:
+    """The operand that ``s`` ends with: a name or number, or a call or group in parentheses."""
+    k = len(s)
+    if s.endswith(")"):
+        depth = 0
+        for k in range(len(s) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(s[k], 0)
+            if depth == 0:
+                break
+    m = re.search(r"[\w.]*$", s[:k])
+    return s[m.start() if m else k:]
+
+
+def syntax_fix(s: str, offset: int | None) -> str | None:
+    """The fix for a syntax error at ``offset`` (1-based) in ``s``, for the usual slips:
+    implicit products (2x, x y), non-ASCII operators (x², 3·x) and |x| for Abs(x)."""
+    i = max((offset or 1) - 1, 0)
+    if any(c in s for c in UNICODE_OPERATORS):
+        fixed = "".join(UNICODE_OPERATORS.get(c, c) for c in s)
+        return f"write {fixed} (ASCII operators: + - * / **)" if len(fixed) <= 80 else \
+            "write the operators in ASCII: + - * / ** (x**2 for x², * for · and ×, - for −)"
+    if s.count("|") >= 2:
+        a = s.index("|")
+        inner = s[a + 1:s.index("|", a + 1)].strip() or "x"
+        return f"write Abs({inner}) for |{inner}|"
+    product = None
+    m = next((m for m in _NUMBER_THEN_NAME.finditer(s) if m.start() <= i <= m.end()), None)
+    if m:
+        product = (m.group(), _operand_after(s, m.end()))
+    elif 0 < i < len(s) and s[i - 1].isspace() and (s[i].isalnum() or s[i] in "_("):
+        before = s[:i].rstrip()
+        if before and (before[-1].isalnum() or before[-1] in "_)."):
+            product = (_operand_before(before), _operand_after(s, i))
+    if product and not any(keyword.iskeyword(re.sub(r"\(.*", "", p)) for p in product) and all(product):
+        return f"write {product[0]}*{product[1]} (there is no implicit multiplication)"
+    return None
