@@ -9,6 +9,7 @@ import sympy as sp
 from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_module
 from .derive.reverse import sweep
 from .errors import SymgradError
+from .explain.numeric import network_sample, resolve_point
 from .explain.trace import Derivation, check_trace_names, resolve_names
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
@@ -49,6 +50,7 @@ def explain(
     wrt: sp.Symbol | Sequence[sp.Symbol],
     names: dict[sp.Expr, str] | None = None,
     output: str = "J",
+    at: dict | None = None,
 ) -> Derivation:
     """The derivation of ``d expr / d wrt``: forward trace, adjoint steps, result.
 
@@ -57,6 +59,12 @@ def explain(
     already used (by a variable, ``output``, another key or an automatic ``v3``) raises
     :class:`~symgrad.errors.NameClashError`; a key that matches no subexpression raises
     :class:`~symgrad.errors.NamingError`.
+
+    ``at={x: 1.0}`` (keys Symbols or names, one number for every variable) makes it a worked
+    exercise: each forward value, adjoint step and adjoint is followed by its value there, to 6
+    significant digits (``=`` exact, ``≈`` rounded), computed exactly with SymPy (a float is the
+    decimal it prints as), not with compiled code. A missing or unknown variable, or a value that
+    is not a real number, raises :class:`~symgrad.errors.OptionError`.
 
     >>> x = sp.Symbol("x", real=True)
     >>> print(explain(sp.sin(x**2), x, names={x**2: "t"}))  # doctest: +NORMALIZE_WHITESPACE
@@ -70,13 +78,26 @@ def explain(
       ∂J/∂t = cos(t)
     Result
       ∂J/∂x = 2*x*cos(x**2)
+    >>> print(explain(sp.sin(x**2), x, names={x**2: "t"}, at={x: 1.0}))  # doctest: +NORMALIZE_WHITESPACE
+    At x = 1 (values to 6 significant digits)
+    Forward
+      t = x**2 = 1
+      J = sin(t) ≈ 0.841471
+    Backward (adjoint steps)
+      ∂J/∂t += cos(t) ≈ 0.540302
+      ∂J/∂x += ∂J/∂t * ∂t/∂x ≈ 1.08060,   ∂t/∂x = 2*x = 2
+    Collected adjoints
+      ∂J/∂t = cos(t) ≈ 0.540302
+    Result
+      ∂J/∂x = 2*x*cos(x**2) ≈ 1.08060
     """
     single = isinstance(wrt, sp.Basic)
     stable, variables, rules, original = prepare(expr, [wrt] if single else _variables(wrt))
     named = resolve_names(names, original, stable, _name_forms, output)
     s = sweep(stable, {node: name for node, (name, _) in named.items()}, output, rename_output=False)
     check_trace_names(s, named, stable, bool(rules))
-    d = Derivation(original, stable, rules, s, variables)
+    point = resolve_point(at, original, variables) if at is not None else {}
+    d = Derivation(original, stable, rules, s, variables, point=point)
     d.gradients = [unrealify(s.gradient(v), expr) for v in variables]
     return d
 
@@ -150,11 +171,16 @@ def compile_residuals(
     return CompiledResiduals(path, params, data_syms, dt, "residuals", False, backend)
 
 
-def formulas(model, loss):
+def formulas(model, loss, at: tuple | None = None):
     """Per-layer backprop equations (delta rule) of ``model`` under ``loss``, text and LaTeX.
 
     ``model`` is an :class:`symgrad.nn.MLP` (or anything with ``expr``, ``params``, ``x``),
     ``loss`` a name ('mse', 'bce', 'softmax_cross_entropy', ...) or ``f(pred, target)``.
+    ``at=(params, x, y)`` adds the values for one sample: each layer's value and each δ (vectors
+    as [a, b, …]) and each parameter gradient's norm, computed with NumPy from the printed delta
+    rule. ``params`` in ``model.params`` order (a list, a dict by name, or a trained model),
+    ``x`` one sample's features, ``y`` its target as the loss takes it (a class label or a
+    one-hot row for 'softmax_cross_entropy'). Dense networks only, for now.
 
     >>> import symgrad as sg
     >>> print(sg.formulas(sg.nn.MLP([3, 4, 1], activation="sigmoid"), "bce"))  # doctest: +ELLIPSIS
@@ -162,9 +188,22 @@ def formulas(model, loss):
     ...
       δ_z2 = -y + sigmoid(z2)
     ...
+    >>> import numpy as np
+    >>> net = sg.nn.MLP([2, 2, 1], activation="tanh")
+    >>> params = [np.array([[1.0, -1.0], [0.5, 2.0]]), np.zeros((2, 1)), np.array([[1.0, 1.0]]), np.zeros((1, 1))]
+    >>> print(sg.formulas(net, "bce", at=(params, [1.0, 0.5], 1)))  # doctest: +ELLIPSIS
+    At one sample: x = [1, 0.5], y = 1 (values to 6 significant digits)
+    Forward (per sample)
+      z1 = W1·x + b1 = [0.5, 1.5]
+      a1 = tanh(z1) ≈ [0.462117, 0.905148]
+    ...
+      δ_z2 = -y + sigmoid(z2) ≈ -0.203062
+    ...
+      ∂ℓ/∂W1 = (δ_z1)·xᵀ,   ‖∂ℓ/∂W1‖ ≈ 0.183200
     """
     from .explain.network import network_formulas
     check_network(model)
-    fn, _ = loss_fn(loss)
+    fn, name = loss_fn(loss)
     y = sp.MatrixSymbol("y", int(model.expr.shape[0]), 1)
-    return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None))
+    leaves = network_sample(model, name, at, y) if at is not None else None
+    return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None), leaves)

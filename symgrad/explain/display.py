@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..lang.ops import KINK_CONVENTIONS
+from . import numeric
 from .imaging import kink_notes
 from .printing import tex, tex_name, tex_text, text
 
@@ -75,6 +76,18 @@ class Style:
         if self.latex:
             return r"\frac{\partial %s}{\partial %s}" % (self.name(num), self.name(den))
         return f"∂{num}/∂{den}"
+
+    def value(self, v: sp.Basic) -> str:
+        """`` = 1`` or `` ≈ 0.841471``: a value after a printed formula (``at=``, 6 digits)."""
+        return " " + numeric.shown(v, self.latex)
+
+    def array(self, a) -> str:
+        """`` ≈ [0.1, -0.2, …]``: a network value after its formula (``formulas(..., at=)``)."""
+        return " " + numeric.array(a, self.latex)
+
+    def norm(self, name: object, a) -> str:
+        """``‖∂ℓ/∂W1‖ ≈ 0.123``: the norm of a parameter's gradient."""
+        return numeric.norm(a, self.latex, self.name(name))
 
     def head(self, s: str) -> Row:
         return Row("head", self.words(s))

@@ -18,6 +18,7 @@ from ..kinds import KINDS
 from . import imaging
 from .display import Printout, Row, Style
 from .notation import forward_expr, named, show, sym
+from .numeric import network_values
 from .printing import tex_text
 
 #: The delta rule's heading, and the LaTeX of its legend.
@@ -29,23 +30,38 @@ _BACKWARD_TEX = (tex_text("Backward (delta rule; ") + r"\odot" + tex_text(" is t
 @dataclass
 class NetworkFormulas(Printout):
     """Forward and backward equations of a tensor model: ``str()`` for text, ``latex()`` for an
-    ``aligned`` block, ``latex_lines()`` one formula per line; typeset in a notebook."""
+    ``aligned`` block, ``latex_lines()`` one formula per line; typeset in a notebook.
+    With ``values`` (``formulas(..., at=)``), each line is followed by its value for one sample
+    (a parameter gradient by its norm), the sample's ``inputs`` stated first."""
 
     forward: list[tuple[str, sp.Expr]]
     backward: list[tuple[str, sp.Expr]]
+    values: dict[str, object] | None = None
+    inputs: tuple[str, ...] = ()
+
+    def _value(self, s: Style, k: str) -> str:
+        if not self.values or k not in self.values:
+            return ""
+        if k.startswith("∂"):
+            return s.pick(",   ", r", \quad ") + s.norm(k, self.values[k])
+        return s.array(self.values[k])
 
     def _rows(self, s: Style) -> list[Row]:
         delta = {"mul": " ⊙ ", "power": "^"}  # deltas are elementwise products of vectors
         scalar = {"mul": "·", "power": "^"}  # ℓ is a scalar
-        rows = [s.head("Forward (per sample)")]
+        rows = []
+        if self.values:
+            at = s.pick(", ", r",\ ").join(s.name(k) + s.array(self.values[k]) for k in self.inputs)
+            rows.append(Row("head", s.words("At one sample: ") + at + s.words(" (values to 6 significant digits)")))
+        rows.append(s.head("Forward (per sample)"))
         after = imaging.notes([v for _, v in self.forward], s.latex)  # a convolution's geometry
-        rows += [s.eq(s.name(k), "=", s.expr(v, **(scalar if k == "ℓ" else delta)) + n)
+        rows += [s.eq(s.name(k), "=", s.expr(v, **(scalar if k == "ℓ" else delta)) + self._value(s, k) + n)
                  for (k, v), n in zip(self.forward, after)]
         rows.append(Row("head", s.pick(_BACKWARD, _BACKWARD_TEX)))
         # what ⋆, ∗, rot180, ... mean, for the convolution and pooling operations printed
         rows += [Row("note", line) for line in imaging.legends([v for _, v in self.forward + self.backward],
                                                                  s.latex)]
-        rows += [s.eq(s.name(k), "=", s.expr(v, **delta)) for k, v in self.backward]
+        rows += [s.eq(s.name(k), "=", s.expr(v, **delta) + self._value(s, k)) for k, v in self.backward]
         return rows + s.kink_note(*(v for _, v in self.forward))
 
 
@@ -70,8 +86,9 @@ class _Collector:
         return n.partials[k].xreplace(subs)
 
 
-def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormulas:
-    """Derive the textbook equations for ``loss`` over MatrixSymbol ``params`` and ``data``."""
+def network_formulas(loss: sp.Expr, params, data, labels=None, at: dict | None = None) -> NetworkFormulas:
+    """Derive the textbook equations for ``loss`` over MatrixSymbol ``params`` and ``data``;
+    ``at`` (each leaf's value by name, one sample) adds the values (``numeric.network_values``)."""
     nodes, out = lower(loss, params, data, labels)
     for n in nodes:  # contractions are named by what they compute: W1·x
         if n.kind == "matmul" and n.label == n.name:
@@ -93,7 +110,10 @@ def network_formulas(loss: sp.Expr, params, data, labels=None) -> NetworkFormula
                if n.kind != "leaf" and (named(n) or id(n) in shown)]
     short = {e: sp.MatrixSymbol(name, *e.shape) for e, name in (labels or {}).items()}
     forward.append(("ℓ", loss.xreplace(short)))
-    return NetworkFormulas(forward, _order(backward))
+    if at is None:
+        return NetworkFormulas(forward, _order(backward))
+    values = network_values(nodes, out, at) | {str(d): at[str(d)] for d in data}
+    return NetworkFormulas(forward, _order(backward), values, tuple(str(d) for d in data))
 
 
 def _internal_refs(nodes: list[TNode], rows) -> set[int]:

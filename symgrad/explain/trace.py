@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import sympy as sp
 
@@ -12,6 +13,7 @@ from ..derive.simplify import tidy
 from ..errors import NameClashError, NamingError
 from ..lang.parse import parse_expr
 from .display import Printout, Row, Style
+from .numeric import PointValues
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Derivation(Printout):
     ``print(d)`` shows the forward trace, the backward adjoint steps and the result;
     ``d.latex()`` gives the same as a LaTeX ``aligned`` block, ``d.latex_lines()`` one
     formula per line (for matplotlib), and a notebook shows it typeset (``_repr_latex_``).
+    With a ``point`` (``explain(..., at={x: 1.0})``) every forward value, adjoint step and
+    adjoint is followed by its value there, computed exactly (SymPy, 50 digits), shown to 6 digits.
     """
 
     original: sp.Expr
@@ -29,6 +33,21 @@ class Derivation(Printout):
     sweep: Sweep
     wrt: list[sp.Symbol]
     gradients: list[sp.Expr] = field(default_factory=list)
+    point: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
+
+    @cached_property
+    def _values(self) -> PointValues | None:
+        return PointValues(self.sweep, self.point) if self.point else None
+
+    def _num(self, s: Style, e: sp.Expr, printed: sp.Expr | None = None) -> str:
+        """`` ≈ 0.841471``, the value of ``e`` at the point; nothing without one, or when the
+        formula ``printed`` before it is a number already."""
+        if not self.point or (printed if printed is not None else e).is_Number:
+            return ""
+        return s.value(self._values(e))
+
+    def _gradient_at(self, w: sp.Symbol) -> sp.Expr:
+        return self.sweep.adjoint.get(w, sp.S.Zero) if w in self.sweep.leaves else sp.S.Zero
 
     # -- what is shown -------------------------------------------------------
     def _forward(self) -> list[tuple[sp.Symbol, sp.Expr]]:
@@ -59,27 +78,33 @@ class Derivation(Printout):
             rows += [s.head("Stabilised before differentiating (" + ", ".join(dict.fromkeys(self.rules)) + "):"),
                      s.eq("", "", s.expr(self.original)), s.eq("", s.pick("->", r"\to"), s.expr(self.stable)),
                      Row("blank")]
+        if self.point:
+            at = s.pick(", ", r",\ ").join(s.name(k) + s.value(self._values(v)) for k, v in self.point.items())
+            rows.append(Row("head", s.words("At ") + at + s.words(" (values to 6 significant digits)")))
         rows.append(s.head("Forward"))
-        rows += [s.eq(s.expr(o), "=", s.expr(b)) for o, b in self._forward()]
+        rows += [s.eq(s.expr(o), "=", s.expr(b) + self._num(s, o)) for o, b in self._forward()]
         rows.append(s.head("Backward (adjoint steps)"))
         rows += self._step_rows(s)
         rows.append(s.head("Collected adjoints"))
         j = self.sweep.output
-        rows += [s.eq(s.d(j, v), "=", s.expr(e)) for v, e in self._totals()]
+        rows += [s.eq(s.d(j, v), "=", s.expr(e) + self._num(s, e)) for v, e in self._totals()]
         rows.append(s.head("Result"))
-        rows += [s.eq(s.d(j, w), "=", s.expr(g)) for w, g in zip(self.wrt, self.gradients)]
+        rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._gradient_at(w), g))
+                 for w, g in zip(self.wrt, self.gradients)]
         return rows + s.kink_note(self.original, self.stable)
 
     def _step_rows(self, s: Style) -> list[Row]:
-        """∂J/∂t += ∂J/∂u · ∂u/∂t, with the local derivative ∂u/∂t beside it."""
+        """∂J/∂t += ∂J/∂u · ∂u/∂t, with the local derivative ∂u/∂t beside it (and, at a point,
+        the value of the product and of the local derivative)."""
         j = self.sweep.output
         times, aside, plus = s.pick(" * ", r" \, "), s.pick(",   ", r", \quad "), s.pick("+=", "{+}{=}")
         rows = []
         for st in self._steps():
-            rhs = s.expr(st.local)
+            rhs = s.expr(st.local) + self._num(s, st.local)
             if st.source != j:
                 local = s.d(st.source, st.target)
-                rhs = f"{s.d(j, st.source)}{times}{local}{aside}{local} = {rhs}"
+                term = self._num(s, self.sweep.adjoint.get(st.source, sp.S.Zero) * st.local)
+                rhs = f"{s.d(j, st.source)}{times}{local}{term}{aside}{local} = {rhs}"
             rows.append(s.eq(s.d(j, st.target), plus, rhs))
         return rows
 
