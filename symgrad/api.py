@@ -10,7 +10,7 @@ from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_mod
 from .derive.reverse import sweep
 from .errors import SymgradError
 from .explain.numeric import network_sample, resolve_point
-from .explain.trace import Derivation, check_trace_names, resolve_names
+from .explain.trace import Derivation, agreement, check_trace_names, resolve_names
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import check_matrix_elements, realify, symbol_list
@@ -51,6 +51,7 @@ def explain(
     names: dict[sp.Expr, str] | None = None,
     output: str = "J",
     at: dict | None = None,
+    textbook: bool = False,
 ) -> Derivation:
     """The derivation of ``d expr / d wrt``: forward trace, adjoint steps, result.
 
@@ -59,6 +60,12 @@ def explain(
     already used (by a variable, ``output``, another key or an automatic ``v3``) raises
     :class:`~symgrad.errors.NameClashError`; a key that matches no subexpression raises
     :class:`~symgrad.errors.NamingError`.
+
+    ``textbook=True`` derives the expression as written, step by step, as the lecture notes do
+    (``dJ/dy = -t/y + (1 - t)/(1 - y)``, ``dy/da = e^-a/(e^-a + 1)²`` for the logistic loss),
+    and then shows the stable form symgrad compiles (``bce_logits``), its derivative, and that
+    the two agree (simplified to 0, or equal at random points to 25 digits when SymPy cannot
+    simplify the difference).
 
     ``at={x: 1.0}`` (keys Symbols or names, one number for every variable) makes it a worked
     exercise: each forward value, adjoint step and adjoint is followed by its value there, to 6
@@ -93,13 +100,24 @@ def explain(
     """
     single = isinstance(wrt, sp.Basic)
     stable, variables, rules, original = prepare(expr, [wrt] if single else _variables(wrt))
-    named = resolve_names(names, original, stable, _name_forms, output)
-    s = sweep(stable, {node: name for node, (name, _) in named.items()}, output, rename_output=False)
-    check_trace_names(s, named, stable, bool(rules))
+    derived = original if textbook else stable  # textbook: the expression as written
+    named = resolve_names(names, original, derived, _as_written if textbook else _name_forms, output)
+    s = sweep(derived, {node: name for node, (name, _) in named.items()}, output, rename_output=False)
+    check_trace_names(s, named, derived, bool(rules) and not textbook)
     point = resolve_point(at, original, variables) if at is not None else {}
-    d = Derivation(original, stable, rules, s, variables, point=point)
+    d = Derivation(original, stable, rules, s, variables, point=point, textbook=textbook)
     d.gradients = [unrealify(s.gradient(v), expr) for v in variables]
+    if textbook and rules:  # what would be compiled, and that it is the same derivative
+        stable_sweep = sweep(stable, {}, output, rename_output=False)
+        d.stable_gradients = [unrealify(stable_sweep.gradient(v), expr) for v in variables]
+        d.agreement = [agreement(g, h, original.free_symbols) for g, h in zip(d.gradients, d.stable_gradients)]
     return d
+
+
+def _as_written(key: sp.Expr) -> list[sp.Expr]:
+    """A ``names=`` key in textbook mode: the expression is not stabilised, nor are its keys."""
+    real, _ = realify(key)
+    return [real]
 
 
 def _name_forms(key: sp.Expr) -> list[sp.Expr]:

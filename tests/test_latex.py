@@ -41,6 +41,7 @@ def _derivations():
     return {
         "seed": sg.explain(seed, X, names={X**2: "t", sp.sin(X**2): "u1"}),
         "logistic": sg.explain(nll, list(theta), names={a: "a"}),  # stabilised: the note is printed
+        "textbook": sg.explain(nll, list(theta), textbook=True),  # as written, then the stable form
         "kinks": sg.explain(relu(X) * X + sp.Abs(Y) + leaky_relu(X, sp.Rational(1, 100)) + elu(Y, 1), [X, Y]),
         "max": sg.explain(sp.Max(X, 0) * X, X),
         "greek": sg.explain(sp.Symbol("θ1", real=True) ** 2 * sp.exp(-A), [sp.Symbol("θ1", real=True), A],
@@ -92,6 +93,8 @@ def _cli_latex() -> dict[str, str]:
         "grad": _cli(["grad", seed, "--latex"]),
         "grad-many": _cli(["grad", "relu(x)*y + sigmoid(y)", "--latex"]),
         "explain": _cli(["explain", seed, "--latex", "--name", "x**2=t"]),
+        "formulas": _cli(["formulas", "mlp 2-3-1 sigmoid bce", "--latex"]),
+        "optim": _cli(["optim", "adam", "--lr", "0.01", "--latex"]),
     }
 
 
