@@ -14,13 +14,14 @@ from .lang import losses, nn, ops, optim
 from .lang.conv import avgpool2d, conv2d, maxpool2d
 from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .lang.nn import activation
+from .lang.norm import layernorm
 from .lang.parse import parse_expr
 from .runtime.fit import Trained, fit
 from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

@@ -213,7 +213,14 @@ def notes(exprs, latex: bool) -> list[str]:
 
 
 #: The order in which the operations are explained; Conv is explained by Correlate's entry.
-_LEGEND_ORDER = (Correlate, Rot180, Dilate, Pad, Crop, SumPositions, MaxPool, AvgPool, MaxUnpool, Upsample)
+#: Other notations append theirs (``add_legends``), each family one more legend line.
+_LEGEND_ORDER = [Correlate, Rot180, Dilate, Pad, Crop, SumPositions, MaxPool, AvgPool, MaxUnpool, Upsample]
+
+
+def add_legends(*ops: type) -> None:
+    """Explain ``ops`` too (each has ``family`` and ``legend``), after those already listed:
+    how another notation (explain/norms.py) gets its legend line."""
+    _LEGEND_ORDER.extend(op for op in ops if op not in _LEGEND_ORDER)
 
 
 def _used(exprs) -> set[type]:
@@ -222,10 +229,10 @@ def _used(exprs) -> set[type]:
 
 
 def legends(exprs, latex: bool) -> list[str]:
-    """The legend lines (``Convolution: ...``, ``Pooling: ...``) of the operations ``exprs`` use,
+    """The legend lines (``Convolution: ...``, ``Pooling: ...``, ...) of the operations ``exprs`` use,
     entries separated by "; ", a line that grows past WIDTH going on with an indented one."""
     used, lines = _used(exprs), []
-    for family in ("Convolution", "Pooling"):
+    for family in dict.fromkeys(c.family for c in _LEGEND_ORDER):
         entries = [c.legend for c in _LEGEND_ORDER if c.family == family and c in used]
         if not entries:
             continue

@@ -24,6 +24,7 @@ import sympy as sp
 from ..errors import OptionError, ShapeError
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
 from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
+from .norm import EPS, check_eps, layernorm
 
 
 class Conv2D:
@@ -119,10 +120,58 @@ class Flatten:
         return "Flatten()"
 
 
+class LayerNorm:
+    """``n = layernorm(x)``, ``z = γ ⊙ n + β``: each sample normalised over all its entries (an
+    image's C·H·W, as PyTorch's ``LayerNorm([C, H, W])``), then scaled and shifted entry by entry
+    by ``γ`` (ones at first) and ``β`` (zeros); ``affine=False`` leaves them out. ``shape`` is the
+    input's number of features, or an image's (C, H, W) (or C·H·W).
+    """
+
+    def __init__(self, shape: int | tuple[int, ...], eps: float = EPS, affine: bool = True):
+        dims = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        if not dims or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in dims):
+            raise OptionError(f"LayerNorm({shape!r}): give the number of features it normalises, or an image's "
+                              "(C, H, W). Fix: e.g. LayerNorm(64) after Dense(..., 64).")
+        if math.prod(int(v) for v in dims) < 2:
+            raise OptionError(f"LayerNorm({shape!r}): a single entry normalises to 0 whatever it holds (its "
+                              "variance is 0), so the layers before it get no gradient. Fix: normalise a layer of at "
+                              "least 2 features, or leave the LayerNorm out.")
+        check_eps(eps, "LayerNorm")
+        self.shape, self.eps, self.affine = shape, float(eps), bool(affine)
+        self.size, self.dims = math.prod(int(v) for v in dims), tuple(int(v) for v in dims)
+        self.gamma = self.beta = None
+
+    def build(self, x: sp.MatrixExpr, shape, index: int):
+        fits = self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
+        if not fits:
+            fix = shape[0] if len(shape) == 1 else tuple(shape)
+            raise ShapeError(f"layer {index}, {self!r}, normalises {self.dims} entries but its input has shape "
+                             f"{tuple(shape)}. Fix: LayerNorm({fix!r}).")
+        n = layernorm(x, self.eps)
+        if not self.affine:
+            return n, shape, {n: f"n{index}"}
+        self.gamma = sp.MatrixSymbol(f"gamma{index}", self.size, 1)
+        self.beta = sp.MatrixSymbol(f"beta{index}", self.size, 1)
+        z = sp.HadamardProduct(self.gamma, n) + self.beta
+        return z, shape, {n: f"n{index}", z: f"z{index}"}
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [self.gamma, self.beta] if self.gamma is not None else []
+
+    def init_params(self, rng: np.random.Generator, dtype) -> list[np.ndarray]:
+        """γ ones and β zeros, as PyTorch's (``rng`` unused: the other layers draw as without it)."""
+        return [np.ones((self.size, 1), dtype=dtype), np.zeros((self.size, 1), dtype=dtype)]
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.shape!r}, eps={self.eps:g}, affine={self.affine})"
+
+
 class Sequential:
     """Layers applied in order to an input of ``input_shape``: ``(C, H, W)`` for images, or the
     number of features. Parameters are named by layer position: K1, b1 (a convolution), W5, b5 (a
-    Dense); values z1 (before the activation), a1 (after), p2 (a pooling).
+    Dense), gamma3, beta3 (a LayerNorm); values z1 (before the activation), a1 (after), p2 (a
+    pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3).
     """
 
     def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...], init: str | None = None):
@@ -142,7 +191,7 @@ class Sequential:
                 continue
             if not hasattr(layer, "build"):
                 raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, "
-                                  "MaxPool2D, AvgPool2D, Flatten or Dense.")
+                                  "MaxPool2D, AvgPool2D, Flatten, LayerNorm or Dense.")
             h, shape, labels = layer.build(h, shape, k)
             self.labels.update(labels)
         if len(shape) != 1:
@@ -169,11 +218,15 @@ class Sequential:
         return [p for layer in self.layers for p in layer.params]
 
     def init_params(self, seed: int = 0, dtype=np.float64) -> list[np.ndarray]:
-        """He normal weights for ReLU-like layers (``init`` overrides), Xavier otherwise; zero biases."""
+        """He normal weights for ReLU-like layers (``init`` overrides), Xavier otherwise; zero biases.
+        A layer with its own ``init_params(rng, dtype)`` (LayerNorm: γ ones, β zeros) makes its own."""
         rng = np.random.default_rng(seed)
         out = []
         for layer in self.layers:
             if not layer.params:
+                continue
+            if hasattr(layer, "init_params"):
+                out += layer.init_params(rng, dtype)
                 continue
             fan_in, fan_out = layer.fans() if isinstance(layer, Conv2D) else (layer.n_in, layer.n_out)
             init = self.init or ("he" if layer.act_name in RELU_LIKE else "xavier")

@@ -1,0 +1,95 @@
+"""The notation of layer normalisation in the printed formulas (modelled on ``imaging``).
+
+Each operation is a SymPy function that prints itself, in text and in LaTeX; the one that gives
+a printout its value, ``Normalised``, also says what it means (its ``legend`` entry, listed by
+``imaging.legends`` under the Backward heading when a printout uses it).
+
+For ``x̂ = layernorm(x)``, with ``σ_x = √(var(x) + ε)``, the delta rule is
+
+    δ_x = (δ_x̂ − mean(δ_x̂) − x̂ ⊙ mean(δ_x̂ ⊙ x̂)) / σ_x
+
+>>> d, n, z = sp.Symbol("δ_n2"), sp.Symbol("n2"), sp.Symbol("z1")
+>>> print(text(NormBackward(d, n, z, 1e-5), mul=" ⊙ "))
+(δ_n2 - mean(δ_n2) - n2 ⊙ mean(n2 ⊙ δ_n2))/σ_z1
+>>> print(tex(NormBackward(d, n, z, 1e-5), hadamard=True))
+\\frac{1}{\\sigma_{z_{1}}} \\left(\\delta_{n_{2}} - \\operatorname{mean}\\left(\\delta_{n_{2}}\\right) - n_{2} \\odot \\operatorname{mean}\\left(n_{2} \\odot \\delta_{n_{2}}\\right)\\right)
+>>> print(text(Normalised(z, 1e-3)), tex(Normalised(z, 1e-5)))
+layernorm(z1, ε=0.001) \\operatorname{layernorm}\\left(z_{1}\\right)
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+from ..lang.norm import EPS
+from .imaging import add_legends
+from .printing import tex, text  # noqa: F401 (the examples above print with them)
+
+
+class Mean(sp.Function):
+    """mean(v): the mean of a vector's entries (one number, per sample)."""
+
+    nargs = 1
+
+    def _sympystr(self, p):
+        return f"mean({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{mean}\left(%s\right)" % p._print(self.args[0])
+
+
+class Sigma(sp.Function):
+    """σ_x = √(var(x) + ε) of the vector x: args x, ε."""
+
+    nargs = 2
+
+    def _sympystr(self, p):
+        x = self.args[0]
+        return f"σ_{p._print(x)}" if x.is_Symbol else f"σ_({p._print(x)})"
+
+    def _latex(self, p):
+        return r"\sigma_{%s}" % p._print(self.args[0])
+
+
+class Normalised(sp.Function):
+    """layernorm(x): (x − mean(x))/σ_x, a layer's normalised value; args x, ε."""
+
+    nargs = 2
+    family = "Normalisation"
+    legend = (("layernorm(x) = (x - mean(x))/σ_x", r"\operatorname{layernorm}(x) = (x - \operatorname{mean}(x))/\sigma_{x}"),
+              ", ", ("σ_x = √(var(x) + ε)", r"\sigma_{x} = \sqrt{\operatorname{var}(x) + \varepsilon}"),
+              " over each sample's entries (var biased; ", ("ε = 1e-05", r"\varepsilon = 10^{-5}"), " unless given)")
+
+    def _sympystr(self, p):
+        eps = float(self.args[1])
+        more = "" if eps == EPS else f", ε={eps:g}"
+        return f"layernorm({p._print(self.args[0])}{more})"
+
+    def _latex(self, p):
+        eps = float(self.args[1])
+        sub = "" if eps == EPS else r"_{\varepsilon = %s}" % f"{eps:g}"
+        return r"\operatorname{layernorm}%s\left(%s\right)" % (sub, p._print(self.args[0]))
+
+
+class NormBackward(sp.Function):
+    """δ_x = (δ − mean(δ) − x̂ ⊙ mean(δ ⊙ x̂))/σ_x: args δ (of x̂), x̂, x, ε."""
+
+    nargs = 4
+    precedence = PRECEDENCE["Mul"]
+
+    def _parts(self) -> tuple[sp.Expr, sp.Expr, sp.Expr, sp.Expr]:
+        d, xh, x, eps = self.args
+        return d, Mean(d), xh * Mean(d * xh), Sigma(x, eps)
+
+    def _sympystr(self, p):
+        d, m, proj, s = self._parts()
+        return f"({p._print(d)} - {p._print(m)} - {p.parenthesize(proj, PRECEDENCE['Add'])})/{p._print(s)}"
+
+    def _latex(self, p):
+        d, m, proj, s = self._parts()
+        inner = f"{p._print(d)} - {p._print(m)} - {p.parenthesize(proj, PRECEDENCE['Add'])}"
+        return r"\frac{1}{%s} \left(%s\right)" % (p._print(s), inner)
+
+
+add_legends(Normalised)

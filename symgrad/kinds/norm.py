@@ -1,0 +1,65 @@
+"""The layer normalisation kind: ``x̂ = (x − mean(x))/σ``, ``σ = √(var(x) + ε)``, per sample.
+
+Forward, each sample's vector is normalised over its entries and ``1/σ`` is saved (one number per
+sample); backward, ``δ_x = (1/σ)(δ_x̂ − mean(δ_x̂) − x̂ ⊙ mean(δ_x̂ ⊙ x̂))``, from x̂ (the node's own
+value) and the saved 1/σ. A layer's ``γ ⊙ x̂ + β`` is not part of the kind: it is an ordinary
+elementwise map whose γ and β are parameter lanes of the vector's length. The kernels live in
+symgrad/native/norms.py, compiled once per machine; the node's ``body`` holds ε.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from ..derive.ir import TNode
+from ..errors import UnsupportedModelError
+from ..explain.norms import Normalised, NormBackward
+from ..explain.notation import show, sym
+from ..lang.norm import layernorm
+from .base import Kind, register
+
+#: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
+NORMS = "\nfrom symgrad.native import norms\n"
+
+
+@register
+class LayerNorm(Kind):
+    name = "layernorm"
+    lowers = (layernorm,)
+    helpers = NORMS
+
+    def lower(self, lowerer, e: layernorm) -> TNode:
+        x = lowerer.matrix(e.args[0])
+        if not x.batched or x.shape[1] != 1:
+            raise UnsupportedModelError(
+                f"{e}: layer normalisation takes a per-sample column vector that depends on the data, got "
+                f"{x.label} of shape {x.shape} ({'per sample' if x.batched else 'the same for every sample'}). "
+                "Fix: normalise a layer's output, e.g. layernorm(W*x + b) with x in data=[...].")
+        return lowerer._add(TNode("layernorm", "", x.shape, True, [x], body=e.args[1]), e)
+
+    def forward(self, prog, n) -> list[str]:
+        (x,) = n.inputs
+        # {name}_rs: 1/σ of each sample, for the backward pass
+        return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (1, 1), True)) + [
+            f"    norms.layernorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {float(n.body)!r})"]
+
+    def backward(self, prog, n) -> list[str]:
+        (x,) = n.inputs
+        assign = bool(prog.assigned(n, [True]))  # the sole contribution: written, not added
+        return [f"    norms.layernorm_bwd({n.name}, {n.name}_rs, {prog.d(n)}, {prog.d(x)}, {assign})"]
+
+    def writes_whole(self, m, n) -> bool:
+        return True  # every element of its input's adjoint, once
+
+    def delta(self, c, n) -> None:
+        (x,) = n.inputs
+        # x̂ by its name (an unnamed one, v7, gets its forward line: explain.network._internal_refs)
+        c.add(x, NormBackward(c.ref(n), sym(n.label), show(x), n.body))
+
+    def show(self, n) -> sp.Expr:
+        return Normalised(show(n.inputs[0]), n.body)
+
+    def tangent(self, b, n, ins):
+        raise UnsupportedModelError(
+            f"no Hessian-vector rule through layer normalisation ({n.label}) yet. Fix: train with a first-order "
+            "optimizer (sg.fit, f.grad), or estimate H·v by a difference of two gradients.")
