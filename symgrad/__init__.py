@@ -16,12 +16,13 @@ from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax
 from .lang.nn import activation
 from .lang.norm import layernorm
 from .lang.parse import parse_expr
+from .runtime.epochs import GradientHealthWarning
 from .runtime.fit import Trained, fit
 from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

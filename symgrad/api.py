@@ -109,7 +109,8 @@ def explain(
     d.gradients = [unrealify(s.gradient(v), expr) for v in variables]
     if textbook and rules:  # what would be compiled, and that it is the same derivative
         stable_sweep = sweep(stable, {}, output, rename_output=False)
-        d.stable_gradients = [unrealify(stable_sweep.gradient(v), expr) for v in variables]
+        d.stable_raw = [stable_sweep.gradient(v) for v in variables]  # in the real symbols, for at=
+        d.stable_gradients = [unrealify(g, expr) for g in d.stable_raw]
         d.agreement = [agreement(g, h, original.free_symbols) for g, h in zip(d.gradients, d.stable_gradients)]
     return d
 

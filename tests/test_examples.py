@@ -67,8 +67,37 @@ def check_lenet_digits(out: str) -> None:
     assert _number(rf"test accuracy {NUM}", out) >= 0.85
 
 
+def check_teach_backprop(out: str) -> None:
+    """The notes' worked examples: the seed trace's value, textbook mode's agreement with the stable
+    form, Case 2's delta rule in the notes' letters, and vanishing gradients (warned, measured, plotted)."""
+    assert re.search(r"∂J/∂x = .* ≈ 4\.56079$", out, re.M), out[:3000]
+    assert "What symgrad compiles" in out, out[:6000]
+    agree = re.findall(r"^  ∂J/∂\S+ :  (.*)$", out, re.M)
+    assert agree and all(a.startswith(("0 at 5 random points", "0 (simplified)")) for a in agree), agree
+    assert "-> bce_logits(a, y*)" in out and "∂J/∂a = -y* + sigmoid(a)" in out, out[:6000]
+    assert re.search(r"∂J/∂a = .* ≈ -0\.377541$", out, re.M), out[:6000]  # σ(0.5) - 1
+    assert re.search(r"∂a/∂theta1 = x1\b", out), out[:6000]
+    assert "a = alpha·x" in out and "b = beta·z" in out, out[-6000:]
+    assert re.search(r"δ_a = z ⊙ δ_z ⊙ \(1 - z\) ≈ \[0\.480864", out), out[-6000:]
+    assert "checked: every δ printed by symgrad matches the NumPy pass" in out, out[-6000:]
+    warned = r"GradientHealthWarning caught: gradient norms are vanishing in \['W1'"
+    assert re.search(warned, out), out[-4000:]
+    sig = _number(rf"sigmoid first/last layer gradient norm ratio \(W1/W9\) = {NUM}", out)
+    relu = _number(rf"relu first/last layer gradient norm ratio \(W1/W9\) = {NUM}", out)
+    assert sig < 1e-3 and relu > 0.1, (sig, relu)
+    plots = re.findall(r"plot written to (.*\.png)$", out, re.M)
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "the plot is skipped" in out, out[-2000:]
+    else:
+        assert len(plots) == 2, out[-4000:]
+        for png in plots:
+            assert Path(png).is_file() and Path(png).stat().st_size > 0, png
+            assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert out.rstrip().endswith("OK"), out[-2000:]
+
+
 CHECKS = {"distributed_fit.py": check_distributed_fit, "digits_cnn.py": check_digits_cnn,
-          "lenet_digits.py": check_lenet_digits}
+          "lenet_digits.py": check_lenet_digits, "teach_backprop.py": check_teach_backprop}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -37,6 +37,7 @@ class Derivation(Printout):
     point: dict[sp.Symbol, sp.Expr] = field(default_factory=dict)
     textbook: bool = False  # derived as written; the stable form and its agreement at the end
     stable_gradients: list[sp.Expr] = field(default_factory=list)
+    stable_raw: list[sp.Expr] = field(default_factory=list)  # the same in the real symbols
     agreement: list[str] = field(default_factory=list)
 
     @cached_property
@@ -95,7 +96,8 @@ class Derivation(Printout):
                  for w, g in zip(self.wrt, self.gradients)]
         if self.textbook and self.rules:
             rows += [Row("blank"), *self._stabilised(s, "What symgrad compiles: the stable form")]
-            rows += [s.eq(s.d(j, w), "=", s.expr(g)) for w, g in zip(self.wrt, self.stable_gradients)]
+            rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, raw, g))
+                     for w, g, raw in zip(self.wrt, self.stable_gradients, self.stable_raw)]
             rows.append(s.head("Agreement: the derivative as written minus the stable one"))
             rows += [s.eq(s.d(j, w), s.words(": "), s.words(a)) for w, a in zip(self.wrt, self.agreement)]
         return rows + s.kink_note(self.original, self.stable)
