@@ -9,8 +9,10 @@ import sympy as sp
 from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_module
 from .derive.reverse import sweep
 from .errors import SymgradError
+from .explain.indexed import explain_indexed, grad_indexed
 from .explain.numeric import network_sample, resolve_point
 from .explain.trace import Derivation, agreement, check_trace_names, resolve_names
+from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import check_matrix_elements, realify, symbol_list
@@ -30,6 +32,9 @@ def grad(expr: sp.Expr, wrt: sp.Symbol | Sequence[sp.Symbol]) -> sp.Expr | list[
     -2*x*(cos(x**2) + 3)*sin(3*x**2 + sin(x**2))
     """
     single = isinstance(wrt, sp.Basic)
+    if uses_indices(expr, [wrt] if single else _variables(wrt)):  # Sum, theta[j]: explain/indexed.py
+        out = grad_indexed(expr, [wrt] if single else _variables(wrt))
+        return out[0] if single else out
     stable, variables, _, _ = prepare(expr, [wrt] if single else _variables(wrt))
     s = sweep(stable)
     out = [unrealify(s.gradient(v), expr) for v in variables]
@@ -99,6 +104,8 @@ def explain(
       ∂J/∂x = 2*x*cos(x**2) ≈ 1.08060
     """
     single = isinstance(wrt, sp.Basic)
+    if uses_indices(expr, [wrt] if single else _variables(wrt)):  # Sum, theta[j]: explain/indexed.py
+        return explain_indexed(expr, [wrt] if single else _variables(wrt), names, output, at, textbook)
     stable, variables, rules, original = prepare(expr, [wrt] if single else _variables(wrt))
     derived = original if textbook else stable  # textbook: the expression as written
     named = resolve_names(names, original, derived, _as_written if textbook else _name_forms, output)

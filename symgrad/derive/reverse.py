@@ -24,6 +24,7 @@ class Node:
     body: sp.Expr  # the op applied to lane symbols and constants
     lanes: tuple[sp.Symbol, ...]
     partials: tuple[sp.Expr, ...]
+    shown: sp.Expr | None = None  # how the forward line prints, when not ``body`` (a Sum: derive/indexed.py)
 
 
 @dataclass
@@ -224,11 +225,12 @@ class _Builder:
 
 
 def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: str = "J",
-          rename_output: bool = True) -> Sweep:
+          rename_output: bool = True, builder=None) -> Sweep:
     """Build the forward trace of ``expr`` and run the reverse (adjoint) sweep.
 
     Automatic names (v1, v2, ...) skip the names of ``expr``'s symbols; so does the output's
     (J, then J_, ...) unless ``rename_output`` is False (``explain``, which refuses the clash).
+    ``builder`` makes the trace's nodes (``derive.indexed.builder`` for Sum and Indexed).
 
     >>> x = sp.Symbol("x", real=True)
     >>> s = sweep(sp.cos(x**2))
@@ -239,7 +241,7 @@ def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: s
     if rename_output:
         while output_name in taken:
             output_name += "_"
-    b = _Builder(dict(names or {}), output_name, taken)
+    b = (builder or _Builder)(dict(names or {}), output_name, taken)
     if _is_const(expr):
         out = sp.Symbol(output_name, real=True)
         return Sweep([Node(out, expr, expr, (), ())], [], out, [], {out: sp.S.One})

@@ -56,7 +56,7 @@ class Derivation(Printout):
 
     # -- what is shown -------------------------------------------------------
     def _forward(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        return [(n.out, n.body) for n in self.sweep.nodes]
+        return [(n.out, n.body if n.shown is None else n.shown) for n in self.sweep.nodes]
 
     def _totals(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         """Collected adjoint of each intermediate, in forward seams, simplified."""
