@@ -11,6 +11,7 @@ import sys
 from .api import compile, compile_residuals, explain, formulas, grad
 from .errors import SymgradError
 from .lang import losses, nn, ops, optim
+from .lang.attention import attention
 from .lang.conv import avgpool2d, conv2d, maxpool2d
 from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .lang.nn import activation
@@ -22,7 +23,7 @@ from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
 ]
 __version__ = "0.1.0"

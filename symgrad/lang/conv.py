@@ -194,11 +194,11 @@ class avgpool2d(_Pool):
 IMAGE_OPS = (conv2d, maxpool2d, avgpool2d)
 
 
-def model_input(model) -> int | tuple[int, int, int]:
+def model_input(model) -> int | tuple[int, ...]:
     """A network's input: its (C, H, W) when a convolution or pooling reads the input ``x`` as an
-    image, else its number of features. Read from the expression, so a saved model knows it too."""
+    image (or a Sequential declares an image or a (T, d) sequence), else its number of features. Read from the expression, so a saved model knows it too."""
     declared = getattr(model, "input_shape", None)  # Sequential's, also when Flatten comes first
-    if declared is not None and len(declared) == 3:
+    if declared is not None and len(declared) in (2, 3):  # a sequence (T, d) or an image (C, H, W)
         return tuple(int(v) for v in declared)
     for e in sp.preorder_traversal(model.expr):
         if isinstance(e, IMAGE_OPS) and e.args[1 if isinstance(e, conv2d) else 0] == model.x:

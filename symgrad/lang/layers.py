@@ -27,6 +27,15 @@ from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
 from .norm import EPS, check_eps, layernorm
 
 
+def _not_image(shape) -> str:
+    """What a convolution or pooling got instead of an image, and the fix."""
+    if len(shape) == 2:
+        return (f"a sequence {shape} (positions, features). Fix: for images give input_shape=(C, H, W), "
+                f"e.g. input_shape=(1, {shape[0]}, {shape[1]}).")
+    return (f"a flat vector of {shape[0]}. Fix: convolutions and pooling come before Flatten and Dense layers "
+            "(and an image input needs input_shape=(C, H, W)).")
+
+
 class Conv2D:
     """``z = K ⋆ x + b``, ``a = f(z)``: ``c_out`` kernels of ``kernel_size`` over ``c_in`` channels.
 
@@ -51,8 +60,7 @@ class Conv2D:
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
         if len(shape) != 3:
-            raise ShapeError(f"layer {index}, Conv2D, takes an image (C, H, W), but its input is a flat vector "
-                             f"of {shape[0]}. Fix: convolutions come before Flatten and Dense layers.")
+            raise ShapeError(f"layer {index}, Conv2D, takes an image (C, H, W), but its input is {_not_image(shape)}")
         if shape[0] != self.c_in:
             raise ShapeError(f"layer {index}, Conv2D({self.c_in}, {self.c_out}, ...), takes {self.c_in} channels "
                              f"but its input has {shape[0]} (shape {shape}). Fix: Conv2D({shape[0]}, {self.c_out}, ...).")
@@ -84,8 +92,7 @@ class _Pool:
     def build(self, x: sp.MatrixExpr, shape, index: int):
         name = type(self).__name__
         if len(shape) != 3:
-            raise ShapeError(f"layer {index}, {name}, takes an image (C, H, W), but its input is a flat vector. "
-                             "Fix: pool before Flatten and Dense layers.")
+            raise ShapeError(f"layer {index}, {name}, takes an image (C, H, W), but its input is {_not_image(shape)}")
         p = type(self).op(x, self.size, stride=self.stride, in_shape=shape)
         return p, p.out_shape, {p: f"p{index}"}
 
@@ -167,8 +174,13 @@ class LayerNorm:
         return f"LayerNorm({self.shape!r}, eps={self.eps:g}, affine={self.affine})"
 
 
+def _what(shape) -> str:
+    return "a sequence" if len(shape) == 2 else "an image"
+
+
 class Sequential:
-    """Layers applied in order to an input of ``input_shape``: ``(C, H, W)`` for images, or the
+    """Layers applied in order to an input of ``input_shape``: ``(C, H, W)`` for images, ``(T, d)`` for
+    sequences (T positions of d features, stored position by position: symgrad.lang.attention), or the
     number of features. Parameters are named by layer position: K1, b1 (a convolution), W5, b5 (a
     Dense), gamma3, beta3 (a LayerNorm); values z1 (before the activation), a1 (after), p2 (a
     pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3).
@@ -176,9 +188,9 @@ class Sequential:
 
     def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...], init: str | None = None):
         shape = (int(input_shape),) if np.ndim(input_shape) == 0 else tuple(int(v) for v in input_shape)
-        if len(shape) not in (1, 3) or min(shape) < 1:
-            raise OptionError(f"Sequential(input_shape={input_shape!r}): give (C, H, W) for images or the number "
-                              "of features. Fix: e.g. input_shape=(1, 8, 8) for 8×8 grey images.")
+        if len(shape) not in (1, 2, 3) or min(shape) < 1:
+            raise OptionError(f"Sequential(input_shape={input_shape!r}): give (C, H, W) for images, (T, d) for "
+                              "sequences, or the number of features. Fix: e.g. input_shape=(1, 8, 8) for 8×8 grey images.")
         if init not in (None, "he", "xavier"):
             raise OptionError(f"Sequential(init={init!r}): 'he', 'xavier', or None (He for ReLU-like layers).")
         self.input_shape, self.layers, self.init = shape, list(layers), init
@@ -191,18 +203,18 @@ class Sequential:
                 continue
             if not hasattr(layer, "build"):
                 raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, "
-                                  "MaxPool2D, AvgPool2D, Flatten, LayerNorm or Dense.")
+                                  "MaxPool2D, AvgPool2D, Flatten, LayerNorm, MultiHeadAttention or Dense.")
             h, shape, labels = layer.build(h, shape, k)
             self.labels.update(labels)
         if len(shape) != 1:
-            raise ShapeError(f"Sequential: the network ends with an image {shape}. Fix: end with Flatten() "
+            raise ShapeError(f"Sequential: the network ends with {_what(shape)} {shape}. Fix: end with Flatten() "
                              "and a Dense layer to the outputs.")
         self.expr = h
 
     def _dense(self, layer: Dense, h, shape, k: int):
         if len(shape) != 1:
-            raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes a vector but its input is an "
-                             f"image {shape}. Fix: put sg.nn.Flatten() before it (it then takes {math.prod(shape)}).")
+            raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes a vector but its input is "
+                             f"{_what(shape)} {shape}. Fix: put sg.nn.Flatten() before it (it then takes {math.prod(shape)}).")
         if layer.n_in != shape[0]:
             raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes {layer.n_in} inputs but gets "
                              f"{shape[0]}. Fix: Dense({shape[0]}, {layer.n_out}).")

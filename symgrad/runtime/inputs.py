@@ -65,7 +65,8 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X") 
     """``X`` as a C-contiguous (n, features) array: one row per sample, finite, of the model's dtype.
 
     ``n_in`` is the number of features, or the (C, H, W) of a model that takes images: those come
-    as (n, C, H, W) arrays (channels first, as PyTorch's), (n, H, W) for one channel, or flat.
+    as (n, C, H, W) arrays (channels first, as PyTorch's), (n, H, W) for one channel, or flat;
+    or the (T, d) of a model that takes sequences: (n, T, d) arrays, or flat.
     A 1-D array is n samples of one feature when the model has one input, and is refused
     otherwise: it is then most likely one sample, and guessing would hide a transposed X.
     """
@@ -97,6 +98,9 @@ def _flat_images(X: np.ndarray, image: tuple[int, ...], what: str) -> np.ndarray
     """(n, C, H, W) images, or (n, H, W) ones of one channel, as rows of C·H·W (NCHW order)."""
     if X.shape[1:] == image or (image[0] == 1 and X.shape[1:] == image[1:]):
         return X.reshape(len(X), -1)
+    if len(image) == 2:
+        raise ShapeError(f"{what} has shape {X.shape}: samples of {X.shape[1:]}, but the model takes sequences "
+                         f"of {image} (positions, features). Fix: one ({image[0]}, {image[1]}) array per sample.")
     last = X.ndim == 4 and X.shape[1:] == (*image[1:], image[0])
     fix = (f"channels first: np.moveaxis({what}, -1, 1)" if last
            else f"images of shape {image} (C, H, W), one per sample")
