@@ -13,18 +13,21 @@ from .errors import SymgradError
 from .lang import losses, nn, ops, optim
 from .lang.attention import attention
 from .lang.conv import avgpool2d, conv2d, maxpool2d
+from .lang.embedding import embedding
 from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .lang.nn import activation
 from .lang.norm import layernorm
 from .lang.parse import parse_expr
+from .lang.rowwise import broadcast, rowmatmul
 from .runtime.epochs import GradientHealthWarning
 from .runtime.fit import Trained, fit
 from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
+    "broadcast", "rowmatmul",
 ]
 __version__ = "0.1.0"
 

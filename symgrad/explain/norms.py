@@ -8,6 +8,11 @@ For ``x̂ = layernorm(x)``, with ``σ_x = √(var(x) + ε)``, the delta rule is
 
     δ_x = (δ_x̂ − mean(δ_x̂) − x̂ ⊙ mean(δ_x̂ ⊙ x̂)) / σ_x
 
+and for a sequence normalised per position (``layernorm_pos``, each row of the T × d matrix X),
+the same with ``rowmean``, the mean of each position's d features, and σ one per position.
+A parameter broadcast over the positions (γ, β, a position-wise layer's bias) gets ``Σ_t``, the
+sum of its delta over the positions.
+
 >>> d, n, z = sp.Symbol("δ_n2"), sp.Symbol("n2"), sp.Symbol("z1")
 >>> print(text(NormBackward(d, n, z, 1e-5), mul=" ⊙ "))
 (δ_n2 - mean(δ_n2) - n2 ⊙ mean(n2 ⊙ δ_n2))/σ_z1
@@ -15,6 +20,8 @@ For ``x̂ = layernorm(x)``, with ``σ_x = √(var(x) + ε)``, the delta rule is
 \\frac{1}{\\sigma_{z_{1}}} \\left(\\delta_{n_{2}} - \\operatorname{mean}\\left(\\delta_{n_{2}}\\right) - n_{2} \\odot \\operatorname{mean}\\left(n_{2} \\odot \\delta_{n_{2}}\\right)\\right)
 >>> print(text(Normalised(z, 1e-3)), tex(Normalised(z, 1e-5)))
 layernorm(z1, ε=0.001) \\operatorname{layernorm}\\left(z_{1}\\right)
+>>> print(text(PosNormBackward(d, n, z, 1e-5), mul=" ⊙ "), "|", text(PosNormalised(z, 1e-5)))
+(δ_n2 - rowmean(δ_n2) - n2 ⊙ rowmean(n2 ⊙ δ_n2))/σ_z1 | layernorm_pos(z1)
 """
 
 from __future__ import annotations
@@ -37,6 +44,16 @@ class Mean(sp.Function):
 
     def _latex(self, p):
         return r"\operatorname{mean}\left(%s\right)" % p._print(self.args[0])
+
+
+class RowMean(Mean):
+    """rowmean(V): the mean of each position's features (a column of T, per sample)."""
+
+    def _sympystr(self, p):
+        return f"rowmean({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{rowmean}\left(%s\right)" % p._print(self.args[0])
 
 
 class Sigma(sp.Function):
@@ -92,4 +109,43 @@ class NormBackward(sp.Function):
         return r"\frac{1}{%s} \left(%s\right)" % (p._print(s), inner)
 
 
-add_legends(Normalised)
+class PosNormalised(Normalised):
+    """layernorm_pos(X): (X − rowmean(X))/σ_X, each position (row) of a sequence; args X, ε."""
+
+    legend = (("layernorm_pos(X) = (X - rowmean(X))/σ_X", r"\operatorname{layernorm}_{\text{pos}}(X) = "
+               r"(X - \operatorname{rowmean}(X))/\sigma_{X}"), ", ",
+              ("σ_X = √(rowvar(X) + ε)", r"\sigma_{X} = \sqrt{\operatorname{rowvar}(X) + \varepsilon}"),
+              " per position (each row of the T × d sequence X, over its d features; var biased; ",
+              ("ε = 1e-05", r"\varepsilon = 10^{-5}"), " unless given)")
+
+    def _sympystr(self, p):
+        return super()._sympystr(p).replace("layernorm(", "layernorm_pos(", 1)
+
+    def _latex(self, p):
+        return super()._latex(p).replace(r"\operatorname{layernorm}", r"\operatorname{layernorm}_{\text{pos}}", 1)
+
+
+class PosNormBackward(NormBackward):
+    """NormBackward per position: rowmean for mean, σ_x one per position."""
+
+    def _parts(self):
+        d, xh, x, eps = self.args
+        return d, RowMean(d), xh * RowMean(d * xh), Sigma(x, eps)
+
+
+class SumOverPositions(sp.Function):
+    """Σ_t δ: a delta summed over a sequence's positions (the gradient of a parameter that every
+    position shares: LayerNorm's γ and β, a position-wise layer's bias)."""
+
+    nargs = 1
+    family = "Sequence"
+    legend = (("Σ_t", r"\sum_{t}"), " sums over the positions (a parameter every position shares)")
+
+    def _sympystr(self, p):
+        return "Σ_t " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+    def _latex(self, p):
+        return r"\sum_{t} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+
+add_legends(Normalised, PosNormalised, SumOverPositions)

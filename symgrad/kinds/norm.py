@@ -1,9 +1,11 @@
-"""The layer normalisation kind: ``x̂ = (x − mean(x))/σ``, ``σ = √(var(x) + ε)``, per sample.
+"""The layer normalisation kind: ``x̂ = (x − mean(x))/σ``, ``σ = √(var(x) + ε)``, per sample, or
+per sample and position for a sequence (``layernorm(x, seq=(T, d))``: the node's ``geom`` is (T, d)).
 
 Forward, each sample's vector is normalised over its entries and ``1/σ`` is saved (one number per
-sample); backward, ``δ_x = (1/σ)(δ_x̂ − mean(δ_x̂) − x̂ ⊙ mean(δ_x̂ ⊙ x̂))``, from x̂ (the node's own
+sample, or T per sample: one per position); backward, ``δ_x = (1/σ)(δ_x̂ − mean(δ_x̂) − x̂ ⊙ mean(δ_x̂ ⊙ x̂))``, from x̂ (the node's own
 value) and the saved 1/σ. A layer's ``γ ⊙ x̂ + β`` is not part of the kind: it is an ordinary
-elementwise map whose γ and β are parameter lanes of the vector's length. The kernels live in
+elementwise map whose γ and β are parameter lanes of the vector's length (for a sequence, γ
+and β of d entries broadcast over the positions: ``kinds/rowwise.py``). The kernels live in
 symgrad/native/norms.py, compiled once per machine; the node's ``body`` holds ε.
 """
 
@@ -13,7 +15,7 @@ import sympy as sp
 
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
-from ..explain.norms import Normalised, NormBackward
+from ..explain.norms import Normalised, NormBackward, PosNormalised, PosNormBackward
 from ..explain.notation import show, sym
 from ..lang.norm import layernorm
 from .base import Kind, register
@@ -35,12 +37,13 @@ class LayerNorm(Kind):
                 f"{e}: layer normalisation takes a per-sample column vector that depends on the data, got "
                 f"{x.label} of shape {x.shape} ({'per sample' if x.batched else 'the same for every sample'}). "
                 "Fix: normalise a layer's output, e.g. layernorm(W*x + b) with x in data=[...].")
-        return lowerer._add(TNode("layernorm", "", x.shape, True, [x], body=e.args[1]), e)
+        return lowerer._add(TNode("layernorm", "", x.shape, True, [x], body=e.args[1], geom=e.seq or ()), e)
 
     def forward(self, prog, n) -> list[str]:
         (x,) = n.inputs
-        # {name}_rs: 1/σ of each sample, for the backward pass
-        return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (1, 1), True)) + [
+        # {name}_rs: 1/σ of each sample (and position), for the backward pass
+        T = n.geom[0] if n.geom else 1
+        return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (T, 1), True)) + [
             f"    norms.layernorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {float(n.body)!r})"]
 
     def backward(self, prog, n) -> list[str]:
@@ -54,10 +57,11 @@ class LayerNorm(Kind):
     def delta(self, c, n) -> None:
         (x,) = n.inputs
         # x̂ by its name (an unnamed one, v7, gets its forward line: explain.network._internal_refs)
-        c.add(x, NormBackward(c.ref(n), sym(n.label), show(x), n.body))
+        rule = PosNormBackward if n.geom else NormBackward
+        c.add(x, rule(c.ref(n), sym(n.label), show(x), n.body))
 
     def show(self, n) -> sp.Expr:
-        return Normalised(show(n.inputs[0]), n.body)
+        return (PosNormalised if n.geom else Normalised)(show(n.inputs[0]), n.body)
 
     def tangent(self, b, n, ins):
         raise UnsupportedModelError(

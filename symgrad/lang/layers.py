@@ -25,6 +25,7 @@ from ..errors import OptionError, ShapeError
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
 from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
 from .norm import EPS, check_eps, layernorm
+from .rowwise import broadcast
 
 
 def _not_image(shape) -> str:
@@ -131,7 +132,10 @@ class LayerNorm:
     """``n = layernorm(x)``, ``z = γ ⊙ n + β``: each sample normalised over all its entries (an
     image's C·H·W, as PyTorch's ``LayerNorm([C, H, W])``), then scaled and shifted entry by entry
     by ``γ`` (ones at first) and ``β`` (zeros); ``affine=False`` leaves them out. ``shape`` is the
-    input's number of features, or an image's (C, H, W) (or C·H·W).
+    input's number of features, or an image's (C, H, W) (or C·H·W). On a sequence (T, d),
+    ``LayerNorm(d)`` normalises each position over its d features (PyTorch's ``LayerNorm(d)`` on a
+    (T, d) input), γ and β of d entries shared by the positions; ``LayerNorm(T·d)`` normalises
+    the whole sequence.
     """
 
     def __init__(self, shape: int | tuple[int, ...], eps: float = EPS, affine: bool = True):
@@ -149,17 +153,20 @@ class LayerNorm:
         self.gamma = self.beta = None
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
-        fits = self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
+        per_position = len(shape) == 2 and self.dims == (shape[1],) and shape[0] > 1
+        fits = per_position or self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
         if not fits:
             fix = shape[0] if len(shape) == 1 else tuple(shape)
+            more = f" per position, or LayerNorm({math.prod(shape)}) over the whole sequence" if len(shape) == 2 else ""
             raise ShapeError(f"layer {index}, {self!r}, normalises {self.dims} entries but its input has shape "
-                             f"{tuple(shape)}. Fix: LayerNorm({fix!r}).")
-        n = layernorm(x, self.eps)
+                             f"{tuple(shape)}. Fix: LayerNorm({shape[1] if len(shape) == 2 else fix!r}){more}.")
+        n = layernorm(x, self.eps, seq=tuple(shape) if per_position else None)
         if not self.affine:
             return n, shape, {n: f"n{index}"}
         self.gamma = sp.MatrixSymbol(f"gamma{index}", self.size, 1)
         self.beta = sp.MatrixSymbol(f"beta{index}", self.size, 1)
-        z = sp.HadamardProduct(self.gamma, n) + self.beta
+        g, b = (broadcast(v, shape[0]) for v in (self.gamma, self.beta)) if per_position else (self.gamma, self.beta)
+        z = sp.HadamardProduct(g, n) + b
         return z, shape, {n: f"n{index}", z: f"z{index}"}
 
     @property
@@ -174,6 +181,22 @@ class LayerNorm:
         return f"LayerNorm({self.shape!r}, eps={self.eps:g}, affine={self.affine})"
 
 
+def init_layer(layer, rng: np.random.Generator, dtype, init: str | None) -> list[np.ndarray]:
+    """One layer's initial parameters (Sequential.init_params); a block's (``nested``) layer by layer."""
+    if not layer.params:
+        return []
+    if getattr(layer, "nested", False):
+        return [v for inner in layer.layers for v in init_layer(inner, rng, dtype, init)]
+    if hasattr(layer, "init_params"):
+        return layer.init_params(rng, dtype)
+    fan_in, fan_out = layer.fans() if isinstance(layer, Conv2D) else (layer.n_in, layer.n_out)
+    init = init or ("he" if layer.act_name in RELU_LIKE else "xavier")
+    std = np.sqrt(2.0 / fan_in) if init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
+    W, *b = layer.params  # a Dense layer may have no bias
+    out = [(rng.standard_normal(tuple(int(d) for d in W.shape)) * std).astype(dtype)]
+    return out + [np.zeros(tuple(int(d) for d in p.shape), dtype=dtype) for p in b]
+
+
 def _what(shape) -> str:
     return "a sequence" if len(shape) == 2 else "an image"
 
@@ -183,7 +206,9 @@ class Sequential:
     sequences (T positions of d features, stored position by position: symgrad.lang.attention), or the
     number of features. Parameters are named by layer position: K1, b1 (a convolution), W5, b5 (a
     Dense), gamma3, beta3 (a LayerNorm); values z1 (before the activation), a1 (after), p2 (a
-    pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3).
+    pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3). Layers are
+    numbered in order, a block's (``Residual``) own layers included: a Residual numbered 1 with
+    two layers gives its output r1 and its layers 2 and 3, and the layer after it is 4.
     """
 
     def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...], init: str | None = None):
@@ -197,19 +222,26 @@ class Sequential:
         self.x = sp.MatrixSymbol("x", math.prod(shape), 1)
         self.labels: dict[sp.Basic, str] = {}
         h: sp.MatrixExpr = self.x
-        for k, layer in enumerate(self.layers, start=1):
-            if isinstance(layer, Dense):
-                h, shape = self._dense(layer, h, shape, k)
-                continue
-            if not hasattr(layer, "build"):
-                raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, "
-                                  "MaxPool2D, AvgPool2D, Flatten, LayerNorm, MultiHeadAttention or Dense.")
-            h, shape, labels = layer.build(h, shape, k)
-            self.labels.update(labels)
+        k = 1
+        for layer in self.layers:
+            h, shape = self.add(layer, h, shape, k)
+            k += getattr(layer, "numbers", 1)  # a block numbers its own layers after itself
         if len(shape) != 1:
             raise ShapeError(f"Sequential: the network ends with {_what(shape)} {shape}. Fix: end with Flatten() "
                              "and a Dense layer to the outputs.")
         self.expr = h
+
+    def add(self, layer, h: sp.MatrixExpr, shape, k: int):
+        """Layer ``layer``, numbered k, applied to h of shape ``shape``: (its output, its shape)."""
+        if isinstance(layer, Dense):
+            return self._dense(layer, h, shape, k)
+        if not hasattr(layer, "build"):
+            raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, MaxPool2D, "
+                              "AvgPool2D, Flatten, LayerNorm, MultiHeadAttention, PositionwiseDense, Residual or Dense.")
+        built = layer.build(h, shape, k, self.add) if getattr(layer, "nested", False) else layer.build(h, shape, k)
+        h, shape, labels = built
+        self.labels.update(labels)
+        return h, shape
 
     def _dense(self, layer: Dense, h, shape, k: int):
         if len(shape) != 1:
@@ -233,20 +265,7 @@ class Sequential:
         """He normal weights for ReLU-like layers (``init`` overrides), Xavier otherwise; zero biases.
         A layer with its own ``init_params(rng, dtype)`` (LayerNorm: γ ones, β zeros) makes its own."""
         rng = np.random.default_rng(seed)
-        out = []
-        for layer in self.layers:
-            if not layer.params:
-                continue
-            if hasattr(layer, "init_params"):
-                out += layer.init_params(rng, dtype)
-                continue
-            fan_in, fan_out = layer.fans() if isinstance(layer, Conv2D) else (layer.n_in, layer.n_out)
-            init = self.init or ("he" if layer.act_name in RELU_LIKE else "xavier")
-            std = np.sqrt(2.0 / fan_in) if init == "he" else np.sqrt(2.0 / (fan_in + fan_out))
-            W, *b = layer.params  # a Dense layer may have no bias
-            out.append((rng.standard_normal(tuple(int(d) for d in W.shape)) * std).astype(dtype))
-            out += [np.zeros(tuple(int(d) for d in p.shape), dtype=dtype) for p in b]
-        return out
+        return [v for layer in self.layers for v in init_layer(layer, rng, dtype, self.init)]
 
     def __repr__(self) -> str:
         inner = ",\n    ".join(map(repr, self.layers))

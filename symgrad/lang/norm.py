@@ -3,7 +3,9 @@
 ``layernorm(x, eps)`` normalises a column vector (one sample) over its entries:
 ``x̂ = (x − mean(x)) / √(var(x) + ε)``, with the biased variance, as PyTorch's ``LayerNorm``. An
 image is stored as one column of C·H·W entries (``symgrad.lang.conv``), so normalising it is
-normalising over all of C·H·W, PyTorch's ``LayerNorm([C, H, W])``.
+normalising over all of C·H·W, PyTorch's ``LayerNorm([C, H, W])``. With ``seq=(T, d)`` the column is
+a sequence of T positions of d features, stored position by position (``symgrad.lang.attention``),
+and each position is normalised over its own d features, PyTorch's ``LayerNorm(d)`` on a (T, d) input.
 
 >>> import sympy as sp
 >>> z = sp.MatrixSymbol("z", 4, 1)
@@ -11,11 +13,17 @@ normalising over all of C·H·W, PyTorch's ``LayerNorm([C, H, W])``.
 (layernorm(z), (4, 1))
 >>> layernorm(sp.Matrix([1, 3])).T.evalf(6)
 Matrix([[-0.999995, 0.999995]])
+>>> layernorm(sp.MatrixSymbol("s", 6, 1), seq=(3, 2))
+layernorm(s, seq=(3, 2))
+>>> layernorm(sp.Matrix([1, 3, 10, 20]), seq=(2, 2)).T.evalf(3)
+Matrix([[-1.0, 1.0, -1.0, 1.0]])
 """
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
+from sympy.core.parameters import global_parameters
 
 from ..errors import OptionError, ShapeError
 
@@ -44,22 +52,39 @@ def check_eps(eps, what: str = "layernorm") -> sp.Expr:
     return e
 
 
-def normalise(v: sp.Matrix, eps: sp.Expr) -> sp.Matrix:
-    """The explicit x̂ of a column of SymPy entries."""
+def normalise(v: sp.Matrix, eps: sp.Expr, T: int = 1) -> sp.Matrix:
+    """The explicit x̂ of a column of SymPy entries (of each of its T blocks, with T > 1)."""
+    if T > 1:
+        d = v.shape[0] // T
+        return sp.Matrix.vstack(*(normalise(v[t * d:(t + 1) * d, :], eps) for t in range(T)))
     n = v.shape[0]
     m = sum(v) / n
     var = sum((a - m) ** 2 for a in v) / n
     return v.applyfunc(lambda a: (a - m) / sp.sqrt(var + eps))
 
 
+def _check_seq(x, seq) -> sp.Tuple:
+    """seq=(T, d) as a SymPy Tuple, once T·d is x's length and d ≥ 2."""
+    ok = np.ndim(seq) == 1 and len(seq) == 2 and all(
+        not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, np.integer, sp.Integer)) and int(v) >= 1 for v in seq)
+    if not ok or int(seq[0]) * int(seq[1]) != int(x.shape[0]):
+        raise ShapeError(f"layernorm({x}, seq={seq!r}): seq is (positions T, features d) with T·d = {x.shape[0]}, the "
+                         f"input's rows (a sequence stored position by position). Fix: e.g. seq=({x.shape[0] // 2}, 2).")
+    if int(seq[1]) < 2:
+        raise ShapeError(f"layernorm({x}, seq={tuple(seq)!r}): a position of 1 feature normalises to 0 whatever it "
+                         "holds, so what comes before it gets no gradient. Fix: positions of at least 2 features.")
+    return sp.Tuple(*(sp.Integer(int(v)) for v in seq))
+
+
 class layernorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg.softmax)
-    """``(x − mean(x)) / √(var(x) + ε)`` of a column vector x (n × 1, n ≥ 2), per sample.
+    """``(x − mean(x)) / √(var(x) + ε)`` of a column vector x (n × 1, n ≥ 2), per sample; with
+    ``seq=(T, d)``, of each of the T positions' d features (per sample and position).
 
     On an explicit matrix it evaluates (``layernorm(Matrix([...]))`` is a Matrix), so a tiny model
     written with explicit entries can be differentiated by ``sympy.diff``.
     """
 
-    def __new__(cls, x, eps=EPS):
+    def __new__(cls, x, eps=EPS, seq=None):
         x = sp.sympify(x)
         e = check_eps(eps)
         shape = getattr(x, "shape", None)
@@ -70,10 +95,18 @@ class layernorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
             raise ShapeError(f"layernorm({x}): a vector of {shape[0]} entry normalises to 0 whatever it holds "
                              "(its variance is 0), so what comes before it gets no gradient. Fix: normalise a vector of "
                              "at least 2 entries.")
+        if isinstance(seq, sp.Tuple) and not global_parameters.evaluate:  # read back (srepr_io): as stored
+            return sp.Basic.__new__(cls, x, sp.Float(e), seq)
+        seq = None if seq is None else _check_seq(x, seq)
         explicit = _explicit(x)
         if explicit is not None:
-            return normalise(explicit, e)
-        return sp.Basic.__new__(cls, x, sp.Float(e))
+            return normalise(explicit, e, 1 if seq is None else int(seq[0]))
+        return sp.Basic.__new__(cls, x, sp.Float(e), *([] if seq is None else [seq]))
+
+    @property
+    def seq(self) -> tuple[int, int] | None:
+        """(T, d) of a per-position layer norm, None for one over all the entries."""
+        return tuple(int(v) for v in self.args[2]) if len(self.args) > 2 else None
 
     @property
     def eps(self) -> float:
@@ -85,12 +118,14 @@ class layernorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
 
     def _entry(self, i, j, **kwargs):
         x = self.args[0].as_explicit()
-        return normalise(x, self.args[1])[i, j]
+        return normalise(x, self.args[1], self.seq[0] if self.seq else 1)[i, j]
 
     def _sympystr(self, printer):  # as the formulas print it (explain.norms.Normalised)
         x = printer._print(self.args[0])
-        return f"layernorm({x})" if self.eps == EPS else f"layernorm({x}, ε={self.eps:g})"
+        more = ("" if self.eps == EPS else f", ε={self.eps:g}") + (f", seq={self.seq}" if self.seq else "")
+        return f"layernorm({x}{more})"
 
     def _latex(self, printer):
-        sub = "" if self.eps == EPS else r"_{\varepsilon = %s}" % f"{self.eps:g}"
+        parts = ([r"\text{pos}"] if self.seq else []) + ([] if self.eps == EPS else [r"\varepsilon = %s" % f"{self.eps:g}"])
+        sub = "_{%s}" % ", ".join(parts) if parts else ""
         return r"\operatorname{layernorm}%s\left(%s\right)" % (sub, printer._print(self.args[0]))

@@ -2,7 +2,9 @@
 
 Like the image kernels (images.py) they do not depend on the model, so they live here, compiled
 once per machine and dtype into Numba's on-disk cache, and generated modules only import them.
-A batch is a (B, n) array, one sample per row, normalised over its n entries:
+A batch is a (B, n) array, one sample per row, normalised over its n entries, or, for a
+sequence of T positions stored position by position (``rs`` of T columns), over each position's
+d = n/T entries:
 
     x̂ = (x − mean(x)) / σ,   σ = √(var(x) + ε)   (the biased variance, as PyTorch's LayerNorm)
 
@@ -16,6 +18,10 @@ cancellation when the entries are large and close together.
 >>> layernorm_fwd(x, out, rs, 0.0)
 >>> out.round(6)
 array([[-1.224745,  0.      ,  1.224745]])
+>>> x2, out2, rs2 = np.array([[1.0, 3.0, 10.0, 20.0]]), np.empty((1, 4)), np.empty((1, 2))
+>>> layernorm_fwd(x2, out2, rs2, 0.0)  # T = 2 positions of d = 2
+>>> out2
+array([[-1.,  1., -1.,  1.]])
 """
 
 from __future__ import annotations
@@ -28,45 +34,53 @@ njit = numba.njit(cache=True, error_model="numpy")
 
 @njit
 def layernorm_fwd(x, out, rs, eps):
-    # out[i] = (x[i] − m) · r with m the row's mean, r = 1/√(var + ε); rs[i, 0] = r, which the
-    # backward pass needs (x̂ is out itself)
+    # out[i] = (x[i] − m) · r block by block, with m the block's mean, r = 1/√(var + ε); rs[i, t]
+    # = r of sample i's block t, which the backward pass needs (x̂ is out itself). A row of n
+    # entries is rs.shape[1] = T blocks of d = n/T (a sequence's positions; T = 1: the whole row)
     B, n = x.shape
-    one, nf, e = x.dtype.type(1.0), x.dtype.type(n), x.dtype.type(eps)
+    T = rs.shape[1]
+    d = n // T
+    one, nf, e = x.dtype.type(1.0), x.dtype.type(d), x.dtype.type(eps)
     for i in range(B):
-        xi, oi = x[i], out[i]
-        m = xi[0]
-        for j in range(1, n):
-            m += xi[j]
-        m /= nf
-        v = (xi[0] - m) * (xi[0] - m)
-        for j in range(1, n):
-            c = xi[j] - m
-            oi[j] = c
-            v += c * c
-        oi[0] = xi[0] - m
-        r = one / np.sqrt(v / nf + e)
-        rs[i, 0] = r
-        for j in range(n):
-            oi[j] *= r
+        for t in range(T):
+            xi, oi = x[i, t * d:(t + 1) * d], out[i, t * d:(t + 1) * d]
+            m = xi[0]
+            for j in range(1, d):
+                m += xi[j]
+            m /= nf
+            v = (xi[0] - m) * (xi[0] - m)
+            for j in range(1, d):
+                c = xi[j] - m
+                oi[j] = c
+                v += c * c
+            oi[0] = xi[0] - m
+            r = one / np.sqrt(v / nf + e)
+            rs[i, t] = r
+            for j in range(d):
+                oi[j] *= r
 
 
 @njit
 def layernorm_bwd(xh, rs, dout, dx, assign):
-    # dx += r · (δ − mean(δ) − x̂ ⊙ mean(δ ⊙ x̂)), row by row: the adjoint of x̂ = (x − m)·r
+    # dx += r · (δ − mean(δ) − x̂ ⊙ mean(δ ⊙ x̂)), block by block: the adjoint of x̂ = (x − m)·r
     # with m and r depending on x too; with ``assign``, dx = ... (the sole contribution to dx,
-    # whose array then needs no zeros first)
+    # whose array then needs no zeros first). Blocks as in layernorm_fwd.
     B, n = xh.shape
-    nf = xh.dtype.type(n)
+    T = rs.shape[1]
+    d = n // T
+    nf = xh.dtype.type(d)
     for i in range(B):
-        di, hi, gi = dout[i], xh[i], dx[i]
-        s1, s2 = di[0], di[0] * hi[0]
-        for j in range(1, n):
-            s1 += di[j]
-            s2 += di[j] * hi[j]
-        m1, m2, r = s1 / nf, s2 / nf, rs[i, 0]
-        if assign:
-            for j in range(n):
-                gi[j] = r * (di[j] - m1 - hi[j] * m2)
-        else:
-            for j in range(n):
-                gi[j] += r * (di[j] - m1 - hi[j] * m2)
+        for t in range(T):
+            lo, hi_ = t * d, (t + 1) * d
+            di, hi, gi = dout[i, lo:hi_], xh[i, lo:hi_], dx[i, lo:hi_]
+            s1, s2 = di[0], di[0] * hi[0]
+            for j in range(1, d):
+                s1 += di[j]
+                s2 += di[j] * hi[j]
+            m1, m2, r = s1 / nf, s2 / nf, rs[i, t]
+            if assign:
+                for j in range(d):
+                    gi[j] = r * (di[j] - m1 - hi[j] * m2)
+            else:
+                for j in range(d):
+                    gi[j] += r * (di[j] - m1 - hi[j] * m2)
