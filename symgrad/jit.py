@@ -1,39 +1,59 @@
 """Generated modules live in real files, so Numba's ``cache=True`` works across processes.
 
-Numba cannot cache ``exec``'d code (numba/numba#3501), so every generated module is
-written to ``<cache>/<key>.py`` and imported from there. The first line is a checksum
-of the rest: a corrupt or truncated file is detected and rebuilt, never trusted.
-Writes go to a temporary file and are renamed into place, which is atomic on POSIX, so
-two processes compiling the same model never see half a file.
+Numba cannot cache code whose source file it cannot find (numba/numba#3501), so every
+generated module is written to ``<cache>/sg_<key>.py`` and run from the text read there,
+compiled under that file name. The first line is a checksum of the rest: a corrupt or
+truncated file is detected and rebuilt. The file's SHA-256 is also recorded outside it, in
+the cache index, and checked before it runs: a file symgrad did not write is rebuilt, never
+imported (symgrad/cache_safety.py, which also checks who can write the cache). Writes go to a
+temporary file and are renamed into place, which is atomic on POSIX, so two processes
+compiling the same model never see half a file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numba
 
+from . import cache_safety as safety
 from .errors import CacheError
 
 VERSION = "0.1.0"
 _HEADER = "# symgrad-sha256: "
 
 
-def cache_dir() -> Path:
-    """The code cache folder: ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``."""
+def _configured() -> Path:
     env = os.environ.get("SYMGRAD_CACHE_DIR")
     if env:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "symgrad"
+
+
+_USABLE: dict[str, Path] = {}
+
+
+def cache_dir() -> Path:
+    """The code cache folder: ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``, made
+    with mode 0o700. One another user could write is bypassed, with a warning, for a private
+    temporary folder (symgrad/cache_safety.py)."""
+    configured = _configured()
+    hit = _USABLE.get(str(configured))
+    if hit is None:
+        hit, final = safety.usable_dir(configured)
+        if final:
+            _USABLE[str(configured)] = hit
+    return hit
 
 
 def _code_fingerprint() -> str:
@@ -61,60 +81,134 @@ def _digest(body: str) -> str:
 
 
 def _valid(path: Path) -> bool:
+    """Whether the file's checksum line matches the rest (it is not corrupt or truncated)."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
     first, _, body = text.partition("\n")
     return first == _HEADER + _digest(body)
 
 
-def _write_atomic(path: Path, body: str) -> None:
+def _trusted_text(path: Path) -> tuple[str | None, str | None]:
+    """The module's text when it is what symgrad wrote, else (None, why not; None if missing)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(_HEADER + _digest(body) + "\n" + body)
-        os.replace(tmp, path)
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"could not be read ({exc})"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "was corrupt"
+    first, _, body = text.partition("\n")
+    if first != _HEADER + _digest(body):
+        return None, "was corrupt"
+    if not safety.trusted(path, raw):
+        return None, ("is not what symgrad wrote there (its SHA-256 differs from the one recorded in "
+                      "the cache index, or another user could write it), so it is not imported")
+    return text, None
+
+
+def _write(path: Path, body: str) -> str:
+    """Write the module (hash recorded first, then the file, both atomic); its full text."""
+    text = _HEADER + _digest(body) + "\n" + body
+    data = text.encode("utf-8")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        safety.record(path, data)
+        safety.write_atomic(path, data)
     except OSError as exc:
         raise CacheError(
             f"cannot write the code cache at {path.parent}: {exc}. "
             "Fix: set SYMGRAD_CACHE_DIR to a writable folder."
         ) from exc
+    return text
 
 
 def module_path(key: str) -> Path:
     return cache_dir() / f"sg_{key}.py"
 
 
-def ensure_source(key: str, make_source: Callable[[], str]) -> Path:
-    """Return the path of a valid module file for ``key``, generating it if needed.
+@dataclass
+class _Trusted:
+    text: str  # the module as written or verified: what load() runs, never re-read from disk
+    make: Callable[[], str] | None  # how to rebuild it
+    built: bool  # generated by this process (so rebuilding would not help)
 
-    ``make_source`` (derivation + codegen) runs only on a cache miss.
+
+_TRUSTED: dict[Path, _Trusted] = {}
+_KEEP = 256  # the most recently verified modules kept in memory; older ones are verified again
+
+
+def _remember(path: Path, entry: _Trusted) -> _Trusted:
+    _TRUSTED.pop(path, None)
+    _TRUSTED[path] = entry
+    while len(_TRUSTED) > _KEEP:
+        del _TRUSTED[next(iter(_TRUSTED))]
+    return entry
+
+
+def ensure_source(key: str, make_source: Callable[[], str]) -> Path:
+    """Return the path of a verified module file for ``key``, generating it if needed.
+
+    ``make_source`` (derivation + codegen) runs only on a cache miss: no file, a corrupt one,
+    or one that is not what symgrad wrote (its hash in the cache index differs).
     """
     path = module_path(key)
-    if path.exists() and not _valid(path):
-        warnings.warn(f"symgrad: cache file {path} was corrupt; rebuilding it", stacklevel=3)
-        path.unlink(missing_ok=True)
-    if not path.exists():
-        _write_atomic(path, make_source())
+    text, problem = _trusted_text(path)
+    if problem:
+        warnings.warn(f"symgrad: cache file {path} {problem}; rebuilding it", stacklevel=3)
+    built = text is None
+    if built:
+        text = _write(path, make_source())
+    _remember(path, _Trusted(text, make_source, built))
     return path
 
 
-def load(path: Path, jit: bool) -> ModuleType:
-    """Import the module at ``path``: with ``jit`` its functions are Numba dispatchers,
-    without it they are plain Python (the reference path)."""
-    name = f"{path.stem}_{'jit' if jit else 'py'}"
-    if name in sys.modules:
-        return sys.modules[name]
+def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     module.__dict__["_JIT"] = jit
     module.__dict__["_GLUE"] = glue_options()
+    if jit:  # Numba's files for it: made private here, before Numba makes the folder
+        with contextlib.suppress(OSError):
+            safety.private_dir(path.parent / "__pycache__")
+    # the verified text itself, not the file again (nor Python's unverified .pyc): what was
+    # checked is what runs
+    exec(safety.compiled(path, text), module.__dict__)
+    if jit:
+        safety.protect(module)
+    return module
+
+
+def load(path: Path, jit: bool) -> ModuleType:
+    """Import the module at ``path``: with ``jit`` its functions are Numba dispatchers,
+    without it they are plain Python (the reference path). A module read from the cache that
+    fails to import is rebuilt (with a warning) and imported again."""
+    name = f"{path.stem}_{'jit' if jit else 'py'}"
+    if name in sys.modules:
+        return sys.modules[name]
+    entry = _TRUSTED.get(path)
+    if entry is None:  # not through ensure_source in this process: verify it now
+        text, problem = _trusted_text(path)
+        if text is None:
+            raise CacheError(f"generated module {path} {problem or 'is missing'}. "
+                             "Fix: compile the model again (symgrad rebuilds the module).")
+        entry = _remember(path, _Trusted(text, None, False))
     try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:  # checksum matched yet it does not parse: give up loudly
-        raise CacheError(f"generated module {path} does not compile: {exc}; delete it") from exc
+        module = _exec(name, path, entry.text, jit)
+    except Exception as exc:
+        if entry.built or entry.make is None:
+            if isinstance(exc, SyntaxError):
+                raise CacheError(f"generated module {path} does not compile: {exc}. Fix: delete it "
+                                 "and compile the model again.") from exc
+            raise
+        warnings.warn(f"symgrad: cache file {path} failed to import ({type(exc).__name__}: {exc}); "
+                      "rebuilding it", stacklevel=2)
+        entry = _remember(path, _Trusted(_write(path, entry.make()), entry.make, True))
+        module = _exec(name, path, entry.text, jit)
     sys.modules[name] = module
     return module
 
@@ -136,5 +230,13 @@ def glue_options() -> dict[str, bool]:
 
 
 def read_source(path: Path) -> str:
-    """The generated module's text, without the checksum line."""
-    return path.read_text().partition("\n")[2]
+    """The generated module's text, without the checksum line: the verified text this process
+    loaded, while the file is still there (OSError when it is gone)."""
+    raw = path.read_bytes()
+    entry = _TRUSTED.get(path)
+    if entry is not None:
+        return entry.text.partition("\n")[2]
+    if not safety.trusted(path, raw):
+        raise CacheError(f"generated module {path} is not what symgrad wrote there. "
+                         "Fix: compile the model again (symgrad rebuilds the module).")
+    return raw.decode("utf-8").partition("\n")[2]
