@@ -259,3 +259,15 @@ def test_bad_layers_say_the_fix():
         sg.compile(sg.msum(sg.embedding(E, X)), [E, X], [], backend="python")
     with pytest.raises(UnsupportedModelError, match="Fix: put them in wrt"):
         sg.compile(sg.msum(sg.embedding(E, X, P)), [E], [X, P], backend="python")
+
+
+def test_bad_ids_are_refused_before_the_threaded_kernel_with_their_row():
+    # a kernel on several threads cannot raise its own error: fit and predict check the ids first
+    net = sg.nn.Sequential([sg.nn.Embedding(7, 4, context=3), sg.nn.Flatten(), sg.nn.Dense(12, 7)], input_shape=3)
+    X = np.random.default_rng(0).integers(0, 7, size=(4096, 3)).astype(float)
+    X[3000, 1] = 9
+    with pytest.raises(DataError, match=r"token id 9 \(position 1, in row 3000.*Fix: map the tokens"):
+        sg.fit(net, "softmax_cross_entropy", X, X[:, 0].astype(int), epochs=1, batch_size=4096, backend="python")
+    X[3000, 1] = 2.5
+    with pytest.raises(DataError, match="not a whole number"):
+        sg.fit(net, "softmax_cross_entropy", X, X[:, 0].astype(int), epochs=1, batch_size=4096, backend="python")

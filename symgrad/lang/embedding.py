@@ -139,3 +139,20 @@ class Embedding:
     def __repr__(self) -> str:
         ctx = "" if self.context is None else f", context={self.context}"
         return f"Embedding({self.vocab}, {self.d}{ctx}" + (", positional=True)" if self.positional else ")")
+
+
+def check_token_ids(model, X: np.ndarray) -> None:
+    """Refuse token ids that are not whole numbers in [0, vocab), naming the row of ``X``: checked
+    before a native call too, because a kernel running on several threads cannot raise its own
+    error (the kernels check again, for compiled models called directly)."""
+    from ..native.embedding import TokenIdError
+
+    if model is None:
+        return
+    for e in sp.preorder_traversal(model.expr):
+        if isinstance(e, embedding) and e.args[1] == model.x:
+            vocab = e.vocab
+            bad = ~((X >= 0) & (X < vocab) & (X == np.floor(X)))
+            if bad.any():
+                row, t = (int(i) for i in np.argwhere(bad)[0])
+                raise TokenIdError(float(X[row, t]), row, t, vocab)

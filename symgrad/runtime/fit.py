@@ -26,6 +26,7 @@ from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
 from ..lang.conv import model_input
+from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
@@ -120,6 +121,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt)
     val = (prepare_xy(*validation, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
            if validation is not None else None)
+    for data in (Xa, val[0] if val else None):
+        if data is not None:
+            check_token_ids(model, data)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,

@@ -14,6 +14,7 @@ from .. import jit
 from ..errors import OptionError, ShapeError
 from ..explain.printing import tex_name, tex_text
 from ..lang.conv import model_input
+from ..lang.embedding import check_token_ids
 from .base import html_table, latex_block
 from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, prepare_x, prepare_xy
 from .state import ModelSpec, StoredLoss, TrainState
@@ -99,11 +100,14 @@ class Trained:
         return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
 
     def _outputs(self, X) -> np.ndarray:
-        return forward_rows(self, prepare_x(X, self._n_in(X), self.dtype))
+        Xa = prepare_x(X, self._n_in(X), self.dtype)
+        check_token_ids(self.model, Xa)
+        return forward_rows(self, Xa)
 
     def evaluate(self, X, Y) -> dict[str, float]:
         """Loss and (for classification) accuracy on a data set."""
         Xa, Ya = prepare_xy(X, Y, self._loss_name, self._n_in(X), self._n_out, self.dtype)
+        check_token_ids(self.model, Xa)
         return evaluate_arrays(self, Xa, Ya)
 
     # -- saving, loading, training further ------------------------------------------------------
