@@ -229,7 +229,7 @@ def avgpool_bwd(dout, dx, g):
         for c in range(C):
             for oy in range(Ho):
                 for ox in range(Wo):
-                    g, at = dout[i, (c * Ho + oy) * Wo + ox] * scale, (c * H + oy * sh) * W + ox * sw
+                    share, at = dout[i, (c * Ho + oy) * Wo + ox] * scale, (c * H + oy * sh) * W + ox * sw
                     for u in range(kh):
                         for v in range(kw):
-                            di[at + u * W + v] += g
+                            di[at + u * W + v] += share
