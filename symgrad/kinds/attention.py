@@ -21,10 +21,10 @@ from ..errors import UnsupportedModelError
 from ..explain.attention import MatProd, Tr, deltas, forward
 from ..explain.notation import show
 from ..lang.attention import attention
-from .base import Kind, register
+from .base import Kind, geometry, native, register
 
 #: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
-ATTENTION = "\nfrom symgrad.native import attention\n"
+ATTENTION = native("attention")
 EMPTY = "np.empty((0, 0), dtype=F)"  # the adjoint of an input nobody needs
 
 
@@ -64,7 +64,7 @@ class Attention(Kind):
         lines = prog.decl(n.name, n) + sum((prog.decl(f"{n.name}_{s}", m) for s, m in saved.items()), [])
         ws = ", ".join(prog.mat(m, prog.v(m)) for m in w)
         keep = ", ".join(f"{n.name}_{s}" for s in "qkvpo")
-        return lines + [f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)",
+        return lines + [geometry(n),
                         f"    attention.attention_fwd({prog.v(x)}, {ws}, {n.name}, {keep}, {n.name}_g)"]
 
     def backward(self, prog, n) -> list[str]:

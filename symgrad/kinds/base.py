@@ -64,6 +64,18 @@ def register(cls: type[Kind]) -> type[Kind]:
     return cls
 
 
+def native(module: str) -> str:
+    """A kind's ``helpers`` when its loops live in ``symgrad/native/<module>.py``, compiled once
+    per machine: the generated module only imports them."""
+    return f"\nfrom symgrad.native import {module}\n"
+
+
+def geometry(n) -> str:
+    """The statement that makes node n's geometry array (``{name}_g``) for its native kernels: an
+    array, not integer constants, which Numba would compile a kernel anew for (docs/decisions.md)."""
+    return f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)"
+
+
 def lowering_kind(e: sp.Basic) -> Kind | None:
     """The registered kind that lowers SymPy object ``e`` itself, if any."""
     for k in KINDS.values():

@@ -18,16 +18,10 @@ from ..errors import UnsupportedModelError
 from ..explain.imaging import Conv, Correlate, Rot180, SumPositions, crop, dilate, pad
 from ..explain.notation import show
 from ..lang.conv import conv2d
-from .base import Kind, register
+from .base import Kind, geometry, native, register
 
-#: The kernels live in symgrad/native/images.py, compiled once per machine: the generated module
-#: only imports them (the helper "source" of the image kinds).
-IMAGES = "\nfrom symgrad.native import images\n"
-
-
-def geometry(n: TNode) -> str:
-    """The statement that makes image node n's geometry array (``{name}_g``) for its kernels."""
-    return f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)"
+#: The kernels live in symgrad/native/images.py (pool.py's too).
+IMAGES = native("images")
 
 
 @register

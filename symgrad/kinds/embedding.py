@@ -17,10 +17,10 @@ from ..errors import UnsupportedModelError
 from ..explain.embedding import ScatterRows, forward
 from ..explain.notation import show
 from ..lang.embedding import embedding
-from .base import Kind, register
+from .base import Kind, geometry, native, register
 
 #: The generated module only imports the kernels (as the attention kind does).
-EMBEDDING = "\nfrom symgrad.native import embedding\n"
+EMBEDDING = native("embedding")
 EMPTY = "np.empty((0, 0), dtype=F)"  # the adjoint of an input nobody needs
 
 
@@ -49,7 +49,7 @@ class Embedding(Kind):
         table, idx, *pos = n.inputs
         P = prog.mat(pos[0], prog.v(pos[0])) if pos else EMPTY
         return prog.decl(n.name, n) + [
-            f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)",
+            geometry(n),
             f"    embedding.embedding_fwd({prog.v(idx)}, {prog.mat(table, prog.v(table))}, {P}, {n.name}, {n.name}_g)"]
 
     def backward(self, prog, n) -> list[str]:

@@ -18,10 +18,10 @@ from ..errors import UnsupportedModelError
 from ..explain.norms import Normalised, NormBackward, PosNormalised, PosNormBackward
 from ..explain.notation import show, sym
 from ..lang.norm import layernorm
-from .base import Kind, register
+from .base import Kind, native, register
 
 #: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
-NORMS = "\nfrom symgrad.native import norms\n"
+NORMS = native("norms")
 
 
 @register

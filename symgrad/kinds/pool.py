@@ -17,8 +17,8 @@ from ..explain.imaging import MaxPool as MaxPoolOp
 from ..explain.imaging import MaxUnpool, Upsample
 from ..explain.notation import show
 from ..lang.conv import avgpool2d, maxpool2d
-from .base import Kind, register
-from .conv import IMAGES, geometry
+from .base import Kind, geometry, register
+from .conv import IMAGES
 
 
 class _Pool(Kind):

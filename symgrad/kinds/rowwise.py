@@ -22,10 +22,10 @@ from ..explain.attention import MatProd, Tr
 from ..explain.norms import SumOverPositions
 from ..explain.notation import show
 from ..lang.rowwise import broadcast, residual, rowmatmul
-from .base import Kind, register
+from .base import Kind, native, register
 from .elementwise import Map
 
-ROWWISE = "\nfrom symgrad.native import rowwise\n"
+ROWWISE = native("rowwise")
 EMPTY = "np.empty((0, 0), dtype=F)"  # the adjoint of an input nobody needs
 
 
