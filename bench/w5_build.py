@@ -77,7 +77,8 @@ except Exception:
     pass
 
 sizes, bs, dtype = spec["sizes"], spec["batch_size"], spec["dtype"]
-net = sg.nn.MLP(sizes, activation=spec["activation"])
+# spec["net"]: another model, as a Python expression over sg (W7's CNN); its input is flat rows of sizes[0]
+net = eval(spec["net"], {"sg": sg}) if spec.get("net") else sg.nn.MLP(sizes, activation=spec["activation"])
 t_model = time.perf_counter()
 rng = np.random.default_rng(0)
 X = rng.standard_normal((2 * bs, sizes[0])).astype(dtype)
