@@ -87,7 +87,7 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X") 
                          f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
                          f"flattens to {n_in} features, or check the data.")
     if X.shape[1] != n_in:
-        took = f"images {image}, {n_in} numbers flat" if image else f"{n_in}"
+        took = f"samples of shape {image}, {n_in} numbers flat" if image else f"{n_in}"
         raise ShapeError(f"{what} has {X.shape[1]} columns (features); the model takes {took}. Fix: pass "
                          f"the {n_in} features the model was built for (its input size).")
     check_finite(X, what)
