@@ -97,7 +97,7 @@ BAD_IMAGES = {  # X for a (3, 6, 5) model -> a fragment of the message
     "channels last": (lambda X: np.moveaxis(X, 1, -1), "channels first: np.moveaxis(X, -1, 1)"),
     "one channel of three": (lambda X: X[:, 0], "images of shape (3, 6, 5) (C, H, W), one per sample"),
     "transposed images": (lambda X: X.transpose(0, 1, 3, 2), "but the model takes (3, 6, 5)"),
-    "flat rows of the wrong width": (lambda X: X.reshape(4, -1)[:, :-1], "the model takes images (3, 6, 5), 90"),
+    "flat rows of the wrong width": (lambda X: X.reshape(4, -1)[:, :-1], "the model takes samples of shape (3, 6, 5), 90"),
     "one image without the sample axis": (lambda X: X[0], "images of shape (3, 6, 5)"),
 }
 
