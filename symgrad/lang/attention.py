@@ -33,12 +33,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 from ..errors import OptionError, ShapeError
-
-
-def _count(v, what: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, sp.Integer)) or int(v) < 1:
-        raise OptionError(f"{what}={v!r}: give a positive integer.")
-    return int(v)
+from .args import count
 
 
 def sequence_shape(e: sp.Basic) -> tuple[int, int] | None:
@@ -57,7 +52,7 @@ def sequence_shape(e: sp.Basic) -> tuple[int, int] | None:
 
 def check_heads(d: int, heads, what: str) -> int:
     """``heads`` once it divides ``d`` (each head takes d/heads of the features)."""
-    heads = _count(heads, f"{what} heads")
+    heads = count(heads, f"{what} heads")
     if d % heads:
         fits = [h for h in range(1, d + 1) if d % h == 0]
         raise ShapeError(f"{what}: d = {d} features do not split into heads = {heads} heads of equal width "
@@ -72,7 +67,7 @@ def _seq(X, seq, what: str) -> tuple[int, int]:
                          f"positions × features, with T·d = {X.shape[0]} (its rows).")
     if np.ndim(shape) != 1 or len(shape) != 2:
         raise ShapeError(f"{what}: seq={shape!r} is not (positions T, features d). Fix: e.g. seq=(8, 16).")
-    T, d = (_count(v, "seq entry") for v in shape)
+    T, d = (count(v, "seq entry") for v in shape)
     if tuple(X.shape) != (T * d, 1):
         raise ShapeError(f"{what}: the input {X} is {X.shape[0]}×{X.shape[1]}; a sequence of shape ({T}, {d}) is "
                          f"a column of {T * d} entries (T·d, position by position). Fix: seq must match the input.")
@@ -147,7 +142,7 @@ class MultiHeadAttention:
     """
 
     def __init__(self, d: int, heads: int = 1, causal: bool = False):
-        self.d = _count(d, "MultiHeadAttention d")
+        self.d = count(d, "MultiHeadAttention d")
         self.heads = check_heads(self.d, heads, f"MultiHeadAttention({d}, {heads})")
         if not isinstance(causal, (bool, np.bool_)):
             raise OptionError(f"MultiHeadAttention(causal={causal!r}): True or False.")

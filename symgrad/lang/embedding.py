@@ -20,12 +20,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-
-
-def _count(v, what: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, sp.Integer)) or int(v) < 1:
-        raise OptionError(f"{what}={v!r}: give a positive integer.")
-    return int(v)
+from .args import count
 
 
 class embedding(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg.attention)
@@ -46,7 +41,7 @@ class embedding(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
                              f"{getattr(ids, 'shape', None)}. Fix: ids = MatrixSymbol('x', T, 1) in data=[...].")
         vocab, d, T = int(E.shape[0]), int(E.shape[1]), int(ids.shape[0])
         if seq is not None:
-            if np.ndim(seq) != 1 or len(seq) != 2 or tuple(_count(v, "seq entry") for v in seq) != (T, d):
+            if np.ndim(seq) != 1 or len(seq) != 2 or tuple(count(v, "seq entry") for v in seq) != (T, d):
                 raise ShapeError(f"embedding: seq={seq!r} does not match {T} ids (rows of {ids}) of {d} features "
                                  f"(columns of {E}). Fix: seq=({T}, {d}), or drop seq=.")
         if P is None:
@@ -97,8 +92,8 @@ class Embedding:
     """
 
     def __init__(self, vocab: int, d: int, context: int | None = None, positional: bool = False):
-        self.vocab, self.d = _count(vocab, "Embedding vocab"), _count(d, "Embedding d")
-        self.context = None if context is None else _count(context, "Embedding context")
+        self.vocab, self.d = count(vocab, "Embedding vocab"), count(d, "Embedding d")
+        self.context = None if context is None else count(context, "Embedding context")
         if not isinstance(positional, (bool, np.bool_)):
             raise OptionError(f"Embedding(positional={positional!r}): True (a learned embedding per position "
                               "added) or False.")

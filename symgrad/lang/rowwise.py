@@ -21,18 +21,12 @@ on each position alike:
 
 from __future__ import annotations
 
-import numpy as np
 import sympy as sp
 from sympy.core.parameters import global_parameters
 from sympy.printing.precedence import PRECEDENCE
 
-from ..errors import OptionError, ShapeError
-
-
-def _count(v, what: str) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, sp.Integer)) or int(v) < 1:
-        raise OptionError(f"{what}={v!r}: give a positive integer.")
-    return int(v)
+from ..errors import ShapeError
+from .args import count
 
 
 class rowmatmul(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg.attention)
@@ -48,7 +42,7 @@ class rowmatmul(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         if seq is None:
             raise ShapeError(f"rowmatmul({X}, {W}): pass seq=(T, d_in), positions × features, with "
                              f"T·d_in = {X.shape[0]} (its rows).")
-        T = _count(seq[0], "rowmatmul seq T")
+        T = count(seq[0], "rowmatmul seq T")
         if int(seq[1]) != d_in or tuple(int(v) for v in X.shape) != (T * d_in, 1):
             raise ShapeError(f"rowmatmul({X}, {W}): X is {X.shape[0]}×{X.shape[1]} (seq={tuple(seq)!r}) and W has "
                              f"{d_in} rows; X must be a sequence of T positions of d_in = {d_in} features, a column "
@@ -76,7 +70,7 @@ class broadcast(sp.MatrixExpr):  # noqa: N801
     """The d × 1 vector v at each of T positions: a (T·d) × 1 column, position by position."""
 
     def __new__(cls, v, T):
-        T = _count(T, "broadcast T")
+        T = count(T, "broadcast T")
         if not isinstance(v, sp.MatrixExpr) or int(v.shape[1]) != 1:
             raise ShapeError(f"broadcast({v}, {T}): v must be a column vector (d × 1), got shape "
                              f"{getattr(v, 'shape', None)}. Fix: e.g. MatrixSymbol('b', d, 1).")
