@@ -18,6 +18,7 @@ expression is an ordinary ``(C·H·W) × 1`` matrix expression that elementwise 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -196,11 +197,18 @@ IMAGE_OPS = (conv2d, maxpool2d, avgpool2d)
 
 def model_input(model) -> int | tuple[int, ...]:
     """A network's input: its (C, H, W) when a convolution or pooling reads the input ``x`` as an
-    image (or a Sequential declares an image or a (T, d) sequence), else its number of features. Read from the expression, so a saved model knows it too."""
+    image (or a Sequential declares an image or a (T, d) sequence), else its number of features.
+    Read from the expression, so a saved model knows it too."""
     declared = getattr(model, "input_shape", None)  # Sequential's, also when Flatten comes first
     if declared is not None and len(declared) in (2, 3):  # a sequence (T, d) or an image (C, H, W)
         return tuple(int(v) for v in declared)
-    for e in sp.preorder_traversal(model.expr):
-        if isinstance(e, IMAGE_OPS) and e.args[1 if isinstance(e, conv2d) else 0] == model.x:
+    return _image_input(model.expr, model.x) or int(model.x.shape[0])
+
+
+@functools.lru_cache(maxsize=128)
+def _image_input(expr: sp.Basic, x: sp.MatrixSymbol) -> tuple[int, int, int] | None:
+    # once per model, not per predict call: the walk cost more than predicting one row
+    for e in sp.preorder_traversal(expr):
+        if isinstance(e, IMAGE_OPS) and e.args[1 if isinstance(e, conv2d) else 0] == x:
             return tuple(e.geometry[:3])
-    return int(model.x.shape[0])
+    return None

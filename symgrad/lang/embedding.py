@@ -16,6 +16,8 @@ so ``MultiHeadAttention``, elementwise functions and ``Flatten`` then ``Dense`` 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import sympy as sp
 
@@ -144,10 +146,14 @@ def check_token_ids(model, X: np.ndarray) -> None:
 
     if model is None:
         return
-    for e in sp.preorder_traversal(model.expr):
-        if isinstance(e, embedding) and e.args[1] == model.x:
-            vocab = e.vocab
-            bad = ~((X >= 0) & (X < vocab) & (X == np.floor(X)))
-            if bad.any():
-                row, t = (int(i) for i in np.argwhere(bad)[0])
-                raise TokenIdError(float(X[row, t]), row, t, vocab)
+    for vocab in _vocabularies(model.expr, model.x):
+        bad = ~((X >= 0) & (X < vocab) & (X == np.floor(X)))
+        if bad.any():
+            row, t = (int(i) for i in np.argwhere(bad)[0])
+            raise TokenIdError(float(X[row, t]), row, t, vocab)
+
+
+@functools.lru_cache(maxsize=128)
+def _vocabularies(expr: sp.Basic, x: sp.MatrixSymbol) -> tuple[int, ...]:
+    # once per model, not per predict call: the walk cost more than predicting one row
+    return tuple(e.vocab for e in sp.preorder_traversal(expr) if isinstance(e, embedding) and e.args[1] == x)
