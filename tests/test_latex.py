@@ -71,6 +71,11 @@ def _networks():
     nets["deep"] = sg.formulas(MLP([2, 4, 3, 3], activation="relu"), "softmax_cross_entropy")
     nets["unlabelled"] = sg.formulas(_hand(), "softmax_cross_entropy")
     nets["unlabelled-softmax-relu"] = sg.formulas(_hand("softmax", sg.ops.relu), "mse")
+    nn = sg.nn
+    nets["cnn"] = sg.formulas(nn.Sequential([nn.Conv2D(1, 2, 3, padding=1, activation="relu"), nn.MaxPool2D(2),
+                                             nn.Conv2D(2, 2, 3, stride=2), nn.AvgPool2D(1), nn.Flatten(),
+                                             nn.Dense(2, 3)], input_shape=(1, 6, 6)), "cross_entropy")
+    nets["transformer"] = sg.formulas(nn.Transformer(6, 8, 2, 1, 5), "token_cross_entropy")
     return nets
 
 

@@ -37,7 +37,7 @@ class Gather(sp.Function):
     nargs = 3
     family = "Embedding"
     legend = (_m("E[ids]", r"E[\mathrm{ids}]"), " stacks row ", _m("id_t", r"\mathrm{id}_t"), " of the table ",
-              _m("E", "E"), " for each position ", _m("t", "t"), " (a T × d sequence); ", _m("+ P", "+ P"),
+              _m("E", "E"), " for each position ", _m("t", "t"), " (a ", _m("T × d", r"T \times d"), " sequence); ", _m("+ P", "+ P"),
               " adds a learned row per position")
 
     @property

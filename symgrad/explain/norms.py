@@ -115,7 +115,7 @@ class PosNormalised(Normalised):
     legend = (("layernorm_pos(X) = (X - rowmean(X))/σ_X", r"\operatorname{layernorm}_{\text{pos}}(X) = "
                r"(X - \operatorname{rowmean}(X))/\sigma_{X}"), ", ",
               ("σ_X = √(rowvar(X) + ε)", r"\sigma_{X} = \sqrt{\operatorname{rowvar}(X) + \varepsilon}"),
-              " per position (each row of the T × d sequence X, over its d features; var biased; ",
+              " per position (each row of the ", ("T × d", r"T \times d"), " sequence X, over its d features; var biased; ",
               ("ε = 1e-05", r"\varepsilon = 10^{-5}"), " unless given)")
 
     def _sympystr(self, p):
