@@ -16,7 +16,7 @@ from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import check_matrix_elements, realify, symbol_list
-from .lang.losses import loss_fn
+from .lang.losses import loss_fn, target_symbol
 from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
 from .runtime.tensor import CompiledTensor
@@ -230,6 +230,6 @@ def formulas(model, loss, at: tuple | None = None):
     from .explain.network import network_formulas
     check_network(model)
     fn, name = loss_fn(loss)
-    y = sp.MatrixSymbol("y", int(model.expr.shape[0]), 1)
+    y = target_symbol(fn, model.expr)
     leaves = network_sample(model, name, at, y) if at is not None else None
     return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None), leaves)

@@ -25,7 +25,7 @@ from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_scalar
-from .lang.losses import loss_fn
+from .lang.losses import loss_fn, target_symbol
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
@@ -195,7 +195,7 @@ def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]
 def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]:
     fn, loss_name = loss_fn(loss)
     n_out = int(model.expr.shape[0])
-    y = sp.MatrixSymbol("y", n_out, 1)
+    y = target_symbol(fn, model.expr)
     loss_expr = fn(model.expr, y)
     params, data = model.params, [model.x, y]
     step = optimizer.step_source("opt_update")

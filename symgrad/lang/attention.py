@@ -37,10 +37,11 @@ from .args import count
 
 
 def sequence_shape(e: sp.Basic) -> tuple[int, int] | None:
-    """(T, d) of a sequence-valued expression (an attention, or elementwise functions, sums and
-    scalar multiples of one), or None when ``e`` does not say (a plain matrix symbol)."""
-    if isinstance(e, attention):
-        return e.seq
+    """(T, d) of a sequence-valued expression (a node with a ``seq``, or elementwise functions, sums
+    and scalar multiples of one), or None when ``e`` does not say (a plain matrix symbol)."""
+    seq = getattr(e, "seq", None)  # attention, rowmatmul, broadcast, residual, embedding, a layernorm per position
+    if isinstance(seq, tuple):
+        return seq
     found = None
     if isinstance(e, ElementwiseApplyFunction):
         found = sequence_shape(e.expr)

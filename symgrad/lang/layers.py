@@ -226,10 +226,10 @@ class Sequential:
         for layer in self.layers:
             h, shape = self.add(layer, h, shape, k)
             k += getattr(layer, "numbers", 1)  # a block numbers its own layers after itself
-        if len(shape) != 1:
+        if len(shape) == 3:  # a sequence may stay one: a language model's logits at each position
             raise ShapeError(f"Sequential: the network ends with {_what(shape)} {shape}. Fix: end with Flatten() "
                              "and a Dense layer to the outputs.")
-        self.expr = h
+        self.expr, self.output_shape = h, shape
 
     def add(self, layer, h: sp.MatrixExpr, shape, k: int):
         """Layer ``layer``, numbered k, applied to h of shape ``shape``: (its output, its shape)."""

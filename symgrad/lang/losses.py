@@ -20,6 +20,7 @@ from ..errors import LossMismatchError, OptionError
 from ..front.rewrite import stabilize
 from .functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 from .ops import sigmoid
+from .tokens import token_cross_entropy
 
 
 def _ew(m: sp.MatrixExpr, f: Callable[[sp.Expr], sp.Expr]) -> sp.MatrixExpr:
@@ -100,7 +101,20 @@ LOSSES: dict[str, Callable[..., sp.Expr]] = {
     "binary_cross_entropy": binary_cross_entropy,
     "softmax_cross_entropy": softmax_cross_entropy,
     "cross_entropy": softmax_cross_entropy,
+    "token_cross_entropy": token_cross_entropy,
 }
+
+
+def target_symbol(fn: Callable[..., sp.Expr], pred: sp.MatrixExpr) -> sp.MatrixSymbol:
+    """The target ``y`` that loss ``fn`` compares ``pred`` with: a column like ``pred``, except for a
+    loss that says its own rows (``token_cross_entropy`` takes one id per position).
+
+    >>> z = sp.MatrixSymbol("z", 3, 1)
+    >>> target_symbol(mse, z).shape
+    (3, 1)
+    """
+    rows = getattr(fn, "target_rows", None)
+    return sp.MatrixSymbol("y", int(rows(pred)) if rows else int(pred.shape[0]), 1)
 
 
 
@@ -129,4 +143,5 @@ def loss_fn(loss: str | Callable[..., sp.Expr]) -> tuple[Callable[..., sp.Expr],
     return loss, name
 
 
-__all__ = ["LOSSES", "loss_fn", "binary_cross_entropy", "huber", "mae", "mse", "msum", "softmax_cross_entropy"]
+__all__ = ["LOSSES", "loss_fn", "binary_cross_entropy", "huber", "mae", "mse", "msum", "softmax_cross_entropy",
+           "target_symbol", "token_cross_entropy"]

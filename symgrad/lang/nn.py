@@ -244,3 +244,4 @@ from .attention import MultiHeadAttention  # noqa: E402, F401
 from .blocks import PositionwiseDense, Residual  # noqa: E402, F401
 from .embedding import Embedding  # noqa: E402, F401
 from .layers import AvgPool2D, Conv2D, Flatten, LayerNorm, MaxPool2D, Sequential  # noqa: E402, F401
+from .transformer import Transformer  # noqa: E402, F401

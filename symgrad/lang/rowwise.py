@@ -81,6 +81,10 @@ class broadcast(sp.MatrixExpr):  # noqa: N801
         return int(self.args[1])
 
     @property
+    def seq(self) -> tuple[int, int]:
+        return self.positions, int(self.args[0].shape[0])
+
+    @property
     def shape(self):
         return (self.args[0].shape[0] * self.args[1], sp.Integer(1))
 
@@ -111,6 +115,12 @@ class residual(sp.MatrixExpr):  # noqa: N801
         return sp.Basic.__new__(cls, h, f)
 
     precedence = PRECEDENCE["Add"]  # printed in parentheses inside a product: W*(h + f)
+
+    @property
+    def seq(self) -> tuple[int, int] | None:
+        from .attention import sequence_shape  # attention imports nothing from here; keep it that way
+
+        return sequence_shape(self.args[0]) or sequence_shape(self.args[1])
 
     @property
     def shape(self):

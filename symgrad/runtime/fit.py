@@ -50,6 +50,7 @@ from .inputs import (
     prepare_xy,
     resolve_optimizer,
     split_validation,
+    target_positions,
 )
 from .state import TrainState, check_resume
 from .trained import Trained
@@ -118,8 +119,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
     n_in = model_input(model)
-    Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt)
-    val = (prepare_xy(*validation, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
+    T = target_positions(model, loss_name)
+    Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt, positions=T)
+    val = (prepare_xy(*validation, loss_name, n_in, n_out, dt, ("validation X", "validation Y"), T)
            if validation is not None else None)
     for data in (Xa, val[0] if val else None):
         if data is not None:

@@ -18,6 +18,7 @@ from .checks import check_finite
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
 BINARY_LOSSES = ("bce", "binary_cross_entropy")
 REGRESSION_LOSSES = ("mse", "mae", "huber")
+TOKEN_LOSSES = ("token_cross_entropy",)
 
 
 def as_data(x: object, what: str) -> np.ndarray:
@@ -109,8 +110,12 @@ def _flat_images(X: np.ndarray, image: tuple[int, ...], what: str) -> np.ndarray
 
 
 def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dtype: np.dtype,
-               names: tuple[str, str] = ("X", "Y")) -> tuple[np.ndarray, np.ndarray]:
-    """(X, Y) checked against the model and the loss; class labels become one-hot rows."""
+               names: tuple[str, str] = ("X", "Y"), positions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) checked against the model and the loss; class labels become one-hot rows. For a
+    token loss (``positions`` = T, the model giving T·V logits), Y holds T ids per sample."""
+    if loss_name in TOKEN_LOSSES:
+        X = prepare_x(X, n_in, dtype, names[0])
+        return X, _token_targets(Y, len(X), positions, n_out // positions, dtype, names)
     X = prepare_x(X, n_in, dtype, names[0])
     if len(X) == 0:
         raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
@@ -125,6 +130,33 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
     if loss_name in BINARY_LOSSES:
         _check_unit_interval(Y, names[1])
     return X, np.ascontiguousarray(Y)
+
+
+def target_positions(model, loss_name: str) -> int | None:
+    """T for a token loss (the model's positions: one target id each), else None."""
+    if loss_name not in TOKEN_LOSSES:
+        return None
+    from ..lang.tokens import token_rows
+
+    return token_rows(model.expr)
+
+
+def _token_targets(Y, n: int, T: int, V: int, dtype: np.dtype, names: tuple[str, str]) -> np.ndarray:
+    """Y as (n, T) ids of ``dtype``: whole numbers in [0, V), the token that comes next at each position."""
+    Y = as_data(Y, names[1])
+    if Y.ndim == 1 and T == 1:
+        Y = Y.reshape(-1, 1)
+    if Y.ndim != 2 or Y.shape != (n, T):
+        raise ShapeError(f"{names[1]} has shape {Y.shape}; the 'token_cross_entropy' loss takes one target id per "
+                         f"position, ({n}, {T}) for {n} samples of {T} positions. Fix: the ids that come next, "
+                         "e.g. Y = ids[:, 1:] for X = ids[:, :-1] of sequences one longer than the context.")
+    if Y.dtype.kind not in "iuf" or not np.all((Y >= 0) & (Y < V) & (Y == np.floor(Y))):
+        bad = np.argwhere(~((Y >= 0) & (Y < V) & (Y == np.floor(Y)))) if Y.dtype.kind in "iuf" else [[0, 0]]
+        row, t = (int(v) for v in bad[0])
+        raise TargetError(f"{names[1]}[{row}, {t}] = {Y[row, t]!r} is not a token id: the 'token_cross_entropy' loss "
+                          f"takes whole numbers in [0, {V}) (the model's vocabulary). Fix: number the tokens 0 ... {V - 1}, "
+                          "as the input ids are.")
+    return np.ascontiguousarray(Y, dtype=dtype)
 
 
 def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: str) -> np.ndarray:

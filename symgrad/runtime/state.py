@@ -11,6 +11,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError
+from ..lang.losses import target_symbol
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,11 +52,16 @@ class StoredLoss:
         """A loss name stays a name; a function becomes the expression it gives for ``model``."""
         if isinstance(loss, (str, cls)):
             return loss
-        y = sp.MatrixSymbol("y", int(model.expr.shape[0]), 1)
+        y = target_symbol(loss, model.expr)
         return cls(loss(model.expr, y), getattr(loss, "__name__", "custom"))
 
     def __call__(self, pred, target) -> sp.Expr:
         return self.expr
+
+    def target_rows(self, pred) -> int:
+        """The rows of the target the stored expression compares with (``target_symbol``)."""
+        ys = [s for s in self.expr.atoms(sp.MatrixSymbol) if s.name == "y"]
+        return int(ys[0].shape[0]) if ys else int(pred.shape[0])
 
     def __eq__(self, other) -> bool:
         return isinstance(other, StoredLoss) and (self.expr, self.__name__) == (other.expr, other.__name__)
