@@ -205,8 +205,10 @@ def formulas(model, loss, at: tuple | None = None):
     ``at=(params, x, y)`` adds the values for one sample: each layer's value and each δ (vectors
     as [a, b, …]) and each parameter gradient's norm, computed with NumPy from the printed delta
     rule. ``params`` in ``model.params`` order (a list, a dict by name, or a trained model),
-    ``x`` one sample's features, ``y`` its target as the loss takes it (a class label or a
-    one-hot row for 'softmax_cross_entropy'). Dense networks only, for now.
+    ``x`` one sample (features, an image or token ids), ``y`` its target as the loss takes it (a
+    class label or a one-hot row for 'softmax_cross_entropy', the next ids for
+    'token_cross_entropy'). Every layer kind: dense, convolution, pooling, layer norm,
+    attention, embedding; an image or a sequence prints its first entries, shape and norm.
 
     >>> import symgrad as sg
     >>> print(sg.formulas(sg.nn.MLP([3, 4, 1], activation="sigmoid"), "bce"))  # doctest: +ELLIPSIS

@@ -20,7 +20,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.errors import OptionError, ShapeError, SymgradError, TargetError, UnsupportedModelError
+from symgrad.errors import OptionError, ShapeError, SymgradError, TargetError
 from symgrad.lang.losses import LOSSES
 
 X, Y = sp.symbols("x y", real=True)
@@ -245,15 +245,6 @@ def test_a_trained_model_is_a_point():
     _, grads = _compiled_gradient(net, "softmax_cross_entropy", trained.params, Xs[0], np.eye(2)[Ys[0]])
     for p, g in zip(net.params, grads, strict=True):
         np.testing.assert_allclose(f.values[f"∂ℓ/∂{p}"], g, rtol=1e-12, atol=1e-15)
-
-
-def test_convolutional_networks_are_refused_for_now():
-    nn = sg.nn
-    net = nn.Sequential([nn.Conv2D(1, 2, 3), nn.Flatten(), nn.Dense(8, 1)], input_shape=(1, 4, 4))
-    params = [np.zeros(p.shape) for p in net.params]
-    with pytest.raises(UnsupportedModelError, match="dense networks"):
-        sg.formulas(net, "mse", at=(params, np.zeros(16), 0.5))
-    assert "δ" in str(sg.formulas(net, "mse"))  # without at= the formulas print as before
 
 
 def _bad_network_points():
