@@ -14,13 +14,15 @@ from symgrad.native import vecmath as vm
 
 pytestmark = pytest.mark.numba
 
-NAMES = ("exp", "expm1", "log", "log1p", "tanh", "sin_fast", "cos_fast")
+NAMES = ("exp", "expm1", "log", "log1p", "tanh", "sin_fast", "cos_fast", "erf")
 MP = {"exp": mpmath.exp, "expm1": mpmath.expm1, "log": mpmath.log, "log1p": mpmath.log1p,
-      "tanh": mpmath.tanh, "sin_fast": mpmath.sin, "cos_fast": mpmath.cos}
+      "tanh": mpmath.tanh, "sin_fast": mpmath.sin, "cos_fast": mpmath.cos, "erf": mpmath.erf}
 # Measured worst cases are 0.50-0.94 ulp, except expm1 (up to 1.8 ulp for x just above ln2/2,
 # where k = 1 doubles the rounding error of the reduced argument) and tanh (2.1, through
-# expm1); the bounds leave little room. See docs/decisions.md.
-ULP_BOUND = {"exp": 1.0, "expm1": 2.0, "log": 1.0, "log1p": 1.0, "tanh": 2.5, "sin_fast": 1.0, "cos_fast": 1.0}
+# expm1), and erf (1.1 ulp just above 1, where 1 − exp(−x²)·erfcx(x) takes over); the bounds
+# leave little room. See docs/decisions.md.
+ULP_BOUND = {"exp": 1.0, "expm1": 2.0, "log": 1.0, "log1p": 1.0, "tanh": 2.5, "sin_fast": 1.0, "cos_fast": 1.0,
+             "erf": 1.5}
 
 
 @numba.njit(error_model="numpy")
@@ -33,6 +35,7 @@ def _all(x, out):
         out[4, i] = vm.tanh(x[i])
         out[5, i] = vm.sin_fast(x[i])
         out[6, i] = vm.cos_fast(x[i])
+        out[7, i] = vm.erf(x[i])
 
 
 def evaluate(x) -> dict[str, np.ndarray]:
@@ -46,8 +49,9 @@ def _points(rng) -> np.ndarray:
     """Both signs, magnitudes from subnormal to huge, denser where the reductions switch."""
     mags = np.exp(rng.uniform(math.log(1e-310), math.log(1e300), 1500))
     near = rng.uniform(-40, 40, 1500)
-    small = rng.uniform(-2, 2, 3000)  # expm1's and tanh's worst cases are here (k = 1)
-    return np.concatenate([mags, -mags, near, small, np.arange(-8, 8) * math.pi / 4, [0.5, 1.0, 2.0]])
+    small = rng.uniform(-2, 2, 3000)  # expm1's and tanh's worst cases are here (k = 1); erf's switch at 1
+    edges = np.concatenate([np.nextafter(v, [-np.inf, np.inf]) for v in (1.0, -1.0, 6.0, -6.0)])  # erf's ranges
+    return np.concatenate([mags, -mags, near, small, np.arange(-8, 8) * math.pi / 4, [0.5, 1.0, 2.0, 6.0], edges])
 
 
 def _ulps(got: float, exact) -> float:
@@ -101,6 +105,8 @@ SPECIAL = [
     ("tanh", -0.0, -0.0), ("tanh", math.inf, 1.0), ("tanh", -math.inf, -1.0), ("tanh", 1e-310, 1e-310),
     ("sin_fast", -0.0, -0.0), ("sin_fast", math.inf, math.nan), ("sin_fast", 2.0**27, math.nan),
     ("cos_fast", -math.inf, math.nan), ("cos_fast", 0.0, 1.0),
+    ("erf", -0.0, -0.0), ("erf", math.inf, 1.0), ("erf", -math.inf, -1.0), ("erf", 5e-324, 5e-324),
+    ("erf", 1e-300, math.erf(1e-300)), ("erf", 6.0, 1.0), ("erf", -30.0, -1.0), ("erf", 1.0, math.erf(1.0)),
 ]
 
 
@@ -145,6 +151,22 @@ def test_constants_split_pi_and_ln2():
     assert float(vm.LOG_LN2_HI * 2**32).is_integer()  # 32 bits: e * LOG_LN2_HI is exact
 
 
+@numba.njit(error_model="numpy")
+def _erf_loop(x, out):
+    for i in range(x.shape[0]):
+        out[i] = vm.erf(x[i])
+
+
+def test_erf_loop_vectorises_alone():
+    """erf's body is too big for LLVM to inline; Numba inlines it (inline='always'), or the loop
+    would call it once per element (4x slower measured, docs/decisions.md)."""
+    for dt in (np.float64, np.float32):
+        x = np.linspace(-3.0, 3.0, 16, dtype=dt)
+        _erf_loop(x, np.empty_like(x))
+    asm = _erf_loop.inspect_asm(_erf_loop.signatures[0])
+    assert len(re.findall(r"vfmadd\w*pd\s+%[yz]mm", asm)) > 20, "erf's loop did not vectorise"
+
+
 def test_loops_over_them_vectorise():
     evaluate(np.linspace(-3.0, 3.0, 16))  # compiles _all, whichever tests ran before
     asm = _all.inspect_asm(_all.signatures[0])
@@ -157,7 +179,7 @@ def test_flags_do_not_come_from_the_caller():
     # them, and the on-disk cache then hands that version to every later caller. A caller with
     # Python's error model (Numba's default) would make divisions raise where IEEE gives -inf
     # (and stop loops from vectorising); one with fastmath would let LLVM drop inf/NaN checks.
-    for impl in (vm._exp64, vm._log64, vm._log1p64, vm._tanh64, vm._sin64, vm._log_core):
+    for impl in (vm._exp64, vm._log64, vm._log1p64, vm._tanh64, vm._sin64, vm._log_core, vm._erf64):
         assert impl.targetoptions["error_model"] == "numpy" and impl.targetoptions["fastmath"] is False
 
     @numba.njit

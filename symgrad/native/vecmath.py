@@ -1,4 +1,4 @@
-"""Elementary functions that Numba can vectorise: exp, expm1, log, log1p, tanh, sin, cos.
+"""Elementary functions that Numba can vectorise: exp, expm1, log, log1p, tanh, erf, sin, cos.
 
 Numba lowers ``math.exp`` and friends to scalar libm calls, and without Intel's SVML
 (unavailable in most llvmlite builds, including ours) LLVM cannot put them in SIMD
@@ -14,7 +14,8 @@ Numba (the vectorisable version). float32 arguments are computed in float64 and 
 once, which keeps float32 results correctly rounded in almost every case.
 
 The float64 versions live by family: explog.py (exp, expm1, log, log1p, tanh), trig.py
-(sin, cos and their range reduction), both built on fpcore.py (bit casts, FMA, polynomials).
+(sin, cos and their range reduction), special.py (erf), all built on fpcore.py (bit casts,
+FMA, polynomials).
 
 >>> import numba, numpy as np
 >>> from symgrad.native import vecmath as vm
@@ -50,12 +51,13 @@ from .explog import (  # noqa: F401
     _log_core,
     _tanh64,
 )
+from .special import _erf64
 from .trig import COS_C, PIO2_1, PIO2_2, PIO2_3, SIN_C, TRIG_MAX, TWO_OVER_PI, _cos64, _sin64  # noqa: F401
 
 # --- public functions: math on the Python path, the explog/trig versions under Numba -------
 
 
-def _public(name: str, impl64):
+def _public(name: str, impl64, inline: str = "never"):
     py = getattr(math, name.removesuffix("_fast"))
 
     def func(x):
@@ -64,7 +66,7 @@ def _public(name: str, impl64):
     func.__name__ = func.__qualname__ = name
     func.__doc__ = f"``math.{py.__name__}`` in Python; a vectorisable version under Numba."
 
-    @overload(func)
+    @overload(func, inline=inline)
     def _ov(x):
         if isinstance(x, types.Float) and x.bitwidth == 32:
             return lambda x: np.float32(impl64(np.float64(x)))
@@ -82,12 +84,13 @@ log1p = _public("log1p", _log1p64)
 sin_fast = _public("sin_fast", _sin64)  # for |x| <= TRIG_MAX; NaN beyond under Numba
 cos_fast = _public("cos_fast", _cos64)
 tanh = _public("tanh", _tanh64)
+erf = _public("erf", _erf64, inline="always")  # too big for LLVM to inline: a call would stop vectorising
 
 #: The same names bound to libm, for generated code on the Python reference path.
 PYTHON = SimpleNamespace(exp=math.exp, expm1=math.expm1, log=math.log, log1p=math.log1p, tanh=math.tanh,
-                         sin_fast=math.sin, cos_fast=math.cos)
+                         erf=math.erf, sin_fast=math.sin, cos_fast=math.cos)
 
 #: The math functions this module replaces, by name (the printer reads it).
-NAMES: tuple[str, ...] = ("exp", "expm1", "log", "log1p", "tanh")
+NAMES: tuple[str, ...] = ("exp", "expm1", "log", "log1p", "tanh", "erf")
 #: Those valid only for |x| <= TRIG_MAX, keyed by the math function they stand for.
 TRIG: dict[str, str] = {"sin": "sin_fast", "cos": "cos_fast"}
