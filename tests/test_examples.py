@@ -96,7 +96,27 @@ def check_teach_backprop(out: str) -> None:
     assert out.rstrip().endswith("OK"), out[-2000:]
 
 
-CHECKS = {"distributed_fit.py": check_distributed_fit, "digits_cnn.py": check_digits_cnn,
+def check_char_transformer(out: str) -> None:
+    """The attention layer's backward formulas, the losses in bits per character against the unigram
+    baseline (the printed gap is their difference), and samples that continue their prompts."""
+    for rule in ("δ_S = P ⊙ (δ_P − rowsum(δ_P ⊙ P))", "δ_Q = δ_S·K/√d_h", "δ_K = δ_Sᵀ·Q/√d_h", "δ_V = Pᵀ·δ_O",
+                 "masked entries get zero gradient", "∂ℓ/∂Wq4 = z3ᵀ·δ_Q4"):
+        assert rule in out, (rule, out[:4000])
+    bits = _number(rf"validation loss {NUM} bits/char", out)
+    base = _number(rf"unigram baseline {NUM} bits/char", out)
+    gap = _number(rf"; {NUM} bits/char below it", out)
+    assert 4.0 < base < 5.5 and abs(base - bits - gap) < 2e-3, (bits, base, gap)
+    assert gap >= 0.3, (bits, base)
+    losses = [float(v) for v in re.findall(rf"epoch \d+: train {NUM} bits/char", out)]
+    assert len(losses) >= 2 and losses[-1] < losses[0], losses
+    samples = re.findall(r"^  '(.*)'$|^  \"(.*)\"$", out, re.M)
+    assert len(samples) == 3, out[-2000:]
+    assert [next(s for s in pair if s).split(" ")[0] for pair in samples] == ["Return", "The", "If"], samples
+    assert out.rstrip().endswith("OK"), out[-2000:]
+
+
+CHECKS = {"char_transformer.py": check_char_transformer, "distributed_fit.py": check_distributed_fit,
+          "digits_cnn.py": check_digits_cnn,
           "lenet_digits.py": check_lenet_digits, "teach_backprop.py": check_teach_backprop}
 
 
