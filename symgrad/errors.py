@@ -74,5 +74,9 @@ class ModelFileError(SymgradError, ValueError):
     """A saved model file is corrupt, was not written by symgrad, or does not fit the model it meets."""
 
 
+class MissingModelFileError(ModelFileError, FileNotFoundError):
+    """No model file at the path given to ``sg.load`` (also a ``FileNotFoundError``, as Python's)."""
+
+
 class DistributedError(SymgradError, RuntimeError):
     """A Dask computation failed (a worker died more often than Dask retries, or no client runs)."""

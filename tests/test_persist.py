@@ -290,3 +290,11 @@ def test_numba_trained_pickles_and_resumes_exactly(data):
     assert clone.backend == "numba" and hasattr(clone._mod.train_chunk, "overloads")
     np.testing.assert_array_equal(clone.predict(X), clone._mod.predict(*clone.params, X))
     _same(clone.fit_more(X, labels, epochs=3), straight)
+
+
+def test_a_missing_file_names_the_path_and_is_still_a_file_not_found_error(tmp_path):
+    from symgrad.errors import MissingModelFileError
+
+    with pytest.raises(FileNotFoundError) as err:
+        sg.load(tmp_path / "typo.npz")
+    assert isinstance(err.value, MissingModelFileError) and "typo.npz" in str(err.value) and "Fix" in str(err.value)

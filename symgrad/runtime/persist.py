@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import sympy as sp
 
-from ..errors import ModelFileError, OptionError, SymgradError
+from ..errors import MissingModelFileError, ModelFileError, OptionError, SymgradError
 from ..jit import VERSION as SYMGRAD_VERSION
 from ..lang import optim
 from .inputs import optimizers
@@ -84,8 +84,12 @@ def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.nda
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as exc:
+        here = Path(path).parent
+        near = sorted(p.name for p in here.glob("*.npz"))[:5] if here.is_dir() else []
+        raise MissingModelFileError(
+            f"no model file at {path} (from {Path.cwd()}){f'; {here} holds {near}' if near else ''}. Fix: give "
+            "the path trained.save(path) wrote (it adds .npz when the name has no suffix).") from exc
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ModelFileError(f"cannot read {path}: it is corrupt or not a model file ({exc}). "
                              "Fix: save the model again with trained.save(path).") from exc
