@@ -52,6 +52,7 @@ from .inputs import (
     split_validation,
     target_positions,
 )
+from .memory import keep_freed_memory
 from .state import TrainState, check_resume
 from .trained import Trained
 
@@ -118,6 +119,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
     path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"))
+    keep_freed_memory()  # each step's temporaries reuse the last step's pages (runtime/memory.py)
     n_in = model_input(model)
     T = target_positions(model, loss_name)
     Xa, Ya = prepare_xy(X, Y, loss_name, n_in, n_out, dt, positions=T)

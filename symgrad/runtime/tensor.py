@@ -12,6 +12,7 @@ from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
 from .base import Compiled
 from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, is_dask, split_flat
+from .memory import keep_freed_memory
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
 MAX_DENSE_HESSIAN = 1024
@@ -32,6 +33,7 @@ class CompiledTensor(Compiled):
         super().__init__(path, params, data, dtype, reduction, backend)
         self.loss = loss
         self._hvp_mod = None  # built on the first hvp call
+        keep_freed_memory()  # repeated calls reuse the pages of their temporaries (runtime/memory.py)
         self.shapes = [_shape(p) for p in self.params]
         self.sizes = [r * c for r, c in self.shapes]
 
