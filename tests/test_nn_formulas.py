@@ -52,8 +52,8 @@ def test_seed_network_prints_textbook_delta_rule():
 @pytest.mark.parametrize("act,line", [
     ("tanh", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"),
     ("relu", "δ_z1 = δ_a1 ⊙ 𝟙[z1 > 0]"),  # the indicator, its convention at 0 stated once
-    ("leaky_relu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (1/100, True))"),
-    ("elu", "δ_z1 = δ_a1 ⊙ Piecewise((1, z1 > 0), (exp(z1), True))"),
+    ("leaky_relu", "δ_z1 = δ_a1 ⊙ {1 if z1 > 0, 1/100 otherwise}"),
+    ("elu", "δ_z1 = δ_a1 ⊙ {1 if z1 > 0, exp(z1) otherwise}"),
     ("softplus", "δ_z1 = δ_a1 ⊙ sigmoid(z1)"),
 ])
 def test_activation_derivatives_in_simplified_form(act, line):

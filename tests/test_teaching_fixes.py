@@ -3,6 +3,7 @@ dimensionally wrong ``formulas`` line, and a silent double sigmoid/softmax."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -167,6 +168,7 @@ FUNCTIONS = {
     "leaky_relu": lambda z, s: np.where(z > 0, z, s * z), "elu": lambda z, s: np.where(z > 0, z, s * np.expm1(z)),
     "Piecewise": _piecewise, "sign": np.sign, "Abs": np.abs,
     "indicator": lambda c: np.asarray(c, dtype=float),  # 𝟙[c], printed for ReLU's derivative
+    "where": np.where,  # {a if c, b otherwise}, printed for leaky ReLU's and ELU's derivatives
 }
 
 
@@ -185,6 +187,7 @@ def evaluate_printout(text: str, values: dict[str, np.ndarray]) -> dict[str, np.
         lhs, rhs = line.strip().split(" = ", 1)
         py = rhs.replace("⊙", "*").replace("·", "@").replace("ᵀ", ".T").replace("^", "**")
         py = py.replace("𝟙[", "indicator(").replace("]", ")")
+        py = re.sub(r"\{(.*?) if (.*?), (.*?) otherwise\}", r"where(\2, \1, \3)", py)  # {a if c, b otherwise}
         value = eval(py, dict(FUNCTIONS), env)  # noqa: S307 - our printout, NumPy names only
         if lhs.startswith("∂ℓ/∂"):
             grads[lhs.removeprefix("∂ℓ/∂")] = value

@@ -141,6 +141,12 @@ class ReadableText(StrPrinter):
         bottom = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in den)
         return f"{sign}{top}/{bottom if len(den) == 1 else f'({bottom})'}"
 
+    def _print_Piecewise(self, e):  # as the LaTeX prints it: {1 if z > 0, exp(z) otherwise}
+        parts = [f"{self._print(a.expr)} if {self._print(a.cond)}" for a in e.args[:-1]]
+        last = e.args[-1]
+        parts.append(f"{self._print(last.expr)} " + ("otherwise" if last.cond == sp.true else f"if {self._print(last.cond)}"))
+        return "{" + ", ".join(parts) + "}"
+
     def _print_Pow(self, e, rational=False):
         op = self._settings["power"]
         if op == "**":
