@@ -30,6 +30,10 @@ class DataError(SymgradError, ValueError):
     """Data arrays are inconsistent: lengths disagree, or they hold NaN/Inf."""
 
 
+class AssumptionError(DataError):
+    """A value breaks what its symbol is declared to be (positive=True, integer=True, ...)."""
+
+
 class DtypeError(SymgradError, TypeError):
     """An array has a dtype the compiled function was not built for."""
 

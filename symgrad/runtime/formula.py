@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ShapeError, UnsupportedModelError
+from .assumptions import assumption_checks, check_assumptions
 from .base import Compiled
 from .checks import check_data, check_vector, is_dask
 
@@ -18,6 +19,8 @@ class _Formula(Compiled):
     def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str):
         super().__init__(path, params, data, dtype, reduction, backend)
         self.has_hessian = has_hessian
+        # declared signs and integrality, checked at every call: SymPy simplified with them
+        self._data_checks, self._theta_checks = assumption_checks(self.data), assumption_checks(self.params)
 
     # -- argument handling ---------------------------------------------------
     def _data(self, data: Sequence[object], kw: dict[str, object]) -> list[np.ndarray]:
@@ -27,7 +30,10 @@ class _Formula(Compiled):
             if unknown or data:
                 raise ShapeError(f"unknown or duplicate data arguments {sorted(unknown)}; expected {names}")
             data = [kw[n] for n in names if n in kw]
-        return check_data(list(data), names, self.dtype)
+        arrays = check_data(list(data), names, self.dtype)
+        if self._data_checks:
+            check_assumptions(self._data_checks, arrays, "data", self.data)
+        return arrays
 
     def _distributed(self, data: Sequence[object], kw: dict[str, object]):
         """symgrad.distributed.evaluate when the data are Dask arrays (then in symbol order)."""
@@ -44,7 +50,10 @@ class _Formula(Compiled):
         return evaluate, list(data)
 
     def _theta(self, theta) -> np.ndarray:
-        return check_vector(theta, len(self.params), self.dtype, "theta")
+        theta = check_vector(theta, len(self.params), self.dtype, "theta")
+        if self._theta_checks:
+            check_assumptions(self._theta_checks, theta, "parameter", self.params)
+        return theta
 
     def _rows(self, data: list[np.ndarray]) -> int:
         return len(data[0]) if data else 1  # a function of parameters only is one "sample"

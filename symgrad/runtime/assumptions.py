@@ -1,0 +1,65 @@
+"""Values checked against their symbols' SymPy assumptions, at call time.
+
+SymPy simplifies with what a symbol is declared to be: for ``x = Symbol("x", positive=True)``,
+``sqrt(x**2)`` is ``x`` and ``log(x*y)`` may split, so the compiled code is exact only for data
+that satisfy the declaration. Negative data would give a wrong number without a word; this
+refuses them, naming the symbol, the value and where it is.
+
+>>> import sympy as sp, numpy as np
+>>> x = sp.Symbol("x", positive=True)
+>>> checks = assumption_checks([x])
+>>> check_assumptions(checks, [np.array([1.0, -3.0])], "data", [x])
+Traceback (most recent call last):
+...
+symgrad.errors.AssumptionError: x is declared positive=True (SymPy simplified with it, e.g. sqrt(x**2) = x), but the data x holds -3 (at index 1). Fix: pass values that are > 0, or declare x with real=True only, so that nothing relies on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import sympy as sp
+
+from ..errors import AssumptionError
+
+#: (assumption, test, what it needs), strongest first: one per symbol, plus integer
+_SIGN = (
+    ("positive", lambda a: a > 0, "> 0"),
+    ("negative", lambda a: a < 0, "< 0"),
+    ("nonnegative", lambda a: a >= 0, ">= 0"),
+    ("nonpositive", lambda a: a <= 0, "<= 0"),
+    ("nonzero", lambda a: a != 0, "!= 0"),
+)
+_INTEGER = ("integer", lambda a: a == np.floor(a), "whole numbers")
+_EXAMPLE = {"positive": "sqrt({s}**2) = {s}", "nonnegative": "sqrt({s}**2) = {s}", "negative": "sqrt({s}**2) = -{s}",
+            "nonpositive": "sqrt({s}**2) = -{s}", "nonzero": "{s}/{s} = 1", "integer": "sin(pi*{s}) = 0"}
+
+
+def assumption_checks(symbols: Sequence[sp.Basic]) -> list[tuple[int, str, object, str]]:
+    """(position, assumption, test, what it needs) for each declared sign or integer assumption."""
+    out = []
+    for k, s in enumerate(symbols):
+        if not isinstance(s, sp.Symbol):
+            continue
+        sign = next((c for c in _SIGN if getattr(s, f"is_{c[0]}") is True), None)
+        out += [(k, *c) for c in (sign, _INTEGER if s.is_integer is True else None) if c is not None]
+    return out
+
+
+def check_assumptions(checks, arrays: Sequence[np.ndarray], what: str, symbols: Sequence[sp.Basic] = ()) -> None:
+    """Refuse values that break a check of :func:`assumption_checks` (``what``: 'data' or 'theta')."""
+    for k, name, test, need in checks:
+        a = np.asarray(arrays[k])
+        ok = test(a)
+        if np.all(ok):
+            continue
+        at = tuple(int(i) for i in np.argwhere(~np.asarray(ok))[0]) if a.ndim else ()
+        v = a[at] if at else a
+        sym = symbols[k] if symbols else None
+        label = str(sym) if sym is not None else f"argument {k}"
+        where = f" (at index {at[0] if len(at) == 1 else at})" if at else ""
+        raise AssumptionError(
+            f"{label} is declared {name}=True (SymPy simplified with it, e.g. {_EXAMPLE[name].format(s=label)}), "
+            f"but the {what} {label} holds {float(v):g}{where}. Fix: pass values that are {need}, or declare "
+            f"{label} with real=True only, so that nothing relies on it.")
