@@ -113,7 +113,7 @@ def logistic() -> bool:
 def network() -> bool:
     heading("3. Case 2: a_j = Σ_i α_ji x_i,  z_j = σ(a_j),  b = Σ_j β_j z_j,  y = σ(b),  "
             "J = cross-entropy")
-    names = {"weights": ["alpha", "beta"], "pre": ["a", "b"], "act": ["z", "out"]}
+    names = {"weights": ["alpha", "beta"], "pre": ["a", "b"], "act": ["z", "out"], "target": "y*"}
     M, H = 3, 4
     try:
         sg.formulas(sg.nn.MLP([M, H, 1], "sigmoid", output="sigmoid", bias=False, names=names), "bce")
@@ -123,8 +123,8 @@ def network() -> bool:
         print("  " + str(exc).split(". Fix:")[0] + ".")
     print("So symgrad writes the notes' net with output='identity': its output is the logit b, and the\n"
           "'bce' loss applies σ itself, fused into the stable bce_logits(b, y). The notes' y = σ(b) is\n"
-          "inside the loss, and the target the notes call y* is written y here (x and y are the\n"
-          "sample's input and target). δ_b = σ(b) - y is the notes' dJ/db = dJ/dy·dy/db.\n")
+          "inside the loss, and the target is the notes' y* (names={..., 'target': 'y*'}).\n"
+          "δ_b = σ(b) - y* is the notes' dJ/db = dJ/dy·dy/db.\n")
     net = sg.nn.MLP([M, H, 1], "sigmoid", output="identity", bias=False, names=names)
     rng = np.random.default_rng(0)
     alpha, beta = rng.normal(size=(H, M)), rng.normal(size=(1, H))

@@ -232,6 +232,6 @@ def formulas(model, loss, at: tuple | None = None):
     from .explain.network import network_formulas
     check_network(model)
     fn, name = loss_fn(loss)
-    y = target_symbol(fn, model.expr)
+    y = target_symbol(fn, model.expr, getattr(model, "target_name", "y"))  # the notes' y* or t, when named
     leaves = network_sample(model, name, at, y) if at is not None else None
     return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None), leaves)

@@ -60,7 +60,10 @@ def test_a_net_without_bias_trains_and_checks():
     ({"weight": "V"}, "unknown keys ['weight']"),
     ({"pre": ["a"]}, "a list of 2 names"),
     ({"pre": "z", "act": ["z1", "q"]}, "the same name twice"),
-    ({"act": ["h", "y"]}, "'x' or 'y'"),
+    ({"act": ["h", "y"]}, "names the input or the target"),
+    ({"act": ["h", "t"], "target": "t"}, "names the input or the target"),
+    ({"target": "x"}, "not 'x'"),
+    ({"target": ""}, "the target's name"),
 ])
 def test_bad_names_are_refused(names, fragment):
     with pytest.raises(OptionError, match="Fix|give|each") as err:
@@ -77,3 +80,18 @@ def test_one_activation_per_hidden_layer():
     assert len(m.history["loss"]) == 5 and np.isfinite(m.history["loss"]).all()
     with pytest.raises(OptionError, match="gives 1 activations for 2 hidden layers. Fix"):
         sg.nn.MLP([2, 3, 4, 1], activation=["relu"])
+
+
+def test_the_notes_letters_output_y_and_target_y_star():
+    """The notes call the output y and the target y*: names={'act': [..., 'y'], 'target': 'y*'}."""
+    net = sg.nn.MLP([3, 2, 1], "sigmoid", output="sigmoid", bias=False,
+                    names={"weights": ["alpha", "beta"], "pre": ["a", "b"], "act": ["z", "y"], "target": "y*"})
+    f = sg.formulas(net, "mse")
+    text = str(f)
+    assert "y = sigmoid(b)" in text and "δ_y = 2 ⊙ (y - y*)" in text, text
+    assert r"y^{*}" in f._repr_latex_()
+    traced = str(sg.formulas(net, "mse", at=(net.init_params(0), [1.0, 0.5, -1.0], 1.0)))
+    assert "y* = 1" in traced and "δ_y = 2 ⊙ (y - y*) ≈" in traced
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    m = sg.fit(net, "mse", X, (X[:, 0] > 0).astype(float), epochs=2, backend="python")  # training is unchanged
+    assert np.isfinite(m.history["loss"]).all()

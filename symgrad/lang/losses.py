@@ -105,7 +105,7 @@ LOSSES: dict[str, Callable[..., sp.Expr]] = {
 }
 
 
-def target_symbol(fn: Callable[..., sp.Expr], pred: sp.MatrixExpr) -> sp.MatrixSymbol:
+def target_symbol(fn: Callable[..., sp.Expr], pred: sp.MatrixExpr, name: str = "y") -> sp.MatrixSymbol:
     """The target ``y`` that loss ``fn`` compares ``pred`` with: a column like ``pred``, except for a
     loss that says its own rows (``token_cross_entropy`` takes one id per position).
 
@@ -114,7 +114,7 @@ def target_symbol(fn: Callable[..., sp.Expr], pred: sp.MatrixExpr) -> sp.MatrixS
     (3, 1)
     """
     rows = getattr(fn, "target_rows", None)
-    return sp.MatrixSymbol("y", int(rows(pred)) if rows else int(pred.shape[0]), 1)
+    return sp.MatrixSymbol(name, int(rows(pred)) if rows else int(pred.shape[0]), 1)
 
 
 

@@ -143,11 +143,15 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
     """Per-layer names from MLP's ``names``: a letter is numbered by layer (z → z1, z2), a list
     gives each layer its own name (the notes' a, b for pre-activations and α, β for weights)."""
     names = dict(names or {})
-    unknown = set(names) - {"weights", "biases", "pre", "act"}
+    unknown = set(names) - {"weights", "biases", "pre", "act", "target"}
     if unknown:
         raise OptionError(f"MLP(names=...) has unknown keys {sorted(unknown)}. Fix: use 'weights', 'biases', "
-                          "'pre' (pre-activations) and 'act' (activations), e.g. names={'pre': ['a', 'b'], "
-                          "'act': ['z', 'y'], 'weights': ['alpha', 'beta']}.")
+                          "'pre' (pre-activations), 'act' (activations) and 'target', e.g. names={'pre': ['a', 'b'], "
+                          "'act': ['z', 'y'], 'weights': ['alpha', 'beta'], 'target': 'y*'}.")
+    target = names.pop("target", "y")
+    if not isinstance(target, str) or not target or target == "x" or not (target[0].isalpha() or target[0] == "_"):
+        raise OptionError(f"MLP(names={{'target': {target!r}}}): the target's name in the formulas, not 'x' (the "
+                          "input's). Fix: e.g. 'y*' or 't'.")
     out = {}
     for key, default in (("weights", "W"), ("biases", "b"), ("pre", "z"), ("act", "a")):
         v = names.get(key, default)
@@ -159,10 +163,11 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
             raise OptionError(f"MLP(names={{{key!r}: {v!r}}}): give one letter (numbered by layer) or a list of "
                               f"{n} names, one per layer.")
     taken = [name for key in out for name in out[key]]
-    if {"x", "y"} & set(taken):
-        raise OptionError("MLP(names=...) uses 'x' or 'y', which name the input and the target in the formulas. "
-                          "Fix: another name (the notes' output y is the network's last activation: call it "
-                          "'yhat' or 'out').")
+    if {"x", target} & set(taken):
+        raise OptionError(f"MLP(names=...) uses {sorted({'x', target} & set(taken))}, which names the input or the "
+                          "target in the formulas. Fix: another name, or rename the target: the notes' output y "
+                          "and target y* are names={'act': [..., 'y'], 'target': 'y*'}.")
+    out["target"] = [target]
     if len(set(taken)) != len(taken):
         raise OptionError(f"MLP(names=...) gives the same name twice ({sorted({t for t in taken if taken.count(t) > 1})})"
                           ": each parameter and value needs its own name, or the formulas would mix them up.")
@@ -177,10 +182,10 @@ class MLP:
     ``output`` (identity by default, or ``None``: losses such as 'bce' and
     'softmax_cross_entropy' take logits, and refuse an output that applies sigmoid/softmax).
     ``init`` is 'he' (for ReLU-like) or 'xavier' (Glorot; for sigmoid/tanh). ``bias=False``
-    leaves out the biases (``z = W x``). ``names`` renames parameters and values so the printed
-    formulas read like a text's: the notes' one-hidden-layer net is
-    ``MLP([M, D, 1], "sigmoid", bias=False, names={"weights": ["alpha", "beta"], "pre": ["a", "b"],
-    "act": ["z", "y"]})``.
+    leaves out the biases (``z = W x``). ``names`` renames parameters, values and the target so
+    the printed formulas read like a text's: the notes' one-hidden-layer net, output y and target
+    y*, is ``MLP([M, D, 1], "sigmoid", bias=False, names={"weights": ["alpha", "beta"], "pre":
+    ["a", "b"], "act": ["z", "y"], "target": "y*"})``.
     """
 
     def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
@@ -214,7 +219,7 @@ class MLP:
             if h != z:  # an identity output layer has no separate activation
                 self.labels[h] = named["act"][k]
             self.layers.append(layer)
-        self.expr = h
+        self.expr, self.target_name = h, named["target"][0]  # the target's name in sg.formulas
         relu_like = bool(hidden) and all(isinstance(a, str) and a in RELU_LIKE for a in hidden) or (
             isinstance(activation, str) and activation in RELU_LIKE)
         self.init = init or ("he" if relu_like else "xavier")
