@@ -194,3 +194,20 @@ def test_bad_input_names_the_fix():
     w = sp.Symbol("w", real=True)
     with pytest.raises(UnsupportedFunctionError, match=r"Sum .* not supported\. Fix: call \.doit\(\)"):
         sg.compile(sp.Sum(w * X[j], (j, 0, 3)) ** 2, [w], backend="python")  # compile keeps refusing Sum
+
+
+def test_a_name_for_a_sum_that_sympy_distributed():
+    """exp(-a) with a = Σ_j θ_j x_j + b holds -b - Σ..., where a is no subexpression: the name
+    still applies (a becomes a step, then -a), and the result is the notes' dJ/dθ_j."""
+    j, n = sp.symbols("j n", integer=True)
+    th, x = sp.IndexedBase("theta"), sp.IndexedBase("x")
+    b = sp.Symbol("b", real=True)
+    a = sp.Sum(th[j] * x[j], (j, 1, n)) + b
+    d = sg.explain(sp.log(1 + sp.exp(-a)), th[j], names={a: "a"})
+    text = str(d)
+    assert "  a = b + v1" in text and "  v3 = -a" in text and "∂v3/∂a = -1" in text, text
+    assert d.gradients[0] == (sg.ops.sigmoid(a) - 1) * x[j]  # dJ/da · x_j, dJ/da = σ(a) − 1
+    w, xs = sp.symbols("w x", real=True)
+    e = sp.log(1 + sp.exp(-(w * xs + b)))
+    traced = str(sg.explain(e, w, names={w * xs + b: "a"}, at={w: 0.5, xs: 2.0, b: -1.0}))
+    assert "a = b + v1 = 0" in traced and "∂J/∂w = x*sigmoid(b + w*x) - x = -1" in traced, traced

@@ -165,6 +165,8 @@ class _Builder:
             self.leaves.append(e)
             self.seam[e] = e
             return e
+        if isinstance(e, sp.Add) and e not in self.names and -e in self.names:
+            return self._negated(e, is_root)
         lanes: list[sp.Symbol] = []
         extremum = isinstance(e, (sp.Max, sp.Min))
         if extremum:
@@ -178,6 +180,15 @@ class _Builder:
                     else _partials(body, lanes, out))
         node = Node(out, e, body, tuple(lanes), partials)
         self.nodes.append(node)
+        self.seam[e] = out
+        return out
+
+    def _negated(self, e: sp.Add, is_root: bool) -> sp.Symbol:
+        """``e = -a`` for a named ``a`` that SymPy distributed (``exp(-a)`` with a = w·x + b holds
+        -b - w·x, where ``a`` is no subexpression): ``a`` becomes a node of its own, e one step after."""
+        inner = self.visit(-e)
+        out = sp.Symbol(self.output_name if is_root else self._auto_name(), real=True)
+        self.nodes.append(Node(out, e, -inner, (inner,), (sp.S.NegativeOne,)))
         self.seam[e] = out
         return out
 
