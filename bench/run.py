@@ -9,7 +9,8 @@ Workloads: W1 seed formula (``bench/bench_formula.py`` + ``bench/w1_formula.py``
 regression full batch, W3 small net minibatch SGD, W4 digits MLP with Adam, W5 build cost, W6 the
 NIST StRD nonlinear-regression suite (accuracy against certified values), W7 convolutional networks
 (issue 15, which calls them W6): the digits CNN and LeNet-5 against torch and JAX, and their build
-cost, W8 symgrad on Dask (the cost of distribution on one machine, and dask-ml's L-BFGS).
+cost, W8 symgrad on Dask (the cost of distribution on one machine, and dask-ml's L-BFGS), W9 a
+character-level transformer (issue 16) against torch and JAX, and its build cost.
 Each writes one section; the file starts with a table of the issue's targets, each judged
 from measurements of the same run. Peers that are not installed are skipped with a note.
 If two implementations compute different things (trajectories disagree) the run fails and
@@ -58,6 +59,7 @@ WORKLOADS = {
     "W6": ("bench.w6_nist", "## W6: "),
     "W7": ("bench.w7_cnn", "## W7: "),
     "W8": ("bench.w8_distributed", "## W8: "),
+    "W9": ("bench.w9_transformer", "## W9: "),
 }
 
 INTRO = """# Benchmarks
@@ -122,8 +124,8 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
     ran = ", ".join(sections)
     kept = (f" Rows of other workloads ({', '.join(sorted({r[2:4] for r in kept_rows}))}) are kept from the "
             "previous version of this file." if kept_rows else "")
-    L.append(f"Each target of issue 4 (and the performance targets of issue 3, marked so; W7's are issue 15's), "
-             "judged from the "
+    L.append(f"Each target of issue 4 (and the performance targets of issue 3, marked so; W7's are issue 15's, "
+             "W9's issue 16's), judged from the "
              f"`--{args.mode}` run of {now()} ({ran}; {elapsed / 60:.1f} minutes).{kept} 'not measured' means the "
              "peer is not installed or the mode skips it. Where a target is missed, the evidence column and the "
              "workload's section give the measurement that shows why.")
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--full", action="store_true", help="the published sizes and repeats")
     ap.add_argument("--tiny", action="store_true", help="minimal sizes (with --quick), for the test suite")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="Markdown file to write (default: %(default)s)")
-    ap.add_argument("--only", help="comma-separated workloads to run (W1..W8); other sections are kept from --out")
+    ap.add_argument("--only", help="comma-separated workloads to run (W1..W9); other sections are kept from --out")
     ap.add_argument("--json", help="also write the raw measurements to this JSON file")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each workload, wait up to SECONDS for other processes to leave the CPUs idle")

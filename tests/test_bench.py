@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["## Targets (issue 4)", "## Machine and settings", "## Seed formula (issue 2)", "## W2: ", "## W3: ",
-            "## W4: ", "## W5: ", "## W6: ", "## W7: ", "## W8: "]
+            "## W4: ", "## W5: ", "## W6: ", "## W7: ", "## W8: ", "## W9: "]
 
 
 @pytest.mark.numba
@@ -25,7 +25,7 @@ def test_bench_quick_tiny(tmp_path):
         assert any(line.startswith(header) for line in text.splitlines()), f"missing section {header!r}"
     assert "BENCHMARK DISAGREEMENT" not in proc.stdout + proc.stderr
     # every workload contributed rows to the targets table
-    for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7"):
+    for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9"):
         assert f"| {w}" in text, f"no target row for {w}"
 
 
