@@ -313,8 +313,10 @@ def test_bad_shapes_say_the_fix():
         sg.nn.Sequential([sg.nn.MultiHeadAttention(4), sg.nn.Flatten(), sg.nn.Dense(15, 1)], input_shape=(3, 5))
     with pytest.raises(ShapeError, match=r"input_shape=\(T, d\)"):
         sg.nn.Sequential([sg.nn.MultiHeadAttention(4), sg.nn.Dense(12, 1)], input_shape=12)
-    with pytest.raises(ShapeError, match=r"ends with a sequence \(3, 4\)"):
-        sg.nn.Sequential([sg.nn.MultiHeadAttention(4)], input_shape=(3, 4))
+    # a network may end with a sequence (a language model's logits at each position) ...
+    assert sg.nn.Sequential([sg.nn.MultiHeadAttention(4)], input_shape=(3, 4)).output_shape == (3, 4)
+    with pytest.raises(ShapeError, match=r"ends with an image"):  # ... but not with an image
+        sg.nn.Sequential([sg.nn.Conv2D(1, 2, 3)], input_shape=(1, 4, 4))
 
 
 def test_weights_that_depend_on_the_data_are_refused():
