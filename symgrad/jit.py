@@ -226,7 +226,12 @@ def glue_options() -> dict[str, bool]:
         known = isinstance(getattr(CPUTargetOptions, "_dbg_optnone", None), CPUTargetOptions.Mapping)
     except (ImportError, AttributeError):
         known = False
-    return {"_dbg_optnone": True} if known else {}
+    if not known:
+        return {}
+    from .glue_link import install
+
+    install()  # glue's linked callees are not optimised a second time (glue_link.py)
+    return {"_dbg_optnone": True}
 
 
 def read_source(path: Path) -> str:
