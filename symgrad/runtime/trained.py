@@ -15,16 +15,9 @@ from ..errors import OptionError, ShapeError
 from ..explain.printing import tex_name, tex_text
 from ..lang.conv import model_input
 from ..lang.embedding import check_token_ids
+from . import inputs
 from .base import html_table, latex_block
-from .inputs import (
-    BINARY_LOSSES,
-    CLASS_LOSSES,
-    REGRESSION_LOSSES,
-    TOKEN_LOSSES,
-    prepare_x,
-    prepare_xy,
-    target_positions,
-)
+from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, TOKEN_LOSSES, prepare_x, prepare_xy
 from .state import ModelSpec, StoredLoss, TrainState
 
 # Rows per native call of predict/evaluate: the forward pass holds every layer's (rows, width)
@@ -93,24 +86,23 @@ class Trained:
         """Model outputs, one row per sample of ``X``, in the model's dtype (``X`` is converted).
 
         Shape (n, n_outputs), logits for softmax/BCE losses, except a single-output regressor
-        (mse, mae, huber), which gives (n,) as scikit-learn's regressors do, and a language model
-        ('token_cross_entropy'), which gives (n, T, vocab), the logits at each position. A single-output BCE
+        (mse, mae, huber), (n,) as scikit-learn's regressors give, and a language model
+        ('token_cross_entropy'), (n, T, vocab): the logits at each position. A single-output BCE
         model keeps its column of logits, (n, 1), as multi-label BCE keeps one per label and
         evaluate() compares them with ``Y`` column by column; ``predict_class`` gives (n,) labels.
         """
         out = self._outputs(X)
         if self._n_out == 1 and self._loss_name in REGRESSION_LOSSES:
             return out.reshape(len(out))
-        if self._loss_name in TOKEN_LOSSES:
-            return out.reshape(len(out), target_positions(self.model, self._loss_name), -1)
-        return out
+        tokens = self._loss_name in TOKEN_LOSSES
+        return out.reshape(len(out), inputs.target_positions(self.model, self._loss_name), -1) if tokens else out
 
     def predict_class(self, X) -> np.ndarray:
         """Class indices (softmax), or 0/1 labels (one output, logit > 0), shape (n,); for a
         language model, the likeliest next token at each position, shape (n, T)."""
-        out = self._outputs(X)
         if self._loss_name in TOKEN_LOSSES:
-            return out.reshape(len(out), target_positions(self.model, self._loss_name), -1).argmax(axis=2)
+            return self.predict(X).argmax(axis=2)
+        out = self._outputs(X)
         return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
 
     def _outputs(self, X) -> np.ndarray:
@@ -121,7 +113,7 @@ class Trained:
     def evaluate(self, X, Y) -> dict[str, float]:
         """Loss and (for classification) accuracy on a data set."""
         Xa, Ya = prepare_xy(X, Y, self._loss_name, self._n_in(X), self._n_out, self.dtype,
-                            positions=target_positions(self.model, self._loss_name))
+                            positions=inputs.target_positions(self.model, self._loss_name))
         check_token_ids(self.model, Xa)
         return evaluate_arrays(self, Xa, Ya)
 
