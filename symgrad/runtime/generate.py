@@ -56,12 +56,13 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
     """The prompt continued by ``n`` tokens sampled from a trained language model.
 
     ``prompt`` is token ids, or text when ``alphabet`` (token id k is ``alphabet[k]``) is given;
-    the result is the prompt and its continuation, as text when an alphabet is given, else ids.
+    the result is the prompt and its continuation: ids, or with an alphabet its tokens (joined
+    into text when they are strings).
     ``temperature`` 0 takes the likeliest token each step; ``seed`` fixes the draws.
 
     >>> import numpy as np, symgrad as sg
     >>> text = "abcabcabcabc" * 20
-    >>> ids = np.array([ "abc".index(c) for c in text ])
+    >>> ids = np.array(["abc".index(c) for c in text])
     >>> X = np.stack([ids[i:i + 4] for i in range(100)]).astype(float)
     >>> Y = np.stack([ids[i + 1:i + 5] for i in range(100)])
     >>> net = sg.nn.Transformer(vocab=3, d=8, heads=2, layers=1, context=4)
@@ -98,8 +99,10 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
             continue
         p = np.exp((logits - logits.max()) / temperature)
         ids.append(int(rng.choice(V, p=p / p.sum())))
-    return "".join(map(str, (vocab[i] for i in ids))) if vocab is not None and isinstance(prompt, str) else \
-        [vocab[i] for i in ids] if vocab is not None else ids
+    if vocab is None:
+        return ids
+    tokens = [vocab[i] for i in ids]
+    return "".join(tokens) if all(isinstance(t, str) for t in tokens) else tokens
 
 
 def _encode(prompt, vocab: list | None, V: int) -> list[int]:

@@ -113,12 +113,11 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
                names: tuple[str, str] = ("X", "Y"), positions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) checked against the model and the loss; class labels become one-hot rows. For a
     token loss (``positions`` = T, the model giving T·V logits), Y holds T ids per sample."""
-    if loss_name in TOKEN_LOSSES:
-        X = prepare_x(X, n_in, dtype, names[0])
-        return X, _token_targets(Y, len(X), positions, n_out // positions, dtype, names)
     X = prepare_x(X, n_in, dtype, names[0])
     if len(X) == 0:
         raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
+    if loss_name in TOKEN_LOSSES:
+        return X, _token_targets(Y, len(X), positions, n_out // positions, dtype, names)
     Y = as_data(Y, names[1])
     if Y.ndim == 0 or len(X) != len(Y):
         raise DataError(f"{names[0]} has {len(X)} rows but {names[1]} has {len(Y) if Y.ndim else 'none'}. "
