@@ -22,11 +22,12 @@ from .lang.rowwise import broadcast, rowmatmul
 from .runtime.epochs import GradientHealthWarning
 from .runtime.fit import Trained, fit
 from .runtime.generate import generate
+from .runtime.nonfinite import NonFiniteWarning
 from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "GradientHealthWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "NonFiniteWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
     "broadcast", "rowmatmul",
 ]

@@ -19,6 +19,7 @@ from .front.validate import check_matrix_elements, realify, symbol_list
 from .lang.losses import loss_fn, target_symbol
 from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
+from .runtime.nonfinite import check_mode
 from .runtime.tensor import CompiledTensor
 
 
@@ -144,11 +145,15 @@ def compile(
     reduction: str = "mean",
     parallel: bool = False,
     backend: str = "numba",
+    on_nonfinite: str = "warn",
 ) -> CompiledFormula:
     """Compile a scalar formula (a per-sample loss) to Numba value/gradient/Hessian functions.
 
     ``reduction='mean'`` (default) averages over samples, ``'sum'`` adds them up, and
-    ``'none'`` evaluates pointwise, treating ``wrt`` symbols as per-point inputs.
+    ``'none'`` evaluates pointwise, treating ``wrt`` symbols as per-point inputs. A NaN or Inf
+    value or gradient (log of a negative number, division by zero, ...) warns, naming the sample
+    and the sub-expression where it arose (``on_nonfinite='warn'``); ``'raise'`` raises
+    :class:`~symgrad.errors.NonFiniteError` instead and ``'ignore'`` returns it silently.
 
     >>> import numpy as np
     >>> a, t, y = sp.symbols("a t y", real=True)
@@ -162,9 +167,11 @@ def compile(
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
         path = tensor_module(expr, wrt, data, dt, reduction)
         return CompiledTensor(path, wrt, data, dt, backend, loss=expr, reduction=reduction)
+    check_mode(on_nonfinite)
     path, params, data_syms = formula_module(expr, wrt, data, dt, reduction, parallel)
     has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS
-    return CompiledFormula(path, params, data_syms, dt, reduction, has_hessian, backend)
+    return CompiledFormula(path, params, data_syms, dt, reduction, has_hessian, backend, expr=expr,
+                           on_nonfinite=on_nonfinite)
 
 
 def compile_residuals(
@@ -174,12 +181,14 @@ def compile_residuals(
     *,
     dtype: str = "float64",
     backend: str = "numba",
+    on_nonfinite: str = "warn",
 ) -> CompiledResiduals:
     """Compile per-sample residuals r_i(θ) = ``expr`` and their Jacobian, for least squares.
 
     ``r.residuals(theta, *data)`` (n,) and ``r.jacobian(theta, *data)`` (n, k) plug into
     ``scipy.optimize.least_squares(r.residuals, x0, jac=r.jacobian, args=data)``;
-    ``r.covariance(theta, *data)`` is s²(JᵀJ)⁻¹ with s² = Σr²/(n − k).
+    ``r.covariance(theta, *data)`` is s²(JᵀJ)⁻¹ with s² = Σr²/(n − k). ``on_nonfinite`` as in
+    :func:`compile`.
 
     >>> import numpy as np
     >>> a, b, x, y = sp.symbols("a b x y", real=True)
@@ -193,8 +202,10 @@ def compile_residuals(
         raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data, "
                            "got a matrix expression. Fix: write one residual per sample as a scalar "
                            "formula, or use sg.compile for matrix models.")
+    check_mode(on_nonfinite)
     path, params, data_syms = formula_module(expr, wrt, data, dt, "residuals", False)
-    return CompiledResiduals(path, params, data_syms, dt, "residuals", False, backend)
+    return CompiledResiduals(path, params, data_syms, dt, "residuals", False, backend, expr=expr,
+                             on_nonfinite=on_nonfinite)
 
 
 def formulas(model, loss, at: tuple | None = None):

@@ -50,6 +50,10 @@ class DivergenceError(SymgradError, FloatingPointError):
     """Training produced a non-finite loss; the last finite parameters were kept."""
 
 
+class NonFiniteError(SymgradError, FloatingPointError):
+    """A compiled formula's value or gradient is NaN or infinite (``compile(..., on_nonfinite='raise')``)."""
+
+
 class UnsupportedModelError(SymgradError, NotImplementedError):
     """The model uses a structure symgrad does not support yet."""
 

@@ -45,7 +45,7 @@ ERRORS = {c.__name__: c for c in vars(symgrad.errors).values()
           if isinstance(c, type) and issubclass(c, SymgradError) and c.__module__ == "symgrad.errors"}
 # symgrad's errors defined elsewhere (OptimizerConfigError, GradientCheckError), and its warnings
 KNOWN = {c.__name__: c for c in _subclasses(SymgradError) if c.__module__.startswith("symgrad")}
-KNOWN |= ERRORS | {"GradientHealthWarning": GradientHealthWarning}
+KNOWN |= ERRORS | {"GradientHealthWarning": GradientHealthWarning, "NonFiniteWarning": symgrad.NonFiniteWarning}
 
 
 def _resolve(name: str) -> type:

@@ -11,14 +11,18 @@ from ..errors import ShapeError, UnsupportedModelError
 from .assumptions import assumption_checks, check_assumptions
 from .base import Compiled
 from .checks import check_data, check_vector, is_dask
+from .nonfinite import check_mode, report
 
 
 class _Formula(Compiled):
     """What every compiled formula module shares: its symbols' argument checks."""
 
-    def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str):
+    def __init__(self, path: Path, params, data, dtype: str, reduction: str, has_hessian: bool, backend: str,
+                 *, expr=None, on_nonfinite: str = "warn"):
         super().__init__(path, params, data, dtype, reduction, backend)
         self.has_hessian = has_hessian
+        # what a NaN or Inf result does (runtime/nonfinite.py); expr, as written, is searched for its origin
+        self.expr, self.on_nonfinite = expr, check_mode(on_nonfinite)
         # declared signs and integrality, checked at every call: SymPy simplified with them
         self._data_checks, self._theta_checks = assumption_checks(self.data), assumption_checks(self.params)
 
@@ -49,6 +53,22 @@ class _Formula(Compiled):
             data = [kw[n] for n in names if n in kw]
         return evaluate, list(data)
 
+    def _call(self, name: str, th, arrays, *out):
+        """The module's function ``name``; on the Python backend, libm's ValueError or
+        OverflowError (where compiled code gives NaN or Inf) becomes NaN results, reported as
+        compiled ones are (runtime/nonfinite.py)."""
+        try:
+            if self.backend != "python":
+                return getattr(self._mod, name)(th, *arrays, *out)
+            with np.errstate(all="ignore"):  # reported below, as the compiled code's are
+                return getattr(self._mod, name)(th, *arrays, *out)
+        except (ValueError, OverflowError, ZeroDivisionError):
+            if self.backend != "python":
+                raise
+            for o in out:
+                o[...] = np.nan
+            return np.nan
+
     def _theta(self, theta) -> np.ndarray:
         theta = check_vector(theta, len(self.params), self.dtype, "theta")
         if self._theta_checks:
@@ -75,7 +95,11 @@ class CompiledFormula(_Formula):
         dist, arrays = self._distributed(data, kw)
         if dist is not None:
             return dist.value(self, theta, *arrays)
-        return self._mod.value(self._theta(theta), *self._data(data, kw))
+        th, arrays = self._theta(theta), self._data(data, kw)
+        v = self._call("value", th, arrays)
+        if not np.isfinite(v):
+            report(self, "value", th, arrays)
+        return v
 
     def value_and_grad(self, theta, *data, **kw) -> tuple[float, np.ndarray]:
         """(loss, gradient) in one pass over the data (Dask arrays: see symgrad.distributed)."""
@@ -83,9 +107,11 @@ class CompiledFormula(_Formula):
         dist, arrays = self._distributed(data, kw)
         if dist is not None:
             return dist.value_and_grad(self, theta, *arrays)
-        th = self._theta(theta)
+        th, arrays = self._theta(theta), self._data(data, kw)
         g = np.empty(len(self.params), dtype=self.dtype)
-        v = self._mod.value_and_grad(th, *self._data(data, kw), g)
+        v = self._call("value_and_grad", th, arrays, g)
+        if not (np.isfinite(v) and np.isfinite(g).all()):
+            report(self, "value" if not np.isfinite(v) else "gradient", th, arrays)
         return v, g
 
     def grad(self, theta, *data, **kw) -> np.ndarray:
@@ -151,18 +177,22 @@ class CompiledResiduals(_Formula):
 
     def residuals(self, theta, *data, **kw) -> np.ndarray:
         """r_i(θ) for every sample: an (n,) array."""
-        arrays = self._data(data, kw)
+        arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty(self._rows(arrays), dtype=self.dtype)
-        self._mod.residuals(self._theta(theta), *arrays, out)
+        self._call("residuals", th, arrays, out)
+        if not np.isfinite(out).all():
+            report(self, "residual", th, arrays)
         return out
 
     __call__ = residuals
 
     def jacobian(self, theta, *data, **kw) -> np.ndarray:
         """J[i, k] = ∂r_i/∂θ_k: an (n_samples, n_params) array."""
-        arrays = self._data(data, kw)
+        arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty((self._rows(arrays), len(self.params)), dtype=self.dtype)
-        self._mod.jacobian(self._theta(theta), *arrays, out)
+        self._call("jacobian", th, arrays, out)
+        if not np.isfinite(out).all():
+            report(self, "Jacobian", th, arrays)
         return out
 
     def covariance(self, theta, *data, **kw) -> np.ndarray:

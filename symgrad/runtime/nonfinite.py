@@ -1,0 +1,111 @@
+"""What a compiled formula does when its value or gradient comes out NaN or infinite.
+
+A domain error inside the model (``log`` or ``sqrt`` of negative data, a division by zero, an
+overflowing ``exp``) gives NaN or Inf, which would otherwise come back without a word.
+``compile(..., on_nonfinite=)`` chooses: ``"warn"`` (the default) warns with a
+:class:`NonFiniteWarning`, ``"raise"`` raises :class:`~symgrad.errors.NonFiniteError`,
+``"ignore"`` returns the value as it is. The message names the first sample where the formula
+(or, when the value is finite, one of its derivatives) is not finite, that sample's values, and
+the innermost sub-expression that is not finite there while its own arguments are: the step
+where the number was lost. The search runs only then, in NumPy on the formula as written.
+
+>>> import sympy as sp, numpy as np
+>>> a, x = sp.symbols("a x", real=True)
+>>> print(diagnose(a * sp.log(x), [a], [x], np.array([2.0]), [np.array([1.0, -3.0])], "value"))
+the value is not finite: sample 1 (x = -3) gives nan, first at log(x) = nan, where x = -3
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import sympy as sp
+
+from ..errors import NonFiniteError, OptionError
+
+MODES = ("warn", "raise", "ignore")
+
+
+class NonFiniteWarning(RuntimeWarning):
+    """A compiled formula returned NaN or Inf (``compile(..., on_nonfinite='warn')``)."""
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise OptionError(f"on_nonfinite={mode!r}: use 'warn' (the default: a NonFiniteWarning naming the sample "
+                          "and the sub-expression), 'raise' (a NonFiniteError) or 'ignore'.")
+    return mode
+
+
+def report(compiled, what: str, theta: np.ndarray, arrays: Sequence[np.ndarray]) -> None:
+    """Warn or raise for a non-finite ``what`` of ``compiled``, as its ``on_nonfinite`` says."""
+    mode = compiled.on_nonfinite
+    if mode == "ignore" or compiled.expr is None:
+        return
+    msg = diagnose(compiled.expr, compiled.params, compiled.data, theta, arrays, what) + (
+        ". Fix: keep the data and parameters inside the formula's domain (log and sqrt of positive values, no "
+        "division by zero, exp of moderate arguments), or pass on_nonfinite='ignore' to sg.compile to accept it")
+    if mode == "raise":
+        raise NonFiniteError(msg)
+    warnings.warn(msg, NonFiniteWarning, stacklevel=3)
+
+
+def _fn(e: sp.Expr, symbols: list[sp.Symbol]):
+    return sp.lambdify(symbols, e, modules=["scipy", "numpy"])
+
+
+def _at(e: sp.Expr, symbols, values, n: int) -> np.ndarray:
+    values = [np.float64(v) if np.ndim(v) == 0 else v for v in values]  # IEEE, not Python's ZeroDivisionError
+    with np.errstate(all="ignore"):
+        out = np.asarray(_fn(e, symbols)(*values))
+    if np.iscomplexobj(out):  # log of a negative number in NumPy's complex mode: not a real value
+        out = np.where(out.imag != 0, np.nan, out.real)
+    return np.broadcast_to(out.astype(np.float64), (n,))
+
+
+def _origin(e: sp.Expr, symbols, values) -> tuple[sp.Expr, float] | None:
+    """The innermost sub-expression of e that is not finite at one point while its arguments are."""
+    seen: dict[sp.Expr, float] = {}
+    for node in sp.postorder_traversal(e):
+        if node in seen or not node.free_symbols:
+            continue
+        v = float(_at(node, symbols, values, 1)[0]) if not isinstance(node, sp.Symbol) else float(values[symbols.index(node)])
+        seen[node] = v
+        if not np.isfinite(v) and all(np.isfinite(seen.get(a, 0.0)) for a in node.args):
+            return node, v
+    return None
+
+
+def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
+    """Where the formula stops being finite: the first such sample and sub-expression."""
+    by_name = {s.name: s for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+    symbols = [by_name.get(str(s), sp.Symbol(str(s))) for s in (*params, *data)]
+    n = len(arrays[0]) if len(arrays) else 1
+    columns = [float(t) for t in np.ravel(theta)] + [np.asarray(a, dtype=np.float64) for a in arrays]
+    target, where = expr, ""
+    values = _at(expr, symbols, columns, n)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:  # the value is finite at every sample: one of its derivatives is not
+        for p, s in zip(params, symbols):
+            d = sp.diff(expr, s)
+            values = _at(d, symbols, columns, n)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                target, where = d, f"its derivative with respect to {p}, at "
+                break
+    if not bad.size:
+        return (f"the {what} is not finite, though the formula as written and SymPy's derivatives of it are finite "
+                f"at every one of the {n} samples in NumPy: the compiled form (a 0/0 where a limit exists, such as "
+                "x/sqrt(a*x) at x = 0) or the sum over the samples is where it arises")
+    i = int(bad[0])
+    point = [c if np.ndim(c) == 0 else float(c[i]) for c in columns]
+    sample = ", ".join(f"{s} = {v:g}" for s, v in zip(data, point[len(params):]))
+    head = f"the {what} is not finite: {where}" + (f"sample {i} ({sample}) gives" if sample else "gives")
+    origin = _origin(target, symbols, point)
+    if origin is None:
+        return f"{head} {values[i]:g}"
+    node, v = origin
+    inputs = ", ".join(f"{s} = {point[symbols.index(s)]:g}" for s in sorted(node.free_symbols, key=str))
+    return f"{head} {values[i]:g}, first at {node} = {v:g}, where {inputs}"

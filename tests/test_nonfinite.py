@@ -1,0 +1,57 @@
+"""NaN and Inf from a compiled formula are reported, not returned silently (issue 19):
+``compile(..., on_nonfinite='warn' | 'raise' | 'ignore')``, naming the sample and the
+sub-expression where the value stopped being finite."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.errors import NonFiniteError, OptionError
+
+a, b, x, y = sp.symbols("a b x y", real=True)
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_log_of_negative_data_warns_naming_the_sample_and_the_step(backend):
+    f = sg.compile(a * sp.log(x) + b, [a, b], [x], backend=backend)
+    with pytest.warns(sg.NonFiniteWarning, match=r"sample 2 \(x = -3\) gives nan, first at log\(x\) = nan, where "
+                                                 r"x = -3\. Fix:"):
+        v = f.value([2.0, 1.0], np.array([1.0, 2.0, -3.0]))
+    assert np.isnan(v)  # the value itself is returned as computed
+    with pytest.warns(sg.NonFiniteWarning, match="value is not finite"):
+        _, g = f.value_and_grad([2.0, 1.0], np.array([1.0, -3.0]))
+    assert np.isnan(g[0])
+
+
+def test_raise_and_ignore():
+    f = sg.compile(a * sp.exp(a * x), [a], [x], on_nonfinite="raise")
+    with pytest.raises(NonFiniteError, match=r"gives inf, first at exp\(a\*x\) = inf, where a = 800, x = 1"):
+        f.value([800.0], np.array([1.0]))
+    assert f.value([1.0], np.array([1.0])) == pytest.approx(np.e)  # finite calls are untouched
+    quiet = sg.compile(a * sp.log(x), [a], [x], on_nonfinite="ignore", backend="python")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(quiet.value([1.0], np.array([-1.0])))
+    with pytest.raises(OptionError, match="'warn'.*'raise'.*'ignore'"):
+        sg.compile(a * x, [a], [x], on_nonfinite="loud")
+
+
+def test_a_gradient_that_is_not_finite_where_the_value_is():
+    f = sg.compile(a * sp.sqrt(x - b), [a, b], [x], on_nonfinite="raise", backend="python")
+    with pytest.raises(NonFiniteError, match=r"gradient is not finite: its derivative with respect to b, at sample 1 "
+                                             r"\(x = 2\) gives -inf"):
+        f.value_and_grad([1.0, 2.0], np.array([3.0, 2.0]))
+
+
+def test_residuals_and_jacobian():
+    r = sg.compile_residuals(a * x - 1 / y, [a], [x, y], on_nonfinite="raise", backend="python")
+    with pytest.raises(NonFiniteError, match=r"residual is not finite: sample 1 \(x = 2, y = 0\).*1/y = inf"):
+        r.residuals([1.0], np.array([1.0, 2.0]), np.array([1.0, 0.0]))
+    j = sg.compile_residuals(sp.log(a * x), [a], [x], on_nonfinite="raise", backend="python")
+    with pytest.raises(NonFiniteError, match="Jacobian is not finite"):
+        j.jacobian([0.0], np.array([1.0]))
