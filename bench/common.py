@@ -477,3 +477,40 @@ def jax_scan_epoch(step, n: int, bs: int):
         return state, total / n
 
     return epoch_fn
+
+
+def jax_adam_runners(adam_step, flat0, Xd, Yd, perms, bl, w, n: int, bs: int, epochs: int):
+    """JAX's two ways to run Adam from ``flat0`` on ``fit``'s shuffles ``perms``: a jitted step per
+    minibatch (``bl``: the batches, ``w``: their sizes) and a ``lax.scan`` per epoch. Each returns
+    (the per-epoch mean losses, the final parameters as NumPy arrays shaped like ``flat0``)."""
+    import jax
+    import jax.numpy as jnp
+
+    step = jax.jit(lambda st, X_, Y_, idx: adam_step(st, X_[idx], Y_[idx]))
+    epoch_fn = jax_scan_epoch(adam_step, n, bs)
+
+    def init():
+        p = tuple(jnp.asarray(q) for q in flat0)
+        z = tuple(jnp.zeros_like(q) for q in p)
+        return p, z, z, jnp.zeros((), dtype=jnp.int64)
+
+    def out(st):
+        return [np.asarray(a).reshape(q.shape) for a, q in zip(st[0], flat0, strict=True)]
+
+    def jax_step():
+        st, vals = init(), []
+        for e in range(epochs):
+            for s, u in bl:
+                st, val = step(st, Xd, Yd, perms[e, s:u])
+                vals.append(val)
+        v = np.asarray(jnp.stack(vals)).astype(np.float64).reshape(epochs, len(bl))
+        return (v * w).sum(1) / n, out(st)
+
+    def jax_scan():
+        st, ls = init(), []
+        for e in range(epochs):
+            st, le = epoch_fn(st, Xd, Yd, perms[e])
+            ls.append(le)
+        return np.asarray(jnp.stack(ls)).astype(np.float64), out(st)
+
+    return jax_step, jax_scan

@@ -40,7 +40,7 @@ from bench.common import (
     epoch_perms,
     flush_print,
     interleaved,
-    jax_scan_epoch,
+    jax_adam_runners,
     median_time,
     peer,
     skipped,
@@ -359,33 +359,9 @@ def implementations(spec, X, y, epochs, p0, which, notes=None, kernel_times=None
             p = tuple(a - c1 * mm / (jnp.sqrt(vv) / c2 + EPS) for a, mm, vv in zip(p, m, v, strict=True))
             return (p, m, v, t), val
 
-        step = jax.jit(lambda st, X_, Y_, idx: adam_step(st, X_[idx], Y_[idx]))
-        epoch_fn = jax_scan_epoch(adam_step, n, BS)
         Xd, Yd = jax.device_put(X), jax.device_put(np.eye(10, dtype=np.float32)[y])
 
-        def init():
-            p = tuple(jnp.asarray(q) for q in flat0)
-            z = tuple(jnp.zeros_like(q) for q in p)
-            return p, z, z, jnp.zeros((), dtype=jnp.int64)
-
-        def out(st):
-            return [np.asarray(a).reshape(q.shape) for a, q in zip(st[0], flat0, strict=True)]
-
-        def jax_step():
-            st, vals = init(), []
-            for e in range(epochs):
-                for s, u in bl:
-                    st, val = step(st, Xd, Yd, perms[e, s:u])
-                    vals.append(val)
-            v = np.asarray(jnp.stack(vals)).astype(np.float64).reshape(epochs, len(bl))
-            return (v * w).sum(1) / n, out(st)
-
-        def jax_scan():
-            st, ls = init(), []
-            for e in range(epochs):
-                st, le = epoch_fn(st, Xd, Yd, perms[e])
-                ls.append(le)
-            return np.asarray(jnp.stack(ls)).astype(np.float64), out(st)
+        jax_step, jax_scan = jax_adam_runners(adam_step, flat0, Xd, Yd, perms, bl, w, n, BS, epochs)
 
         if JAX_STEP in which:
             impls[JAX_STEP] = jax_step
