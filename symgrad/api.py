@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Sequence
 
 import sympy as sp
 
 from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_module
 from .derive.reverse import sweep
-from .errors import SymgradError
+from .errors import SymgradError, UnsupportedModelError
 from .explain.indexed import explain_indexed, grad_indexed
 from .explain.numeric import network_sample, resolve_point
 from .explain.trace import Derivation, agreement, check_trace_names, resolve_names
 from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
-from .front.validate import check_matrix_elements, realify, symbol_list
+from .front.validate import check_matrix_elements, depth, realify, symbol_list
 from .lang.losses import loss_fn, target_symbol
 from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
@@ -23,6 +25,26 @@ from .runtime.nonfinite import check_mode
 from .runtime.tensor import CompiledTensor
 
 
+def _bounded_recursion(func):
+    """Turn a RecursionError from SymPy's recursive algorithms into an error that says why and
+    what to do: a very deep expression (hundreds of nested calls) exceeds Python's limit."""
+
+    @functools.wraps(func)
+    def wrapper(expr, *args, **kwargs):
+        try:
+            return func(expr, *args, **kwargs)
+        except RecursionError:
+            d = f"nested {depth(expr)} levels deep" if isinstance(expr, sp.Basic) else "too deep"
+            raise UnsupportedModelError(
+                f"this expression is {d}, beyond what SymPy's recursive algorithms take under Python's recursion "
+                f"limit ({sys.getrecursionlimit()}). Fix: split it into named parts (compile the inner part "
+                "separately, or write the model with matrices), or raise the limit with sys.setrecursionlimit "
+                "at your own risk.") from None
+
+    return wrapper
+
+
+@_bounded_recursion
 def grad(expr: sp.Expr, wrt: sp.Symbol | Sequence[sp.Symbol]) -> sp.Expr | list[sp.Expr]:
     """The simplified, stabilised gradient of a scalar expression.
 
@@ -51,6 +73,7 @@ def _variables(wrt: object) -> list:
                            "Fix: e.g. grad(expr, x) or grad(expr, [x, y]).") from None
 
 
+@_bounded_recursion
 def explain(
     expr: sp.Expr,
     wrt: sp.Symbol | Sequence[sp.Symbol],
@@ -136,6 +159,7 @@ def _name_forms(key: sp.Expr) -> list[sp.Expr]:
     return [stabilize(real)[0], real]
 
 
+@_bounded_recursion
 def compile(
     expr: sp.Expr,
     wrt: Sequence[sp.Basic],
@@ -174,6 +198,7 @@ def compile(
                            on_nonfinite=on_nonfinite)
 
 
+@_bounded_recursion
 def compile_residuals(
     expr: sp.Expr,
     wrt: Sequence[sp.Basic],

@@ -24,7 +24,7 @@ from .derive.reverse import sweep
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
-from .front.validate import check_bindings, check_scalar
+from .front.validate import check_bindings, check_depth, check_scalar, depth
 from .lang.losses import loss_fn, target_symbol
 
 DTYPES = ("float32", "float64")
@@ -105,6 +105,7 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
 def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> tuple[Path, list, list]:
     """Validate, stabilise, derive and generate a formula module: (file, params, data symbols)."""
     wrt, data = list(wrt), list(data)
+    check_depth(expr)  # before SymPy recurses through it, or the derivation takes minutes
     stable, variables, _, _ = prepare(expr, wrt + data)
     params, data_syms = variables[: len(wrt)], variables[len(wrt):]
     check_bindings(stable, params, data_syms)
@@ -117,11 +118,12 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
         # SymPy evaluates a Piecewise whose conditions hold deep expressions recursively; the long
         # corpus found a few nests of Max/Min/Piecewise (two or three deep, inside exp or atan)
         # whose second derivatives exceed Python's recursion limit there
+        nested = any(isinstance(a, (sp.Max, sp.Min, sp.Piecewise)) for a in sp.preorder_traversal(stable))
         raise UnsupportedModelError(
-            "deriving this formula exceeded Python's recursion limit inside SymPy's Piecewise "
-            "evaluation (deeply nested Max/Min/Piecewise). Fix: replace inner Max/Min/Piecewise by "
-            "symgrad's ops where they fit (relu(x) for Max(x, 0)), or split the formula into "
-            "simpler parts.") from None
+            f"deriving this formula exceeded Python's recursion limit inside SymPy (depth {depth(stable)}"
+            f"{', with Max/Min/Piecewise inside' if nested else ''}). Fix: "
+            + ("replace inner Max/Min/Piecewise by symgrad's ops where they fit (relu(x) for Max(x, 0)), or "
+               if nested else "") + "split the formula into simpler parts.") from None
     return path, params, data_syms
 
 

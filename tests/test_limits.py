@@ -1,0 +1,55 @@
+"""Size limits (issue 19): a formula nested deeper than the derivation handles in reasonable time
+is refused up front, and one deeper than SymPy's recursion gets a SymgradError, not a raw
+RecursionError; both state the limit."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.errors import UnsupportedModelError
+from symgrad.front.validate import FORMULA_MAX_DEPTH, depth
+
+x = sp.Symbol("x", real=True)
+
+
+def nested(n: int) -> sp.Expr:
+    e = x
+    for _ in range(n):
+        e = sp.sin(e)
+    return e
+
+
+def test_depth_counts_each_level_once():
+    assert depth(x) == 1 and depth(nested(5)) == 6
+    shared = sp.sin(x) + sp.cos(sp.sin(x))
+    assert depth(shared) == 4
+
+
+def test_compile_refuses_a_formula_deeper_than_its_limit_at_once():
+    t = time.perf_counter()
+    with pytest.raises(UnsupportedModelError, match=f"nested {FORMULA_MAX_DEPTH + 7} levels deep; .*up to "
+                                                    f"{FORMULA_MAX_DEPTH} levels.*Fix:"):
+        sg.compile(nested(FORMULA_MAX_DEPTH + 6), [x], backend="python")
+    assert time.perf_counter() - t < 5  # refused before any derivation
+    assert sg.compile(nested(8), [x], backend="python").value([0.5]) == pytest.approx(float(nested(8).subs(x, 0.5)))
+
+
+@pytest.mark.parametrize("call", ["grad", "explain", "compile"])
+def test_beyond_the_recursion_limit_is_a_symgrad_error(call):
+    e = nested(250)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 400)  # the same margin wherever the test runs
+    try:
+        with pytest.raises(UnsupportedModelError, match="nested 251 levels deep.*Fix:"):
+            if call == "compile":
+                sg.compile(e, [x], backend="python")
+            else:
+                getattr(sg, call)(e, x)
+    finally:
+        sys.setrecursionlimit(limit)
