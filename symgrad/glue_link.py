@@ -7,10 +7,11 @@ optimised when its own library was finalised. For glue (functions compiled with
 second pass re-optimised every kernel of the model once per glue function: for the example
 transformer, 3.4 of a 21.3 s cold build (17.9 s without it; run time the same, 40-42 ms per
 step either way; docs/decisions.md). This skips the module passes for a library whose own
-code is glue; everything else is compiled as Numba does.
+code is glue (seen when its own IR is added, before callees are linked in); everything else,
+including a library that only links glue in, is compiled as Numba does.
 
-It patches one method of Numba's ``CPUCodeLibrary``, once, and only if the method is there (a
-Numba without it keeps its own behaviour).
+It patches two methods of Numba's ``CPUCodeLibrary``, once, and only if both are there (a Numba
+without them keeps its own behaviour).
 
 >>> install() in (True, False)
 True
@@ -21,9 +22,8 @@ from __future__ import annotations
 import functools
 
 
-def _is_glue(module) -> bool:
-    # the glue's own functions carry optnone (numba.core.lowering, dbg_optnone); linked callees
-    # never do, as they are compiled with their own options
+def _has_optnone(module) -> bool:
+    # glue functions carry optnone (numba.core.lowering, dbg_optnone)
     return any(not fn.is_declaration and any(b"optnone" in a for a in fn.attributes) for fn in module.functions)
 
 
@@ -35,13 +35,22 @@ def install() -> bool:
     except ImportError:
         return False
     original = getattr(CPUCodeLibrary, "_optimize_final_module", None)
-    if original is None:
+    add = getattr(CPUCodeLibrary, "add_llvm_module", None)
+    if original is None or add is None:
         return False
 
+    def add_llvm_module(self, ll_module):
+        # the library's own code, before any callee is linked in: a library that merely links
+        # glue (a prange loop calling loss_grad) is optimised as usual
+        if _has_optnone(ll_module):
+            self._symgrad_glue = True
+        add(self, ll_module)
+
     def optimize_final_module(self):
-        if _is_glue(self._final_module):
+        if getattr(self, "_symgrad_glue", False):
             return  # its callees were optimised in their own libraries; the glue is optnone
         original(self)
 
+    CPUCodeLibrary.add_llvm_module = add_llvm_module
     CPUCodeLibrary._optimize_final_module = optimize_final_module
     return True
