@@ -38,17 +38,18 @@ from bench.common import (
     batches,
     check_agreement,
     epoch_perms,
+    fit_defaults,
     flush_print,
     interleaved,
     jax_adam_runners,
     median_time,
     peer,
+    sg_fit_runner,
     skipped,
     table,
 )
 
 LR, BS, SEED = 1e-3, 64, 0
-B1, B2, EPS = 0.9, 0.999, 1e-8
 
 # (kind, ...): ("conv", c_in, c_out, k, padding, activation), ("pool", size), ("flatten",),
 # ("dense", n_in, n_out, activation)
@@ -197,24 +198,8 @@ def predict_np(spec, ps, X):
 # ---------------------------------------------------------------------------
 # implementations
 # ---------------------------------------------------------------------------
-def fit_defaults() -> dict:
-    """``fit``'s thread options and what they come to for minibatches of BS rows."""
-    import symgrad as sg
-    from symgrad.runtime.execution import fit_threads
-
-    ps = inspect.signature(sg.fit).parameters
-    out = {"threads": ps["threads"].default if "threads" in ps else "n/a",
-           "blas_threads": ps["blas_threads"].default if "blas_threads" in ps else "n/a"}
-    try:
-        out["numba_threads_at_bs"] = fit_threads(BS, out["threads"] if out["threads"] != "n/a" else None)
-    except Exception:  # the helper is internal
-        out["numba_threads_at_bs"] = "?"
-    return out
-
-
 def implementations(spec, X, y, epochs, p0, which, notes=None, kernel_times=None, compile_state=None) -> dict:
     """name -> zero-arg callable returning (per-epoch mean losses, final params in symgrad's layout)."""
-    import symgrad as sg
 
     n = len(X)
     perms = epoch_perms(n, epochs, SEED)
@@ -225,12 +210,7 @@ def implementations(spec, X, y, epochs, p0, which, notes=None, kernel_times=None
     net = sg_net(spec)
     impls: dict = {}
 
-    def sg_fit(**kw):
-        m = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(LR), epochs=epochs, batch_size=BS,
-                   params=[p.copy() for p in flat0], seed=SEED, dtype="float32", **kw)
-        if kernel_times is not None and not kw:
-            kernel_times.append(float(np.sum(m.history["time"])))
-        return np.array(m.history["loss"]), [p.copy() for p in m.params]
+    sg_fit = sg_fit_runner(net, "softmax_cross_entropy", X, y, flat0, epochs, BS, LR, SEED, kernel_times)
 
     if SG in which:
         impls[SG] = sg_fit
@@ -347,21 +327,9 @@ def implementations(spec, X, y, epochs, p0, which, notes=None, kernel_times=None
             z = forward(p, Xb)
             return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(Yb * z, axis=1))
 
-        def adam_step(state, Xb, Yb):
-            p, m, v, t = state
-            val, g = jax.value_and_grad(loss_fn)(p, Xb, Yb)
-            t = t + 1
-            tf = t.astype(jnp.float64)
-            c1 = (LR / (1.0 - B1**tf)).astype(np.float32)
-            c2 = jnp.sqrt(1.0 - B2**tf).astype(np.float32)
-            m = tuple(B1 * a + (1 - B1) * b for a, b in zip(m, g, strict=True))
-            v = tuple(B2 * a + (1 - B2) * (b * b) for a, b in zip(v, g, strict=True))
-            p = tuple(a - c1 * mm / (jnp.sqrt(vv) / c2 + EPS) for a, mm, vv in zip(p, m, v, strict=True))
-            return (p, m, v, t), val
-
         Xd, Yd = jax.device_put(X), jax.device_put(np.eye(10, dtype=np.float32)[y])
 
-        jax_step, jax_scan = jax_adam_runners(adam_step, flat0, Xd, Yd, perms, bl, w, n, BS, epochs)
+        jax_step, jax_scan = jax_adam_runners(loss_fn, LR, flat0, Xd, Yd, perms, bl, w, n, BS, epochs)
 
         if JAX_STEP in which:
             impls[JAX_STEP] = jax_step
@@ -952,7 +920,7 @@ def run(mode: Mode) -> Section:
     if peer("sklearn") is None:  # the data sets come from scikit-learn's digits
         L.append(f"Not run: {skipped('sklearn')} (it provides `load_digits`).")
         return Section("W7", "\n".join(L) + "\n", [Target("W7", "all W7 targets", skipped("sklearn"), None)])
-    d = fit_defaults()
+    d = fit_defaults(BS)
     torch = peer("torch")
     L.append(f"float32, batch {BS}, Adam lr {LR}, softmax cross-entropy, all implementations in one process from "
              "`Sequential.init_params(seed=0)` (He normal, zero biases; conv kernels reshaped to torch's "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
-import inspect
 import math
 import os
 import tempfile
@@ -45,16 +44,17 @@ from bench.common import (
     batches,
     check_agreement,
     epoch_perms,
+    fit_defaults,
     flush_print,
     interleaved,
     jax_adam_runners,
     peer,
+    sg_fit_runner,
     skipped,
     table,
 )
 
 LR, BS, SEED = 1e-3, 32, 0
-B1, B2, EPS = 0.9, 0.999, 1e-8
 D, HEADS, LAYERS, CONTEXT, MLP = 64, 4, 2, 64, 4
 LN_EPS = 1e-5
 EXAMPLE = ROOT / "examples" / "char_transformer.py"
@@ -122,24 +122,8 @@ def windows(ids: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
 # ---------------------------------------------------------------------------
 # implementations
 # ---------------------------------------------------------------------------
-def fit_defaults() -> dict:
-    """``fit``'s thread options and what they come to for minibatches of BS sequences."""
-    import symgrad as sg
-    from symgrad.runtime.execution import fit_threads
-
-    ps = inspect.signature(sg.fit).parameters
-    out = {"threads": ps["threads"].default if "threads" in ps else "n/a",
-           "blas_threads": ps["blas_threads"].default if "blas_threads" in ps else "n/a"}
-    try:
-        out["numba_threads_at_bs"] = fit_threads(BS, out["threads"] if out["threads"] != "n/a" else None)
-    except Exception:  # the helper is internal
-        out["numba_threads_at_bs"] = "?"
-    return out
-
-
 def implementations(X, Y, vocab, epochs, p0, which, notes=None, kernel_times=None) -> dict:
     """name -> zero-arg callable returning (per-epoch mean losses, final params in symgrad's layout)."""
-    import symgrad as sg
 
     n, T = X.shape
     d, H = D, HEADS
@@ -152,12 +136,7 @@ def implementations(X, Y, vocab, epochs, p0, which, notes=None, kernel_times=Non
     net = sg_net(vocab)
     impls: dict = {}
 
-    def sg_fit(**kw):
-        m = sg.fit(net, "token_cross_entropy", X, Y, optimizer=sg.optim.Adam(LR), epochs=epochs, batch_size=BS,
-                   params=[p.copy() for p in flat0], seed=SEED, dtype="float32", **kw)
-        if kernel_times is not None and not kw:
-            kernel_times.append(float(np.sum(m.history["time"])))
-        return np.array(m.history["loss"]), [p.copy() for p in m.params]
+    sg_fit = sg_fit_runner(net, "token_cross_entropy", X, Y, flat0, epochs, BS, LR, SEED, kernel_times)
 
     if SG in which:
         impls[SG] = sg_fit
@@ -259,21 +238,9 @@ def implementations(X, Y, vocab, epochs, p0, which, notes=None, kernel_times=Non
             zy = jnp.take_along_axis(z, Yb[..., None], axis=-1)[..., 0]
             return jnp.mean(jax.nn.logsumexp(z, axis=-1) - zy)
 
-        def adam_step(state, Xb, Yb):
-            p, m, v, t = state
-            val, g = jax.value_and_grad(loss_fn)(p, Xb, Yb)
-            t = t + 1
-            tf = t.astype(jnp.float64)
-            c1 = (LR / (1.0 - B1**tf)).astype(np.float32)
-            c2 = jnp.sqrt(1.0 - B2**tf).astype(np.float32)
-            m = tuple(B1 * a + (1 - B1) * b for a, b in zip(m, g, strict=True))
-            v = tuple(B2 * a + (1 - B2) * (b * b) for a, b in zip(v, g, strict=True))
-            p = tuple(a - c1 * mm / (jnp.sqrt(vv) / c2 + EPS) for a, mm, vv in zip(p, m, v, strict=True))
-            return (p, m, v, t), val
-
         Xd, Yd = jax.device_put(X), jax.device_put(Y.astype(np.int32))
 
-        jax_step, jax_scan = jax_adam_runners(adam_step, flat0, Xd, Yd, perms, bl, w, n, BS, epochs)
+        jax_step, jax_scan = jax_adam_runners(loss_fn, LR, flat0, Xd, Yd, perms, bl, w, n, BS, epochs)
 
         if JAX_STEP in which:
             impls[JAX_STEP] = jax_step
@@ -548,7 +515,7 @@ def run_build(mode: Mode, L: list[str], targets: list[Target], data: dict) -> No
 def run(mode: Mode) -> Section:
     mon = LoadMonitor()
     L = ["## W9: character-level transformer (issue 16)", ""]
-    d = fit_defaults()
+    d = fit_defaults(BS)
     torch = peer("torch")
     L.append(f"`sg.nn.Transformer(vocab, d={D}, heads={HEADS}, layers={LAYERS}, context={CONTEXT})`: token and "
              "learned position embeddings, pre-norm blocks (LayerNorm eps 1e-5, causal multi-head attention without "
