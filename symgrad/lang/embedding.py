@@ -138,6 +138,16 @@ class Embedding:
         return f"Embedding({self.vocab}, {self.d}{ctx}" + (", positional=True)" if self.positional else ")")
 
 
+def not_token_ids(A: np.ndarray, vocab: int) -> np.ndarray:
+    """Where the numbers ``A`` are no token ids of a vocabulary of ``vocab``: not whole numbers in
+    [0, vocab) (NaN included); the one rule for input ids, next-token targets and prompts.
+
+    >>> not_token_ids(np.array([0.0, 2.0, 2.5, 3.0, np.nan]), 3).tolist()
+    [False, False, True, True, True]
+    """
+    return ~((A >= 0) & (A < vocab) & (A == np.floor(A)))
+
+
 def check_token_ids(model, X: np.ndarray) -> None:
     """Refuse token ids that are not whole numbers in [0, vocab), naming the row of ``X``: checked
     before a native call too, because a kernel running on several threads cannot raise its own
@@ -147,7 +157,7 @@ def check_token_ids(model, X: np.ndarray) -> None:
     if model is None:
         return
     for vocab in _vocabularies(model.expr, model.x):
-        bad = ~((X >= 0) & (X < vocab) & (X == np.floor(X)))
+        bad = not_token_ids(X, vocab)
         if bad.any():
             row, t = (int(i) for i in np.argwhere(bad)[0])
             raise TokenIdError(float(X[row, t]), row, t, vocab)

@@ -18,7 +18,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from ..errors import OptionError
 from ..lang.attention import attention, sequence_shape
 from ..lang.conv import model_input
-from ..lang.embedding import embedding
+from ..lang.embedding import embedding, not_token_ids
 from ..lang.norm import layernorm
 from ..lang.rowwise import broadcast, residual, rowmatmul
 
@@ -118,7 +118,7 @@ def _encode(prompt, vocab: list | None, V: int) -> list[int]:
         ids = [where[c] for c in prompt]
     else:
         arr = np.asarray(prompt)
-        if arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.all((arr >= 0) & (arr < V) & (arr == np.floor(arr))):
+        if arr.ndim != 1 or arr.dtype.kind not in "iuf" or not_token_ids(arr, V).any():
             raise OptionError(f"generate(): the prompt must be text (with alphabet=) or a list of token ids in "
                               f"[0, {V}), got {prompt!r}.")
         ids = [int(v) for v in arr]

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
 from ..lang import optim
+from ..lang.embedding import not_token_ids
 from .checks import check_finite
 
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
@@ -149,9 +150,9 @@ def _token_targets(Y, n: int, T: int, V: int, dtype: np.dtype, names: tuple[str,
         raise ShapeError(f"{names[1]} has shape {Y.shape}; the 'token_cross_entropy' loss takes one target id per "
                          f"position, ({n}, {T}) for {n} samples of {T} positions. Fix: the ids that come next, "
                          "e.g. Y = ids[:, 1:] for X = ids[:, :-1] of sequences one longer than the context.")
-    if Y.dtype.kind not in "iuf" or not np.all((Y >= 0) & (Y < V) & (Y == np.floor(Y))):
-        bad = np.argwhere(~((Y >= 0) & (Y < V) & (Y == np.floor(Y)))) if Y.dtype.kind in "iuf" else [[0, 0]]
-        row, t = (int(v) for v in bad[0])
+    bad = not_token_ids(Y, V) if Y.dtype.kind in "iuf" else np.ones(Y.shape, dtype=bool)
+    if bad.any():
+        row, t = (int(v) for v in np.argwhere(bad)[0])
         raise TargetError(f"{names[1]}[{row}, {t}] = {Y[row, t]!r} is not a token id: the 'token_cross_entropy' loss "
                           f"takes whole numbers in [0, {V}) (the model's vocabulary). Fix: number the tokens 0 ... {V - 1}, "
                           "as the input ids are.")
