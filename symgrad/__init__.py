@@ -13,6 +13,7 @@ from .errors import SymgradError
 from .lang import losses, nn, ops, optim
 from .lang.attention import attention
 from .lang.conv import avgpool2d, conv2d, maxpool2d
+from .lang.dropout import dropout
 from .lang.embedding import embedding
 from .lang.functions import bce_sum, elementwise, logsumexp, mean, msum, softmax, softmax_ce
 from .lang.nn import activation
@@ -27,7 +28,7 @@ from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "GradientHealthWarning", "NonFiniteWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "NonFiniteWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "dropout", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
     "broadcast", "rowmatmul",
 ]

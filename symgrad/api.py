@@ -244,7 +244,8 @@ def formulas(model, loss, at: tuple | None = None):
     ``x`` one sample (features, an image or token ids), ``y`` its target as the loss takes it (a
     class label or a one-hot row for 'softmax_cross_entropy', the next ids for
     'token_cross_entropy'). Every layer kind: dense, convolution, pooling, layer norm,
-    attention, embedding; an image or a sequence prints its first entries, shape and norm.
+    attention, embedding, dropout (with the mask of ``fit``'s first step under seed 0: its zeros
+    are the dropped entries); an image or a sequence prints its first entries, shape and norm.
 
     >>> import symgrad as sg
     >>> print(sg.formulas(sg.nn.MLP([3, 4, 1], activation="sigmoid"), "bce"))  # doctest: +ELLIPSIS

@@ -41,8 +41,15 @@ def _seed_network_training() -> str:
     return sg.jit.read_source(path)
 
 
+def _dropout_training() -> str:
+    nn = sg.nn
+    net = nn.Sequential([nn.Dense(2, 3, "relu"), nn.Dropout(0.5), nn.Dense(3, 1)], 2)
+    path, _, _ = training_module(net, "mse", sg.optim.SGD(0.1), "float64")
+    return sg.jit.read_source(path)
+
+
 CASES = {"seed_formula": _seed_formula, "damped_float32": _damped_float32, "seed_network": _seed_network,
-         "seed_network_training": _seed_network_training}
+         "seed_network_training": _seed_network_training, "dropout_training": _dropout_training}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

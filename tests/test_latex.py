@@ -75,6 +75,7 @@ def _networks():
     nets["cnn"] = sg.formulas(nn.Sequential([nn.Conv2D(1, 2, 3, padding=1, activation="relu"), nn.MaxPool2D(2),
                                              nn.Conv2D(2, 2, 3, stride=2), nn.AvgPool2D(1), nn.Flatten(),
                                              nn.Dense(2, 3)], input_shape=(1, 6, 6)), "cross_entropy")
+    nets["dropout"] = sg.formulas(nn.Sequential([nn.Dense(3, 4, "relu"), nn.Dropout(0.25), nn.Dense(4, 2)], 3), "mse")
     nets["transformer"] = sg.formulas(nn.Transformer(6, 8, 2, 1, 5), "token_cross_entropy")
     return nets
 

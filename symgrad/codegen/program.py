@@ -43,6 +43,8 @@ class Program:
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
         self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
         self.callees: set[str] = set()  # functions the glue calls, through callee() overloads
+        # dropout: a noisy model's loss_grad and training step (``noise`` set) draw masks
+        self.noisy, self.noise = any(n.kind == "dropout" for n in nodes), False
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
@@ -96,13 +98,8 @@ class Program:
 
     def forward_groups(self) -> list[list[str]]:
         """The forward statements, one group per node."""
-        groups = []
-        for n in self.nodes:
-            if n.kind == "leaf":
-                continue
-            head = f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else "")
-            groups.append([head, *KINDS[n.kind].forward(self, n)])
-        return groups
+        return [[f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else ""), *KINDS[n.kind].forward(self, n)]
+                for n in self.nodes if n.kind != "leaf"]
 
     def total(self, vsum: str = "vsum") -> str:
         o = self.v(self.out)
@@ -200,8 +197,10 @@ class Program:
         return f"    mm_acc({operands}, {name})"
 
     # -- whole functions ----------------------------------------------------------
-    def flat_signature(self) -> str:
-        return ", ".join(["theta", *[self.v(d) for d in self.data], "grad"])
+    def flat_signature(self, defaults: bool = False) -> str:
+        """loss_grad's arguments; with dropout, the step's key and first row (key 0: inference)."""
+        noise = (["key=0", "row0=0"] if defaults else ["key", "row0"]) if self.noisy else []
+        return ", ".join(["theta", *[self.v(d) for d in self.data], "grad", *noise])
 
     def signature(self) -> str:
         """loss and predict take one array per parameter, then the data."""
@@ -251,11 +250,16 @@ class Program:
 
     def loss_grad_fn(self) -> list[str]:
         """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers."""
+        self.noise = self.noisy  # training: dropout masks (loss, predict: the identity)
+        lines, self.noise = self._loss_grad_fn(), False
+        return lines
+
+    def _loss_grad_fn(self) -> list[str]:
         # as many groups as nodes with a forward, and as nodes that need an adjoint
         n_fwd = sum(1 for n in self.nodes if n.kind != "leaf")
         n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
         self.glue = n_fwd + n_bwd > 2 * OUTLINE_NODES
-        sig = f"def loss_grad({self.flat_signature()}):"
+        sig = f"def loss_grad({self.flat_signature(defaults=True)}):"
         if not self.glue:
             body = self.step("total")
             views = self.views("theta", [self.v(p) for p in self.params])

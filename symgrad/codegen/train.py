@@ -19,8 +19,10 @@ def _indent(lines: list[str], by: int) -> list[str]:
 
 def _workspace_program(prog: Program) -> Program:
     """The same forward/backward, writing into buffers allocated once per kernel call."""
-    return Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
-                   kernels=prog.kernels, workspace=True)
+    tp = Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
+                 kernels=prog.kernels, workspace=True)
+    tp.noise = tp.noisy  # training: dropout masks
+    return tp
 
 
 #: From this many parameters on, train_chunk is glue (compiled without LLVM's optimiser, calling
@@ -35,9 +37,10 @@ PAR_ROWS = 1024
 
 #: ``train_chunk``'s arguments, in order, defined once: the generator writes the signature from
 #: it and the drivers (``fit``, Dask workers) build their calls with :func:`kernel_args`.
-#: "data" stands for the data arrays (X, Y) and "states" for the optimizer's state arrays.
+#: "data" stands for the data arrays (X, Y) and "states" for the optimizer's state arrays;
+#: "seeds" holds each epoch's dropout seed (int64; unused by a model without dropout).
 KERNEL_ARGS = ("theta", "data", "states", "perms", "shuffle", "batch_size", "lrs", "t0", "clip", "hyper",
-               "losses", "gnorms")
+               "losses", "gnorms", "seeds")
 
 
 def kernel_args(**values) -> tuple:
@@ -76,12 +79,14 @@ def _par_loss_grad(prog: Program) -> list[str]:
     xs = [prog.v(d) for d in prog.data]
     w = "F(hi - lo) / F(B)" if prog.reduction == "mean" else "F(1.0)"
     rows = ", ".join(f"{x}[lo:hi]" for x in xs)
-    return ["@jit_par", f"def par_loss_grad(theta, {', '.join(xs)}, grad, gpart):",
+    # dropout: the step's key, and each block's first row, so that blocks draw what one thread draws
+    key, at = (", key", ", key, lo") if prog.noisy else ("", "")
+    return ["@jit_par", f"def par_loss_grad(theta, {', '.join(xs)}, grad, gpart{key}):",
             "    # each row block of the batch into its own gradient buffer, one block per thread",
             f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]",
             "    lpart = np.empty(nb, dtype=F)", "    wpart = np.empty(nb, dtype=F)  # the blocks' weights",
             "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        wpart[k] = {w}",
-            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]) * wpart[k]",
+            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]{at}) * wpart[k]",
             "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
             "    for k in range(nb):", "        total += lpart[k]",
             "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
@@ -104,7 +109,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
             step = _through_callees(step, prog)
     elif par:
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
-                f"    loss_b = {fn('par_loss_grad')}(theta, {', '.join(xs)}, grad, gpart[:nbk])"]
+                f"    loss_b = {fn('par_loss_grad')}(theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
     else:
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
@@ -138,6 +143,8 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
               f"                {x} = {f}[start:start + B]"]
     if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
         L += [f"            {fn('fill0')}(grad)"]
+    if tp.noisy:  # dropout: this step's masks, from the epoch's seed and the step count
+        L += ["            key = noise.step_key(seeds[e], t)", "            row0 = 0"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",

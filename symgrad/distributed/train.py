@@ -37,9 +37,11 @@ from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
 from ..lang.conv import model_input
+from ..lang.dropout import dropout
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
+from ..runtime.state import ModelSpec
 from ..runtime.trained import Trained
 from .arrays import combine, compute, resolve_client, row_blocks
 from .worker import ModuleSource, local_round, loss_grad_chunk
@@ -60,6 +62,10 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
         raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
                           "averagings, a positive integer")
+    if ModelSpec.of(model).expr.has(dropout):
+        raise OptionError("sg.fit on Dask arrays does not train Dropout layers yet (its workers would need each "
+                          "step's masks). Fix: train on one machine (sg.fit with NumPy arrays), or leave the "
+                          "Dropout layers out.")
     optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
                                      params, resume)
     client = resolve_client(client)

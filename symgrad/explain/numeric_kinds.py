@@ -1,5 +1,5 @@
 """NumPy rules for ``formulas(..., at=)`` through the structured kinds: convolution, pooling, layer
-normalisation, attention, embedding and the position-wise ones.
+normalisation, attention, embedding, dropout and the position-wise ones.
 
 Each kind's entry in :data:`RULES` is a forward ``f(n, ins) -> value`` and a backward ``b(n, ins,
 value, δ) -> [δ of each input]``, over one sample's arrays (``ins`` in the node's input order,
@@ -209,6 +209,25 @@ def _token_ce_backward(n: TNode, ins, value, d) -> list[np.ndarray]:
     return [float(np.reshape(d, -1)[0]) * p.reshape(-1) / len(ids), np.zeros(len(ids))]  # the ids get none
 
 
+# -- dropout: d = m ⊙ x/(1 − p), with the mask of fit's first step under seed 0, first sample ----
+
+def _mask(n: TNode, size: int) -> np.ndarray:
+    from ..native.noise import keep_u, step_key  # the mask's definition: (key, row, column) -> [0, 1)
+
+    key = step_key(0, 0)
+    return np.array([keep_u(key, 0, j) >= float(n.body) for j in range(size)], dtype=float)
+
+
+def _dropout_forward(n: TNode, ins) -> np.ndarray:
+    x = np.ravel(ins[0])
+    return _mask(n, x.size) * x / (1 - float(n.body))
+
+
+def _dropout_backward(n: TNode, ins, value, d) -> list[np.ndarray]:
+    d = np.ravel(d)
+    return [_mask(n, d.size) * d / (1 - float(n.body))]
+
+
 #: kind -> (forward, backward), one sample's NumPy arrays in and out
 RULES: dict[str, Rule] = {
     "conv2d": (_conv_forward, _conv_backward),
@@ -220,6 +239,7 @@ RULES: dict[str, Rule] = {
     "rowmatmul": (_rowmatmul_forward, _rowmatmul_backward),
     "broadcast": (_broadcast_forward, _broadcast_backward),
     "token_ce": (_token_ce_forward, _token_ce_backward),
+    "dropout": (_dropout_forward, _dropout_backward),
 }
 
 

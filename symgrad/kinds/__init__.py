@@ -3,6 +3,7 @@
 from . import (  # noqa: F401 (registers the kinds)
     attention,
     conv,
+    dropout,
     elementwise,
     embedding,
     norm,

@@ -206,7 +206,7 @@ class Sequential:
     sequences (T positions of d features, stored position by position: symgrad.lang.attention), or the
     number of features. Parameters are named by layer position: K1, b1 (a convolution), W5, b5 (a
     Dense), gamma3, beta3 (a LayerNorm); values z1 (before the activation), a1 (after), p2 (a
-    pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3). Layers are
+    pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3), d4 (a Dropout). Layers are
     numbered in order, a block's (``Residual``) own layers included: a Residual numbered 1 with
     two layers gives its output r1 and its layers 2 and 3, and the layer after it is 4.
     """
@@ -237,7 +237,7 @@ class Sequential:
             return self._dense(layer, h, shape, k)
         if not hasattr(layer, "build"):
             raise OptionError(f"Sequential: layer {k} is {layer!r}, not a layer. Fix: use sg.nn.Conv2D, MaxPool2D, "
-                              "AvgPool2D, Flatten, LayerNorm, MultiHeadAttention, PositionwiseDense, Residual or Dense.")
+                              "AvgPool2D, Flatten, LayerNorm, Dropout, MultiHeadAttention, PositionwiseDense, Residual or Dense.")
         built = layer.build(h, shape, k, self.add) if getattr(layer, "nested", False) else layer.build(h, shape, k)
         h, shape, labels = built
         self.labels.update(labels)

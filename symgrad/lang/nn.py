@@ -247,6 +247,7 @@ class MLP:
 # The convolutional layers and Sequential build on Dense above (sg.nn is one namespace).
 from .attention import MultiHeadAttention  # noqa: E402, F401
 from .blocks import PositionwiseDense, Residual  # noqa: E402, F401
+from .dropout import Dropout  # noqa: E402, F401
 from .embedding import Embedding  # noqa: E402, F401
 from .layers import AvgPool2D, Conv2D, Flatten, LayerNorm, MaxPool2D, Sequential  # noqa: E402, F401
 from .transformer import Transformer  # noqa: E402, F401

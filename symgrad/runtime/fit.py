@@ -26,6 +26,7 @@ from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
 from ..lang.conv import model_input
+from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
@@ -53,7 +54,7 @@ from .inputs import (
     target_positions,
 )
 from .memory import keep_freed_memory
-from .state import TrainState, check_resume
+from .state import ModelSpec, TrainState, check_resume
 from .trained import Trained
 
 
@@ -133,6 +134,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
+    noisy = ModelSpec.of(model).expr.has(dropout)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
               "validation=(X_val, Y_val) or validation_split=0.1")
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
@@ -145,13 +147,11 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     kernel(*kernel_args(theta=theta, data=(Xa, Ya), states=[np.zeros_like(a) for a in flat_states],
                         perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=batch_size,
                         lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
-                        gnorms=np.zeros((0, len(ps)), dt)))
+                        gnorms=np.zeros((0, len(ps)), dt), seeds=np.zeros(0, np.int64)))
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
-        # one row per epoch; without shuffling the kernel reads X in order and needs no indices
-        perms = (np.stack([rng.permutation(len(Xa)) for _ in range(n)]).astype(np.int64) if shuffle
-                 else np.empty((n, 0), dtype=np.int64))
+        perms, seeds = _epoch_draws(rng, n, len(Xa), shuffle, noisy)
         lrs = np.array([optimizer.lr_at(epoch + k, result.history) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
@@ -159,7 +159,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         with _blas_limit(blas_threads), _numba_threads(n_threads):
             done, state.t, status = kernel(*kernel_args(
                 theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
-                batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms))
+                batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
+                seeds=seeds))
         elapsed = (time.perf_counter() - start) / max(done, 1)
         record(result, losses[:done], gnorms[:done], lrs, elapsed, run, epoch)
         epoch += done
@@ -210,6 +211,19 @@ def _fit_dask(model, loss, X, Y, **options) -> Trained:
     from ..distributed.train import fit as fit_on_dask  # Dask is an optional extra
 
     return fit_on_dask(model, loss, X, Y, **options)
+
+
+def _epoch_draws(rng: np.random.Generator, n: int, rows: int, shuffle: bool, noisy: bool):
+    """Each epoch's row order (a row per epoch; without shuffling the kernel reads X in order and
+    needs none) and dropout seed (``noisy``), drawn epoch by epoch: a run cut into other chunks,
+    or resumed, draws the same."""
+    perms, seeds = np.empty((n, rows if shuffle else 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for k in range(n):
+        if shuffle:
+            perms[k] = rng.permutation(rows)
+        if noisy:
+            seeds[k] = rng.integers(1, 2**62)
+    return perms, seeds
 
 
 def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):
