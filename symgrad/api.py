@@ -10,7 +10,7 @@ import sympy as sp
 
 from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_module
 from .derive.reverse import sweep
-from .errors import SymgradError, UnsupportedModelError
+from .errors import NamingError, OptionError, SymgradError, UnsupportedModelError
 from .explain.indexed import explain_indexed, grad_indexed
 from .explain.numeric import network_sample, resolve_point
 from .explain.trace import Derivation, agreement, check_trace_names, resolve_names
@@ -21,7 +21,7 @@ from .front.validate import check_matrix_elements, depth, realify, symbol_list
 from .lang.losses import loss_fn, target_symbol
 from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
-from .runtime.nonfinite import check_mode
+from .runtime.nonfinite import MODES, check_mode
 from .runtime.tensor import CompiledTensor
 
 
@@ -127,6 +127,7 @@ def explain(
     Result
       ∂J/∂x = 2*x*cos(x**2) ≈ 1.08060
     """
+    _explain_options(names, output, textbook)
     single = isinstance(wrt, sp.Basic)
     if uses_indices(expr, [wrt] if single else _variables(wrt)):  # Sum, theta[j]: explain/indexed.py
         return explain_indexed(expr, [wrt] if single else _variables(wrt), names, output, at, textbook)
@@ -144,6 +145,27 @@ def explain(
         d.stable_gradients = [unrealify(g, expr) for g in d.stable_raw]
         d.agreement = [agreement(g, h, original.free_symbols) for g, h in zip(d.gradients, d.stable_gradients)]
     return d
+
+
+def _explain_options(names: object, output: object, textbook: object) -> None:
+    """explain's printout options, checked before they reach the trace (a str output, a bool, a dict)."""
+    if names is not None and not isinstance(names, dict):
+        raise NamingError(f"names must be a dict {{subexpression: name}}, got {type(names).__name__}. "
+                          "Fix: e.g. names={x**2: 't'}.")
+    if not isinstance(output, str) or not output.strip():
+        raise OptionError(f"output={output!r} is not a name. Fix: a name for the expression, e.g. output='L'.")
+    if not isinstance(textbook, bool):
+        raise OptionError(f"textbook={textbook!r} is not a bool. Fix: textbook=True (the derivation as "
+                          "written) or False.")
+
+
+def _nonfinite_mode(mode: object) -> str:
+    """``on_nonfinite`` checked for every kind of model (the tensor path reports nothing itself)."""
+    if mode not in MODES:
+        raise OptionError(f"on_nonfinite={mode!r} is not one of {MODES}. Fix: 'warn' (the default: a "
+                          "NonFiniteWarning naming the sample and the sub-expression), 'raise' (a "
+                          "NonFiniteError) or 'ignore'.")
+    return check_mode(mode)
 
 
 def _as_written(key: sp.Expr) -> list[sp.Expr]:
@@ -186,6 +208,7 @@ def compile(
     True
     """
     dt = check_options(dtype, reduction, backend, parallel)
+    _nonfinite_mode(on_nonfinite)
     wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
@@ -222,6 +245,7 @@ def compile_residuals(
     [[1.0, -0.0], [1.0, -2.0]]
     """
     dt = check_options(dtype, "mean", backend)
+    _nonfinite_mode(on_nonfinite)
     wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         raise SymgradError("compile_residuals takes a scalar formula of parameters and per-sample data, "

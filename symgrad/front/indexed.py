@@ -93,7 +93,7 @@ def _check_wrt(w: object) -> None:
         return
     if not isinstance(w, sp.Indexed):
         raise SymgradError(f"can only differentiate with respect to a Symbol or an element such as theta[j], "
-                           f"got {w!r} ({type(w).__name__})")
+                           f"got {w!r} ({type(w).__name__}). Fix: e.g. grad(expr, x) or grad(expr, theta[j]).")
     bad = [i for i in w.indices if not isinstance(i, (sp.Symbol, sp.Idx))]
     if bad:
         raise SymgradError(f"the variable {w} has the index {bad[0]}, which is not a letter; the derivation "

@@ -20,14 +20,17 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
     """
     if is_tensor(expr) and not isinstance(expr, sp.MatrixBase):
         check_scalar(expr, "expression")  # a matrix expression: NonScalarLossError
-        raise SymgradError("grad/explain work on scalar formulas; for matrix models use sg.formulas()")
+        raise SymgradError("grad/explain work on scalar formulas. Fix: for matrix models (networks) use "
+                           "sg.formulas(net, loss); or write the formula with scalar symbols.")
     e = check_scalar(expr, "expression")
     check_functions(e)
     e, mapping = realify(e)
     out_vars = []
     for v in variables:
         if not isinstance(v, sp.Symbol):
-            raise SymgradError(f"can only differentiate with respect to a Symbol, got {v!r} ({type(v).__name__})")
+            raise SymgradError(f"can only differentiate with respect to a Symbol, got {v!r} ({type(v).__name__}). "
+                               "Fix: pass the Symbols themselves, e.g. grad(expr, [x, y]); name a subexpression "
+                               "for the printout with explain(..., names={...}) instead.")
         out_vars.append(mapping.get(v, v))
     original = e
     stable, rules = stabilize(e)

@@ -71,7 +71,9 @@ def check_scalar(expr: object, what: str = "loss") -> sp.Expr:
             "one term per element)."
         )
     if not isinstance(expr, sp.Expr):
-        raise NonScalarLossError(f"the {what} must be a SymPy scalar expression, got {type(expr)!r}")
+        raise NonScalarLossError(f"the {what} must be a SymPy scalar expression, got {type(expr)!r}. Fix: build it "
+                                 "from SymPy symbols, e.g. x = sp.Symbol('x', real=True); or read a string with "
+                                 "sg.parse_expr('sin(x)**2').")
     return expr
 
 

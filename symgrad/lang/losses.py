@@ -129,7 +129,8 @@ def loss_fn(loss: str | Callable[..., sp.Expr]) -> tuple[Callable[..., sp.Expr],
             raise OptionError(f"unknown loss {loss!r}. Known: {sorted(LOSSES)}. Fix: use one of them, or pass f(pred, target)")
         return LOSSES[loss], loss
     if not callable(loss):
-        raise OptionError(f"loss must be a name or a function f(pred, target), got {type(loss).__name__}")
+        raise OptionError(f"loss must be a name or a function f(pred, target), got {type(loss).__name__}. "
+                          f"Fix: pass one of {sorted(LOSSES)}, or a function of (pred, target).")
     name = getattr(loss, "__name__", "custom")
     try:
         inspect.signature(loss).bind(None, None)

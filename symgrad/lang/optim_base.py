@@ -48,10 +48,16 @@ class Optimizer(Printout):
                     f"{k}={v!r} is not a number. Fix: pass a real number (a float or an int), "
                     f"not a {type(v).__name__}.")
         for k, v in hyper.items():
-            require(math.isfinite(v) and v >= 0, f"{k}={v!r}: use a finite value >= 0")
-            require(not k.startswith(("beta", "alpha")) or v < 1, f"{k}={v!r}: use a value in [0, 1)")
-        require(math.isfinite(lr) and lr >= 0, f"lr={lr!r}: use a finite learning rate >= 0")
-        require(clip_norm is None or clip_norm > 0, f"clip_norm={clip_norm!r}: use a value > 0, or None")
+            require(math.isfinite(v) and v >= 0, f"{k}={v!r} is out of range. Fix: use a finite value >= 0.")
+            require(not k.startswith(("beta", "alpha")) or v < 1,
+                    f"{k}={v!r} is out of range. Fix: use a value in [0, 1), e.g. {k}=0.9.")
+        require(math.isfinite(lr) and lr >= 0,
+                f"lr={lr!r} is out of range. Fix: use a finite learning rate >= 0, e.g. lr=0.01.")
+        require(clip_norm is None or (math.isfinite(clip_norm) and clip_norm > 0),
+                f"clip_norm={clip_norm!r} is out of range. Fix: use a finite value > 0, or None (no clipping).")
+        require(schedule is None or (callable(schedule) and not isinstance(schedule, (type, Optimizer))),
+                f"schedule={schedule!r} is not a learning-rate schedule. Fix: pass one of sg.optim's, e.g. "
+                "schedule=sg.optim.StepLR(step_size=10), or None for a constant rate.")
         self.lr = float(lr)
         self.hyper = {k: float(v) for k, v in hyper.items()}
         self.clip_norm = None if clip_norm is None else float(clip_norm)

@@ -7,6 +7,7 @@ module also holds :class:`OptimizerConfigError`, which optimizers and schedules 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,27 @@ def require(ok: bool, message: str) -> None:
     """Raise :class:`OptimizerConfigError` with ``message`` unless ``ok``."""
     if not ok:
         raise OptimizerConfigError(message)
+
+
+def number(name: str, v: object, ok, fix: str) -> None:
+    """Require a real number ``v`` (not a bool, not text) for which ``ok(v)`` holds; else say ``fix``."""
+    real = isinstance(v, numbers.Real) and not isinstance(v, bool)
+    require(real, f"{name}={v!r} is not a number. Fix: pass a real number (a float or an int), "
+                  f"not a {type(v).__name__}; {fix}.")
+    require(math.isfinite(v) and ok(v), f"{name}={v!r} is out of range. Fix: {fix}.")
+
+
+def whole(name: str, v: object, least: int) -> None:
+    """Require an integer ``v`` >= ``least`` (an int, or a float with an integer value)."""
+    number(name, v, lambda u: int(u) == u >= least, f"use an integer >= {least}")
+
+
+def scaled(base_lr: float, gamma: float, n: int) -> float:
+    """base_lr·gammaⁿ; a rate past the largest float is inf (training then stops with a DivergenceError)."""
+    try:
+        return base_lr * gamma**n
+    except OverflowError:
+        return math.inf
 
 
 Schedule = Callable[[float, int], float]  # (base_lr, epoch) -> lr; see ConstantLR and friends
@@ -53,16 +75,15 @@ class StepLR:
     gamma: float = 0.1
 
     def __post_init__(self):
-        ok = int(self.step_size) == self.step_size >= 1
-        require(ok, f"step_size={self.step_size!r}: use an integer >= 1")
-        require(self.gamma > 0, f"gamma={self.gamma!r}: use a value > 0")
+        whole("step_size", self.step_size, 1)
+        number("gamma", self.gamma, lambda v: v > 0, "use a value > 0, e.g. gamma=0.1")
 
     @property
     def formula(self) -> str:
         return f"lr = lr0·{self.gamma!r}^⌊epoch/{self.step_size}⌋"
 
     def __call__(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma ** (epoch // self.step_size)
+        return scaled(base_lr, self.gamma, epoch // self.step_size)
 
 
 @dataclass(frozen=True)
@@ -77,14 +98,14 @@ class ExponentialLR:
     gamma: float
 
     def __post_init__(self):
-        require(self.gamma > 0, f"gamma={self.gamma!r}: use a value > 0")
+        number("gamma", self.gamma, lambda v: v > 0, "use a value > 0, e.g. gamma=0.9")
 
     @property
     def formula(self) -> str:
         return f"lr = lr0·{self.gamma!r}^epoch"
 
     def __call__(self, base_lr: float, epoch: int) -> float:
-        return base_lr * self.gamma**epoch
+        return scaled(base_lr, self.gamma, epoch)
 
 
 @dataclass(frozen=True)
@@ -103,8 +124,8 @@ class CosineLR:
     lr_min: float = 0.0
 
     def __post_init__(self):
-        require(self.t_max >= 1, f"t_max={self.t_max!r}: use a value >= 1")
-        require(self.lr_min >= 0, f"lr_min={self.lr_min!r}: use a value >= 0")
+        whole("t_max", self.t_max, 1)
+        number("lr_min", self.lr_min, lambda v: v >= 0, "use a value >= 0")
 
     @property
     def formula(self) -> str:
@@ -140,13 +161,13 @@ class ReduceLROnPlateau:
     monitor: str = "val_loss"
 
     def __post_init__(self):
-        require(0 < self.factor < 1, f"factor={self.factor!r}: use a value in (0, 1)")
+        number("factor", self.factor, lambda v: 0 < v < 1, "use a value in (0, 1), e.g. factor=0.1")
         for name in ("patience", "cooldown"):
-            v = getattr(self, name)
-            require(int(v) == v >= 0, f"{name}={v!r}: use an integer >= 0")
-        require(self.threshold >= 0, f"threshold={self.threshold!r}: use a value >= 0")
-        require(self.min_lr >= 0, f"min_lr={self.min_lr!r}: use a value >= 0")
-        require(self.monitor in ("val_loss", "loss"), f"monitor={self.monitor!r}: use 'val_loss' or 'loss'")
+            whole(name, getattr(self, name), 0)
+        number("threshold", self.threshold, lambda v: v >= 0, "use a value >= 0, e.g. threshold=1e-4")
+        number("min_lr", self.min_lr, lambda v: v >= 0, "use a value >= 0")
+        require(self.monitor in ("val_loss", "loss"),
+                f"monitor={self.monitor!r} is not a loss of the history. Fix: use 'val_loss' or 'loss'.")
 
     @property
     def formula(self) -> str:
@@ -157,7 +178,8 @@ class ReduceLROnPlateau:
         from ..errors import OptionError
 
         raise OptionError("ReduceLROnPlateau follows the training history: its rate comes from "
-                          "Optimizer.lr_at(epoch, history) (sg.fit passes it).")
+                          "Optimizer.lr_at(epoch, history) (sg.fit passes it). Fix: call "
+                          "optimizer.lr_at(epoch, history), or let sg.fit apply it.")
 
     def from_history(self, base_lr: float, values) -> float:
         """The rate after the monitored ``values`` of the epochs so far (a NaN never improves)."""

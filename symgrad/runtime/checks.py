@@ -27,7 +27,8 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         try:
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
-            raise DtypeError(f"{what} could not be converted to {dtype}: {exc}") from exc
+            raise DtypeError(f"{what} could not be converted to {dtype}: {exc}. Fix: pass an array of "
+                             f"numbers, e.g. np.asarray(values, dtype=np.{dtype}).") from exc
         return np.ascontiguousarray(x)
     if x.dtype != dtype:
         raise DtypeError(
@@ -99,7 +100,8 @@ def check_data(
         ok = arr.ndim == 1 if want == 1 else (arr.ndim == 2 and arr.shape[1] == want)
         if not ok:
             shape = "(n,)" if want == 1 else f"(n, {want})"
-            raise ShapeError(f"data '{name}' has shape {arr.shape}; expected {shape}, one row per sample.")
+            raise ShapeError(f"data '{name}' has shape {arr.shape}; expected {shape}, one row per sample. "
+                             f"Fix: one {'value' if want == 1 else f'row of {want}'} per sample for '{name}'.")
         check_finite(arr, f"data '{name}'")
         out.append(arr)
     lengths = {name: len(a) for name, a in zip(names, out)}
@@ -120,7 +122,8 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     try:
         arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
     except (TypeError, ValueError) as exc:
-        raise DtypeError(f"{what} could not be converted to {dtype}: {exc}") from exc
+        raise DtypeError(f"{what} could not be converted to {dtype}: {exc}. Fix: pass {n} numbers, one "
+                         "per parameter.") from exc
     if arr.shape[0] != n:
         raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
     check_finite(arr, what, PARAMS_FIX)  # NaN in theta would come back as a NaN loss, silently

@@ -14,6 +14,16 @@ from .checks import check_data, check_vector, is_dask
 from .nonfinite import check_mode, report
 
 
+def _by_name(data: Sequence[object], kw: dict[str, object], names: list[str]) -> list[object]:
+    """Data given by keyword (symbol name), in symbol order; mixed with positional data, refused."""
+    unknown = sorted(set(kw) - set(names))
+    if unknown or data:
+        what = f"unknown data arguments {unknown}" if unknown else "data given both by position and by name"
+        raise ShapeError(f"{what}; this function takes {names}. Fix: pass the data arrays in that order, "
+                         f"or all of them by name, e.g. f.value(theta, {names[0] if names else 'x'}=arr).")
+    return [kw[n] for n in names if n in kw]
+
+
 class _Formula(Compiled):
     """What every compiled formula module shares: its symbols' argument checks."""
 
@@ -30,10 +40,7 @@ class _Formula(Compiled):
     def _data(self, data: Sequence[object], kw: dict[str, object]) -> list[np.ndarray]:
         names = [str(d) for d in self.data]
         if kw:
-            unknown = set(kw) - set(names)
-            if unknown or data:
-                raise ShapeError(f"unknown or duplicate data arguments {sorted(unknown)}; expected {names}")
-            data = [kw[n] for n in names if n in kw]
+            data = _by_name(data, kw, names)
         arrays = check_data(list(data), names, self.dtype)
         if self._data_checks:
             check_assumptions(self._data_checks, arrays, "data", self.data)
@@ -46,11 +53,7 @@ class _Formula(Compiled):
         from ..distributed import evaluate  # Dask is an optional extra, imported only for its arrays
 
         if kw:
-            names = [str(d) for d in self.data]
-            if set(kw) - set(names) or data:
-                raise ShapeError(f"unknown or duplicate data arguments {sorted(set(kw) - set(names))}; "
-                                 f"expected {names}")
-            data = [kw[n] for n in names if n in kw]
+            data = _by_name(data, kw, [str(d) for d in self.data])
         return evaluate, list(data)
 
     def _call(self, name: str, th, arrays, *out):
@@ -141,7 +144,8 @@ class CompiledFormula(_Formula):
     def pointwise(self, *arrays) -> tuple[np.ndarray, np.ndarray]:
         """reduction='none': (values, gradients) at every point; gradients (n,) or (n, k)."""
         if self.reduction != "none":
-            raise UnsupportedModelError("pointwise() needs compile(..., reduction='none')")
+            raise UnsupportedModelError("pointwise() needs compile(..., reduction='none'). Fix: compile with "
+                                        "reduction='none', or call f.value / f.value_and_grad for the mean.")
         names = [str(p) for p in self.params + self.data]
         arrs = check_data(list(arrays), names, self.dtype, min_rows=0)
         n, k = len(arrs[0]), len(self.params)
@@ -153,7 +157,8 @@ class CompiledFormula(_Formula):
     def _pointwise_forbidden(self) -> None:
         if self.reduction == "none":
             raise UnsupportedModelError(
-                "this function was compiled with reduction='none': call f.pointwise(*arrays) instead"
+                "this function was compiled with reduction='none'. Fix: call f.pointwise(*arrays) instead, or "
+                "compile with reduction='mean' or 'sum' for a loss and its gradient."
             )
 
     def _need_hessian(self) -> None:

@@ -25,8 +25,15 @@ TOKEN_LOSSES = ("token_cross_entropy",)
 def as_data(x: object, what: str) -> np.ndarray:
     """``x`` (an array, a list, a pandas frame: anything with numbers in rows) as an ndarray, its
     numbers not converted yet: their dtype chooses the model's (:func:`data_dtype`)."""
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise DataError(f"{what} is a masked array with masked entries, which the model would use as data. "
+                            f"Fix: drop those rows (np.ma.compress_rows({what})) or fill them ({what}.filled(v)).")
+        return np.ma.getdata(x)
     if isinstance(x, np.ndarray):
         return x
+    if x is None:
+        raise DataError(f"{what} is None, not numbers. Fix: pass an array with one row per sample.")
     if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse, without importing it
         raise DtypeError(f"{what} is a sparse matrix; symgrad trains on dense arrays (sparse input is "
                          f"not supported). Fix: pass {what}.toarray() if it fits in memory.")
@@ -125,7 +132,8 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
                         "Fix: one target row per sample.")
     Y = _targets(Y, loss_name, n_out, dtype, names[1])
     if Y.shape[1] != n_out:
-        raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs")
+        raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs. Fix: one "
+                         f"target column per output ({n_out}), or a model with {Y.shape[1]} outputs.")
     check_finite(Y, names[1])
     if loss_name in BINARY_LOSSES:
         _check_unit_interval(Y, names[1])
@@ -170,7 +178,8 @@ def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: s
         Y = np.eye(n_out, dtype=dtype)[Y]
     Y = as_model_array(Y, dtype, what)
     if Y.ndim > 2:
-        raise ShapeError(f"{what} has shape {Y.shape}; targets are (n_samples,) or (n_samples, {n_out}).")
+        raise ShapeError(f"{what} has shape {Y.shape}; targets are (n_samples,) or (n_samples, {n_out}). "
+                         f"Fix: {what}.reshape(len({what}), -1) if each target flattens to {n_out} numbers.")
     return Y.reshape(len(Y), -1)
 
 
@@ -201,10 +210,10 @@ def _check_unit_interval(Y: np.ndarray, what: str) -> None:
 def check_fit_options(epochs, batch_size, patience, validation, params, resume) -> None:
     """fit's options that would otherwise fail inside the kernel or be silently ignored."""
     if not _count(batch_size, 1):
-        raise OptionError(f"batch_size={batch_size!r}: use an integer >= 1 (len(X) for full-batch "
-                          "gradient descent).")
+        raise OptionError(f"batch_size={batch_size!r} is not a batch size. Fix: use an integer >= 1 "
+                          "(len(X) for full-batch gradient descent).")
     if not _count(epochs, 0):
-        raise OptionError(f"epochs={epochs!r}: use an integer >= 0.")
+        raise OptionError(f"epochs={epochs!r} is not a number of epochs. Fix: use an integer >= 0.")
     if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
         raise OptionError("validation= takes a pair (X_val, Y_val). Fix: pass validation=(X_val, Y_val).")
     if patience is not None and validation is None:
@@ -212,7 +221,8 @@ def check_fit_options(epochs, batch_size, patience, validation, params, resume) 
                           "was given, so it would be ignored. Fix: pass validation=(X_val, Y_val), or "
                           "drop patience= (threshold= stops on the training loss).")
     if patience is not None and not _count(patience, 1):
-        raise OptionError(f"patience={patience!r}: use an integer >= 1 (epochs without improvement).")
+        raise OptionError(f"patience={patience!r} is not a number of epochs. Fix: use an integer >= 1 (epochs "
+                          "without improvement), or None.")
     if params is not None and resume is not None:
         raise OptionError("params= and resume= both give the starting parameters. Fix: pass one of them.")
 
@@ -279,7 +289,8 @@ def split_validation(X, Y, validation, fraction):
     if validation is not None:
         raise OptionError("validation= and validation_split= both give validation data. Fix: pass one.")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 < fraction < 1:
-        raise OptionError(f"validation_split={fraction!r}: use a fraction of the rows, 0 < f < 1 (e.g. 0.1).")
+        raise OptionError(f"validation_split={fraction!r} is not a fraction of the rows. Fix: use 0 < f < 1, "
+                          "e.g. validation_split=0.1.")
     X, Y = as_data(X, "X"), as_data(Y, "Y")
     n = len(X)
     k = int(round(n * fraction))

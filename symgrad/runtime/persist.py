@@ -48,7 +48,13 @@ def save(model: Trained, path: str | Path) -> None:
     arrays = {f"param_{k}": np.asarray(p) for k, p in enumerate(model.params)}
     arrays |= {f"state_{name}": a for name, a in zip(model.optimizer.state, state.opt_state, strict=True)}
     text = json.dumps(header, default=_json_value)
-    np.savez(path, header=np.array(text), **arrays)
+    if Path(_path(path, "save")).is_dir():
+        raise ModelFileError(f"{path} is a folder. Fix: give a file name in it, e.g. {Path(path) / 'model.npz'}.")
+    try:
+        np.savez(path, header=np.array(text), **arrays)
+    except OSError as exc:
+        raise ModelFileError(f"cannot write {path} ({exc}). Fix: save into a folder that exists and that you "
+                             "may write to.") from exc
 
 
 def load(path: str | Path, backend: str | None = None) -> Trained:
@@ -58,7 +64,10 @@ def load(path: str | Path, backend: str | None = None) -> Trained:
     Raises :class:`~symgrad.errors.ModelFileError` for a corrupt file, one not written by
     symgrad, or one whose arrays do not fit the network it describes.
     """
-    header, arrays = _read(path)
+    if backend not in (None, "numba", "python"):
+        raise OptionError(f"backend {backend!r} is not one of ('numba', 'python'). Fix: 'numba', 'python', or "
+                          "None for the backend the model was saved with.")
+    header, arrays = _read(_path(path, "load"))
     try:
         return _rebuild(header, arrays, backend)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -74,6 +83,14 @@ def read_params(path: str | Path) -> list[np.ndarray]:
     if header is None:
         return [arrays[f"arr_{k}"] for k in range(len(arrays))]
     return [arrays[f"param_{k}"] for k in range(sum(k.startswith("param_") for k in arrays))]
+
+
+def _path(path: object, what: str) -> str | Path:
+    """``path`` if it is a file name (a str or a path-like object); else the fix."""
+    if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+        raise OptionError(f"{what}() takes a file path, got {type(path).__name__} {path!r}. Fix: e.g. "
+                          f"{'trained.save' if what == 'save' else 'sg.load'}('model.npz').")
+    return path
 
 
 # -- reading ----------------------------------------------------------------------------------

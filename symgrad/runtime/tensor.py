@@ -46,15 +46,19 @@ class CompiledTensor(Compiled):
         flat = self._as_flat(theta)
         if flat is not None:
             return split_flat(flat, self.shapes), True
-        if len(theta) != len(self.params):
-            raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}")
+        if not isinstance(theta, (list, tuple, np.ndarray)) or len(theta) != len(self.params):
+            theta = theta if isinstance(theta, (list, tuple, np.ndarray)) else [theta]
+            raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}. "
+                             f"Fix: one array per parameter in that order, or one flat vector of "
+                             f"{sum(self.sizes)} numbers.")
         out = []
         for p, shape, arr in zip(self.params, self.shapes, theta):
             a = as_float_array(arr, self.dtype, f"parameter '{p}'")
             if a.shape != shape:
                 a = a.reshape(shape) if a.size == shape[0] * shape[1] and a.ndim == 1 else a
                 if a.shape != shape:
-                    raise ShapeError(f"parameter '{p}' has shape {np.shape(arr)}; expected {shape}")
+                    raise ShapeError(f"parameter '{p}' has shape {np.shape(arr)}; expected {shape}. Fix: pass "
+                                     f"an array of shape {shape} for '{p}' (f.shapes lists them all).")
             check_finite(a, f"parameter '{p}'")
             out.append(a)
         return out, False
@@ -143,7 +147,7 @@ class CompiledTensor(Compiled):
     def _hvp_raw(self, theta: np.ndarray, v: np.ndarray, data: list[np.ndarray]) -> np.ndarray:
         if self._hvp_mod is None:
             if self.loss is None:
-                raise UnsupportedModelError("this compiled model does not keep its loss; compile it again")
+                raise UnsupportedModelError("this compiled model does not keep its loss. Fix: compile it again.")
             from ..build import tensor_module  # the build recipes sit above the runtime
 
             path = tensor_module(self.loss, self.params, self.data, self.dtype.name, self.reduction, hvp=True)
