@@ -12,6 +12,7 @@ from .api import compile, compile_residuals, explain, formulas, grad
 from .errors import SymgradError
 from .lang import losses, nn, ops, optim
 from .lang.attention import attention
+from .lang.batchnorm import batchnorm
 from .lang.conv import avgpool2d, conv2d, maxpool2d
 from .lang.dropout import dropout
 from .lang.embedding import embedding
@@ -28,7 +29,7 @@ from .runtime.persist import load
 from .testing import GradCheck, GradientCheckError, check_grads
 
 __all__ = [
-    "GradCheck", "GradientCheckError", "GradientHealthWarning", "NonFiniteWarning", "SymgradError", "Trained", "attention", "avgpool2d", "bce_sum", "check_grads", "conv2d", "dropout", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
+    "GradCheck", "GradientCheckError", "GradientHealthWarning", "NonFiniteWarning", "SymgradError", "Trained", "attention", "avgpool2d", "batchnorm", "bce_sum", "check_grads", "conv2d", "dropout", "elementwise", "embedding", "activation", "compile", "compile_residuals", "explain", "fit", "formulas", "generate", "grad", "layernorm", "load", "logsumexp",
     "losses", "maxpool2d", "mean", "msum", "nn", "ops", "optim", "parse_expr", "softmax", "softmax_ce",
     "broadcast", "rowmatmul",
 ]

@@ -43,8 +43,8 @@ class Program:
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
         self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
         self.callees: set[str] = set()  # functions the glue calls, through callee() overloads
-        # dropout: a noisy model's loss_grad and training step (``noise`` set) draw masks
-        self.noisy, self.noise = any(n.kind == "dropout" for n in nodes), False
+        # dropout, batch norm: a noisy model's loss_grad and training step (``noise`` set) train
+        self.noisy, self.noise = any(n.kind in ("dropout", "batchnorm") for n in nodes), False
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:

@@ -124,7 +124,13 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
          "", "", f"OFFSETS = np.array({tp.offsets()}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
          f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
+    frozen = _frozen_slices(tp)
+    if frozen and not par:
+        L += [f"FROZEN = np.array({frozen}, dtype=np.int64)  # running statistics: the optimizer leaves them",
+              "ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
     L += ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):", "    grad = np.empty_like(theta)"]
+    if frozen:
+        L.append("    keep = np.empty_like(theta)")
     if par:  # one gradient buffer per thread (numba.get_num_threads() here would stop caching)
         L.append("    gpart = np.empty((threads, theta.shape[0]), dtype=F)")
     if inline:  # the inlined step uses the parameter arrays; deep models' loss_grad takes the buffers
@@ -143,8 +149,9 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
               f"                {x} = {f}[start:start + B]"]
     if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
         L += [f"            {fn('fill0')}(grad)"]
-    if tp.noisy:  # dropout: this step's masks, from the epoch's seed and the step count
-        L += ["            key = noise.step_key(seeds[e], t)", "            row0 = 0"]
+    if tp.noisy:  # a nonzero key: training; dropout's masks come from the epoch's seed and the step count
+        drops = any(n.kind == "dropout" for n in tp.nodes)
+        L += ["            key = noise.step_key(seeds[e], t)" if drops else "            key = 1", "            row0 = 0"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: this step's update is not applied; parameters stay finite",
@@ -161,12 +168,29 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           "                for k in range(grad.shape[0]):  # 'grad *=', which compiles NumPy's ufunc machinery",
           "                    grad[k] *= scale",
           "            t += 1",
+          *_frozen("keep[k] = theta[k]", frozen),
           f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t, hyper)",
+          *_frozen("theta[k] = keep[k]", frozen),
           f"            if not math.isfinite({fn('sumsq')}(theta)):",
           "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
           "    return perms.shape[0], t, 0"]
     return L
+
+
+def _frozen_slices(prog: Program) -> list[list[int]]:
+    """[start, end) in theta of each running statistic (batch normalisation's mean and variance)."""
+    at, index = prog.offsets(), {id(p): k for k, p in enumerate(prog.params)}
+    stats = [i for n in prog.nodes if n.kind == "batchnorm" for i in n.inputs[1:]]
+    return [[at[index[id(s)]], at[index[id(s)] + 1]] for s in stats]
+
+
+def _frozen(statement: str, frozen: list) -> list[str]:
+    """Loops that apply ``statement`` to every entry of the running statistics."""
+    if not frozen:
+        return []
+    return ["            for f in range(FROZEN.shape[0]):", "                for k in range(FROZEN[f, 0], FROZEN[f, 1]):",
+            f"                    {statement}"]
 
 
 _CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")

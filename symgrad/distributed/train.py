@@ -36,6 +36,7 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
+from ..lang.batchnorm import batchnorm
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..runtime.epochs import Run, after_chunk, record
@@ -62,10 +63,10 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
         raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
                           "averagings, a positive integer")
-    if ModelSpec.of(model).expr.has(dropout):
-        raise OptionError("sg.fit on Dask arrays does not train Dropout layers yet (its workers would need each "
-                          "step's masks). Fix: train on one machine (sg.fit with NumPy arrays), or leave the "
-                          "Dropout layers out.")
+    if ModelSpec.of(model).expr.has(dropout, batchnorm):
+        raise OptionError("sg.fit on Dask arrays does not train Dropout or BatchNorm layers yet (its workers would "
+                          "need each step's masks, or the whole minibatch's statistics). Fix: train on one machine "
+                          "(sg.fit with NumPy arrays), or use LayerNorm instead of BatchNorm.")
     optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
                                      params, resume)
     client = resolve_client(client)

@@ -148,4 +148,62 @@ class SumOverPositions(sp.Function):
         return r"\sum_{t} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
 
 
-add_legends(Normalised, PosNormalised, SumOverPositions)
+class BatchMean(Mean):
+    """mean_B(v): the mean of each feature over the minibatch's samples."""
+
+    def _sympystr(self, p):
+        return f"mean_B({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{mean}_{B}\left(%s\right)" % p._print(self.args[0])
+
+
+class BatchSigma(Sigma):
+    """σ_B = √(var_B(x) + ε) of each feature of x over the minibatch: args x, ε."""
+
+    def _sympystr(self, p):
+        return "σ_B" + super()._sympystr(p)[1:]
+
+    def _latex(self, p):
+        return r"\sigma_{B, %s}" % p._print(self.args[0])
+
+
+class BatchNormalised(Normalised):
+    """batchnorm(x): (x − mean_B(x))/σ_B in training, by the running statistics in inference."""
+
+    legend = (("batchnorm(x) = (x - mean_B(x))/σ_B", r"\operatorname{batchnorm}(x) = (x - \operatorname{mean}_{B}(x))/\sigma_{B}"),
+              ", ", ("σ_B = √(var_B(x) + ε)", r"\sigma_{B} = \sqrt{\operatorname{var}_{B}(x) + \varepsilon}"),
+              " per feature (an image's channel: over its positions too) over the minibatch in training (var biased); "
+              "predict and evaluate use running statistics")
+
+    def _sympystr(self, p):
+        return super()._sympystr(p).replace("layernorm(", "batchnorm(", 1)
+
+    def _latex(self, p):
+        return super()._latex(p).replace("layernorm", "batchnorm", 1)
+
+
+class BatchNormBackward(NormBackward):
+    """NormBackward over the minibatch: mean_B for mean, σ_B per feature (each sample's δ_x depends
+    on every sample's δ, as the batch's statistics do)."""
+
+    def _parts(self):
+        d, xh, x, eps = self.args
+        return d, BatchMean(d), xh * BatchMean(d * xh), BatchSigma(x, eps)
+
+
+class SumOverChannel(SumOverPositions):
+    """Σ_hw δ: a delta summed over each channel's positions of an image (a parameter with one entry
+    per channel: batch norm's γ and β)."""
+
+    family = "Convolution"
+    legend = (("Σ_hw", r"\sum_{h,w}"), " sums over each channel's positions (a parameter per channel)")
+
+    def _sympystr(self, p):
+        return "Σ_hw " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+    def _latex(self, p):
+        return r"\sum_{h,w} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+
+add_legends(Normalised, PosNormalised, BatchNormalised, SumOverPositions, SumOverChannel)

@@ -15,8 +15,16 @@ import sympy as sp
 
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
-from ..explain.norms import Normalised, NormBackward, PosNormalised, PosNormBackward
+from ..explain.norms import (
+    BatchNormalised,
+    BatchNormBackward,
+    Normalised,
+    NormBackward,
+    PosNormalised,
+    PosNormBackward,
+)
 from ..explain.notation import show, sym
+from ..lang.batchnorm import batchnorm
 from ..lang.norm import layernorm
 from .base import Kind, native, register
 
@@ -66,4 +74,62 @@ class LayerNorm(Kind):
     def tangent(self, b, n, ins):
         raise UnsupportedModelError(
             f"no Hessian-vector rule through layer normalisation ({n.label}) yet. Fix: train with a first-order "
+            "optimizer (sg.fit, f.grad), or estimate H·v by a difference of two gradients.")
+
+
+@register
+class BatchNorm(Kind):
+    """``x̂`` by the minibatch's statistics in training (``prog.noise``: the running mean and
+    variance, parameters the optimizer leaves alone, updated in place; the key's sign says which
+    at run time, so ``loss_grad`` called without one is inference) and by the running ones in
+    ``loss`` and ``predict``. ``geom`` is (C, S): C channels of S entries each."""
+
+    name = "batchnorm"
+    lowers = (batchnorm,)
+    helpers = NORMS
+
+    def lower(self, lowerer, e: batchnorm) -> TNode:
+        x, rm, rv = (lowerer.matrix(a) for a in e.args[:3])
+        if not x.batched or rm.batched or rv.batched or rm.kind != "leaf" or rv.kind != "leaf" or rm.role != "param":
+            raise UnsupportedModelError(
+                f"{e}: batch normalisation takes a per-sample column vector that depends on the data and running "
+                "statistics that are parameters. Fix: use sg.nn.BatchNorm(n) after a layer.")
+        return lowerer._add(TNode("batchnorm", "", x.shape, True, [x, rm, rv], body=sp.Tuple(e.args[3], e.args[4]),
+                                  geom=(e.channels, x.length // e.channels)), e)
+
+    def _train(self, prog) -> str:
+        return "key != 0" if prog.noise else "False"
+
+    def forward(self, prog, n) -> list[str]:
+        x, rm, rv = n.inputs
+        eps, mom = (float(v) for v in n.body)
+        stats = f"{prog.flat(rm, prog.v(rm))}, {prog.flat(rv, prog.v(rv))}"
+        return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (n.geom[0], 1), False)) + [
+            f"    norms.batchnorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {stats}, {eps!r}, {mom!r}, {self._train(prog)})"]
+
+    def backward(self, prog, n) -> list[str]:
+        x, rm, rv = n.inputs
+        lines = []
+        if id(x) in prog.need:
+            assign = bool(prog.assigned(n, [True, False, False]))
+            lines.append(f"    norms.batchnorm_bwd({n.name}, {n.name}_rs, {prog.d(n)}, {prog.d(x)}, "
+                         f"{self._train(prog)}, {assign})")
+        if prog.noise:  # inference only: training's output does not depend on the running statistics
+            lines += ["    if key == 0:", f"        norms.batchnorm_stats_bwd({n.name}, {n.name}_rs, {prog.d(n)}, "
+                      f"{prog.dflat(rm)}, {prog.dflat(rv)})"]
+        return lines
+
+    def writes_whole(self, m, n) -> bool:
+        return n is m.inputs[0]
+
+    def delta(self, c, n) -> None:
+        x = n.inputs[0]
+        c.add(x, BatchNormBackward(c.ref(n), sym(n.label), show(x), n.body[0]))
+
+    def show(self, n) -> sp.Expr:
+        return BatchNormalised(show(n.inputs[0]), n.body[0])
+
+    def tangent(self, b, n, ins):
+        raise UnsupportedModelError(
+            f"no Hessian-vector rule through batch normalisation ({n.label}) yet. Fix: train with a first-order "
             "optimizer (sg.fit, f.grad), or estimate H·v by a difference of two gradients.")

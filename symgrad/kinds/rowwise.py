@@ -7,6 +7,8 @@
   T·d entries that elementwise maps take as a lane of their own length (a bias, LayerNorm's γ
   and β); backward its adjoint summed over the positions, printed ``Σ_t``. It prints as the
   vector itself: ``z = n·W + b`` (broadcasting implicit, as in NumPy).
+- ``per_channel``, a parameter of one entry per channel at each of an image's H·W positions
+  (batch norm's γ and β on images), its adjoint summed over each channel's positions, ``Σ_hw``.
 - ``residual``, ``h + f`` kept whole in SymPy, lowers to the elementwise sum (a map node).
 
 The kernels live in symgrad/native/rowwise.py, compiled once per machine.
@@ -19,9 +21,9 @@ import sympy as sp
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
 from ..explain.attention import MatProd, Tr
-from ..explain.norms import SumOverPositions
+from ..explain.norms import SumOverChannel, SumOverPositions
 from ..explain.notation import show
-from ..lang.rowwise import broadcast, residual, rowmatmul
+from ..lang.rowwise import broadcast, per_channel, residual, rowmatmul
 from .base import Kind, native, register
 from .elementwise import Map
 
@@ -80,7 +82,7 @@ class RowMatMul(Kind):
 
 @register
 class Broadcast(Kind):
-    name = "broadcast"
+    name, fn, summed = "broadcast", "broadcast", SumOverPositions
     lowers = (broadcast,)
     helpers = ROWWISE
 
@@ -90,25 +92,34 @@ class Broadcast(Kind):
             raise UnsupportedModelError(
                 f"{e}: only a vector that is the same for every sample (a parameter) is broadcast over the positions, "
                 f"got {v.label}, which depends on the data. Fix: put it in wrt=[...].")
-        return lowerer._add(TNode("broadcast", "", (int(e.shape[0]), 1), False, [v],
+        return lowerer._add(TNode(self.name, "", (int(e.shape[0]), 1), False, [v],
                                   geom=(e.positions, int(v.length))), e)
 
     def forward(self, prog, n) -> list[str]:
         (v,) = n.inputs
-        return prog.decl(n.name, n) + [f"    rowwise.broadcast_fwd({prog.flat(v, prog.v(v))}, {n.name})"]
+        return prog.decl(n.name, n) + [f"    rowwise.{self.fn}_fwd({prog.flat(v, prog.v(v))}, {n.name})"]
 
     def backward(self, prog, n) -> list[str]:
         (v,) = n.inputs
-        return [f"    rowwise.broadcast_bwd({prog.d(n)}, {prog.dflat(v)})"]
+        return [f"    rowwise.{self.fn}_bwd({prog.d(n)}, {prog.dflat(v)})"]
 
     def delta(self, c, n) -> None:
-        c.add(n.inputs[0], SumOverPositions(c.ref(n)))
+        c.add(n.inputs[0], self.summed(c.ref(n)))
 
     def show(self, n) -> sp.Expr:
         return show(n.inputs[0])
 
     def tangent(self, b, n, ins):
         _no_tangent(n)
+
+
+@register
+class PerChannel(Broadcast):
+    """A parameter of one entry per channel at each of the channel's S positions (``per_channel``:
+    batch norm's γ and β on images); backward its adjoint summed over each channel's positions."""
+
+    name, fn, summed = "per_channel", "per_channel", SumOverChannel
+    lowers = (per_channel,)
 
 
 @register

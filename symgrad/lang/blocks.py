@@ -26,7 +26,7 @@ import sympy as sp
 from ..errors import OptionError, ShapeError
 from .attention import MultiHeadAttention  # noqa: F401 (the example above)
 from .layers import Dense, Flatten, LayerNorm, Sequential  # noqa: F401 (the example above)
-from .nn import Activation, _apply, _by_name
+from .nn import ActivationFn, _apply, _by_name
 from .rowwise import broadcast, residual, rowmatmul
 
 
@@ -44,7 +44,7 @@ class PositionwiseDense:
     Xavier otherwise (``Sequential(init=...)`` overrides), biases zero.
     """
 
-    def __init__(self, d_in: int, d_out: int, activation: str | Activation = "identity", bias: bool = True):
+    def __init__(self, d_in: int, d_out: int, activation: str | ActivationFn = "identity", bias: bool = True):
         self.n_in, self.n_out = _width(d_in, "PositionwiseDense d_in"), _width(d_out, "PositionwiseDense d_out")
         self.act_name, self.bias = activation if isinstance(activation, str) else "custom", bool(bias)
         if self.act_name == "softmax":

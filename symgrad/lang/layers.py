@@ -23,7 +23,7 @@ import sympy as sp
 
 from ..errors import OptionError, ShapeError
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
-from .nn import RELU_LIKE, Activation, Dense, _apply, _by_name
+from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name
 from .norm import EPS, check_eps, layernorm
 from .rowwise import broadcast
 
@@ -45,7 +45,7 @@ class Conv2D:
     """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int | tuple[int, int], stride: int | tuple = 1,
-                 padding: int | tuple | str = 0, activation: str | Activation = "identity"):
+                 padding: int | tuple | str = 0, activation: str | ActivationFn = "identity"):
         for what, v in (("c_in", c_in), ("c_out", c_out)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise OptionError(f"Conv2D({what}={v!r}): channel counts are positive integers. "

@@ -18,7 +18,7 @@ from ..errors import OptionError, SymgradError
 from . import ops
 from .functions import elementwise, softmax
 
-Activation = Callable[[sp.Expr], sp.Expr]
+ActivationFn = Callable[[sp.Expr], sp.Expr]
 #: Activations whose layers get He initialisation (the rest get Xavier/Glorot).
 RELU_LIKE = ("relu", "leaky_relu", "elu", "gelu", "silu", "swish")
 
@@ -36,7 +36,7 @@ def _elu(z: sp.Expr) -> sp.Expr:
     return ops.elu(z, sp.S.One)
 
 
-ACTIVATIONS: dict[str, Activation] = {
+ACTIVATIONS: dict[str, ActivationFn] = {
     "identity": _identity,
     "sigmoid": ops.sigmoid,
     "tanh": sp.tanh,
@@ -51,7 +51,7 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> Activation:
+def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> ActivationFn:
     """A custom activation: any SymPy expression of one symbol.
 
     Its derivative is derived, simplified, printed and compiled with no hand-written rule.
@@ -76,11 +76,11 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> Activation:
     return sp.Lambda(z, body)
 
 
-def _by_name(name: str) -> Activation:
+def _by_name(name: str) -> ActivationFn:
     return activation(name)
 
 
-def _apply(act: Activation, m: sp.MatrixExpr) -> sp.MatrixExpr:
+def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
     if act is softmax:  # a vector op, not elementwise
         return softmax(m)
     z = sp.Symbol("z", real=True)
@@ -103,7 +103,7 @@ class Dense:
     """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1), or ``a = f(W x)``
     with ``bias=False``. ``weight``/``bias_name`` name the parameters (default W<index>, b<index>)."""
 
-    def __init__(self, n_in: int, n_out: int, activation: str | Activation = "identity", index: int = 1,
+    def __init__(self, n_in: int, n_out: int, activation: str | ActivationFn = "identity", index: int = 1,
                  bias: bool = True, weight: str | None = None, bias_name: str | None = None):
         self.n_in, self.n_out, self.index, self.bias = n_in, n_out, index, bool(bias)
         self.act_name = activation if isinstance(activation, str) else "custom"
@@ -188,8 +188,8 @@ class MLP:
     ["a", "b"], "act": ["z", "y"], "target": "y*"})``.
     """
 
-    def __init__(self, sizes: Sequence[int], activation: str | Activation = "relu",
-                 output: str | Activation | None = "identity", init: str | None = None, bias: bool = True,
+    def __init__(self, sizes: Sequence[int], activation: str | ActivationFn = "relu",
+                 output: str | ActivationFn | None = "identity", init: str | None = None, bias: bool = True,
                  names: dict | None = None):
         output = "identity" if output is None else output
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray)):
@@ -245,7 +245,9 @@ class MLP:
 
 
 # The convolutional layers and Sequential build on Dense above (sg.nn is one namespace).
+from .activation_layer import Activation  # noqa: E402, F401
 from .attention import MultiHeadAttention  # noqa: E402, F401
+from .batchnorm import BatchNorm  # noqa: E402, F401
 from .blocks import PositionwiseDense, Residual  # noqa: E402, F401
 from .dropout import Dropout  # noqa: E402, F401
 from .embedding import Embedding  # noqa: E402, F401

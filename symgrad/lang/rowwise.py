@@ -134,3 +134,30 @@ class residual(sp.MatrixExpr):  # noqa: N801
 
     def _latex(self, printer):
         return " + ".join(printer.parenthesize(a, self.precedence, strict=True) for a in self.args)
+
+
+class per_channel(sp.MatrixExpr):  # noqa: N801
+    """The C × 1 vector v with each entry at the S positions of its channel: a (C·S) × 1 column,
+    channel by channel, as an image is stored (``symgrad.lang.conv``); what a batch norm's γ and β
+    of one entry per channel become, multiplied into and added to an image entry by entry."""
+
+    def __new__(cls, v, S):
+        S = count(S, "per_channel S")
+        if not isinstance(v, sp.MatrixExpr) or int(v.shape[1]) != 1:
+            raise ShapeError(f"per_channel({v}, {S}): v must be a column vector (C × 1), got shape "
+                             f"{getattr(v, 'shape', None)}. Fix: e.g. MatrixSymbol('gamma', C, 1).")
+        return sp.Basic.__new__(cls, v, sp.Integer(S))
+
+    @property
+    def positions(self) -> int:
+        return int(self.args[1])
+
+    @property
+    def shape(self):
+        return (self.args[0].shape[0] * self.args[1], sp.Integer(1))
+
+    def _sympystr(self, printer):
+        return f"per_channel({printer._print(self.args[0])}, {self.positions})"
+
+    def _latex(self, printer):
+        return printer._print(self.args[0])  # as the formulas print it: broadcasting is implicit

@@ -84,3 +84,82 @@ def layernorm_bwd(xh, rs, dout, dx, assign):
             else:
                 for j in range(d):
                     gi[j] += r * (di[j] - m1 - hi[j] * m2)
+
+
+# -- batch normalisation: statistics over the minibatch's rows (and a channel's S positions) -----
+# x is (B, C·S), channel c's entries at c·S … c·S + S − 1; rs, rm, rv have C entries.
+
+@njit
+def batchnorm_fwd(x, out, rs, rm, rv, eps, momentum, train):
+    # training: x̂ = (x − mean_B)·r, r = 1/√(var_B + ε) (var biased), rs = r, and the running
+    # statistics move ``momentum`` of the way to the batch's (var unbiased, as PyTorch);
+    # inference: x̂ = (x − rm)·r with r = 1/√(rv + ε). Each statistic in the data's dtype.
+    B, n = x.shape
+    C = rs.shape[0]
+    S = n // C
+    one, e = x.dtype.type(1.0), x.dtype.type(eps)
+    cnt = x.dtype.type(B * S)
+    for c in range(C):
+        lo, hi = c * S, (c + 1) * S
+        if train:
+            m = x.dtype.type(0.0)
+            for i in range(B):
+                for j in range(lo, hi):
+                    m += x[i, j]
+            m /= cnt
+            v = x.dtype.type(0.0)
+            for i in range(B):
+                for j in range(lo, hi):
+                    v += (x[i, j] - m) * (x[i, j] - m)
+            r = one / np.sqrt(v / cnt + e)
+            mom = rm.dtype.type(momentum)
+            rm[c] = (one - mom) * rm[c] + mom * m
+            rv[c] = (one - mom) * rv[c] + mom * (v / (cnt - one) if B * S > 1 else v)
+        else:
+            m, r = rm[c], one / np.sqrt(rv[c] + e)
+        rs[c] = r
+        for i in range(B):
+            for j in range(lo, hi):
+                out[i, j] = (x[i, j] - m) * r
+
+
+@njit
+def batchnorm_bwd(xh, rs, dout, dx, train, assign):
+    # training: dx (+)= r·(δ − mean_B(δ) − x̂ ⊙ mean_B(δ ⊙ x̂)) per channel (the batch's mean and
+    # variance depend on every row); inference: dx (+)= r·δ
+    B, n = xh.shape
+    C = rs.shape[0]
+    S = n // C
+    cnt = xh.dtype.type(B * S)
+    for c in range(C):
+        lo, hi, r = c * S, (c + 1) * S, rs[c]
+        m1 = m2 = xh.dtype.type(0.0)
+        if train:
+            for i in range(B):
+                for j in range(lo, hi):
+                    m1 += dout[i, j]
+                    m2 += dout[i, j] * xh[i, j]
+            m1, m2 = m1 / cnt, m2 / cnt
+        for i in range(B):
+            for j in range(lo, hi):
+                g = r * (dout[i, j] - m1 - xh[i, j] * m2)
+                if assign:
+                    dx[i, j] = g
+                else:
+                    dx[i, j] += g
+
+
+@njit
+def batchnorm_stats_bwd(xh, rs, dout, drm, drv):
+    # inference only (training's output does not depend on them): x̂ = (x − rm)·r, r = (rv + ε)^(−1/2)
+    # gives ∂x̂/∂rm = −r and ∂x̂/∂rv = −x̂·r²/2, summed over the batch's rows and positions
+    B, n = xh.shape
+    C = rs.shape[0]
+    S = n // C
+    half = xh.dtype.type(0.5)
+    for c in range(C):
+        r = rs[c]
+        for i in range(B):
+            for j in range(c * S, (c + 1) * S):
+                drm[c] -= r * dout[i, j]
+                drv[c] -= half * r * r * xh[i, j] * dout[i, j]

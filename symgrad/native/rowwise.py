@@ -66,3 +66,21 @@ def broadcast_bwd(dout, dv):
     for t in range(dout.shape[0] // d):
         for j in range(d):
             dv[j] += dout[t * d + j]
+
+
+@njit
+def per_channel_fwd(v, out):
+    # out = each v[c] at its channel's len(out)/len(v) positions, channel by channel
+    S = out.shape[0] // v.shape[0]
+    for c in range(v.shape[0]):
+        for s in range(S):
+            out[c * S + s] = v[c]
+
+
+@njit
+def per_channel_bwd(dout, dv):
+    # dv[c] += Σ over channel c's positions of dout
+    S = dout.shape[0] // dv.shape[0]
+    for c in range(dv.shape[0]):
+        for s in range(S):
+            dv[c] += dout[c * S + s]

@@ -45,8 +45,10 @@ class Run:
     data, which they are computed on), verbosity."""
 
     def __init__(self, params, metrics=None, verbose: int = 0, epochs: int = 0, validated: bool = False,
-                 how_to_validate: str = "validation=(X_val, Y_val)"):
+                 how_to_validate: str = "validation=(X_val, Y_val)", frozen=()):
         self.names, self.verbose, self.epochs = [str(p) for p in params], verbose, epochs
+        # running statistics (batch norm) get no gradient by design: no health warnings about them
+        self.trained = np.array([n not in {str(f) for f in frozen} for n in self.names])
         self.metrics = _metrics(metrics)
         if self.metrics and not validated:
             raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "
@@ -62,7 +64,7 @@ class Run:
         if self.base is None:
             self.base = float(total[0])
         top = gn.max(axis=1, keepdims=True)
-        small = (gn < VANISHING_ABS) | (gn < VANISHING_REL * top)
+        small = ((gn < VANISHING_ABS) | (gn < VANISHING_REL * top)) & self.trained
         grown = (total > EXPLODING_GROWTH * self.base) & (total > 1.0)
         big = ~(gn <= EXPLODING_ABS) | grown[:, None] & (gn >= 0.5 * top)  # NaN is exploding
         for kind, mask in (("vanishing", small), ("exploding", big)):

@@ -43,7 +43,7 @@ def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -
 def _kernel(mod, threads: int | None, rows: int, backend: str):
     """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
     n = fit_threads(rows, threads, backend)
-    if n > 1:
+    if n > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
         return functools.partial(mod.train_chunk_par, threads=n), (n if backend == "numba" else None)
     return mod.train_chunk, None
 

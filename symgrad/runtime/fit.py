@@ -25,6 +25,7 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
+from ..lang.batchnorm import batchnorm, running_stats
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
@@ -129,14 +130,19 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     for data in (Xa, val[0] if val else None):
         if data is not None:
             check_token_ids(model, data)
+    spec = ModelSpec.of(model)
+    if spec.expr.has(batchnorm) and (min(batch_size, len(Xa)) < 2 or len(Xa) % batch_size == 1):
+        raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and {len(Xa)} rows in minibatches "
+                          f"of {batch_size} leave one of a single row (its variance is 0). Fix: a batch_size "
+                          "that leaves at least 2 rows in every minibatch, or one row fewer or more.")
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
-    noisy = ModelSpec.of(model).expr.has(dropout)
+    noisy = spec.expr.has(dropout)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
-              "validation=(X_val, Y_val) or validation_split=0.1")
+              "validation=(X_val, Y_val) or validation_split=0.1", running_stats(spec.expr))
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
@@ -271,9 +277,10 @@ def _views(theta: np.ndarray, model) -> list[np.ndarray]:
 
 
 def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:
-    """Stop with a clear message, leaving result.params finite (status 2: an update overflowed,
-    so the parameters from the start of the chunk are restored)."""
-    if status == 2:
+    """Stop with a clear message, leaving result.params finite (status 2: an update overflowed, or
+    a failed step's forward pass left batch norm's running statistics non-finite: the parameters
+    from the start of the chunk are restored)."""
+    if status == 2 or not np.isfinite(theta).all():
         theta[...] = snapshot
     what = "the training loss became NaN/Inf" if status == 1 else "a parameter update overflowed to Inf"
     err = DivergenceError(
