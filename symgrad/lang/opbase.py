@@ -35,9 +35,11 @@ class _Op(sp.Function):
     # SymPy's code printers ask the expression first, by the printer's ``printmethod``:
     # "_numpycode" (NumPyPrinter, and SciPyPrinter, lambdify's default), "_mpmathcode"
     # (MpmathPrinter), "_pythoncode" (PythonCodePrinter, for "math"). Each prints stable()
-    # in its own language, so lambdify's namespace has every name it uses.
+    # in its own language, so lambdify's namespace has every name it uses. In parentheses,
+    # always: the printer around us sees a call (it never parenthesizes one), but stable() is
+    # a sum or a product, so softplus(a)**2 would print as log1p(...) + max(0, a)**2.
     def _print_stable(self, printer) -> str:
-        return printer._print(self.stable())
+        return f"({printer._print(self.stable())})"
 
     _numpycode = _mpmathcode = _print_stable
 
