@@ -24,7 +24,7 @@ from .derive.reverse import sweep
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
-from .front.validate import check_bindings, check_depth, check_scalar, depth
+from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
 
 DTYPES = ("float32", "float64")
@@ -106,6 +106,7 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
     """Validate, stabilise, derive and generate a formula module: (file, params, data symbols)."""
     wrt, data = list(wrt), list(data)
     check_depth(expr)  # before SymPy recurses through it, or the derivation takes minutes
+    check_size(expr)
     stable, variables, _, _ = prepare(expr, wrt + data)
     params, data_syms = variables[: len(wrt)], variables[len(wrt):]
     check_bindings(stable, params, data_syms)

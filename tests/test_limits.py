@@ -53,3 +53,21 @@ def test_beyond_the_recursion_limit_is_a_symgrad_error(call):
                 getattr(sg, call)(e, x)
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_compile_refuses_a_formula_too_large_or_a_max_too_wide_at_once():
+    from symgrad.front.validate import FORMULA_MAX_ARGS, FORMULA_MAX_OPS
+
+    a, b = sp.symbols("a b", real=True)
+    big = sum(sp.sin(a * x + k) * sp.exp(-b * k) for k in range(2000))  # a 10,000-term-class formula
+    assert sp.count_ops(big) > FORMULA_MAX_OPS
+    wide = sp.Max(*[sp.sin(a * x + k) for k in range(FORMULA_MAX_ARGS + 1)])
+    t = time.perf_counter()
+    with pytest.raises(UnsupportedModelError, match=f"operations; .*up to {FORMULA_MAX_OPS}.*Fix:"):
+        sg.compile(big, [a, b], [x], backend="python")
+    with pytest.raises(UnsupportedModelError, match=f"Max or Min of {FORMULA_MAX_ARGS + 1} arguments.*Fix:"):
+        sg.compile_residuals(wide, [a], [x], backend="python")
+    assert time.perf_counter() - t < 10  # refused before any derivation
+    ok = sp.Max(*[sp.sin(a * x + k) for k in range(3)])
+    f = sg.compile(ok, [a], [x], backend="python")
+    assert f.value([0.3], [0.5]) == pytest.approx(max(float(sp.sin(0.15 + k)) for k in range(3)))

@@ -231,3 +231,31 @@ def check_depth(e: sp.Basic, limit: int = FORMULA_MAX_DEPTH) -> None:
             "grows faster than the depth: 40 levels took 12 s, 60 levels 50 s). Fix: name intermediate results as "
             "data or parameters (compile the inner part separately), or write the model with matrices "
             "(MatrixSymbol layers compile in time linear in depth).")
+
+
+#: The largest formula ``compile`` derives, in SymPy's ``count_ops``, and the most arguments of
+#: one Max or Min: a sum of 100 terms (786 operations) compiled in 4 s, 300 (2,377) in 21 s,
+#: 1,000 (7,979) in 126 s; a Max of 20 arguments in 9 s, of 40 in 67 s (its derivative has a
+#: branch per argument, each with a condition per argument; docs/decisions.md).
+FORMULA_MAX_OPS = 3000
+FORMULA_MAX_ARGS = 24
+
+
+def check_size(e: sp.Basic, ops: int = FORMULA_MAX_OPS, args: int = FORMULA_MAX_ARGS) -> None:
+    """Refuse, up front, a formula whose derivation would take minutes: more than ``ops``
+    operations, or a Max/Min of more than ``args`` arguments."""
+    if not isinstance(e, sp.Basic):
+        return
+    n = sp.count_ops(e)
+    if n > ops:
+        raise UnsupportedModelError(
+            f"this formula has {n} operations; sg.compile derives formulas of up to {ops} (the build time grows "
+            "faster than the size: 800 operations took 4 s, 8,000 over 2 minutes). Fix: write repeated terms as a "
+            "sum over data (x and y as data=[...] arrays, one row per term) or with matrices (MatrixSymbol), "
+            "whose build time does not grow with the number of terms.")
+    wide = max((len(m.args) for m in e.atoms(sp.Max, sp.Min)), default=0)
+    if wide > args:
+        raise UnsupportedModelError(
+            f"this formula takes a Max or Min of {wide} arguments; sg.compile derives up to {args} (the derivative "
+            "has a branch per argument, each with a condition per argument: 40 arguments took over a minute). "
+            "Fix: a smooth maximum (sg.logsumexp of a vector), or the Max over a data array.")
