@@ -155,6 +155,10 @@ def test_resume_save_float32_and_no_warning_about_the_statistics(tmp_path, recwa
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(straight.params[4], 0) and not np.allclose(straight.params[5], 1)  # they moved
     assert not [w for w in recwarn if "mean2" in str(w.message) or "var2" in str(w.message)]
+    rng = np.random.default_rng(9)
+    cnn = sg.fit(_cnn(), "mse", rng.standard_normal((8, 36)), rng.standard_normal((8, 3)), epochs=2, batch_size=8)
+    assert np.abs(cnn.grad_norms()["b1"]).max() < 1e-12  # the batch mean removes Conv2D's bias: by design,
+    assert not [w for w in recwarn if "b1" in str(w.message)]  # not a vanishing gradient
 
 
 def test_row_blocks_are_not_used_and_formulas_print_the_batch_rule():

@@ -141,7 +141,8 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
     if not names:
         return {}
     if not isinstance(names, Mapping):
-        raise NamingError(f"names must be a dict {{subexpression: name}}, got {type(names).__name__}")
+        raise NamingError(f"names must be a dict {{subexpression: name}}, got {type(names).__name__}. "
+                          "Fix: e.g. names={x**2: 't'}.")
     symbols = {s.name: s for s in original.free_symbols if isinstance(s, sp.Symbol)}
     subexprs = set(sp.preorder_traversal(stable))
     taken = {n: f"the variable {n}" for n in symbols} | {output: f"the output (output={output!r})"}
@@ -150,6 +151,9 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
         node = _name_node(key, symbols, stable, subexprs, prepare)
         if not isinstance(name, str) or not name or name != "".join(name.split()):
             raise NamingError(f"names[{key!r}] = {name!r} is not a name. Fix: use a string such as 't1'")
+        if not name.isidentifier():
+            raise NamingError(f"names[{key!r}] = {name!r} is not a valid name: the printout (and the code written "
+                              "from it) needs letters, digits and '_', not starting with a digit. Fix: e.g. 't1'.")
         if node in out:  # two spellings of one subexpression: fine when they agree
             if out[node][0] == name:
                 continue
@@ -171,7 +175,7 @@ def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, sube
         e = key
     else:
         raise NamingError(f"names keys must be SymPy expressions or strings such as 'x**2', got {key!r} "
-                          f"({type(key).__name__})")
+                          f"({type(key).__name__}). Fix: e.g. names={{x**2: 't'}} or names={{'x**2': 't'}}.")
     # by name: the user's x, a parsed real x and a positive x are one variable to the reader
     e = e.xreplace({s: symbols[s.name] for s in e.free_symbols if isinstance(s, sp.Symbol) and s.name in symbols})
     if isinstance(e, sp.Symbol):

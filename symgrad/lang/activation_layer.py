@@ -23,7 +23,7 @@ class Activation:
 
     def __init__(self, activation: str | ActivationFn):
         self.act_name = activation if isinstance(activation, str) else "custom"
-        self.act = _by_name(activation) if isinstance(activation, str) else activation
+        self.act = _by_name(activation)  # a name, or a function of a SymPy expression; anything else refused
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
         a = _apply(self.act, x)

@@ -1,4 +1,4 @@
-"""Checks of the integer arguments that the layer and node constructors share."""
+"""Checks of the integer and on/off arguments that the layer and node constructors share."""
 
 from __future__ import annotations
 
@@ -8,12 +8,30 @@ import sympy as sp
 from ..errors import OptionError
 
 
-def count(v, what: str) -> int:
-    """``v`` as a positive int (Python's, NumPy's or SymPy's integers; not a bool).
+def count(v, what: str, fix: str | None = None) -> int:
+    """``v`` as a positive int (Python's, NumPy's or SymPy's integers; not a bool); ``fix`` is the
+    message's concrete fix (by default ``<name>=4``, the name being the last word of ``what``).
 
     >>> count(np.int64(3), "heads")
     3
+    >>> count(0, "Embedding vocab", "e.g. Embedding(50, 16) for 50 token ids.")
+    Traceback (most recent call last):
+        ...
+    symgrad.errors.OptionError: Embedding vocab=0: give a positive integer. Fix: e.g. Embedding(50, 16) for 50 token ids.
     """
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, sp.Integer)) or int(v) < 1:
-        raise OptionError(f"{what}={v!r}: give a positive integer.")
+        raise OptionError(f"{what}={v!r}: give a positive integer. Fix: {fix or f'e.g. {what.split()[-1]}=4.'}")
     return int(v)
+
+
+def flag(v, what: str) -> bool:
+    """``v`` when it is a bool (NumPy's too): any other value is refused, as a string such as 'no'
+    is truthy and would silently do the opposite.
+
+    >>> flag(np.True_, "bias")
+    True
+    """
+    if not isinstance(v, (bool, np.bool_)):
+        raise OptionError(f"{what}={v!r}: use True or False (any other value, even 'no', would count as True). "
+                          f"Fix: {what.split()[-1]}=False or {what.split()[-1]}=True.")
+    return bool(v)

@@ -53,7 +53,7 @@ def sequence_shape(e: sp.Basic) -> tuple[int, int] | None:
 
 def check_heads(d: int, heads, what: str) -> int:
     """``heads`` once it divides ``d`` (each head takes d/heads of the features)."""
-    heads = count(heads, f"{what} heads")
+    heads = count(heads, f"{what} heads", f"e.g. heads=1, or heads among the divisors of d = {d}.")
     if d % heads:
         fits = [h for h in range(1, d + 1) if d % h == 0]
         raise ShapeError(f"{what}: d = {d} features do not split into heads = {heads} heads of equal width "
@@ -68,7 +68,7 @@ def _seq(X, seq, what: str) -> tuple[int, int]:
                          f"positions × features, with T·d = {X.shape[0]} (its rows).")
     if np.ndim(shape) != 1 or len(shape) != 2:
         raise ShapeError(f"{what}: seq={shape!r} is not (positions T, features d). Fix: e.g. seq=(8, 16).")
-    T, d = (count(v, "seq entry") for v in shape)
+    T, d = (count(v, "seq entry", "e.g. seq=(8, 16), 8 positions of 16 features.") for v in shape)
     if tuple(X.shape) != (T * d, 1):
         raise ShapeError(f"{what}: the input {X} is {X.shape[0]}×{X.shape[1]}; a sequence of shape ({T}, {d}) is "
                          f"a column of {T * d} entries (T·d, position by position). Fix: seq must match the input.")
@@ -96,7 +96,7 @@ class attention(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         heads = check_heads(d, heads, "attention")
         if not isinstance(causal, (bool, np.bool_)):
             raise OptionError(f"attention(causal={causal!r}): True (each position sees itself and the ones "
-                              "before) or False.")
+                              "before) or False. Fix: causal=True or causal=False.")
         config = sp.Tuple(*(sp.Integer(v) for v in (T, d, heads, int(causal))))
         return sp.Basic.__new__(cls, X, Wq, Wk, Wv, Wo, config)
 
@@ -143,10 +143,11 @@ class MultiHeadAttention:
     """
 
     def __init__(self, d: int, heads: int = 1, causal: bool = False):
-        self.d = count(d, "MultiHeadAttention d")
+        self.d = count(d, "MultiHeadAttention d", "e.g. MultiHeadAttention(16, heads=4) over 16 features per position.")
         self.heads = check_heads(self.d, heads, f"MultiHeadAttention({d}, {heads})")
         if not isinstance(causal, (bool, np.bool_)):
-            raise OptionError(f"MultiHeadAttention(causal={causal!r}): True or False.")
+            raise OptionError(f"MultiHeadAttention(causal={causal!r}): True (each position sees itself and the ones "
+                              "before: a language model) or False. Fix: causal=True or causal=False.")
         self.causal = bool(causal)
         self.W: list[sp.MatrixSymbol] = []
 

@@ -28,6 +28,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .args import flag
 from .norm import EPS, check_eps
 from .rowwise import per_channel
 
@@ -98,6 +99,21 @@ def running_stats(expr: sp.Basic) -> set[sp.MatrixSymbol]:
     return {s for bn in sp.sympify(expr).atoms(batchnorm) for s in bn.args[1:3]}
 
 
+def gradient_free(expr: sp.Basic) -> set[sp.MatrixSymbol]:
+    """Parameters whose training gradient is 0 by construction: the running statistics, and a bias
+    added right before a batch norm (Dense's b, Conv2D's), which its mean subtracts again.
+    ``fit`` does not call their zero norm a vanishing gradient."""
+    from .conv import conv2d
+
+    out = running_stats(expr)
+    for bn in sp.sympify(expr).atoms(batchnorm):
+        x = bn.args[0]
+        terms = x.args if isinstance(x, sp.MatAdd) else (x,)
+        out |= {t for t in terms if isinstance(t, sp.MatrixSymbol)}
+        out |= {t.args[2] for t in terms if isinstance(t, conv2d) and isinstance(t.args[2], sp.MatrixSymbol)}
+    return out
+
+
 class BatchNorm:
     """``n = batchnorm(x)``, ``z = γ ⊙ n + β``: each of ``num_features`` features (an image's
     channels, then over their H·W positions too) normalised by the minibatch's mean and variance in
@@ -105,7 +121,9 @@ class BatchNorm:
     ``BatchNorm1d`` (vectors) and ``BatchNorm2d`` (images). Parameters ``gamma3, beta3`` (ones and
     zeros at first; ``affine=False`` leaves them out) and the running statistics ``mean3, var3``
     (zeros and ones), which the optimizer never updates. Training needs at least 2 values per
-    feature in every minibatch. Follow it with ``Activation("relu")`` for conv → BN → ReLU.
+    feature in every minibatch. Follow it with ``Activation("relu")`` for conv → BN → ReLU. A bias
+    right before it has no effect (the batch mean removes it; its gradient is 0): ``Dense(...,
+    bias=False)`` leaves it out.
     """
 
     def __init__(self, num_features: int, eps: float = EPS, momentum: float = MOMENTUM, affine: bool = True):
@@ -113,7 +131,7 @@ class BatchNorm:
             raise OptionError(f"BatchNorm({num_features!r}): give the number of features it normalises (an image's "
                               "channels). Fix: e.g. BatchNorm(64) after Dense(..., 64), BatchNorm(16) after Conv2D(.., 16, ..).")
         check_eps(eps, "BatchNorm")
-        self.n, self.eps, self.affine = int(num_features), float(eps), bool(affine)
+        self.n, self.eps, self.affine = int(num_features), float(eps), flag(affine, "BatchNorm affine")
         self.momentum = _check_momentum(momentum, "BatchNorm")
         self.gamma = self.beta = self.mean = self.var = None
 

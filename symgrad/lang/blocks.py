@@ -24,6 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .args import flag
 from .attention import MultiHeadAttention  # noqa: F401 (the example above)
 from .layers import Dense, Flatten, LayerNorm, Sequential  # noqa: F401 (the example above)
 from .nn import ActivationFn, _apply, _by_name
@@ -32,7 +33,8 @@ from .rowwise import broadcast, residual, rowmatmul
 
 def _width(v, what: str) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise OptionError(f"{what}={v!r}: give a positive integer (a number of features).")
+        raise OptionError(f"{what}={v!r}: give a positive integer (a number of features). Fix: e.g. "
+                          "PositionwiseDense(16, 64, activation='gelu') from 16 to 64 features per position.")
     return int(v)
 
 
@@ -46,11 +48,12 @@ class PositionwiseDense:
 
     def __init__(self, d_in: int, d_out: int, activation: str | ActivationFn = "identity", bias: bool = True):
         self.n_in, self.n_out = _width(d_in, "PositionwiseDense d_in"), _width(d_out, "PositionwiseDense d_out")
-        self.act_name, self.bias = activation if isinstance(activation, str) else "custom", bool(bias)
+        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.bias = flag(bias, "PositionwiseDense bias")
         if self.act_name == "softmax":
             raise OptionError("PositionwiseDense(activation='softmax'): softmax is a vector op over a Dense layer's "
                               "outputs. Fix: an elementwise activation such as 'gelu'.")
-        self.act = _by_name(activation) if isinstance(activation, str) else activation
+        self.act = _by_name(activation)
         self.W = self.b = None
 
     def build(self, x: sp.MatrixExpr, shape, index: int):

@@ -29,14 +29,18 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from ..errors import ShapeError
 
 
-def _pair(v, what: str, least: int = 0) -> tuple[int, int]:
-    """An integer or a pair of them (NumPy's too) as (rows, columns), each at least ``least``."""
+def _pair(v, what: str, least: int = 0, also: str = "") -> tuple[int, int]:
+    """An integer or a pair of them (NumPy's too) as (rows, columns), each at least ``least``
+    (``also`` names other values the argument takes)."""
     pair = tuple(v) if isinstance(v, (tuple, list, np.ndarray)) else (v, v)
+    name = what.split()[-1]
     if len(pair) != 2 or any(isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer, sp.Integer))
                              for n in pair):
-        raise ShapeError(f"{what}={v!r}: give an integer or a pair of integers (rows, columns).")
+        also = f" {also}" if also else ""
+        raise ShapeError(f"{what}={v!r}: give an integer or a pair of integers (rows, columns){also}. "
+                         f"Fix: e.g. {name}={max(least, 1)} or {name}=({max(least, 1) + 1}, {max(least, 1) + 1}).")
     if min(pair) < least:
-        raise ShapeError(f"{what}={v!r}: each must be at least {least}. Fix: e.g. {what}={max(least, 1)}.")
+        raise ShapeError(f"{what}={v!r}: each must be at least {least}. Fix: e.g. {name}={max(least, 1)}.")
     return int(pair[0]), int(pair[1])
 
 

@@ -43,7 +43,8 @@ class embedding(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
                              f"{getattr(ids, 'shape', None)}. Fix: ids = MatrixSymbol('x', T, 1) in data=[...].")
         vocab, d, T = int(E.shape[0]), int(E.shape[1]), int(ids.shape[0])
         if seq is not None:
-            if np.ndim(seq) != 1 or len(seq) != 2 or tuple(count(v, "seq entry") for v in seq) != (T, d):
+            fix = f"seq=({T}, {d}), or drop seq=."
+            if np.ndim(seq) != 1 or len(seq) != 2 or tuple(count(v, "seq entry", fix) for v in seq) != (T, d):
                 raise ShapeError(f"embedding: seq={seq!r} does not match {T} ids (rows of {ids}) of {d} features "
                                  f"(columns of {E}). Fix: seq=({T}, {d}), or drop seq=.")
         if P is None:
@@ -94,11 +95,12 @@ class Embedding:
     """
 
     def __init__(self, vocab: int, d: int, context: int | None = None, positional: bool = False):
-        self.vocab, self.d = count(vocab, "Embedding vocab"), count(d, "Embedding d")
-        self.context = None if context is None else count(context, "Embedding context")
+        fix = "e.g. Embedding(50, 16, context=64) for 50 token ids, 16 features and 64 positions."
+        self.vocab, self.d = count(vocab, "Embedding vocab", fix), count(d, "Embedding d", fix)
+        self.context = None if context is None else count(context, "Embedding context", fix)
         if not isinstance(positional, (bool, np.bool_)):
             raise OptionError(f"Embedding(positional={positional!r}): True (a learned embedding per position "
-                              "added) or False.")
+                              "added) or False. Fix: positional=True (with context=) or positional=False.")
         if positional and context is None:
             raise OptionError(f"Embedding({vocab}, {d}, positional=True): a positional embedding has one row per "
                               "position. Fix: give the context length, e.g. Embedding(vocab, d, context=64, "

@@ -16,12 +16,13 @@ Images are stored flat, channel by channel (NCHW order: ``X.reshape(len(X), -1)`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .args import flag
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
 from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name
 from .norm import EPS, check_eps, layernorm
@@ -53,11 +54,14 @@ class Conv2D:
         self.c_in, self.c_out = int(c_in), int(c_out)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.kh, self.kw = _pair(kernel_size, "Conv2D kernel_size", least=1)
+        _pair(stride, "Conv2D stride", least=1)
+        if not (isinstance(padding, str) and padding == "same"):
+            _pair(padding, "Conv2D padding", also="or 'same'")
         self.act_name = activation if isinstance(activation, str) else "custom"
         if self.act_name == "softmax":
             raise OptionError("Conv2D(activation='softmax'): softmax is a vector op over a Dense layer's "
                               "outputs. Fix: an elementwise activation such as 'relu'.")
-        self.act = _by_name(activation) if isinstance(activation, str) else activation
+        self.act = _by_name(activation)
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
         if len(shape) != 3:
@@ -88,6 +92,9 @@ class _Pool:
     op = maxpool2d
 
     def __init__(self, size: int | tuple[int, int] = 2, stride: int | tuple[int, int] | None = None):
+        _pair(size, f"{type(self).__name__} size", least=1)
+        if stride is not None:
+            _pair(stride, f"{type(self).__name__} stride", least=1, also="or None (the size)")
         self.size, self.stride = size, stride
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
@@ -148,7 +155,7 @@ class LayerNorm:
                               "variance is 0), so the layers before it get no gradient. Fix: normalise a layer of at "
                               "least 2 features, or leave the LayerNorm out.")
         check_eps(eps, "LayerNorm")
-        self.shape, self.eps, self.affine = shape, float(eps), bool(affine)
+        self.shape, self.eps, self.affine = shape, float(eps), flag(affine, "LayerNorm affine")
         self.size, self.dims = math.prod(int(v) for v in dims), tuple(int(v) for v in dims)
         self.gamma = self.beta = None
 
@@ -217,8 +224,13 @@ class Sequential:
             raise OptionError(f"Sequential(input_shape={input_shape!r}): give (C, H, W) for images, (T, d) for "
                               "sequences, or the number of features. Fix: e.g. input_shape=(1, 8, 8) for 8×8 grey images.")
         if init not in (None, "he", "xavier"):
-            raise OptionError(f"Sequential(init={init!r}): 'he', 'xavier', or None (He for ReLU-like layers).")
-        self.input_shape, self.layers, self.init = shape, list(layers), init
+            raise OptionError(f"Sequential(init={init!r}): 'he', 'xavier', or None (He for ReLU-like layers). "
+                              "Fix: e.g. init='xavier', or leave it out.")
+        given = list(layers) if isinstance(layers, Iterable) and not isinstance(layers, (str, bytes)) else []
+        if not given:
+            raise OptionError(f"Sequential(layers={layers!r:.60}): give the list of layers, at least one. Fix: e.g. "
+                              "Sequential([Dense(2, 16, activation='relu'), Dense(16, 1)], input_shape=2).")
+        self.input_shape, self.layers, self.init = shape, given, init
         self.x = sp.MatrixSymbol("x", math.prod(shape), 1)
         self.labels: dict[sp.Basic, str] = {}
         h: sp.MatrixExpr = self.x

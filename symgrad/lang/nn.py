@@ -9,13 +9,15 @@ W2*Lambda(z, tanh(z)).(W1*x + b1) + b2
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, SymgradError
 from . import ops
+from .args import count, flag
 from .functions import elementwise, softmax
 
 ActivationFn = Callable[[sp.Expr], sp.Expr]
@@ -62,12 +64,25 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> ActivationFn:
     """
     if isinstance(f, str):
         if f not in ACTIVATIONS:
-            raise SymgradError(f"unknown activation {f!r}. Known: {sorted(ACTIVATIONS)}; or pass a function")
+            near = difflib.get_close_matches(f.lower(), ACTIVATIONS, n=1)
+            fix = (f"{near[0]!r}, the closest known name" if near
+                   else "a known name, e.g. activation='relu', or sg.nn.activation(lambda z: z * sp.tanh(z))")
+            raise SymgradError(f"unknown activation {f!r}. Known: {sorted(ACTIVATIONS)}; or pass a function. "
+                               f"Fix: {fix}.")
         return ACTIVATIONS[f]
+    if not callable(f):
+        raise OptionError(f"activation={f!r:.60} is neither an activation's name nor a function. Fix: a name "
+                          "such as activation='relu', or a function of one SymPy symbol, e.g. "
+                          "sg.nn.activation(lambda z: z / (1 + z**2)).")
     z = sp.Symbol("z", real=True)
-    body = sp.sympify(f(z))
-    if body.free_symbols - {z}:
-        raise SymgradError(f"an activation must be an expression of its one argument only, got {body}")
+    try:
+        body = sp.sympify(f(z))
+    except (TypeError, ValueError, AttributeError, sp.SympifyError) as exc:
+        raise OptionError(f"activation {f!r:.60} does not build a SymPy expression of one symbol ({exc}). Fix: write "
+                          "it with SymPy functions, e.g. lambda z: sp.tanh(z) (not np.tanh or math.tanh).") from None
+    if not isinstance(body, sp.Expr) or body.free_symbols - {z}:
+        raise SymgradError(f"an activation must be an expression of its one argument only, got {body}. Fix: use "
+                           "only the argument, e.g. activation(lambda z: z * sp.tanh(z)).")
     from ..front.rewrite import stabilize
     from ..front.validate import check_functions
 
@@ -76,11 +91,13 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> ActivationFn:
     return sp.Lambda(z, body)
 
 
-def _by_name(name: str) -> ActivationFn:
-    return activation(name)
+def _by_name(f) -> ActivationFn:
+    """A layer's ``activation=``: a name, or a function of a SymPy expression (kept as given)."""
+    return f if callable(f) and not isinstance(f, str) else activation(f)
 
 
 def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
+    act = _by_name(act)  # a layer that kept a bad activation= unchecked (sg.nn.Activation(3)) is refused here
     if act is softmax:  # a vector op, not elementwise
         return softmax(m)
     z = sp.Symbol("z", real=True)
@@ -105,10 +122,16 @@ class Dense:
 
     def __init__(self, n_in: int, n_out: int, activation: str | ActivationFn = "identity", index: int = 1,
                  bias: bool = True, weight: str | None = None, bias_name: str | None = None):
-        self.n_in, self.n_out, self.index, self.bias = n_in, n_out, index, bool(bias)
+        fix = "e.g. Dense(2, 16) for 2 inputs and 16 outputs."
+        self.n_in, self.n_out = count(n_in, "Dense n_in", fix), count(n_out, "Dense n_out", fix)
+        self.index, self.bias = count(index, "Dense index", "e.g. index=1 (the parameters W1, b1)."), flag(bias, "Dense bias")
+        for what, v in (("weight", weight), ("bias_name", bias_name)):
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise OptionError(f"Dense({what}={v!r}): a parameter's name is a str such as 'W1', or None (W<index>, "
+                                  f"b<index>). Fix: e.g. Dense(2, 3, weight='alpha', bias_name='beta').")
         self.act_name = activation if isinstance(activation, str) else "custom"
-        self.act = _by_name(activation) if isinstance(activation, str) else activation
-        self.name(index, weight, bias_name)
+        self.act = _by_name(activation)
+        self.name(self.index, weight, bias_name)
 
     def name(self, index: int, weight: str | None = None, bias_name: str | None = None) -> None:
         """(Re)name the parameters for layer position ``index``."""
@@ -142,6 +165,9 @@ def _hidden_activations(activation, n: int) -> list:
 def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
     """Per-layer names from MLP's ``names``: a letter is numbered by layer (z → z1, z2), a list
     gives each layer its own name (the notes' a, b for pre-activations and α, β for weights)."""
+    if names is not None and not isinstance(names, Mapping):
+        raise OptionError(f"MLP(names={names!r:.60}): names is a dict of the printed names. Fix: e.g. "
+                          "names={'weights': ['alpha', 'beta'], 'target': 'y*'}, or leave it out.")
     names = dict(names or {})
     unknown = set(names) - {"weights", "biases", "pre", "act", "target"}
     if unknown:
@@ -161,7 +187,7 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
             out[key] = list(v)
         else:
             raise OptionError(f"MLP(names={{{key!r}: {v!r}}}): give one letter (numbered by layer) or a list of "
-                              f"{n} names, one per layer.")
+                              f"{n} names, one per layer. Fix: e.g. names={{{key!r}: {default!r}}} or a list of {n} str.")
     taken = [name for key in out for name in out[key]]
     if {"x", target} & set(taken):
         raise OptionError(f"MLP(names=...) uses {sorted({'x', target} & set(taken))}, which names the input or the "
@@ -170,7 +196,7 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
     out["target"] = [target]
     if len(set(taken)) != len(taken):
         raise OptionError(f"MLP(names=...) gives the same name twice ({sorted({t for t in taken if taken.count(t) > 1})})"
-                          ": each parameter and value needs its own name, or the formulas would mix them up.")
+                          ": each parameter and value needs its own name, or the formulas would mix them up. Fix: rename one of them.")
     return out
 
 
@@ -197,7 +223,12 @@ class MLP:
                               "hidden..., n_out]. Fix: e.g. MLP([2, 16, 1]) for 2 inputs, 16 hidden units "
                               "and 1 output (MLP([3, 1]) is a linear model of 3 inputs).")
         if len(sizes) < 2:
-            raise SymgradError("MLP needs at least [n_in, n_out]")
+            raise SymgradError(f"MLP needs at least [n_in, n_out], got sizes={list(sizes)!r}. Fix: e.g. MLP([3, 1]) "
+                               "for a linear model of 3 inputs, or MLP([3, 16, 1]) with a hidden layer.")
+        if init not in (None, "he", "xavier"):
+            raise OptionError(f"MLP(init={init!r}): 'he', 'xavier', or None (He for ReLU-like activations). "
+                              "Fix: e.g. MLP([2, 16, 1], init='xavier').")
+        bias = flag(bias, "MLP bias")
         bad = [n for n in sizes if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1]
         if bad:
             raise SymgradError(f"MLP sizes must be positive integers, got {bad} in {list(sizes)}. "

@@ -92,13 +92,14 @@ class _Builder:
             return self.check_size(node, sp.Integer(v))
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
-                raise self.fail(node, f"{self._src(node)!r} is not a finite number")
+                raise self.fail(node, f"{self._src(node)!r} is not a finite number. Fix: use a finite number, e.g. 1e300")
             return sp.Float(v)
         if isinstance(v, complex):
-            raise self.fail(node, f"complex number {self._src(node)!r} is not supported; symgrad is real-valued")
+            raise self.fail(node, f"complex number {self._src(node)!r} is not supported; symgrad is real-valued. "
+                            "Fix: model the real and imaginary parts as two real variables")
         if isinstance(v, (str, bytes)):
             raise self.fail(node, f"string literal {self._src(node)!r} is not allowed. Fix: remove the quotes")
-        raise self.fail(node, f"constant {self._src(node)!r} is not allowed")
+        raise self.fail(node, f"constant {self._src(node)!r} is not allowed. Fix: use a number or a variable name")
 
     # -- tree walk -------------------------------------------------------------
     def build(self, node: ast.AST, depth: int = 0) -> sp.Expr:
@@ -122,7 +123,7 @@ class _Builder:
             return self.binop(node, d)
         if isinstance(node, ast.Call):
             return self.call(node, d)
-        msg = BAD_NODES.get(type(node), f"{type(node).__name__} syntax is not allowed")
+        msg = BAD_NODES.get(type(node), f"{type(node).__name__} syntax is not allowed. Fix: use numbers, names, + - * / ** and calls")
         raise self.fail(node, f"{self._src(node)!r}: {msg}")
 
     def name(self, node: ast.Name) -> sp.Expr:
@@ -175,7 +176,7 @@ class _Builder:
                     f"(limit {MAX_CONST_EXPONENT}). Fix: use exp(k*log(b)) or a float",
                 )
             return self.check_size(node, sp.Pow(base, exp))
-        raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")  # pragma: no cover
+        raise self.fail(node, f"operator {type(node.op).__name__} is not allowed. Fix: use + - * / **")  # pragma: no cover
 
     def call(self, node: ast.Call, d: int) -> sp.Expr:
         if not isinstance(node.func, ast.Name):
@@ -188,11 +189,12 @@ class _Builder:
             raise self.fail(
                 node,
                 f"{func!r} cannot be called: only plain function names are allowed. "
-                f"Supported: {supported_names(self.functions)}",
+                f"Supported: {supported_names(self.functions)}. Fix: call a function by its name, as in sin(x)",
             )
         fname = node.func.id
         if fname.startswith("_"):
-            raise self.fail(node, f"name {fname!r} is not allowed: names may not start with '_'")
+            raise self.fail(node, f"name {fname!r} is not allowed: names may not start with '_'. "
+                            "Fix: call one of the supported functions, as in sin(x)")
         if fname not in self.functions:
             fix = unknown_function_fix(fname, [self._src(a) for a in node.args], self.functions)
             if fix:
@@ -212,16 +214,18 @@ class _Builder:
         n = len(node.args)
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
-            raise self.fail(node, f"{fname}() takes {want} argument(s), got {n}")
+            raise self.fail(node, f"{fname}() takes {want} argument(s), got {n}. Fix: pass {want} argument(s)")
         args = [self.build(a, d) for a in node.args]
         try:
             out = func(*args)
         except (TypeError, ValueError, ArithmeticError) as exc:
-            raise self.fail(node, f"cannot apply {fname}() to {self._src(node)!r}: {exc}") from None
+            raise self.fail(node, f"cannot apply {fname}() to {self._src(node)!r}: {exc}. Fix: check its "
+                            "arguments") from None
         if isinstance(out, (int, float)) and not isinstance(out, bool):
             out = sp.Integer(out) if isinstance(out, int) else sp.Float(out)
         if not isinstance(out, sp.Expr):
-            raise self.fail(node, f"{fname}() returned {type(out).__name__}, not a SymPy expression")
+            raise self.fail(node, f"{fname}() returned {type(out).__name__}, not a SymPy expression. Fix: make "
+                            "it return one (extra_functions= takes SymPy functions)")
         return self.check_size(node, out)
 
 
@@ -248,7 +252,8 @@ def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] |
     symgrad.errors.ParseError: unknown function 'foo'; supported: ...
     """
     if not isinstance(text, str):
-        raise ParseError(f"expected the expression as a str, got {type(text).__name__}")
+        raise ParseError(f"expected the expression as a str, got {type(text).__name__}. Fix: quote it, as in "
+                         "parse_expr('x**2 + 1'), or pass a SymPy expression to sg.grad/sg.compile directly")
     if len(text) > MAX_LENGTH:
         raise ParseError(
             f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}. "
@@ -277,5 +282,6 @@ def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] |
             "expression is too deeply nested to build. Fix: split it into smaller parts"
         ) from None
     if out.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-        raise ParseError(f"{stripped!r} evaluates to an infinity or NaN (a division by zero?)")
+        raise ParseError(f"{stripped!r} evaluates to an infinity or NaN (a division by zero?). Fix: remove the "
+                         "constant division by zero")
     return out

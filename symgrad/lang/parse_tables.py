@@ -61,20 +61,20 @@ BAD_NODES: dict[type, str] = {
     ast.SetComp: "comprehensions are not allowed. Fix: write the expression out",
     ast.DictComp: "comprehensions are not allowed. Fix: write the expression out",
     ast.GeneratorExp: "generator expressions are not allowed. Fix: write the expression out",
-    ast.List: "list literals are not allowed; expressions are scalar",
+    ast.List: "list literals are not allowed; expressions are scalar. Fix: pass one expression",
     ast.Tuple: "tuples are not allowed; expressions are scalar. Fix: pass one expression",
-    ast.Set: "set literals are not allowed; expressions are scalar",
-    ast.Dict: "dict literals are not allowed; expressions are scalar",
+    ast.Set: "set literals are not allowed; expressions are scalar. Fix: pass one expression",
+    ast.Dict: "dict literals are not allowed; expressions are scalar. Fix: pass one expression",
     ast.Compare: "comparisons are not allowed. Fix: use Max, Min, Abs, sign or relu for kinks",
     ast.BoolOp: "'and'/'or' are not allowed. Fix: use Max/Min",
     ast.IfExp: "conditional expressions (a if c else b) are not allowed. Fix: use Max, Min or relu",
-    ast.NamedExpr: "':=' is not allowed",
-    ast.JoinedStr: "f-strings are not allowed",
+    ast.NamedExpr: "':=' is not allowed. Fix: write the expression itself",
+    ast.JoinedStr: "f-strings are not allowed. Fix: write the expression itself",
     ast.Starred: "'*args' unpacking is not allowed. Fix: pass arguments one by one",
-    ast.Await: "'await' is not allowed",
-    ast.Yield: "'yield' is not allowed",
-    ast.YieldFrom: "'yield' is not allowed",
-    ast.Slice: "slices are not allowed",
+    ast.Await: "'await' is not allowed. Fix: write the expression itself",
+    ast.Yield: "'yield' is not allowed. Fix: write the expression itself",
+    ast.YieldFrom: "'yield' is not allowed. Fix: write the expression itself",
+    ast.Slice: "slices are not allowed. Fix: use a plain name like x0 instead of x[0:1]",
 }
 
 
@@ -90,9 +90,10 @@ def function_table(extra: object) -> dict[str, tuple[Callable[..., object], Arit
                 f"extra_functions key {name!r} is not a valid name. Fix: use an identifier not starting with '_'"
             )
         if name in CONSTANTS:
-            raise ParseError(f"extra_functions key {name!r} clashes with the constant {name}")
+            raise ParseError(f"extra_functions key {name!r} clashes with the constant {name}. Fix: name it otherwise")
         if not callable(f):
-            raise ParseError(f"extra_functions[{name!r}] is not callable (got {type(f).__name__})")
+            raise ParseError(f"extra_functions[{name!r}] is not callable (got {type(f).__name__}). Fix: map the "
+                             "name to a function, e.g. {'f': sp.sin}")
         table[name] = (f, (0, None))
     return table
 

@@ -32,8 +32,9 @@ class Transformer(Sequential):
 
     def __init__(self, vocab: int, d: int, heads: int, layers: int, context: int, mlp: int = 4,
                  activation: str = "gelu", init: str | None = None):
-        vocab, d, context = count(vocab, "Transformer vocab"), count(d, "Transformer d"), count(context, "Transformer context")
-        layers, mlp = count(layers, "Transformer layers"), count(mlp, "Transformer mlp")
+        fix = "e.g. Transformer(vocab=50, d=32, heads=4, layers=2, context=64, mlp=4)."
+        vocab, d, context = (count(v, f"Transformer {n}", fix) for n, v in (("vocab", vocab), ("d", d), ("context", context)))
+        layers, mlp = count(layers, "Transformer layers", fix), count(mlp, "Transformer mlp", fix)
         heads = check_heads(d, heads, f"Transformer(d={d}, heads={heads})")
         stack: list = [Embedding(vocab, d, context=context, positional=True)]
         for _ in range(layers):

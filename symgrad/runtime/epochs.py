@@ -88,6 +88,18 @@ class Run:
         print(" - ".join(parts), flush=True)
 
 
+def check_flags(progress, shuffle, verbose) -> None:
+    """fit's on/off options: bools (a string such as 'no' is truthy, and would do the opposite);
+    ``verbose`` 0 (silent), 1 or 2 (a line per epoch; Keras's values), or a bool."""
+    for name, v in (("progress", progress), ("shuffle", shuffle)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise OptionError(f"{name}={v!r}: use True or False (any other value, even 'no', would count as "
+                              f"True). Fix: {name}=False or {name}=True.")
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise OptionError(f"verbose={verbose!r}: use 0 (silent), or 1 or 2 (a line per epoch). Fix: verbose=1, "
+                          "or verbose=0.")
+
+
 def _metrics(metrics) -> dict[str, Callable]:
     if metrics is None:
         return {}
@@ -102,7 +114,8 @@ def _metrics(metrics) -> dict[str, Callable]:
     for name, m in items:
         if not callable(m) or not name:
             raise OptionError(f"metrics={metrics!r}: give callables metric(y_true, y_pred), such as "
-                              "sklearn.metrics.f1_score, as a list or a {name: metric} dict.")
+                              "sklearn.metrics.f1_score, as a list or a {name: metric} dict. Fix: e.g. "
+                              "metrics=[f1_score] or metrics={'f1': f1_score}.")
     return dict(items)
 
 

@@ -25,14 +25,14 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
-from ..lang.batchnorm import batchnorm, running_stats
+from ..lang.batchnorm import batchnorm, gradient_free
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
-from .epochs import GradientHealthWarning, Run, after_chunk, record  # noqa: F401 (the warning's home for users)
+from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, record  # noqa: F401 (the warning's home)
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
 from .execution import (  # noqa: F401
@@ -89,7 +89,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     as Keras does) as ``validation``. ``metrics``: callables ``metric(y_true, y_pred)`` (any of
     scikit-learn's, e.g. ``sklearn.metrics.f1_score``), as a list or a ``{name: metric}`` dict,
     computed on the validation data after every epoch into ``history['val_<name>']`` (class
-    labels for classifiers, outputs for regressors). ``verbose=1`` prints a line per epoch.
+    labels for classifiers, outputs for regressors). ``verbose=1`` (or 2) prints a line per epoch.
     ``history`` holds per epoch: loss, val_loss (and val_accuracy, metrics), lr, grad_norms, time.
     A ``GradientHealthWarning`` (once per fit and kind) flags vanishing gradient norms (absolute,
     or small next to the largest layer's) and exploding ones (large, or growing 100x over the
@@ -101,6 +101,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     """
     check_network(model)
     callbacks = check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, threads)
+    check_flags(progress, shuffle, verbose)
     if client is not None or is_dask(X) or is_dask(Y):
         if validation_split is not None:
             raise OptionError("validation_split= slices in-memory arrays; with Dask arrays pass the held-out "
@@ -142,7 +143,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
     noisy = spec.expr.has(dropout)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
-              "validation=(X_val, Y_val) or validation_split=0.1", running_stats(spec.expr))
+              "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
@@ -254,8 +255,11 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
     if params is None:
         return model.init_params(seed, dt)
     shapes = [tuple(int(d) for d in p.shape) for p in model.params]
+    fix = "Fix: one array per parameter, in this order, e.g. params=net.init_params(0) or a trained model's .params."
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__len__"):
+        raise OptionError(f"params={params!r:.60} is not a list of arrays; the model has {model.params}. {fix}")
     if len(params) != len(shapes):
-        raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params})")
+        raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params}). {fix}")
     out = []
     for sym, shape, arr in zip(model.params, shapes, params):
         a = np.array(arr, dtype=dt, copy=True, order="C")
