@@ -10,7 +10,10 @@ regression full batch, W3 small net minibatch SGD, W4 digits MLP with Adam, W5 b
 NIST StRD nonlinear-regression suite (accuracy against certified values), W7 convolutional networks
 (issue 15, which calls them W6): the digits CNN and LeNet-5 against torch and JAX, and their build
 cost, W8 symgrad on Dask (the cost of distribution on one machine, and dask-ml's L-BFGS), W9 a
-character-level transformer (issue 16) against torch and JAX, and its build cost.
+character-level transformer (issue 16) against torch and JAX, and its build cost, W10 practitioner
+workloads (issue 18): whole `fit` calls on scikit-learn's data sets and a 100k-row synthetic set at
+batch 64, 1024 and 4096 against scikit-learn and torch at one and two threads, with accuracy and
+peak memory (each configuration in its own process).
 Each writes one section; the file starts with a table of the issue's targets, each judged
 from measurements of the same run. Peers that are not installed are skipped with a note.
 If two implementations compute different things (trajectories disagree) the run fails and
@@ -60,6 +63,7 @@ WORKLOADS = {
     "W7": ("bench.w7_cnn", "## W7: "),
     "W8": ("bench.w8_distributed", "## W8: "),
     "W9": ("bench.w9_transformer", "## W9: "),
+    "W10": ("bench.w10_practitioner", "## W10: "),
 }
 
 INTRO = """# Benchmarks
@@ -76,8 +80,9 @@ other processes used while it ran).
     python bench/bench_formula.py --write BENCHMARKS.md   # W1 alone, without its JAX/torch rows
 
 Peers come from the `[bench]` extra: `torch==2.13.0` (CPU wheel), `jax`, `scikit-learn`,
-`threadpoolctl`. Missing ones are skipped with a note. Every workload runs all implementations
-in one process, interleaved, with medians of at least 5 repeats, the same math, data, initial
+`threadpoolctl`. Missing ones are skipped with a note. Every workload (but W10, whose section says
+how it differs) runs all implementations in one process, interleaved, with medians of at least 5
+repeats, the same math, data, initial
 weights and shuffles; in `--full`, each timed call starts after a {settle} s pause, so that the
 previous implementation's idle worker threads (OpenMP, OpenBLAS) have stopped spinning on the
 other core (measured: a spinning thread there slows a single-threaded kernel by 30%);
@@ -92,7 +97,7 @@ def targets_table(targets: list[Target], kept_rows: list[str]) -> str:
     header, rule, *lines = table(["workload", "target", "measured (same run)", "verdict", "evidence"], rows,
                                  "lllll").split("\n")
     # rows kept from the previous file go back in workload order (the sort is stable within one)
-    lines = sorted(lines + kept_rows, key=lambda ln: re.match(r"^\| (W\d)", ln).group(1))
+    lines = sorted(lines + kept_rows, key=lambda ln: int(re.match(r"^\| W(\d+)", ln).group(1)))
     return "\n".join([header, rule, *lines])
 
 
@@ -111,7 +116,7 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
     if args.only and old:
         tab = old.get("## Targets (issue 4)", "")
         for line in tab.splitlines():
-            m = re.match(r"^\| (W\d)", line)
+            m = re.match(r"^\| (W\d+)", line)
             if m and m.group(1) not in sections:
                 kept_rows.append(line)
     minutes = max(1, round(elapsed / 60)) if args.mode == "full" else "20-30"
@@ -122,7 +127,8 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
     L.append("## Targets (issue 4)")
     L.append("")
     ran = ", ".join(sections)
-    kept = (f" Rows of other workloads ({', '.join(sorted({r[2:4] for r in kept_rows}))}) are kept from the "
+    kept_w = sorted({re.match(r"^\| (W\d+)", r).group(1) for r in kept_rows}, key=lambda w: int(w[1:]))
+    kept = (f" Rows of other workloads ({', '.join(kept_w)}) are kept from the "
             "previous version of this file." if kept_rows else "")
     L.append(f"Each target of issue 4 (and the performance targets of issue 3, marked so; W7's are issue 15's, "
              "W9's issue 16's), judged from the "
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--full", action="store_true", help="the published sizes and repeats")
     ap.add_argument("--tiny", action="store_true", help="minimal sizes (with --quick), for the test suite")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), help="Markdown file to write (default: %(default)s)")
-    ap.add_argument("--only", help="comma-separated workloads to run (W1..W9); other sections are kept from --out")
+    ap.add_argument("--only", help="comma-separated workloads to run (W1..W10); other sections are kept from --out")
     ap.add_argument("--json", help="also write the raw measurements to this JSON file")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                     help="before each workload, wait up to SECONDS for other processes to leave the CPUs idle")

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ["## Targets (issue 4)", "## Machine and settings", "## Seed formula (issue 2)", "## W2: ", "## W3: ",
-            "## W4: ", "## W5: ", "## W6: ", "## W7: ", "## W8: ", "## W9: "]
+            "## W4: ", "## W5: ", "## W6: ", "## W7: ", "## W8: ", "## W9: ", "## W10: "]
 
 
 @pytest.mark.numba
