@@ -17,7 +17,7 @@ from .explain.trace import Derivation, agreement, check_trace_names, resolve_nam
 from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
-from .front.validate import check_matrix_elements, depth, realify, symbol_list
+from .front.validate import GRAD_MAX_ARGS, check_matrix_elements, check_size, depth, realify, symbol_list
 from .lang.losses import loss_fn, target_symbol
 from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
@@ -31,6 +31,7 @@ def _bounded_recursion(func):
 
     @functools.wraps(func)
     def wrapper(expr, *args, **kwargs):
+        check_size(expr, ops=None, args=GRAD_MAX_ARGS)  # a Max of hundreds: minutes, so refused at once
         try:
             return func(expr, *args, **kwargs)
         except RecursionError:

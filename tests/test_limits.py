@@ -71,3 +71,17 @@ def test_compile_refuses_a_formula_too_large_or_a_max_too_wide_at_once():
     ok = sp.Max(*[sp.sin(a * x + k) for k in range(3)])
     f = sg.compile(ok, [a], [x], backend="python")
     assert f.value([0.3], [0.5]) == pytest.approx(max(float(sp.sin(0.15 + k)) for k in range(3)))
+
+
+def test_grad_and_the_cli_refuse_a_max_of_hundreds_at_once(capsys):
+    from symgrad.__main__ import main
+    from symgrad.front.validate import GRAD_MAX_ARGS
+
+    xs = sp.symbols(f"x0:{GRAD_MAX_ARGS + 1}", real=True)
+    with pytest.raises(UnsupportedModelError, match=f"Max or Min of {GRAD_MAX_ARGS + 1} arguments.*Fix:"):
+        sg.grad(sp.Max(*xs), xs[0])
+    assert sg.grad(sp.Max(*xs[:3]), xs[0]) == sp.Piecewise((1, (xs[0] > xs[1]) & (xs[0] > xs[2])), (0, True))
+    t = time.perf_counter()
+    text = "Max(" + ", ".join(f"x{i}" for i in range(1000)) + ")"  # SymPy alone would build it for minutes
+    assert main(["grad", text, "--wrt", "x0"]) == 2
+    assert "Max() of 1000 arguments" in capsys.readouterr().err and time.perf_counter() - t < 10

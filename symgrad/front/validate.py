@@ -239,15 +239,18 @@ def check_depth(e: sp.Basic, limit: int = FORMULA_MAX_DEPTH) -> None:
 #: branch per argument, each with a condition per argument; docs/decisions.md).
 FORMULA_MAX_OPS = 3000
 FORMULA_MAX_ARGS = 24
+#: ``grad`` and ``explain`` (no code to generate): a Max of 50 arguments took 3 s, 100 7 s, 200
+#: 42 s, and SymPy itself needs 31 s to build a Max of 200 (the parser refuses more at once).
+GRAD_MAX_ARGS = 64
 
 
-def check_size(e: sp.Basic, ops: int = FORMULA_MAX_OPS, args: int = FORMULA_MAX_ARGS) -> None:
+def check_size(e: sp.Basic, ops: int | None = FORMULA_MAX_OPS, args: int = FORMULA_MAX_ARGS) -> None:
     """Refuse, up front, a formula whose derivation would take minutes: more than ``ops``
-    operations, or a Max/Min of more than ``args`` arguments."""
+    operations (None: any), or a Max/Min of more than ``args`` arguments."""
     if not isinstance(e, sp.Basic):
         return
-    n = sp.count_ops(e)
-    if n > ops:
+    n = sp.count_ops(e) if ops is not None else 0
+    if ops is not None and n > ops:
         raise UnsupportedModelError(
             f"this formula has {n} operations; sg.compile derives formulas of up to {ops} (the build time grows "
             "faster than the size: 800 operations took 4 s, 8,000 over 2 minutes). Fix: write repeated terms as a "
@@ -256,6 +259,6 @@ def check_size(e: sp.Basic, ops: int = FORMULA_MAX_OPS, args: int = FORMULA_MAX_
     wide = max((len(m.args) for m in e.atoms(sp.Max, sp.Min)), default=0)
     if wide > args:
         raise UnsupportedModelError(
-            f"this formula takes a Max or Min of {wide} arguments; sg.compile derives up to {args} (the derivative "
-            "has a branch per argument, each with a condition per argument: 40 arguments took over a minute). "
+            f"this formula takes a Max or Min of {wide} arguments; symgrad derives up to {args} here (the derivative "
+            "has a branch per argument, each with a condition per argument, so its cost grows much faster). "
             "Fix: a smooth maximum (sg.logsumexp of a vector), or the Max over a data array.")

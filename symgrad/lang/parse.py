@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import sympy as sp
 
 from ..errors import ParseError
+from ..front.validate import GRAD_MAX_ARGS
 from .parse_tables import (
     BAD_BINOPS,
     BAD_NODES,
@@ -212,6 +213,10 @@ class _Builder:
                 raise self.fail(a, f"'*' unpacking in {fname}() is not allowed. Fix: pass arguments one by one")
         func, (lo, hi) = self.functions[fname]
         n = len(node.args)
+        if fname in ("Max", "Min", "max", "min") and n > GRAD_MAX_ARGS:  # SymPy builds it in quadratic time
+            raise self.fail(node, f"{fname}() of {n} arguments: symgrad takes up to {GRAD_MAX_ARGS} (building and "
+                            "differentiating a Max takes time that grows faster than its arguments: 200 took over "
+                            "a minute). Fix: a smooth maximum (logsumexp), or the values as rows of a data array")
         if n < lo or (hi is not None and n > hi):
             want = f"{lo}" if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
             raise self.fail(node, f"{fname}() takes {want} argument(s), got {n}. Fix: pass {want} argument(s)")
