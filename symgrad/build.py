@@ -21,6 +21,7 @@ from .codegen.train import predict_source, train_source
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
 from .derive.reverse import sweep
+from .derive.tails import accurate_tails
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
@@ -99,6 +100,9 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
         for a, g in enumerate(grads):
             sg_ = sweep(g)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
+    # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
+    grads, hvp = [accurate_tails(g) for g in grads], [accurate_tails(h) for h in hvp]
+    hess = hess and [[accurate_tails(h) for h in row] for row in hess]
     return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
 
 

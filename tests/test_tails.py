@@ -1,0 +1,54 @@
+"""σ' and tanh' in both tails (issue 19): computed as σ(1 − σ) or 1 − tanh² they lose all relative
+precision where σ or tanh approaches 1 (σ'(40) came out 0, not 4.2e-18); the compiled code uses
+σ(z)σ(−z) and 1/cosh², the printed formulas keep the textbook forms. Oracle: mpmath at 50 digits."""
+
+from __future__ import annotations
+
+import mpmath as mp
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+
+a, b, x = sp.symbols("a b x", real=True)
+Z = [-700.0, -100.0, -40.0, -20.0, -5.0, -0.5, 0.5, 5.0, 20.0, 40.0, 100.0, 700.0]
+mp.mp.dps = 50
+
+
+def _sig(z):
+    return 1 / (1 + mp.exp(-z))
+
+
+@pytest.fixture(scope="module", params=["numba", "python"])
+def compiled(request):
+    return {name: sg.compile(e, [a], [x], backend=request.param) for name, e in
+            (("sigmoid", sg.ops.sigmoid(a * x)), ("tanh", sp.tanh(a * x)), ("both", sp.tanh(a * x) * sg.ops.sigmoid(b * a * x + 1).subs(b, 2)))}
+
+
+@pytest.mark.parametrize("z", Z)
+def test_gradients_keep_their_relative_precision_in_both_tails(compiled, z):
+    zs = mp.mpf(z)
+    truths = {"sigmoid": _sig(zs) * _sig(-zs), "tanh": mp.sech(zs) ** 2}
+    for name, truth in truths.items():
+        got = compiled[name].grad([1.0], np.array([z]))[0]  # d/da f(a x) at a = 1 is x f'(x)
+        want = float(z * truth)
+        if want == 0.0:  # below the smallest double: the true value underflows
+            assert got == 0.0
+        else:
+            assert got == pytest.approx(want, rel=1e-13, abs=0), (name, z)
+    s = mp.mpf(2) * zs + 1  # a product: d/da [tanh(a x) σ(2 a x + 1)] at a = 1
+    want = float(zs * mp.sech(zs) ** 2 * _sig(s) + mp.tanh(zs) * 2 * zs * _sig(s) * _sig(-s))
+    assert compiled["both"].grad([1.0], np.array([z]))[0] == pytest.approx(want, rel=1e-12, abs=1e-300)
+
+
+def test_the_printed_gradient_keeps_the_textbook_form():
+    assert str(sg.grad(sg.ops.sigmoid(a * x), a)) == "x*(1 - sigmoid(a*x))*sigmoid(a*x)"
+    assert str(sg.grad(sp.tanh(a * x), a)) == "-x*tanh(a*x)**2 + x"
+
+
+def test_hessian_vector_product_in_the_tail():
+    f = sg.compile(sg.ops.sigmoid(a * x), [a], [x])
+    z = mp.mpf(30)
+    want = float(z**2 * _sig(z) * _sig(-z) * (1 - 2 * _sig(z)))  # σ'' = σ'(1 − 2σ)
+    assert f.hvp([1.0], [1.0], np.array([30.0]))[0] == pytest.approx(want, rel=1e-12)
