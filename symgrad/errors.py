@@ -47,7 +47,7 @@ class CacheError(SymgradError, RuntimeError):
 
 
 class DivergenceError(SymgradError, FloatingPointError):
-    """Training produced a non-finite loss; the last finite parameters were kept."""
+    """Training produced a non-finite loss; the parameters of the last whole epoch were kept."""
 
 
 class NonFiniteError(SymgradError, FloatingPointError):

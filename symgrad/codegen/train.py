@@ -128,7 +128,8 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     if frozen and not par:
         L += [f"FROZEN = np.array({frozen}, dtype=np.int64)  # running statistics: the optimizer leaves them",
               "ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
-    L += ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):", "    grad = np.empty_like(theta)"]
+    L += ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):", "    grad = np.empty_like(theta)",
+          "    good = theta.copy()  # the parameters at the end of the last epoch whose every step was finite"]
     if frozen:
         L.append("    keep = np.empty_like(theta)")
     if par:  # one gradient buffer per thread (numba.get_num_threads() here would stop caching)
@@ -154,15 +155,19 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
         L += ["            key = noise.step_key(seeds[e], t)" if drops else "            key = 1", "            row0 = 0"]
     L += _indent(step, 8)
     L += ["            if not math.isfinite(loss_b):",
-          "                # NaN guard: this step's update is not applied; parameters stay finite",
+          "                # NaN guard: the parameters go back to the last epoch whose every loss was finite",
+          "                for k in range(theta.shape[0]):  # back to the end of the last whole epoch",
+          "                    theta[k] = good[k]",
           "                return e, t, 1",
           "            total += loss_b * F(B)",
           "            sq = F(0.0)",
           f"            for k in range({len(ps)}):",
           f"                n2 = {fn('sumsq')}(grad[OFFSETS[k]:OFFSETS[k + 1]])",
           "                gnorms[e, k] += math.sqrt(n2)", "                sq += n2",
-          "            if not math.isfinite(sq):",
-          "                return e, t, 1  # a non-finite gradient: not applied",
+          "            if not math.isfinite(sq):  # a non-finite gradient",
+          "                for k in range(theta.shape[0]):  # back to the end of the last whole epoch",
+          "                    theta[k] = good[k]",
+          "                return e, t, 1",
           "            if clip > F(0.0) and math.sqrt(sq) > clip:",
           "                scale = clip / (math.sqrt(sq) + F(1e-6))  # as optim.clip_scale; a loop, not",
           "                for k in range(grad.shape[0]):  # 'grad *=', which compiles NumPy's ufunc machinery",
@@ -171,9 +176,13 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           *_frozen("keep[k] = theta[k]", frozen),
           f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t, hyper)",
           *_frozen("theta[k] = keep[k]", frozen),
-          f"            if not math.isfinite({fn('sumsq')}(theta)):",
-          "                return e, t, 2  # an update overflowed: the driver restores the chunk's start"]
+          f"            if not math.isfinite({fn('sumsq')}(theta)):  # an update overflowed",
+          "                for k in range(theta.shape[0]):  # back to the end of the last whole epoch",
+          "                    theta[k] = good[k]",
+          "                return e, t, 2"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
+          "        for k in range(theta.shape[0]):  # this epoch is whole: a divergence later goes back here",
+          "            good[k] = theta[k]",
           "    return perms.shape[0], t, 0"]
     return L
 

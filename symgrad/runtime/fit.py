@@ -77,7 +77,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``validation``, and later ``predict``'s and ``evaluate``'s) is converted to the model's.
     ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
     this is plain full-batch gradient descent).
-    A non-finite loss raises :class:`DivergenceError`; the model keeps the last finite parameters.
+    A non-finite loss raises :class:`DivergenceError`; the model keeps the last whole epoch's parameters.
     ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone): for the
     small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
     ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
@@ -281,14 +281,14 @@ def _views(theta: np.ndarray, model) -> list[np.ndarray]:
 
 
 def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:
-    """Stop with a clear message, leaving result.params finite (status 2: an update overflowed, or
-    a failed step's forward pass left batch norm's running statistics non-finite: the parameters
-    from the start of the chunk are restored)."""
-    if status == 2 or not np.isfinite(theta).all():
+    """Stop with a clear message. The kernel has put the parameters back to the end of the last
+    epoch whose every step was finite (status 1: a loss or gradient was not finite; 2: an update
+    overflowed); were any still not finite, the chunk's start is restored."""
+    if not np.isfinite(theta).all():
         theta[...] = snapshot
     what = "the training loss became NaN/Inf" if status == 1 else "a parameter update overflowed to Inf"
     err = DivergenceError(
-        f"{what} in epoch {epoch}; training stopped and the last finite parameters were kept "
+        f"{what} in epoch {epoch}; training stopped and the parameters of the last whole epoch ({epoch - 1}) were kept "
         "(err.result.params; your own arrays are never modified). Try: a smaller learning rate, "
         "gradient clipping (clip_norm=1.0), or standardised inputs."
     )
