@@ -63,6 +63,25 @@ def _numba_threads(n: int | None):
         numba.set_num_threads(before)
 
 
+#: blas_threads="auto": from this much work per step (parameters × minibatch rows, the multiply-adds
+#: of a dense model's forward pass) BLAS keeps all its threads; below it, one. Measured on 2 quiet
+#: cores (docs/decisions.md): 1.7M, 0.88-0.97x with two threads; 5.4M 1.18x; 19M 1.4x; 77-307M 1.8x.
+BLAS_WORK = 4_000_000
+
+
+def fit_blas_threads(blas_threads: int | str | None, n_params: int, rows: int, row_blocks: int | None) -> int | None:
+    """The BLAS thread cap while the kernel runs: ``blas_threads`` as given, or for "auto" one
+    thread with row blocks on Numba's threads (which already use the cores) or below ``BLAS_WORK``,
+    and none (BLAS's own threads) above it.
+
+    >>> fit_blas_threads("auto", 25_000, 64, None), fit_blas_threads("auto", 293_000, 256, None)
+    (1, None)
+    """
+    if blas_threads != "auto":
+        return blas_threads
+    return None if (row_blocks or 1) == 1 and n_params * rows >= BLAS_WORK else 1
+
+
 def _blas_limit(threads: int | None):
     if threads is None:
         return contextlib.nullcontext()

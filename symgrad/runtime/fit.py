@@ -42,6 +42,7 @@ from .execution import (  # noqa: F401
     _kernel,
     _numba_threads,
     _progress,
+    fit_blas_threads,
     fit_threads,
 )
 from .inputs import (
@@ -63,7 +64,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         batch_size: int = 32, seed: int = 0, dtype: str | None = None, validation: tuple | None = None,
         threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] | Callable = (),
         progress: bool = False, chunk_epochs: int | None = None, params: list[np.ndarray] | None = None,
-        backend: str = "numba", blas_threads: int | None = 1, shuffle: bool = True,
+        backend: str = "numba", blas_threads: int | str | None = "auto", shuffle: bool = True,
         threads: int | None = None, resume: Trained | None = None, client=None, strategy: str = "sync",
         local_steps: int = 1, validation_split: float | None = None, metrics=None, verbose: int = 0) -> Trained:
     """Train ``model`` on (X, Y) with the fused kernel. See the module docstring.
@@ -78,8 +79,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
     this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last whole epoch's parameters.
-    ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone): for the
-    small matrices of minibatch training, one thread was measured faster (see BENCHMARKS.md).
+    ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone); "auto":
+    one for small steps (below 4M parameters × rows, where more were measured slower) and with row
+    blocks, BLAS's own above that (up to 1.8x faster on two cores: docs/decisions.md).
     ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
     Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
@@ -148,6 +150,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
+    blas = fit_blas_threads(blas_threads, theta.size, min(batch_size, len(Xa)), n_threads)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
@@ -163,7 +166,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
         start = time.perf_counter()
-        with _blas_limit(blas_threads), _numba_threads(n_threads):
+        with _blas_limit(blas), _numba_threads(n_threads):
             done, state.t, status = kernel(*kernel_args(
                 theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
                 batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,

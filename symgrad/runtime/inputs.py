@@ -1,6 +1,5 @@
-"""What fit(), predict() and evaluate() accept, checked before any native call: each mistake a
-user can make with (X, Y) or fit's options is named here with its fix, instead of a NumPy or
-Numba error from inside the kernel, or worse, a silently wrong model.
+"""What fit(), predict() and evaluate() accept, checked before any native call: each mistake with
+(X, Y) or fit's options named with its fix, not a NumPy or Numba error from inside, or a wrong model.
 """
 
 from __future__ import annotations
@@ -239,9 +238,10 @@ def check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, th
     except (TypeError, ValueError):
         raise OptionError(f"seed={seed!r}: use an integer >= 0 (it sets the initial weights and the "
                           "shuffling). Fix: e.g. seed=0.") from None
-    for name, n in (("chunk_epochs", chunk_epochs), ("blas_threads", blas_threads), ("threads", threads)):
+    for name, n in (("chunk_epochs", chunk_epochs), ("blas_threads", None if blas_threads == "auto" else blas_threads),
+                    ("threads", threads)):
         if n is not None and not _count(n, 1):
-            raise OptionError(f"{name}={n!r}: use an integer >= 1, or None. Fix: e.g. {name}=1, or drop it.")
+            raise OptionError(f"{name}={n!r}: use an integer >= 1, or None{' or auto' * (name[0] == 'b')}. Fix: e.g. {name}=1, or drop it.")
     callbacks = [callbacks] if callable(callbacks) else callbacks
     if callbacks is None:
         return []
