@@ -243,3 +243,16 @@ def test_data_rewritten_between_fits_is_read_again(client, tmp_path):
                          batch_size=len(X), shuffle=False)
             for p, q in zip(m.params, ref.params):
                 np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13, err_msg=f"flip={flip} {strategy}")
+
+
+def test_data_against_a_declared_assumption_is_refused_on_dask_too(client):
+    """Issue 19: a symbol declared positive lets SymPy fold sqrt(x**2) to x; each chunk's data is
+    checked against it on the worker, as in one process, naming the chunk."""
+    a, x = sp.Symbol("a", real=True), sp.Symbol("x", positive=True)
+    f = sg.compile(a * sp.sqrt(x**2), wrt=[a], data=[x])
+    xs = np.linspace(0.5, 3.0, 600)
+    assert f.value([2.0], da.from_array(xs, chunks=200)) == pytest.approx(f.value([2.0], xs), rel=RTOL)
+    bad = xs.copy()
+    bad[450] = -1.0
+    with pytest.raises(sg.errors.AssumptionError, match=r"row chunk 2 .*positive.*Fix:"):
+        f.value([2.0], da.from_array(bad, chunks=200))
