@@ -111,3 +111,21 @@ def test_exploding_warning_comes_before_divergence():
     with warnings.catch_warnings():  # a healthy run stays quiet
         warnings.simplefilter("error", GradientHealthWarning)
         sg.fit(net, "mse", X, Y, optimizer=sg.optim.SGD(0.05), epochs=30, batch_size=8, backend="python")
+
+
+def test_auto_blas_threads_weigh_the_multiply_adds_of_a_step():
+    """blas_threads='auto' (issue 18 §6): one BLAS thread for a digits-sized step, BLAS's own
+    threads for wide layers, convolutions and attention (weights used at every position)."""
+    from symgrad.runtime.execution import BLAS_WORK, fit_blas_threads, sample_work
+
+    nn = sg.nn
+    assert sample_work(nn.MLP([64, 128, 64, 10]).expr) == 64 * 128 + 128 * 64 + 64 * 10
+    cnn = nn.Sequential([nn.Conv2D(1, 16, 3, padding="same"), nn.Flatten(), nn.Dense(16 * 64, 10)], (1, 8, 8))
+    assert sample_work(cnn.expr) == 16 * 9 * 64 + 16 * 64 * 10  # the kernel at each of 8×8 positions
+    assert sample_work(nn.Transformer(10, 8, 2, 1, 6).expr) > 6 * sum(p.shape[0] * p.shape[1] for p in
+                                                                       nn.Transformer(10, 8, 2, 1, 6).params[2:6])
+    digits = sample_work(nn.MLP([64, 128, 64, 10]).expr)
+    assert fit_blas_threads("auto", digits, 64, None) == 1 and digits * 64 < BLAS_WORK
+    assert fit_blas_threads("auto", sample_work(nn.MLP([64, 512, 512, 10]).expr), 256, None) is None
+    assert fit_blas_threads("auto", 10**9, 4096, 2) == 1  # row blocks already use the cores
+    assert fit_blas_threads(2, 1, 1, None) == 2 and fit_blas_threads(None, 1, 1, None) is None

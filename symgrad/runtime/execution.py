@@ -63,23 +63,46 @@ def _numba_threads(n: int | None):
         numba.set_num_threads(before)
 
 
-#: blas_threads="auto": from this much work per step (parameters × minibatch rows, the multiply-adds
-#: of a dense model's forward pass) BLAS keeps all its threads; below it, one. Measured on 2 quiet
-#: cores (docs/decisions.md): 1.7M, 0.88-0.97x with two threads; 5.4M 1.18x; 19M 1.4x; 77-307M 1.8x.
+#: blas_threads="auto": from this much work per step (the multiply-adds of a minibatch's forward
+#: products, :func:`sample_work` × rows) BLAS keeps all its threads; below it, one. Measured on 2
+#: quiet cores (docs/decisions.md): 1.7M, 0.88-0.97x with two threads; 5.4M 1.18x; 19M 1.4x; 77-307M 1.8x.
 BLAS_WORK = 4_000_000
 
 
-def fit_blas_threads(blas_threads: int | str | None, n_params: int, rows: int, row_blocks: int | None) -> int | None:
+def sample_work(expr) -> int:
+    """Multiply-adds of one sample's forward products: a dense layer's weights once, a
+    convolution's kernel at each output position, a position-wise product's weights and
+    attention's projections at each position, and attention's two T × T products.
+
+    >>> import symgrad as sg
+    >>> sample_work(sg.nn.MLP([64, 128, 10]).expr)
+    9472
+    """
+    import sympy as sp
+
+    from ..lang.attention import attention
+    from ..lang.conv import conv2d
+    from ..lang.rowwise import rowmatmul
+
+    first = (([a for a in m.args if getattr(a, "shape", None)][0], m) for m in expr.atoms(sp.MatMul))  # 2*W*x: W
+    work = sum(int(a.shape[0] * a.shape[1] * m.shape[1]) for a, m in first)
+    work += sum(int(c.args[0].shape[0] * c.args[0].shape[1]) * int(c.shape[0] // c.args[0].shape[0])
+                for c in expr.atoms(conv2d))
+    work += sum(int(r.args[1].shape[0] * r.args[1].shape[1]) * r.seq[0] for r in expr.atoms(rowmatmul))
+    return work + sum(4 * a.seq[0] * a.seq[1] ** 2 + 2 * a.seq[0] ** 2 * a.seq[1] for a in expr.atoms(attention))
+
+
+def fit_blas_threads(blas_threads: int | str | None, work: int, rows: int, row_blocks: int | None) -> int | None:
     """The BLAS thread cap while the kernel runs: ``blas_threads`` as given, or for "auto" one
-    thread with row blocks on Numba's threads (which already use the cores) or below ``BLAS_WORK``,
-    and none (BLAS's own threads) above it.
+    thread with row blocks on Numba's threads (which already use the cores) or below ``BLAS_WORK``
+    multiply-adds per step (``work`` per sample × ``rows``), and none (BLAS's own threads) above it.
 
     >>> fit_blas_threads("auto", 25_000, 64, None), fit_blas_threads("auto", 293_000, 256, None)
     (1, None)
     """
     if blas_threads != "auto":
         return blas_threads
-    return None if (row_blocks or 1) == 1 and n_params * rows >= BLAS_WORK else 1
+    return None if (row_blocks or 1) == 1 and work * rows >= BLAS_WORK else 1
 
 
 def _blas_limit(threads: int | None):

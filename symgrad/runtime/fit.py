@@ -44,6 +44,7 @@ from .execution import (  # noqa: F401
     _progress,
     fit_blas_threads,
     fit_threads,
+    sample_work,
 )
 from .inputs import (
     as_data,
@@ -80,7 +81,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last whole epoch's parameters.
     ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone); "auto":
-    one for small steps (below 4M parameters × rows, where more were measured slower) and with row
+    one for small steps (below 4M multiply-adds, where more were measured slower) and with row
     blocks, BLAS's own above that (up to 1.8x faster on two cores: docs/decisions.md).
     ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
     Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
@@ -150,7 +151,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
-    blas = fit_blas_threads(blas_threads, theta.size, min(batch_size, len(Xa)), n_threads)
+    blas = fit_blas_threads(blas_threads, sample_work(spec.expr), min(batch_size, len(Xa)), n_threads)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
