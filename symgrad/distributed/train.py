@@ -36,6 +36,7 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
+from ..front.validate import find
 from ..lang.batchnorm import batchnorm
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
@@ -63,7 +64,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
         raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
                           "averagings, a positive integer")
-    if ModelSpec.of(model).expr.has(dropout, batchnorm):
+    if find(ModelSpec.of(model).expr, dropout, batchnorm):
         raise OptionError("sg.fit on Dask arrays does not train Dropout or BatchNorm layers yet (its workers would "
                           "need each step's masks, or the whole minibatch's statistics). Fix: train on one machine "
                           "(sg.fit with NumPy arrays), or use LayerNorm instead of BatchNorm.")

@@ -28,6 +28,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from ..front.validate import find
 from .args import flag
 from .norm import EPS, check_eps
 from .rowwise import per_channel
@@ -96,7 +97,15 @@ class batchnorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
 
 def running_stats(expr: sp.Basic) -> set[sp.MatrixSymbol]:
     """The parameters of ``expr`` that are running statistics: written by training, never by the optimizer."""
-    return {s for bn in sp.sympify(expr).atoms(batchnorm) for s in bn.args[1:3]}
+    return {s for bn in find(sp.sympify(expr), batchnorm) for s in bn.args[1:3]}
+
+
+def check_minibatches(rows: int, batch_size: int) -> None:
+    """Refuse training a batch norm with a minibatch of a single row (``fit``'s last one included)."""
+    if min(batch_size, rows) < 2 or rows % batch_size == 1:
+        raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and {rows} rows in minibatches "
+                          f"of {batch_size} leave one of a single row (its variance is 0). Fix: a batch_size "
+                          "that leaves at least 2 rows in every minibatch, or one row fewer or more.")
 
 
 def gradient_free(expr: sp.Basic) -> set[sp.MatrixSymbol]:
@@ -106,7 +115,7 @@ def gradient_free(expr: sp.Basic) -> set[sp.MatrixSymbol]:
     from .conv import conv2d
 
     out = running_stats(expr)
-    for bn in sp.sympify(expr).atoms(batchnorm):
+    for bn in find(sp.sympify(expr), batchnorm):
         x = bn.args[0]
         terms = x.args if isinstance(x, sp.MatAdd) else (x,)
         out |= {t for t in terms if isinstance(t, sp.MatrixSymbol)}

@@ -80,16 +80,24 @@ def sample_work(expr) -> int:
     """
     import sympy as sp
 
+    from ..front.validate import find
     from ..lang.attention import attention
     from ..lang.conv import conv2d
     from ..lang.rowwise import rowmatmul
 
-    first = (([a for a in m.args if getattr(a, "shape", None)][0], m) for m in expr.atoms(sp.MatMul))  # 2*W*x: W
-    work = sum(int(a.shape[0] * a.shape[1] * m.shape[1]) for a, m in first)
-    work += sum(int(c.args[0].shape[0] * c.args[0].shape[1]) * int(c.shape[0] // c.args[0].shape[0])
-                for c in expr.atoms(conv2d))
-    work += sum(int(r.args[1].shape[0] * r.args[1].shape[1]) * r.seq[0] for r in expr.atoms(rowmatmul))
-    return work + sum(4 * a.seq[0] * a.seq[1] ** 2 + 2 * a.seq[0] ** 2 * a.seq[1] for a in expr.atoms(attention))
+    nodes = find(expr, sp.MatMul, conv2d, rowmatmul, attention)  # one walk, each shared node once
+    work = 0
+    for n in nodes:
+        if isinstance(n, sp.MatMul):
+            a = [a for a in n.args if getattr(a, "shape", None)][0]  # 2*W*x: W
+            work += int(a.shape[0] * a.shape[1] * n.shape[1])
+        elif isinstance(n, conv2d):
+            work += int(n.args[0].shape[0] * n.args[0].shape[1]) * int(n.shape[0] // n.args[0].shape[0])
+        elif isinstance(n, rowmatmul):
+            work += int(n.args[1].shape[0] * n.args[1].shape[1]) * n.seq[0]
+        else:
+            work += 4 * n.seq[0] * n.seq[1] ** 2 + 2 * n.seq[0] ** 2 * n.seq[1]
+    return work
 
 
 def fit_blas_threads(blas_threads: int | str | None, work: int, rows: int, row_blocks: int | None) -> int | None:

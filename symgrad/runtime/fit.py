@@ -25,7 +25,8 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
-from ..lang.batchnorm import batchnorm, gradient_free
+from ..front.validate import find
+from ..lang.batchnorm import batchnorm, check_minibatches, gradient_free
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
@@ -135,16 +136,14 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         if data is not None:
             check_token_ids(model, data)
     spec = ModelSpec.of(model)
-    if spec.expr.has(batchnorm) and (min(batch_size, len(Xa)) < 2 or len(Xa) % batch_size == 1):
-        raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and {len(Xa)} rows in minibatches "
-                          f"of {batch_size} leave one of a single row (its variance is 0). Fix: a batch_size "
-                          "that leaves at least 2 rows in every minibatch, or one row fewer or more.")
+    kinds = {type(n) for n in find(spec.expr, batchnorm, dropout)}  # sp's has() walks shared subtrees again
+    if batchnorm in kinds:
+        check_minibatches(len(Xa), batch_size)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
-    noisy = spec.expr.has(dropout)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
               "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
@@ -162,7 +161,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
-        perms, seeds = _epoch_draws(rng, n, len(Xa), shuffle, noisy)
+        perms, seeds = _epoch_draws(rng, n, len(Xa), shuffle, dropout in kinds)
         lrs = np.array([optimizer.lr_at(epoch + k, result.history) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
