@@ -440,8 +440,10 @@ def thread_note() -> str:
 
     bt = inspect.signature(symgrad.fit).parameters.get("blas_threads")
     parts = [f"BLAS (NumPy's and SciPy's OpenBLAS; Numba's `np.dot` calls SciPy's): {blas_threads()} threads"
-             + (f", but `symgrad.fit` caps it at blas_threads={bt.default} while its kernel runs (its default)"
-                if bt is not None else ""),
+             + ("" if bt is None else ", but `symgrad.fit` chooses while its kernel runs (its default "
+                "blas_threads='auto': one thread below 4M multiply-adds per step or with row blocks, BLAS's own above)"
+                if bt.default == "auto" else f", but `symgrad.fit` caps it at blas_threads={bt.default} while its "
+                "kernel runs (its default)"),
              f"Numba: serial kernels unless noted (NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS})"]
     torch = peer("torch")
     if torch is not None:
@@ -512,11 +514,12 @@ def sg_fit_runner(net, loss: str, X, Y, flat0, epochs: int, bs: int, lr: float, 
 
 
 def jax_adam_runners(loss_fn, lr: float, flat0, Xd, Yd, perms, bl, w, n: int, bs: int, epochs: int,
-                     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+                     b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, dtype=np.float32):
     """JAX's two ways to run Adam (PyTorch's defaults) on ``loss_fn(params, X_batch, Y_batch)``
     from ``flat0`` on ``fit``'s shuffles ``perms``: a jitted step per minibatch (``bl``: the
-    batches, ``w``: their sizes) and a ``lax.scan`` per epoch. Each returns (the per-epoch mean
-    losses, the final parameters as NumPy arrays shaped like ``flat0``)."""
+    batches, ``w``: their sizes) and a ``lax.scan`` per epoch, the bias corrections in ``dtype``
+    (the parameters'). Each returns (the per-epoch mean losses, the final parameters as NumPy
+    arrays shaped like ``flat0``)."""
     import jax
     import jax.numpy as jnp
 
@@ -525,8 +528,8 @@ def jax_adam_runners(loss_fn, lr: float, flat0, Xd, Yd, perms, bl, w, n: int, bs
         val, g = jax.value_and_grad(loss_fn)(p, Xb, Yb)
         t = t + 1
         tf = t.astype(jnp.float64)
-        c1 = (lr / (1.0 - b1**tf)).astype(np.float32)
-        c2 = jnp.sqrt(1.0 - b2**tf).astype(np.float32)
+        c1 = (lr / (1.0 - b1**tf)).astype(dtype)
+        c2 = jnp.sqrt(1.0 - b2**tf).astype(dtype)
         m = tuple(b1 * a + (1 - b1) * b for a, b in zip(m, g, strict=True))
         v = tuple(b2 * a + (1 - b2) * (b * b) for a, b in zip(v, g, strict=True))
         p = tuple(a - c1 * mm / (jnp.sqrt(vv) / c2 + eps) for a, mm, vv in zip(p, m, v, strict=True))

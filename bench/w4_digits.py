@@ -37,7 +37,7 @@ from bench.common import (
     check_agreement,
     epoch_perms,
     interleaved,
-    jax_scan_epoch,
+    jax_adam_runners,
     median_time,
     peer,
     skipped,
@@ -345,56 +345,16 @@ def implementations(dt, X, y, epochs, p0, notes=None, kernel_times=None, probe=F
         import jax.numpy as jnp
 
         def loss_fn(p, Xb, Yb):
-            W1, b1, W2, b2, W3, b3 = p
-            h = jax.nn.relu(Xb @ W1.T + b1)
-            h = jax.nn.relu(h @ W2.T + b2)
-            z = h @ W3.T + b3
+            W1, b1, W2, b2, W3, b3 = p  # biases are (n, 1) columns, as fit's
+            h = jax.nn.relu(Xb @ W1.T + b1.T)
+            h = jax.nn.relu(h @ W2.T + b2.T)
+            z = h @ W3.T + b3.T
             return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.sum(Yb * z, axis=1))
 
-        def adam_step(state, Xb, Yb):
-            p, m, v, t = state
-            val, g = jax.value_and_grad(loss_fn)(p, Xb, Yb)
-            t = t + 1
-            tf = t.astype(jnp.float64)
-            c1 = (LR / (1.0 - B1**tf)).astype(dt)
-            c2 = jnp.sqrt(1.0 - B2**tf).astype(dt)
-            m = tuple(B1 * a + (1 - B1) * b for a, b in zip(m, g, strict=True))
-            v = tuple(B2 * a + (1 - B2) * (b * b) for a, b in zip(v, g, strict=True))
-            p = tuple(a - c1 * mm / (jnp.sqrt(vv) / c2 + EPS) for a, mm, vv in zip(p, m, v, strict=True))
-            return (p, m, v, t), val
-
-        step = jax.jit(lambda st, X_, Y_, idx: adam_step(st, X_[idx], Y_[idx]))
-        epoch_fn = jax_scan_epoch(adam_step, n, BS)
-
         Xd, Yd = jax.device_put(X), jax.device_put(Y)
-
-        def init():
-            p = tuple(jnp.asarray(q if q.shape[1] > 1 else q.ravel()) for q in flat0)
-            z = tuple(jnp.zeros_like(q) for q in p)
-            return p, z, z, jnp.zeros((), dtype=jnp.int64)
-
-        def out(st):
-            return [np.asarray(a).reshape(q.shape) for a, q in zip(st[0], flat0, strict=True)]
-
-        def jax_step():
-            st = init()
-            vals = []
-            for e in range(epochs):
-                for s, u in bl:
-                    st, val = step(st, Xd, Yd, perms[e, s:u])
-                    vals.append(val)
-            v = np.asarray(jnp.stack(vals)).astype(np.float64).reshape(epochs, len(bl))
-            w = np.array([u - s for s, u in bl], dtype=np.float64)
-            return (v * w).sum(1) / n, out(st)
-
-        def jax_scan():
-            st = init()
-            ls = []
-            for e in range(epochs):
-                st, le = epoch_fn(st, Xd, Yd, perms[e])
-                ls.append(le)
-            return np.asarray(jnp.stack(ls)), out(st)
-
+        w = np.array([u - s for s, u in bl], dtype=np.float64)
+        jax_step, jax_scan = jax_adam_runners(loss_fn, LR, flat0, Xd, Yd, perms, bl, w, n, BS, epochs,
+                                              B1, B2, EPS, dtype=dt)
         impls[JAX_STEP] = jax_step
         impls[JAX_SCAN] = jax_scan
 
