@@ -7,7 +7,7 @@ generated module and Numba's on-disk cache are then found). The OS file cache is
 For training models the child builds the ``MLP`` (SymPy expressions), then calls ``sg.fit``
 for one epoch on two batches of random data, twice. The first call builds the kernel; the
 second only trains, so ``build = model construction + (first fit - second fit)``. Inside the
-first call, instrumentation around ``symgrad.jit.ensure_source`` / ``load`` and
+first call, instrumentation around ``symgrad.jit.ensure_sized`` / ``load`` and
 ``symgrad.build.lower`` (when those hooks exist) splits it into: lowering (the IR and
 the symbolic derivatives of every elementwise node), the rest of source generation (reverse
 sweep, codegen, writing the module), importing the module, and Numba (compiling, or loading
@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from bench import bench_formula as bf
+from bench import w5_sweep
 from bench.common import ROOT, LoadMonitor, Mode, Section, Target, table
 
 CHILD = r'''
@@ -41,9 +42,9 @@ import symgrad.jit as sgjit
 t_import = time.perf_counter()
 spec = json.loads(sys.argv[1])
 T = {"make_source": 0.0, "lower": 0.0, "ensure_source": 0.0, "load": 0.0, "generated": 0, "hooks": []}
-_es, _load = sgjit.ensure_source, sgjit.load
+_es, _load = sgjit.ensure_sized, sgjit.load
 
-def ensure_source(key, make_source):
+def ensure_sized(key, make_source):
     def timed():
         t = time.perf_counter()
         s = make_source()
@@ -55,14 +56,14 @@ def ensure_source(key, make_source):
     T["ensure_source"] += time.perf_counter() - t
     return p
 
-def load(path, jit):
+def load(path, jit, dims=None):
     t = time.perf_counter()
-    m = _load(path, jit)
+    m = _load(path, jit, dims)
     T["load"] += time.perf_counter() - t
     return m
 
-sgjit.ensure_source, sgjit.load = ensure_source, load
-T["hooks"] += ["ensure_source", "load"]
+sgjit.ensure_sized, sgjit.load = ensure_sized, load
+T["hooks"] += ["ensure_sized", "load"]
 try:
     import symgrad.build as tapi
     _lower = tapi.lower
@@ -313,6 +314,9 @@ def run(mode: Mode) -> Section:
                      "32-layer build <= 20 s", "build cost independent of width"):
             targets.append(Target("W5", text, "not run in tiny mode", None))
     L.append("")
+    sweep, sweep_targets, sweep_data = w5_sweep.run(mode)
+    L += sweep
+    targets += sweep_targets
     L.append(mon.note())
-    data = {"fit_models": res, "w1": w1}
+    data = {"fit_models": res, "w1": w1, "sweep": sweep_data}
     return Section("W5", "\n".join(L) + "\n", targets, data)

@@ -213,8 +213,8 @@ def compile(
     wrt, data = symbol_list(wrt, "wrt"), symbol_list(data, "data")
     if is_tensor(expr):
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
-        path = tensor_module(expr, wrt, data, dt, reduction)
-        return CompiledTensor(path, wrt, data, dt, backend, loss=expr, reduction=reduction)
+        path, dims = tensor_module(expr, wrt, data, dt, reduction)
+        return CompiledTensor(path, wrt, data, dt, backend, loss=expr, reduction=reduction, dims=dims)
     check_mode(on_nonfinite)
     path, params, data_syms = formula_module(expr, wrt, data, dt, reduction, parallel)
     has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS

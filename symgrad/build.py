@@ -148,36 +148,45 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
     return Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, NumbaPrinter())
 
 
-def module_source(prog: Program, title: str, dtype: str, funcs: list[str]) -> str:
+#: The functions of a tensor module that take its sizes, ``dims``, first (``jit.Bound``).
+SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_loss_grad")
+
+
+def module_source(prog: Program, title: str, dtype: str, funcs: list[str]) -> tuple[str, np.ndarray]:
     """One module: header, helpers, the map kernels, the outlined segments, ``funcs`` and the
-    glue's callee aliases (written last: generating ``funcs`` is what finds them)."""
+    glue's callee aliases (written last: generating ``funcs`` is what finds them); and the
+    model's sizes, which the text leaves out (``codegen/dims.py``)."""
     funcs = (["\n".join(prog.segments)] if prog.segments else []) + funcs
     if prog.callees:
         funcs.append(prog.callee_aliases())
     head = module_header(title, dtype, prog.kernels.p.helpers, glue=bool(prog.callees), blas=True)
-    parts = ["\n".join(head), prog.helpers(), *prog.kernels.sources, *funcs]
-    return "\n\n\n".join(p for p in parts if p) + "\n"
+    sized = [f"SIZED = {SIZED!r}  # these take the model's sizes first (symgrad.jit.Bound)"]
+    if ("", "OFFSETS") in prog.dims.vars:
+        sized.append(f"OFFSETS_AT = {prog.dims.at('', 'OFFSETS')!r}  # the parameters' offsets are dims[a:b]")
+    parts = ["\n".join(head), "\n".join(sized), prog.helpers(), *prog.kernels.sources, *funcs]
+    return "\n\n\n".join(p for p in parts if p) + "\n", prog.dims.array()
 
 
-def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = False) -> str:
+def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = False) -> tuple[str, np.ndarray]:
     """The module source of a tensor loss: ``loss`` and ``loss_grad`` (with ``hvp``, only the
-    Hessian-vector ``loss_grad``). ``labels`` name layers in comments. Runs on a cache miss."""
+    Hessian-vector ``loss_grad``), and the model's sizes. ``labels`` name layers in comments.
+    Runs on a cache miss."""
     prog = tensor_program(loss, params, data, reduction, labels, hvp)
     funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
     title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
     return module_source(prog, title, dtype, funcs)
 
 
-def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> Path:
+def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> tuple[Path, np.ndarray]:
     """Validate a tensor loss and make its module (``loss``, ``loss_grad``), or with ``hvp``
-    its Hessian-vector module (``derive/tangent.py``)."""
+    its Hessian-vector module (``derive/tangent.py``): (file, sizes)."""
     loss = check_scalar(loss, "loss")
     wrt, data = list(wrt), list(data)
     check_bindings(loss, wrt, data)
     if reduction == "none":
         raise UnsupportedModelError("reduction='none' is for scalar formulas; tensor losses use 'mean' or 'sum'")
     key = model_key("tensor-hvp" if hvp else "tensor", loss, wrt, data, dt, reduction)
-    return jit.ensure_source(key, lambda: generate(loss, wrt, data, reduction, dt, hvp=hvp))
+    return jit.ensure_sized(key, lambda: generate(loss, wrt, data, reduction, dt, hvp=hvp))
 
 
 # -- the training route ----------------------------------------------------------------------
@@ -187,8 +196,8 @@ def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -
 _BUILT: dict[tuple, tuple] = {}
 
 
-def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]:
-    """The module with loss, loss_grad, predict, train_chunk: (file, loss name, outputs)."""
+def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int, np.ndarray]:
+    """The module with loss, loss_grad, predict, train_chunk: (file, loss name, outputs, sizes)."""
     labels = getattr(model, "labels", None)
     memo = (model.expr, tuple(model.params), model.x, tuple(labels.items()) if labels else None,
             loss, type(optimizer), tuple(sorted(optimizer.hyper.items())), dtype)
@@ -199,7 +208,7 @@ def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]
     return _BUILT[memo]
 
 
-def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int]:
+def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int, np.ndarray]:
     fn, loss_name = loss_fn(loss)
     n_out = int(model.expr.shape[0])
     y = target_symbol(fn, model.expr)
@@ -208,12 +217,12 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
     step = optimizer.step_source("opt_update")
     key = model_key("fit", loss_expr, params, data, dtype, "mean", step, sp.srepr(model.expr))
 
-    def make() -> str:  # lower and fuse once; every function of the module comes from this program
+    def make() -> tuple[str, np.ndarray]:  # lower and fuse once; every function comes from this program
         prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))
         funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn()),
                  "\n".join(predict_source(prog, model.expr, params, model.x)), step,
                  "\n".join(train_source(prog, optimizer.state))]
         return module_source(prog, f"symgrad tensor model\n\nloss (per sample) = {loss_expr}", dtype, funcs)
 
-    path = jit.ensure_source(key, make)
-    return path, loss_name, n_out
+    path, dims = jit.ensure_sized(key, make)
+    return path, loss_name, n_out, dims

@@ -24,8 +24,10 @@ from pathlib import Path
 from types import ModuleType
 
 import numba
+import numpy as np
 
 from . import cache_safety as safety
+from .bound import Bound
 from .errors import CacheError
 
 VERSION = "0.1.0"
@@ -167,6 +169,32 @@ def ensure_source(key: str, make_source: Callable[[], str]) -> Path:
     return path
 
 
+def ensure_sized(key: str, make: Callable[[], tuple[str, np.ndarray]]) -> tuple[Path, np.ndarray]:
+    """The module file of a tensor model and the model's sizes, ``dims`` (``codegen/dims.py``).
+
+    ``make`` returns the module's text, written without the model's sizes, and the sizes. The
+    file is named by that text, so every model that differs only in its numbers shares it and
+    Numba compiles it once (issue 21). ``sg_<key>.dims``, checksummed and recorded like a module,
+    remembers which file and sizes the model ``key`` has, so a model seen before generates
+    nothing; a missing or damaged record, or a missing module, is made again.
+    """
+    record = cache_dir() / f"sg_{key}.dims"
+    text, problem = _trusted_text(record)
+    if problem:
+        warnings.warn(f"symgrad: cache file {record} {problem}; rebuilding it", stacklevel=3)
+    if text is not None:
+        stem, _, values = text.partition("\n")[2].partition("\n")
+        path = record.parent / f"{stem}.py"
+        module = _trusted_text(path)[0]
+        if module is not None:
+            _remember(path, _Trusted(module, (lambda: make()[0]), False))
+            return path, np.array(values.split(), dtype=np.int64)
+    body, dims = make()
+    path = ensure_source(cache_key("sized module", body), lambda: body)
+    _write(record, f"{path.stem}\n{' '.join(str(int(d)) for d in dims)}")
+    return path, np.asarray(dims, dtype=np.int64)
+
+
 def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -183,10 +211,16 @@ def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     return module
 
 
-def load(path: Path, jit: bool) -> ModuleType:
+def load(path: Path, jit: bool, dims: np.ndarray | None = None) -> ModuleType | Bound:
     """Import the module at ``path``: with ``jit`` its functions are Numba dispatchers,
     without it they are plain Python (the reference path). A module read from the cache that
-    fails to import is rebuilt (with a warning) and imported again."""
+    fails to import is rebuilt (with a warning) and imported again. With ``dims`` (a tensor
+    model's sizes), the module comes bound to them (:class:`Bound`)."""
+    module = _load(path, jit)
+    return module if dims is None else Bound(module, dims)
+
+
+def _load(path: Path, jit: bool) -> ModuleType:
     name = f"{path.stem}_{'jit' if jit else 'py'}"
     if name in sys.modules:
         return sys.modules[name]

@@ -28,6 +28,7 @@ def test_compile_and_fit_refuse_the_same_options(kw, error, text, monkeypatch):
         raise AssertionError("a module was built before the options were checked")
 
     monkeypatch.setattr(jit, "ensure_source", no_build)
+    monkeypatch.setattr(jit, "ensure_sized", no_build)
     errors = []
     for call in (lambda: sg.compile(a * x, [a], [x], **kw), lambda: sg.fit(NET, "bce", X, Y, epochs=1, **kw),
                  lambda: sg.compile(sg.msum(NET.expr), NET.params, [NET.x], **kw)):

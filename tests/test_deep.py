@@ -36,12 +36,12 @@ def test_outlined_and_inline_give_identical_gradients(monkeypatch):
     ps = net.init_params(2)
     outlined = sg.compile(loss, net.params, [net.x, y], backend="python").value_and_grad(ps, X, Y)
     monkeypatch.setattr(program, "OUTLINE_NODES", 10**6)
-    src = generate(loss, net.params, [net.x, y], "mean", "float64")
+    src, dims = generate(loss, net.params, [net.x, y], "mean", "float64")
     assert "fwd_seg0" not in src
     ns: dict = {"_JIT": False}
     exec(compile(src, "<inline>", "exec"), ns)  # the reference twin, inline
     g = np.empty(sum(p.size for p in ps))
-    v = ns["loss_grad"](np.concatenate([p.ravel() for p in ps]), X, Y, g)
+    v = ns["loss_grad"](dims, np.concatenate([p.ravel() for p in ps]), X, Y, g)
     assert v == outlined[0]
     np.testing.assert_array_equal(g, np.concatenate([b.ravel() for b in outlined[1]]))
 
@@ -49,7 +49,7 @@ def test_outlined_and_inline_give_identical_gradients(monkeypatch):
 def test_repeated_layers_share_segment_functions():
     """A deep stack of equal layers compiles a handful of segment functions, not one per call."""
     net, y, loss = _deep(30)
-    src = generate(loss, net.params, [net.x, y], "mean", "float64")
+    src, _ = generate(loss, net.params, [net.x, y], "mean", "float64")
     defs = re.findall(r"^def (\w+_seg\d+)\(", src, re.M)
     calls = re.findall(r"^    (?:[\w, ]+ = )?(\w+_seg\d+)_c\(", src, re.M)
     assert len(calls) >= 20 and len(defs) <= 6 and set(calls) == set(defs)

@@ -32,20 +32,27 @@ def _damped_float32() -> str:
 def _seed_network() -> str:
     net = sg.nn.MLP([2, 3, 1], activation="sigmoid")
     y = sp.MatrixSymbol("y", 1, 1)
-    return generate(sg.losses.binary_cross_entropy(net.expr, y), net.params, [net.x, y], "mean", "float64",
-                    net.labels)
+    src, dims = generate(sg.losses.binary_cross_entropy(net.expr, y), net.params, [net.x, y], "mean", "float64",
+                         net.labels)
+    return src + _sizes(dims)
+
+
+def _sizes(dims) -> str:
+    """The model's sizes, which the shape-generic module reads at run time (codegen/dims.py)."""
+    return f"\n# dims = {dims.tolist()}\n"
 
 
 def _seed_network_training() -> str:
-    path, _, _ = training_module(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce", sg.optim.SGD(0.1), "float64")
-    return sg.jit.read_source(path)
+    path, _, _, dims = training_module(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce", sg.optim.SGD(0.1),
+                                       "float64")
+    return sg.jit.read_source(path) + _sizes(dims)
 
 
 def _dropout_training() -> str:
     nn = sg.nn
     net = nn.Sequential([nn.Dense(2, 3, "relu"), nn.Dropout(0.5), nn.Dense(3, 1)], 2)
-    path, _, _ = training_module(net, "mse", sg.optim.SGD(0.1), "float64")
-    return sg.jit.read_source(path)
+    path, _, _, dims = training_module(net, "mse", sg.optim.SGD(0.1), "float64")
+    return sg.jit.read_source(path) + _sizes(dims)
 
 
 CASES = {"seed_formula": _seed_formula, "damped_float32": _damped_float32, "seed_network": _seed_network,

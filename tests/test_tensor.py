@@ -352,13 +352,13 @@ def _relu_net(n_in, n_hidden, n_out):
 
 
 def test_generated_source_does_not_scale_with_width():
-    small = generate(*_relu_net(4, 8, 3), "mean", "float64")
+    small, small_dims = generate(*_relu_net(4, 8, 3), "mean", "float64")
     t0 = time.perf_counter()
-    big = generate(*_relu_net(64, 128, 10), "mean", "float64")
+    big, dims = generate(*_relu_net(64, 128, 10), "mean", "float64")
     elapsed = time.perf_counter() - t0
     assert elapsed < 5.0, f"deriving + generating the 64-128-10 network took {elapsed:.1f} s"
-    assert len(big.splitlines()) == len(small.splitlines())
-    assert len(big) < 20000
+    assert big == small and len(big) < 20000  # the sizes are run-time arguments (issue 21)
+    assert 128 in dims and 128 not in small_dims
     # no scalarisation: weights are whole arrays, never per-entry names or subscripts
     assert re.search(r"W1_\d|W1\[\d|W2_\d|W2\[\d", big) is None
     # products are whole-matrix BLAS calls

@@ -6,6 +6,7 @@ import re
 
 from ..derive.ir import TNode
 from ..kinds import KINDS
+from .dims import Dims, Sizes
 from .maps import MM_HELPERS, MapKernels
 from .outline import outline
 from .printer import NumbaPrinter
@@ -26,18 +27,21 @@ def _needs_grad(nodes: list[TNode]) -> set[int]:
     return need
 
 
-class Program:
+class Program(Sizes):
     """Names arrays, and writes forward/backward statements node by node."""
 
     def __init__(self, nodes: list[TNode], out: TNode, params: list[TNode], data: list[TNode],
                  reduction: str, printer: NumbaPrinter, *, kernels: MapKernels | None = None,
-                 workspace: bool = False):
+                 workspace: bool = False, dims: Dims | None = None, scope: str = ""):
         """``kernels``: share another program's elementwise kernels (one module, one set).
         ``workspace`` (the training kernel): arrays are views of buffers allocated once per
-        call, collected in ``ws`` as (name, node); otherwise each call allocates its own."""
+        call, collected in ``ws`` as (name, node); otherwise each call allocates its own.
+        ``dims``: the module's table of sizes (``codegen/dims.py``), shared by its programs;
+        ``scope`` tells apart programs whose node names mean other nodes (``predict``'s)."""
         self.nodes, self.out, self.params, self.data = nodes, out, params, data
         self.reduction = reduction
         self.kernels = kernels or MapKernels(printer)
+        self.dims, self.scope = dims or Dims(), scope
         self.need = _needs_grad(nodes)
         self.ws: list[tuple[str, TNode]] | None = [] if workspace else None
         self.segments: list[str] = []  # segment functions of an outlined loss_grad
@@ -67,14 +71,14 @@ class Program:
         """Products see unbatched arrays in their matrix shape."""
         if n.batched or n.kind == "leaf":
             return name
-        return f"{name}.reshape(({n.shape[0]}, {n.shape[1]}))"
+        return f"{name}.reshape(({self.rows(n)}, {self.cols(n)}))"
 
     def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
         """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
         if self.ws is None and zeros and self.glue:  # glue is not optimised: no inline loops
-            return [f"    {name} = {self.alloc(n)}", f"    {self.call('fill0')}({name})"]
+            return [f"    {name} = {self.alloc(n, name)}", f"    {self.call('fill0')}({name})"]
         if self.ws is None:
-            return [f"    {name} = {self.alloc(n, zeros)}"]
+            return [f"    {name} = {self.alloc(n, name, zeros)}"]
         self.ws.append((name, n))
         lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
         return lines + ([f"    fill0({name})"] if zeros else [])
@@ -87,9 +91,9 @@ class Program:
     def callee_aliases(self) -> str:
         return "\n".join(f"{n}_c = callee({n})" for n in sorted(self.callees))
 
-    def alloc(self, n: TNode, zeros: bool = False) -> str:
+    def alloc(self, n: TNode, name: str, zeros: bool = False, rows: str = "B") -> str:
         f = "np.zeros" if zeros else "np.empty"
-        shape = f"(B, {n.length})" if n.batched else f"{n.length}"
+        shape = f"({rows}, {self.length(n, name)})" if n.batched else self.length(n, name)
         return f"{f}({shape}, dtype=F)"
 
     # -- forward ----------------------------------------------------------------
@@ -200,11 +204,11 @@ class Program:
     def flat_signature(self, defaults: bool = False) -> str:
         """loss_grad's arguments; with dropout, the step's key and first row (key 0: inference)."""
         noise = (["key=0", "row0=0"] if defaults else ["key", "row0"]) if self.noisy else []
-        return ", ".join(["theta", *[self.v(d) for d in self.data], "grad", *noise])
+        return ", ".join(["dims", "theta", *[self.v(d) for d in self.data], "grad", *noise])
 
     def signature(self) -> str:
         """loss and predict take one array per parameter, then the data."""
-        return ", ".join([self.v(p) for p in self.params] + [self.v(d) for d in self.data])
+        return ", ".join(["dims"] + [self.v(p) for p in self.params] + [self.v(d) for d in self.data])
 
     def flat_views(self, body: list[str]) -> list[str]:
         """Flat views of the parameter and gradient arrays that ``body`` uses (the maps see
@@ -213,40 +217,13 @@ class Program:
         names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
         return [f"    {a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
 
-    def offsets(self) -> list[int]:
-        """Where each parameter starts in the flat buffers (and where the last one ends)."""
-        out = [0]
-        for p in self.params:
-            out.append(out[-1] + p.length)
-        return out
-
-    def views(self, flat: str, names: list[str]) -> list[str]:
-        """Each parameter-shaped array as a view into one flat buffer (offsets known statically)."""
-        at = self.offsets()
-        return [f"    {name} = {flat}[{at[k]}:{at[k + 1]}].reshape(({p.shape[0]}, {p.shape[1]}))"
-                for k, (p, name) in enumerate(zip(self.params, names))]
-
-    def segment_views(self) -> tuple[dict[str, str], dict[str, int]]:
-        """For outlined segments: each parameter/gradient view (and flat view) as a statement
-        over ``theta``/``grad`` and the parameter's offset and shape as variables, so that a
-        segment makes the views it uses and layers that differ only in size share one segment.
-        Returns (view name -> statement, variable -> value)."""
-        views, values = {}, {}
-        for p, at in zip(self.params, self.offsets()):
-            o, r, c = (f"{v}_{p.name}" for v in "orc")
-            values.update({o: at, r: p.shape[0], c: p.shape[1]})
-            for name, buf in ((self.v(p), "theta"), (self.d(p), "grad")):
-                views[name] = f"    {name} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
-                views[f"{name}_f"] = f"    {name}_f = {buf}[{o}:{o} + {r} * {c}]"
-        return views, values
-
     def batch_size(self) -> str:
         return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"
 
     def loss_fn(self) -> list[str]:
         fwd = self.forward()
-        return ["@jit", f"def loss({self.signature()}):", self.batch_size(), *self.flat_views(fwd),
-                *fwd, f"    return {self.total()}"]
+        return ["@jit", f"def loss({self.signature()}):", *self.bind(fwd), self.batch_size(),
+                *self.flat_views(fwd), *fwd, f"    return {self.total()}"]
 
     def loss_grad_fn(self) -> list[str]:
         """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers."""
@@ -265,30 +242,28 @@ class Program:
             views = self.views("theta", [self.v(p) for p in self.params])
             views += self.views("grad", [self.d(p) for p in self.params])
             head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
-            return ["@jit", sig, *head, *body, "    return total"]
+            return ["@jit", sig, *self.bind(head + body), *head, *body, "    return total"]
         fwd = self.forward_groups()
         prologue, bwd = self.backward_parts()
         # deep model: segments of a few nodes each, so that no function is long, glued together
         # by a function that Numba does not optimise (docs/decisions.md); each segment makes the
         # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
         total = [f"    total = {self.total(self.call('vsum'))}"]
-        views, values = self.segment_views()
-        bound = self.flat_signature().split(", ") + ["B", *values]
+        views = self.segment_views()
+        bound = self.flat_signature().split(", ") + ["B", *self.dims.names(self.scope)]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, self.call, views)
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call, views)
         self.segments = fdefs + bdefs
         body = [*fbody, *total, *prologue, *bbody]
-        used = set(re.findall(r"\b[orc]_\w+", "\n".join(body)))
-        head = [self.batch_size(), *[f"    {v} = {at}" for v, at in values.items() if v in used],
-                f"    {self.call('fill0')}(grad)"]
-        return ["@jit_glue", sig, *head, *body, "    return total"]
+        head = [self.batch_size(), f"    {self.call('fill0')}(grad)"]
+        return ["@jit_glue", sig, *self.bind(body), *head, *body, "    return total"]
 
     def predict_fn(self) -> list[str]:
         fwd = self.forward()
-        return ["@jit", f"def predict({self.signature()}):", self.batch_size(), *self.flat_views(fwd),
-                *fwd, f"    return {self.v(self.out)}"]
+        return ["@jit", f"def predict({self.signature()}):", *self.bind(fwd), self.batch_size(),
+                *self.flat_views(fwd), *fwd, f"    return {self.v(self.out)}"]
 
     def helpers(self) -> str:
         """The shared contraction helpers, then the helpers of the kinds this model uses (once)."""

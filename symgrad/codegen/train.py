@@ -20,7 +20,7 @@ def _indent(lines: list[str], by: int) -> list[str]:
 def _workspace_program(prog: Program) -> Program:
     """The same forward/backward, writing into buffers allocated once per kernel call."""
     tp = Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
-                 kernels=prog.kernels, workspace=True)
+                 kernels=prog.kernels, workspace=True, dims=prog.dims)
     tp.noise = tp.noisy  # training: dropout masks
     return tp
 
@@ -81,12 +81,12 @@ def _par_loss_grad(prog: Program) -> list[str]:
     rows = ", ".join(f"{x}[lo:hi]" for x in xs)
     # dropout: the step's key, and each block's first row, so that blocks draw what one thread draws
     key, at = (", key", ", key, lo") if prog.noisy else ("", "")
-    return ["@jit_par", f"def par_loss_grad(theta, {', '.join(xs)}, grad, gpart{key}):",
+    return ["@jit_par", f"def par_loss_grad(dims, theta, {', '.join(xs)}, grad, gpart{key}):",
             "    # each row block of the batch into its own gradient buffer, one block per thread",
             f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]",
             "    lpart = np.empty(nb, dtype=F)", "    wpart = np.empty(nb, dtype=F)  # the blocks' weights",
             "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        wpart[k] = {w}",
-            f"        lpart[k] = loss_grad(theta, {rows}, gpart[k]{at}) * wpart[k]",
+            f"        lpart[k] = loss_grad(dims, theta, {rows}, gpart[k]{at}) * wpart[k]",
             "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
             "    for k in range(nb):", "        total += lpart[k]",
             "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
@@ -109,26 +109,29 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
             step = _through_callees(step, prog)
     elif par:
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
-                f"    loss_b = {fn('par_loss_grad')}(theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
+                f"    loss_b = {fn('par_loss_grad')}(dims, theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
     else:
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
     expand = {"data": full, "states": states}
-    sig = ", ".join(a for name in KERNEL_ARGS for a in expand.get(name, [name]))
+    sig = ", ".join(["dims", *(a for name in KERNEL_ARGS for a in expand.get(name, [name]))])
     fname = "train_chunk_par" if par else "train_chunk"
-    L = [] if par else [
+    pre = [] if par else [
          "# Sums of squares may be reordered so that they vectorise (8x faster measured): they feed",
          "# only the gradient norms and the finiteness checks.", "@jit_reduce", "def sumsq(a):", "    s = F(0.0)", "    for k in range(a.shape[0]):", "        s += a[k] * a[k]",
          "    return s", "", "", "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
          "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
-         "", "", f"OFFSETS = np.array({tp.offsets()}, dtype=np.int64)  # parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]",
-         f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
+         "", "", f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
+    # OFFSETS: parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]; FROZEN: [start, end) pairs of
+    # the running statistics, which the optimizer leaves
+    offsets = tp.dims.span("", "OFFSETS", tp.offsets())
     frozen = _frozen_slices(tp)
     if frozen and not par:
-        L += [f"FROZEN = np.array({frozen}, dtype=np.int64)  # running statistics: the optimizer leaves them",
-              "ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
-    L += ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):", "    grad = np.empty_like(theta)",
+        pre += ["ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
+    frozen = frozen and tp.dims.span("", "FROZEN", frozen)
+    head = ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):"]
+    L = ["    grad = np.empty_like(theta)",
           "    good = theta.copy()  # the parameters at the end of the last epoch whose every step was finite"]
     if frozen:
         L.append("    keep = np.empty_like(theta)")
@@ -138,8 +141,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
         L += tp.views("theta", ps) + tp.views("grad", gs) + tp.flat_views(step)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
-        shape = f"(batch_size, {n.length})" if n.batched else f"{n.length}"
-        L.append(f"    ws_{name} = np.empty({shape}, dtype=F)")
+        L.append(f"    ws_{name} = {tp.alloc(n, name, rows='batch_size')}")
     L += [f"    N = {full[0]}.shape[0]", "    t = t0", "    for e in range(perms.shape[0]):",
           "        total = F(0.0)", "        nb = 0", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] = F(0.0)",
           "        for start in range(0, N, batch_size):",
@@ -162,7 +164,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           "            total += loss_b * F(B)",
           "            sq = F(0.0)",
           f"            for k in range({len(ps)}):",
-          f"                n2 = {fn('sumsq')}(grad[OFFSETS[k]:OFFSETS[k + 1]])",
+          f"                n2 = {fn('sumsq')}(grad[{offsets}[k]:{offsets}[k + 1]])",
           "                gnorms[e, k] += math.sqrt(n2)", "                sq += n2",
           "            if not math.isfinite(sq):  # a non-finite gradient",
           "                for k in range(theta.shape[0]):  # back to the end of the last whole epoch",
@@ -184,21 +186,21 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
           "        for k in range(theta.shape[0]):  # this epoch is whole: a divergence later goes back here",
           "            good[k] = theta[k]",
           "    return perms.shape[0], t, 0"]
-    return L
+    return pre + head + tp.bind(L) + L
 
 
-def _frozen_slices(prog: Program) -> list[list[int]]:
-    """[start, end) in theta of each running statistic (batch normalisation's mean and variance)."""
+def _frozen_slices(prog: Program) -> list[int]:
+    """start, end in theta of each running statistic (batch normalisation's mean and variance)."""
     at, index = prog.offsets(), {id(p): k for k, p in enumerate(prog.params)}
     stats = [i for n in prog.nodes if n.kind == "batchnorm" for i in n.inputs[1:]]
-    return [[at[index[id(s)]], at[index[id(s)] + 1]] for s in stats]
+    return [a for s in stats for a in (at[index[id(s)]], at[index[id(s)] + 1])]
 
 
 def _frozen(statement: str, frozen: list) -> list[str]:
     """Loops that apply ``statement`` to every entry of the running statistics."""
     if not frozen:
         return []
-    return ["            for f in range(FROZEN.shape[0]):", "                for k in range(FROZEN[f, 0], FROZEN[f, 1]):",
+    return ["            for f in range(0, FROZEN.shape[0], 2):", "                for k in range(FROZEN[f], FROZEN[f + 1]):",
             f"                    {statement}"]
 
 
@@ -216,5 +218,5 @@ def predict_source(prog: Program, model_expr, params, x) -> list[str]:
     nodes, out = fuse_maps(*lower_matrix(model_expr, params, [x]))
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
     pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p,
-                 kernels=prog.kernels)
+                 kernels=prog.kernels, dims=prog.dims, scope="predict")
     return pp.predict_fn()

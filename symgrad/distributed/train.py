@@ -73,8 +73,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     client = resolve_client(client)
     blocks, rows, starts = row_blocks([X, Y], ["X", "Y"])
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
-    path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
-    mod = jit.load(path, jit=(backend == "numba"))
+    path, loss_name, n_out, dims = training_module(model, loss, optimizer, dt.name)
+    mod = jit.load(path, jit=(backend == "numba"), dims=dims)
     n_in = model_input(model)
     val = None
     if validation is not None:
@@ -83,7 +83,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
-    job = _Job(client, client.scatter(ModuleSource(path, backend), broadcast=True, hash=False),
+    job = _Job(client, client.scatter(ModuleSource(path, backend, dims), broadcast=True, hash=False),
                (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)

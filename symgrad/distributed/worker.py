@@ -35,20 +35,21 @@ PREPARED_CHUNKS = 4
 
 
 class ModuleSource:
-    """A generated module as a worker needs it: its cache key, source and backend."""
+    """A generated module as a worker needs it: its cache key, source, backend and the model's
+    sizes (the module reads them at run time)."""
 
-    def __init__(self, path: Path, backend: str):
+    def __init__(self, path: Path, backend: str, dims: np.ndarray):
         self.key = Path(path).stem.removeprefix("sg_")
         self.source = jit.read_source(path)
-        self.backend = backend
+        self.backend, self.dims = backend, dims
 
-    def module(self):
-        """The module, loaded once per worker process."""
+    def module(self) -> jit.Bound:
+        """The module, loaded once per worker process, bound to this model's sizes."""
         hit = _LOADED.get((self.key, self.backend))
         if hit is None:
             path = jit.ensure_source(self.key, lambda: self.source)
             hit = _LOADED[(self.key, self.backend)] = jit.load(path, jit=(self.backend == "numba"))
-        return hit
+        return jit.Bound(hit, self.dims)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from ..errors import UnsupportedModelError
 from ..explain.attention import MatProd, Tr, deltas, forward
 from ..explain.notation import show
 from ..lang.attention import attention
-from .base import Kind, geometry, native, register
+from .base import Kind, native, register
 
 #: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
 ATTENTION = native("attention")
@@ -64,8 +64,7 @@ class Attention(Kind):
         lines = prog.decl(n.name, n) + sum((prog.decl(f"{n.name}_{s}", m) for s, m in saved.items()), [])
         ws = ", ".join(prog.mat(m, prog.v(m)) for m in w)
         keep = ", ".join(f"{n.name}_{s}" for s in "qkvpo")
-        return lines + [geometry(n),
-                        f"    attention.attention_fwd({prog.v(x)}, {ws}, {n.name}, {keep}, {n.name}_g)"]
+        return lines + [f"    attention.attention_fwd({prog.v(x)}, {ws}, {n.name}, {keep}, {prog.geom(n)})"]
 
     def backward(self, prog, n) -> list[str]:
         x, *w = n.inputs
@@ -76,7 +75,7 @@ class Attention(Kind):
         ws = ", ".join(prog.mat(m, prog.v(m)) for m in w)
         keep = ", ".join(f"{n.name}_{s}" for s in "qkvpo")
         return lines + [f"    attention.attention_bwd({prog.v(x)}, {ws}, {keep}, {prog.d(n)}, {dx}, {', '.join(dw)}, "
-                        f"{n.name}_g, {assign})"]
+                        f"{prog.geom(n)}, {assign})"]
 
     def writes_whole(self, m, n) -> bool:
         return n is m.inputs[0] and all(w is not n for w in m.inputs[1:])  # δ_X, once

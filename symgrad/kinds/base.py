@@ -70,12 +70,6 @@ def native(module: str) -> str:
     return f"\nfrom symgrad.native import {module}\n"
 
 
-def geometry(n) -> str:
-    """The statement that makes node n's geometry array (``{name}_g``) for its native kernels: an
-    array, not integer constants, which Numba would compile a kernel anew for (docs/decisions.md)."""
-    return f"    {n.name}_g = np.array({tuple(n.geom)!r}, dtype=np.int64)"
-
-
 def lowering_kind(e: sp.Basic) -> Kind | None:
     """The registered kind that lowers SymPy object ``e`` itself, if any."""
     for k in KINDS.values():

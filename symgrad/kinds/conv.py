@@ -18,7 +18,7 @@ from ..errors import UnsupportedModelError
 from ..explain.imaging import Conv, Correlate, Rot180, SumPositions, crop, dilate, pad
 from ..explain.notation import show
 from ..lang.conv import conv2d
-from .base import Kind, geometry, native, register
+from .base import Kind, native, register
 
 #: The kernels live in symgrad/native/images.py (pool.py's too).
 IMAGES = native("images")
@@ -43,10 +43,9 @@ class Conv2D(Kind):
 
     def forward(self, prog, n) -> list[str]:
         k, x, *b = n.inputs
-        bias = prog.flat(b[0], prog.v(b[0])) if b else f"np.zeros({k.shape[0]}, dtype=F)"
+        bias = prog.flat(b[0], prog.v(b[0])) if b else f"np.zeros({prog.rows(k)}, dtype=F)"
         return prog.decl(n.name, n) + [
-            geometry(n),
-            f"    {n.name}_col = images.conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {n.name}_g)"]
+            f"    {n.name}_col = images.conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {prog.geom(n)})"]
 
     def backward(self, prog, n) -> list[str]:
         k, x, *b = n.inputs
@@ -55,7 +54,7 @@ class Conv2D(Kind):
         db = prog.dflat(b[0]) if b and id(b[0]) in prog.need else "np.empty(0, dtype=F)"
         dx = prog.d(x) if id(x) in prog.need else "np.empty((0, 0), dtype=F)"
         return lines + [f"    images.conv2d_bwd({prog.mat(k, prog.v(k))}, {n.name}_col, {prog.d(n)}, {dk}, {db}, {dx}, "
-                        f"{n.name}_g)"]
+                        f"{prog.geom(n)})"]
 
     def delta(self, c, n) -> None:
         # ∂ℓ/∂K = pad_p(X) ⋆ dilate_s(δ) (valid correlation), ∂ℓ/∂b = Σ δ (per channel), and

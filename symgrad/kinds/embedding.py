@@ -17,7 +17,7 @@ from ..errors import UnsupportedModelError
 from ..explain.embedding import ScatterRows, forward
 from ..explain.notation import show
 from ..lang.embedding import embedding
-from .base import Kind, geometry, native, register
+from .base import Kind, native, register
 
 #: The generated module only imports the kernels (as the attention kind does).
 EMBEDDING = native("embedding")
@@ -49,15 +49,14 @@ class Embedding(Kind):
         table, idx, *pos = n.inputs
         P = prog.mat(pos[0], prog.v(pos[0])) if pos else EMPTY
         return prog.decl(n.name, n) + [
-            geometry(n),
-            f"    embedding.embedding_fwd({prog.v(idx)}, {prog.mat(table, prog.v(table))}, {P}, {n.name}, {n.name}_g)"]
+            f"    embedding.embedding_fwd({prog.v(idx)}, {prog.mat(table, prog.v(table))}, {P}, {n.name}, {prog.geom(n)})"]
 
     def backward(self, prog, n) -> list[str]:
         table, idx, *pos = n.inputs
         lines: list[str] = []
         dE = prog.dmat(table, lines) if id(table) in prog.need else EMPTY
         dP = prog.dmat(pos[0], lines) if pos and id(pos[0]) in prog.need else EMPTY
-        return lines + [f"    embedding.embedding_bwd({prog.v(idx)}, {prog.d(n)}, {dE}, {dP}, {n.name}_g)"]
+        return lines + [f"    embedding.embedding_bwd({prog.v(idx)}, {prog.d(n)}, {dE}, {dP}, {prog.geom(n)})"]
 
     def delta(self, c, n) -> None:
         table, idx, *pos = n.inputs

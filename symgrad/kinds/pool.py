@@ -17,7 +17,7 @@ from ..explain.imaging import MaxPool as MaxPoolOp
 from ..explain.imaging import MaxUnpool, Upsample
 from ..explain.notation import show
 from ..lang.conv import avgpool2d, maxpool2d
-from .base import Kind, geometry, register
+from .base import Kind, register
 from .conv import IMAGES
 
 
@@ -35,7 +35,7 @@ class _Pool(Kind):
         (x,) = n.inputs
         # max pooling returns where each maximum was, for its backward pass
         saved = f"{n.name}_idx = " if self.fn == "maxpool" else ""
-        return prog.decl(n.name, n) + [geometry(n), f"    {saved}images.{self.fn}_fwd({prog.v(x)}, {n.name}, {n.name}_g)"]
+        return prog.decl(n.name, n) + [f"    {saved}images.{self.fn}_fwd({prog.v(x)}, {n.name}, {prog.geom(n)})"]
 
     def show(self, n) -> sp.Expr:
         return self.shown(show(n.inputs[0]), *n.geom[3:])
@@ -61,7 +61,7 @@ class AvgPool(_Pool):
     name, fn, lowers, helpers = "avgpool2d", "avgpool", (avgpool2d,), IMAGES
 
     def backward(self, prog, n) -> list[str]:
-        return [f"    images.avgpool_bwd({prog.d(n)}, {prog.d(n.inputs[0])}, {n.name}_g)"]
+        return [f"    images.avgpool_bwd({prog.d(n)}, {prog.d(n.inputs[0])}, {prog.geom(n)})"]
 
     shown = AvgPoolOp
 

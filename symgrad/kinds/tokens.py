@@ -12,7 +12,7 @@ from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
 from ..explain.notation import sym
 from ..lang.tokens import token_ce
-from .base import Kind, geometry, native, register
+from .base import Kind, native, register
 
 
 @register
@@ -31,13 +31,13 @@ class TokenCE(Kind):
     def forward(self, prog, n) -> list[str]:
         z, y = n.inputs
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_p", z) + [
-            geometry(n), f"    tokens.token_ce_fwd({prog.v(z)}, {prog.v(y)}, {n.name}, {n.name}_p, {n.name}_g)"]
+            f"    tokens.token_ce_fwd({prog.v(z)}, {prog.v(y)}, {n.name}, {n.name}_p, {prog.geom(n)})"]
 
     def backward(self, prog, n) -> list[str]:
         z, y = n.inputs
         if id(z) not in prog.need:
             return []
-        return [f"    tokens.token_ce_bwd({prog.d(n)}, {n.name}_p, {prog.v(y)}, {prog.d(z)}, {n.name}_g)"]
+        return [f"    tokens.token_ce_bwd({prog.d(n)}, {n.name}_p, {prog.v(y)}, {prog.d(z)}, {prog.geom(n)})"]
 
     def delta(self, c, n) -> None:
         z, y = n.inputs

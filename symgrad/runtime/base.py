@@ -18,14 +18,16 @@ from ..explain.printing import tex_name, tex_text
 class Compiled:
     """A generated module loaded for one backend. Subclasses add the calls (value, grad, ...)."""
 
-    def __init__(self, path: Path, params, data, dtype: str, reduction: str, backend: str):
+    def __init__(self, path: Path, params, data, dtype: str, reduction: str, backend: str,
+                 dims: np.ndarray | None = None):
         self.path = path
+        self.dims = dims  # a tensor model's sizes, which its shape-generic module reads (codegen/dims.py)
         self.params = list(params)
         self.data = list(data)
         self.dtype = np.dtype(dtype)
         self.reduction = reduction
         self.backend = backend
-        self._mod = jit.load(path, jit=(backend == "numba"))
+        self._mod = jit.load(path, jit=(backend == "numba"), dims=dims)
 
     @property
     def source(self) -> str:
@@ -37,7 +39,7 @@ class Compiled:
         """The same functions as plain Python: the reference path for tests."""
         twin = copy.copy(self)
         twin.backend = "python"
-        twin._mod = jit.load(self.path, jit=False)
+        twin._mod = jit.load(self.path, jit=False, dims=self.dims)
         twin._reset()
         return twin
 
@@ -53,7 +55,7 @@ class Compiled:
         except OSError as exc:
             raise CacheError(f"the generated module {self.path} is gone from the code cache, so this "
                              f"compiled model cannot be pickled ({exc}). Fix: compile it again.") from exc
-        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, ModuleType)}
+        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, (ModuleType, jit.Bound))}
         return state | {"path": self.path.name, "_source": source}
 
     def __setstate__(self, state: dict) -> None:
@@ -62,7 +64,7 @@ class Compiled:
         key = Path(state["path"]).stem.removeprefix("sg_")
         state["path"] = jit.ensure_source(key, lambda: source)
         self.__dict__.update(state)
-        self._mod = jit.load(self.path, jit=(self.backend == "numba"))
+        self._mod = jit.load(self.path, jit=(self.backend == "numba"), dims=self.dims)
         self._reset()
 
     def __repr__(self) -> str:

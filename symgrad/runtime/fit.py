@@ -124,8 +124,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     X = as_data(X, "X")
     # before anything is built or cached; the data's dtype when none is given, as in scikit-learn
     dt = np.dtype(check_options(dtype or data_dtype(X), backend=backend))
-    path, loss_name, n_out = training_module(model, loss, optimizer, dt.name)
-    mod = jit.load(path, jit=(backend == "numba"))
+    path, loss_name, n_out, dims = training_module(model, loss, optimizer, dt.name)
+    mod = jit.load(path, jit=(backend == "numba"), dims=dims)
     keep_freed_memory()  # each step's temporaries reuse the last step's pages (runtime/memory.py)
     n_in = model_input(model)
     T = target_positions(model, loss_name)

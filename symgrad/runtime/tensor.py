@@ -29,8 +29,9 @@ class CompiledTensor(Compiled):
     Gradients come back in the same form as the parameters were given.
     """
 
-    def __init__(self, path: Path, params, data, dtype: str, backend: str, *, loss=None, reduction="mean"):
-        super().__init__(path, params, data, dtype, reduction, backend)
+    def __init__(self, path: Path, params, data, dtype: str, backend: str, *, loss=None, reduction="mean",
+                 dims: np.ndarray | None = None):
+        super().__init__(path, params, data, dtype, reduction, backend, dims)
         self.loss = loss
         self._hvp_mod = None  # built on the first hvp call
         keep_freed_memory()  # repeated calls reuse the pages of their temporaries (runtime/memory.py)
@@ -150,8 +151,8 @@ class CompiledTensor(Compiled):
                 raise UnsupportedModelError("this compiled model does not keep its loss. Fix: compile it again.")
             from ..build import tensor_module  # the build recipes sit above the runtime
 
-            path = tensor_module(self.loss, self.params, self.data, self.dtype.name, self.reduction, hvp=True)
-            self._hvp_mod = jit.load(path, jit=(self.backend == "numba"))
+            path, dims = tensor_module(self.loss, self.params, self.data, self.dtype.name, self.reduction, hvp=True)
+            self._hvp_mod = jit.load(path, jit=(self.backend == "numba"), dims=dims)
         k = theta.size
         g = np.empty(2 * k, dtype=self.dtype)  # (H v, ∇f): the directions are parameters too
         self._hvp_mod.loss_grad(np.concatenate([theta, v]), *data, g)

@@ -74,8 +74,8 @@ class Trained:
                                   "with sg.fit or sg.load.")
             from ..build import training_module  # the build recipes sit above the runtime
 
-            path, _, _ = training_module(self.model, self.loss, self.optimizer, self.dtype.name)
-            self._module = jit.load(path, jit=(self.backend == "numba"))
+            path, _, _, dims = training_module(self.model, self.loss, self.optimizer, self.dtype.name)
+            self._module = jit.load(path, jit=(self.backend == "numba"), dims=dims)
         return self._module
 
     def _n_in(self, X) -> int | tuple[int, ...]:

@@ -1,0 +1,143 @@
+"""The sizes a generated tensor module reads at run time instead of having them written in.
+
+A module's functions take ``dims`` (one int64 array) first, and every size that comes from the
+model's shapes (a layer's width, a parameter's offset in ``theta``, a convolution's geometry) is
+an entry of it, named by what it is the size of, not by its value. Two models that differ only
+in their numbers therefore generate the same text, share one cache file and one Numba
+compilation (issue 21); each model carries its own ``dims`` (``jit.Bound``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..derive.ir import TNode
+
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+class Dims:
+    """The entries of ``dims``, each read into a local variable named for what it is the size of
+    (``n_v6``: node v6's length, ``r_W1``: W1's rows), never for its value, so the text does not
+    depend on which sizes happen to be equal. ``scope`` keeps apart the functions whose node
+    names mean other nodes (``predict`` lowers the model again).
+
+    >>> d = Dims()
+    >>> d.ref("", "n_v6", 7), d.ref("", "r_W1", 7), d.span("", "z3_g", (1, 8, 8))
+    ('n_v6', 'r_W1', 'z3_g')
+    >>> d.bind("", ["    v6 = np.empty((B, n_v6), dtype=F)"]), d.array().tolist()
+    (['    n_v6 = dims[0]'], [7, 7, 1, 8, 8])
+    """
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self.vars: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, variable) -> (first entry, count)
+
+    def _add(self, scope: str, var: str, values: tuple[int, ...]) -> str:
+        hit = self.vars.get((scope, var))
+        if hit is None:
+            self.vars[(scope, var)] = (len(self.values), len(values))
+            self.values += values
+        elif tuple(self.values[hit[0]:hit[0] + hit[1]]) != values:
+            # one name for two sizes: the generator named two different things alike
+            raise AssertionError(f"dims variable {var!r} has sizes {values} and "
+                                 f"{self.values[hit[0]:hit[0] + hit[1]]}")
+        return var
+
+    def ref(self, scope: str, var: str, value: int) -> str:
+        """``var``, which the function reads from one entry of ``dims``."""
+        return self._add(scope, var, (int(value),))
+
+    def span(self, scope: str, var: str, values) -> str:
+        """``var``, a run of entries (a native kernel's geometry array)."""
+        return self._add(scope, var, tuple(int(v) for v in values))
+
+    def names(self, scope: str) -> list[str]:
+        return [v for s, v in self.vars if s == scope]
+
+    def bind(self, scope: str, body: list[str]) -> list[str]:
+        """The statements that read the variables ``body`` uses, in the table's order."""
+        used = {t for ln in body for t in _NAME.findall(ln.split("#", 1)[0])}
+        out = []
+        for (s, var), (k, n) in self.vars.items():
+            if s == scope and var in used:
+                out.append(f"    {var} = dims[{k}]" if n == 1 else f"    {var} = dims[{k}:{k + n}]")
+        return out
+
+    def at(self, scope: str, var: str) -> tuple[int, int]:
+        """Where ``var``'s entries are: ``dims[a:b]``."""
+        k, n = self.vars[(scope, var)]
+        return k, k + n
+
+    def array(self) -> np.ndarray:
+        return np.array(self.values, dtype=np.int64)
+
+
+class Sizes:
+    """What a program (``codegen/program.py``) writes for sizes: names read from its ``dims``
+    table at the top of each function, and the parameters' views into the flat buffers. Needs
+    ``self.dims``, ``self.scope`` and ``self.params``."""
+
+    dims: Dims
+    scope: str
+    params: list
+
+    def size(self, var: str, value: int) -> str:
+        """A size the function reads from ``dims`` as ``var`` (a 1, which the generated code
+        already treats as a different model, is written as it is)."""
+        return "1" if value == 1 else self.dims.ref(self.scope, var, value)
+
+    def rows(self, n: TNode) -> str:
+        return self.size(f"r_{n.name}", n.shape[0])
+
+    def cols(self, n: TNode) -> str:
+        return self.size(f"c_{n.name}", n.shape[1])
+
+    def length(self, n: TNode, name: str) -> str:
+        """Node n's length, named after the node (or, for a helper array, after ``name``)."""
+        return self.size(f"n_{n.name or name}", n.length)
+
+    def geom(self, n: TNode) -> str:
+        """Node n's geometry for its native kernels (``{name}_g``): an array, not integer
+        constants, which Numba would compile a kernel anew for (docs/decisions.md)."""
+        return self.dims.span(self.scope, f"{n.name}_g", n.geom)
+
+    def bind(self, body: list[str]) -> list[str]:
+        """The statements that read, from ``dims``, the sizes ``body`` uses."""
+        return self.dims.bind(self.scope, body)
+
+    def offsets(self) -> list[int]:
+        """Where each parameter starts in the flat buffers (and where the last one ends)."""
+        out = [0]
+        for p in self.params:
+            out.append(out[-1] + p.length)
+        return out
+
+    def placed(self, p: TNode) -> tuple[str, str, str]:
+        """Parameter p's offset in the flat buffers, rows and columns, as sizes."""
+        k = next(k for k, q in enumerate(self.params) if q is p)
+        return self.size(f"o_{p.name}", self.offsets()[k]), self.rows(p), self.cols(p)
+
+    def views(self, flat: str, names: list[str]) -> list[str]:
+        """Each parameter-shaped array as a view into one flat buffer."""
+        out = []
+        for p, name in zip(self.params, names):
+            o, r, c = self.placed(p)
+            out.append(f"    {name} = {flat}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))")
+        return out
+
+    def segment_views(self) -> dict[str, str]:
+        """For outlined segments: each parameter/gradient view (and flat view) as a statement
+        over ``theta``/``grad`` and the parameter's offset and shape as variables, so that a
+        segment makes the views it uses and layers that differ only in size share one segment.
+        Returns view name -> statement."""
+        views = {}
+        for p in self.params:
+            o, r, c = self.placed(p)
+            for name, buf in ((self.v(p), "theta"), (self.d(p), "grad")):
+                views[name] = f"    {name} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
+                views[f"{name}_f"] = f"    {name}_f = {buf}[{o}:{o} + {r} * {c}]"
+        return views
+
