@@ -8,6 +8,7 @@ and code generation run only on a cache miss.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,21 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
     return Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, NumbaPrinter())
 
 
+_SIZES = [(re.compile(r"\b(broadcast|per_channel)\((\w+), \d+\)"), r"\1(\2, T)"),
+          (re.compile(r"seq=\(\d+, \d+\)"), "seq=(T, d)"), (re.compile(r"heads=\d+"), "heads=h")]
+
+
+def tensor_title(loss) -> str:
+    """The module's title: the loss as SymPy prints it, without the sizes the lang nodes print
+    (positions, a sequence's shape, attention's heads): the module reads those at run time, and
+    a title that kept them would give every size its own file and compilation."""
+    text = short = str(loss)
+    for pattern, repl in _SIZES:
+        short = pattern.sub(repl, short)
+    note = "" if short == text else "\n(T positions, d features, h heads: each model's own sizes)"
+    return f"loss (per sample) = {short}{note}"
+
+
 #: The functions of a tensor module that take its sizes, ``dims``, first (``jit.Bound``).
 SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_loss_grad")
 
@@ -173,7 +189,7 @@ def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = Fals
     Runs on a cache miss."""
     prog = tensor_program(loss, params, data, reduction, labels, hvp)
     funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
-    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\nloss (per sample) = {loss}"
+    title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\n{tensor_title(loss)}"
     return module_source(prog, title, dtype, funcs)
 
 
@@ -222,7 +238,7 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
         funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn()),
                  "\n".join(predict_source(prog, model.expr, params, model.x)), step,
                  "\n".join(train_source(prog, optimizer.state))]
-        return module_source(prog, f"symgrad tensor model\n\nloss (per sample) = {loss_expr}", dtype, funcs)
+        return module_source(prog, f"symgrad tensor model\n\n{tensor_title(loss_expr)}", dtype, funcs)
 
     path, dims = jit.ensure_sized(key, make)
     return path, loss_name, n_out, dims

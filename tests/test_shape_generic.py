@@ -155,3 +155,30 @@ def test_a_damaged_size_record_is_rebuilt(cache):
     with pytest.warns(UserWarning, match="rebuilding"):
         b = sg.fit(net, "softmax_cross_entropy", X, y, epochs=1, batch_size=8, backend="python")
     assert b.history["loss"] == a.history["loss"]
+
+
+@pytest.mark.parametrize("kind", ["transformer", "cnn"])
+def test_transformers_and_cnns_of_other_sizes_share_one_module(kind):
+    """Attention's heads, d, context and vocabulary, a CNN's channels and image size: sizes the
+    native kernels read from their geometry. Each size trains as the Python reference path does."""
+    rng = np.random.default_rng(3)
+    runs = []
+    for k, size in enumerate([(6, 8, 2, 5), (9, 12, 4, 7)] if kind == "transformer" else [(3, 8), (5, 10)]):
+        if kind == "transformer":
+            vocab, d, heads, T = size
+            net, loss = nn.Transformer(vocab, d, heads, layers=1, context=T), "token_cross_entropy"
+            X = rng.integers(0, vocab, (6, T)).astype(float)
+            Y = np.roll(X, -1, axis=1)
+        else:
+            c, hw = size
+            net = nn.Sequential([nn.Conv2D(1, c, 3, padding=1, activation="relu"), nn.MaxPool2D(2), nn.Flatten(),
+                                 nn.Dense(c * (hw // 2) ** 2, 3)], input_shape=(1, hw, hw))
+            loss, X, Y = "softmax_cross_entropy", rng.normal(size=(7, 1, hw, hw)), rng.integers(0, 3, 7)
+        kw = dict(optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=4, seed=k)
+        fast = sg.fit(net, loss, X, Y, **kw)
+        ref = sg.fit(net, loss, X, Y, backend="python", **kw)
+        np.testing.assert_allclose(fast.history["loss"], ref.history["loss"], rtol=1e-9)
+        for a, b in zip(fast.params, ref.params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-11)
+        runs.append(fast._mod.module)
+    assert runs[0] is runs[1]
