@@ -90,10 +90,11 @@ class Sizes:
         return "1" if value == 1 else self.dims.ref(self.scope, var, value)
 
     def rows(self, n: TNode) -> str:
-        return self.size(f"r_{n.name}", n.shape[0])
+        """A parameter's rows (``r_W1``), or a node's (``rows_v5``: a user may name a weight v5)."""
+        return self.size(f"r_{n.name}" if n.kind == "leaf" else f"rows_{n.name}", n.shape[0])
 
     def cols(self, n: TNode) -> str:
-        return self.size(f"c_{n.name}", n.shape[1])
+        return self.size(f"c_{n.name}" if n.kind == "leaf" else f"cols_{n.name}", n.shape[1])
 
     def length(self, n: TNode, name: str) -> str:
         """Node n's length, named after the node (or, for a helper array, after ``name``)."""
