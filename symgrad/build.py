@@ -28,6 +28,7 @@ from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
+from .lang.walk import digest, forget_other_models, tree_size
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
@@ -75,7 +76,8 @@ def formula_key(stable: sp.Expr, params, data, dtype: str, reduction: str, paral
 def model_key(kind: str, loss, params, data, dtype, reduction, *more: str) -> str:
     """Tensor routes: ``kind`` is 'tensor', 'tensor-hvp' or 'fit'."""
     shapes = str([_shape(s) for s in list(params) + list(data)])
-    return jit.cache_key(kind, sp.srepr(loss), sp.srepr(sp.Tuple(*params)), sp.srepr(sp.Tuple(*data)),
+    # digest, not srepr: the text of a deep residual network's expression doubles with each block
+    return jit.cache_key(kind, digest(loss), sp.srepr(sp.Tuple(*params)), sp.srepr(sp.Tuple(*data)),
                          shapes, dtype, reduction, *more)
 
 
@@ -139,6 +141,7 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
     """Lower and fuse a tensor loss into the program that writes its functions. With ``hvp``,
     the program differentiates the loss's directional derivative instead (``derive/tangent.py``):
     its gradient is (H v, ∇f)."""
+    forget_other_models()
     nodes, out = lower(loss, params, data, labels)
     leaves = {n.name: n for n in nodes if n.kind == "leaf"}
     ps = [leaves[str(p)] for p in params]
@@ -153,10 +156,19 @@ _SIZES = [(re.compile(r"\b(broadcast|per_channel)\((\w+), \d+\)"), r"\1(\2, T)")
           (re.compile(r"seq=\(\d+, \d+\)"), "seq=(T, d)"), (re.compile(r"heads=\d+"), "heads=h")]
 
 
+#: Losses whose printed tree has more nodes than this are not printed whole in the module's title.
+TITLE_MAX_NODES = 2000
+
+
 def tensor_title(loss) -> str:
     """The module's title: the loss as SymPy prints it, without the sizes the lang nodes print
     (positions, a sequence's shape, attention's heads): the module reads those at run time, and
-    a title that kept them would give every size its own file and compilation."""
+    a title that kept them would give every size its own file and compilation. A deep residual
+    network's loss prints as a tree that doubles with each block: that one is only named."""
+    nodes = tree_size(loss)
+    if nodes > TITLE_MAX_NODES:
+        return (f"loss (per sample) = {type(loss).__name__}(...): printed whole, its expression would be a "
+                f"tree of {nodes} nodes (it shares subexpressions)")
     text = short = str(loss)
     for pattern, repl in _SIZES:
         short = pattern.sub(repl, short)
@@ -231,7 +243,7 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
     loss_expr = fn(model.expr, y)
     params, data = model.params, [model.x, y]
     step = optimizer.step_source("opt_update")
-    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, sp.srepr(model.expr))
+    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, digest(model.expr))
 
     def make() -> tuple[str, np.ndarray]:  # lower and fuse once; every function comes from this program
         prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))

@@ -36,10 +36,10 @@ import numpy as np
 from .. import jit
 from ..build import check_options, training_module
 from ..errors import DistributedError, OptionError
-from ..front.validate import find
 from ..lang.batchnorm import batchnorm
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
+from ..lang.walk import find
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy

@@ -9,6 +9,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
 from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
+from ..lang.walk import find
 
 # MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
 # table of supported functions; the validator's other lists below are read off that table too.
@@ -217,27 +218,6 @@ def depth(e: sp.Basic) -> int:
         stack.append((node, True))
         stack.extend((a, False) for a in node.args if a not in memo)
     return memo[e]
-
-
-def find(e: sp.Basic, *types: type) -> set[sp.Basic]:
-    """The subexpressions of ``e`` that are instances of ``types``, each shared node visited once.
-    SymPy's ``atoms`` and ``has`` walk a subtree every time it appears: a residual block uses its
-    input twice, so a 12-layer transformer's expression took them exponential time (6 layers 3 s).
-
-    >>> x = sp.Symbol("x")
-    >>> sorted(find(sp.sin(sp.cos(x) + 1) * sp.cos(x), sp.cos), key=str)
-    [cos(x)]
-    """
-    seen, found, stack = set(), set(), [e]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        if isinstance(node, types):
-            found.add(node)
-        stack.extend(node.args)
-    return found
 
 
 def check_depth(e: sp.Basic, limit: int = FORMULA_MAX_DEPTH) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from ..front.validate import find
+from ..lang.walk import find
 from .args import flag
 from .norm import EPS, check_eps
 from .rowwise import per_channel

@@ -26,6 +26,7 @@ import sympy as sp
 from ..errors import OptionError, ShapeError
 from .args import flag
 from .attention import MultiHeadAttention  # noqa: F401 (the example above)
+from .functions import madd
 from .layers import Dense, Flatten, LayerNorm, Sequential  # noqa: F401 (the example above)
 from .nn import ActivationFn, _apply, _by_name
 from .rowwise import broadcast, residual, rowmatmul
@@ -69,7 +70,7 @@ class PositionwiseDense:
         self.W = sp.MatrixSymbol(f"W{index}", self.n_in, self.n_out)
         self.b = sp.MatrixSymbol(f"b{index}", self.n_out, 1) if self.bias else None
         z = rowmatmul(x, self.W, seq=(T, d))
-        z = z + broadcast(self.b, T) if self.bias else z
+        z = madd(z, broadcast(self.b, T)) if self.bias else z
         a = _apply(self.act, z)
         return a, (T, self.n_out), {z: f"z{index}", **({a: f"a{index}"} if a != z else {})}
 

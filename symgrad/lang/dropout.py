@@ -23,6 +23,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .walk import holds
 
 
 def check_p(p, what: str = "dropout") -> float:
@@ -45,7 +46,7 @@ class dropout(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg
             raise ShapeError(f"dropout({x}): the input must be a column vector (n × 1, one sample), got shape "
                              f"{shape}. Fix: drop out a layer's output, e.g. dropout(W*x + b, 0.5).")
         pf = check_p(p)
-        if isinstance(x, sp.MatrixBase) or (isinstance(x, sp.MatrixExpr) and not x.atoms(sp.MatrixSymbol)):
+        if isinstance(x, sp.MatrixBase) or (isinstance(x, sp.MatrixExpr) and not holds(x, sp.MatrixSymbol)):
             return sp.Matrix(x) if isinstance(x, sp.MatrixBase) else x.as_explicit()
         return sp.Basic.__new__(cls, x, sp.Float(pf))
 

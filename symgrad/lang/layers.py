@@ -24,9 +24,11 @@ import sympy as sp
 from ..errors import OptionError, ShapeError
 from .args import flag
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
+from .functions import madd
 from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name
 from .norm import EPS, check_eps, layernorm
 from .rowwise import broadcast
+from .walk import forget_other_models
 
 
 def _not_image(shape) -> str:
@@ -173,7 +175,7 @@ class LayerNorm:
         self.gamma = sp.MatrixSymbol(f"gamma{index}", self.size, 1)
         self.beta = sp.MatrixSymbol(f"beta{index}", self.size, 1)
         g, b = (broadcast(v, shape[0]) for v in (self.gamma, self.beta)) if per_position else (self.gamma, self.beta)
-        z = sp.HadamardProduct(g, n) + b
+        z = madd(sp.HadamardProduct(g, n), b)
         return z, shape, {n: f"n{index}", z: f"z{index}"}
 
     @property
@@ -231,6 +233,7 @@ class Sequential:
             raise OptionError(f"Sequential(layers={layers!r:.60}): give the list of layers, at least one. Fix: e.g. "
                               "Sequential([Dense(2, 16, activation='relu'), Dense(16, 1)], input_shape=2).")
         self.input_shape, self.layers, self.init = shape, given, init
+        forget_other_models()
         self.x = sp.MatrixSymbol("x", math.prod(shape), 1)
         self.labels: dict[sp.Basic, str] = {}
         h: sp.MatrixExpr = self.x

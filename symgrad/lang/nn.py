@@ -18,7 +18,7 @@ import sympy as sp
 from ..errors import OptionError, SymgradError
 from . import ops
 from .args import count, flag
-from .functions import elementwise, softmax
+from .functions import elementwise, madd, mmul, softmax
 
 ActivationFn = Callable[[sp.Expr], sp.Expr]
 #: Activations whose layers get He initialisation (the rest get Xavier/Glorot).
@@ -141,7 +141,7 @@ class Dense:
 
     def __call__(self, x: sp.MatrixExpr) -> tuple[sp.MatrixExpr, sp.MatrixExpr]:
         """(pre-activation z, activation a)."""
-        z = self.W * x + self.b if self.bias else self.W * x
+        z = madd(mmul(self.W, x), self.b) if self.bias else mmul(self.W, x)
         return z, _apply(self.act, z)
 
     @property

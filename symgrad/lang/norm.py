@@ -26,6 +26,7 @@ import sympy as sp
 from sympy.core.parameters import global_parameters
 
 from ..errors import OptionError, ShapeError
+from .walk import holds
 
 #: PyTorch's default ε.
 EPS = 1e-5
@@ -34,7 +35,7 @@ EPS = 1e-5
 def _explicit(m) -> sp.Matrix | None:
     if isinstance(m, sp.MatrixBase):
         return sp.Matrix(m)
-    if isinstance(m, sp.MatrixExpr) and not m.atoms(sp.MatrixSymbol):
+    if isinstance(m, sp.MatrixExpr) and not holds(m, sp.MatrixSymbol):
         return m.as_explicit()
     return None
 

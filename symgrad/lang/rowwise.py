@@ -27,6 +27,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import ShapeError
 from .args import count
+from .walk import holds
 
 
 class rowmatmul(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg.attention)
@@ -110,7 +111,7 @@ class residual(sp.MatrixExpr):  # noqa: N801
                 tuple(map(int, h.shape)) != tuple(map(int, f.shape)):
             raise ShapeError(f"residual({h}, {f}): both operands are matrix expressions of one shape, got "
                              f"{getattr(h, 'shape', None)} and {getattr(f, 'shape', None)}.")
-        if not h.atoms(sp.MatrixSymbol) and not f.atoms(sp.MatrixSymbol):
+        if not holds(h, sp.MatrixSymbol) and not holds(f, sp.MatrixSymbol):
             return h.as_explicit() + f.as_explicit()
         return sp.Basic.__new__(cls, h, f)
 

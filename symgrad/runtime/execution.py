@@ -80,10 +80,10 @@ def sample_work(expr) -> int:
     """
     import sympy as sp
 
-    from ..front.validate import find
     from ..lang.attention import attention
     from ..lang.conv import conv2d
     from ..lang.rowwise import rowmatmul
+    from ..lang.walk import find
 
     nodes = find(expr, sp.MatMul, conv2d, rowmatmul, attention)  # one walk, each shared node once
     work = 0

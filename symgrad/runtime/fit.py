@@ -25,13 +25,13 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
-from ..front.validate import find
 from ..lang.batchnorm import batchnorm, check_minibatches, gradient_free
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
+from ..lang.walk import find
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
 from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, record  # noqa: F401 (the warning's home)
 
