@@ -116,18 +116,17 @@ class Sizes:
             out.append(out[-1] + p.length)
         return out
 
-    def placed(self, p: TNode) -> tuple[str, str, str]:
-        """Parameter p's offset in the flat buffers, rows and columns, as sizes."""
-        k = next(k for k, q in enumerate(self.params) if q is p)
-        return self.size(f"o_{p.name}", self.offsets()[k]), self.rows(p), self.cols(p)
+    def _views(self, flat: str) -> list[tuple[TNode, str, str]]:
+        """(parameter, its slice of buffer ``flat``, its shape), with offset and shape as sizes."""
+        out = []
+        for p, at in zip(self.params, self.offsets()):
+            o, r, c = self.size(f"o_{p.name}", at), self.rows(p), self.cols(p)
+            out.append((p, f"{flat}[{o}:{o} + {r} * {c}]", f"({r}, {c})"))
+        return out
 
     def views(self, flat: str, names: list[str]) -> list[str]:
         """Each parameter-shaped array as a view into one flat buffer."""
-        out = []
-        for p, name in zip(self.params, names):
-            o, r, c = self.placed(p)
-            out.append(f"    {name} = {flat}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))")
-        return out
+        return [f"    {name} = {part}.reshape({shape})" for (_, part, shape), name in zip(self._views(flat), names)]
 
     def segment_views(self) -> dict[str, str]:
         """For outlined segments: each parameter/gradient view (and flat view) as a statement
@@ -135,10 +134,9 @@ class Sizes:
         segment makes the views it uses and layers that differ only in size share one segment.
         Returns view name -> statement."""
         views = {}
-        for p in self.params:
-            o, r, c = self.placed(p)
-            for name, buf in ((self.v(p), "theta"), (self.d(p), "grad")):
-                views[name] = f"    {name} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
-                views[f"{name}_f"] = f"    {name}_f = {buf}[{o}:{o} + {r} * {c}]"
+        for buf, named in (("theta", self.v), ("grad", self.d)):
+            for p, part, shape in self._views(buf):
+                views[named(p)] = f"    {named(p)} = {part}.reshape({shape})"
+                views[f"{named(p)}_f"] = f"    {named(p)}_f = {part}"
         return views
 

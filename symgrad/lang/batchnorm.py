@@ -28,10 +28,10 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from ..lang.walk import find
 from .args import flag
 from .norm import EPS, check_eps
 from .rowwise import per_channel
+from .walk import find
 
 #: PyTorch's default momentum of the running statistics.
 MOMENTUM = 0.1

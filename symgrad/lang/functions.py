@@ -5,8 +5,6 @@ so a whole network's loss stays one SymPy expression. On explicit matrices they
 evaluate, which lets tests compare against ``sympy.diff`` of tiny scalarised models.
 
 >>> import sympy as sp
-
-from .walk import holds
 >>> z = sp.MatrixSymbol("z", 3, 1)
 >>> msum(z)
 msum(z)

@@ -24,7 +24,8 @@ def forget_other_models() -> None:
 
 
 def nodes(e: sp.Basic) -> Iterator[sp.Basic]:
-    """Each distinct subexpression of ``e``, once, parents before their arguments.
+    """Each distinct subexpression of ``e``, once, in depth-first order (a shared one may come
+    before some of its parents: :func:`postorder` orders arguments first).
 
     >>> x = sp.Symbol("x")
     >>> sum(1 for _ in nodes(sp.sin(sp.cos(x)) * sp.cos(x)))
