@@ -28,7 +28,7 @@ from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
-from .lang.walk import digest, forget_other_models, tree_size
+from .lang.walk import digest, fingerprint, forget_other_models, tree_size
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
@@ -219,15 +219,17 @@ def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -
 
 # -- the training route ----------------------------------------------------------------------
 
-# Repeated fit() calls on the same model skip re-deriving the cache key (srepr of the
-# expression, printing the optimizer: milliseconds, which dominated short fits).
+# Repeated fit() calls on the same model skip re-deriving the cache key (hashing the
+# expression, printing the optimizer: milliseconds, which dominated short fits). Keyed by the
+# expression's digest, never the expression: an unpickled copy of a deep model would be
+# compared with the one held node by node, once per path (minutes for a 12-layer transformer).
 _BUILT: dict[tuple, tuple] = {}
 
 
 def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int, np.ndarray]:
     """The module with loss, loss_grad, predict, train_chunk: (file, loss name, outputs, sizes)."""
     labels = getattr(model, "labels", None)
-    memo = (model.expr, tuple(model.params), model.x, tuple(labels.items()) if labels else None,
+    memo = (fingerprint(model.expr), tuple(model.params), model.x, tuple(labels.values()) if labels else None,
             loss, type(optimizer), tuple(sorted(optimizer.hyper.items())), dtype)
     hit = _BUILT.get(memo)
     if hit is not None and hit[0].exists():
@@ -237,13 +239,14 @@ def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int,
 
 
 def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int, np.ndarray]:
+    forget_other_models()  # the loss is built on this model's expression: see lang/walk.py
     fn, loss_name = loss_fn(loss)
     n_out = int(model.expr.shape[0])
     y = target_symbol(fn, model.expr)
     loss_expr = fn(model.expr, y)
     params, data = model.params, [model.x, y]
     step = optimizer.step_source("opt_update")
-    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, digest(model.expr))
+    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, fingerprint(model.expr))
 
     def make() -> tuple[str, np.ndarray]:  # lower and fuse once; every function comes from this program
         prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))

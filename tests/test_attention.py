@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import symgrad as sg
 from symgrad.errors import OptionError, ShapeError, SymgradError, UnsupportedModelError
 from symgrad.native import attention as kernels
-from symgrad.runtime.srepr_io import read_srepr, write_srepr
+from symgrad.runtime.srepr_io import read_nodes, write_nodes
 
 MS = sp.MatrixSymbol
 TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
@@ -281,7 +281,7 @@ def test_formulas_print_the_attention_rules():
 def test_the_expression_prints_and_reads_back():
     m = net()
     assert str(m.expr) == "W3*attention(x; Wq1, Wk1, Wv1, Wo1, heads=2, causal) + b3"
-    assert read_srepr(write_srepr(m.expr)) == m.expr
+    assert read_nodes(*write_nodes(m.expr)) == [m.expr]
     (A,) = [e for e in sp.preorder_traversal(m.expr) if isinstance(e, sg.attention)]
     assert (A.seq, A.heads, A.causal, A.shape) == ((T0, D0), 2, True, (T0 * D0, 1))
     W = MS("W", D0, D0)

@@ -20,7 +20,7 @@ from symgrad import jit
 from symgrad.errors import ModelFileError, OptionError, ShapeError, SymgradError
 from symgrad.lang import optim
 from symgrad.lang.nn import ACTIVATIONS, MLP
-from symgrad.runtime.srepr_io import read_srepr, write_srepr
+from symgrad.runtime.srepr_io import read_nodes, read_srepr, write_nodes, write_srepr
 
 Z = sp.Symbol("z", real=True)
 
@@ -141,7 +141,27 @@ def test_file_is_plain_arrays_and_json(data, tmp_path):
     assert header["format"] == "symgrad-model" and header["dtype"] == "float64"
     assert header["optimizer"]["class"] == "Adam" and header["optimizer"]["schedule"]["class"] == "StepLR"
     assert header["state"]["epoch"] == 3 and header["state"]["batch_size"] == 7
-    assert read_srepr(header["model"]["expr"]) == m.model.expr
+    h = header["model"]
+    assert header["version"] == 2 and read_nodes(h["nodes"], [h["expr"]]) == [m.model.expr]
+    assert len(h["nodes"]) == len(set(h["nodes"])), "each subexpression is written once"
+
+
+def test_files_of_format_1_still_load(data, tmp_path):
+    """Format 1 held one srepr string per expression; a file saved by it loads the same model."""
+    X, labels = data
+    m = _fit(X, labels, 3)
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(str(arrays.pop("header")))
+    spec = m.model
+    header["version"] = 1
+    header["model"] = {"expr": write_srepr(spec.expr), "params": write_srepr(sp.Tuple(*spec.params)),
+                       "x": write_srepr(spec.x), "labels": [[write_srepr(k), v] for k, v in spec.labels.items()]}
+    np.savez(tmp_path / "old.npz", header=np.array(json.dumps(header)), **arrays)
+    old = sg.load(tmp_path / "old.npz")
+    assert old.model.expr == spec.expr and old.model.labels == spec.labels
+    np.testing.assert_array_equal(old.predict(X), m.predict(X))
 
 
 def test_class_and_instance_load(data, tmp_path):
@@ -170,8 +190,9 @@ CORRUPTIONS = {
     "garbage": ("garbage", "corrupt or not a model file"),
     "foreign_npz": ("foreign", "not written by Trained.save"),
     "legacy_params_only": ("legacy", "older symgrad saved only parameters.*trained.load"),
-    "code_in_expression": (lambda h, a: h["model"].update(expr="__import__('os').system('true')"),
+    "code_in_expression": (lambda h, a: h["model"]["nodes"].__setitem__(0, "__import__('os').system('true')"),
                            "not a SymPy or symgrad expression"),
+    "expression_out_of_range": (lambda h, a: h["model"].update(expr=10**6), "not one of the .* lines written"),
     "wrong_param_shape": (lambda h, a: a.update(param_0=np.zeros((2, 2))), r"parameter arrays .* do not match"),
     "missing_state": (lambda h, a: a.pop("state_v"), "optimizer state 'v'"),
     "newer_format": (lambda h, a: h.update(version=99), "newer symgrad"),
@@ -248,11 +269,17 @@ def test_mlp_pickles(act):
 def test_srepr_text_round_trips_and_refuses_code():
     net = MLP([3, 4, 2], activation="elu", output="softmax")
     for e in (net.expr, sg.losses.mse(net.expr, sp.MatrixSymbol("y", 2, 1)), *net.labels):
-        assert read_srepr(write_srepr(e)) == e
+        assert read_srepr(write_srepr(e)) == e and read_nodes(*write_nodes(e)) == [e]
     for bad in ("__import__('os').system('true')", "Tuple('__import__(\"os\")')", "Symbol('x', real='a')",
                 "Add(Symbol('x'), lambda: 1)", "(1).__class__"):
         with pytest.raises(ModelFileError):
             read_srepr(bad)
+        with pytest.raises(ModelFileError):
+            read_nodes(["Symbol('x')", bad], [1])
+    for lines, roots in ((["Symbol('x')", "sin(_0)"], [2]), (["sin(_1)", "Symbol('x')"], [0]),
+                         (["Symbol('x')", "_0.__class__"], [1]), (["Symbol('x')"], ["_0"])):
+        with pytest.raises(ModelFileError):  # a line or root naming no earlier line
+            read_nodes(lines, roots)
 
 
 def _compiled_objects():

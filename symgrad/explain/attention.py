@@ -28,6 +28,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
+from ..lang.walk import holds
 from .imaging import add_legends
 from .printing import tex, text  # noqa: F401 (the examples above print with them)
 
@@ -120,7 +121,7 @@ class AttentionValue(sp.Function):
     def _parts(self):
         value, X, Wq, Wk, Wv, k, heads, dh = self.args
         qkv = [(sp.Symbol(f"{n}{k}"), MatProd(X, W)) for n, W in zip("QKV", (Wq, Wk, Wv))]
-        causal = any(isinstance(f, Mask) for f in sp.preorder_traversal(value))
+        causal = holds(value, Mask)
         return value, qkv, int(heads), int(dh), causal
 
     def _sympystr(self, p):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
+from ..lang.walk import nodes
 from .printing import tex, tex_text, text
 
 #: ⋆ binds looser than ⊙ (a product of correlations is parenthesised) and tighter than +.
@@ -206,7 +207,7 @@ def notes(exprs, latex: bool) -> list[str]:
     seen: set[sp.Basic] = set()
     out = []
     for e in exprs:
-        found = [a for a in sp.preorder_traversal(e) if isinstance(a, (Conv, MaxPool, AvgPool)) and a not in seen]
+        found = [a for a in nodes(e) if isinstance(a, (Conv, MaxPool, AvgPool)) and a not in seen]
         seen.update(found)
         out.append("".join(_note(a, latex) for a in found))
     return out

@@ -18,7 +18,6 @@ expression is an ordinary ``(C·H·W) × 1`` matrix expression that elementwise 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -27,6 +26,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 from ..errors import ShapeError
+from .walk import nodes, per_object
 
 
 def _pair(v, what: str, least: int = 0, also: str = "") -> tuple[int, int]:
@@ -209,10 +209,10 @@ def model_input(model) -> int | tuple[int, ...]:
     return _image_input(model.expr, model.x) or int(model.x.shape[0])
 
 
-@functools.lru_cache(maxsize=128)
+@per_object
 def _image_input(expr: sp.Basic, x: sp.MatrixSymbol) -> tuple[int, int, int] | None:
     # once per model, not per predict call: the walk cost more than predicting one row
-    for e in sp.preorder_traversal(expr):
+    for e in nodes(expr):
         if isinstance(e, IMAGE_OPS) and e.args[1 if isinstance(e, conv2d) else 0] == x:
             return tuple(e.geometry[:3])
     return None

@@ -16,13 +16,12 @@ so ``MultiHeadAttention``, elementwise functions and ``Flatten`` then ``Dense`` 
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
 from .args import count
+from .walk import nodes, per_object
 
 
 class embedding(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg.attention)
@@ -165,7 +164,7 @@ def check_token_ids(model, X: np.ndarray) -> None:
             raise TokenIdError(float(X[row, t]), row, t, vocab)
 
 
-@functools.lru_cache(maxsize=128)
+@per_object
 def _vocabularies(expr: sp.Basic, x: sp.MatrixSymbol) -> tuple[int, ...]:
     # once per model, not per predict call: the walk cost more than predicting one row
-    return tuple(e.vocab for e in sp.preorder_traversal(expr) if isinstance(e, embedding) and e.args[1] == x)
+    return tuple(e.vocab for e in nodes(expr) if isinstance(e, embedding) and e.args[1] == x)

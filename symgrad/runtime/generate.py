@@ -21,6 +21,7 @@ from ..lang.conv import model_input
 from ..lang.embedding import embedding, not_token_ids
 from ..lang.norm import layernorm
 from ..lang.rowwise import broadcast, residual, rowmatmul
+from ..lang.walk import nodes
 
 _POSITIONWISE = (embedding, rowmatmul, broadcast, residual, ElementwiseApplyFunction, sp.MatAdd,
                  sp.HadamardProduct, sp.MatrixSymbol, sp.ZeroMatrix)
@@ -28,7 +29,7 @@ _POSITIONWISE = (embedding, rowmatmul, broadcast, residual, ElementwiseApplyFunc
 
 def _leak(expr: sp.Basic) -> str | None:
     """What lets a position see later ones (padding would then change the logits), or None."""
-    for e in sp.preorder_traversal(expr):
+    for e in nodes(expr):
         if not isinstance(e, sp.MatrixExpr) or isinstance(e, _POSITIONWISE):
             continue
         if isinstance(e, attention):

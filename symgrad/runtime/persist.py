@@ -1,7 +1,7 @@
 """Model files: everything needed to rebuild a trained model and resume its training.
 
 A file is an ``.npz`` archive without pickles: a JSON header (network and custom loss as
-SymPy ``srepr`` text, optimizer and schedule by name and settings, dtype, epoch, step count,
+SymPy ``srepr`` lines, one per distinct subexpression, optimizer and schedule by name and settings, dtype, epoch, step count,
 RNG state, history) and plain arrays (parameters, optimizer state). Loading reads the
 expressions back without ``eval`` (``srepr_io``), so a file can carry data but never code,
 and checks every array against the header, so a corrupt or foreign file is named as such.
@@ -15,17 +15,16 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import sympy as sp
 
 from ..errors import MissingModelFileError, ModelFileError, OptionError, SymgradError
 from ..jit import VERSION as SYMGRAD_VERSION
 from ..lang import optim
 from .inputs import optimizers
-from .srepr_io import read_srepr, write_srepr
+from .srepr_io import read_nodes, read_srepr, write_nodes
 from .state import ModelSpec, StoredLoss, TrainState
 from .trained import Trained
 
-FORMAT, VERSION = "symgrad-model", 1
+FORMAT, VERSION = "symgrad-model", 2  # 2: expressions as node lines (format 1: one srepr each)
 _SCHEDULES = (optim.ConstantLR, optim.StepLR, optim.ExponentialLR, optim.CosineLR, optim.ReduceLROnPlateau)
 
 
@@ -132,8 +131,7 @@ def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.nda
 
 def _rebuild(header: dict, arrays: dict[str, np.ndarray], backend: str | None) -> Trained:
     spec = _read_model(header["model"])
-    loss = header["loss"]["name"] if "expr" not in header["loss"] else \
-        StoredLoss(read_srepr(header["loss"]["expr"]), header["loss"]["name"])
+    loss = _read_loss(header["loss"])
     opt = _read_optimizer(header["optimizer"])
     dtype = np.dtype(header["dtype"])
     params = _checked_params(spec, arrays, dtype)
@@ -174,18 +172,35 @@ def _checked_params(spec: ModelSpec, arrays: dict[str, np.ndarray], dtype: np.dt
 # -- the header's parts -------------------------------------------------------------------------
 
 def _model_header(spec: ModelSpec) -> dict:
-    labels = None if spec.labels is None else [[write_srepr(k), v] for k, v in spec.labels.items()]
-    return {"expr": write_srepr(spec.expr), "params": write_srepr(sp.Tuple(*spec.params)),
-            "x": write_srepr(spec.x), "labels": labels}
+    keys = [] if spec.labels is None else list(spec.labels)
+    lines, (expr, x, *rest) = write_nodes(spec.expr, spec.x, *spec.params, *keys)
+    labels = None if spec.labels is None else [[k, v] for k, v in zip(rest[len(spec.params):], spec.labels.values())]
+    return {"nodes": lines, "expr": expr, "x": x, "params": rest[:len(spec.params)], "labels": labels}
 
 
 def _read_model(h: dict) -> ModelSpec:
-    labels = None if h["labels"] is None else {read_srepr(k): v for k, v in h["labels"]}
-    return ModelSpec(read_srepr(h["expr"]), tuple(read_srepr(h["params"])), read_srepr(h["x"]), labels)
+    if "nodes" not in h:  # format 1
+        labels = None if h["labels"] is None else {read_srepr(k): v for k, v in h["labels"]}
+        return ModelSpec(read_srepr(h["expr"]), tuple(read_srepr(h["params"])), read_srepr(h["x"]), labels)
+    keys = [] if h["labels"] is None else [k for k, _ in h["labels"]]
+    expr, x, *rest = read_nodes(h["nodes"], [h["expr"], h["x"], *h["params"], *keys])
+    n = len(h["params"])
+    labels = None if h["labels"] is None else {k: v for k, (_, v) in zip(rest[n:], h["labels"])}
+    return ModelSpec(expr, tuple(rest[:n]), x, labels)
 
 
 def _loss_header(loss: str | StoredLoss) -> dict:
-    return {"name": loss} if isinstance(loss, str) else {"name": loss.__name__, "expr": write_srepr(loss.expr)}
+    if isinstance(loss, str):
+        return {"name": loss}
+    lines, (root,) = write_nodes(loss.expr)
+    return {"name": loss.__name__, "nodes": lines, "expr": root}
+
+
+def _read_loss(h: dict) -> str | StoredLoss:
+    if "expr" not in h:
+        return h["name"]
+    expr = read_nodes(h["nodes"], [h["expr"]])[0] if "nodes" in h else read_srepr(h["expr"])  # format 1
+    return StoredLoss(expr, h["name"])
 
 
 def _optimizer_header(opt: optim.Optimizer) -> dict:

@@ -12,6 +12,7 @@ import sympy as sp
 
 from ..errors import OptionError
 from ..lang.losses import target_symbol
+from ..lang.walk import find, fingerprint
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,14 +61,14 @@ class StoredLoss:
 
     def target_rows(self, pred) -> int:
         """The rows of the target the stored expression compares with (``target_symbol``)."""
-        ys = [s for s in self.expr.atoms(sp.MatrixSymbol) if s.name == "y"]
+        ys = [s for s in find(self.expr, sp.MatrixSymbol) if s.name == "y"]
         return int(ys[0].shape[0]) if ys else int(pred.shape[0])
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, StoredLoss) and (self.expr, self.__name__) == (other.expr, other.__name__)
+        return isinstance(other, StoredLoss) and (fingerprint(self.expr), self.__name__) == (fingerprint(other.expr), other.__name__)
 
-    def __hash__(self) -> int:
-        return hash((self.expr, self.__name__))
+    def __hash__(self) -> int:  # by digest: comparing two equal deep expressions is exponential (lang/walk.py)
+        return hash((fingerprint(self.expr), self.__name__))
 
     def __reduce__(self):
         return StoredLoss, (self.expr, self.__name__)
@@ -100,7 +101,7 @@ def check_resume(resume, model, loss, optimizer) -> None:
         raise OptionError("resume= needs a model returned by sg.fit or sg.load; this one keeps no "
                           "training state. Fix: pass a Trained from sg.fit or sg.load(path), or params=[...] "
                           "to start a new run from given parameters.")
-    if sp.srepr(ModelSpec.of(model).expr) != sp.srepr(ModelSpec.of(resume.model).expr):
+    if fingerprint(ModelSpec.of(model).expr) != fingerprint(ModelSpec.of(resume.model).expr):
         raise OptionError(f"resume= was trained on another network ({ModelSpec.of(resume.model)}); this "
                           f"fit's model is {ModelSpec.of(model)}. Fix: pass resume.model as the model, "
                           "or use trained.fit_more(X, Y, epochs=...).")

@@ -121,8 +121,8 @@ class Trained:
     def save(self, path: str) -> None:
         """Write everything :func:`symgrad.load` needs to rebuild this model and resume training:
         network, loss, optimizer, dtype, parameters, optimizer state, epoch, RNG state, history.
-        The format is ``.npz`` with a JSON header; expressions are SymPy ``srepr`` text, read
-        back without ``eval``, so a file can hold data but not code."""
+        The format is ``.npz`` with a JSON header; expressions are SymPy ``srepr`` text, one line
+        per distinct subexpression, read back without ``eval``, so a file can hold data but not code."""
         from .persist import save
 
         save(self, path)
