@@ -127,9 +127,8 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay=weight_decay, clip_norm=clip_norm,
                          schedule=schedule)
 
-    def _decay_rules(self):
-        wd = self.hyper["weight_decay"]
-        return [(P, P * (1 - LR * sym("weight_decay")))] if wd else []
+    def _decay_rules(self, always: bool = False):
+        return [(P, P * (1 - LR * sym("weight_decay")))] if always or self.hyper["weight_decay"] else []
 
 
 class AdaGrad(Optimizer):

@@ -67,13 +67,14 @@ class Optimizer(Printout):
     def _rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
         raise NotImplementedError
 
-    def _decay_rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        wd = self.hyper["weight_decay"]
-        return [(G, G + sym("weight_decay") * P)] if wd else []
+    def _decay_rules(self, always: bool = False) -> list[tuple[sp.Symbol, sp.Expr]]:
+        return [(G, G + sym("weight_decay") * P)] if always or self.hyper["weight_decay"] else []
 
-    def rules(self) -> list[tuple[sp.Symbol, sp.Expr]]:
-        """Ordered assignments ``(target, expr)``; the last one is the new ``p``."""
-        return self._decay_rules() + self._rules()
+    def rules(self, compiled: bool = False) -> list[tuple[sp.Symbol, sp.Expr]]:
+        """Ordered assignments ``(target, expr)``; the last one is the new ``p``. The printed
+        rules show weight decay only when it is on; the ``compiled`` ones always hold it, so
+        that λ = 0 and λ > 0 share one module (λ = 0 adds an exact 0 to each element)."""
+        return self._decay_rules(compiled) + self._rules()
 
     def lr_at(self, epoch: int, history: dict | None = None) -> float:
         """The learning rate the schedule gives for ``epoch`` (0-based); a schedule that follows
@@ -116,14 +117,14 @@ class Optimizer(Printout):
     def _final_exprs(self) -> dict[str, sp.Expr]:
         """New value of each written array, in terms of the old values."""
         values: dict[sp.Symbol, sp.Expr] = {}
-        for target, expr in self.rules():
+        for target, expr in self.rules(compiled=True):
             values[target] = expr.xreplace(values)
         return {name: values[sym(name)] for name in (*self.state, "p") if sym(name) in values}
 
     def step_source(self, name: str = "opt_update") -> str:
         """Numba-ready source of ``name(p, g, *state, lr, t, hyper)``, updating flat arrays in
         place; ``hyper`` is :meth:`hyper_values`. The source depends on the hyperparameters'
-        names, not their values (only whether weight decay is on), so a new value compiles nothing.
+        names, not their values, so a new value (weight decay 0 included) compiles nothing.
 
         Needs ``math``, ``F`` (the dtype) and ``jit`` in the module it is placed in.
         """
