@@ -101,6 +101,7 @@ skel = "".join(re.sub(r"\d+", "0", open(f).read().partition("\n")[2])
                for f in sorted(glob.glob(os.path.join(os.environ["SYMGRAD_CACHE_DIR"], "sg_*.py"))))
 print("SG_RESULT " + json.dumps({
     "skeleton": hashlib.sha256(skel.encode()).hexdigest()[:16], "skeleton_lines": skel.count("\n"),
+    "modules": sorted(os.path.basename(f) for f in glob.glob(os.path.join(os.environ["SYMGRAD_CACHE_DIR"], "sg_*.py"))),
     "import": t_import - t0, "model": t_model - t_import, "fit1": t_fit1 - t1, "fit2": t_fit2 - t_fit1,
     "make_source": first["make_source"], "lower": first["lower"], "load": first["load"],
     "ensure_source": first["ensure_source"], "generated": first["generated"], "hooks": first["hooks"],
@@ -193,7 +194,10 @@ def _width_evidence(narrow: list[dict], wide: list[dict]) -> str:
     in numbers."""
     pairs = ", ".join(f"{a['build']:.1f}/{b['build']:.1f}" for a, b in zip(narrow, wide, strict=True))
     same = {r["skeleton"] for r in narrow + wide}
-    src = (f"the generated modules are the same text but for their numbers (shapes, offsets; "
+    files = {tuple(r.get("modules", ())) for r in narrow + wide}  # named by a hash of their text
+    src = (f"both sizes generated the same module files, text included ({narrow[0]['skeleton_lines']} "
+           "lines: the sizes are arguments)" if len(files) == 1 else
+           f"the generated modules are the same text but for their numbers (shapes, offsets; "
            f"{narrow[0]['skeleton_lines']} lines)" if len(same) == 1 else
            f"the generated modules differ beyond their numbers ({len(same)} different texts)")
     return f"{len(narrow)} cold builds of each, taking turns (128/1024 s: {pairs}); {src}"
