@@ -20,6 +20,7 @@ from symgrad import jit
 from symgrad.errors import ModelFileError, OptionError, ShapeError, SymgradError
 from symgrad.lang import optim
 from symgrad.lang.nn import ACTIVATIONS, MLP
+from symgrad.lang.walk import postorder
 from symgrad.runtime.srepr_io import read_nodes, read_srepr, write_nodes, write_srepr
 
 Z = sp.Symbol("z", real=True)
@@ -280,6 +281,27 @@ def test_srepr_text_round_trips_and_refuses_code():
                          (["Symbol('x')", "_0.__class__"], [1]), (["Symbol('x')"], ["_0"])):
         with pytest.raises(ModelFileError):  # a line or root naming no earlier line
             read_nodes(lines, roots)
+
+
+def _networks():
+    nn = sg.nn
+    yield from (MLP([3, 4, 2], activation=a) for a in ACTIVATIONS)
+    yield nn.Sequential([nn.Conv2D(1, 2, 3, padding="same", activation="relu"), nn.BatchNorm(2), nn.MaxPool2D(2),
+                         nn.Flatten(), nn.Dropout(0.25), nn.Dense(2 * 3 * 3, 3)], input_shape=(1, 6, 6))
+    yield nn.Sequential([nn.Conv2D(1, 2, 3, stride=2), nn.AvgPool2D(2), nn.Flatten(), nn.Dense(8, 2, "softmax")],
+                        input_shape=(1, 9, 9))
+    yield nn.Transformer(7, 4, 2, 2, 3)
+
+
+@pytest.mark.parametrize("net", list(_networks()), ids=lambda n: str(n)[:40])
+def test_node_lines_round_trip_every_layer_kind(net):
+    """What a model file holds, for each layer kind: one line per distinct subexpression, read
+    back to the same expression and labels."""
+    keys = list(net.labels)
+    lines, roots = write_nodes(net.expr, *keys)
+    assert len(lines) == len(postorder(sp.Tuple(net.expr, *keys))) - 1  # each once; the Tuple is not written
+    expr, *back = read_nodes(lines, roots)
+    assert expr == net.expr and back == keys
 
 
 def _compiled_objects():
