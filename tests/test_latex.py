@@ -77,6 +77,10 @@ def _networks():
                                              nn.Dense(2, 3)], input_shape=(1, 6, 6)), "cross_entropy")
     nets["dropout"] = sg.formulas(nn.Sequential([nn.Dense(3, 4, "relu"), nn.Dropout(0.25), nn.Dense(4, 2)], 3), "mse")
     nets["transformer"] = sg.formulas(nn.Transformer(6, 8, 2, 1, 5), "token_cross_entropy")
+    # a given ε joins the subscript of layernorm_pos (two subscripts do not compile)
+    nets["norms-eps"] = sg.formulas(nn.Sequential([nn.LayerNorm(4, eps=1e-3), nn.Flatten(), nn.Dense(12, 5),
+                                                   nn.BatchNorm(5, eps=1e-3), nn.LayerNorm(5, eps=1e-3)],
+                                                  input_shape=(3, 4)), "mse")
     return nets
 
 

@@ -74,6 +74,9 @@ class Normalised(sp.Function):
 
     nargs = 2
     family = "Normalisation"
+    #: the printed name in text, and in LaTeX with its subscript (the per-position and batch
+    #: forms set their own; a given ε joins the subscript, since LaTeX refuses two)
+    text_name, tex_name, tex_sub = "layernorm", r"\operatorname{layernorm}", ""
     legend = (("layernorm(x) = (x - mean(x))/σ_x", r"\operatorname{layernorm}(x) = (x - \operatorname{mean}(x))/\sigma_{x}"),
               ", ", ("σ_x = √(var(x) + ε)", r"\sigma_{x} = \sqrt{\operatorname{var}(x) + \varepsilon}"),
               " over each sample's entries (var biased; ", ("ε = 1e-05", r"\varepsilon = 10^{-5}"), " unless given)")
@@ -81,12 +84,13 @@ class Normalised(sp.Function):
     def _sympystr(self, p):
         eps = float(self.args[1])
         more = "" if eps == EPS else f", ε={eps:g}"
-        return f"layernorm({p._print(self.args[0])}{more})"
+        return f"{self.text_name}({p._print(self.args[0])}{more})"
 
     def _latex(self, p):
         eps = float(self.args[1])
-        sub = "" if eps == EPS else r"_{\varepsilon = %s}" % f"{eps:g}"
-        return r"\operatorname{layernorm}%s\left(%s\right)" % (sub, p._print(self.args[0]))
+        subs = [s for s in (self.tex_sub, "" if eps == EPS else r"\varepsilon = %s" % f"{eps:g}") if s]
+        sub = "_{%s}" % ", ".join(subs) if subs else ""
+        return r"%s%s\left(%s\right)" % (self.tex_name, sub, p._print(self.args[0]))
 
 
 class NormBackward(sp.Function):
@@ -112,17 +116,13 @@ class NormBackward(sp.Function):
 class PosNormalised(Normalised):
     """layernorm_pos(X): (X − rowmean(X))/σ_X, each position (row) of a sequence; args X, ε."""
 
+    text_name, tex_sub = "layernorm_pos", r"\text{pos}"
+
     legend = (("layernorm_pos(X) = (X - rowmean(X))/σ_X", r"\operatorname{layernorm}_{\text{pos}}(X) = "
                r"(X - \operatorname{rowmean}(X))/\sigma_{X}"), ", ",
               ("σ_X = √(rowvar(X) + ε)", r"\sigma_{X} = \sqrt{\operatorname{rowvar}(X) + \varepsilon}"),
               " per position (each row of the ", ("T × d", r"T \times d"), " sequence X, over its d features; var biased; ",
               ("ε = 1e-05", r"\varepsilon = 10^{-5}"), " unless given)")
-
-    def _sympystr(self, p):
-        return super()._sympystr(p).replace("layernorm(", "layernorm_pos(", 1)
-
-    def _latex(self, p):
-        return super()._latex(p).replace(r"\operatorname{layernorm}", r"\operatorname{layernorm}_{\text{pos}}", 1)
 
 
 class PosNormBackward(NormBackward):
@@ -171,16 +171,12 @@ class BatchSigma(Sigma):
 class BatchNormalised(Normalised):
     """batchnorm(x): (x − mean_B(x))/σ_B in training, by the running statistics in inference."""
 
+    text_name, tex_name = "batchnorm", r"\operatorname{batchnorm}"
+
     legend = (("batchnorm(x) = (x - mean_B(x))/σ_B", r"\operatorname{batchnorm}(x) = (x - \operatorname{mean}_{B}(x))/\sigma_{B}"),
               ", ", ("σ_B = √(var_B(x) + ε)", r"\sigma_{B} = \sqrt{\operatorname{var}_{B}(x) + \varepsilon}"),
               " per feature (an image's channel: over its positions too) over the minibatch in training (var biased); "
               "predict and evaluate use running statistics")
-
-    def _sympystr(self, p):
-        return super()._sympystr(p).replace("layernorm(", "batchnorm(", 1)
-
-    def _latex(self, p):
-        return super()._latex(p).replace("layernorm", "batchnorm", 1)
 
 
 class BatchNormBackward(NormBackward):
