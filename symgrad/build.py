@@ -180,11 +180,12 @@ def tensor_title(loss) -> str:
 SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_loss_grad")
 
 
-def module_source(prog: Program, title: str, dtype: str, funcs: list[str]) -> tuple[str, np.ndarray]:
-    """One module: header, helpers, the map kernels, the outlined segments, ``funcs`` and the
-    glue's callee aliases (written last: generating ``funcs`` is what finds them); and the
+def module_source(prog: Program, title: str, dtype: str, funcs: list[str],
+                  segments: list[str]) -> tuple[str, np.ndarray]:
+    """One module: header, helpers, the map kernels, the outlined ``segments``, ``funcs`` and
+    the glue's callee aliases (written last: generating ``funcs`` is what finds them); and the
     model's sizes, which the text leaves out (``codegen/dims.py``)."""
-    funcs = (["\n".join(prog.segments)] if prog.segments else []) + funcs
+    funcs = (["\n".join(segments)] if segments else []) + funcs
     if prog.callees:
         funcs.append(prog.callee_aliases())
     head = module_header(title, dtype, prog.kernels.p.helpers, glue=bool(prog.callees), blas=True)
@@ -200,9 +201,11 @@ def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = Fals
     Hessian-vector ``loss_grad``), and the model's sizes. ``labels`` name layers in comments.
     Runs on a cache miss."""
     prog = tensor_program(loss, params, data, reduction, labels, hvp)
-    funcs = ([] if hvp else ["\n".join(prog.loss_fn())]) + ["\n".join(prog.loss_grad_fn())]
+    funcs = [] if hvp else ["\n".join(prog.loss_fn())]  # first: map kernels are named in order of use
+    segments, loss_grad = prog.loss_grad_fn()
+    funcs.append("\n".join(loss_grad))
     title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\n{tensor_title(loss)}"
-    return module_source(prog, title, dtype, funcs)
+    return module_source(prog, title, dtype, funcs, segments)
 
 
 def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> tuple[Path, np.ndarray]:
@@ -250,10 +253,12 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
 
     def make() -> tuple[str, np.ndarray]:  # lower and fuse once; every function comes from this program
         prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))
-        funcs = ["\n".join(prog.loss_fn()), "\n".join(prog.loss_grad_fn()),
+        loss = prog.loss_fn()  # first: map kernels are named in order of use
+        segments, loss_grad = prog.loss_grad_fn()
+        funcs = ["\n".join(loss), "\n".join(loss_grad),
                  "\n".join(predict_source(prog, model.expr, params, model.x)), step,
                  "\n".join(train_source(prog, optimizer.state))]
-        return module_source(prog, f"symgrad tensor model\n\n{tensor_title(loss_expr)}", dtype, funcs)
+        return module_source(prog, f"symgrad tensor model\n\n{tensor_title(loss_expr)}", dtype, funcs, segments)
 
     path, dims = jit.ensure_sized(key, make)
     return path, loss_name, n_out, dims

@@ -44,8 +44,6 @@ class Program(Sizes):
         self.dims, self.scope = dims or Dims(), scope
         self.need = _needs_grad(nodes)
         self.ws: list[tuple[str, TNode]] | None = [] if workspace else None
-        self.segments: list[str] = []  # segment functions of an outlined loss_grad
-        self.glue = False  # loss_grad is outlined: its own body only creates arrays and calls
         self.callees: set[str] = set()  # functions the glue calls, through callee() overloads
         # dropout, batch norm: a noisy model's loss_grad and training step (``noise`` set) train
         self.noisy, self.noise = any(n.kind in ("dropout", "batchnorm") for n in nodes), False
@@ -73,9 +71,10 @@ class Program(Sizes):
             return name
         return f"{name}.reshape(({self.rows(n)}, {self.cols(n)}))"
 
-    def decl(self, name: str, n: TNode, zeros: bool = False) -> list[str]:
-        """Lines that bring array ``name`` (shaped like node n's storage) into existence."""
-        if self.ws is None and zeros and self.glue:  # glue is not optimised: no inline loops
+    def decl(self, name: str, n: TNode, zeros: bool = False, glue: bool = False) -> list[str]:
+        """Lines that bring array ``name`` (shaped like node n's storage) into existence;
+        ``glue``: in an outlined loss_grad's own body."""
+        if self.ws is None and zeros and glue:  # glue is not optimised: no inline loops
             return [f"    {name} = {self.alloc(n, name)}", f"    {self.call('fill0')}({name})"]
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, name, zeros)}"]
@@ -116,14 +115,16 @@ class Program(Sizes):
         """The loss node's adjoint, the same for every sample."""
         return "F(1.0) / F(B)" if (self.out.batched and self.reduction == "mean") else "F(1.0)"
 
-    def backward_parts(self, skip_out: bool = False, reduced: bool = False) -> tuple[list[str], list[list[str]]]:
+    def backward_parts(self, skip_out: bool = False, reduced: bool = False,
+                       glue: bool = False) -> tuple[list[str], list[list[str]]]:
         """(adjoint allocations, one group of statements per node in reverse order; without
-        the loss node's group if ``skip_out``, and without its adjoint array if ``reduced``)."""
+        the loss node's group if ``skip_out``, and without its adjoint array if ``reduced``;
+        ``glue``: the allocations are in an outlined loss_grad's own body)."""
         o = self.out
         lines = [] if reduced else self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {self.seed()}"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
-                lines += self.decl(self.d(n), n, zeros=not self._written_whole(n))
+                lines += self.decl(self.d(n), n, zeros=not self._written_whole(n), glue=glue)
         groups = []
         for n in reversed(self.nodes):
             if n.kind == "leaf" or id(n) not in self.need or (skip_out and n is o):
@@ -225,26 +226,34 @@ class Program(Sizes):
         return ["@jit", f"def loss({self.signature()}):", *self.bind(fwd), self.batch_size(),
                 *self.flat_views(fwd), *fwd, f"    return {self.total()}"]
 
-    def loss_grad_fn(self) -> list[str]:
-        """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers."""
-        self.noise = self.noisy  # training: dropout masks (loss, predict: the identity)
-        lines, self.noise = self._loss_grad_fn(), False
-        return lines
-
-    def _loss_grad_fn(self) -> list[str]:
-        # as many groups as nodes with a forward, and as nodes that need an adjoint
+    def outlined(self) -> bool:
+        """loss_grad is cut into segment functions, glued by a body that only makes arrays and
+        calls them: as many groups as nodes with a forward, and as nodes that need an adjoint."""
         n_fwd = sum(1 for n in self.nodes if n.kind != "leaf")
         n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
-        self.glue = n_fwd + n_bwd > 2 * OUTLINE_NODES
+        return n_fwd + n_bwd > 2 * OUTLINE_NODES
+
+    def loss_grad_fn(self) -> tuple[list[str], list[str]]:
+        """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers.
+        Returns (the segment functions it calls, when :meth:`outlined`; its own lines)."""
+        self.noise = self.noisy  # training: dropout masks (loss, predict: the identity)
+        try:
+            return self._outlined_loss_grad() if self.outlined() else ([], self._loss_grad())
+        finally:
+            self.noise = False
+
+    def _loss_grad(self) -> list[str]:
         sig = f"def loss_grad({self.flat_signature(defaults=True)}):"
-        if not self.glue:
-            body = self.step("total")
-            views = self.views("theta", [self.v(p) for p in self.params])
-            views += self.views("grad", [self.d(p) for p in self.params])
-            head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
-            return ["@jit", sig, *self.bind(head + body), *head, *body, "    return total"]
+        body = self.step("total")
+        views = self.views("theta", [self.v(p) for p in self.params])
+        views += self.views("grad", [self.d(p) for p in self.params])
+        head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
+        return ["@jit", sig, *self.bind(head + body), *head, *body, "    return total"]
+
+    def _outlined_loss_grad(self) -> tuple[list[str], list[str]]:
+        sig = f"def loss_grad({self.flat_signature(defaults=True)}):"
         fwd = self.forward_groups()
-        prologue, bwd = self.backward_parts()
+        prologue, bwd = self.backward_parts(glue=True)
         # deep model: segments of a few nodes each, so that no function is long, glued together
         # by a function that Numba does not optimise (docs/decisions.md); each segment makes the
         # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
@@ -255,10 +264,9 @@ class Program(Sizes):
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call, views)
-        self.segments = fdefs + bdefs
         body = [*fbody, *total, *prologue, *bbody]
         head = [self.batch_size(), f"    {self.call('fill0')}(grad)"]
-        return ["@jit_glue", sig, *self.bind(body), *head, *body, "    return total"]
+        return fdefs + bdefs, ["@jit_glue", sig, *self.bind(body), *head, *body, "    return total"]
 
     def predict_fn(self) -> list[str]:
         fwd = self.forward()
