@@ -26,9 +26,19 @@ from symgrad.sklearn import MLPClassifier, MLPRegressor, SymgradClassifier, Symg
 FAST = dict(max_iter=50, learning_rate_init=0.02, backend="python")
 
 
-def small_net(n_in, n_out):
-    """A model_fn for the general estimators (module level, so it pickles)."""
-    return sg.nn.MLP([n_in, 8, n_out], activation="tanh")
+class SmallNet:
+    """A model_fn for the general estimators: a module-level class, so it pickles, with a repr
+    that is the same in every process (a function's shows its address, and pytest-xdist's
+    workers must collect the same test ids)."""
+
+    def __call__(self, n_in, n_out):
+        return sg.nn.MLP([n_in, 8, n_out], activation="tanh")
+
+    def __repr__(self) -> str:
+        return "small_net"
+
+
+small_net = SmallNet()
 
 
 # tanh for MLPClassifier: check_class_weight_classifiers gives class 0 weight 1000 and the others
