@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import OptionError
+from ..lang.args import flag
 from .inputs import BINARY_LOSSES, CLASS_LOSSES
 from .trained import Trained, evaluate_arrays, forward_rows
 
@@ -91,10 +92,7 @@ class Run:
 def check_flags(progress, shuffle, verbose) -> None:
     """fit's on/off options: bools (a string such as 'no' is truthy, and would do the opposite);
     ``verbose`` 0 (silent), 1 or 2 (a line per epoch; Keras's values), or a bool."""
-    for name, v in (("progress", progress), ("shuffle", shuffle)):
-        if not isinstance(v, (bool, np.bool_)):
-            raise OptionError(f"{name}={v!r}: use True or False (any other value, even 'no', would count as "
-                              f"True). Fix: {name}=False or {name}=True.")
+    flag(progress, "progress"), flag(shuffle, "shuffle")
     if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
         raise OptionError(f"verbose={verbose!r}: use 0 (silent), or 1 or 2 (a line per epoch). Fix: verbose=1, "
                           "or verbose=0.")
