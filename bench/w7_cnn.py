@@ -600,6 +600,29 @@ def _contended(per_epoch: dict) -> str:
     return ""
 
 
+def _drift_notes(L: list[str], per_epoch: dict) -> None:
+    """The notes under a W7 timing table: why losses drift apart, and any contended rows."""
+    L.append("- The max deviation column covers every epoch: the first epochs agree to float32 rounding, later ones "
+             "drift apart as rounding differences (summation order in the convolutions and BLAS) grow over hundreds "
+             "of Adam steps; final accuracies can then differ by a few test images.")
+    busy = _contended(per_epoch)
+    if busy:
+        L.append(f"- Two-thread rows: {busy}.")
+    L.append("")
+
+
+def _soft_profile(L: list[str], label: str, spec, X, y, p0, reps: int):
+    """profile_ops, or None with a line in L saying why it failed (it reads the generated
+    module's layout, which is not a public API)."""
+    try:
+        flush_print(f"  {label}: per-node profile ...")
+        return profile_ops(spec, X, y, p0, reps)
+    except Exception as exc:  # noqa: BLE001 - any failure only loses the breakdown
+        L.append(f"Per-op breakdown unavailable ({type(exc).__name__}: {exc}).")
+        L.append("")
+        return None
+
+
 def _top_nodes(prof, n: int = 3) -> str:
     """The profile's largest nodes, for a missed target's evidence."""
     rows, summ = prof
@@ -673,21 +696,9 @@ def run_digits(mode: Mode, L: list[str], targets: list[Target], data: dict, note
     L.append(f"- symgrad's own per-epoch timer (the native calls alone): {kernel * 1e3:.2f} ms/epoch "
              f"({kernel / steps * 1e6:.0f} µs per step); `fit` adds {(per_epoch[SG] - kernel) * 1e3:.2f} ms per "
              "epoch around it.")
-    L.append("- The max deviation column covers every epoch: the first epochs agree to float32 rounding, later ones "
-             "drift apart as rounding differences (summation order in the convolutions and BLAS) grow over hundreds "
-             "of Adam steps; final accuracies can then differ by a few test images.")
-    busy = _contended(per_epoch)
-    if busy:
-        L.append(f"- Two-thread rows: {busy}.")
-    L.append("")
-    prof = None
-    try:
-        if not mode.tiny:  # ~10 s on this machine; it fails soft anyway
-            flush_print("  W7a: per-node profile ...")
-            prof = profile_ops(DIGITS_CNN, Xtr, ytr, p0, mode.pick(50, 20, 5))
-    except Exception as exc:  # the generated module's layout is not a public API
-        L.append(f"Per-op breakdown unavailable ({type(exc).__name__}: {exc}).")
-        L.append("")
+    _drift_notes(L, per_epoch)
+    # ~10 s on this machine, so not in tiny mode
+    prof = None if mode.tiny else _soft_profile(L, "W7a", DIGITS_CNN, Xtr, ytr, p0, mode.pick(50, 20, 5))
     if prof:
         rows, summ = prof
         tstep = per_epoch.get(TORCH1, float("nan")) / steps * 1e6
@@ -807,20 +818,8 @@ def run_lenet(mode: Mode, L: list[str], targets: list[Target], data: dict, notes
                  f"{ref2:.1f} GFLOP/s with 2 (threadpoolctl).")
     L.append(f"- symgrad's own per-epoch timer (the native calls alone): {kernel * 1e3:.2f} ms/epoch, "
              f"{fl / kernel / 1e9:.2f} GFLOP/s.")
-    L.append("- The max deviation column covers every epoch: the first epochs agree to float32 rounding, later ones "
-             "drift apart as rounding differences (summation order in the convolutions and BLAS) grow over hundreds "
-             "of Adam steps; final accuracies can then differ by a few test images.")
-    busy = _contended(per_epoch)
-    if busy:
-        L.append(f"- Two-thread rows: {busy}.")
-    L.append("")
-    prof = None
-    try:
-        flush_print("  W7b: per-node profile ...")
-        prof = profile_ops(LENET, Xtr, ytr, p0, mode.pick(30, 10, 3))
-    except Exception as exc:  # the generated module's layout is not a public API
-        L.append(f"Per-op breakdown unavailable ({type(exc).__name__}: {exc}).")
-        L.append("")
+    _drift_notes(L, per_epoch)
+    prof = _soft_profile(L, "W7b", LENET, Xtr, ytr, p0, mode.pick(30, 10, 3))
     if prof:
         rows, summ = prof
         L.append("Where one symgrad LeNet step goes (as for W7a):")
