@@ -15,14 +15,21 @@ from sklearn.datasets import load_digits
 import symgrad as sg
 
 
-def data(seed: int = 0):
+def split(seed: int = 0):
+    """scikit-learn's digits in a fixed 80/20 split, pixels as they come (0..16):
+    (X_train, y_train, X_test, y_test). The CNN examples import it, so all train on one split."""
     d = load_digits()
     idx = np.random.default_rng(seed).permutation(len(d.data))
     X, y = d.data[idx], d.target[idx]
-    n = int(0.8 * len(X))  # fixed 80/20 split
-    mu, sd = X[:n].mean(0), X[:n].std(0) + 1e-8  # standardise with training statistics only
-    X = (X - mu) / sd
+    n = int(0.8 * len(X))
     return X[:n], y[:n], X[n:], y[n:]
+
+
+def data(seed: int = 0):
+    """The split, standardised with the training statistics only."""
+    Xtr, ytr, Xte, yte = split(seed)
+    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-8
+    return (Xtr - mu) / sd, ytr, (Xte - mu) / sd, yte
 
 
 def main() -> int:

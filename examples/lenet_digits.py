@@ -13,21 +13,12 @@ import sys
 import time
 
 import numpy as np
+from digits_mlp import split  # the MLP demo's fixed 80/20 split (examples/ is the script's folder)
 from scipy import ndimage
-from sklearn.datasets import load_digits
 
 import symgrad as sg
 
 SIDE, DIGIT = 28, 20  # canvas and upsampled digit, in pixels
-
-
-def data(seed: int = 0):
-    """The MLP demo's fixed 80/20 split, unscaled: (X_train, y_train, X_test, y_test)."""
-    d = load_digits()
-    idx = np.random.default_rng(seed).permutation(len(d.data))
-    X, y = d.data[idx], d.target[idx]
-    n = int(0.8 * len(X))  # fixed 80/20 split
-    return X[:n], y[:n], X[n:], y[n:]
 
 
 def canvases(X8: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +55,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()
-    Xtr, ytr, Xte, yte = data()
+    Xtr, ytr, Xte, yte = split()
     copies, epochs, lr = (2, 4, 3e-3) if args.quick else (6, 12, 2e-3)
     Itr = canvases(Xtr, copies, np.random.default_rng(1)).astype(args.dtype)   # NCHW
     Ytr = np.tile(ytr, copies)
