@@ -51,9 +51,16 @@ X = np.random.default_rng(0).normal(size=(16, 2))
 Y = X[:, 0] - X[:, 1]
 PY = {"backend": "python", "epochs": 1}
 ONES = np.ones(4)
+Z3, Y3 = sp.MatrixSymbol("z", 3, 1), sp.MatrixSymbol("y", 3, 1)
 
 
 # -- the few compiled and trained objects every case shares (built once, on first use) ---------
+
+@functools.cache
+def LM():
+    """A language model: vocabulary 5, d 4, one head and layer, context 2."""
+    return nn.Transformer(5, 4, 1, 1, 2)
+
 
 @functools.cache
 def F():
@@ -374,6 +381,31 @@ CASES = [
     C("parse_expr", "text", lambda: sg.parse_expr("__import__('os')"), ParseError, "not allowed"),
     C("parse_expr", "text", lambda: sg.parse_expr(3), ParseError, "as a str"),
     C("parse_expr", "extra_functions", lambda: sg.parse_expr("x", extra_functions=[1]), ParseError, "not a named function"),
+    # sg.losses: matrix expressions of one shape, a positive finite delta
+    C("losses.mse", "pred", lambda: sg.losses.mse(3, Z3), ShapeError, "matrix expressions"),
+    C("losses.mse", "target", lambda: sg.losses.mse(Z3, sp.MatrixSymbol("y", 2, 1)), ShapeError, "3×1 but target is 2×1"),
+    C("losses.mae", "pred", lambda: sg.losses.mae("z", Z3), ShapeError, "mae\\(pred='z'\\)"),
+    C("losses.mae", "target", lambda: sg.losses.mae(Z3, y), ShapeError, "mae\\(target=y\\)"),
+    C("losses.huber", "pred", lambda: sg.losses.huber(x, Z3), ShapeError, "huber\\(pred=x\\)"),
+    C("losses.huber", "target", lambda: sg.losses.huber(Z3, sp.MatrixSymbol("y", 3, 2)), ShapeError, "target is 3×2"),
+    C("losses.huber", "delta", lambda: sg.losses.huber(Z3, Y3, delta=-1), OptionError, "delta=-1"),
+    C("losses.huber", "delta", lambda: sg.losses.huber(Z3, Y3, delta=0), OptionError, "delta=0"),
+    C("losses.huber", "delta", lambda: sg.losses.huber(Z3, Y3, delta=float("nan")), OptionError, "delta=nan"),
+    C("losses.huber", "delta", lambda: sg.losses.huber(Z3, Y3, delta="0.5"), OptionError, "delta='0.5'"),
+    C("losses.huber", "delta", lambda: sg.losses.huber(Z3, Y3, delta=True), OptionError, "delta=True"),
+    C("losses.binary_cross_entropy", "logits", lambda: sg.losses.binary_cross_entropy([1, 2], Y3), ShapeError,
+      "logits=\\[1, 2\\]"),
+    C("losses.binary_cross_entropy", "target", lambda: sg.losses.binary_cross_entropy(Z3, sp.MatrixSymbol("y", 2, 1)),
+      ShapeError, "logits is 3×1 but target is 2×1"),
+    C("losses.softmax_cross_entropy", "logits", lambda: sg.losses.softmax_cross_entropy(None, Y3), ShapeError,
+      "logits=None"),
+    C("losses.softmax_cross_entropy", "target", lambda: sg.losses.softmax_cross_entropy(Z3, 3), ShapeError,
+      "target=3"),
+    C("losses.token_cross_entropy", "logits", lambda: sg.losses.token_cross_entropy(Z3, sp.MatrixSymbol("y", 1, 1)),
+      ShapeError, "takes a sequence of logits"),
+    C("losses.token_cross_entropy", "logits", lambda: sg.losses.token_cross_entropy("z", Y3), ShapeError, "logits='z'"),
+    C("losses.token_cross_entropy", "target", lambda: sg.losses.token_cross_entropy(LM().expr, Y3), ShapeError,
+      "but target is 3×1.*one id per position's shape, e.g. sp.MatrixSymbol\\(\"y\", 2, 1\\)"),
     # sg.nn builders
     C("nn.MLP", "sizes", lambda: nn.MLP([2, 0, 1]), SymgradError, "positive integers"),
     C("nn.MLP", "sizes", lambda: nn.MLP([2, 2.5, 1]), SymgradError, "positive integers"),
@@ -595,6 +627,7 @@ def public_parameters() -> set[tuple[str, str]]:
     entries |= {f"nn.{n}": c for n, c in vars(nn).items() if not n.startswith("_") and isinstance(c, type)
                 and c.__module__.startswith("symgrad.lang") and not issubclass(c, (sp.Basic, Exception))}
     entries["nn.activation"] = nn.activation  # the one builder that is a function
+    entries |= {f"losses.{n}": f for n, f in vars(sg.losses).items() if n in sg.losses.LOSSES}
     entries |= {f"optim.{n}": c for n, c in vars(opt).items() if isinstance(c, type)
                 and c.__module__.startswith("symgrad.lang") and c.__name__ not in ("Optimizer", "OptimizerConfigError")}
     out = {(entry, prm.name) for entry, fn in entries.items() for prm in inspect.signature(fn).parameters.values()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import numpy as np
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
-from ..errors import LossMismatchError, OptionError
+from ..errors import LossMismatchError, OptionError, ShapeError
 from ..front.rewrite import stabilize
 from .functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 from .ops import sigmoid
@@ -33,19 +34,59 @@ def _residual(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.MatrixExpr:
     return sp.MatAdd(pred, sp.MatMul(-1, target), evaluate=False)
 
 
+def check_pair(pred, target, loss: str, names: tuple[str, str] = ("pred", "target"), rows: int | None = None) -> None:
+    """``pred`` and ``target`` are matrix expressions (one column per sample), the target of the
+    prediction's shape (or a column of ``rows`` rows: a token loss's T ids). Mismatched shapes raised
+    SymPy's own error or none at all (binary cross-entropy took a 2-row target for 3 logits).
+
+    >>> check_pair(sp.MatrixSymbol("z", 3, 1), sp.MatrixSymbol("y", 2, 1), "mse")
+    Traceback (most recent call last):
+        ...
+    symgrad.errors.ShapeError: mse: pred is 3×1 but target is 2×1. Fix: a target of the prediction's shape, e.g. sp.MatrixSymbol("y", 3, 1).
+    """
+    for name, m in zip(names, (pred, target)):
+        if not isinstance(m, (sp.MatrixExpr, sp.MatrixBase)):
+            letter = "y" if name == "target" else "z"
+            raise ShapeError(f"{loss}({name}={m!r}): the losses compare matrix expressions, one column per sample "
+                             f"(a network's output, its target). Fix: e.g. {name}=sp.MatrixSymbol(\"{letter}\", 3, 1); "
+                             "for a scalar formula, write the loss itself, e.g. (f - y)**2.")
+    want = tuple(pred.shape) if rows is None else (rows, 1)
+    if tuple(target.shape) != tuple(want):
+        raise ShapeError(f"{loss}: {names[0]} is {pred.shape[0]}×{pred.shape[1]} but {names[1]} is "
+                         f"{target.shape[0]}×{target.shape[1]}. Fix: a target of "
+                         f"{'the prediction' if rows is None else 'one id per position'}'s shape, "
+                         f"e.g. sp.MatrixSymbol(\"y\", {want[0]}, {want[1]}).")
+
+
 def mse(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Mean squared error over the output units."""
+    check_pair(pred, target, "mse")
     return mean(_ew(_residual(pred, target), lambda r: r**2))
 
 
 def mae(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Mean absolute error; |r|' = sign(r), 0 at r = 0."""
+    check_pair(pred, target, "mae")
     return mean(_ew(_residual(pred, target), sp.Abs))
 
 
 def huber(pred: sp.MatrixExpr, target: sp.MatrixExpr, delta: float = 1.0) -> sp.Expr:
-    """Huber loss: quadratic within ``delta``, linear outside."""
-    d = sp.nsimplify(delta)
+    """Huber loss: quadratic within ``delta``, linear outside (``delta`` > 0, PyTorch's
+    HuberLoss). ``delta`` is kept as the simplest fraction it rounds to (0.1 -> 1/10).
+
+    >>> huber(sp.MatrixSymbol("z", 2, 1), sp.MatrixSymbol("y", 2, 1), delta=-1)
+    Traceback (most recent call last):
+        ...
+    symgrad.errors.OptionError: huber(delta=-1): δ is where the loss turns from quadratic to linear, a finite number above 0 (below 0 the loss would be negative, at 0 it would be 0 everywhere). Fix: delta=1.0 (PyTorch's default).
+    """
+    check_pair(pred, target, "huber")
+    # a number, never a string: sympify would evaluate its text
+    number = isinstance(delta, (int, float, np.integer, np.floating, sp.Number)) and not isinstance(delta, bool)
+    d = sp.nsimplify(delta) if number and np.isfinite(float(delta)) else None
+    if d is None or not d.is_positive:
+        raise OptionError(f"huber(delta={delta!r}): δ is where the loss turns from quadratic to linear, a finite "
+                          "number above 0 (below 0 the loss would be negative, at 0 it would be 0 everywhere). "
+                          "Fix: delta=1.0 (PyTorch's default).")
     return mean(_ew(_residual(pred, target), lambda r: sp.Piecewise((r**2 / 2, sp.Abs(r) <= d),
                                                           (d * (sp.Abs(r) - d / 2), True))))
 
@@ -82,6 +123,7 @@ def check_logits(pred: sp.MatrixExpr, loss: str) -> None:
 
 def binary_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """BCE on logits, fused and stable (softplus(z) − y·z); gradient σ(z) − y."""
+    check_pair(logits, target, "binary_cross_entropy", ("logits", "target"))
     check_logits(logits, "bce")
     rows, cols = logits.shape
     return bce_sum(logits, target) / (rows * cols)
@@ -89,6 +131,7 @@ def binary_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Exp
 
 def softmax_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Softmax cross-entropy against a one-hot target, fused: gradient softmax(z) − y."""
+    check_pair(logits, target, "softmax_cross_entropy", ("logits", "target"))
     check_logits(logits, "softmax_cross_entropy")
     return softmax_ce(logits, target)
 

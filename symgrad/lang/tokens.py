@@ -71,8 +71,10 @@ def token_rows(pred: sp.MatrixExpr) -> int:
 
 def token_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
     """Next-token cross-entropy: mean over positions of softmax CE against each position's id."""
-    from .losses import check_logits
+    from .losses import check_logits, check_pair
 
+    rows = token_rows(logits) if isinstance(logits, sp.MatrixExpr) else None  # a wrong type is named first
+    check_pair(logits, target, "token_cross_entropy", ("logits", "target"), rows)
     check_logits(logits, "token_cross_entropy")
     return token_ce(logits, target)
 
