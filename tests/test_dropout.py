@@ -189,8 +189,4 @@ def test_dropout_of_no_data_or_a_matrix_is_refused():
         sg.compile(sg.losses.mse(sg.dropout(W, 0.5) + x, y), [W], [x, y])
 
 
-def test_dask_training_refuses_dropout():
-    da = pytest.importorskip("dask.array")
-    X, Y = _data()
-    with pytest.raises(OptionError, match="Dropout.*Fix:"):
-        sg.fit(_net(), "mse", da.from_array(X, chunks=20), da.from_array(Y, chunks=20), epochs=1)
+# Dask training with dropout: tests/test_distributed.py (the single-process masks, on a cluster).

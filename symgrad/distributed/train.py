@@ -7,7 +7,9 @@ callbacks and ``resume=``:
   step: every worker computes the loss and gradient of its row chunks with the generated
   ``loss_grad``, the client combines them into the gradient of all rows, clips it as fit()
   does, and applies the optimizer's generated update. It is exact: the same steps as a
-  single-process ``fit(..., batch_size=len(X), shuffle=False)``, up to the order of the sum.
+  single-process ``fit(..., batch_size=len(X), shuffle=False)``, up to the order of the sum;
+  with Dropout, the same masks too (each entry's mask is a hash of the step's key, its row in
+  the whole data and its column, so where a row is computed does not matter).
 - ``strategy="local"``: local SGD with parameter averaging. Each round, every worker runs the
   fused training kernel for ``local_steps`` minibatches of ``batch_size`` rows of its chunk
   (shuffled per epoch unless ``shuffle=False``), then the client averages the parameters and the
@@ -15,7 +17,8 @@ callbacks and ``resume=``:
   count advances by ``local_steps``. An epoch is as many rounds as the largest chunk needs to be
   visited once. Far fewer round trips than ``sync`` with minibatches; with ``local_steps=1``,
   one minibatch per chunk (``batch_size`` = chunk rows), plain SGD and equal chunks it is
-  exactly synchronous gradient descent.
+  exactly synchronous gradient descent. With Dropout, each chunk draws its own masks (its
+  key mixes the epoch's seed with the chunk's number).
 
 Keep the data where it lives: ``X.persist()`` when it fits in the cluster's memory; otherwise
 every task reads its chunk from the source (files on disk, say): each step of ``sync``, each
@@ -40,6 +43,7 @@ from ..lang.batchnorm import batchnorm
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.walk import find
+from ..native.noise import step_key
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
@@ -64,10 +68,12 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     if isinstance(local_steps, bool) or not isinstance(local_steps, (int, np.integer)) or local_steps < 1:
         raise OptionError(f"local_steps={local_steps!r}: give the minibatches each worker runs between "
                           "averagings, a positive integer")
-    if find(ModelSpec.of(model).expr, dropout, batchnorm):
-        raise OptionError("sg.fit on Dask arrays does not train Dropout or BatchNorm layers yet (its workers would "
-                          "need each step's masks, or the whole minibatch's statistics). Fix: train on one machine "
-                          "(sg.fit with NumPy arrays), or use LayerNorm instead of BatchNorm.")
+    if find(ModelSpec.of(model).expr, batchnorm):
+        raise OptionError("sg.fit on Dask arrays does not train BatchNorm layers (each step would need the whole "
+                          "minibatch's statistics, gathered from every worker before the layer, forward and "
+                          "backward). Fix: train on one machine (sg.fit with NumPy arrays), or use LayerNorm "
+                          "instead of BatchNorm.")
+    noisy = find(ModelSpec.of(model).expr, dropout)
     optimizer, dtype = resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation,
                                      params, resume)
     client = resolve_client(client)
@@ -89,7 +95,9 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     first, best = state.epoch, (np.inf, None, state.epoch)
     _check_monitor(optimizer, val is not None)
     run = Run(model.params, metrics, verbose, first + epochs, val is not None)
+    rng = state.rng() if noisy else None  # each epoch's dropout seed, drawn as single-process fit draws it
     for epoch in range(first, first + epochs):
+        drop_seed = int(rng.integers(1, 2**62)) if noisy else 0
         # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
         # would leave it ahead of the restored parameters
         snapshot, t_before, moments = theta.copy(), state.t, [s.copy() for s in state.opt_state]
@@ -97,10 +105,10 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         start = time.perf_counter()
         try:
             if strategy == "sync":
-                loss_e, gn, status = job.sync_step(theta, state, lr)
+                loss_e, gn, status = job.sync_step(theta, state, lr, drop_seed)
             else:
                 loss_e, gn, status = job.local_epoch(theta, state, lr, local_steps,
-                                                     batch_size, (seed, epoch, shuffle))
+                                                     batch_size, (seed, epoch, shuffle), drop_seed)
         except DistributedError as exc:
             _restore(theta, state, snapshot, t_before, moments)
             err = DistributedError(f"{exc} Training stopped after epoch {epoch}; err.result holds the "
@@ -113,6 +121,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [lr],
                time.perf_counter() - start, run, epoch)
         state.epoch = epoch + 1
+        if noisy:  # the draw belongs to the epoch now recorded (a failed epoch left it to the next try)
+            state.rng_state = rng.bit_generator.state
         stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)
         if stop:
             break
@@ -140,12 +150,14 @@ class _Job:
     def _norms(self, g: np.ndarray) -> np.ndarray:
         return np.array([np.sqrt(np.sum(g[a:b] * g[a:b])) for a, b in zip(self.offsets[:-1], self.offsets[1:])])
 
-    def sync_step(self, theta: np.ndarray, state, lr: float) -> tuple[float, np.ndarray, int]:
-        """One exact full-batch step, as the kernel takes it: finite checks, clip, update."""
+    def sync_step(self, theta: np.ndarray, state, lr: float, drop_seed: int) -> tuple[float, np.ndarray, int]:
+        """One exact full-batch step, as the kernel takes it: finite checks, clip, update;
+        ``drop_seed`` (0 without dropout) gives the step's key as the kernel makes it."""
         import dask
 
+        key = int(step_key(drop_seed, state.t)) if drop_seed else 0
         call = dask.delayed(loss_grad_chunk, pure=False)
-        tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], theta, *pair)
+        tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], theta, *pair, key)
                  for k, pair in enumerate(self.blocks)]
         parts = compute(self.client, tasks, f"the gradient over {len(tasks)} row chunks")
         loss, g = combine(parts)
@@ -160,8 +172,10 @@ class _Job:
         self.mod.opt_update(theta, g, *state.opt_state, theta.dtype.type(lr), state.t, self.hyper)
         return loss, norms, (0 if np.isfinite(theta).all() else 2)
 
-    def local_epoch(self, theta, state, lr, steps: int, batch_size: int, order) -> tuple[float, np.ndarray, int]:
-        """Rounds of local SGD until every chunk was visited once; averaged after each round."""
+    def local_epoch(self, theta, state, lr, steps: int, batch_size: int, order,
+                    drop_seed: int) -> tuple[float, np.ndarray, int]:
+        """Rounds of local SGD until every chunk was visited once; averaged after each round.
+        Chunk k's dropout seed is ``step_key(drop_seed, k)``: the chunks draw different masks."""
         import dask
 
         call = dask.delayed(local_round, pure=False)
@@ -170,7 +184,8 @@ class _Job:
         for lo in range(0, max(self.rows), span):
             live = [k for k, n in enumerate(self.rows) if lo < n]
             tasks = [call(self.src, self.spec, self.keys[k], k, self.starts[k], *self.blocks[k], theta,
-                          state.opt_state, state.t, (lo, lo + span), order, batch_size, lr, self.clip, self.hyper)
+                          state.opt_state, state.t, (lo, lo + span), order, batch_size, lr, self.clip, self.hyper,
+                          int(step_key(drop_seed, k)) if drop_seed else 0)
                      for k in live]
             parts = compute(self.client, tasks, f"a local SGD round over {len(tasks)} row chunks")
             if any(p[7] for p in parts):

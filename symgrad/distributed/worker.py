@@ -113,20 +113,24 @@ def _order(spec: tuple, keys: tuple, chunk: int, order: tuple[int, int, bool], n
 
 
 def loss_grad_chunk(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, theta: np.ndarray,
-                    xb, yb) -> tuple[int, float, np.ndarray]:
-    """(rows, mean loss, mean gradient) of the training loss on one chunk."""
+                    xb, yb, key: int = 0) -> tuple[int, float, np.ndarray]:
+    """(rows, mean loss, mean gradient) of the training loss on one chunk; with dropout, ``key``
+    is the step's, and the chunk's rows are numbered from ``start`` as in the whole data."""
     X, Y = _prepared(spec, keys, chunk, start, xb, yb)
     g = np.empty_like(theta)
     with one_thread():
-        loss = src.module().loss_grad(theta, X, Y, g)
+        mod = src.module()
+        noise = (key, start) if key else ()  # a model without dropout takes no key
+        loss = mod.loss_grad(theta, X, Y, g, *noise)
     return len(X), float(loss), g
 
 
 def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: int, xb, yb, theta, states,
                 t: int, rows: tuple[int, int], order: tuple[int, int, bool], batch_size: int, lr: float,
-                clip: float, hyper: np.ndarray) -> tuple:
+                clip: float, hyper: np.ndarray, drop_seed: int = 0) -> tuple:
     """Local SGD on one worker: the fused kernel over rows ``rows`` of this chunk's order for the
-    epoch (a permutation seeded by ``order`` = (seed, epoch, shuffle)), in minibatches.
+    epoch (a permutation seeded by ``order`` = (seed, epoch, shuffle)), in minibatches; with
+    dropout, ``drop_seed`` seeds the chunk's masks (the kernel makes each step's key from it).
 
     Returns (rows used, parameters, optimizer state, step count, loss·rows, Σ per-minibatch
     gradient norms, minibatches, status); status 1 or 2 as the kernel's (not finite).
@@ -142,6 +146,6 @@ def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: 
         _, t, status = mod.train_chunk(*kernel_args(
             theta=theta, data=(Xs, Ys), states=states, perms=np.empty((1, 0), dtype=np.int64), shuffle=False,
             batch_size=batch_size, lrs=np.array([lr], dtype=dt), t0=t, clip=dt.type(clip), hyper=hyper,
-            losses=losses, gnorms=gnorms, seeds=np.zeros(1, dtype=np.int64)))  # fit_on_dask refuses dropout
+            losses=losses, gnorms=gnorms, seeds=np.array([drop_seed], dtype=np.int64)))
     batches = -(-len(Xs) // batch_size)
     return len(Xs), theta, states, t, float(losses[0]) * len(Xs), gnorms[0] * batches, batches, status
