@@ -154,6 +154,10 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
 
 _SIZES = [(re.compile(r"\b(broadcast|per_channel)\((\w+), \d+\)"), r"\1(\2, T)"),
           (re.compile(r"seq=\(\d+, \d+\)"), "seq=(T, d)"), (re.compile(r"heads=\d+"), "heads=h")]
+#: The layers' float constants as the lang nodes print them (dropout's p=0.3, a normalisation's
+#: ε=0.01 and momentum=0.5; a default ε is not printed at all): read from dims too.
+_CONSTANTS = [(re.compile(r", (ε|momentum)=[^,)]+"), ""), (re.compile(r"\bp=[^,)]+"), "p")]
+_HOLDS_CONSTANTS = re.compile(r"\b(dropout|layernorm|batchnorm)\(")
 
 
 #: Losses whose printed tree has more nodes than this are not printed whole in the module's title.
@@ -162,8 +166,9 @@ TITLE_MAX_NODES = 2000
 
 def tensor_title(loss) -> str:
     """The module's title: the loss as SymPy prints it, without the sizes the lang nodes print
-    (positions, a sequence's shape, attention's heads): the module reads those at run time, and
-    a title that kept them would give every size its own file and compilation. A deep residual
+    (positions, a sequence's shape, attention's heads) or their float constants (dropout's rate,
+    ε, momentum): the module reads those at run time, and a title that kept them would give each
+    its own file and compilation. A deep residual
     network's loss prints as a tree that doubles with each block: that one is only named."""
     nodes = tree_size(loss)
     if nodes > TITLE_MAX_NODES:
@@ -173,6 +178,10 @@ def tensor_title(loss) -> str:
     for pattern, repl in _SIZES:
         short = pattern.sub(repl, short)
     note = "" if short == text else "\n(T positions, d features, h heads: each model's own sizes)"
+    for pattern, repl in _CONSTANTS:
+        short = pattern.sub(repl, short)
+    if _HOLDS_CONSTANTS.search(short):  # whether or not they print (a default ε does not)
+        note += "\n(dropout's rate p, and the normalisations' ε and momentum: each model's own)"
     return f"loss (per sample) = {short}{note}"
 
 

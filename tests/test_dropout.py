@@ -189,4 +189,33 @@ def test_dropout_of_no_data_or_a_matrix_is_refused():
         sg.compile(sg.losses.mse(sg.dropout(W, 0.5) + x, y), [W], [x, y])
 
 
+def test_rates_and_norm_constants_share_one_module_and_each_computes_with_its_own(tmp_path, monkeypatch):
+    """Dropout's rate, like the normalisations' ε and momentum, is read from the model's dims at
+    run time (issue 21, section 3): other rates generate the same text, one compilation, and each
+    model's gradient is NumPy's at its own rate."""
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    X, Y = _data()
+    key = int(step_key(5, 2))
+    mods = []
+    for p in (0.1, 0.4, 0.75):
+        m = sg.fit(_net(p), "mse", X, Y, epochs=1, optimizer=sg.optim.SGD(0.1), seed=1)
+        theta, g = np.concatenate([q.ravel() for q in m.params]), np.empty(sum(q.size for q in m.params))
+        loss = m._mod.loss_grad(theta, X, Y, g, key, 0)
+        want_loss, want = _numpy_loss_grad([q.copy() for q in m.params], X, Y, _mask(key, 40, 7, p), p)
+        assert loss == pytest.approx(want_loss, rel=1e-12)
+        np.testing.assert_allclose(g, np.concatenate([w.ravel() for w in want]), rtol=1e-10, atol=1e-12)
+        mods.append(m._mod.module)
+    assert all(mod is mods[0] for mod in mods) and len(list(tmp_path.glob("sg_*.py"))) == 1
+    assert len(mods[0].train_chunk.signatures) == 1
+    norms = [nn.Sequential([nn.Dense(5, 6), nn.BatchNorm(6, eps=e, momentum=mo), nn.LayerNorm(6, eps=e),
+                            nn.Dense(6, 3)], 5) for e, mo in ((1e-5, 0.1), (1e-2, 0.5))]
+    fits = [sg.fit(net, "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1), seed=1) for net in norms]
+    assert fits[0]._mod.module is fits[1]._mod.module and len(list(tmp_path.glob("sg_*.py"))) == 2
+    for net, fit in zip(norms, fits):  # each with its own constants: the Python path of its own model
+        ref = sg.fit(net, "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1), seed=1, backend="python")
+        for a, b in zip(fit.params, ref.params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(fits[0].params[-3], fits[1].params[-3])  # the running variances differ
+
+
 # Dask training with dropout: tests/test_distributed.py (the single-process masks, on a cluster).

@@ -34,6 +34,7 @@ class Dims:
     def __init__(self) -> None:
         self.values: list[int] = []
         self.vars: dict[tuple[str, str], tuple[int, int]] = {}  # (scope, variable) -> (first entry, count)
+        self.floats: set[tuple[str, str]] = set()  # variables whose entry holds a float64's bits
 
     def _add(self, scope: str, var: str, values: tuple[int, ...]) -> str:
         hit = self.vars.get((scope, var))
@@ -54,6 +55,17 @@ class Dims:
         """``var``, a run of entries (a native kernel's geometry array)."""
         return self._add(scope, var, tuple(int(v) for v in values))
 
+    def const(self, scope: str, var: str, value: float) -> str:
+        """``var``, a layer's float constant (dropout's rate, a normalisation's ε): the entry holds
+        its float64 bits, so that models differing only in it share the text too.
+
+        >>> d = Dims()
+        >>> d.const("", "d2_rate", 0.25), d.bind("", ["    f(x, d2_rate)"])
+        ('d2_rate', ['    d2_rate = dims[0:1].view(np.float64)[0]'])
+        """
+        self.floats.add((scope, var))
+        return self._add(scope, var, (int(np.float64(value).view(np.int64)),))
+
     def names(self, scope: str) -> list[str]:
         return [v for s, v in self.vars if s == scope]
 
@@ -62,7 +74,9 @@ class Dims:
         used = {t for ln in body for t in _NAME.findall(ln.split("#", 1)[0])}
         out = []
         for (s, var), (k, n) in self.vars.items():
-            if s == scope and var in used:
+            if s == scope and var in used and (s, var) in self.floats:
+                out.append(f"    {var} = dims[{k}:{k + 1}].view(np.float64)[0]")
+            elif s == scope and var in used:
                 out.append(f"    {var} = dims[{k}]" if n == 1 else f"    {var} = dims[{k}:{k + n}]")
         return out
 
@@ -99,6 +113,10 @@ class Sizes:
     def length(self, n: TNode, name: str) -> str:
         """Node n's length, named after the node (or, for a helper array, after ``name``)."""
         return self.size(f"n_{n.name or name}", n.length)
+
+    def const(self, n: TNode, what: str, value) -> str:
+        """Node n's float constant ``what`` (``d2_rate``), read from ``dims`` (:meth:`Dims.const`)."""
+        return self.dims.const(self.scope, f"{n.name}_{what}", float(value))
 
     def geom(self, n: TNode) -> str:
         """Node n's geometry for its native kernels (``{name}_g``): an array, not integer

@@ -38,14 +38,14 @@ class Dropout(Kind):
         (x,) = n.inputs
         if not prog.noise:  # inference: d is x itself
             return [f"    {n.name} = {prog.v(x)}"]
-        return prog.decl(n.name, n) + [f"    noise.dropout_fwd({prog.v(x)}, {n.name}, {float(n.body)!r}, key, row0)"]
+        return prog.decl(n.name, n) + [f"    noise.dropout_fwd({prog.v(x)}, {n.name}, {prog.const(n, 'rate', n.body)}, key, row0)"]
 
     def backward(self, prog, n) -> list[str]:
         (x,) = n.inputs
         if not prog.noise:
             raise UnsupportedModelError(f"{n.label}: a backward pass through dropout needs the training step's mask")
         assign = bool(prog.assigned(n, [True]))  # the sole contribution: written, not added
-        return [f"    noise.dropout_bwd({prog.d(n)}, {prog.d(x)}, {float(n.body)!r}, key, row0, {assign})"]
+        return [f"    noise.dropout_bwd({prog.d(n)}, {prog.d(x)}, {prog.const(n, 'rate', n.body)}, key, row0, {assign})"]
 
     def writes_whole(self, m, n) -> bool:
         return True  # every element of its input's adjoint, once

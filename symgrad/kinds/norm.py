@@ -52,7 +52,7 @@ class LayerNorm(Kind):
         # {name}_rs: 1/σ of each sample (and position), for the backward pass
         T = n.geom[0] if n.geom else 1
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (T, 1), True)) + [
-            f"    norms.layernorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {float(n.body)!r})"]
+            f"    norms.layernorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {prog.const(n, 'eps', n.body)})"]
 
     def backward(self, prog, n) -> list[str]:
         (x,) = n.inputs
@@ -102,10 +102,10 @@ class BatchNorm(Kind):
 
     def forward(self, prog, n) -> list[str]:
         x, rm, rv = n.inputs
-        eps, mom = (float(v) for v in n.body)
+        eps, mom = (prog.const(n, what, v) for what, v in zip(("eps", "mom"), n.body))
         stats = f"{prog.flat(rm, prog.v(rm))}, {prog.flat(rv, prog.v(rv))}"
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_rs", TNode("sum", "", (n.geom[0], 1), False)) + [
-            f"    norms.batchnorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {stats}, {eps!r}, {mom!r}, {self._train(prog)})"]
+            f"    norms.batchnorm_fwd({prog.v(x)}, {n.name}, {n.name}_rs, {stats}, {eps}, {mom}, {self._train(prog)})"]
 
     def backward(self, prog, n) -> list[str]:
         x, rm, rv = n.inputs
