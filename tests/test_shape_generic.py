@@ -90,6 +90,37 @@ def _offsets(net):
     return ends - sizes, ends
 
 
+def test_huber_deltas_share_one_module_and_each_computes_with_its_own(cache):
+    """Huber's δ is read at run time (lang/constants.py, issue 21 section 3): a new δ compiles
+    nothing, and each model's loss is NumPy's Huber loss at its own δ, its gradient the central
+    differences of that value, and fit trains as the Python path does."""
+    net = _net(3, 6, 2)
+    y = sp.MatrixSymbol("y", 2, 1)
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(30, 3)), 3 * rng.normal(size=(30, 2))
+    theta = np.concatenate([p.ravel() for p in net.init_params(2)])
+    W1, b1, W2, b2, W3, b3 = (theta[a:b].reshape(p.shape) for p, a, b in zip(net.params, *_offsets(net)))
+    z = np.maximum(np.tanh(X @ W1.T + b1.T) @ W2.T + b2.T, 0) @ W3.T + b3.T
+    paths, kernels = set(), []
+    for delta in (0.25, 1.0, 3.5):
+        f = sg.compile(sg.losses.huber(net.expr, y, delta=delta), net.params, [net.x, y])
+        r = np.abs(z - Y)
+        want = np.where(r <= delta, r**2 / 2, delta * (r - delta / 2)).mean()
+        assert f.value(theta, X, Y) == pytest.approx(want, rel=1e-12)
+        h = 1e-6
+        fd = np.array([(f.value(theta + h * e, X, Y) - f.value(theta - h * e, X, Y)) / (2 * h)
+                       for e in np.eye(theta.size)])
+        np.testing.assert_allclose(f.grad(theta, X, Y), fd, rtol=1e-6, atol=1e-8)
+        paths.add(f.path)
+        kw = dict(optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=7, seed=1)
+        loss = lambda p, t, d=delta: sg.losses.huber(p, t, delta=d)  # noqa: E731
+        fast, ref = sg.fit(net, loss, X, Y, **kw), sg.fit(net, loss, X, Y, backend="python", **kw)
+        np.testing.assert_allclose(fast.history["loss"], ref.history["loss"], rtol=1e-10)
+        kernels.append(fast._mod.module)
+    assert len(paths) == 1 and all(k is kernels[0] for k in kernels)
+    assert len(kernels[0].train_chunk.signatures) == 1
+
+
 def test_compiled_models_of_two_sizes_pickle_with_their_own_sizes():
     import pickle
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..derive.ir import OUT, TNode
+from ..lang.constants import RuntimeConstant
 from ..lang.ops import EXP_FIRST, HELPERS
 from .printer import NumbaPrinter, py_name
 from .scalar import _block
@@ -50,6 +51,19 @@ def _exp_first(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[tuple[sp.Symbo
     sym = {a: e for e, a in first}
     swap = {f: EXP_FIRST[type(f)](*f.args, sym[f.args[0]]) for e in exprs for f in e.atoms(*EXP_FIRST)}
     return [e.xreplace(swap) for e in exprs], first
+
+
+def runtime_constants(node: TNode) -> list[RuntimeConstant]:
+    """The run-time constants (Huber's δ) in a map's body and partials, in the order its kernel
+    takes them: each is a kernel argument ``c0, c1, ...``, so the text never holds its value."""
+    found = set().union(*(e.atoms(RuntimeConstant) for e in [node.body, *node.partials]))
+    return sorted(found, key=lambda c: (type(c).__name__, c.value))
+
+
+def _as_arguments(node: TNode, exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[str]]:
+    """``exprs`` with the node's run-time constants as the symbols ``c0, c1, ...``, and those names."""
+    names = {c: sp.Symbol(f"c{k}", real=True) for k, c in enumerate(runtime_constants(node))}
+    return [e.xreplace(names) for e in exprs], [str(s) for s in names.values()]
 
 
 def _idx(node: TNode, out_batched: bool) -> str:
@@ -94,10 +108,11 @@ class MapKernels:
         if key not in self.names:
             name = f"map{len(self.names)}_fwd"
             args = [f"l{k}" for k in range(len(node.inputs))]
+            (expr,), consts = _as_arguments(node, [node.body])
             loops, ind, oi = self._loops(node)
-            lines = ["@jit", f"def {name}({', '.join(args + ['out'])}):", f"    # out = {node.body}", *loops]
+            lines = ["@jit", f"def {name}({', '.join(args + ['out', *consts])}):", f"    # out = {node.body}", *loops]
             lines += self._loads(node, ind)
-            body, (final,) = _block(self.p, [node.body], ind)
+            body, (final,) = _block(self.p, [expr], ind)
             lines += body + [f"{ind}out{oi} = {final}"]
             self.sources.append("\n".join(lines))
             self.names[key] = name
@@ -127,13 +142,14 @@ class MapKernels:
             exprs = [node.partials[k] for k in wanted]
             if fused:  # the value first; partials that name it use the same subexpressions
                 exprs = [node.body] + [e.xreplace({OUT: node.body}) for e in exprs]
+            exprs, consts = _as_arguments(node, exprs)
             first: list[tuple[sp.Symbol, sp.Expr]] = []
             if reduced:
                 exprs, first = _exp_first(exprs)
                 self.exp_buffers[name] = len(first)
             ebufs = [f"ebuf{k}" for k in range(len(first))]
             args = [f"l{k}" for k in range(len(node.inputs))] + (["seed", *ebufs] if reduced else ["out", "dout"])
-            args += [f"d{k}" for k in wanted]
+            args += [f"d{k}" for k in wanted] + consts
             lines = ["@jit", f"def {name}({', '.join(args)}):"]
             lines += self._exp_loop(node, loops, ind, first) if first else []
             lines += [f"    acc{k} = F(0.0)" for k in summed]

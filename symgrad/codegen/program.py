@@ -7,7 +7,7 @@ import re
 from ..derive.ir import TNode
 from ..kinds import KINDS
 from .dims import Dims, Sizes
-from .maps import MM_HELPERS, MapKernels
+from .maps import MM_HELPERS, MapKernels, runtime_constants
 from .outline import outline
 from .printer import NumbaPrinter
 
@@ -170,9 +170,14 @@ class Program(Sizes):
         return self.flat(n, self.d(n))
 
     def map_args(self, n: TNode, need: list[bool], middle: list[str]) -> str:
-        """A map adjoint kernel's arguments: its lanes, ``middle``, then the adjoints it adds to."""
+        """A map adjoint kernel's arguments: its lanes, ``middle``, the adjoints it adds to, then
+        its run-time constants."""
         args = [self.flat(i, self.v(i)) for i in n.inputs] + middle
-        return ", ".join(args + [self.dflat(i) for i, nd in zip(n.inputs, need) if nd])
+        return ", ".join(args + [self.dflat(i) for i, nd in zip(n.inputs, need) if nd] + self.map_constants(n))
+
+    def map_constants(self, n: TNode) -> list[str]:
+        """A map kernel's run-time constants (Huber's δ), read from ``dims`` as ``{node}_c0``, ..."""
+        return [f"F({self.const(n, f'c{k}', c.value)})" for k, c in enumerate(runtime_constants(n))]
 
     def dmat(self, n: TNode, lines: list[str]) -> str:
         """A matrix-shaped view of n's adjoint that ``+=`` can target."""

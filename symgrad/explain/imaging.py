@@ -233,8 +233,11 @@ def legends(exprs, latex: bool) -> list[str]:
     """The legend lines (``Convolution: ...``, ``Pooling: ...``, ...) of the operations ``exprs`` use,
     entries separated by "; ", a line that grows past WIDTH going on with an indented one."""
     used, lines = _used(exprs), []
+    found = {c: [f for e in exprs for f in e.atoms(c)] for c in used if hasattr(c, "legend_for")}
     for family in dict.fromkeys(c.family for c in _LEGEND_ORDER):
-        entries = [c.legend for c in _LEGEND_ORDER if c.family == family and c in used]
+        # a legend with the values the formulas use (Huber's δ), or the operation's fixed one
+        entries = [c.legend_for(found[c]) if c in found else c.legend
+                   for c in _LEGEND_ORDER if c.family == family and c in used]
         if not entries:
             continue
         rows = [[f"{family}: ", *entries[0]]]

@@ -15,11 +15,14 @@ import sympy as sp
 from ..derive.ir import OUT, TNode, lower
 from ..derive.simplify import tidy
 from ..kinds import KINDS
+from ..lang.constants import HuberDelta
 from . import imaging
 from .display import Printout, Row, Style
 from .notation import forward_expr, named, show, sym
 from .numeric import network_values
 from .printing import tex_text
+
+imaging.add_legends(HuberDelta)  # its legend line gives the value the formulas print as δ
 
 #: The delta rule's heading, and the LaTeX of its legend.
 _BACKWARD = "Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)"

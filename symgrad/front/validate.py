@@ -8,6 +8,7 @@ import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
+from ..lang.constants import RuntimeConstant
 from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
 from ..lang.walk import find
 
@@ -44,7 +45,7 @@ def check_functions(expr: sp.Basic) -> None:
                 "holds. Fix: add one, e.g. Piecewise(..., (0, True)).")
         if isinstance(node, sp.Function) or isinstance(node, sp.core.function.AppliedUndef):
             f = type(node)
-            if f in MATH_FUNCS or f.__name__ in _OP_NAMES or issubclass(f, _STRUCTURAL):
+            if f in MATH_FUNCS or f.__name__ in _OP_NAMES or issubclass(f, (*_STRUCTURAL, RuntimeConstant)):
                 continue
             raise UnsupportedFunctionError(
                 f"unsupported function {f.__name__}() in {expr}. "

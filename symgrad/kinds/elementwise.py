@@ -16,7 +16,7 @@ class Map(Kind):
     def forward(self, prog, n) -> list[str]:
         k = prog.kernels.forward(n)
         args = [prog.flat(i, prog.v(i)) for i in n.inputs]
-        return prog.decl(n.name, n) + [f"    {k}({', '.join(args + [n.name])})"]
+        return prog.decl(n.name, n) + [f"    {k}({', '.join(args + [n.name, *prog.map_constants(n)])})"]
 
     def backward(self, prog, n) -> list[str]:
         need = [id(i) in prog.need for i in n.inputs]

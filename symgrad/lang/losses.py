@@ -19,6 +19,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from ..errors import LossMismatchError, OptionError, ShapeError
 from ..front.rewrite import stabilize
+from .constants import HuberDelta
 from .functions import bce_sum, elementwise, mean, msum, softmax, softmax_ce
 from .ops import sigmoid
 from .tokens import token_cross_entropy
@@ -72,7 +73,8 @@ def mae(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
 
 def huber(pred: sp.MatrixExpr, target: sp.MatrixExpr, delta: float = 1.0) -> sp.Expr:
     """Huber loss: quadratic within ``delta``, linear outside (``delta`` > 0, PyTorch's
-    HuberLoss). ``delta`` is kept as the simplest fraction it rounds to (0.1 -> 1/10).
+    HuberLoss). ``delta`` is kept as the simplest fraction it rounds to (0.1 -> 1/10), and
+    prints as δ; compiled, it is read at run time, so each delta shares one module.
 
     >>> huber(sp.MatrixSymbol("z", 2, 1), sp.MatrixSymbol("y", 2, 1), delta=-1)
     Traceback (most recent call last):
@@ -82,11 +84,12 @@ def huber(pred: sp.MatrixExpr, target: sp.MatrixExpr, delta: float = 1.0) -> sp.
     check_pair(pred, target, "huber")
     # a number, never a string: sympify would evaluate its text
     number = isinstance(delta, (int, float, np.integer, np.floating, sp.Number)) and not isinstance(delta, bool)
-    d = sp.nsimplify(delta) if number and np.isfinite(float(delta)) else None
-    if d is None or not d.is_positive:
+    value = sp.nsimplify(delta) if number and np.isfinite(float(delta)) else None
+    if value is None or not value.is_positive:
         raise OptionError(f"huber(delta={delta!r}): δ is where the loss turns from quadratic to linear, a finite "
                           "number above 0 (below 0 the loss would be negative, at 0 it would be 0 everywhere). "
                           "Fix: delta=1.0 (PyTorch's default).")
+    d = HuberDelta(value)  # read at run time: a new delta compiles nothing (lang/constants.py)
     return mean(_ew(_residual(pred, target), lambda r: sp.Piecewise((r**2 / 2, sp.Abs(r) <= d),
                                                           (d * (sp.Abs(r) - d / 2), True))))
 
