@@ -168,8 +168,8 @@ def tensor_title(loss) -> str:
     """The module's title: the loss as SymPy prints it, without the sizes the lang nodes print
     (positions, a sequence's shape, attention's heads) or their float constants (dropout's rate,
     ε, momentum): the module reads those at run time, and a title that kept them would give each
-    its own file and compilation. A deep residual
-    network's loss prints as a tree that doubles with each block: that one is only named."""
+    its own file and compilation. A deep residual network's loss prints as a tree that doubles
+    with each block: that one is only named."""
     nodes = tree_size(loss)
     if nodes > TITLE_MAX_NODES:
         return (f"loss (per sample) = {type(loss).__name__}(...): printed whole, its expression would be a "

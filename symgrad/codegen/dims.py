@@ -4,7 +4,8 @@ A module's functions take ``dims`` (one int64 array) first, and every size that 
 model's shapes (a layer's width, a parameter's offset in ``theta``, a convolution's geometry) is
 an entry of it, named by what it is the size of, not by its value. Two models that differ only
 in their numbers therefore generate the same text, share one cache file and one Numba
-compilation (issue 21); each model carries its own ``dims`` (``jit.Bound``).
+compilation (issue 21); each model carries its own ``dims`` (``jit.Bound``). The float
+constants of layers and losses (dropout's rate, ε, Huber's δ) ride along as their float64 bits.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class Dims:
         return self._add(scope, var, tuple(int(v) for v in values))
 
     def const(self, scope: str, var: str, value: float) -> str:
-        """``var``, a layer's float constant (dropout's rate, a normalisation's ε): the entry holds
-        its float64 bits, so that models differing only in it share the text too.
+        """``var``, a float constant (dropout's rate, a normalisation's ε, Huber's δ): the entry
+        holds its float64 bits, so that models differing only in it share the text too.
 
         >>> d = Dims()
         >>> d.const("", "d2_rate", 0.25), d.bind("", ["    f(x, d2_rate)"])
