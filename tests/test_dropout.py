@@ -207,15 +207,24 @@ def test_rates_and_norm_constants_share_one_module_and_each_computes_with_its_ow
         mods.append(m._mod.module)
     assert all(mod is mods[0] for mod in mods) and len(list(tmp_path.glob("sg_*.py"))) == 1
     assert len(mods[0].train_chunk.signatures) == 1
-    norms = [nn.Sequential([nn.Dense(5, 6), nn.BatchNorm(6, eps=e, momentum=mo), nn.LayerNorm(6, eps=e),
-                            nn.Dense(6, 3)], 5) for e, mo in ((1e-5, 0.1), (1e-2, 0.5))]
-    fits = [sg.fit(net, "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1), seed=1) for net in norms]
-    assert fits[0]._mod.module is fits[1]._mod.module and len(list(tmp_path.glob("sg_*.py"))) == 2
-    for net, fit in zip(norms, fits):  # each with its own constants: the Python path of its own model
-        ref = sg.fit(net, "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1), seed=1, backend="python")
-        for a, b in zip(fit.params, ref.params, strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    assert not np.allclose(fits[0].params[-3], fits[1].params[-3])  # the running variances differ
+    # batch norm's ε and momentum, layer norm's ε: one module for two sets, each model's first
+    # full-batch step against NumPy written from the definitions (training loss, running stats)
+    mods = []
+    for eps, mom in ((1e-5, 0.1), (0.5, 0.7)):
+        net = nn.Sequential([nn.Dense(5, 6), nn.BatchNorm(6, eps=eps, momentum=mom), nn.LayerNorm(6, eps=eps),
+                             nn.Dense(6, 3)], 5)
+        ps = net.init_params(3)
+        W1, b1, g2, be2, _, _, g3, be3, W4, b4 = ps
+        m = sg.fit(net, "mse", X, Y, params=ps, epochs=1, batch_size=len(X), shuffle=False,
+                   optimizer=sg.optim.SGD(0.1))
+        z = X @ W1.T + b1.T
+        bn = g2.T * (z - z.mean(0)) / np.sqrt(z.var(0) + eps) + be2.T
+        ln = g3.T * (bn - bn.mean(1, keepdims=True)) / np.sqrt(bn.var(1, keepdims=True) + eps) + be3.T
+        assert m.history["loss"][0] == pytest.approx(np.mean((ln @ W4.T + b4.T - Y) ** 2), rel=1e-10)
+        np.testing.assert_allclose(m.params[4].ravel(), mom * z.mean(0), rtol=1e-10)  # running mean from 0
+        np.testing.assert_allclose(m.params[5].ravel(), (1 - mom) + mom * z.var(0, ddof=1), rtol=1e-10)
+        mods.append(m._mod.module)
+    assert mods[0] is mods[1] and len(list(tmp_path.glob("sg_*.py"))) == 2
 
 
 # Dask training with dropout: tests/test_distributed.py (the single-process masks, on a cluster).
