@@ -75,9 +75,11 @@ class Dims:
         used = {t for ln in body for t in _NAME.findall(ln.split("#", 1)[0])}
         out = []
         for (s, var), (k, n) in self.vars.items():
-            if s == scope and var in used and (s, var) in self.floats:
+            if s != scope or var not in used:
+                continue
+            if (s, var) in self.floats:
                 out.append(f"    {var} = dims[{k}:{k + 1}].view(np.float64)[0]")
-            elif s == scope and var in used:
+            else:
                 out.append(f"    {var} = dims[{k}]" if n == 1 else f"    {var} = dims[{k}:{k + n}]")
         return out
 
