@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from . import cache_safety as safety
+from . import shared_kernels
 from .bound import Bound
 from .errors import CacheError
 
@@ -129,8 +130,8 @@ def _write(path: Path, body: str) -> str:
     return text
 
 
-def module_path(key: str) -> Path:
-    return cache_dir() / f"sg_{key}.py"
+def module_path(key: str, prefix: str = "sg") -> Path:
+    return cache_dir() / f"{prefix}_{key}.py"
 
 
 @dataclass
@@ -152,13 +153,14 @@ def _remember(path: Path, entry: _Trusted) -> _Trusted:
     return entry
 
 
-def ensure_source(key: str, make_source: Callable[[], str]) -> Path:
-    """Return the path of a verified module file for ``key``, generating it if needed.
+def ensure_source(key: str, make_source: Callable[[], str], prefix: str = "sg") -> Path:
+    """Return the path of a verified module file for ``key``, generating it if needed
+    (``<cache>/<prefix>_<key>.py``; ``sgk`` for the shared kernels, ``shared_kernels.py``).
 
     ``make_source`` (derivation + codegen) runs only on a cache miss: no file, a corrupt one,
     or one that is not what symgrad wrote (its hash in the cache index differs).
     """
-    path = module_path(key)
+    path = module_path(key, prefix)
     text, problem = _trusted_text(path)
     if problem:
         warnings.warn(f"symgrad: cache file {path} {problem}; rebuilding it", stacklevel=3)
@@ -208,6 +210,7 @@ def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     exec(safety.compiled(path, text), module.__dict__)
     if jit:
         safety.protect(module)
+        shared_kernels.link(module, text)
     return module
 
 

@@ -216,7 +216,8 @@ GLUE_HEADER = '''
 # Deep models: the glue (functions that only make arrays and call compiled segments) is compiled
 # without LLVM's optimiser (_GLUE, injected by the loader; docs/decisions.md). It calls other
 # functions through overloads made by callee(): a direct reference to a Numba dispatcher would
-# stay in the unoptimised code, and Numba does not cache functions that hold one.
+# stay in the unoptimised code, and Numba does not cache functions that hold one. Kernels shared
+# across models are called by address instead (the loader binds them: symgrad/shared_kernels.py).
 jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821
 
 

@@ -1,0 +1,192 @@
+"""Kernels shared across models: compiled once, called from the glue by address (issue 21, section 2).
+
+A tensor module holds the model's glue (the functions that take its sizes: ``loss``,
+``loss_grad``, ``train_chunk``, ...) and the kernels they call (map kernels, matrix products,
+the loss's kernels, the optimizer update, outlined segments). The kernels' text depends on the
+layer kinds only, so many models hold the same kernels; compiled inside each model's module,
+every new depth of an MLP paid for all of them again (W5). When a module is loaded for Numba,
+each kernel whose text stands alone (it reads only the header's names and other such kernels)
+is written to a file of its own, named by a hash of its text, and the module's name for it is
+bound to that file's function: Numba's disk cache then compiles it once for every model that
+uses it. The module file keeps every definition, so it still reads, and runs on the Python
+path, as one piece; the kernel files are a cache derived from it.
+
+Glue compiled without LLVM's optimiser (``jit.glue_options``) calls kernels through
+``callee()`` aliases. Numba would link a copy of each callee into every glue function and emit
+its machine code again; here the alias of a shared kernel is an intrinsic that calls the
+kernel's compiled code by a symbol, registered with LLVM's symbol table before the glue is
+finalised. A glue function read back from Numba's cache registers its symbols again first: the
+registration is one of its ``reload_init`` callables, which Numba runs before it loads the
+cached machine code. If one cannot run (a kernel file is gone), the cache entry is a miss and
+the glue compiles again.
+
+>>> "jit_glue" in GLUE_DECORATORS
+True
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+#: Names every generated module's header binds (``codegen/scalar.module_header``): a kernel
+#: that reads only these, builtins and other shareable kernels stands alone.
+HEADER_NAMES = frozenset({"math", "numba", "np", "blas", "vecmath", "register_jitable", "jit", "jit_par",
+                          "jit_inline", "jit_reduce", "prange", "vm", "F", "_JIT"})
+KERNEL_DECORATORS = frozenset({"jit", "jit_par", "jit_inline", "jit_reduce"})
+GLUE_DECORATORS = frozenset({"jit_glue"})
+TITLE = "symgrad shared kernel"
+
+
+def _decorator(fn: ast.FunctionDef) -> str | None:
+    names = [d.id for d in fn.decorator_list if isinstance(d, ast.Name)]
+    return names[0] if len(names) == 1 == len(fn.decorator_list) else None
+
+
+def _globals_read(fn: ast.FunctionDef, top: set[str]) -> set[str]:
+    """The module-level names ``fn`` reads (a local of the same name shadows none here: the
+    generated code never rebinds a module name locally, and a miss only makes fewer kernels
+    shared)."""
+    return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in top}
+
+
+def shareable(text: str, sized: tuple[str, ...]) -> dict[str, list[str]]:
+    """Each kernel of a tensor module's ``text`` that stands alone -> the definitions its own
+    file needs, in the module's order (its dependencies, then itself)."""
+    tree = ast.parse(text)
+    top: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            top.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            top |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            top |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef) and _decorator(n) in KERNEL_DECORATORS
+           and n.name not in sized]
+    source = {f.name: _segment(text, f) for f in fns}
+    reads = {f.name: _globals_read(f, top) - {f.name} for f in fns}
+    alone: set[str] = set(source)
+    changed = True
+    while changed:  # a kernel stands alone when everything it reads does
+        changed = False
+        for name in list(alone):
+            if any(r not in HEADER_NAMES and r not in alone for r in reads[name]):
+                alone.discard(name)
+                changed = True
+    out = {}
+    for name in alone:
+        need, todo = set(), [name]
+        while todo:
+            for r in reads[todo.pop()] - HEADER_NAMES:
+                if r not in need:
+                    need.add(r)
+                    todo.append(r)
+        out[name] = [source[f.name] for f in fns if f.name in need] + [source[name]]
+    return out
+
+
+def _segment(text: str, fn: ast.FunctionDef) -> str:
+    lines = text.splitlines()
+    start = min([d.lineno for d in fn.decorator_list] + [fn.lineno]) - 1
+    return "\n".join(lines[start:fn.end_lineno])
+
+
+def kernel_source(dtype: str, blocks: list[str]) -> str:
+    """A kernel file: the generated modules' header, then the definitions."""
+    from .codegen.scalar import module_header
+
+    head = module_header(TITLE, dtype, set(), blas=True)
+    return "\n".join(head) + "\n\n" + "\n\n\n".join(blocks) + "\n"
+
+
+def link(module: ModuleType, text: str) -> None:
+    """Bind ``module``'s standalone kernels to their shared files (compiled once for every model
+    that holds them), and its glue's ``callee`` aliases of them to calls by address. Runs when
+    a tensor module is loaded for Numba, before anything in it compiles."""
+    from . import jit
+
+    sized = getattr(module, "SIZED", None)
+    if sized is None:
+        return  # a formula module (nothing shared there) or a kernel file itself
+    dtype = np.dtype(module.F).name
+    for name, blocks in shareable(text.partition("\n")[2], tuple(sized)).items():
+        body = kernel_source(dtype, blocks)
+        path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
+        kernel = getattr(jit.load(path, jit=True), name)
+        module.__dict__[name] = kernel
+        if f"{name}_c" in module.__dict__:
+            module.__dict__[f"{name}_c"] = by_address(kernel, path.name, name)
+
+
+@functools.cache
+def by_address(kernel, file: str, name: str):
+    """An intrinsic calling ``kernel`` (a dispatcher of a shared kernel file) through a symbol:
+    glue holds no copy of the kernel and no reference to its dispatcher (which Numba could not
+    cache)."""
+    from numba.core import cgutils, types
+    from numba.core.extending import intrinsic
+
+    def typer(typingctx, *args):
+        argtypes = tuple(types.unliteral(a) for a in args)
+        symbol, sig = _register(file, name, argtypes, kernel)
+
+        def codegen(context, builder, signature, values):
+            fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+            status, res = context.call_conv.call_function(builder, fn, sig.return_type, sig.args, values)
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            # a cached glue function registers the symbol again before its code is loaded
+            context.active_code_library._reload_init.add(functools.partial(reregister, file, name, argtypes))
+            return res
+
+        return sig.return_type(*argtypes), codegen
+
+    n = kernel.py_func.__code__.co_argcount
+    names = ", ".join(f"a{i}" for i in range(n))
+    scope = {"typer": typer}
+    # intrinsic reads the typing function's own parameters: one per kernel argument
+    exec(f"def {name}_by_address(typingctx, {names}):\n    return typer(typingctx, {names})\n", scope)
+    return intrinsic(scope[f"{name}_by_address"])
+
+
+_SYMBOLS: dict[str, int] = {}
+
+
+def _symbol(file: str, name: str, argtypes: tuple) -> str:
+    digest = hashlib.sha256(f"{file}\0{name}\0{argtypes}".encode()).hexdigest()[:32]
+    return f"symgrad_kernel_{digest}"
+
+
+def _register(file: str, name: str, argtypes: tuple, kernel=None):
+    """Compile (or load from Numba's cache) ``name`` of kernel file ``file`` for ``argtypes`` and
+    make its symbol resolve to it: (symbol, the kernel's signature)."""
+    import llvmlite.binding as ll
+
+    from . import jit
+
+    if kernel is None:
+        path = jit.cache_dir() / file
+        if not path.exists():
+            raise FileNotFoundError(f"shared kernel file {path} is gone")  # the glue compiles again
+        kernel = getattr(jit.load(Path(path), jit=True), name)
+    kernel.compile(argtypes)
+    cres = kernel.overloads[argtypes]
+    symbol = _symbol(file, name, argtypes)
+    address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
+    if _SYMBOLS.get(symbol) != address:
+        ll.add_symbol(symbol, address)
+        _SYMBOLS[symbol] = address
+    return symbol, cres.signature
+
+
+def reregister(file: str, name: str, argtypes: tuple) -> None:
+    """Run by Numba before it loads a cached glue function that calls this kernel."""
+    _register(file, name, argtypes)

@@ -1,0 +1,162 @@
+"""Issue 21, section 2: a layer kind's kernels are compiled once and shared by every model that
+holds them (symgrad/shared_kernels.py). A new depth compiles only its glue; a glue function
+read back from Numba's cache calls the kernels by address in a new process; the numbers are
+the Python reference path's."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba.core import event
+
+import symgrad as sg
+from symgrad import shared_kernels
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(d))
+    return d
+
+
+class _Compiled(event.Listener):
+    """The files whose functions Numba compiles (or loads from its cache) while listening."""
+
+    def __init__(self):
+        self.files: list[str] = []
+
+    def on_start(self, ev):
+        self.files.append(Path(ev.data["dispatcher"].py_func.__code__.co_filename).name)
+
+    def on_end(self, ev):
+        pass
+
+
+def _fit(hidden, X, y, backend="numba"):
+    net = sg.nn.MLP([X.shape[1], *hidden, 4], activation="relu")
+    return sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2,
+                  batch_size=16, seed=3, backend=backend)
+
+
+def _data(n_in=12, rows=40):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(rows, n_in)).astype(np.float32), rng.integers(0, 4, rows)
+
+
+def test_a_new_depth_compiles_only_its_glue(cache):
+    """The second depth's fit compiles functions of its own module only: every kernel it calls
+    is the first depth's, from the shared files. Both train to the Python path's numbers."""
+    X, y = _data()
+    first = _fit((80, 60), X, y)  # over GLUE_MIN_PARAMS: the training loop is glue
+    kernels = {p.name for p in cache.glob("sgk_*.py")}
+    assert kernels
+    listener = _Compiled()
+    with event.install_listener("numba:compile", listener):
+        second = _fit((70, 60, 50), X, y)
+    module = Path(second._mod.module.__file__).name
+    assert module != Path(first._mod.module.__file__).name
+    assert listener.files and set(listener.files) <= {module, "arrayobj.py", "builtins.py"}, listener.files
+    assert {p.name for p in cache.glob("sgk_*.py")} == kernels  # no new kernel file
+    for fit in (first, second):
+        ref = _fit(tuple(p.shape[0] for p in fit.params[:-2:2]), X, y, backend="python")
+        np.testing.assert_allclose(fit.history["loss"], ref.history["loss"], rtol=2e-5)
+        for a, b in zip(fit.params, ref.params, strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from numba.core import event
+    import symgrad as sg
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 12)).astype(np.float32), rng.integers(0, 4, 40)
+    compiled = []
+    class L(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+        def on_end(self, ev):
+            pass
+    with event.install_listener("numba:compile", L()):
+        net = sg.nn.MLP([12, 70, 60, 50, 4], activation="relu")
+        fit = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2,
+                     batch_size=16, seed=3)
+    stats = fit._mod.module.train_chunk.stats
+    print("RESULT " + json.dumps({"loss": fit.history["loss"], "hits": sum(stats.cache_hits.values()),
+                                  "misses": sum(stats.cache_misses.values())}))
+""")
+
+
+def _run(cache: Path) -> dict:
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache), PYTHONPATH=ROOT)
+    p = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.split("RESULT ")[-1])
+
+
+def test_cached_glue_calls_the_kernels_in_a_new_process(cache):
+    """A new process reads the training loop from Numba's cache (it re-registers the kernels'
+    symbols before the code loads) and trains to the same numbers; with the kernels' compiled
+    code deleted, the kernels compile again and the cached loop still calls them."""
+    cold = _run(cache)
+    assert cold["misses"] == 1
+    warm = _run(cache)
+    assert warm["hits"] == 1 and warm["misses"] == 0
+    assert warm["loss"] == cold["loss"]
+    for f in (cache / "__pycache__").glob("sgk_*"):
+        f.unlink()
+    again = _run(cache)
+    assert again["hits"] == 1 and again["loss"] == cold["loss"]
+
+
+def test_only_standalone_kernels_are_shared():
+    """A kernel is shared with the definitions it reads; one that reads the model's own
+    functions or constants stays in the module."""
+    text = textwrap.dedent('''
+        import numba
+        F = np.float32
+        LIMIT = F(3.0)
+        SIZED = ('loss',)
+
+
+        @jit_inline
+        def relu(z):
+            return z if z > F(0.0) else F(0.0)
+
+
+        @jit
+        def map0_fwd(a, out):
+            for i in range(a.shape[0]):
+                out[i] = relu(a[i])
+
+
+        @jit
+        def clipped(a):
+            return min(a, LIMIT)
+
+
+        @jit
+        def loss(dims, a):
+            return map0_fwd(a, a)
+
+
+        @jit
+        def uses_loss(dims, a):
+            return loss(dims, a)
+
+
+        @jit_glue
+        def train_chunk(dims, a):
+            map0_fwd_c(a, a)
+    ''')
+    shared = shared_kernels.shareable(text, ("loss",))
+    assert set(shared) == {"relu", "map0_fwd"}
+    assert [b.split("def ")[1].split("(")[0] for b in shared["map0_fwd"]] == ["relu", "map0_fwd"]
