@@ -29,7 +29,6 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -55,9 +54,9 @@ def _globals_read(fn: ast.FunctionDef, top: set[str]) -> set[str]:
     return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in top}
 
 
-def shareable(text: str, sized: tuple[str, ...]) -> dict[str, list[str]]:
-    """Each kernel of a tensor module's ``text`` that stands alone -> the definitions its own
-    file needs, in the module's order (its dependencies, then itself)."""
+def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[str]]]:
+    """Each kernel of a tensor module's ``text`` that stands alone -> (its definition, the
+    kernels it calls), in an order where a kernel comes after those it calls."""
     tree = ast.parse(text)
     top: set[str] = set()
     for node in tree.body:
@@ -68,27 +67,18 @@ def shareable(text: str, sized: tuple[str, ...]) -> dict[str, list[str]]:
             top |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             top |= {(a.asname or a.name).split(".")[0] for a in node.names}
-    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef) and _decorator(n) in KERNEL_DECORATORS
-           and n.name not in sized]
-    source = {f.name: _segment(text, f) for f in fns}
-    reads = {f.name: _globals_read(f, top) - {f.name} for f in fns}
-    alone: set[str] = set(source)
-    changed = True
-    while changed:  # a kernel stands alone when everything it reads does
-        changed = False
-        for name in list(alone):
-            if any(r not in HEADER_NAMES and r not in alone for r in reads[name]):
-                alone.discard(name)
-                changed = True
-    out = {}
-    for name in alone:
-        need, todo = set(), [name]
-        while todo:
-            for r in reads[todo.pop()] - HEADER_NAMES:
-                if r not in need:
-                    need.add(r)
-                    todo.append(r)
-        out[name] = [source[f.name] for f in fns if f.name in need] + [source[name]]
+    fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)
+           and _decorator(n) in KERNEL_DECORATORS and n.name not in sized}
+    calls = {name: sorted(_globals_read(f, top) - {name} - HEADER_NAMES) for name, f in fns.items()}
+    out: dict[str, tuple[str, list[str]]] = {}
+    unknown = set(fns)
+    while unknown:  # a kernel stands alone when every kernel it calls does
+        ready = [n for n in fns if n in unknown and all(c in out for c in calls[n])]
+        if not ready:
+            break  # the rest read the model's own names (its sizes, its functions)
+        for name in ready:
+            out[name] = (_segment(text, fns[name]), calls[name])
+            unknown.discard(name)
     return out
 
 
@@ -98,12 +88,27 @@ def _segment(text: str, fn: ast.FunctionDef) -> str:
     return "\n".join(lines[start:fn.end_lineno])
 
 
-def kernel_source(dtype: str, blocks: list[str]) -> str:
-    """A kernel file: the generated modules' header, then the definitions."""
+def kernel_source(dtype: str, block: str, calls: dict[str, str]) -> str:
+    """A kernel file: the generated modules' header, the kernels it calls (each from its own
+    file, named by its text's hash, so this text names exactly the code it runs), then the
+    kernel."""
     from .codegen.scalar import module_header
 
     head = module_header(TITLE, dtype, set(), blas=True)
-    return "\n".join(head) + "\n\n" + "\n\n\n".join(blocks) + "\n"
+    if calls:
+        head += ["from symgrad.shared_kernels import kernel", ""]
+        head += [f"{name} = kernel({file!r}, {name!r})" for name, file in sorted(calls.items())]
+    return "\n".join(head) + "\n\n\n" + block + "\n"
+
+
+def kernel(file: str, name: str):
+    """Function ``name`` of the shared kernel file ``file`` in the code cache, compiled by Numba."""
+    from . import jit
+
+    path = jit.cache_dir() / file
+    if not path.exists():  # the files a module needs are written when it loads (link)
+        raise FileNotFoundError(f"shared kernel file {path} is gone")
+    return getattr(jit.load(path, jit=True), name)
 
 
 def link(module: ModuleType, text: str) -> None:
@@ -116,18 +121,20 @@ def link(module: ModuleType, text: str) -> None:
     if sized is None:
         return  # a formula module (nothing shared there) or a kernel file itself
     dtype = np.dtype(module.F).name
-    for name, blocks in shareable(text.partition("\n")[2], tuple(sized)).items():
-        body = kernel_source(dtype, blocks)
+    files: dict[str, str] = {}
+    for name, (block, calls) in shareable(text.partition("\n")[2], tuple(sized)).items():
+        body = kernel_source(dtype, block, {c: files[c] for c in calls})
         path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
-        kernel = getattr(jit.load(path, jit=True), name)
-        module.__dict__[name] = kernel
+        files[name] = path.name
+        shared = getattr(jit.load(path, jit=True), name)
+        module.__dict__[name] = shared
         if f"{name}_c" in module.__dict__:
-            module.__dict__[f"{name}_c"] = by_address(kernel, path.name, name)
+            module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
 
 
 @functools.cache
-def by_address(kernel, file: str, name: str):
-    """An intrinsic calling ``kernel`` (a dispatcher of a shared kernel file) through a symbol:
+def by_address(shared, file: str, name: str):
+    """An intrinsic calling ``shared`` (a dispatcher of a shared kernel file) through a symbol:
     glue holds no copy of the kernel and no reference to its dispatcher (which Numba could not
     cache)."""
     from numba.core import cgutils, types
@@ -135,7 +142,7 @@ def by_address(kernel, file: str, name: str):
 
     def typer(typingctx, *args):
         argtypes = tuple(types.unliteral(a) for a in args)
-        symbol, sig = _register(file, name, argtypes, kernel)
+        symbol, sig = _register(file, name, argtypes, shared)
 
         def codegen(context, builder, signature, values):
             fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
@@ -149,7 +156,7 @@ def by_address(kernel, file: str, name: str):
 
         return sig.return_type(*argtypes), codegen
 
-    n = kernel.py_func.__code__.co_argcount
+    n = shared.py_func.__code__.co_argcount
     names = ", ".join(f"a{i}" for i in range(n))
     scope = {"typer": typer}
     # intrinsic reads the typing function's own parameters: one per kernel argument
@@ -165,20 +172,15 @@ def _symbol(file: str, name: str, argtypes: tuple) -> str:
     return f"symgrad_kernel_{digest}"
 
 
-def _register(file: str, name: str, argtypes: tuple, kernel=None):
+def _register(file: str, name: str, argtypes: tuple, dispatcher=None):
     """Compile (or load from Numba's cache) ``name`` of kernel file ``file`` for ``argtypes`` and
     make its symbol resolve to it: (symbol, the kernel's signature)."""
     import llvmlite.binding as ll
 
-    from . import jit
-
-    if kernel is None:
-        path = jit.cache_dir() / file
-        if not path.exists():
-            raise FileNotFoundError(f"shared kernel file {path} is gone")  # the glue compiles again
-        kernel = getattr(jit.load(Path(path), jit=True), name)
-    kernel.compile(argtypes)
-    cres = kernel.overloads[argtypes]
+    if dispatcher is None:  # a cached glue function, loading; if the file is gone it compiles again
+        dispatcher = kernel(file, name)
+    dispatcher.compile(argtypes)
+    cres = dispatcher.overloads[argtypes]
     symbol = _symbol(file, name, argtypes)
     address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
     if _SYMBOLS.get(symbol) != address:

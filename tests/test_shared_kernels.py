@@ -158,5 +158,8 @@ def test_only_standalone_kernels_are_shared():
             map0_fwd_c(a, a)
     ''')
     shared = shared_kernels.shareable(text, ("loss",))
-    assert set(shared) == {"relu", "map0_fwd"}
-    assert [b.split("def ")[1].split("(")[0] for b in shared["map0_fwd"]] == ["relu", "map0_fwd"]
+    assert list(shared) == ["relu", "map0_fwd"]  # each after the kernels it calls
+    block, calls = shared["map0_fwd"]
+    assert block.startswith("@jit\ndef map0_fwd(a, out):") and calls == ["relu"]
+    source = shared_kernels.kernel_source("float32", block, {"relu": "sgk_0.py"})
+    assert "relu = kernel('sgk_0.py', 'relu')" in source and "F = np.float32" in source
