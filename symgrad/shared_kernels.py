@@ -54,11 +54,13 @@ def _globals_read(fn: ast.FunctionDef, top: set[str]) -> set[str]:
     return {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and n.id in top}
 
 
-def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[str]]]:
+def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[str], list[str]]]:
     """Each kernel of a tensor module's ``text`` that stands alone -> (its definition, the
-    kernels it calls), in an order where a kernel comes after those it calls."""
+    kernels it calls, the import lines it needs beyond the header's), in an order where a
+    kernel comes after those it calls."""
     tree = ast.parse(text)
     top: set[str] = set()
+    imports: dict[str, str] = {}  # a name the module imports -> the line that imports only it
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             top.add(node.name)
@@ -66,18 +68,22 @@ def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[st
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             top |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            top |= {(a.asname or a.name).split(".")[0] for a in node.names}
+            for a in node.names:
+                name = (a.asname or a.name).split(".")[0]
+                line = f"import {a.name}" if isinstance(node, ast.Import) else f"from {node.module} import {a.name}"
+                imports[name] = line + (f" as {a.asname}" if a.asname else "")
     fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)
            and _decorator(n) in KERNEL_DECORATORS and n.name not in sized}
-    calls = {name: sorted(_globals_read(f, top) - {name} - HEADER_NAMES) for name, f in fns.items()}
-    out: dict[str, tuple[str, list[str]]] = {}
+    reads = {name: _globals_read(f, top | set(imports)) - {name} - HEADER_NAMES for name, f in fns.items()}
+    out: dict[str, tuple[str, list[str], list[str]]] = {}
     unknown = set(fns)
     while unknown:  # a kernel stands alone when every kernel it calls does
-        ready = [n for n in fns if n in unknown and all(c in out for c in calls[n])]
+        ready = [n for n in fns if n in unknown and all(r in out or r in imports for r in reads[n])]
         if not ready:
             break  # the rest read the model's own names (its sizes, its functions)
         for name in ready:
-            out[name] = (_segment(text, fns[name]), calls[name])
+            out[name] = (_segment(text, fns[name]), sorted(r for r in reads[name] if r in out),
+                         sorted(imports[r] for r in reads[name] if r in imports))
             unknown.discard(name)
     return out
 
@@ -88,13 +94,13 @@ def _segment(text: str, fn: ast.FunctionDef) -> str:
     return "\n".join(lines[start:fn.end_lineno])
 
 
-def kernel_source(dtype: str, block: str, calls: dict[str, str]) -> str:
-    """A kernel file: the generated modules' header, the kernels it calls (each from its own
-    file, named by its text's hash, so this text names exactly the code it runs), then the
-    kernel."""
+def kernel_source(dtype: str, block: str, calls: dict[str, str], imports: list[str] = ()) -> str:
+    """A kernel file: the generated modules' header, the modules and the kernels it calls (each
+    kernel from its own file, named by its text's hash, so this text names exactly the code it
+    runs), then the kernel."""
     from .codegen.scalar import module_header
 
-    head = module_header(TITLE, dtype, set(), blas=True)
+    head = module_header(TITLE, dtype, set(), blas=True) + list(imports)
     if calls:
         head += ["from symgrad.shared_kernels import kernel", ""]
         head += [f"{name} = kernel({file!r}, {name!r})" for name, file in sorted(calls.items())]
@@ -122,8 +128,8 @@ def link(module: ModuleType, text: str) -> None:
         return  # a formula module (nothing shared there) or a kernel file itself
     dtype = np.dtype(module.F).name
     files: dict[str, str] = {}
-    for name, (block, calls) in shareable(text.partition("\n")[2], tuple(sized)).items():
-        body = kernel_source(dtype, block, {c: files[c] for c in calls})
+    for name, (block, calls, imports) in shareable(text.partition("\n")[2], tuple(sized)).items():
+        body = kernel_source(dtype, block, {c: files[c] for c in calls}, imports)
         path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
         files[name] = path.name
         shared = getattr(jit.load(path, jit=True), name)

@@ -122,6 +122,7 @@ def test_only_standalone_kernels_are_shared():
     functions or constants stays in the module."""
     text = textwrap.dedent('''
         import numba
+        from symgrad.native import attention
         F = np.float32
         LIMIT = F(3.0)
         SIZED = ('loss',)
@@ -136,6 +137,11 @@ def test_only_standalone_kernels_are_shared():
         def map0_fwd(a, out):
             for i in range(a.shape[0]):
                 out[i] = relu(a[i])
+
+
+        @jit
+        def attend(a):
+            attention.attention_fwd(a)
 
 
         @jit
@@ -158,8 +164,9 @@ def test_only_standalone_kernels_are_shared():
             map0_fwd_c(a, a)
     ''')
     shared = shared_kernels.shareable(text, ("loss",))
-    assert list(shared) == ["relu", "map0_fwd"]  # each after the kernels it calls
-    block, calls = shared["map0_fwd"]
-    assert block.startswith("@jit\ndef map0_fwd(a, out):") and calls == ["relu"]
+    assert list(shared) == ["relu", "attend", "map0_fwd"]  # each after the kernels it calls
+    block, calls, imports = shared["map0_fwd"]
+    assert block.startswith("@jit\ndef map0_fwd(a, out):") and calls == ["relu"] and imports == []
+    assert shared["attend"][2] == ["from symgrad.native import attention"]
     source = shared_kernels.kernel_source("float32", block, {"relu": "sgk_0.py"})
     assert "relu = kernel('sgk_0.py', 'relu')" in source and "F = np.float32" in source
