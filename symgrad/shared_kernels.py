@@ -1,27 +1,27 @@
-"""Kernels shared across models: compiled once, called from the glue by address (issue 21, section 2).
+r"""Kernels shared across models: compiled once, called from the glue by address (issue 21, section 2).
 
 A tensor module holds the model's glue (the functions that take its sizes: ``loss``,
 ``loss_grad``, ``train_chunk``, ...) and the kernels they call (map kernels, matrix products,
 the loss's kernels, the optimizer update, outlined segments). The kernels' text depends on the
 layer kinds only, so many models hold the same kernels; compiled inside each model's module,
 every new depth of an MLP paid for all of them again (W5). When a module is loaded for Numba,
-each kernel whose text stands alone (it reads only the header's names and other such kernels)
-is written to a file of its own, named by a hash of its text, and the module's name for it is
+each kernel whose text stands alone (it reads only the header's names, the module's imports and
+other such kernels) is written to a file of its own, named by a hash of its text, and the module's name for it is
 bound to that file's function: Numba's disk cache then compiles it once for every model that
 uses it. The module file keeps every definition, so it still reads, and runs on the Python
 path, as one piece; the kernel files are a cache derived from it.
 
 Glue compiled without LLVM's optimiser (``jit.glue_options``) calls kernels through
-``callee()`` aliases. Numba would link a copy of each callee into every glue function and emit
-its machine code again; here the alias of a shared kernel is an intrinsic that calls the
-kernel's compiled code by a symbol, registered with LLVM's symbol table before the glue is
+``callee()`` aliases, overloads that compile a private copy of each kernel inside every glue
+function. The alias of a shared kernel is instead an intrinsic that calls the kernel's compiled
+code by a symbol, registered with LLVM's symbol table before the glue is
 finalised. A glue function read back from Numba's cache registers its symbols again first: the
 registration is one of its ``reload_init`` callables, which Numba runs before it loads the
 cached machine code. If one cannot run (a kernel file is gone), the cache entry is a miss and
 the glue compiles again.
 
->>> "jit_glue" in GLUE_DECORATORS
-True
+>>> shareable("@jit\ndef double(a):\n    return F(2.0) * a\n", sized=())
+{'double': ('@jit\ndef double(a):\n    return F(2.0) * a', [], [])}
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
@@ -38,7 +39,6 @@ import numpy as np
 HEADER_NAMES = frozenset({"math", "numba", "np", "blas", "vecmath", "register_jitable", "jit", "jit_par",
                           "jit_inline", "jit_reduce", "prange", "vm", "F", "_JIT"})
 KERNEL_DECORATORS = frozenset({"jit", "jit_par", "jit_inline", "jit_reduce"})
-GLUE_DECORATORS = frozenset({"jit_glue"})
 TITLE = "symgrad shared kernel"
 
 
@@ -157,7 +157,7 @@ def by_address(shared, file: str, name: str):
             with cgutils.if_unlikely(builder, status.is_error):
                 context.call_conv.return_status_propagate(builder, status)
             # a cached glue function registers the symbol again before its code is loaded
-            context.active_code_library._reload_init.add(functools.partial(reregister, file, name, argtypes))
+            context.active_code_library._reload_init.add(Reregister(file, name, argtypes))
             return res
 
         return sig.return_type(*argtypes), codegen
@@ -195,6 +195,14 @@ def _register(file: str, name: str, argtypes: tuple, dispatcher=None):
     return symbol, cres.signature
 
 
-def reregister(file: str, name: str, argtypes: tuple) -> None:
-    """Run by Numba before it loads a cached glue function that calls this kernel."""
-    _register(file, name, argtypes)
+@dataclass(frozen=True)
+class Reregister:
+    """Run by Numba before it loads a cached glue function that calls this kernel (one of its
+    ``reload_init``; equal for equal calls, so a kernel called many times is registered once)."""
+
+    file: str
+    name: str
+    argtypes: tuple
+
+    def __call__(self) -> None:
+        _register(self.file, self.name, self.argtypes)
