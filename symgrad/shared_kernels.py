@@ -40,6 +40,7 @@ HEADER_NAMES = frozenset({"math", "numba", "np", "blas", "vecmath", "register_ji
                           "jit_inline", "jit_reduce", "prange", "vm", "F", "_JIT"})
 KERNEL_DECORATORS = frozenset({"jit", "jit_par", "jit_inline", "jit_reduce"})
 TITLE = "symgrad shared kernel"
+NAME = "shared"  # the kernel's name in its file
 
 
 def _decorator(fn: ast.FunctionDef) -> str | None:
@@ -103,18 +104,18 @@ def kernel_source(dtype: str, block: str, calls: dict[str, str], imports: list[s
     head = module_header(TITLE, dtype, set(), blas=True) + list(imports)
     if calls:
         head += ["from symgrad.shared_kernels import kernel", ""]
-        head += [f"{name} = kernel({file!r}, {name!r})" for name, file in sorted(calls.items())]
+        head += [f"{name} = kernel({file!r})" for name, file in sorted(calls.items())]
     return "\n".join(head) + "\n\n\n" + block + "\n"
 
 
-def kernel(file: str, name: str):
-    """Function ``name`` of the shared kernel file ``file`` in the code cache, compiled by Numba."""
+def kernel(file: str) -> object:
+    """The function of the shared kernel file ``file`` in the code cache, compiled by Numba."""
     from . import jit
 
     path = jit.cache_dir() / file
     if not path.exists():  # the files a module needs are written when it loads (link)
         raise FileNotFoundError(f"shared kernel file {path} is gone")
-    return getattr(jit.load(path, jit=True), name)
+    return getattr(jit.load(path, jit=True), NAME)
 
 
 def link(module: ModuleType, text: str) -> None:
@@ -129,10 +130,12 @@ def link(module: ModuleType, text: str) -> None:
     dtype = np.dtype(module.F).name
     files: dict[str, str] = {}
     for name, (block, calls, imports) in shareable(text.partition("\n")[2], tuple(sized)).items():
+        # named for no model: map0_fwd of one model is map2_fwd of another
+        block = block.replace(f"def {name}(", f"def {NAME}(", 1)
         body = kernel_source(dtype, block, {c: files[c] for c in calls}, imports)
         path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
         files[name] = path.name
-        shared = getattr(jit.load(path, jit=True), name)
+        shared = getattr(jit.load(path, jit=True), NAME)
         module.__dict__[name] = shared
         if f"{name}_c" in module.__dict__:
             module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
@@ -184,7 +187,7 @@ def _register(file: str, name: str, argtypes: tuple, dispatcher=None):
     import llvmlite.binding as ll
 
     if dispatcher is None:  # a cached glue function, loading; if the file is gone it compiles again
-        dispatcher = kernel(file, name)
+        dispatcher = kernel(file)
     dispatcher.compile(argtypes)
     cres = dispatcher.overloads[argtypes]
     symbol = _symbol(file, name, argtypes)

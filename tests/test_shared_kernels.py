@@ -169,4 +169,22 @@ def test_only_standalone_kernels_are_shared():
     assert block.startswith("@jit\ndef map0_fwd(a, out):") and calls == ["relu"] and imports == []
     assert shared["attend"][2] == ["from symgrad.native import attention"]
     source = shared_kernels.kernel_source("float32", block, {"relu": "sgk_0.py"})
-    assert "relu = kernel('sgk_0.py', 'relu')" in source and "F = np.float32" in source
+    assert "relu = kernel('sgk_0.py')" in source and "F = np.float32" in source
+
+
+def test_a_new_mix_of_kinds_shares_the_kernels_it_has_seen(cache):
+    """Kernel files name no model: a tanh layer before the ReLU renumbers the map kernels
+    (ReLU's is map0 in one model and another number in the next), and the ReLU kernel is still
+    the one compiled for the first model."""
+    X, y = _data()
+    relu = _fit((80, 60), X, y)._mod.module
+    nn = sg.nn
+    net = nn.Sequential([nn.Dense(12, 80, "tanh"), nn.Dense(80, 60, "relu"), nn.Dense(60, 4)], input_shape=(12,))
+    mixed = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=16, seed=3)
+    module = mixed._mod.module
+    assert "relu" in relu.map0_fwd.py_func.__globals__ and "map0_fwd" in vars(module)
+    assert module.map0_fwd is not relu.map0_fwd  # tanh's
+    assert any(v is relu.map0_fwd for k, v in vars(module).items() if k.startswith("map") and k != "map0_fwd")
+    ref = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=16,
+                 seed=3, backend="python")
+    np.testing.assert_allclose(mixed.history["loss"], ref.history["loss"], rtol=2e-5)
