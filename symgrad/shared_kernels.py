@@ -122,11 +122,13 @@ def link(module: ModuleType, text: str) -> None:
     """Bind ``module``'s standalone kernels to their shared files (compiled once for every model
     that holds them), and its glue's ``callee`` aliases of them to calls by address. Runs when
     a tensor module is loaded for Numba, before anything in it compiles."""
+    from numba.core.dispatcher import Dispatcher
+
     from . import jit
 
     sized = getattr(module, "SIZED", None)
-    if sized is None:
-        return  # a formula module (nothing shared there) or a kernel file itself
+    if sized is None or not any(isinstance(v, Dispatcher) for v in vars(module).values()):
+        return  # a formula module or a kernel file (nothing shared there), or Numba disabled
     dtype = np.dtype(module.F).name
     files: dict[str, str] = {}
     for name, (block, calls, imports) in shareable(text.partition("\n")[2], tuple(sized)).items():

@@ -188,3 +188,22 @@ def test_a_new_mix_of_kinds_shares_the_kernels_it_has_seen(cache):
     ref = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=16,
                  seed=3, backend="python")
     np.testing.assert_allclose(mixed.history["loss"], ref.history["loss"], rtol=2e-5)
+
+
+def test_with_numba_disabled_the_module_runs_as_python(tmp_path):
+    """NUMBA_DISABLE_JIT=1 makes every decorator return the plain function: nothing is shared,
+    the glue's aliases are the functions themselves, and training matches the Python path."""
+    code = textwrap.dedent("""
+        import numpy as np, symgrad as sg
+        rng = np.random.default_rng(0)
+        X, y = rng.normal(size=(40, 12)), rng.integers(0, 4, 40)
+        kw = dict(epochs=1, batch_size=16, seed=1)
+        net = sg.nn.MLP([12, 80, 60, 4], activation="relu")
+        a = sg.fit(net, "softmax_cross_entropy", X, y, **kw).history["loss"]
+        b = sg.fit(net, "softmax_cross_entropy", X, y, backend="python", **kw).history["loss"]
+        print("RESULT", a == b, a[0] > 0)
+    """)
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path), PYTHONPATH=ROOT, NUMBA_DISABLE_JIT="1")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.split("RESULT ")[-1].split() == ["True", "True"]
