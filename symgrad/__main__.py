@@ -77,6 +77,14 @@ def _cmd_explain(args: argparse.Namespace) -> str:
     return d.latex() if args.latex else str(d)
 
 
+def _cmd_prebuild(args: argparse.Namespace) -> str:
+    from .jit import cache_dir
+    from .prebuild import DTYPES, prebuild
+
+    done = prebuild(dtypes=tuple(args.dtype or DTYPES), log=lambda line: print(line, flush=True))
+    return f"prebuilt {len(done)} networks' kernels in {sum(r[-1] for r in done):.0f} s into {cache_dir()}"
+
+
 def _cmd_grad(args: argparse.Namespace) -> str:
     expr = parse_expr(args.expr.strip())
     variables = _variables(expr, args.wrt)
@@ -99,7 +107,7 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
         "no implicit products: write 2*x).",
     )
     p.add_argument("--version", action="version", version=f"symgrad {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad,formulas,optim}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad,formulas,optim,prebuild}")
 
     def common(sp_: argparse.ArgumentParser) -> None:
         sp_.add_argument("expr", help='the expression, e.g. "cos(sin(x**2) + 3*x**2)"')
@@ -120,6 +128,11 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
     common(g)
     g.set_defaults(run=_cmd_grad)
     add_commands(sub)
+    b = sub.add_parser("prebuild", help="compile the kernels of common networks into the code cache, once "
+                       "(about a minute): a first model of those kinds then builds faster")
+    b.add_argument("--dtype", action="append", choices=("float32", "float64"),
+                   help="only this dtype (repeatable; default: both)")
+    b.set_defaults(run=_cmd_prebuild)
     return p
 
 

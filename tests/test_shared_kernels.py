@@ -207,3 +207,25 @@ def test_with_numba_disabled_the_module_runs_as_python(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.split("RESULT ")[-1].split() == ["True", "True"]
+
+
+def test_prebuild_makes_a_first_model_compile_only_its_glue(cache):
+    """After a prebuild of the kinds a model uses, its first fit writes no kernel file and
+    compiles only its own module's functions; unknown choices are refused with the fix."""
+    from symgrad import prebuild
+    from symgrad.__main__ import main
+    from symgrad.errors import SymgradError
+
+    done = prebuild.prebuild(dtypes=("float32",), activations=("relu",), losses=("softmax_cross_entropy",),
+                             optimizers=("Adam",))
+    assert [r[:4] for r in done] == [("float32", "relu", "softmax_cross_entropy", "Adam")]
+    kernels = {p.name for p in cache.glob("sgk_*.py")}
+    X, y = _data()
+    listener = _Compiled()
+    with event.install_listener("numba:compile", listener):
+        fit = _fit((70, 60, 50), X, y)
+    assert {p.name for p in cache.glob("sgk_*.py")} == kernels
+    assert set(listener.files) <= {Path(fit._mod.module.__file__).name, "arrayobj.py", "builtins.py"}
+    with pytest.raises(SymgradError, match="swish"):
+        prebuild.prebuild(activations=("swish",))
+    assert main(["prebuild", "--dtype", "float16"]) == 2  # argparse's choices
