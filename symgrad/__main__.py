@@ -130,8 +130,7 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
     add_commands(sub)
     b = sub.add_parser("prebuild", help="compile the kernels of common networks into the code cache, once "
                        "(about a minute): a first model of those kinds then builds faster")
-    b.add_argument("--dtype", action="append", choices=("float32", "float64"),
-                   help="only this dtype (repeatable; default: both)")
+    b.add_argument("--dtype", action="append", help="only this dtype, float32 or float64 (repeatable; default: both)")
     b.set_defaults(run=_cmd_prebuild)
     return p
 

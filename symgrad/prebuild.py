@@ -43,12 +43,12 @@ def prebuild(dtypes=DTYPES, activations=ACTIVATIONS, losses=tuple(LOSSES), optim
 
     ``log`` (for example ``print``) is called with a line per network as it is built."""
     import symgrad as sg
-    from symgrad.errors import SymgradError
+    from symgrad.errors import OptionError
 
     unknown = ([a for a in activations if a not in ACTIVATIONS] + [x for x in losses if x not in LOSSES]
                + [o for o in optimizers if o not in OPTIMIZERS] + [d for d in dtypes if d not in DTYPES])
     if unknown or not (activations and losses and optimizers and dtypes):
-        raise SymgradError(f"prebuild: unknown or missing choices {unknown}. Fix: choose from activations "
+        raise OptionError(f"prebuild: unknown or missing choices {unknown}. Fix: choose from activations "
                            f"{ACTIVATIONS}, losses {tuple(LOSSES)}, optimizers {OPTIMIZERS}, dtypes {DTYPES}.")
     rng = np.random.default_rng(0)
     out = []
