@@ -14,6 +14,7 @@ and afterwards a first model of those kinds builds in about half the time (docs/
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -36,14 +37,19 @@ def _combinations(activations, losses, optimizers) -> list[tuple[str, str, str]]
     return combos
 
 
-def prebuild(dtypes=DTYPES, activations=ACTIVATIONS, losses=tuple(LOSSES), optimizers=OPTIMIZERS,
-             log=None) -> list[tuple[str, str, str, str, float]]:
+def prebuild(dtypes: Sequence[str] = DTYPES, activations: Sequence[str] = ACTIVATIONS,
+             losses: Sequence[str] = tuple(LOSSES), optimizers: Sequence[str] = OPTIMIZERS,
+             log: Callable[[str], object] | None = None) -> list[tuple[str, str, str, str, float]]:
     """Train one tiny network per activation, loss and optimizer in each dtype, so that their
     kernels are in the code cache: ``[(dtype, activation, loss, optimizer, seconds), ...]``.
+    Each choice is a name or a sequence of names.
 
     ``log`` (for example ``print``) is called with a line per network as it is built."""
     import symgrad as sg
     from symgrad.errors import OptionError
+
+    dtypes, activations, losses, optimizers = ((x,) if isinstance(x, str) else tuple(x)
+                                               for x in (dtypes, activations, losses, optimizers))
 
     unknown = ([a for a in activations if a not in ACTIVATIONS] + [x for x in losses if x not in LOSSES]
                + [o for o in optimizers if o not in OPTIMIZERS] + [d for d in dtypes if d not in DTYPES])
@@ -53,7 +59,7 @@ def prebuild(dtypes=DTYPES, activations=ACTIVATIONS, losses=tuple(LOSSES), optim
     rng = np.random.default_rng(0)
     out = []
     for dtype in dtypes:
-        for act, loss, opt in _combinations(activations, {k: LOSSES[k] for k in losses}, list(optimizers)):
+        for act, loss, opt in _combinations(activations, {k: LOSSES[k] for k in losses}, optimizers):
             n_out = LOSSES[loss]
             X = rng.normal(size=(8, 16)).astype(dtype)
             y = rng.integers(0, 4, 8) if loss == "softmax_cross_entropy" else (
