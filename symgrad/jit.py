@@ -200,6 +200,8 @@ def ensure_sized(key: str, make: Callable[[], tuple[str, np.ndarray]]) -> tuple[
 def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    # NUMBA_DISABLE_JIT=1 makes every decorator return the plain function: run the Python path
+    jit = jit and not numba.config.DISABLE_JIT
     module.__dict__["_JIT"] = jit
     module.__dict__["_GLUE"] = glue_options()
     if jit:  # Numba's files for it: made private here, before Numba makes the folder

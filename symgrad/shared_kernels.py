@@ -122,13 +122,11 @@ def link(module: ModuleType, text: str) -> None:
     """Bind ``module``'s standalone kernels to their shared files (compiled once for every model
     that holds them), and its glue's ``callee`` aliases of them to calls by address. Runs when
     a tensor module is loaded for Numba, before anything in it compiles."""
-    from numba.core.dispatcher import Dispatcher
-
     from . import jit
 
     sized = getattr(module, "SIZED", None)
-    if sized is None or not any(isinstance(v, Dispatcher) for v in vars(module).values()):
-        return  # a formula module or a kernel file (nothing shared there), or Numba disabled
+    if sized is None:
+        return  # a formula module or a kernel file: nothing shared there
     dtype = np.dtype(module.F).name
     files: dict[str, str] = {}
     for name, (block, calls, imports) in shareable(text.partition("\n")[2], tuple(sized)).items():
@@ -137,7 +135,7 @@ def link(module: ModuleType, text: str) -> None:
         body = kernel_source(dtype, block, {c: files[c] for c in calls}, imports)
         path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
         files[name] = path.name
-        shared = getattr(jit.load(path, jit=True), NAME)
+        shared = kernel(path.name)
         module.__dict__[name] = shared
         if f"{name}_c" in module.__dict__:
             module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
@@ -145,15 +143,15 @@ def link(module: ModuleType, text: str) -> None:
 
 @functools.cache
 def by_address(shared, file: str, name: str):
-    """An intrinsic calling ``shared`` (a dispatcher of a shared kernel file) through a symbol:
-    glue holds no copy of the kernel and no reference to its dispatcher (which Numba could not
-    cache)."""
+    """An intrinsic calling ``shared`` (the dispatcher of shared kernel file ``file``; ``name``,
+    the module's name for it, names the intrinsic) through a symbol: glue holds no copy of the
+    kernel and no reference to its dispatcher (which Numba could not cache)."""
     from numba.core import cgutils, types
     from numba.core.extending import intrinsic
 
     def typer(typingctx, *args):
         argtypes = tuple(types.unliteral(a) for a in args)
-        symbol, sig = _register(file, name, argtypes, shared)
+        symbol, sig = _register(file, argtypes, shared)
 
         def codegen(context, builder, signature, values):
             fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
@@ -162,7 +160,7 @@ def by_address(shared, file: str, name: str):
             with cgutils.if_unlikely(builder, status.is_error):
                 context.call_conv.return_status_propagate(builder, status)
             # a cached glue function registers the symbol again before its code is loaded
-            context.active_code_library._reload_init.add(Reregister(file, name, argtypes))
+            context.active_code_library._reload_init.add(Reregister(file, argtypes))
             return res
 
         return sig.return_type(*argtypes), codegen
@@ -178,13 +176,13 @@ def by_address(shared, file: str, name: str):
 _SYMBOLS: dict[str, int] = {}
 
 
-def _symbol(file: str, name: str, argtypes: tuple) -> str:
-    digest = hashlib.sha256(f"{file}\0{name}\0{argtypes}".encode()).hexdigest()[:32]
+def _symbol(file: str, argtypes: tuple) -> str:
+    digest = hashlib.sha256(f"{file}\0{argtypes}".encode()).hexdigest()[:32]
     return f"symgrad_kernel_{digest}"
 
 
-def _register(file: str, name: str, argtypes: tuple, dispatcher=None):
-    """Compile (or load from Numba's cache) ``name`` of kernel file ``file`` for ``argtypes`` and
+def _register(file: str, argtypes: tuple, dispatcher=None):
+    """Compile (or load from Numba's cache) the kernel of file ``file`` for ``argtypes`` and
     make its symbol resolve to it: (symbol, the kernel's signature)."""
     import llvmlite.binding as ll
 
@@ -192,7 +190,7 @@ def _register(file: str, name: str, argtypes: tuple, dispatcher=None):
         dispatcher = kernel(file)
     dispatcher.compile(argtypes)
     cres = dispatcher.overloads[argtypes]
-    symbol = _symbol(file, name, argtypes)
+    symbol = _symbol(file, argtypes)
     address = cres.library.get_pointer_to_function(cres.fndesc.mangled_name)
     if _SYMBOLS.get(symbol) != address:
         ll.add_symbol(symbol, address)
@@ -206,8 +204,7 @@ class Reregister:
     ``reload_init``; equal for equal calls, so a kernel called many times is registered once)."""
 
     file: str
-    name: str
     argtypes: tuple
 
     def __call__(self) -> None:
-        _register(self.file, self.name, self.argtypes)
+        _register(self.file, self.argtypes)

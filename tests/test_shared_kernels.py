@@ -191,8 +191,8 @@ def test_a_new_mix_of_kinds_shares_the_kernels_it_has_seen(cache):
 
 
 def test_with_numba_disabled_the_module_runs_as_python(tmp_path):
-    """NUMBA_DISABLE_JIT=1 makes every decorator return the plain function: nothing is shared,
-    the glue's aliases are the functions themselves, and training matches the Python path."""
+    """NUMBA_DISABLE_JIT=1 makes every decorator return the plain function: the loader then runs
+    the module as the Python path (nothing to share), and training matches that path."""
     code = textwrap.dedent("""
         import numpy as np, symgrad as sg
         rng = np.random.default_rng(0)

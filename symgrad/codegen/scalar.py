@@ -222,7 +222,7 @@ jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (la
 
 
 def callee(f):
-    if not _JIT or not hasattr(f, "targetoptions"):  # noqa: F821  (Python, or NUMBA_DISABLE_JIT)
+    if not _JIT:  # noqa: F821
         return f
     return register_jitable(**{k: v for k, v in f.targetoptions.items() if k != "cache"})(f.py_func)
 '''
