@@ -32,6 +32,11 @@ def fill0(a):
     a[...] = F(0.0)
 
 
+@jit
+def fill(a, v):
+    a[...] = v
+
+
 ''' + HELPERS["radd"] + '''
 
 @jit_reduce

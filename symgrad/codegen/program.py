@@ -121,7 +121,8 @@ class Program(Sizes):
         the loss node's group if ``skip_out``, and without its adjoint array if ``reduced``;
         ``glue``: the allocations are in an outlined loss_grad's own body)."""
         o = self.out
-        lines = [] if reduced else self.decl(self.d(o), o) + [f"    {self.d(o)}[:] = {self.seed()}"]
+        fill = self.call("fill") if glue else "fill"  # a kernel: glue's own loops are not optimised
+        lines = [] if reduced else self.decl(self.d(o), o) + [f"    {fill}({self.d(o)}, {self.seed()})"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
                 lines += self.decl(self.d(n), n, zeros=not self._written_whole(n), glue=glue)

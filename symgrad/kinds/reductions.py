@@ -11,11 +11,48 @@ from ..lang.functions import bce_sum, msum
 from ..lang.ops import bce_logits
 from .base import Kind, register
 
+# Kernels, not statements: a training loop compiled as glue (not optimised) would run these
+# loops at ~15 ns per element.
+SUMS = '''
+@jit
+def row_sums(a, out):
+    # out[i, 0] = the sum of row i
+    for i in range(a.shape[0]):
+        acc = F(0.0)
+        for j in range(a.shape[1]):
+            acc = radd(acc, a[i, j])
+        out[i, 0] = acc
+
+
+@jit
+def add_rows(dout, da):
+    # the adjoint of row sums: da[i, j] += dout[i, 0]
+    for i in range(da.shape[0]):
+        for j in range(da.shape[1]):
+            da[i, j] += dout[i, 0]
+
+
+@jit
+def add_all(da, g):
+    # the adjoint of a sum of every entry: da[j] += g
+    for j in range(da.shape[0]):
+        da[j] += g
+
+
+@jit
+def add_column(dout, da, c):
+    # the adjoint of column c: da[i, c] += dout[i, 0]
+    for i in range(da.shape[0]):
+        da[i, c] += dout[i, 0]
+
+'''
+
 
 @register
 class Sum(Kind):
     name = "sum"
     lowers = (msum, bce_sum)
+    helpers = SUMS
 
     def lower(self, lowerer, e: sp.Basic) -> TNode:
         if isinstance(e, msum):
@@ -32,18 +69,14 @@ class Sum(Kind):
         (a,) = n.inputs
         if not n.batched:
             return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {prog.v(a)}.sum()"]
-        return prog.decl(n.name, n) + ["    for i in range(B):", "        acc = F(0.0)",
-                                       f"        for j in range({prog.v(a)}.shape[1]):",
-                                       f"            acc = radd(acc, {prog.v(a)}[i, j])",
-                                       f"        {n.name}[i, 0] = acc"]
+        return prog.decl(n.name, n) + [f"    row_sums({prog.v(a)}, {n.name})"]
 
     def backward(self, prog, n) -> list[str]:
         (a,) = n.inputs
         if not n.batched:
-            # loops, not slice arithmetic: Numba's array-into-slice assignment costs seconds to compile
-            return [f"    for j in range({prog.dflat(a)}.shape[0]):", f"        {prog.dflat(a)}[j] += {prog.d(n)}[0]"]
-        return ["    for i in range(B):", f"        for j in range({prog.d(a)}.shape[1]):",
-                f"            {prog.d(a)}[i, j] += {prog.d(n)}[i, 0]"]
+            # a kernel, not slice arithmetic: Numba's array-into-slice assignment costs seconds to compile
+            return [f"    add_all({prog.dflat(a)}, {prog.d(n)}[0])"]
+        return [f"    add_rows({prog.d(n)}, {prog.d(a)})"]
 
     def delta(self, c, n) -> None:
         c.add(n.inputs[0], c.ref(n))
@@ -56,6 +89,7 @@ class Sum(Kind):
 class Select(Kind):
     name = "select"
     lowers = (MatrixElement,)
+    helpers = SUMS
 
     def lower(self, lowerer, e: MatrixElement) -> TNode:
         inner = lowerer.matrix(e.parent)
@@ -71,7 +105,7 @@ class Select(Kind):
     def backward(self, prog, n) -> list[str]:
         (a,) = n.inputs
         if n.batched:
-            return ["    for i in range(B):", f"        {prog.d(a)}[i, {n.index}] += {prog.d(n)}[i, 0]"]
+            return [f"    add_column({prog.d(n)}, {prog.d(a)}, {n.index})"]
         return [f"    {prog.dflat(a)}[{n.index}] += {prog.d(n)}[0]"]
 
     def delta(self, c, n) -> None:
