@@ -22,8 +22,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid")
 LOSSES = {"softmax_cross_entropy": 4, "mse": 2, "bce": 1}  # loss -> outputs of its tiny network
 OPTIMIZERS = ("Adam", "SGD", "Momentum", "Nesterov", "AdamW", "RMSProp", "AdaGrad")
 DTYPES = ("float32", "float64")
-#: Wide enough that the training loop is glue (codegen/train.GLUE_MIN_PARAMS), as in models
-#: of the digits' size: the small models' optimised loop would take longer and share nothing.
+#: The networks' hidden width: any width builds the same modules (sizes are arguments).
 WIDTH = 80
 
 

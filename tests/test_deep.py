@@ -99,16 +99,14 @@ def test_deep_numba_kernel_is_cacheable_and_matches_python():
 
 
 @pytest.mark.numba
-def test_large_shallow_model_trains_through_glue_and_is_cacheable():
-    """From GLUE_MIN_PARAMS parameters on, the inlined training step is compiled as glue (no LLVM
-    optimiser, kernels called through overloads): same parameters as the Python path, and
-    Numba can still cache it."""
-    from symgrad.codegen.train import GLUE_MIN_PARAMS
-
-    net = sg.nn.MLP([64, 64, 2], activation="relu")
-    assert sum(int(np.prod(p.shape)) for p in net.params) >= GLUE_MIN_PARAMS
+@pytest.mark.parametrize("sizes", [[64, 64, 2], [3, 4, 2]], ids=["wide", "tiny"])
+def test_shallow_model_trains_through_glue_and_is_cacheable(sizes):
+    """Every training loop, a tiny model's too, is compiled as glue (no LLVM optimiser, kernels
+    called through overloads): same parameters as the Python path, and Numba can still cache it.
+    Clipping is on, so the clip kernel runs."""
+    net = sg.nn.MLP(sizes, activation="relu")
     rng = np.random.default_rng(8)
-    X, labels = rng.normal(size=(20, 64)), rng.integers(0, 2, 20)
+    X, labels = rng.normal(size=(20, sizes[0])), rng.integers(0, 2, 20)
     kw = {"optimizer": sg.optim.Adam(0.01, clip_norm=0.5), "epochs": 2, "batch_size": 8, "params": net.init_params(2)}
     m = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
     ref = sg.fit(net, "softmax_cross_entropy", X, labels, backend="python", **kw)

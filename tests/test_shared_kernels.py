@@ -55,7 +55,7 @@ def test_a_new_depth_compiles_only_its_glue(cache):
     """The second depth's fit compiles functions of its own module only: every kernel it calls
     is the first depth's, from the shared files. Both train to the Python path's numbers."""
     X, y = _data()
-    first = _fit((80, 60), X, y)  # over GLUE_MIN_PARAMS: the training loop is glue
+    first = _fit((80, 60), X, y)
     kernels = {p.name for p in cache.glob("sgk_*.py")}
     assert kernels
     listener = _Compiled()

@@ -213,8 +213,9 @@ class _Gen:
 
 
 GLUE_HEADER = '''
-# Deep models: the glue (functions that only make arrays and call compiled segments) is compiled
-# without LLVM's optimiser (_GLUE, injected by the loader; docs/decisions.md). It calls other
+# The glue (the training loop, a deep model's loss_grad: functions that only make arrays and
+# call compiled kernels) is compiled without LLVM's optimiser (_GLUE, injected by the loader;
+# docs/decisions.md), so it holds no loops of its own. It calls other
 # functions through overloads made by callee(): a direct reference to a Numba dispatcher would
 # stay in the unoptimised code, and Numba does not cache functions that hold one. Kernels shared
 # across models are called by address instead (the loader binds them: symgrad/shared_kernels.py).

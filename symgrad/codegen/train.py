@@ -25,12 +25,6 @@ def _workspace_program(prog: Program) -> Program:
     return tp
 
 
-#: From this many parameters on, train_chunk is glue (compiled without LLVM's optimiser, calling
-#: the compiled kernels through overloads): optimising its long body was 4.3 of the digits
-#: model's 10.5 s cold build, and the unoptimised loop costs ~1.5 µs per step, which a step of
-#: a model this size (thousands of multiply-adds per sample) does not notice (docs/decisions.md).
-GLUE_MIN_PARAMS = 4096
-
 #: The parallel kernel gives each thread a block of at least this many rows of a minibatch.
 PAR_ROWS = 1024
 
@@ -63,8 +57,9 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     sized for one minibatch, so a step allocates nothing (a 20-16-1 net's step is a few
     microseconds). Deep models call ``loss_grad`` instead: inlining them made Numba's compile
     time grow much faster than the model (see docs/decisions.md), while per-step allocation
-    is negligible next to their matrix products. From ``GLUE_MIN_PARAMS`` parameters on, the
-    loop is compiled as glue, without LLVM's optimiser (deep models' always is).
+    is negligible next to their matrix products. The loop is compiled as glue, without LLVM's
+    optimiser, calling compiled kernels for everything that loops (docs/decisions.md, "The
+    training loop is glue for every model").
 
     ``train_chunk_par`` is the same loop for large minibatches: ``par_loss_grad`` splits each
     one into row blocks, one per thread. Numba compiles a function on its first call, so
@@ -100,13 +95,10 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
     inline = len(tp.nodes) <= INLINE_MAX_NODES and not par
-    glue = len(tp.nodes) > INLINE_MAX_NODES or sum(p.length for p in tp.params) >= GLUE_MIN_PARAMS
-    # the glue calls through overloads (see module_header's GLUE_HEADER)
-    fn = prog.call if glue else (lambda name: name)
+    # the loop is glue: it calls through overloads (see module_header's GLUE_HEADER)
+    fn = prog.call
     if inline:
-        step = tp.step("loss_b")
-        if glue:
-            step = _through_callees(step, prog)
+        step = _through_callees(tp.step("loss_b"), prog)
     elif par:
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
                 f"    loss_b = {fn('par_loss_grad')}(dims, theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
@@ -142,7 +134,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
     if frozen and not par:
         pre += ["ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
     frozen = frozen and tp.dims.span("", "FROZEN", frozen)
-    head = ["@jit_glue" if glue else "@jit", f"def {fname}({sig}{', threads' if par else ''}):"]
+    head = ["@jit_glue", f"def {fname}({sig}{', threads' if par else ''}):"]
     L = ["    grad = np.empty_like(theta)",
           "    good = theta.copy()  # the parameters at the end of the last epoch whose every step was finite"]
     if frozen:
