@@ -109,6 +109,37 @@ def _split_sections(text: str) -> dict[str, str]:
     return out
 
 
+def _run_blocks(machine: str) -> list[str]:
+    """The runs a previous 'Machine and settings' section describes, newest first: its file's
+    own run, then the earlier runs it kept."""
+    body = machine.split("\n", 1)[-1]
+    blocks = re.split(r"^### The run that measured[^\n]*\n", body, flags=re.M)
+    return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def _measured(block: str) -> set[str] | None:
+    """The workloads a run block's command ran (None: all of them)."""
+    command = re.search(r"^Command: `python -m bench[^`]*`", block, re.M)
+    only = re.search(r"--only ([\w,]+)", command.group(0)) if command else None
+    return set(only.group(1).split(",")) if only else None
+
+
+def _earlier_runs(machine: str, kept: list[str]) -> list[str]:
+    """One block per earlier run that measured a kept section: each section belongs to the
+    newest run that ran its workload (a run replaces the sections it measures)."""
+    L = []
+    for block in _run_blocks(machine) if machine else []:
+        did = _measured(block)
+        mine = [k for k in kept if did is None or k in did]
+        if mine:
+            L += [f"### The run that measured the kept sections {', '.join(mine)}", "", block, ""]
+            kept = [k for k in kept if k not in mine]
+    if kept:
+        L += [f"No machine record is left for the runs that measured {', '.join(kept)}: earlier versions "
+              "of this file kept only one earlier run (`git log -p BENCHMARKS.md` has them).", ""]
+    return L
+
+
 def assemble(sections: dict[str, Section], targets: list[Target], info: dict, args, elapsed: float,
              old_text: str) -> str:
     old = _split_sections(old_text) if old_text else {}
@@ -146,10 +177,9 @@ def assemble(sections: dict[str, Section], targets: list[Target], info: dict, ar
     L.append("")
     L += [f"- {k}: {v}" for k, v in info.items()]
     L.append("")
-    earlier = old.get("## Machine and settings", "").split("\n", 1)[-1].strip("\n")
-    if kept_rows and earlier:
-        # the kept sections were measured elsewhere: their machine and peers stay stated
-        L += ["### The run that measured the kept sections", "", earlier.split("### The run that")[0].strip("\n"), ""]
+    # kept sections were measured by earlier runs: each one's machine and peers stay stated
+    L += _earlier_runs(old.get("## Machine and settings", ""),
+                       [k for k, (_, h) in WORKLOADS.items() if k not in sections and any(o.startswith(h) for o in old)])
     for key, (_, header) in WORKLOADS.items():
         if key in sections:
             L.append(sections[key].markdown.rstrip("\n"))

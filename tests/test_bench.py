@@ -51,3 +51,20 @@ def test_only_keeps_the_other_sections():
     parts = _split_sections(text)
     assert list(parts) == ["## Targets (issue 4)", "## W2: x", "## W3: y"]
     assert parts["## W2: x"] == "## W2: x\n\nbody\n### sub\n" and "| W1 | a |" in parts["## Targets (issue 4)"]
+
+
+def test_each_kept_section_keeps_the_run_that_measured_it():
+    """Two partial runs in a row: the sections neither measured keep the machine record of the
+    run that did (before, only the previous file's own run was kept, and mislabelled)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.run import _earlier_runs
+
+    machine = ("## Machine and settings\n\nCommand: `python -m bench --full --only W3,W4`; started B.\n\n- CPU: b\n\n"
+               "### The run that measured the kept sections W9\n\nCommand: `python -m bench --full --only W3,W9`;"
+               " started A.\n\n- CPU: a\n")
+    text = "\n".join(_earlier_runs(machine, ["W1", "W9"]))
+    assert "kept sections W9\n\nCommand: `python -m bench --full --only W3,W9`; started A." in text
+    assert "started B" not in text  # the newest run measured none of the kept sections
+    assert "No machine record is left for the runs that measured W1" in text
+    full = "## Machine and settings\n\nCommand: `python -m bench --full`; started C.\n"
+    assert "kept sections W1, W9\n\nCommand: `python -m bench --full`; started C." in "\n".join(_earlier_runs(full, ["W1", "W9"]))
