@@ -15,6 +15,7 @@ import numpy as np
 import sympy as sp
 
 from . import jit
+from .codegen.glue import aliases
 from .codegen.printer import NumbaPrinter
 from .codegen.program import Program
 from .codegen.scalar import ScalarSpec, module_header, scalar_module
@@ -189,15 +190,15 @@ def tensor_title(loss) -> str:
 SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_loss_grad")
 
 
-def module_source(prog: Program, title: str, dtype: str, funcs: list[str],
-                  segments: list[str]) -> tuple[str, np.ndarray]:
+def module_source(prog: Program, title: str, dtype: str, funcs: list[str], segments: list[str],
+                  callees: set[str]) -> tuple[str, np.ndarray]:
     """One module: header, helpers, the map kernels, the outlined ``segments``, ``funcs`` and
-    the glue's callee aliases (written last: generating ``funcs`` is what finds them); and the
-    model's sizes, which the text leaves out (``codegen/dims.py``)."""
+    the twins of the ``callees`` its glue calls (``codegen/glue.py``); and the model's sizes,
+    which the text leaves out (``codegen/dims.py``)."""
     funcs = (["\n".join(segments)] if segments else []) + funcs
-    if prog.callees:
-        funcs.append(prog.callee_aliases())
-    head = module_header(title, dtype, prog.kernels.p.helpers, glue=bool(prog.callees), blas=True)
+    if callees:
+        funcs.append(aliases(callees))
+    head = module_header(title, dtype, prog.kernels.p.helpers, glue=bool(callees), blas=True)
     sized = [f"SIZED = {SIZED!r}  # these take the model's sizes first (symgrad.jit.Bound)"]
     if ("", "OFFSETS") in prog.dims.vars:
         sized.append(f"OFFSETS_AT = {prog.dims.at('', 'OFFSETS')!r}  # the parameters' offsets are dims[a:b]")
@@ -211,10 +212,10 @@ def generate(loss, params, data, reduction, dtype, labels=None, hvp: bool = Fals
     Runs on a cache miss."""
     prog = tensor_program(loss, params, data, reduction, labels, hvp)
     funcs = [] if hvp else ["\n".join(prog.loss_fn())]  # first: map kernels are named in order of use
-    segments, loss_grad = prog.loss_grad_fn()
+    segments, loss_grad, callees = prog.loss_grad_fn()
     funcs.append("\n".join(loss_grad))
     title = f"symgrad tensor model{' (Hessian-vector products)' if hvp else ''}\n\n{tensor_title(loss)}"
-    return module_source(prog, title, dtype, funcs, segments)
+    return module_source(prog, title, dtype, funcs, segments, callees)
 
 
 def tensor_module(loss, wrt, data, dt: str, reduction: str, hvp: bool = False) -> tuple[Path, np.ndarray]:
@@ -253,21 +254,24 @@ def training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int,
 def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int, np.ndarray]:
     forget_other_models()  # the loss is built on this model's expression: see lang/walk.py
     fn, loss_name = loss_fn(loss)
-    n_out = int(model.expr.shape[0])
     y = target_symbol(fn, model.expr)
     loss_expr = fn(model.expr, y)
-    params, data = model.params, [model.x, y]
     step = optimizer.step_source("opt_update")
-    key = model_key("fit", loss_expr, params, data, dtype, "mean", step, fingerprint(model.expr))
+    key = model_key("fit", loss_expr, model.params, [model.x, y], dtype, "mean", step, fingerprint(model.expr))
+    path, dims = jit.ensure_sized(key, lambda: training_source(model, loss_expr, y, step, optimizer.state, dtype))
+    return path, loss_name, int(model.expr.shape[0]), dims
 
-    def make() -> tuple[str, np.ndarray]:  # lower and fuse once; every function comes from this program
-        prog = tensor_program(loss_expr, params, data, "mean", getattr(model, "labels", None))
-        loss = prog.loss_fn()  # first: map kernels are named in order of use
-        segments, loss_grad = prog.loss_grad_fn()
-        funcs = ["\n".join(loss), "\n".join(loss_grad),
-                 "\n".join(predict_source(prog, model.expr, params, model.x)), step,
-                 "\n".join(train_source(prog, optimizer.state))]
-        return module_source(prog, f"symgrad tensor model\n\n{tensor_title(loss_expr)}", dtype, funcs, segments)
 
-    path, dims = jit.ensure_sized(key, make)
-    return path, loss_name, n_out, dims
+def training_source(model, loss_expr, y, step: str, opt_state: tuple[str, ...], dtype: str) -> tuple[str, np.ndarray]:
+    """The training module's text (``step``: the optimizer's update, ``opt_update``) and the
+    model's sizes; runs on a cache miss. The model is lowered and fused once, and every function
+    comes from that one program."""
+    params = model.params
+    prog = tensor_program(loss_expr, params, [model.x, y], "mean", getattr(model, "labels", None))
+    loss = prog.loss_fn()  # first: map kernels are named in order of use
+    segments, loss_grad, callees = prog.loss_grad_fn()
+    predict = predict_source(prog, model.expr, params, model.x)
+    train, loop_callees = train_source(prog, opt_state)
+    funcs = ["\n".join(loss), "\n".join(loss_grad), "\n".join(predict), step, "\n".join(train)]
+    title = f"symgrad tensor model\n\n{tensor_title(loss_expr)}"
+    return module_source(prog, title, dtype, funcs, segments, callees | loop_callees)

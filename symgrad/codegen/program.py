@@ -7,6 +7,7 @@ import re
 from ..derive.ir import TNode
 from ..kinds import KINDS
 from .dims import Dims, Sizes
+from .glue import Glue, Namer, direct
 from .maps import MM_HELPERS, MapKernels, runtime_constants
 from .outline import outline
 from .printer import NumbaPrinter
@@ -32,21 +33,25 @@ class Program(Sizes):
 
     def __init__(self, nodes: list[TNode], out: TNode, params: list[TNode], data: list[TNode],
                  reduction: str, printer: NumbaPrinter, *, kernels: MapKernels | None = None,
-                 workspace: bool = False, dims: Dims | None = None, scope: str = ""):
+                 workspace: bool = False, dims: Dims | None = None, scope: str = "",
+                 fn: Namer = direct, training: bool = False):
         """``kernels``: share another program's elementwise kernels (one module, one set).
         ``workspace`` (the training kernel): arrays are views of buffers allocated once per
         call, collected in ``ws`` as (name, node); otherwise each call allocates its own.
         ``dims``: the module's table of sizes (``codegen/dims.py``), shared by its programs;
-        ``scope`` tells apart programs whose node names mean other nodes (``predict``'s)."""
+        ``scope`` tells apart programs whose node names mean other nodes (``predict``'s).
+        ``fn``: how the statements call functions (``codegen/glue.py``; the training loop's
+        inlined step is glue). ``training``: dropout draws masks (otherwise it is the identity)."""
         self.nodes, self.out, self.params, self.data = nodes, out, params, data
         self.reduction = reduction
         self.kernels = kernels or MapKernels(printer)
         self.dims, self.scope = dims or Dims(), scope
         self.need = _needs_grad(nodes)
         self.ws: list[tuple[str, TNode]] | None = [] if workspace else None
-        self.callees: set[str] = set()  # functions the glue calls, through callee() overloads
+        self.fn = fn
         # dropout, batch norm: a noisy model's loss_grad and training step (``noise`` set) train
-        self.noisy, self.noise = any(n.kind in ("dropout", "batchnorm") for n in nodes), False
+        self.noisy = any(n.kind in ("dropout", "batchnorm") for n in nodes)
+        self.noise = self.noisy and training
         self.consumers: dict[int, int] = {}
         for n in nodes:
             for i in n.inputs:
@@ -71,24 +76,16 @@ class Program(Sizes):
             return name
         return f"{name}.reshape(({self.rows(n)}, {self.cols(n)}))"
 
-    def decl(self, name: str, n: TNode, zeros: bool = False, glue: bool = False) -> list[str]:
+    def decl(self, name: str, n: TNode, zeros: bool = False, glue: Glue | None = None) -> list[str]:
         """Lines that bring array ``name`` (shaped like node n's storage) into existence;
-        ``glue``: in an outlined loss_grad's own body."""
+        ``glue``: in an outlined loss_grad's own body, which calls through it."""
         if self.ws is None and zeros and glue:  # glue is not optimised: no inline loops
-            return [f"    {name} = {self.alloc(n, name)}", f"    {self.call('fill0')}({name})"]
+            return [f"    {name} = {self.alloc(n, name)}", f"    {glue('fill0')}({name})"]
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, name, zeros)}"]
         self.ws.append((name, n))
         lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
-        return lines + ([f"    fill0({name})"] if zeros else [])
-
-    def call(self, name: str) -> str:
-        """How the glue calls ``name``: through its overload twin, ``name_c``."""
-        self.callees.add(name)
-        return f"{name}_c"
-
-    def callee_aliases(self) -> str:
-        return "\n".join(f"{n}_c = callee({n})" for n in sorted(self.callees))
+        return lines + ([f"    {self.fn('fill0')}({name})"] if zeros else [])
 
     def alloc(self, n: TNode, name: str, zeros: bool = False, rows: str = "B") -> str:
         f = "np.zeros" if zeros else "np.empty"
@@ -99,15 +96,19 @@ class Program(Sizes):
     def forward(self) -> list[str]:
         return sum(self.forward_groups(), [])
 
-    def forward_groups(self) -> list[list[str]]:
-        """The forward statements, one group per node."""
-        return [[f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else ""), *KINDS[n.kind].forward(self, n)]
-                for n in self.nodes if n.kind != "leaf"]
+    def forward_groups(self, skip: TNode | None = None) -> list[list[str]]:
+        """The forward statements, one group per node (but ``skip``)."""
+        return [[self._title(n), *KINDS[n.kind].forward(self, n)] for n in self.nodes if n.kind != "leaf" and n is not skip]
 
-    def total(self, vsum: str = "vsum") -> str:
+    @staticmethod
+    def _title(n: TNode) -> str:
+        return f"    # {n.label}: {n.kind}" + (f" {n.body}" if n.kind == "map" else "")
+
+    def total(self, fn: Namer | None = None) -> str:
         o = self.v(self.out)
         if not self.out.batched:
             return f"{o}[0]"
+        vsum = (fn or self.fn)("vsum")
         return f"{vsum}({o}) / F(B)" if self.reduction == "mean" else f"{vsum}({o})"
 
     # -- backward ---------------------------------------------------------------
@@ -116,13 +117,13 @@ class Program(Sizes):
         return "F(1.0) / F(B)" if (self.out.batched and self.reduction == "mean") else "F(1.0)"
 
     def backward_parts(self, skip_out: bool = False, reduced: bool = False,
-                       glue: bool = False) -> tuple[list[str], list[list[str]]]:
+                       glue: Glue | None = None) -> tuple[list[str], list[list[str]]]:
         """(adjoint allocations, one group of statements per node in reverse order; without
         the loss node's group if ``skip_out``, and without its adjoint array if ``reduced``;
-        ``glue``: the allocations are in an outlined loss_grad's own body)."""
+        ``glue``: the allocations are in an outlined loss_grad's own body, which calls through it)."""
         o = self.out
-        fill = self.call("fill") if glue else "fill"  # a kernel: glue's own loops are not optimised
-        lines = [] if reduced else self.decl(self.d(o), o) + [f"    {fill}({self.d(o)}, {self.seed()})"]
+        # the seed is written by a kernel: glue's own loops are not optimised
+        lines = [] if reduced else self.decl(self.d(o), o) + [f"    {(glue or self.fn)('fill')}({self.d(o)}, {self.seed()})"]
         for n in self.nodes:
             if n.kind != "leaf" and id(n) in self.need and n is not o:
                 lines += self.decl(self.d(n), n, zeros=not self._written_whole(n), glue=glue)
@@ -146,26 +147,27 @@ class Program(Sizes):
         and backward are one loop (``MapKernels.backward(fused=True)``): its seed does not
         depend on its value, so nothing needs the value first; with one value per sample, that
         loop also sums the values, and neither they nor the seed are stored."""
-        fwd = self.forward_groups()
         o = self.out
         if not self._fused_loss():
+            fwd = self.forward_groups()
             prologue, bwd = self.backward_parts()
             return [*sum(fwd, []), f"    {var} = {self.total()}", *prologue, *sum(bwd, [])]
+        # the loss node's forward is in its backward kernel: only its array is made here
+        fwd, head, decl = self.forward_groups(skip=o), self._title(o), self.decl(o.name, o)
         reduced = self._reduced_loss()
         prologue, bwd = self.backward_parts(skip_out=True, reduced=reduced)
         need = [id(i) in self.need for i in o.inputs]
-        head, *decl, _ = fwd[-1]  # the loss node's array, without its forward call
         if not reduced:
             k = self.kernels.backward(o, need, fused=True, assign=self.assigned(o, need))
-            fused = [f"{head}, and its backward", f"    {k}({self.map_args(o, need, [o.name, self.d(o)])})"]
-            return [*sum(fwd[:-1], []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
+            fused = [f"{head}, and its backward", f"    {self.fn(k)}({self.map_args(o, need, [o.name, self.d(o)])})"]
+            return [*sum(fwd, []), *decl, *prologue, *fused, f"    {var} = {self.total()}", *sum(bwd, [])]
         k = self.kernels.backward(o, need, fused=True, reduced=True, assign=self.assigned(o, need))
         ebufs = [f"{o.name}_e{j}" for j in range(self.kernels.exp_buffers[k])]
         prologue += sum((self.decl(b, o) for b in ebufs), [])
         mean = " / F(B)" if self.reduction == "mean" else ""
         fused = [f"{head}, its backward and its sum",
-                 f"    {var} = {k}({self.map_args(o, need, [self.seed(), *ebufs])}){mean}"]
-        return [*sum(fwd[:-1], []), *prologue, *fused, *sum(bwd, [])]
+                 f"    {var} = {self.fn(k)}({self.map_args(o, need, [self.seed(), *ebufs])}){mean}"]
+        return [*sum(fwd, []), *prologue, *fused, *sum(bwd, [])]
 
     def dflat(self, n):
         return self.flat(n, self.d(n))
@@ -204,8 +206,8 @@ class Program(Sizes):
         """adj += a @ b (``mm_acc``, BLAS's beta 1); a sole contribution is written (``mm``, beta
         0): nothing else adds to that adjoint, so it needs no zeros first."""
         if self.consumers.get(id(target), 0) == 1:
-            return f"    mm({operands}, {name})"
-        return f"    mm_acc({operands}, {name})"
+            return f"    {self.fn('mm')}({operands}, {name})"
+        return f"    {self.fn('mm_acc')}({operands}, {name})"
 
     # -- whole functions ----------------------------------------------------------
     def flat_signature(self, defaults: bool = False) -> str:
@@ -239,12 +241,13 @@ class Program(Sizes):
         n_bwd = sum(1 for n in self.nodes if n.kind != "leaf" and id(n) in self.need)
         return n_fwd + n_bwd > 2 * OUTLINE_NODES
 
-    def loss_grad_fn(self) -> tuple[list[str], list[str]]:
+    def loss_grad_fn(self) -> tuple[list[str], list[str], set[str]]:
         """``loss_grad(theta, data..., grad)``: parameters and gradients as flat buffers.
-        Returns (the segment functions it calls, when :meth:`outlined`; its own lines)."""
+        Returns (the segment functions it calls, when :meth:`outlined`; its own lines; the
+        functions it calls as glue, whose twins the module defines: ``codegen/glue.py``)."""
         self.noise = self.noisy  # training: dropout masks (loss, predict: the identity)
         try:
-            return self._outlined_loss_grad() if self.outlined() else ([], self._loss_grad())
+            return self._outlined_loss_grad() if self.outlined() else ([], self._loss_grad(), set())
         finally:
             self.noise = False
 
@@ -256,23 +259,24 @@ class Program(Sizes):
         head = [self.batch_size(), *views, *self.flat_views(body), "    grad[:] = F(0.0)"]
         return ["@jit", sig, *self.bind(head + body), *head, *body, "    return total"]
 
-    def _outlined_loss_grad(self) -> tuple[list[str], list[str]]:
+    def _outlined_loss_grad(self) -> tuple[list[str], list[str], set[str]]:
         sig = f"def loss_grad({self.flat_signature(defaults=True)}):"
         fwd = self.forward_groups()
-        prologue, bwd = self.backward_parts(glue=True)
+        glue = Glue()
+        prologue, bwd = self.backward_parts(glue=glue)
         # deep model: segments of a few nodes each, so that no function is long, glued together
         # by a function that Numba does not optimise (docs/decisions.md); each segment makes the
         # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
-        total = [f"    total = {self.total(self.call('vsum'))}"]
+        total = [f"    total = {self.total(glue)}"]
         views = self.segment_views()
         bound = self.flat_signature().split(", ") + ["B", *self.dims.names(self.scope)]
-        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, self.call, views)
+        fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, glue, views)
         bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
         bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
-        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, self.call, views)
+        bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, glue, views)
         body = [*fbody, *total, *prologue, *bbody]
-        head = [self.batch_size(), f"    {self.call('fill0')}(grad)"]
-        return fdefs + bdefs, ["@jit_glue", sig, *self.bind(body), *head, *body, "    return total"]
+        head = [self.batch_size(), f"    {glue('fill0')}(grad)"]
+        return fdefs + bdefs, ["@jit_glue", sig, *self.bind(body), *head, *body, "    return total"], glue.used
 
     def predict_fn(self) -> list[str]:
         fwd = self.forward()

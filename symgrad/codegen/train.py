@@ -3,10 +3,9 @@ minibatches in one native call. Python is entered only between chunks of epochs.
 
 from __future__ import annotations
 
-import re
-
 from ..derive.fuse import fuse_maps
 from ..derive.ir import lower_matrix
+from .glue import Glue
 from .program import Program
 
 #: Models with more IR nodes than this call loss_grad from the training loop instead of inlining it.
@@ -17,12 +16,11 @@ def _indent(lines: list[str], by: int) -> list[str]:
     return [" " * by + ln for ln in lines]
 
 
-def _workspace_program(prog: Program) -> Program:
-    """The same forward/backward, writing into buffers allocated once per kernel call."""
-    tp = Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
-                 kernels=prog.kernels, workspace=True, dims=prog.dims)
-    tp.noise = tp.noisy  # training: dropout masks
-    return tp
+def _workspace_program(prog: Program, glue: Glue) -> Program:
+    """The same forward/backward, writing into buffers allocated once per kernel call, as the
+    training loop's glue, and training (dropout draws masks)."""
+    return Program(prog.nodes, prog.out, prog.params, prog.data, prog.reduction, prog.kernels.p,
+                   kernels=prog.kernels, workspace=True, dims=prog.dims, fn=glue, training=True)
 
 
 #: The parallel kernel gives each thread a block of at least this many rows of a minibatch.
@@ -47,7 +45,7 @@ def kernel_args(**values) -> tuple:
     return tuple(out)
 
 
-def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
+def train_source(prog: Program, opt_state: tuple[str, ...]) -> tuple[list[str], set[str]]:
     """``train_chunk``: epochs over shuffled minibatches: gather, forward, backward, clip, update.
 
     Parameters, gradients and optimizer state each live in one flat buffer (``theta``,
@@ -64,8 +62,12 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> list[str]:
     ``train_chunk_par`` is the same loop for large minibatches: ``par_loss_grad`` splits each
     one into row blocks, one per thread. Numba compiles a function on its first call, so
     models that never train with large batches never pay for compiling it.
+
+    Returns the lines and the functions the loops call as glue (``codegen/glue.py``).
     """
-    return _chunk(prog, opt_state, par=False) + ["", ""] + _par_loss_grad(prog) + ["", ""] + _chunk(prog, opt_state, par=True)
+    glue = Glue()
+    lines = _chunk(prog, opt_state, glue, par=False) + ["", ""] + _par_loss_grad(prog) + ["", ""]
+    return lines + _chunk(prog, opt_state, glue, par=True), glue.used
 
 
 def _par_loss_grad(prog: Program) -> list[str]:
@@ -88,17 +90,16 @@ def _par_loss_grad(prog: Program) -> list[str]:
             "    return total"]
 
 
-def _chunk(prog: Program, opt_state: tuple[str, ...], par: bool) -> list[str]:
-    tp = _workspace_program(prog)
+def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> list[str]:
+    tp = _workspace_program(prog, glue)
     ps = [tp.v(p) for p in tp.params]
     gs = [tp.d(p) for p in tp.params]
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
     inline = len(tp.nodes) <= INLINE_MAX_NODES and not par
-    # the loop is glue: it calls through overloads (see module_header's GLUE_HEADER)
-    fn = prog.call
+    fn = glue  # the loop is glue: it calls through overloads (codegen/glue.py)
     if inline:
-        step = _through_callees(tp.step("loss_b"), prog)
+        step = tp.step("loss_b")
     elif par:
         step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
                 f"    loss_b = {fn('par_loss_grad')}(dims, theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
@@ -190,15 +191,6 @@ def _frozen_slices(prog: Program) -> list[int]:
     at, index = prog.offsets(), {id(p): k for k, p in enumerate(prog.params)}
     stats = [i for n in prog.nodes if n.kind == "batchnorm" for i in n.inputs[1:]]
     return [a for s in stats for a in (at[index[id(s)]], at[index[id(s)] + 1])]
-
-
-_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
-
-
-def _through_callees(lines: list[str], prog: Program) -> list[str]:
-    """The step's calls of generated functions, made through their overloads (``name_c``)."""
-    own = set(prog.kernels.names.values()) | set(re.findall(r"^def (\w+)", prog.helpers(), re.M))
-    return [_CALL.sub(lambda m: f"{prog.call(m.group(1)) if m.group(1) in own else m.group(1)}(", ln) for ln in lines]
 
 
 def predict_source(prog: Program, model_expr, params, x) -> list[str]:

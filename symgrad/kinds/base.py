@@ -6,7 +6,10 @@ adding one class:
 - ``lowers`` / ``lower``: the SymPy classes it lowers and how (the structural kinds, map and
   matmul, are lowered by ``derive.ir.Lowerer`` itself from ``MatAdd``, ``MatMul``, ...);
 - ``forward`` / ``backward``: the Numba statements of its forward pass and of its adjoint
-  (``codegen.program.Program`` gives names, buffers and the kernels of elementwise maps);
+  (``codegen.program.Program`` gives names, buffers and the kernels of elementwise maps); a
+  call of a generated function is written ``prog.fn(name)``, which is the name itself in a
+  kernel and the overload twin in glue (``codegen/glue.py``; ``tests/test_glue_calls.py``
+  checks every kind);
 - ``delta``: its delta rule for the printed formulas (``explain.network``), and ``show``: how
   its value prints;
 - ``tangent``: its forward-mode rule, for Hessian-vector products (``derive.tangent``);

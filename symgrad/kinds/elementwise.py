@@ -16,12 +16,12 @@ class Map(Kind):
     def forward(self, prog, n) -> list[str]:
         k = prog.kernels.forward(n)
         args = [prog.flat(i, prog.v(i)) for i in n.inputs]
-        return prog.decl(n.name, n) + [f"    {k}({', '.join(args + [n.name, *prog.map_constants(n)])})"]
+        return prog.decl(n.name, n) + [f"    {prog.fn(k)}({', '.join(args + [n.name, *prog.map_constants(n)])})"]
 
     def backward(self, prog, n) -> list[str]:
         need = [id(i) in prog.need for i in n.inputs]
         k = prog.kernels.backward(n, need, assign=prog.assigned(n, need))
-        return [f"    {k}({prog.map_args(n, need, [n.name, prog.d(n)])})"]
+        return [f"    {prog.fn(k)}({prog.map_args(n, need, [n.name, prog.d(n)])})"]
 
     def writes_whole(self, m, n) -> bool:
         # a lane of the map's own shape (a narrower lane is broadcast; its adjoint is a sum)

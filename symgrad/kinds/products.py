@@ -25,7 +25,7 @@ class MatMul(Kind):
     def forward(self, prog, n) -> list[str]:
         a, b, A, Bm = _operands(prog, n)
         if not a.batched and b.batched:  # W @ x for every sample x: X @ W.T
-            return prog.decl(n.name, n) + [f"    mm({Bm}, {A}.T, {n.name})"]
+            return prog.decl(n.name, n) + [f"    {prog.fn('mm')}({Bm}, {A}.T, {n.name})"]
         expr = f"np.dot({A}, {Bm})"
         return [f"    {n.name} = {expr}" + ("" if n.batched else ".reshape(-1)")]
 
@@ -43,9 +43,11 @@ class MatMul(Kind):
             return lines
         dn2 = dn if n.batched else prog.mat(n, dn)
         if id(a) in prog.need:
-            lines.append(f"    mm_acc({Bm}, {dn2}.T, {da})" if ta else f"    mm_acc({dn2}, {Bm}.T, {da})")
+            mm_acc = prog.fn("mm_acc")
+            lines.append(f"    {mm_acc}({Bm}, {dn2}.T, {da})" if ta else f"    {mm_acc}({dn2}, {Bm}.T, {da})")
         if id(b) in prog.need:
-            lines.append(f"    mm_acc({dn2}.T, {A}, {db})" if tb else f"    mm_acc({A}.T, {dn2}, {db})")
+            mm_acc = prog.fn("mm_acc")
+            lines.append(f"    {mm_acc}({dn2}.T, {A}, {db})" if tb else f"    {mm_acc}({A}.T, {dn2}, {db})")
         return lines
 
     def writes_whole(self, m, n) -> bool:

@@ -69,14 +69,14 @@ class Sum(Kind):
         (a,) = n.inputs
         if not n.batched:
             return [f"    {n.name} = np.empty(1, dtype=F)", f"    {n.name}[0] = {prog.v(a)}.sum()"]
-        return prog.decl(n.name, n) + [f"    row_sums({prog.v(a)}, {n.name})"]
+        return prog.decl(n.name, n) + [f"    {prog.fn('row_sums')}({prog.v(a)}, {n.name})"]
 
     def backward(self, prog, n) -> list[str]:
         (a,) = n.inputs
         if not n.batched:
             # a kernel, not slice arithmetic: Numba's array-into-slice assignment costs seconds to compile
-            return [f"    add_all({prog.dflat(a)}, {prog.d(n)}[0])"]
-        return [f"    add_rows({prog.d(n)}, {prog.d(a)})"]
+            return [f"    {prog.fn('add_all')}({prog.dflat(a)}, {prog.d(n)}[0])"]
+        return [f"    {prog.fn('add_rows')}({prog.d(n)}, {prog.d(a)})"]
 
     def delta(self, c, n) -> None:
         c.add(n.inputs[0], c.ref(n))
@@ -105,7 +105,7 @@ class Select(Kind):
     def backward(self, prog, n) -> list[str]:
         (a,) = n.inputs
         if n.batched:
-            return [f"    add_column({prog.d(n)}, {prog.d(a)}, {n.index})"]
+            return [f"    {prog.fn('add_column')}({prog.d(n)}, {prog.d(a)}, {n.index})"]
         return [f"    {prog.dflat(a)}[{n.index}] += {prog.d(n)}[0]"]
 
     def delta(self, c, n) -> None:

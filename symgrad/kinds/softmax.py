@@ -101,11 +101,11 @@ class Softmax(Kind):
     def forward(self, prog, n) -> list[str]:
         (z,) = n.inputs
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_lse", TNode("sum", "", (1, 1), True)) + [
-            f"    logsumexp_fwd({prog.v(z)}, {n.name}_lse, {n.name})"]
+            f"    {prog.fn('logsumexp_fwd')}({prog.v(z)}, {n.name}_lse, {n.name})"]
 
     def backward(self, prog, n) -> list[str]:
         (z,) = n.inputs
-        return [f"    softmax_bwd({n.name}, {prog.d(n)}, {prog.d(z)})"]
+        return [f"    {prog.fn('softmax_bwd')}({n.name}, {prog.d(n)}, {prog.d(z)})"]
 
     def delta(self, c, n) -> None:
         p = n.label
@@ -152,11 +152,11 @@ class LogSumExp(_RowReduction):
     def forward(self, prog, n) -> list[str]:
         (z,) = n.inputs
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_p", z) + [
-            f"    logsumexp_fwd({prog.v(z)}, {n.name}, {n.name}_p)"]
+            f"    {prog.fn('logsumexp_fwd')}({prog.v(z)}, {n.name}, {n.name}_p)"]
 
     def backward(self, prog, n) -> list[str]:
         (z,) = n.inputs
-        return [f"    scale_rows_add({prog.d(n)}, {n.name}_p, {prog.d(z)})"]
+        return [f"    {prog.fn('scale_rows_add')}({prog.d(n)}, {n.name}_p, {prog.d(z)})"]
 
     def delta(self, c, n) -> None:
         c.add(n.inputs[0], c.ref(n) * sym(f"softmax({n.inputs[0].label})"))
@@ -175,13 +175,13 @@ class SoftmaxCE(_RowReduction):
     def forward(self, prog, n) -> list[str]:
         z, t = n.inputs
         return prog.decl(n.name, n) + prog.decl(f"{n.name}_p", z) + [
-            f"    softmax_ce_fwd({prog.v(z)}, {prog.v(t)}, {n.name}, {n.name}_p)"]
+            f"    {prog.fn('softmax_ce_fwd')}({prog.v(z)}, {prog.v(t)}, {n.name}, {n.name}_p)"]
 
     def backward(self, prog, n) -> list[str]:
         z, t = n.inputs
         lines = []
         if id(z) in prog.need:  # the fused rule: d/dz = softmax(z) - t
-            lines.append(f"    softmax_ce_bwd({prog.d(n)}, {n.name}_p, {prog.v(t)}, {prog.d(z)})")
+            lines.append(f"    {prog.fn('softmax_ce_bwd')}({prog.d(n)}, {n.name}_p, {prog.v(t)}, {prog.d(z)})")
         if id(t) in prog.need:
             lines += ["    for i in range(B):", "        for j in range(%s.shape[1]):" % prog.v(z),
                       f"            {prog.d(t)}[i, j] -= {prog.d(n)}[i, 0] * {prog.v(z)}[i, j]"]
