@@ -8,7 +8,6 @@ and code generation run only on a cache miss.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from .codegen.glue import aliases
 from .codegen.printer import NumbaPrinter
 from .codegen.program import Program
 from .codegen.scalar import ScalarSpec, module_header, scalar_module
+from .codegen.title import tensor_title
 from .codegen.train import predict_source, train_source
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
@@ -29,7 +29,7 @@ from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
-from .lang.walk import digest, fingerprint, forget_other_models, tree_size
+from .lang.walk import digest, fingerprint, forget_other_models
 
 DTYPES = ("float32", "float64")
 REDUCTIONS = ("mean", "sum", "none")
@@ -151,39 +151,6 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
         ps += directions
     nodes, out = fuse_maps(nodes, out)
     return Program(nodes, out, ps, [leaves[str(d)] for d in data], reduction, NumbaPrinter())
-
-
-_SIZES = [(re.compile(r"\b(broadcast|per_channel)\((\w+), \d+\)"), r"\1(\2, T)"),
-          (re.compile(r"seq=\(\d+, \d+\)"), "seq=(T, d)"), (re.compile(r"heads=\d+"), "heads=h")]
-#: The layers' float constants as the lang nodes print them (dropout's p=0.3, a normalisation's
-#: ε=0.01 and momentum=0.5; a default ε is not printed at all): read from dims too.
-_CONSTANTS = [(re.compile(r", (ε|momentum)=[^,)]+"), ""), (re.compile(r"\bp=[^,)]+"), "p")]
-_HOLDS_CONSTANTS = re.compile(r"\b(dropout|layernorm|batchnorm)\(")
-
-
-#: Losses whose printed tree has more nodes than this are not printed whole in the module's title.
-TITLE_MAX_NODES = 2000
-
-
-def tensor_title(loss) -> str:
-    """The module's title: the loss as SymPy prints it, without the sizes the lang nodes print
-    (positions, a sequence's shape, attention's heads) or their float constants (dropout's rate,
-    ε, momentum): the module reads those at run time, and a title that kept them would give each
-    its own file and compilation. A deep residual network's loss prints as a tree that doubles
-    with each block: that one is only named."""
-    nodes = tree_size(loss)
-    if nodes > TITLE_MAX_NODES:
-        return (f"loss (per sample) = {type(loss).__name__}(...): printed whole, its expression would be a "
-                f"tree of {nodes} nodes (it shares subexpressions)")
-    text = short = str(loss)
-    for pattern, repl in _SIZES:
-        short = pattern.sub(repl, short)
-    note = "" if short == text else "\n(T positions, d features, h heads: each model's own sizes)"
-    for pattern, repl in _CONSTANTS:
-        short = pattern.sub(repl, short)
-    if _HOLDS_CONSTANTS.search(short):  # whether or not they print (a default ε does not)
-        note += "\n(dropout's rate p, and the normalisations' ε and momentum: each model's own)"
-    return f"loss (per sample) = {short}{note}"
 
 
 #: The functions of a tensor module that take its sizes, ``dims``, first (``jit.Bound``).

@@ -10,7 +10,7 @@ from pathlib import Path
 import sympy as sp
 
 import symgrad as sg
-from symgrad.build import tensor_title
+from symgrad.codegen.title import tensor_title
 from symgrad.lang.walk import digest, find, postorder, tree_size
 
 ROOT = str(Path(__file__).resolve().parents[1])
