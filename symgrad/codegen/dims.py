@@ -10,13 +10,10 @@ constants of layers and losses (dropout's rate, ε, Huber's δ) ride along as th
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..derive.ir import TNode
-
-_NAME = re.compile(r"[A-Za-z_]\w*")
+from .names import reads
 
 
 class Dims:
@@ -72,7 +69,7 @@ class Dims:
 
     def bind(self, scope: str, body: list[str]) -> list[str]:
         """The statements that read the variables ``body`` uses, in the table's order."""
-        used = {t for ln in body for t in _NAME.findall(ln.split("#", 1)[0])}
+        used = reads(body)
         out = []
         for (s, var), (k, n) in self.vars.items():
             if s != scope or var not in used:

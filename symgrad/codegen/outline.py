@@ -9,47 +9,17 @@ Arrays mutated in place (adjoints) need no return.
 Segments are written with canonical names (``v0, v1, ...`` in order of first use), so that
 the segments of repeated layers have identical text and become *one* shared function that
 Numba compiles once: compile time then stops growing with the number of repeated layers.
-The node comments move to the call site, where they name the actual layers.
+The node comments move to the call site, where they name the actual layers. The statements'
+names are read with Python's tokenizer (``codegen/names.py``).
 """
 
 from __future__ import annotations
 
-import re
-
-_TARGET = re.compile(r"^\s*([A-Za-z_]\w*)\s*=(?!=)")
-_TOKEN = re.compile(r"[A-Za-z_]\w*")
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*")  # a name, not an attribute
-
-
-def _targets(lines: list[str]) -> list[str]:
-    return [m.group(1) for ln in lines if (m := _TARGET.match(ln))]
-
-
-def _tokens(lines: list[str]) -> set[str]:
-    return {t for ln in lines for t in _TOKEN.findall(ln.split("#", 1)[0])}
+from .names import binds, in_order, reads, rename
 
 
 def _is_comment(line: str) -> bool:
     return line.lstrip().startswith("#")
-
-
-def _canonical(code: list[str], names: set[str]) -> dict[str, str]:
-    """Each of ``names`` -> ``v0, v1, ...`` in order of first use (attributes excluded)."""
-    order: dict[str, str] = {}
-    for ln in code:
-        for t in _NAME.findall(ln):
-            if t in names and t not in order:
-                order[t] = f"v{len(order)}"
-    return order
-
-
-def _in_order_of_use(code: list[str], names: set[str]) -> list[str]:
-    # not sorted by name: b9 and b10 would swap places, and equal layers stop sharing a segment
-    return list(_canonical(code, names))
-
-
-def _rename(line: str, names: dict[str, str]) -> str:
-    return _NAME.sub(lambda m: names.get(m.group(0), m.group(0)), line)
 
 
 def _tuple(names: list[str]) -> str:
@@ -73,16 +43,18 @@ def outline(groups: list[list[str]], bound: list[str], tail: list[str], prefix: 
     defs: list[str] = []
     body: list[str] = []
     for k, seg in enumerate(segments):
-        later = _tokens(sum(segments[k + 1:], []) + tail)
-        seg = [views[v] for v in _in_order_of_use(seg, set(views))] + seg
-        local = set(_targets(seg))
-        inputs = (_tokens(seg) & known) - (local if k else set())
+        later = reads(sum(segments[k + 1:], []) + tail)
+        # not sorted by name: b9 and b10 would swap places, and equal layers stop sharing a segment
+        seg = [views[v] for v in in_order(seg, set(views))] + seg
+        local = set(binds(seg))
+        inputs = (reads(seg) & known) - (local if k else set())
         outputs = {t for t in local if t in later and t not in known and t not in views}
         code = [ln for ln in seg if not _is_comment(ln)]
-        canon = _canonical(code, inputs | local)
+        # canonical names v0, v1, ... in order of first use: repeated layers' segments read alike
+        canon = {name: f"v{j}" for j, name in enumerate(in_order(code, inputs | local))}
         order = {name: int(c[1:]) for name, c in canon.items()}.__getitem__
         ins, outs = sorted(inputs, key=order), sorted(outputs, key=order)
-        lines = [_rename(ln, canon) for ln in code]
+        lines = [rename(ln, canon) for ln in code]
         lines += [f"    return {_tuple([canon[o] for o in outs])}"] if outs else []
         head = f"({', '.join(canon[i] for i in ins)}):"
         key = "\n".join([head, *lines])

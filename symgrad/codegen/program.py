@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from ..derive.ir import TNode
 from ..kinds import KINDS
 from .dims import Dims, Sizes
 from .glue import Glue, Namer, direct
 from .maps import MM_HELPERS, MapKernels, runtime_constants
+from .names import binds, reads
 from .outline import outline
 from .printer import NumbaPrinter
 
@@ -222,7 +221,7 @@ class Program(Sizes):
     def flat_views(self, body: list[str]) -> list[str]:
         """Flat views of the parameter and gradient arrays that ``body`` uses (the maps see
         unbatched arrays flat), made once per call; unused ones would only cost compile time."""
-        used = set(re.findall(r"\b[pg]_\w+_f\b", "\n".join(body)))
+        used = reads(body)
         names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
         return [f"    {a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
 
@@ -271,8 +270,7 @@ class Program(Sizes):
         views = self.segment_views()
         bound = self.flat_signature().split(", ") + ["B", *self.dims.names(self.scope)]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, glue, views)
-        bound += [t.strip() for ln in fbody for t in ln.split("=")[0].split(",") if "=" in ln]
-        bound += ["total"] + [ln.split("=")[0].strip() for ln in prologue if "=" in ln and "[" not in ln.split("=")[0]]
+        bound += binds(fbody) + ["total"] + binds(prologue)
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, glue, views)
         body = [*fbody, *total, *prologue, *bbody]
         head = [self.batch_size(), f"    {glue('fill0')}(grad)"]

@@ -122,8 +122,9 @@ class attention(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         T, d = self.seq
         return (sp.Integer(T * d), sp.Integer(1))
 
-    def _options(self) -> str:
-        return (f", heads={self.heads}" if self.heads > 1 else "") + (", causal" if self.causal else "")
+    def _options(self, tex: bool = False) -> str:
+        heads, causal = (r"\text{heads}", r"\text{causal}") if tex else ("heads", "causal")
+        return (f", {heads}={self.heads}" if self.heads > 1 else "") + (f", {causal}" if self.causal else "")
 
     def _sympystr(self, printer):
         X, *W = (printer._print(a) for a in self.args[:5])
@@ -131,8 +132,7 @@ class attention(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
 
     def _latex(self, printer):
         X, *W = (printer._print(a) for a in self.args[:5])
-        opts = self._options().replace("heads=", r"\text{heads}=").replace("causal", r"\text{causal}")
-        return r"\operatorname{attention}\left(%s;\ %s%s\right)" % (X, ", ".join(W), opts)
+        return r"\operatorname{attention}\left(%s;\ %s%s\right)" % (X, ", ".join(W), self._options(tex=True))
 
 
 class MultiHeadAttention:
