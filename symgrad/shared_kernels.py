@@ -21,7 +21,7 @@ cached machine code. If one cannot run (a kernel file is gone), the cache entry 
 the glue compiles again.
 
 >>> shareable("@jit\ndef double(a):\n    return F(2.0) * a\n", sized=())
-{'double': ('@jit\ndef double(a):\n    return F(2.0) * a', [], [])}
+{'double': ('@jit\ndef shared(a):\n    return F(2.0) * a', [], [])}
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def _globals_read(fn: ast.FunctionDef, top: set[str]) -> set[str]:
 
 
 def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[str], list[str]]]:
-    """Each kernel of a tensor module's ``text`` that stands alone -> (its definition, the
-    kernels it calls, the import lines it needs beyond the header's), in an order where a
+    """Each kernel of a tensor module's ``text`` that stands alone -> (its definition, named
+    NAME, the kernels it calls, the import lines it needs beyond the header's), in an order where a
     kernel comes after those it calls."""
     tree = ast.parse(text)
     top: set[str] = set()
@@ -90,9 +90,14 @@ def shareable(text: str, sized: tuple[str, ...]) -> dict[str, tuple[str, list[st
 
 
 def _segment(text: str, fn: ast.FunctionDef) -> str:
+    """``fn``'s definition, decorators included, named NAME: the file is named for no model
+    (map0_fwd of one model is map2_fwd of another)."""
     lines = text.splitlines()
     start = min([d.lineno for d in fn.decorator_list] + [fn.lineno]) - 1
-    return "\n".join(lines[start:fn.end_lineno])
+    block = lines[start:fn.end_lineno]
+    k, at = fn.lineno - 1 - start, fn.col_offset + len("def ")  # where the def line spells the name
+    block[k] = block[k][:at] + NAME + block[k][at + len(fn.name):]
+    return "\n".join(block)
 
 
 def kernel_source(dtype: str, block: str, calls: dict[str, str], imports: list[str] = ()) -> str:
@@ -130,8 +135,6 @@ def link(module: ModuleType, text: str) -> None:
     dtype = np.dtype(module.F).name
     files: dict[str, str] = {}
     for name, (block, calls, imports) in shareable(text.partition("\n")[2], tuple(sized)).items():
-        # named for no model: map0_fwd of one model is map2_fwd of another
-        block = block.replace(f"def {name}(", f"def {NAME}(", 1)
         body = kernel_source(dtype, block, {c: files[c] for c in calls}, imports)
         path = jit.ensure_source(jit.cache_key("shared kernel", body), lambda body=body: body, "sgk")
         files[name] = path.name

@@ -100,13 +100,14 @@ class MapKernels:
         return [f"{ind}{py_name(s)} = l{k}{_idx(n, node.batched)}"
                 for k, (s, n) in enumerate(zip(node.lanes, node.inputs)) if used is None or s in used]
 
-    def _loops(self, node: TNode) -> tuple[list[str], str, str]:
+    def _loops(self, node: TNode, over: str = "out") -> tuple[list[str], str, str]:
+        """The loops over ``over``'s entries (the output, or a lane when there is none)."""
         if node.batched and node.length == 1:  # one loop over samples, so that it vectorises
-            return ["    for i in range(out.shape[0]):"], " " * 8, "[i, 0]"
+            return [f"    for i in range({over}.shape[0]):"], " " * 8, "[i, 0]"
         if node.batched:
-            return (["    for i in range(out.shape[0]):", "        for j in range(out.shape[1]):"],
+            return ([f"    for i in range({over}.shape[0]):", f"        for j in range({over}.shape[1]):"],
                     " " * 12, "[i, j]")
-        return ["    for j in range(out.shape[0]):"], " " * 8, "[j]"
+        return [f"    for j in range({over}.shape[0]):"], " " * 8, "[j]"
 
     def forward(self, node: TNode) -> str:
         key = ("f", sp.srepr(node.body), node.batched, tuple((n.batched, n.length == 1) for n in node.inputs))
@@ -136,10 +137,9 @@ class MapKernels:
                tuple(need), fused, reduced, assign)
         if key not in self.names:
             name = f"map{len(self.names)}_{'fwdbwd' if fused else 'bwd'}"
-            loops, ind, oi = self._loops(node)
-            if reduced:  # no out array: the loop runs over a batched lane's rows
-                rows = next(f"l{k}" for k, n in enumerate(node.inputs) if n.batched)
-                loops = [ln.replace("out.shape", f"{rows}.shape") for ln in loops]
+            # reduced: no out array, so the loop runs over a batched lane's rows
+            over = next(f"l{k}" for k, n in enumerate(node.inputs) if n.batched) if reduced else "out"
+            loops, ind, oi = self._loops(node, over)
             wanted = [k for k, nd in enumerate(need) if nd]
             # a length-1 node's loop runs over samples, so an unbatched lane's adjoint is a sum
             # over that loop: kept in a local and added with radd, so that the loop vectorises
