@@ -276,7 +276,7 @@ def formulas(model, loss, at: tuple | None = None):
     >>> print(sg.formulas(sg.nn.MLP([3, 4, 1], activation="sigmoid"), "bce"))  # doctest: +ELLIPSIS
     Forward (per sample)
     ...
-      δ_z2 = -y + sigmoid(z2)
+      δ_z2 = sigmoid(z2) - y
     ...
     >>> import numpy as np
     >>> net = sg.nn.MLP([2, 2, 1], activation="tanh")
@@ -287,9 +287,9 @@ def formulas(model, loss, at: tuple | None = None):
       z1 = W1·x + b1 = [0.5, 1.5]
       a1 = tanh(z1) ≈ [0.462117, 0.905148]
     ...
-      δ_z2 = -y + sigmoid(z2) ≈ -0.203062
+      δ_z2 = sigmoid(z2) - y ≈ -0.203062
     ...
-      ∂ℓ/∂W1 = (δ_z1)·xᵀ,   ‖∂ℓ/∂W1‖ ≈ 0.183200
+      ∂ℓ/∂W1 = δ_z1·xᵀ,   ‖∂ℓ/∂W1‖ ≈ 0.183200
     """
     from .explain.network import network_formulas
     check_network(model)

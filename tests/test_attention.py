@@ -265,7 +265,7 @@ def test_formulas_print_the_attention_rules():
     for line in ["  a1 = softmax(mask(Q1·K1ᵀ/√2))·V1·Wo1   (Q1 = x·Wq1, K1 = x·Wk1, V1 = x·Wv1; 2 heads of d_h = 2, "
                  "causal)", "S = Q·Kᵀ/√d_h, P = softmax(S), O = P·V", "δ_V = Pᵀ·δ_O",
                  "δ_S = P ⊙ (δ_P − rowsum(δ_P ⊙ P))", "δ_Q = δ_S·K/√d_h, δ_K = δ_Sᵀ·Q/√d_h",
-                 "masked entries get zero gradient", "  δ_a1 = W3ᵀ·(δ_z3)", "  ∂ℓ/∂Wo1 = O1ᵀ·δ_a1",
+                 "masked entries get zero gradient", "  δ_a1 = W3ᵀ·δ_z3", "  ∂ℓ/∂Wo1 = O1ᵀ·δ_a1",
                  "  ∂ℓ/∂Wv1 = xᵀ·δ_V1", "  ∂ℓ/∂Wq1 = xᵀ·δ_Q1"]:
         assert line in text
     two = sg.nn.Sequential([sg.nn.MultiHeadAttention(4), sg.nn.MultiHeadAttention(4), sg.nn.Flatten(),

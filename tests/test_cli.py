@@ -305,7 +305,7 @@ def test_formulas_subcommand():
     ok = _cli("formulas", "mlp 2-3-1 sigmoid bce")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == str(sg.formulas(sg.nn.MLP([2, 3, 1], activation="sigmoid"), "bce")) + "\n"
-    assert "  δ_z2 = -y + sigmoid(z2)" in ok.stdout.splitlines()
+    assert "  δ_z2 = sigmoid(z2) - y" in ok.stdout.splitlines()
     tex = _cli("formulas", "mlp", "2-3-1", "sigmoid", "bce", "--latex")  # unquoted words work too
     assert tex.returncode == 0, tex.stderr
     assert tex.stdout.startswith(r"\begin{aligned}") and r"\delta_{z_{2}}" in tex.stdout

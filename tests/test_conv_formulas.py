@@ -86,11 +86,11 @@ def test_stride_one_same_padding_and_max_pooling(same_max):
         "Pooling: maxpool_k takes each k×k window's largest value;",
         "    maxunpool_k puts each window's δ at the window's arg-max, 0 elsewhere",
         "  δ_z4 = softmax(z4) - y",
-        "  δ_p2 = W4ᵀ·(δ_z4)",
+        "  δ_p2 = W4ᵀ·δ_z4",
         "  δ_a1 = maxunpool_2(δ_p2)",
         "  δ_z1 = δ_a1 ⊙ 𝟙[z1 > 0]",
         "  ∂ℓ/∂b4 = δ_z4",
-        "  ∂ℓ/∂W4 = (δ_z4)·p2ᵀ",
+        "  ∂ℓ/∂W4 = δ_z4·p2ᵀ",
         "  ∂ℓ/∂b1 = Σ δ_z1",
         "  ∂ℓ/∂K1 = pad_1(x) ⋆ δ_z1",
         "Conventions at kinks: relu'(0) = 0, so relu'(z) = 𝟙[z > 0]; " + TIE,
@@ -113,13 +113,13 @@ def test_stride_two_with_padding_and_average_pooling(strided_avg):
         "Pooling: avgpool_k takes each k×k window's mean; upsample_k copies each window's δ to all its entries"]
     assert lines[start + 7:] == [
         "  δ_z5 = softmax(z5) - y",
-        "  δ_p3 = W5ᵀ·(δ_z5)",
+        "  δ_p3 = W5ᵀ·δ_z5",
         "  δ_a2 = upsample_2(δ_p3)/4",  # δ/k²: each window's delta spread evenly
         "  δ_z2 = δ_a2 ⊙ 𝟙[z2 > 0]",
         "  δ_a1 = crop_1(pad_2(dilate_2(δ_z2)) ⋆ rot180(K2))",  # stride: dilate; padding: crop
         "  δ_z1 = δ_a1 ⊙ (1 - a1^2)",
         "  ∂ℓ/∂b5 = δ_z5",
-        "  ∂ℓ/∂W5 = (δ_z5)·p3ᵀ",
+        "  ∂ℓ/∂W5 = δ_z5·p3ᵀ",
         "  ∂ℓ/∂b2 = Σ δ_z2",
         "  ∂ℓ/∂K2 = pad_1(a1) ⋆ dilate_2(δ_z2)",
         "  ∂ℓ/∂b1 = Σ δ_z1",

@@ -99,7 +99,7 @@ def test_a_new_kind_trains_and_prints(scale_kind):
     text = str(sg.formulas(net, "mse"))
     assert "v9 = scale(s, v8)" in text  # the default show(): kind(inputs)
     assert "∂ℓ/∂s = Σ(v8 ⊙ (W2ᵀ·(W2·v9 - y)))" in text  # the kind's own delta rule
-    assert "∂ℓ/∂b1 = W2ᵀ·(W2·v9 - y) ⊙ s ⊙ (1 - v8^2)" in text  # and the map's, through it
+    assert "∂ℓ/∂b1 = (W2ᵀ·(W2·v9 - y)) ⊙ s ⊙ (1 - v8^2)" in text  # and the map's, through it
 
 
 def test_the_built_in_kinds_are_one_table():

@@ -20,6 +20,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower
 import symgrad as sg
 from symgrad.__main__ import main
 from symgrad.explain.display import KINK_LATEX
+from symgrad.explain.notation import MatProd, Tr
 from symgrad.explain.printing import tex, tex_name, text
 from symgrad.lang import optim
 from symgrad.lang.nn import MLP
@@ -212,7 +213,9 @@ def test_textbook_names():
     adam = optim.Adam(1e-3).latex()
     assert r"\beta_{1}" in adam and r"\varepsilon = 10^{-8}" in adam and r"\eta" in adam
     assert r"\alpha" in optim.RMSProp(0.1).latex()
-    assert tex_name("(W1·x)ᵀ") == r"\left(W_{1}\,x\right)^{\top}"
+    W1, x = sp.Symbol("W1"), sp.Symbol("x")  # a composite is a node, printed from the tree
+    assert tex(Tr(MatProd(W1, x))) == r"\left(W_{1}\,x\right)^{\top}"
+    assert tex(MatProd(Tr(W1), x) * x, hadamard=True) == r"\left(W_{1}^{\top}\,x\right) \odot x"
     assert tex_name("y*") == "y^{*}" and tex_name("θ1") == r"\theta_{1}"
 
 

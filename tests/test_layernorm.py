@@ -240,24 +240,24 @@ Forward (per sample)
   ℓ = msum((-y + z3)^2)/2
 Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)
 Normalisation: layernorm(x) = (x - mean(x))/σ_x, σ_x = √(var(x) + ε) over each sample's entries (var biased; ε = 1e-05 unless given)
-  δ_z3 = -y + z3
-  δ_z2 = W3ᵀ·(δ_z3)
+  δ_z3 = z3 - y
+  δ_z2 = W3ᵀ·δ_z3
   δ_n2 = gamma2 ⊙ δ_z2
   δ_a1 = (δ_n2 - mean(δ_n2) - n2 ⊙ mean(n2 ⊙ δ_n2))/σ_a1
   δ_z1 = δ_a1 ⊙ (1 - a1^2)
   ∂ℓ/∂b3 = δ_z3
-  ∂ℓ/∂W3 = (δ_z3)·z2ᵀ
+  ∂ℓ/∂W3 = δ_z3·z2ᵀ
   ∂ℓ/∂beta2 = δ_z2
   ∂ℓ/∂gamma2 = n2 ⊙ δ_z2
   ∂ℓ/∂b1 = δ_z1
-  ∂ℓ/∂W1 = (δ_z1)·xᵀ"""
+  ∂ℓ/∂W1 = δ_z1·xᵀ"""
 
 
 def test_formulas_print_the_layernorm_delta_rule():
     assert str(sg.formulas(mlp(), "mse")) == FORMULAS
     text = str(sg.formulas(mlp(eps=1e-3, affine=False), "cross_entropy"))
     assert "  n2 = layernorm(a1, ε=0.001)" in text and "  z3 = W3·n2 + b3" in text
-    assert "  δ_n2 = W3ᵀ·(δ_z3)" in text and "gamma" not in text
+    assert "  δ_n2 = W3ᵀ·δ_z3" in text and "gamma" not in text
 
 
 def test_formulas_of_an_unnamed_layernorm_name_its_value():

@@ -30,13 +30,13 @@ def forward_lines(text: str) -> list[str]:
 # -- the seed's one-hidden-layer sigmoid network: the textbook equations -------------------------
 
 SEED_BACKWARD = [
-    "δ_z2 = -y + sigmoid(z2)",
-    "δ_a1 = W2ᵀ·(δ_z2)",
+    "δ_z2 = sigmoid(z2) - y",
+    "δ_a1 = W2ᵀ·δ_z2",
     "δ_z1 = a1 ⊙ δ_a1 ⊙ (1 - a1)",
     "∂ℓ/∂b2 = δ_z2",
-    "∂ℓ/∂W2 = (δ_z2)·a1ᵀ",
+    "∂ℓ/∂W2 = δ_z2·a1ᵀ",
     "∂ℓ/∂b1 = δ_z1",
-    "∂ℓ/∂W1 = (δ_z1)·xᵀ",
+    "∂ℓ/∂W1 = δ_z1·xᵀ",
 ]
 
 
@@ -58,13 +58,13 @@ def test_seed_network_prints_textbook_delta_rule():
 ])
 def test_activation_derivatives_in_simplified_form(act, line):
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 1], activation=act), "bce")))
-    assert lines[:3] == ["δ_z2 = -y + sigmoid(z2)", "δ_a1 = W2ᵀ·(δ_z2)", line]
+    assert lines[:3] == ["δ_z2 = sigmoid(z2) - y", "δ_a1 = W2ᵀ·δ_z2", line]
 
 
 def test_identity_hidden_layer_has_no_activation_line():
     text = str(sg.formulas(MLP([2, 3, 1], activation="identity"), "bce"))
     assert forward_lines(text)[:2] == ["z1 = W1·x + b1", "z2 = W2·z1 + b2"]
-    assert backward_lines(text)[:2] == ["δ_z2 = -y + sigmoid(z2)", "δ_z1 = W2ᵀ·(δ_z2)"]
+    assert backward_lines(text)[:2] == ["δ_z2 = sigmoid(z2) - y", "δ_z1 = W2ᵀ·δ_z2"]
 
 
 def test_softmax_cross_entropy_delta_is_p_minus_y():
@@ -72,18 +72,18 @@ def test_softmax_cross_entropy_delta_is_p_minus_y():
     lines = backward_lines(text)
     assert lines[:5] == [
         "δ_z3 = softmax(z3) - y",
-        "δ_a2 = W3ᵀ·(δ_z3)",
+        "δ_a2 = W3ᵀ·δ_z3",
         "δ_z2 = a2 ⊙ δ_a2 ⊙ (1 - a2)",  # δ_l = (W_{l+1}ᵀ δ_{l+1}) ⊙ f'(z_l)
-        "δ_a1 = W2ᵀ·(δ_z2)",
+        "δ_a1 = W2ᵀ·δ_z2",
         "δ_z1 = a1 ⊙ δ_a1 ⊙ (1 - a1)",
     ]
-    assert "∂ℓ/∂W3 = (δ_z3)·a2ᵀ" in lines and "∂ℓ/∂W1 = (δ_z1)·xᵀ" in lines
+    assert "∂ℓ/∂W3 = δ_z3·a2ᵀ" in lines and "∂ℓ/∂W1 = δ_z1·xᵀ" in lines
     assert "ℓ = softmax_ce(z3, y)" in forward_lines(text)
 
 
 def test_mse_delta_is_residual():
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="sigmoid"), "mse")))
-    assert lines[0] == "δ_z2 = -y + z2"  # d/dz mean((z - y)^2) over 2 units = (z - y)
+    assert lines[0] == "δ_z2 = z2 - y"  # d/dz mean((z - y)^2) over 2 units = (z - y)
 
 
 def test_custom_activation_derivative_is_derived_and_printed():
@@ -111,16 +111,16 @@ def half_sq(pred, target):
 def test_formulas_accept_custom_loss():
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq)))
     assert "δ_z1 = δ_a1 ⊙ (1 - a1^2)" in lines
-    assert "∂ℓ/∂W1 = (δ_z1)·xᵀ" in lines
+    assert "∂ℓ/∂W1 = δ_z1·xᵀ" in lines
     # a custom loss of the logits alone keeps the z2 node: δ_z2 = z2 for ½‖z‖²
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"),
                                            lambda p, t: sg.msum(HadamardPower(p, 2)) / 2)))
-    assert lines[:3] == ["δ_z2 = z2", "δ_a1 = W2ᵀ·(δ_z2)", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"]
+    assert lines[:3] == ["δ_z2 = z2", "δ_a1 = W2ᵀ·δ_z2", "δ_z1 = δ_a1 ⊙ (1 - a1^2)"]
 
 
 def test_custom_loss_keeps_output_delta():
     lines = backward_lines(str(sg.formulas(MLP([2, 3, 2], activation="tanh"), half_sq)))
-    assert lines[0] == "δ_z2 = -y + z2"
+    assert lines[0] == "δ_z2 = z2 - y"
 
 
 # -- the model objects ---------------------------------------------------------------------------
@@ -189,7 +189,7 @@ def test_hand_written_network_trains_identically():
 def test_hand_written_network_formulas_same_gradient_structure():
     """Without MLP's labels the printout names intermediates itself, but the math is the same."""
     text = str(sg.formulas(_hand_network(2, 3, 1), "bce"))
-    assert "-y + sigmoid(" in text and "⊙ (1 - " in text
+    assert ") - y\n" in text and "sigmoid(" in text and "⊙ (1 - " in text
 
 
 @pytest.mark.parametrize("case", ["hand_network", "mlp_custom_loss"])

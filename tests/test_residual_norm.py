@@ -148,7 +148,7 @@ def test_residual_names_shapes_and_gradients():
     rng = np.random.default_rng(7)
     assert sg.check_grads(f, perturbed(net.init_params(0), 8), rng.normal(size=(5, 3)), rng.normal(size=(5, 2))).ok
     text = str(sg.formulas(net, "mse"))
-    assert "  r2 = a1 + z4" in text and "  δ_a1 = W3ᵀ·(δ_z3) + δ_r2" in text
+    assert "  r2 = a1 + z4" in text and "  δ_a1 = W3ᵀ·δ_z3 + δ_r2" in text
 
 
 def test_residual_mistakes_say_the_fix():
@@ -203,7 +203,7 @@ def test_block_trains_with_fit_and_its_numba_gradient_equals_python(models):
 
 def test_block_prints_its_formulas():
     text = str(sg.formulas(block(), "cross_entropy"))
-    for line in ["  n2 = layernorm_pos(x)", "  z2 = beta2 + gamma2 ⊙ n2", "  r1 = a3 + x", "  z6 = b6 + z5·W6",
+    for line in ["  n2 = layernorm_pos(x)", "  z2 = beta2 + gamma2 ⊙ n2", "  r1 = a3 + x", "  z6 = z5·W6 + b6",
                  "  r4 = r1 + z7", "  z9 = W9·r4 + b9",
                  "  δ_r1 = δ_r4 + (δ_n5 - rowmean(δ_n5) - n5 ⊙ rowmean(n5 ⊙ δ_n5))/σ_r1",  # both paths
                  "  δ_a6 = δ_z7·W7ᵀ", "  ∂ℓ/∂W6 = z5ᵀ·δ_z6", "  ∂ℓ/∂b6 = Σ_t δ_z6", "  ∂ℓ/∂gamma5 = Σ_t (n5 ⊙ δ_z5)",

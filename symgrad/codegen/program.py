@@ -209,10 +209,16 @@ class Program(Sizes):
         return f"    {self.fn('mm_acc')}({operands}, {name})"
 
     # -- whole functions ----------------------------------------------------------
+    def flat_args(self) -> list[str]:
+        """loss_grad's arguments; with dropout, the step's key and first row."""
+        return ["dims", "theta", *[self.v(d) for d in self.data], "grad", *(["key", "row0"] if self.noisy else [])]
+
     def flat_signature(self, defaults: bool = False) -> str:
-        """loss_grad's arguments; with dropout, the step's key and first row (key 0: inference)."""
-        noise = (["key=0", "row0=0"] if defaults else ["key", "row0"]) if self.noisy else []
-        return ", ".join(["dims", "theta", *[self.v(d) for d in self.data], "grad", *noise])
+        """``flat_args`` as a def writes them; ``defaults``: key 0, inference, unless given."""
+        args = self.flat_args()
+        if defaults and self.noisy:
+            args[-2:] = ["key=0", "row0=0"]
+        return ", ".join(args)
 
     def signature(self) -> str:
         """loss and predict take one array per parameter, then the data."""
@@ -268,7 +274,7 @@ class Program(Sizes):
         # parameter views it needs, so the glue passes buffers and offsets, not 4 views per layer
         total = [f"    total = {self.total(glue)}"]
         views = self.segment_views()
-        bound = self.flat_signature().split(", ") + ["B", *self.dims.names(self.scope)]
+        bound = self.flat_args() + ["B", *self.dims.names(self.scope)]
         fdefs, fbody = outline(fwd, bound, total + prologue + sum(bwd, []), "fwd_seg", SEGMENT_NODES, glue, views)
         bound += binds(fbody) + ["total"] + binds(prologue)
         bdefs, bbody = outline(bwd, bound, ["    return total"], "bwd_seg", SEGMENT_NODES, glue, views)

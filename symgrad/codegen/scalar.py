@@ -99,7 +99,7 @@ class _Gen:
         args = _trig_args(exprs) if printer.fast_trig else []
         replacements, lines, finals = _cse(printer, [*exprs, *args], indent)
         before, inside = _split_invariant(lines, replacements, set(per_sample))
-        before = [ln.replace(indent, "    ", 1) for ln in before]
+        before = ["    " + ln.removeprefix(indent) for ln in before]  # hoisted out of the loop
         if args:
             checks = " | ".join(f"(abs({a}) > TRIG_MAX)" for a in finals[len(exprs):])
             inside.append(f"{indent}huge += {checks}")

@@ -30,6 +30,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..lang.walk import holds
 from .imaging import add_legends
+from .notation import MatProd, Tr
 from .printing import tex, text  # noqa: F401 (the examples above print with them)
 
 _D = ("δ", r"\delta")
@@ -38,30 +39,6 @@ _DH = ("√d_h", r"\sqrt{d_h}")
 
 def _m(s: str, latex: str) -> tuple[str, str]:
     return (s, latex)
-
-
-class MatProd(sp.Function):
-    """A·B·…: the matrix product of per-sample matrices (or a matrix and a weight)."""
-
-    precedence = PRECEDENCE["Mul"]
-
-    def _sympystr(self, p):
-        return "·".join(p.parenthesize(a, PRECEDENCE["Mul"]) for a in self.args)
-
-    def _latex(self, p):
-        return r"\,".join(p.parenthesize(a, PRECEDENCE["Mul"]) for a in self.args)
-
-
-class Tr(sp.Function):
-    """Aᵀ."""
-
-    nargs = 1
-
-    def _sympystr(self, p):
-        return p.parenthesize(self.args[0], PRECEDENCE["Pow"], strict=True) + "ᵀ"
-
-    def _latex(self, p):
-        return p.parenthesize(self.args[0], PRECEDENCE["Pow"], strict=True) + r"^{\top}"
 
 
 class Scaled(sp.Function):

@@ -62,7 +62,8 @@ class Style:
     def expr(self, e: sp.Basic, **text_settings) -> str:
         """An expression; the settings are the text printer's (``mul``, ``power``, ...)."""
         if self.latex:
-            return tex(e, hadamard=text_settings.get("mul") == " ⊙ ")
+            return tex(e, hadamard=text_settings.get("mul") == " ⊙ ",
+                       lead_positive=text_settings.get("lead_positive", False))
         return text(e, **text_settings)
 
     def name(self, n: object) -> str:

@@ -1,13 +1,13 @@
 """Per-layer backprop equations in matrix form (the delta rule), from the tensor IR.
 
 Each batched node's delta is collected as an *elementwise* SymPy expression of the layer
-names (z1, a1, ...); contractions appear as opaque factors such as ``W2ᵀ·δ_z2``. So the
+names (z1, a1, ...); contractions appear as product nodes (``notation.MatProd``) such as
+``W2ᵀ·δ_z2``. So the
 equations read like the textbook: δ_z2 = σ(z2) − y; ∂ℓ/∂W2 = δ_z2·a1ᵀ; δ_z1 = (W2ᵀ·δ_z2) ⊙ a1 ⊙ (1 − a1).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -50,7 +50,8 @@ class NetworkFormulas(Printout):
         return s.array(self.values[k])
 
     def _rows(self, s: Style) -> list[Row]:
-        delta = {"mul": " ⊙ ", "power": "^"}  # deltas are elementwise products of vectors
+        # deltas are elementwise products of vectors; a difference reads a - y
+        delta = {"mul": " ⊙ ", "power": "^", "lead_positive": True}
         scalar = {"mul": "·", "power": "^"}  # ℓ is a scalar
         rows = []
         if self.values:
@@ -72,7 +73,6 @@ class _Collector:
     def __init__(self, nodes: list[TNode]):
         self.nodes = nodes
         self.delta: dict[int, sp.Expr] = {}
-        self.names = {id(n): n.label for n in nodes}
 
     def add(self, n: TNode, e: sp.Expr) -> None:
         self.delta[id(n)] = self.delta.get(id(n), sp.S.Zero) + e
@@ -93,9 +93,6 @@ def network_formulas(loss: sp.Expr, params, data, labels=None, at: dict | None =
     """Derive the textbook equations for ``loss`` over MatrixSymbol ``params`` and ``data``;
     ``at`` (each leaf's value by name, one sample) adds the values (``numeric.network_values``)."""
     nodes, out = lower(loss, params, data, labels)
-    for n in nodes:  # contractions are named by what they compute: W1·x
-        if n.kind == "matmul" and n.label == n.name:
-            n.label = str(forward_expr(n))
     c = _Collector(nodes)
     c.add(out, sp.S.One)
     backward: list[tuple[str, sp.Expr]] = []
@@ -126,8 +123,8 @@ def _internal_refs(nodes: list[TNode], rows) -> set[int]:
     todo = [e for _, e in rows] + [forward_expr(n) for n in nodes if n.kind != "leaf" and named(n)]
     found: set[int] = set()
     while todo:
-        for token in re.findall(r"\w+", str(todo.pop())):
-            n = internal.get(token)
+        for s in todo.pop().free_symbols:
+            n = internal.get(s.name)
             if n is not None and id(n) not in found:
                 found.add(id(n))
                 todo.append(forward_expr(n))

@@ -13,8 +13,8 @@ only and stays within what matplotlib's mathtext renders (no ``cases``, no ``\\m
 >>> z = sp.Symbol("z1", real=True)
 >>> text(sp.Piecewise((1, z > 0), (0, True)) * sp.Symbol("δ_a1") ** 2, mul=" ⊙ ", power="^")
 'δ_a1^2 ⊙ 𝟙[z1 > 0]'
->>> tex(sp.Symbol("W2ᵀ·(δ_z2)"))
-'W_{2}^{\\\\top}\\\\,\\\\delta_{z_{2}}'
+>>> tex(named_op("softmax", z) - sp.Symbol("δ_z1"), hadamard=True)
+'- \\\\delta_{z_{1}} + \\\\operatorname{softmax}\\\\left(z_{1}\\\\right)'
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import re
 import unicodedata
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
@@ -80,11 +81,31 @@ def _hadamard_power(printer, e) -> str:
     return printer._print(sp.Pow(Verbatim(printer._print(e.base), e.base), e.exp, evaluate=False))
 
 
-class ReadableText(StrPrinter):
+class _LeadPositive:
+    """A sum's terms in SymPy's order, but with the setting ``lead_positive`` the positive terms
+    first, as a textbook writes a difference: softmax(z2) - y, δ_a2 - a2ᵀ·δ_a2."""
+
+    def _as_ordered_terms(self, e, order=None) -> list:
+        terms = super()._as_ordered_terms(e, order=order)
+        if self._settings["lead_positive"]:
+            terms.sort(key=lambda t: t.could_extract_minus_sign())  # stable: SymPy's order otherwise
+        return terms
+
+
+class NamedOp(AppliedUndef):
+    """An operation the notation names, applied: softmax(z2), onehot(y_t), a kind's own name."""
+
+
+def named_op(name: str, *args: sp.Basic) -> sp.Expr:
+    """``name(args)`` as a ``NamedOp``: SymPy's applied undefined function, marked as ours."""
+    return sp.Function(name, bases=(NamedOp,))(*args)
+
+
+class ReadableText(_LeadPositive, StrPrinter):
     """SymPy's str notation, with settings for the product, power, minus and square-root signs."""
 
     _default_settings = {**StrPrinter._default_settings, "mul": None, "power": "**", "minus": "-",
-                         "square": None, "sqrt": None, "names": {}}
+                         "square": None, "sqrt": None, "names": {}, "lead_positive": False}
 
     def _print_Symbol(self, e):
         return self._settings["names"].get(e.name, e.name)
@@ -122,6 +143,7 @@ class ReadableText(StrPrinter):
                 return super()._print_Mul(e)
             sep = " * "
         factors = list(e.args) if self._settings["order"] in ("old", "none") else list(e.as_ordered_factors())
+        factors.sort(key=lambda f: not f.is_Number)  # the coefficient first, whatever sorts before it
         sign = ""
         if factors[0].is_Number and factors[0].is_negative:
             sign, c = "-", -factors[0]
@@ -135,7 +157,8 @@ class ReadableText(StrPrinter):
                 den.append(f.base if f.exp == -1 else sp.Pow(f.base, -f.exp, evaluate=False))
             else:
                 num.append(f)
-        top = sep.join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in num) or "1"
+        # a lone factor binds tighter than the sign: -W1·x, but -(a + b) and a ⊙ (W1·x)
+        top = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=len(num) == 1) for f in num) or "1"
         if not den:
             return sign + top
         bottom = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in den)
@@ -172,15 +195,8 @@ def text(e: sp.Basic, **settings) -> str:
 
 # -- LaTeX ------------------------------------------------------------------------------------------
 
-#: Functions that appear by name inside our notation's names (softmax(z2), sigmoid(v3)).
-_TEX_FUNCS = {"sigmoid": r"\sigma", "exp": r"\exp", "log": r"\log", "tanh": r"\tanh", "sin": r"\sin",
-              "cos": r"\cos", "relu": r"\operatorname{ReLU}"}
-#: The notation's operators: · the matrix product, ⊙ the elementwise one, ᵀ the transpose (and the
-#: image operations' ⋆, Σ, inside a product's name: explain.imaging prints them everywhere else).
-_TEX_OPS = {"·": r"\,", "⊙": r" \odot ", "ᵀ": r"^{\top}", "-": " - ", "+": " + ", "*": r"\,", "/": "/",
-            ",": ", ", "'": "'", "^": "^", "𝟙": r"\mathbf{1}", ">": " > ", "<": " < ", "⋆": r" \star ", "Σ": r"\sum "}
-_NAME = re.compile(r"δ_[^\Wᵀ]+|[^\W\dᵀ][^\Wᵀ]*(?:\*(?![\w(*]))?")
-_TOKEN = re.compile(r"\s+|\*\*|" + _NAME.pattern + r"|\d+(?:\.\d+)?|.")
+#: The notation's named operations (``NamedOp``) that LaTeX writes its own way.
+_TEX_FUNCS = {"sigmoid": r"\sigma", "relu": r"\operatorname{ReLU}"}
 
 
 def _greek(name: str) -> str:
@@ -209,41 +225,17 @@ def tex_ident(name: str) -> str:
 
 
 def tex_name(name: str) -> str:
-    """A name of our notation (W2ᵀ·(δ_z2), softmax(z2), ∂ℓ/∂W1, a2 ⊙ (δ_a2 - a2ᵀ·δ_a2)) in LaTeX."""
+    """A name of our notation (z1, δ_z2, ∂ℓ/∂W1, y*) in LaTeX. A composite (W2ᵀ·δ_z2, softmax(z2))
+    is never a name: it is an expression node (``notation.MatProd``, ``notation.call``)."""
     if name.startswith("∂ℓ/∂"):
-        return r"\frac{\partial \ell}{\partial %s}" % tex_name(name[4:])
-    tokens = [t for t in _TOKEN.findall(name) if not t.isspace()]
-    out, _ = _tex_tokens(tokens, 0)
-    return out
+        return r"\frac{\partial \ell}{\partial %s}" % tex_ident(name[4:])
+    return tex_ident(name)
 
 
-def _tex_tokens(tokens: list[str], i: int) -> tuple[str, int]:
-    """Translate tokens from i up to the closing parenthesis of the group (or the end)."""
-    out: list[str] = []
-    called = False  # the group that follows is a function's argument list: keep its parentheses
-    while i < len(tokens) and tokens[i] != ")":
-        t, nxt = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
-        if t == "(":
-            inner, end = _tex_tokens(tokens, i + 1)
-            atom = end - i == 2 and _NAME.fullmatch(tokens[i + 1])
-            out.append(inner if atom and not called else r"\left(%s\right)" % inner)
-            i = end
-        elif t in ("**", "^"):  # an exponent is one group: x^{2}, x^{(...)} without the parentheses
-            inner, i = _tex_tokens(tokens, i + 2) if nxt == "(" else (_tex_tokens([nxt], 0)[0], i + 1)
-            out.append("^{%s}" % inner)
-        elif _NAME.fullmatch(t) and nxt in ("(", "'"):
-            out.append(_TEX_FUNCS.get(t, r"\operatorname{%s}" % t.replace("_", r"\_")))
-        elif t in _TEX_OPS:
-            out.append(_TEX_OPS[t])
-        else:
-            out.append(t if t[0].isdigit() else tex_ident(t))
-        called = _NAME.fullmatch(t) is not None and nxt in ("(", "'") or (t == "'" and called)
-        i += 1
-    return "".join(out), i
-
-
-class ReadableLatex(LatexPrinter):
+class ReadableLatex(_LeadPositive, LatexPrinter):
     """SymPy's LaTeX with textbook names, the indicator 𝟙[c], and an inline mathtext-safe Piecewise."""
+
+    _default_settings = {**LatexPrinter._default_settings, "lead_positive": False}
 
     def _print_Symbol(self, e, style="plain"):
         name = self._settings["symbol_names"].get(e)
@@ -262,12 +254,30 @@ class ReadableLatex(LatexPrinter):
     _print_ElementwiseApplyFunction = _mapped
     _print_HadamardPower = _hadamard_power
 
+    def _print_Function(self, e, exp=None):
+        # SymPy hands every applied undefined function here, never to a _print_ of its classes
+        if not isinstance(e, NamedOp):
+            return super()._print_Function(e, exp)
+        name = type(e).__name__
+        head = _TEX_FUNCS.get(name, r"\operatorname{%s}" % name.replace("_", r"\_"))
+        out = r"%s\left(%s\right)" % (head, ", ".join(self._print(a) for a in e.args))
+        return out if exp is None else r"%s^{%s}" % (out, exp)
+
+    def _needs_mul_brackets(self, e, first=False, last=False):
+        # a matrix product (notation.MatProd, precedence Mul) among elementwise factors:
+        # a1 ⊙ (W2ᵀ·δ_z2), as the text printer writes it
+        if isinstance(e, sp.Function) and precedence(e) <= PRECEDENCE["Mul"]:
+            return True
+        return super()._needs_mul_brackets(e, first=first, last=last)
+
     def _print_Pow(self, e):
         # SymPy hands a function's power to the function (exp=...); our ops' _latex takes no
-        # exponent, so sp.latex(sigmoid(y)**2) raised TypeError: write σ(y)^{2} here instead.
+        # exponent, so sp.latex(sigmoid(y)**2) raised TypeError: write σ(y)^{2} here instead
+        # (a product or a transpose as the base keeps its parentheses: (W·x)^{2}).
         b, x = e.args
         root_or_inverse = x.is_Rational and (x.is_negative or x.q != 1)
-        if b.is_Function and "_latex" in vars(type(b)) and not root_or_inverse:
+        atom = precedence(b) >= PRECEDENCE["Func"]
+        if b.is_Function and "_latex" in vars(type(b)) and not root_or_inverse and atom:
             return r"%s^{%s}" % (self._print(b), self._print(x))
         return super()._print_Pow(e)
 

@@ -12,14 +12,12 @@ is (T, d, heads, causal).
 
 from __future__ import annotations
 
-import re
-
 import sympy as sp
 
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
-from ..explain.attention import MatProd, Tr, deltas, forward
-from ..explain.notation import show
+from ..explain.attention import deltas, forward
+from ..explain.notation import MatProd, Tr, show
 from ..lang.attention import attention
 from .base import Kind, native, register
 
@@ -31,9 +29,9 @@ EMPTY = "np.empty((0, 0), dtype=F)"  # the adjoint of an input nobody needs
 def number(n: TNode) -> str:
     """The layer's number, which its Q, K, V, ... carry: the digits its Wq ends in (Wq1: 1)."""
     for label in (n.inputs[1].label, n.label):
-        found = re.search(r"\d+$", label)
-        if found:
-            return found.group()
+        digits = label[len(label.rstrip("0123456789")):]
+        if digits:
+            return digits
     return ""
 
 

@@ -47,7 +47,9 @@ class Kind:
         raise NotImplementedError(f"kind {self.name!r} has no delta rule")
 
     def show(self, n) -> sp.Expr:
-        return sp.Symbol(f"{n.kind}({', '.join(i.label for i in n.inputs)})", real=True)
+        from ..explain.notation import call, operand  # the notation reads this table: import when used
+
+        return call(n.kind, *(operand(i) for i in n.inputs))
 
     def tangent(self, b, n, ins):
         from ..errors import UnsupportedModelError

@@ -6,8 +6,7 @@ import sympy as sp
 
 from ..derive.ir import _lane
 from ..derive.simplify import tidy
-from ..explain.notation import factor, sym
-from ..explain.printing import text
+from ..explain.notation import MatProd, Tr, operand
 from .base import Kind, register
 
 
@@ -16,6 +15,14 @@ def _operands(prog, n):
     A = prog.mat(a, prog.v(a)) + (".T" if ta else "")
     Bm = prog.mat(b, prog.v(b)) + (".T" if tb else "")
     return a, b, A, Bm
+
+
+def _side(x, transposed: bool) -> sp.Expr:
+    return Tr(operand(x)) if transposed else operand(x)
+
+
+def _tr(e: sp.Expr) -> sp.Expr:
+    return e.args[0] if isinstance(e, Tr) else Tr(e)
 
 
 @register
@@ -57,13 +64,13 @@ class MatMul(Kind):
     def delta(self, c, n) -> None:
         # out = A·B with A = a or aᵀ, B = b or bᵀ: δA = δ·Bᵀ, δB = Aᵀ·δ, and δa = (δA)ᵀ when A = aᵀ
         (a, ta), (b, tb) = zip(n.inputs, n.trans)
-        dn = f"({text(tidy(c.ref(n)), mul=' ⊙ ', power='^')})"  # the formulas' notation; δ_z when named
-        c.add(a, sym(f"{factor(b.label, tb)}·{dn}ᵀ" if ta else f"{dn}·{factor(b.label, not tb)}"))
-        c.add(b, sym(f"{dn}ᵀ·{factor(a.label, ta)}" if tb else f"{factor(a.label, not ta)}·{dn}"))
+        dn = tidy(c.ref(n))  # δ_z when the product is a named layer
+        A, B = (_side(x, t) for x, t in zip(n.inputs, n.trans))
+        c.add(a, MatProd(B, Tr(dn)) if ta else MatProd(dn, _tr(B)))
+        c.add(b, MatProd(Tr(dn), A) if tb else MatProd(_tr(A), dn))
 
     def show(self, n) -> sp.Expr:
-        a, b = n.inputs
-        return sym(f"{factor(a.label, n.trans[0])}·{factor(b.label, n.trans[1])}")
+        return MatProd(*(_side(x, t) for x, t in zip(n.inputs, n.trans)))
 
     def tangent(self, b, n, ins):
         # d(AB) = dA·B + A·dB

@@ -20,9 +20,8 @@ import sympy as sp
 
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
-from ..explain.attention import MatProd, Tr
 from ..explain.norms import SumOverChannel, SumOverPositions
-from ..explain.notation import show
+from ..explain.notation import MatProd, Tr, show
 from ..lang.rowwise import broadcast, per_channel, residual, rowmatmul
 from .base import Kind, native, register
 from .elementwise import Map

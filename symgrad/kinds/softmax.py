@@ -7,8 +7,7 @@ import sympy as sp
 
 from ..derive.ir import TNode
 from ..errors import ShapeError, UnsupportedModelError
-from ..explain.notation import named, sym
-from ..explain.printing import text
+from ..explain.notation import Jacobian, MatProd, Tr, call, named, operand, sym
 from ..lang.functions import logsumexp, softmax, softmax_ce
 from .base import Kind, register
 
@@ -108,8 +107,11 @@ class Softmax(Kind):
         return [f"    {prog.fn('softmax_bwd')}({n.name}, {prog.d(n)}, {prog.d(z)})"]
 
     def delta(self, c, n) -> None:
-        p = n.label
-        c.add(n.inputs[0], sym(f"{p} ⊙ (δ_{p} - {p}ᵀ·δ_{p})") if named(n) else sym(f"softmax'·({text(c.ref(n), mul=' ⊙ ', power='^')})"))
+        if named(n):  # p ⊙ (δ_p − pᵀ·δ_p)
+            p, dp = sym(n.label), sym(f"δ_{n.label}")
+            c.add(n.inputs[0], p * (dp - MatProd(Tr(p), dp)))
+        else:
+            c.add(n.inputs[0], MatProd(Jacobian(sym("softmax")), c.ref(n)))
 
     def tangent(self, b, n, ins):
         # dp = p ⊙ (dz − Σ p ⊙ dz)
@@ -159,7 +161,7 @@ class LogSumExp(_RowReduction):
         return [f"    {prog.fn('scale_rows_add')}({prog.d(n)}, {n.name}_p, {prog.d(z)})"]
 
     def delta(self, c, n) -> None:
-        c.add(n.inputs[0], c.ref(n) * sym(f"softmax({n.inputs[0].label})"))
+        c.add(n.inputs[0], c.ref(n) * call("softmax", operand(n.inputs[0])))
 
     def tangent(self, b, n, ins):
         # d lse(z) = softmax(z)·dz
@@ -189,7 +191,7 @@ class SoftmaxCE(_RowReduction):
 
     def delta(self, c, n) -> None:
         z, t = n.inputs
-        c.add(z, c.ref(n) * (sym(f"softmax({z.label})") - sym(t.label)))
+        c.add(z, c.ref(n) * (call("softmax", operand(z)) - operand(t)))
 
     def tangent(self, b, n, ins):
         # d [lse(z) − t·z] = (softmax(z) − t)·dz − z·dt

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..derive.ir import TNode
 from ..errors import UnsupportedModelError
-from ..explain.notation import sym
+from ..explain.notation import call, sym
 from ..lang.tokens import token_ce
 from .base import Kind, native, register
 
@@ -42,7 +42,7 @@ class TokenCE(Kind):
     def delta(self, c, n) -> None:
         z, y = n.inputs
         T = n.geom[0]
-        c.add(z, c.ref(n) * sym(f"(softmax({z.label}_t) - onehot({y.label}_t))/{T}"))
+        c.add(z, c.ref(n) * (call("softmax", sym(f"{z.label}_t")) - call("onehot", sym(f"{y.label}_t"))) / T)
 
     def tangent(self, b, n, ins):
         raise UnsupportedModelError(
