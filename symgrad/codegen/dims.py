@@ -134,17 +134,21 @@ class Sizes:
             out.append(out[-1] + p.length)
         return out
 
-    def _views(self, flat: str) -> list[tuple[TNode, str, str]]:
-        """(parameter, its slice of buffer ``flat``, its shape), with offset and shape as sizes."""
-        out = []
-        for p, at in zip(self.params, self.offsets()):
-            o, r, c = self.size(f"o_{p.name}", at), self.rows(p), self.cols(p)
-            out.append((p, f"{flat}[{o}:{o} + {r} * {c}]", f"({r}, {c})"))
-        return out
+    def _views(self, flat: str) -> list[tuple[TNode, str, str, str]]:
+        """(parameter, its offset in buffer ``flat``, its rows, its columns), as sizes."""
+        return [(p, self.size(f"o_{p.name}", at), self.rows(p), self.cols(p))
+                for p, at in zip(self.params, self.offsets())]
 
-    def views(self, flat: str, names: list[str]) -> list[str]:
-        """Each parameter-shaped array as a view into one flat buffer."""
-        return [f"    {name} = {part}.reshape({shape})" for (_, part, shape), name in zip(self._views(flat), names)]
+    def views(self, flat: str, names: list[str], fn=None) -> list[str]:
+        """Each parameter-shaped array as a view into one flat buffer. ``fn``, the glue's namer
+        (``codegen/glue.py``): through the kernel ``view2``, as the glue calls everything that is
+        more than a name: unoptimised, a slice and a reshape compiled in 3x the time of the call
+        (docs/decisions.md, "Views in the glue")."""
+        if fn is not None:
+            return [f"    {name} = {fn('view2')}({flat}, {o}, {r}, {c})"
+                    for (_, o, r, c), name in zip(self._views(flat), names)]
+        return [f"    {name} = {flat}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
+                for (_, o, r, c), name in zip(self._views(flat), names)]
 
     def segment_views(self) -> dict[str, str]:
         """For outlined segments: each parameter/gradient view (and flat view) as a statement
@@ -153,8 +157,8 @@ class Sizes:
         Returns view name -> statement."""
         views = {}
         for buf, named in (("theta", self.v), ("grad", self.d)):
-            for p, part, shape in self._views(buf):
-                views[named(p)] = f"    {named(p)} = {part}.reshape({shape})"
-                views[f"{named(p)}_f"] = f"    {named(p)}_f = {part}"
+            for p, o, r, c in self._views(buf):
+                views[named(p)] = f"    {named(p)} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
+                views[f"{named(p)}_f"] = f"    {named(p)}_f = {buf}[{o}:{o} + {r} * {c}]"
         return views
 

@@ -83,7 +83,7 @@ class Program(Sizes):
         if self.ws is None:
             return [f"    {name} = {self.alloc(n, name, zeros)}"]
         self.ws.append((name, n))
-        lines = [f"    {name} = ws_{name}[:B]" if n.batched else f"    {name} = ws_{name}"]
+        lines = [f"    {name} = {self.fn('rows')}(ws_{name}, 0, B)" if n.batched else f"    {name} = ws_{name}"]
         return lines + ([f"    {self.fn('fill0')}({name})"] if zeros else [])
 
     def alloc(self, n: TNode, name: str, zeros: bool = False, rows: str = "B") -> str:
@@ -224,12 +224,14 @@ class Program(Sizes):
         """loss and predict take one array per parameter, then the data."""
         return ", ".join(["dims"] + [self.v(p) for p in self.params] + [self.v(d) for d in self.data])
 
-    def flat_views(self, body: list[str]) -> list[str]:
+    def flat_views(self, body: list[str], fn=None) -> list[str]:
         """Flat views of the parameter and gradient arrays that ``body`` uses (the maps see
-        unbatched arrays flat), made once per call; unused ones would only cost compile time."""
+        unbatched arrays flat), made once per call; unused ones would only cost compile time.
+        ``fn``, the glue's namer: through the kernel ``ravel`` (``Sizes.views``)."""
         used = reads(body)
         names = [self.v(p) for p in self.params] + [self.d(p) for p in self.params]
-        return [f"    {a}_f = {a}.reshape(-1)" for a in names if f"{a}_f" in used]
+        flat = (lambda a: f"{fn('ravel')}({a})") if fn else (lambda a: f"{a}.reshape(-1)")
+        return [f"    {a}_f = {flat(a)}" for a in names if f"{a}_f" in used]
 
     def batch_size(self) -> str:
         return f"    B = {self.v(self.data[0])}.shape[0]" if self.data else "    B = 1"

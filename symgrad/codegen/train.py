@@ -126,7 +126,11 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
          "        norms[k] += math.sqrt(n2)", "        sq += n2", "    return sq", "", "",
          "@jit", "def gather(full, perm, start, out):",
          "    for r in range(out.shape[0]):", "        src = perm[start + r]",
-         "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]",
+         "        for c in range(out.shape[1]):", "            out[r, c] = full[src, c]", "", "",
+         "# Views are made by kernels too: in the glue, a slice and a reshape took 3x the compile",
+         "# time of a call (docs/decisions.md, \"Views in the glue\").", "@jit", "def view2(a, o, r, c):",
+         "    return a[o:o + r * c].reshape((r, c))", "", "", "@jit", "def ravel(a):", "    return a.reshape(-1)", "", "",
+         "@jit", "def rows(a, start, B):", "    return a[start:start + B]",
          "", "", f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
     # OFFSETS: parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]; FROZEN: [start, end) pairs of
     # the running statistics, which the optimizer leaves
@@ -143,7 +147,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     if par:  # one gradient buffer per thread (numba.get_num_threads() here would stop caching)
         L.append("    gpart = np.empty((threads, theta.shape[0]), dtype=F)")
     if inline:  # the inlined step uses the parameter arrays; deep models' loss_grad takes the buffers
-        L += tp.views("theta", ps) + tp.views("grad", gs) + tp.flat_views(step)
+        L += tp.views("theta", ps, fn) + tp.views("grad", gs, fn) + tp.flat_views(step, fn)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
     for name, n in tp.ws:
         L.append(f"    ws_{name} = {tp.alloc(n, name, rows='batch_size')}")
@@ -152,9 +156,10 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
           "        for start in range(0, N, batch_size):",
           "            B = min(start + batch_size, N) - start"]
     for x, f in zip(xs, full):
-        L += ["            if shuffle:", f"                {x} = ws_{x}[:B]", f"                {fn('gather')}({f}, perms[e], start, {x})",
+        L += ["            if shuffle:", f"                {x} = {fn('rows')}(ws_{x}, 0, B)",
+              f"                {fn('gather')}({f}, perms[e], start, {x})",
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
-              f"                {x} = {f}[start:start + B]"]
+              f"                {x} = {fn('rows')}({f}, start, B)"]
     if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
         L += [f"            {fn('fill0')}(grad)"]
     if tp.noisy:  # a nonzero key: training; dropout's masks come from the epoch's seed and the step count
