@@ -16,7 +16,8 @@ def test_the_notes_net_prints_in_the_notes_letters():
     assert net.params == [sp.MatrixSymbol("alpha", 4, 3), sp.MatrixSymbol("beta", 1, 4)]
     text = str(sg.formulas(net, "mse"))
     for line in ("a = alpha·x", "z = sigmoid(a)", "b = beta·z", "out = sigmoid(b)",
-                 "δ_z = betaᵀ·δ_b", "δ_a = z ⊙ δ_z ⊙ (1 - z)", "∂ℓ/∂beta = δ_b·zᵀ", "∂ℓ/∂alpha = δ_a·xᵀ"):
+                 "δ_z = betaᵀ·δ_b", "δ_a = z ⊙ δ_z ⊙ (1 - z)", "∂ℓ/∂beta = δ_b·zᵀ", "∂ℓ/∂alpha = δ_a·xᵀ",
+                 "ℓ = msum((out - y)^2)"):  # a 1x1 output's power as the others: ^, not **
         assert f"  {line}\n" in text + "\n", (line, text)
     tex = sg.formulas(net, "mse").latex()
     assert r"\frac{\partial \ell}{\partial \alpha}" in tex and r"\delta_{a}" in tex

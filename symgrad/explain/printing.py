@@ -113,7 +113,7 @@ class ReadableText(_LeadPositive, StrPrinter):
     _print_Verbatim = _print_Symbol
 
     _print_ElementwiseApplyFunction = _mapped
-    _print_HadamardPower = _hadamard_power
+    _print_HadamardPower = _print_MatPow = _hadamard_power  # MatPow: a 1x1 residual's, (y - y*)^2
 
     def _print_MatMul(self, e):
         if self._settings["mul"] is None:
