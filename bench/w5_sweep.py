@@ -42,6 +42,15 @@ for hidden in configs:
 print("SG_RESULT " + json.dumps(out))
 '''
 
+#: ``symgrad prebuild`` for float32 (issue 21 section 4), timed in its own process
+PREBUILD_CHILD = r'''
+import json, time
+t0 = time.perf_counter()
+from symgrad.prebuild import prebuild
+prebuild(dtypes="float32")
+print("SG_RESULT " + json.dumps({"prebuild": time.perf_counter() - t0}))
+'''
+
 JAX_CHILD = r'''
 import json, sys, time
 import numpy as np
@@ -117,11 +126,15 @@ def run(mode: Mode) -> tuple[list[str], list[Target], dict]:
     """The sweep's markdown lines, targets and raw data."""
     configs = SWEEP if not mode.tiny else SWEEP[:2]
     print(f"  W5: a sweep of {len(configs)} digits MLPs in one process ...", flush=True)
+    pre = None
     if mode.tiny:  # the test: on the suite's own cache, to stay short
         sg = _child(SYMGRAD_CHILD, configs, os.environ.get("SYMGRAD_CACHE_DIR") or tempfile.mkdtemp())
     else:
         with tempfile.TemporaryDirectory(prefix="symgrad-bench-sweep-") as cache:
             sg = _child(SYMGRAD_CHILD, configs, cache)
+        print("  W5: the first configuration again, after symgrad prebuild ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix="symgrad-bench-prebuild-") as cache:
+            pre = _child(PREBUILD_CHILD, [], cache) | _child(SYMGRAD_CHILD, configs[:1], cache)[0]
     jx = None
     if peer("jax") is not None and not mode.tiny:
         print("  W5: the same sweep through JAX's jit ...", flush=True)
@@ -139,6 +152,12 @@ def run(mode: Mode) -> tuple[list[str], list[Target], dict]:
          "second `fit`; JAX: its jitted Adam step's first call (trace and compile) - its second, in its own process.",
          "", table(["configuration", "for symgrad", "symgrad build s", "JAX jit s"], rows), "",
          f"Total: symgrad {total:.2f} s" + (f", JAX {total_j:.2f} s" if total_j is not None else "") + ".", ""]
+    if pre is not None:
+        L += [f"After `symgrad prebuild --dtype float32` (issue 21 section 4: run once, when the user asks, into the "
+              f"code cache; it took {pre['prebuild']:.1f} s here, in its own process), the first configuration built "
+              f"in {pre['build']:.2f} s in a fresh process, against {sg[0]['build']:.2f} s with an empty cache above"
+              + (" (prebuild's networks include its structure, so only its sizes were new)." if not pre["new_module"]
+                 else f" ({_why(pre, 'after prebuild')})."), ""]
     widths = [r["build"] for r, k in zip(sg, kinds, strict=True) if k == "new width"]
     depths = [r["build"] for r, k in zip(sg, kinds, strict=True) if k == "new depth"]
     targets = []
@@ -154,4 +173,4 @@ def run(mode: Mode) -> tuple[list[str], list[Target], dict]:
                               "and its kernels come from the files shared with the first depth (issue 21 section 2; "
                               "the table's column says how many were new): " + ", ".join(f"{d:.2f}" for d in depths)
                               + " s"))
-    return L, targets, {"symgrad": sg, "jax": jx}
+    return L, targets, {"symgrad": sg, "jax": jx, "prebuild": pre}
