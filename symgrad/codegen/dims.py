@@ -134,21 +134,22 @@ class Sizes:
             out.append(out[-1] + p.length)
         return out
 
-    def _views(self, flat: str) -> list[tuple[TNode, str, str, str]]:
-        """(parameter, its offset in buffer ``flat``, its rows, its columns), as sizes."""
-        return [(p, self.size(f"o_{p.name}", at), self.rows(p), self.cols(p))
-                for p, at in zip(self.params, self.offsets())]
+    def _views(self, flat: str) -> list[tuple[TNode, str, str, str, str]]:
+        """(parameter, its offset, rows and columns as sizes, its slice of buffer ``flat``)."""
+        out = []
+        for p, at in zip(self.params, self.offsets()):
+            o, r, c = self.size(f"o_{p.name}", at), self.rows(p), self.cols(p)
+            out.append((p, o, r, c, f"{flat}[{o}:{o} + {r} * {c}]"))
+        return out
 
     def views(self, flat: str, names: list[str], fn=None) -> list[str]:
         """Each parameter-shaped array as a view into one flat buffer. ``fn``, the glue's namer
         (``codegen/glue.py``): through the kernel ``view2``, as the glue calls everything that is
         more than a name: unoptimised, a slice and a reshape compiled in 3x the time of the call
         (docs/decisions.md, "Views in the glue")."""
-        if fn is not None:
-            return [f"    {name} = {fn('view2')}({flat}, {o}, {r}, {c})"
-                    for (_, o, r, c), name in zip(self._views(flat), names)]
-        return [f"    {name} = {flat}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
-                for (_, o, r, c), name in zip(self._views(flat), names)]
+        return [f"    {name} = {fn('view2')}({flat}, {o}, {r}, {c})" if fn is not None
+                else f"    {name} = {part}.reshape(({r}, {c}))"
+                for (_, o, r, c, part), name in zip(self._views(flat), names)]
 
     def segment_views(self) -> dict[str, str]:
         """For outlined segments: each parameter/gradient view (and flat view) as a statement
@@ -157,8 +158,8 @@ class Sizes:
         Returns view name -> statement."""
         views = {}
         for buf, named in (("theta", self.v), ("grad", self.d)):
-            for p, o, r, c in self._views(buf):
-                views[named(p)] = f"    {named(p)} = {buf}[{o}:{o} + {r} * {c}].reshape(({r}, {c}))"
-                views[f"{named(p)}_f"] = f"    {named(p)}_f = {buf}[{o}:{o} + {r} * {c}]"
+            for p, _, r, c, part in self._views(buf):
+                views[named(p)] = f"    {named(p)} = {part}.reshape(({r}, {c}))"
+                views[f"{named(p)}_f"] = f"    {named(p)}_f = {part}"
         return views
 

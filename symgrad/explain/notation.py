@@ -18,7 +18,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from ..kinds.base import KINDS
-from .printing import named_op
+from .printing import NamedOp
 
 
 def sym(name: str) -> sp.Symbol:
@@ -49,7 +49,7 @@ def forward_expr(n) -> sp.Expr:
 
 def call(name: str, *args: sp.Basic) -> sp.Expr:
     """``name(args)``: an operation the notation names (softmax, onehot, a kind's own name)."""
-    return named_op(name, *args)
+    return sp.Function(name, bases=(NamedOp,))(*args)  # SymPy's applied undefined function, marked as ours
 
 
 class MatProd(sp.Function):

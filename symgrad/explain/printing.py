@@ -13,7 +13,7 @@ only and stays within what matplotlib's mathtext renders (no ``cases``, no ``\\m
 >>> z = sp.Symbol("z1", real=True)
 >>> text(sp.Piecewise((1, z > 0), (0, True)) * sp.Symbol("δ_a1") ** 2, mul=" ⊙ ", power="^")
 'δ_a1^2 ⊙ 𝟙[z1 > 0]'
->>> tex(named_op("softmax", z) - sp.Symbol("δ_z1"), hadamard=True)
+>>> tex(sp.Function("softmax", bases=(NamedOp,))(z) - sp.Symbol("δ_z1"), hadamard=True)
 '- \\\\delta_{z_{1}} + \\\\operatorname{softmax}\\\\left(z_{1}\\\\right)'
 """
 
@@ -93,12 +93,7 @@ class _LeadPositive:
 
 
 class NamedOp(AppliedUndef):
-    """An operation the notation names, applied: softmax(z2), onehot(y_t), a kind's own name."""
-
-
-def named_op(name: str, *args: sp.Basic) -> sp.Expr:
-    """``name(args)`` as a ``NamedOp``: SymPy's applied undefined function, marked as ours."""
-    return sp.Function(name, bases=(NamedOp,))(*args)
+    """An operation the notation names, applied (``notation.call``): softmax(z2), onehot(y_t)."""
 
 
 class ReadableText(_LeadPositive, StrPrinter):
@@ -143,7 +138,6 @@ class ReadableText(_LeadPositive, StrPrinter):
                 return super()._print_Mul(e)
             sep = " * "
         factors = list(e.args) if self._settings["order"] in ("old", "none") else list(e.as_ordered_factors())
-        factors.sort(key=lambda f: not f.is_Number)  # the coefficient first, whatever sorts before it
         sign = ""
         if factors[0].is_Number and factors[0].is_negative:
             sign, c = "-", -factors[0]
