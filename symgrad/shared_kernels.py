@@ -152,11 +152,22 @@ def by_address(shared, file: str, name: str):
     from numba.core import cgutils, types
     from numba.core.extending import intrinsic
 
+    from . import build_helper
+
     def typer(typingctx, *args):
         argtypes = tuple(types.unliteral(a) for a in args)
-        symbol, sig = _register(file, argtypes, shared)
+        symbol = _symbol(file, argtypes)
+        if returns_nothing(file):  # compiled when the glue's code is made, maybe by a helper
+            sig = types.none(*argtypes)
+            build_helper.defer(file, argtypes, shared, compile_cost(file))
+        else:
+            _, sig = _register(file, argtypes, shared)
 
         def codegen(context, builder, signature, values):
+            if sig.return_type == types.none:
+                build_helper.ensure(file, argtypes, shared)
+                if _register(file, argtypes, shared)[1].return_type != types.none:
+                    raise AssertionError(f"shared kernel {file} returns a value: its call was typed as returning none")
             fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
             fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
             status, res = context.call_conv.call_function(builder, fn, sig.return_type, sig.args, values)
@@ -174,6 +185,38 @@ def by_address(shared, file: str, name: str):
     # intrinsic reads the typing function's own parameters: one per kernel argument
     exec(f"def {name}_by_address(typingctx, {names}):\n    return typer(typingctx, {names})\n", scope)
     return intrinsic(scope[f"{name}_by_address"])
+
+
+@functools.cache
+def _parsed(file: str) -> tuple[ast.FunctionDef, list[str]]:
+    """The kernel of shared kernel file ``file`` and the files of the kernels it calls (a
+    file's name is its text's hash: it never changes)."""
+    from . import jit
+
+    tree = ast.parse((jit.cache_dir() / file).read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == NAME)
+    calls = [n.value.args[0].value for n in tree.body if isinstance(n, ast.Assign)
+             and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", None) == "kernel"]
+    return fn, calls
+
+
+def returns_nothing(file: str) -> bool:
+    """Whether the kernel of shared kernel file ``file`` has no ``return`` of a value: its
+    call's type is then known without compiling it."""
+    return not any(isinstance(n, ast.Return) and n.value is not None or isinstance(n, (ast.Yield, ast.YieldFrom))
+                   for n in ast.walk(_parsed(file)[0]))
+
+
+@functools.cache
+def compile_cost(file: str) -> float:
+    """An estimate of the time Numba takes to compile ``file``'s kernel, in no particular unit:
+    its syntax tree's size, a vectorised ``vm`` function counting as a large loop body, plus
+    the kernels it calls (measured cold: 0.04 s for a 13-node kernel, 0.55 s for logsumexp's
+    two vectorised loops; docs/decisions.md, "A cold build on two cores")."""
+    fn, calls = _parsed(file)
+    size = sum(300 if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == "vm" else 1
+               for n in ast.walk(fn))
+    return size + sum(compile_cost(c) for c in calls)
 
 
 _SYMBOLS: dict[str, int] = {}

@@ -1,0 +1,148 @@
+"""A cold build's forked helper (symgrad/build_helper.py): it compiles part of a glue
+function's shared kernels, each exactly once between the two processes, and a helper that
+dies or hangs costs time, never a kernel or a number."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symgrad import build_helper
+
+ROOT = str(Path(__file__).resolve().parents[1])
+PARENT = os.getpid()
+
+
+class FakeKernel:
+    """A dispatcher stand-in: compiling writes a record naming the process that did it; a
+    compile after another process's (the helper's) finds that record, as Numba finds the
+    helper's code in its cache, and records nothing."""
+
+    def __init__(self, name, records, in_child=None, seconds=0.15):
+        self.name, self.records, self.in_child, self.seconds = name, records, in_child, seconds
+        self.overloads = {}
+
+    def compile(self, sig):
+        if os.getpid() != PARENT and self.in_child is not None:
+            self.in_child()
+        done = list(self.records.glob(f"{self.name}-{sig[0]}-*"))
+        if not done:
+            time.sleep(self.seconds)
+            (self.records / f"{self.name}-{sig[0]}-{os.getpid()}").touch()
+        self.overloads[tuple(sig)] = True
+
+
+@pytest.fixture
+def helper_on(monkeypatch):
+    monkeypatch.setattr(build_helper, "enabled", lambda: True)
+    monkeypatch.setattr(build_helper, "STATS", dict.fromkeys(build_helper.STATS, 0))
+    build_helper._deferred.clear()
+    yield
+    build_helper._deferred.clear()
+
+
+def _build(tmp_path, n_files=6, **kw):
+    """Defer two signatures of each of ``n_files`` kernels, then make their code as a glue
+    function's code generation does (ensure, in typing order); the records by (kernel, sig)."""
+    records = tmp_path / "records"
+    records.mkdir()
+    kernels = [FakeKernel(f"k{i}", records, **kw) for i in range(n_files)]
+    for k in kernels:
+        for sig in (("f32",), ("f64",)):
+            build_helper.defer(f"sgk_{k.name}.py", sig, k)
+    for k in kernels:
+        for sig in (("f32",), ("f64",)):
+            build_helper.ensure(f"sgk_{k.name}.py", sig, k)
+            assert k.overloads[sig]
+    assert not build_helper._deferred and build_helper._helper is None
+    by = {}
+    for r in records.iterdir():
+        name, sig, pid = r.name.split("-")
+        by.setdefault((name, sig), []).append(int(pid))
+    return by
+
+
+def test_each_kernel_is_compiled_once_by_one_of_the_two_processes(tmp_path, helper_on):
+    by = _build(tmp_path)
+    assert sorted(by) == sorted((f"k{i}", s) for i in range(6) for s in ("f32", "f64"))
+    assert all(len(pids) == 1 for pids in by.values()), by
+    pids = {p for (name, _), (p,) in by.items()}
+    assert PARENT in pids and len(pids) == 2, "both processes compiled kernels"
+    # a kernel's signatures stay in one process (its cache index is written by one)
+    for i in range(6):
+        assert by[(f"k{i}", "f32")] == by[(f"k{i}", "f64")]
+    stats = build_helper.STATS
+    assert stats["helpers"] == 1 and stats["helper_files"] + stats["parent_files"] == 6
+    assert stats["helper_files"] == sum(1 for i in range(6) if by[(f"k{i}", "f32")] != [PARENT])
+
+
+def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on):
+    by = _build(tmp_path, in_child=lambda: os._exit(3))
+    assert len(by) == 12 and all(pids == [PARENT] for pids in by.values())
+    assert build_helper.STATS["helper_files"] == 0 and build_helper.STATS["parent_files"] == 6
+
+
+def test_a_silent_helper_is_stopped_and_the_parent_compiles(tmp_path, helper_on, monkeypatch):
+    monkeypatch.setattr(build_helper, "WAIT_S", 0.5)
+    t = time.perf_counter()
+    by = _build(tmp_path, n_files=3, in_child=lambda: time.sleep(60), seconds=0.0)
+    assert time.perf_counter() - t < 20
+    assert len(by) == 6 and all(pids == [PARENT] for pids in by.values())
+
+
+def test_no_helper_while_another_thread_runs_or_when_switched_off(monkeypatch):
+    monkeypatch.setenv("SYMGRAD_BUILD_HELPER", "1")
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert not build_helper.enabled()  # a forked child would hold none of that thread's locks
+    finally:
+        stop.set()
+        t.join()
+    monkeypatch.setenv("SYMGRAD_BUILD_HELPER", "0")
+    assert not build_helper.enabled()
+
+
+CHILD = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import symgrad as sg
+    from symgrad import build_helper
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(48, 7)).astype(np.float32); y = rng.integers(0, 3, 48)
+    net = sg.nn.MLP([7, 19, 11, 3], activation="tanh")
+    r = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=16, seed=2)
+    print("RESULT " + json.dumps({"stats": build_helper.STATS,
+                                  "params": [np.asarray(v).tolist() for v in r.params]}))
+''')
+
+
+def _cold_fit(tmp_path, setting):
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / f"cache{setting}"), SYMGRAD_BUILD_HELPER=setting)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.numba
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+                    reason="the helper forks, on Linux with two CPUs")
+def test_a_cold_build_with_the_helper_trains_to_the_same_numbers(tmp_path):
+    """Two cold builds in fresh processes, with and without the helper: the helper compiled
+    some of the kernels, and the trained parameters are identical to the last bit."""
+    on, off = _cold_fit(tmp_path, "1"), _cold_fit(tmp_path, "0")
+    assert on["stats"]["helpers"] == 1 and on["stats"]["helper_files"] >= 1
+    assert off["stats"]["helpers"] == 0
+    assert len(on["params"]) == len(off["params"]) == 6
+    for a, b in zip(on["params"], off["params"]):
+        np.testing.assert_array_equal(a, b)
