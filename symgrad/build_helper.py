@@ -31,6 +31,7 @@ Claims are files created with ``O_EXCL``: of two processes, one gets each.
 from __future__ import annotations
 
 import os
+import pickle
 import select
 import shutil
 import sys
@@ -38,12 +39,13 @@ import tempfile
 import threading
 
 #: Seconds the parent waits for word from the child about a file the child claimed.
-WAIT_S = 300.0
+WAIT_S = 120.0
 
 # (file, argtypes) -> the kernel's dispatcher, for calls typed but not yet compiled, in order
 _deferred: dict[tuple, object] = {}
 _costs: dict[str, float] = {}  # file -> its estimated compile cost
 _helper: _Helper | None = None
+_IN_HELPER = False  # True in the forked child: it never forks a helper of its own
 #: Counts for tests and benchmarks: files the helper compiled, files the parent compiled.
 STATS = {"helpers": 0, "helper_files": 0, "parent_files": 0}
 
@@ -73,24 +75,30 @@ def _running() -> int:
 
 def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:
     """Note a call of shared kernel ``file`` for ``argtypes``, typed but not compiled yet;
-    ``cost`` estimates its compile time (any unit: the larger files are handed out first)."""
-    _deferred.setdefault((file, argtypes), dispatcher)
+    ``cost`` estimates its compile time (any unit: the costliest files are compiled first).
+    The first such call of a kernel not in Numba's cache yet starts the helper."""
+    global _helper
+    key = (file, argtypes)
+    if key in _deferred:
+        return
+    _deferred[key] = dispatcher
     _costs[file] = cost
+    if _helper is None and not _IN_HELPER and not _cached(dispatcher) and enabled():
+        _helper = _Helper.start()
+        for k in _deferred:  # the calls typed before this one too
+            _helper.send(*k)
+    elif _helper is not None:
+        _helper.send(*key)
 
 
 def ensure(file: str, argtypes: tuple, dispatcher) -> None:
     """Make ``dispatcher`` (shared kernel ``file``) hold its code for ``argtypes``: compiled
     here, or by the helper and loaded from Numba's cache."""
-    global _helper
     try:
         if tuple(argtypes) not in dispatcher.overloads:
-            if _helper is None and enabled():
-                work = _work()
-                if len(work) >= 2:
-                    _helper = _Helper.start(work)
             if _helper is not None:
                 _helper.share()
-                if file in _helper.theirs and not _helper.wait_for(file):
+                if file not in _helper.mine and not _helper.wait_for(file):
                     STATS["parent_files"] += 1  # the helper died or hung: compiled here
             _compile(file)  # loads the helper's code from Numba's cache, or compiles it
             dispatcher.compile(argtypes)
@@ -114,104 +122,170 @@ def _compile(file: str) -> None:
         _deferred.pop(key).compile(key[1])
 
 
-def _work() -> list[tuple[str, list[tuple], object]]:
-    """The deferred calls grouped by file, the costliest first: (file, its argtypes, its
-    dispatcher). A file is one unit of work: two processes compiling two signatures of one
-    kernel would each rewrite its cache index, and one entry could be lost. Both processes
-    take the next file nobody has claimed, so the costliest go first (greedy scheduling)."""
-    groups: dict[str, tuple[str, list[tuple], object]] = {}
-    for (file, argtypes), d in _deferred.items():
-        groups.setdefault(file, (file, [], d))[1].append(argtypes)
-    return sorted(groups.values(), key=lambda g: -_costs.get(g[0], 0.0))
+def _cached(dispatcher) -> bool:
+    """Whether Numba's cache holds code of ``dispatcher`` (for some signature): a new model
+    whose kernels were all compiled before needs no helper."""
+    try:
+        return os.path.exists(dispatcher._cache._cache_file._index_path)
+    except AttributeError:  # not a caching dispatcher, or Numba's internals moved: assume not
+        return False
+
+
+def _by_cost(files) -> list[str]:
+    """The costliest first (greedy scheduling: the large files are spread over both processes
+    first, the small ones fill in)."""
+    return sorted(files, key=lambda f: -_costs.get(f, 0.0))
 
 
 class _Helper:
-    """The forked child, seen from the parent: the work list, the claims folder, and the pipe
-    the child reports on."""
+    """The forked child, seen from the parent: the pipes to it (the calls typed) and from it
+    (the calls compiled), and the claims folder."""
 
-    def __init__(self, pid: int, work: list, claims: str, fd: int):
-        self.pid, self.work, self.claims, self.fd = pid, work, claims, fd
-        self.theirs: set[str] = set()  # the files the child claimed
-        self.reported: set[str] = set()
-        self.buffer = b""
+    def __init__(self, pid: int, claims: str, to_child: int, from_child: int):
+        self.pid, self.claims, self.to_child, self.from_child = pid, claims, to_child, from_child
+        self.sent: dict[tuple, int] = {}  # (file, argtypes) -> its number in the pipe
+        self.mine: set[str] = set()  # the files the parent claimed
+        self.reported: set[int] = set()
+        self.reader = _Pipe(from_child)
         self.alive = True
-        self.shared = False
 
     @classmethod
-    def start(cls, work: list[tuple[str, list[tuple], object]]) -> _Helper | None:
+    def start(cls) -> _Helper | None:
         claims = tempfile.mkdtemp(prefix="symgrad-build-")
-        r, w = os.pipe()
+        calls_r, calls_w = os.pipe()
+        done_r, done_w = os.pipe()
         try:
             pid = os.fork()
         except OSError:
-            os.close(r)
-            os.close(w)
+            for fd in (calls_r, calls_w, done_r, done_w):
+                os.close(fd)
             shutil.rmtree(claims, ignore_errors=True)
             return None
-        if pid == 0:  # the child: compile every file it can claim, report each, leave at once
-            code = 0
+        if pid == 0:  # the child never returns from here
+            code = 1
             try:
-                os.close(r)
-                for file, sigs, dispatcher in work:
-                    if _claim(claims, file):
-                        for sig in sigs:
-                            dispatcher.compile(sig)
-                        os.write(w, (file + "\n").encode())
-            except BaseException:  # the parent compiles whatever is left
-                code = 1
-            finally:
+                os.close(calls_w)
+                os.close(done_r)
+                _child(calls_r, done_w, claims)
+                code = 0
+            finally:  # any error: the parent compiles whatever is left
                 os._exit(code)
-        os.close(w)
+        os.close(calls_r)
+        os.close(done_w)
         STATS["helpers"] += 1
-        return cls(pid, work, claims, r)
+        return cls(pid, claims, calls_w, done_r)
+
+    def send(self, file: str, argtypes: tuple) -> None:
+        """Tell the child of a call typed (it may claim and compile its file)."""
+        if not self.alive:
+            return
+        n = self.sent[(file, argtypes)] = len(self.sent)
+        try:
+            _write(self.to_child, pickle.dumps((n, file, argtypes, _costs.get(file, 0.0))))
+        except (OSError, pickle.PicklingError):
+            self.finish()
 
     def share(self) -> None:
-        """The parent's part, once: compile each file of the work list it can claim."""
-        if self.shared:
-            return
-        self.shared = True
-        for file, _, _ in self.work:
-            if self.claim(file):
+        """The parent's part: compile each deferred file it can claim, the costliest first."""
+        for file in _by_cost({f for f, _ in _deferred} - self.mine):
+            if not self.alive or _claim(self.claims, file):
+                self.mine.add(file)
                 _compile(file)
                 STATS["parent_files"] += 1
-            else:
-                self.theirs.add(file)
-
-    def claim(self, file: str) -> bool:
-        """Whether the parent may compile ``file`` (else the child has it)."""
-        return not self.alive or _claim(self.claims, file)
 
     def wait_for(self, file: str) -> bool:
-        """Wait until the child reports ``file`` compiled; False if it died first or was silent
-        for WAIT_S (the parent then compiles ``file`` itself)."""
-        while file not in self.reported and self.alive:
-            ready, _, _ = select.select([self.fd], [], [], WAIT_S)
-            chunk = os.read(self.fd, 65536) if ready else b""
-            if not chunk:  # the child exited (or hung: it is stopped below)
+        """Wait until the child reports every call of ``file`` it was sent compiled; False
+        if it died first or was silent for WAIT_S (the parent then compiles ``file`` itself)."""
+        need = {n for (f, _), n in self.sent.items() if f == file}
+        while self.alive and not need <= self.reported:
+            lines = self.reader.read(WAIT_S)
+            if lines is None:  # the child exited, or hung (it is stopped)
                 self.finish()
-                break
-            self.buffer += chunk
-            *lines, self.buffer = self.buffer.split(b"\n")
-            self.reported.update(line.decode() for line in lines)
-        if file in self.reported:
+            else:
+                self.reported.update(int(n) for n in lines)
+        if need and need <= self.reported:
             STATS["helper_files"] += 1
             return True
         return False
 
     def finish(self) -> None:
-        """Reap the child (it has nothing left to do once the parent needs no more files)."""
+        """Close the pipes and reap the child (it leaves once it has read the last call)."""
         if not self.alive:
             return
         self.alive = False
+        os.close(self.to_child)
         try:
             pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            if pid == 0:
+            if pid == 0:  # still compiling what nobody needs now, or hung
                 os.kill(self.pid, 9)
                 os.waitpid(self.pid, 0)
         except OSError:
             pass
-        os.close(self.fd)
+        os.close(self.from_child)
         shutil.rmtree(self.claims, ignore_errors=True)
+
+
+def _child(calls: int, done: int, claims: str) -> None:
+    """The helper's loop: take the calls the parent sends, compile the costliest file it can
+    claim (all calls of it), report each call compiled; leave when the parent closes the pipe
+    and nothing is left."""
+    from .shared_kernels import kernel
+
+    global _IN_HELPER
+    _IN_HELPER = True
+    reader, queue, mine, theirs = _Pipe(calls, framed=True), {}, set(), set()
+    more = True
+    while more or queue:
+        msgs = reader.read(None if not queue else 0.0)
+        if msgs is None:
+            more = False
+        for n, file, argtypes, cost in msgs or ():
+            queue.setdefault(file, []).append((n, argtypes))
+            _costs[file] = cost
+        for file in _by_cost(queue)[:1]:
+            calls_of = queue.pop(file)
+            if file in theirs or file not in mine and not _claim(claims, file):
+                theirs.add(file)
+                continue
+            mine.add(file)
+            d = kernel(file)
+            for n, argtypes in calls_of:
+                d.compile(argtypes)
+                os.write(done, f"{n}\n".encode())
+
+
+def _write(fd: int, payload: bytes) -> None:
+    data = len(payload).to_bytes(4, "little") + payload
+    while data:
+        data = data[os.write(fd, data):]
+
+
+class _Pipe:
+    """Messages read from a pipe: newline-separated text, or length-framed pickles (``framed``)."""
+
+    def __init__(self, fd: int, framed: bool = False):
+        self.fd, self.framed, self.buffer = fd, framed, b""
+
+    def read(self, timeout: float | None) -> list | None:
+        """The messages complete so far, waiting up to ``timeout`` seconds (None: until there
+        is one) for more; None at the end of the pipe or when the wait runs out empty."""
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        elif timeout is None or timeout > 0:
+            return None
+        out = []
+        if self.framed:
+            while len(self.buffer) >= 4 and len(self.buffer) >= 4 + (k := int.from_bytes(self.buffer[:4], "little")):
+                out.append(pickle.loads(self.buffer[4:4 + k]))
+                self.buffer = self.buffer[4 + k:]
+        else:
+            *lines, self.buffer = self.buffer.split(b"\n")
+            out = [ln.decode() for ln in lines]
+        return out
 
 
 def _claim(folder: str, file: str) -> bool:

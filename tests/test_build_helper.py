@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from symgrad import build_helper
+from symgrad import build_helper, shared_kernels
 
 ROOT = str(Path(__file__).resolve().parents[1])
 PARENT = os.getpid()
@@ -48,12 +48,15 @@ def helper_on(monkeypatch):
     build_helper._deferred.clear()
 
 
-def _build(tmp_path, n_files=6, **kw):
+def _build(tmp_path, monkeypatch, n_files=6, **kw):
     """Defer two signatures of each of ``n_files`` kernels, then make their code as a glue
     function's code generation does (ensure, in typing order); the records by (kernel, sig)."""
     records = tmp_path / "records"
     records.mkdir()
     kernels = [FakeKernel(f"k{i}", records, **kw) for i in range(n_files)]
+    # the child finds a kernel by its file, as shared_kernels.kernel finds a module it loaded
+    fakes = {f"sgk_{k.name}.py": k for k in kernels}
+    monkeypatch.setattr(shared_kernels, "kernel", fakes.__getitem__)
     for k in kernels:
         for sig in (("f32",), ("f64",)):
             build_helper.defer(f"sgk_{k.name}.py", sig, k)
@@ -69,8 +72,8 @@ def _build(tmp_path, n_files=6, **kw):
     return by
 
 
-def test_each_kernel_is_compiled_once_by_one_of_the_two_processes(tmp_path, helper_on):
-    by = _build(tmp_path)
+def test_each_kernel_is_compiled_once_by_one_of_the_two_processes(tmp_path, helper_on, monkeypatch):
+    by = _build(tmp_path, monkeypatch)
     assert sorted(by) == sorted((f"k{i}", s) for i in range(6) for s in ("f32", "f64"))
     assert all(len(pids) == 1 for pids in by.values()), by
     pids = {p for (name, _), (p,) in by.items()}
@@ -83,8 +86,8 @@ def test_each_kernel_is_compiled_once_by_one_of_the_two_processes(tmp_path, help
     assert stats["helper_files"] == sum(1 for i in range(6) if by[(f"k{i}", "f32")] != [PARENT])
 
 
-def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on):
-    by = _build(tmp_path, in_child=lambda: os._exit(3))
+def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on, monkeypatch):
+    by = _build(tmp_path, monkeypatch, in_child=lambda: os._exit(3))
     assert len(by) == 12 and all(pids == [PARENT] for pids in by.values())
     assert build_helper.STATS["helper_files"] == 0 and build_helper.STATS["parent_files"] == 6
 
@@ -92,7 +95,7 @@ def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on):
 def test_a_silent_helper_is_stopped_and_the_parent_compiles(tmp_path, helper_on, monkeypatch):
     monkeypatch.setattr(build_helper, "WAIT_S", 0.5)
     t = time.perf_counter()
-    by = _build(tmp_path, n_files=3, in_child=lambda: time.sleep(60), seconds=0.0)
+    by = _build(tmp_path, monkeypatch, n_files=3, in_child=lambda: time.sleep(60), seconds=0.0)
     assert time.perf_counter() - t < 20
     assert len(by) == 6 and all(pids == [PARENT] for pids in by.values())
 
@@ -115,7 +118,7 @@ CHILD = textwrap.dedent('''
     import json, sys
     import numpy as np
     import symgrad as sg
-    from symgrad import build_helper
+    from symgrad import build_helper, shared_kernels
     rng = np.random.default_rng(1)
     X = rng.normal(size=(48, 7)).astype(np.float32); y = rng.integers(0, 3, 48)
     net = sg.nn.MLP([7, 19, 11, 3], activation="tanh")
