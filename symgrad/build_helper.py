@@ -1,4 +1,4 @@
-"""A cold build on two cores: a forked helper compiles half of a glue function's shared kernels.
+"""A cold build on two cores: a forked helper compiles part of a glue function's shared kernels.
 
 A cold build's time is mostly Numba compiling the shared kernels a glue function calls
 (``shared_kernels.py``), one after another on one core, while the machine's other cores wait.
@@ -8,10 +8,11 @@ what the helper compiles, the parent loads from the cache instead of compiling i
 
 How the work is split. Typing a glue function defers each shared kernel that returns nothing
 (its call's type is known without compiling it: ``shared_kernels.returns_nothing``) and notes
-it here. When the glue's code is generated, the first deferred call forks the process. Both
-processes then go through the deferred kernels' files, the costliest first, and each compiles
-every file it claims first (an ``O_EXCL`` file): no file is compiled twice, and the larger
-files are spread first (greedy scheduling). The parent then waits for the child's word that
+it here; its code is needed only when the glue's code is generated. The first deferred call of
+a kernel Numba has not cached forks the process, and each call typed from then on is sent to
+the child, which compiles while the parent is still typing. Both processes take the costliest
+file nobody has claimed yet (an ``O_EXCL`` file), so no file is compiled twice and the large
+ones are spread first (greedy scheduling). The parent then waits for the child's word that
 each of its files is in the cache, and loads it. If the child dies, or says nothing for
 ``WAIT_S``, the parent compiles what is missing itself: the helper can make a build faster,
 never wrong or stuck.
@@ -34,9 +35,11 @@ import os
 import pickle
 import select
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+import time
 
 #: Seconds the parent waits for word from the child about a file the child claimed.
 WAIT_S = 120.0
@@ -200,7 +203,7 @@ class _Helper:
         while self.alive and not need <= self.reported:
             lines = self.reader.read(WAIT_S)
             if lines is None:  # the child exited, or hung (it is stopped)
-                self.finish()
+                self.finish(grace=0.0)
             else:
                 self.reported.update(int(n) for n in lines)
         if need and need <= self.reported:
@@ -208,17 +211,21 @@ class _Helper:
             return True
         return False
 
-    def finish(self) -> None:
-        """Close the pipes and reap the child (it leaves once it has read the last call)."""
+    def finish(self, grace: float = 1.0) -> None:
+        """Close the pipes and reap the child: it leaves once it has read the end of the calls;
+        after ``grace`` seconds it is stopped (it compiles what nobody needs now, or hangs)."""
         if not self.alive:
             return
         self.alive = False
         os.close(self.to_child)
         try:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            if pid == 0:  # still compiling what nobody needs now, or hung
-                os.kill(self.pid, 9)
-                os.waitpid(self.pid, 0)
+            deadline = time.monotonic() + grace
+            while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    break
+                time.sleep(0.005)
         except OSError:
             pass
         os.close(self.from_child)
