@@ -113,6 +113,8 @@ def _run_blocks(machine: str) -> list[str]:
     """The runs a previous 'Machine and settings' section describes, newest first: its file's
     own run, then the earlier runs it kept."""
     body = machine.split("\n", 1)[-1]
+    # the previous file's own note on runs it had no record of is written anew below
+    body = re.sub(r"^No machine record is left[^\n]*\n?", "", body, flags=re.M)
     blocks = re.split(r"^### The run that measured[^\n]*\n", body, flags=re.M)
     return [b.strip("\n") for b in blocks if b.strip()]
 

@@ -66,5 +66,8 @@ def test_each_kept_section_keeps_the_run_that_measured_it():
     assert "kept sections W9\n\nCommand: `python -m bench --full --only W3,W9`; started A." in text
     assert "started B" not in text  # the newest run measured none of the kept sections
     assert "No machine record is left for the runs that measured W1" in text
+    # the note is written once: a previous file's note is not carried into the run it follows
+    again = machine.replace("- CPU: a\n", "- CPU: a\n\nNo machine record is left for the runs that measured W1: x.\n")
+    assert "\n".join(_earlier_runs(again, ["W1", "W9"])).count("No machine record") == 1
     full = "## Machine and settings\n\nCommand: `python -m bench --full`; started C.\n"
     assert "kept sections W1, W9\n\nCommand: `python -m bench --full`; started C." in "\n".join(_earlier_runs(full, ["W1", "W9"]))
