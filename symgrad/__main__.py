@@ -85,6 +85,15 @@ def _cmd_prebuild(args: argparse.Namespace) -> str:
     return f"prebuilt {len(done)} networks' kernels in {sum(r[-1] for r in done):.0f} s into {cache_dir()}"
 
 
+def _cmd_cache(args: argparse.Namespace) -> str:
+    from .cache_files import _folder, clear, report
+
+    if args.action == "clear":
+        n, size = clear()
+        return f"removed {n} files ({size / 1e6:.1f} MB) from {_folder(None)}"
+    return report()
+
+
 def _cmd_grad(args: argparse.Namespace) -> str:
     expr = parse_expr(args.expr.strip())
     variables = _variables(expr, args.wrt)
@@ -107,7 +116,7 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
         "no implicit products: write 2*x).",
     )
     p.add_argument("--version", action="version", version=f"symgrad {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad,formulas,optim,prebuild}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{explain,grad,formulas,optim,prebuild,cache}")
 
     def common(sp_: argparse.ArgumentParser) -> None:
         sp_.add_argument("expr", help='the expression, e.g. "cos(sin(x**2) + 3*x**2)"')
@@ -132,6 +141,10 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
                        "(about a minute): a first model of those kinds then builds faster")
     b.add_argument("--dtype", action="append", help="only this dtype, float32 or float64 (repeatable; default: both)")
     b.set_defaults(run=_cmd_prebuild)
+    c = sub.add_parser("cache", help="show what the code cache holds ('cache clear' removes it; the next "
+                       "builds compile again)")
+    c.add_argument("action", nargs="?", choices=["info", "clear"], default="info")
+    c.set_defaults(run=_cmd_cache)
     return p
 
 

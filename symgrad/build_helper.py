@@ -21,7 +21,7 @@ The helper runs only where forking is safe and useful (docs/decisions.md, "A col
 cores"): Linux, at least two CPUs for this process, no other Python thread running (a forked
 thread's locks would be lost), and a CPU idle or the helper asked for (``enabled``).
 
-Claims are files created with ``O_EXCL``: of two processes, one gets each.
+Of two processes claiming a file, one gets it:
 
 >>> import tempfile
 >>> folder = tempfile.mkdtemp()
@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 #: Seconds the parent waits for word from the child about a file the child claimed.
 WAIT_S = 120.0
@@ -69,9 +70,8 @@ def enabled() -> bool:
 def _running() -> int:
     """Tasks running or runnable on the machine now, this one included (a load average lags
     by a minute; the kernel's count of runnable tasks does not)."""
-    try:
-        with open("/proc/loadavg") as f:
-            return int(f.read().split()[3].split("/")[0])
+    try:  # the fourth field: running/all
+        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return 1 << 30  # unknown: no helper
 
@@ -277,13 +277,10 @@ class _Pipe:
         """The messages complete so far, waiting up to ``timeout`` seconds (None: until there
         is one) for more; None at the end of the pipe or when the wait runs out empty."""
         ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        elif timeout is None or timeout > 0:
-            return None
+        chunk = os.read(self.fd, 1 << 16) if ready else None
+        if chunk == b"" or chunk is None and timeout != 0.0:
+            return None  # the pipe's end, or a wait that ran out
+        self.buffer += chunk or b""
         out = []
         if self.framed:
             while len(self.buffer) >= 4 and len(self.buffer) >= 4 + (k := int.from_bytes(self.buffer[:4], "little")):

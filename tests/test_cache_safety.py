@@ -120,6 +120,9 @@ def test_new_cache_is_private_and_tampered_module_is_rebuilt_in_a_later_process(
         assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and stat.S_IMODE(path.stat().st_mode) == 0o600
     _rewrite(path, jit.read_source(path) + "\n\ndef value(*args):\n    return 42.0\n")
     second, err = _run(cache, 3)
+    # the same module file (a child importing other symgrad sources would key another one:
+    # the sources' fingerprint is part of the key)
+    assert second["path"] == str(path), "symgrad's sources changed while the test ran"
     assert second["v"] == pytest.approx(_want(3), rel=1e-12)  # not 42.0
     assert "is not what symgrad wrote there" in err and "rebuilding it" in err
     third, err = _run(cache, 3)  # and every later process uses the rebuilt module quietly
