@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 #: Seconds the parent waits for word from the child about a file the child claimed.
@@ -158,7 +159,10 @@ class _Helper:
         calls_r, calls_w = os.pipe()
         done_r, done_w = os.pipe()
         try:
-            pid = os.fork()
+            with warnings.catch_warnings():  # JAX warns at every fork of a process holding its
+                # threads; the child calls into no library's threads: it compiles, then os._exit
+                warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+                pid = os.fork()
         except OSError:
             for fd in (calls_r, calls_w, done_r, done_w):
                 os.close(fd)
@@ -201,11 +205,11 @@ class _Helper:
         if it died first or was silent for WAIT_S (the parent then compiles ``file`` itself)."""
         need = {n for (f, _), n in self.sent.items() if f == file}
         while self.alive and not need <= self.reported:
-            lines = self.reader.read(WAIT_S)
-            if lines is None:  # the child exited, or hung (it is stopped)
+            msgs = self.reader.read(WAIT_S)
+            if msgs is None:  # the child exited, or hung (it is stopped)
                 self.finish(grace=0.0)
             else:
-                self.reported.update(int(n) for n in lines)
+                self.reported.update(msgs)
         if need and need <= self.reported:
             STATS["helper_files"] += 1
             return True
@@ -240,7 +244,7 @@ def _child(calls: int, done: int, claims: str) -> None:
 
     global _IN_HELPER
     _IN_HELPER = True
-    reader, queue, mine, theirs = _Pipe(calls, framed=True), {}, set(), set()
+    reader, queue, mine, theirs = _Pipe(calls), {}, set(), set()
     more = True
     while more or queue:
         msgs = reader.read(None if not queue else 0.0)
@@ -258,7 +262,7 @@ def _child(calls: int, done: int, claims: str) -> None:
             d = kernel(file)
             for n, argtypes in calls_of:
                 d.compile(argtypes)
-                os.write(done, f"{n}\n".encode())
+                _write(done, pickle.dumps(n))
 
 
 def _write(fd: int, payload: bytes) -> None:
@@ -268,10 +272,10 @@ def _write(fd: int, payload: bytes) -> None:
 
 
 class _Pipe:
-    """Messages read from a pipe: newline-separated text, or length-framed pickles (``framed``)."""
+    """Messages read from a pipe, each a pickle after its length (``_write``)."""
 
-    def __init__(self, fd: int, framed: bool = False):
-        self.fd, self.framed, self.buffer = fd, framed, b""
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
 
     def read(self, timeout: float | None) -> list | None:
         """The messages complete so far, waiting up to ``timeout`` seconds (None: until there
@@ -282,13 +286,9 @@ class _Pipe:
             return None  # the pipe's end, or a wait that ran out
         self.buffer += chunk or b""
         out = []
-        if self.framed:
-            while len(self.buffer) >= 4 and len(self.buffer) >= 4 + (k := int.from_bytes(self.buffer[:4], "little")):
-                out.append(pickle.loads(self.buffer[4:4 + k]))
-                self.buffer = self.buffer[4 + k:]
-        else:
-            *lines, self.buffer = self.buffer.split(b"\n")
-            out = [ln.decode() for ln in lines]
+        while len(self.buffer) >= 4 and len(self.buffer) >= 4 + (k := int.from_bytes(self.buffer[:4], "little")):
+            out.append(pickle.loads(self.buffer[4:4 + k]))
+            self.buffer = self.buffer[4 + k:]
         return out
 
 
