@@ -24,7 +24,7 @@ import sympy as sp
 from . import __version__
 from .api import explain, grad
 from .cli_specs import OPTIM_OPTIONS, add_commands
-from .errors import NameClashError, ParseError, SymgradError
+from .errors import NameClashError, OptionError, ParseError, SymgradError
 from .explain.printing import tex
 from .lang.parse import parse_expr
 
@@ -91,6 +91,9 @@ def _cmd_cache(args: argparse.Namespace) -> str:
     if args.action == "clear":
         n, size = clear()
         return f"removed {n} files ({size / 1e6:.1f} MB) from {_folder(None)}"
+    if args.action != "info":
+        raise OptionError(f"symgrad cache {args.action}: unknown action. Fix: 'symgrad cache' shows what the cache "
+                          "holds, 'symgrad cache clear' removes it.")
     return report()
 
 
@@ -143,7 +146,7 @@ def _parser(prog: str = "python -m symgrad") -> argparse.ArgumentParser:
     b.set_defaults(run=_cmd_prebuild)
     c = sub.add_parser("cache", help="show what the code cache holds ('cache clear' removes it; the next "
                        "builds compile again)")
-    c.add_argument("action", nargs="?", choices=["info", "clear"], default="info")
+    c.add_argument("action", nargs="?", default="info", help="info (the default) or clear")
     c.set_defaults(run=_cmd_cache)
     return p
 

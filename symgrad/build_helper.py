@@ -44,7 +44,7 @@ import warnings
 from pathlib import Path
 
 #: Seconds the parent waits for word from the child about a file the child claimed.
-WAIT_S = 120.0
+WAIT_S = 30.0
 
 # (file, argtypes) -> the kernel's dispatcher, for calls typed but not yet compiled, in order
 _deferred: dict[tuple, object] = {}
@@ -60,17 +60,14 @@ def enabled() -> bool:
     (never), ``1`` (wherever forking is safe) or unset (also only while a CPU is idle: fewer
     tasks are running, this one included, than the CPUs this process may use)."""
     setting = os.environ.get("SYMGRAD_BUILD_HELPER", "")
-    if setting == "0" or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
-        return False
-    if threading.active_count() != 1:
+    if setting == "0" or not sys.platform.startswith("linux") or threading.active_count() != 1:
         return False
     cpus = len(os.sched_getaffinity(0))
     return cpus >= 2 and (setting == "1" or _running() < cpus)
 
 
 def _running() -> int:
-    """Tasks running or runnable on the machine now, this one included (a load average lags
-    by a minute; the kernel's count of runnable tasks does not)."""
+    """Tasks running or runnable now, this one included (a load average lags by a minute)."""
     try:  # the fourth field: running/all
         return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
@@ -244,6 +241,9 @@ def _child(calls: int, done: int, claims: str) -> None:
 
     global _IN_HELPER
     _IN_HELPER = True
+    # nothing from here goes through the parent's stream objects, whose locks a thread of the
+    # parent may have held at the fork (a kernel's compile warnings are symgrad's, not the user's)
+    warnings.simplefilter("ignore")
     reader, queue, mine, theirs = _Pipe(calls), {}, set(), set()
     more = True
     while more or queue:

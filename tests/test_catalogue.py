@@ -565,6 +565,7 @@ CASES = [
     C("cli formulas", "spec", lambda: cli("formulas", "mlp 2-3-1 sigmod"), OptionError, "sigmoid"),
     C("cli optim", "name", lambda: cli("optim", "adamm"), OptionError, "adam"),
     C("cli prebuild", "dtype", lambda: cli("prebuild", "--dtype", "float16"), OptionError, "float16"),
+    C("cli cache", "action", lambda: cli("cache", "purge"), OptionError, "symgrad cache clear"),
     C("cli optim", "lr", lambda: cli("optim", "adam", "--lr", "-1"), OptimizerConfigError, "lr=-1"),
     C("cli optim", "beta", lambda: cli("optim", "momentum", "--beta", "1"), OptimizerConfigError, "beta=1"),
     C("cli optim", "beta1", lambda: cli("optim", "adam", "--beta1", "2"), OptimizerConfigError, "beta1=2"),
