@@ -85,8 +85,8 @@ def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:
     _deferred[key] = dispatcher
     _costs[file] = cost
     if _helper is None and not _IN_HELPER and not _cached(dispatcher) and enabled():
-        _helper = _Helper.start()
-        for k in _deferred:  # the calls typed before this one too
+        _helper = _Helper.start()  # None if the fork failed
+        for k in _deferred if _helper is not None else ():  # the calls typed before this one too
             _helper.send(*k)
     elif _helper is not None:
         _helper.send(*key)

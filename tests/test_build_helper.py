@@ -149,3 +149,13 @@ def test_a_cold_build_with_the_helper_trains_to_the_same_numbers(tmp_path):
     assert len(on["params"]) == len(off["params"]) == 6
     for a, b in zip(on["params"], off["params"]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_fork_that_fails_leaves_the_build_to_the_parent(tmp_path, helper_on, monkeypatch):
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    by = _build(tmp_path, monkeypatch, n_files=3, seconds=0.0)
+    assert len(by) == 6 and all(pids == [PARENT] for pids in by.values())
+    assert build_helper.STATS["helpers"] == 0
