@@ -6,9 +6,10 @@ Numba's compiler is single-threaded and holds a process-wide lock, so a second t
 help; a second process can, because every shared kernel is cached on disk (``cache=True``):
 what the helper compiles, the parent loads from the cache instead of compiling it.
 
-How the work is split. Typing a glue function defers each shared kernel that returns nothing
-(its call's type is known without compiling it: ``shared_kernels.returns_nothing``) and notes
-it here; its code is needed only when the glue's code is generated. The first deferred call of
+How the work is split. Typing a glue function defers each shared kernel call whose type it
+can know without compiling the kernel (from the kernel's text, or from Numba's typing passes
+alone: ``shared_kernels._typed_only``) and notes it here; the kernel's code is needed only when
+the glue's code is generated. The first deferred call of
 a kernel Numba has not cached forks the process, and each call typed from then on is sent to
 the child, which compiles while the parent is still typing. Both processes take the costliest
 file nobody has claimed yet (an ``O_EXCL`` file), so no file is compiled twice and the large
@@ -43,11 +44,8 @@ import time
 import warnings
 from pathlib import Path
 
-#: Seconds the parent waits for word from the child about a file the child claimed.
-WAIT_S = 30.0
-
-# (file, argtypes) -> the kernel's dispatcher, for calls typed but not yet compiled, in order
-_deferred: dict[tuple, object] = {}
+WAIT_S = 30.0  #: seconds the parent waits for word from the child about a file the child claimed
+_deferred: dict[tuple, object] = {}  # (file, argtypes) -> the kernel's dispatcher, typed, not compiled
 _costs: dict[str, float] = {}  # file -> its estimated compile cost
 _helper: _Helper | None = None
 _IN_HELPER = False  # True in the forked child: it never forks a helper of its own
@@ -64,6 +62,11 @@ def enabled() -> bool:
         return False
     cpus = len(os.sched_getaffinity(0))
     return cpus >= 2 and (setting == "1" or _running() < cpus)
+
+
+def helping() -> bool:
+    """Whether a helper runs (so this process is no longer alone on the CPUs), or may start."""
+    return _helper is not None or enabled()
 
 
 def _running() -> int:
@@ -84,7 +87,7 @@ def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:
         return
     _deferred[key] = dispatcher
     _costs[file] = cost
-    if _helper is None and not _IN_HELPER and not _cached(dispatcher) and enabled():
+    if _helper is None and not _IN_HELPER and not cached(dispatcher) and enabled():
         _helper = _Helper.start()  # None if the fork failed
         for k in _deferred if _helper is not None else ():  # the calls typed before this one too
             _helper.send(*k)
@@ -123,9 +126,8 @@ def _compile(file: str) -> None:
         _deferred.pop(key).compile(key[1])
 
 
-def _cached(dispatcher) -> bool:
-    """Whether Numba's cache holds code of ``dispatcher`` (for some signature): a new model
-    whose kernels were all compiled before needs no helper."""
+def cached(dispatcher) -> bool:
+    """Whether Numba's cache holds code of ``dispatcher`` (for some signature): no helper then."""
     try:
         return os.path.exists(dispatcher._cache._cache_file._index_path)
     except AttributeError:  # not a caching dispatcher, or Numba's internals moved: assume not
@@ -139,8 +141,7 @@ def _by_cost(files) -> list[str]:
 
 
 class _Helper:
-    """The forked child, seen from the parent: the pipes to it (the calls typed) and from it
-    (the calls compiled), and the claims folder."""
+    """The forked child, seen from the parent: pipes to it (calls typed), from it (calls compiled)."""
 
     def __init__(self, pid: int, claims: str, to_child: int, from_child: int):
         self.pid, self.claims, self.to_child, self.from_child = pid, claims, to_child, from_child

@@ -157,17 +157,20 @@ def by_address(shared, file: str, name: str):
     def typer(typingctx, *args):
         argtypes = tuple(types.unliteral(a) for a in args)
         symbol = _symbol(file, argtypes)
-        if returns_nothing(file):  # compiled when the glue's code is made, maybe by a helper
-            sig = types.none(*argtypes)
+        # the type of the call, without compiling the kernel where that can wait until the glue's
+        # code is made (it may then be compiled by the build helper, on another core)
+        returns = types.none if returns_nothing(file) else _typed_only(shared, argtypes)
+        if returns is not None:
+            sig = returns(*argtypes)
             build_helper.defer(file, argtypes, shared, compile_cost(file))
         else:
             _, sig = _register(file, argtypes, shared)
 
         def codegen(context, builder, signature, values):
-            if sig.return_type == types.none:
+            if returns is not None:
                 build_helper.ensure(file, argtypes, shared)
-                if _register(file, argtypes, shared)[1].return_type != types.none:
-                    raise AssertionError(f"shared kernel {file} returns a value: its call was typed as returning none")
+                if _register(file, argtypes, shared)[1].return_type != sig.return_type:
+                    raise AssertionError(f"shared kernel {file} compiled to another return type than its call was typed with")
             fnty = context.call_conv.get_function_type(sig.return_type, sig.args)
             fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
             status, res = context.call_conv.call_function(builder, fn, sig.return_type, sig.args, values)
@@ -205,6 +208,20 @@ def returns_nothing(file: str) -> bool:
     call's type is then known without compiling it."""
     return not any(isinstance(n, ast.Return) and n.value is not None or isinstance(n, (ast.Yield, ast.YieldFrom))
                    for n in ast.walk(_parsed(file)[0]))
+
+
+def _typed_only(dispatcher, argtypes: tuple):
+    """``dispatcher``'s return type for ``argtypes`` from Numba's typing passes alone, where
+    the build helper may compile the kernel instead of this process (it is in no cache yet and
+    the helper may run); None elsewhere, where compiling now costs no more."""
+    from . import build_helper, numba_typing
+
+    if tuple(argtypes) in dispatcher.overloads or build_helper.cached(dispatcher) or not build_helper.helping():
+        return None
+    try:
+        return numba_typing.return_type(dispatcher, argtypes)
+    except Exception:  # a typing error, or Numba's pipeline moved: compiling now says what is wrong
+        return None
 
 
 @functools.cache

@@ -159,3 +159,23 @@ def test_a_fork_that_fails_leaves_the_build_to_the_parent(tmp_path, helper_on, m
     by = _build(tmp_path, monkeypatch, n_files=3, seconds=0.0)
     assert len(by) == 6 and all(pids == [PARENT] for pids in by.values())
     assert build_helper.STATS["helpers"] == 0
+
+
+def test_typing_alone_gives_the_compiled_return_type_and_compiles_nothing():
+    """What the glue's typing takes from numba_typing is what the compiled kernel returns; a
+    kernel that does not type falls back to compiling (which then names the error)."""
+    import numba
+    from numba.core import types
+
+    from symgrad import numba_typing
+
+    f = numba.njit(lambda a, o, r, c: a[o:o + r * c].reshape((r, c)))
+    g = numba.njit(lambda a: a.sum())
+    for fn, sig in ((f, (types.float32[::1], types.int64, types.int64, types.int64)), (g, (types.float64[:, ::1],))):
+        typed = numba_typing.return_type(fn, sig)
+        assert not fn.overloads
+        fn.compile(sig)
+        assert fn.overloads[sig].signature.return_type == typed
+    bad = numba.njit(lambda a: a.no_such_attribute)
+    with pytest.raises(Exception, match="no_such_attribute"):
+        numba_typing.return_type(bad, (types.float64[::1],))
