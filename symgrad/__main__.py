@@ -86,11 +86,11 @@ def _cmd_prebuild(args: argparse.Namespace) -> str:
 
 
 def _cmd_cache(args: argparse.Namespace) -> str:
-    from .cache_files import _folder, clear, report
+    from .cache_files import clear, location, report
 
     if args.action == "clear":
         n, size = clear()
-        return f"removed {n} files ({size / 1e6:.1f} MB) from {_folder(None)}"
+        return f"removed {n} files ({size / 1e6:.1f} MB) from {location()}"
     if args.action != "info":
         raise OptionError(f"symgrad cache {args.action}: unknown action. Fix: 'symgrad cache' shows what the cache "
                           "holds, 'symgrad cache clear' removes it.")

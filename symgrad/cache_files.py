@@ -2,9 +2,10 @@
 
 Every model adds files to the code cache (``$SYMGRAD_CACHE_DIR``), and symgrad removes none:
 a generated module ``sg_<key>.py`` per structure, a record of sizes ``sg_<key>.dims`` per
-model, a file ``sgk_<key>.py`` per shared kernel, and in ``__pycache__/`` Numba's compiled code
-for each, with the hashes of all of these in ``index/`` folders (``cache_safety.py``). A width sweep adds only ``.dims`` records
-(a few hundred bytes each), but new structures and dtypes add compiled code. ``clear`` removes
+model, a file ``sgk_<key>.py`` per shared kernel, Numba's compiled code for each in
+``__pycache__/``, and the hashes of all of these in ``index/`` folders (``cache_safety.py``). A
+width sweep adds only ``.dims`` records (a few hundred bytes each); new structures and dtypes
+add compiled code. ``clear`` removes
 exactly these files, so a cache folder that also holds other files keeps them; the next build
 compiles again. Clear it while no symgrad process is building: a build that finds its files
 gone midway fails.
@@ -33,7 +34,8 @@ KINDS = {
 }
 
 
-def _folder(folder: Path | None) -> Path:
+def location(folder: Path | None = None) -> Path:
+    """``folder``, or the code cache folder symgrad uses (``jit.cache_dir``)."""
     from .jit import cache_dir
 
     return Path(folder) if folder is not None else cache_dir()
@@ -45,7 +47,7 @@ def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
 
 def summary(folder: Path | None = None) -> dict[str, tuple[int, int]]:
     """Each kind of file symgrad keeps in the code cache -> (how many, their bytes)."""
-    root = _folder(folder)
+    root = location(folder)
     out = {}
     for kind, patterns in KINDS.items():
         files = _files(root, patterns)
@@ -55,7 +57,7 @@ def summary(folder: Path | None = None) -> dict[str, tuple[int, int]]:
 
 def clear(folder: Path | None = None) -> tuple[int, int]:
     """Remove every file symgrad keeps in the code cache: (files removed, their bytes)."""
-    root = _folder(folder)
+    root = location(folder)
     n = size = 0
     for patterns in KINDS.values():
         for p in _files(root, patterns):
@@ -70,7 +72,7 @@ def clear(folder: Path | None = None) -> tuple[int, int]:
 
 def report(folder: Path | None = None) -> str:
     """The summary as lines of text, for the command line."""
-    root = _folder(folder)
+    root = location(folder)
     rows = summary(root)
     width = max(len(k) for k in rows)
     lines = [f"code cache: {root}"]
