@@ -135,8 +135,7 @@ def cached(dispatcher) -> bool:
 
 
 def _by_cost(files) -> list[str]:
-    """The costliest first (greedy scheduling: the large files are spread over both processes
-    first, the small ones fill in)."""
+    """The costliest first (greedy scheduling: the large files spread over both processes first)."""
     return sorted(files, key=lambda f: -_costs.get(f, 0.0))
 
 
