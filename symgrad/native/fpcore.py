@@ -50,11 +50,13 @@ def _from_bits(typingctx, n):
 
 @intrinsic
 def _fma(typingctx, a, b, c):
-    # a*b + c with one rounding: the range reductions below rely on it being exact
+    # a*b + c with one rounding: the range reductions below rely on it being exact. In float32
+    # when all three are (float32.py), else in float64
     def codegen(context, builder, sig, args):
         return builder.fma(*args)
 
-    return types.float64(types.float64, types.float64, types.float64), codegen
+    t = types.float32 if all(x == types.float32 for x in (a, b, c)) else types.float64
+    return t(t, t, t), codegen
 
 
 @njit(cache=True)
