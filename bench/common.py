@@ -482,8 +482,9 @@ def jax_scan_epoch(step, n: int, bs: int):
     return epoch_fn
 
 
-def fit_defaults(bs: int) -> dict:
-    """``fit``'s thread options and what they come to for minibatches of ``bs`` rows."""
+def fit_defaults(bs: int, work: int = 0) -> dict:
+    """``fit``'s thread options and what they come to for minibatches of ``bs`` rows of ``work``
+    multiply-adds each (``symgrad.runtime.execution.sample_work``; 0: unknown)."""
     import symgrad as sg
     from symgrad.runtime.execution import fit_threads
 
@@ -491,7 +492,11 @@ def fit_defaults(bs: int) -> dict:
     out = {"threads": ps["threads"].default if "threads" in ps else "n/a",
            "blas_threads": ps["blas_threads"].default if "blas_threads" in ps else "n/a"}
     try:
-        out["numba_threads_at_bs"] = fit_threads(bs, out["threads"] if out["threads"] != "n/a" else None)
+        threads = out["threads"] if out["threads"] != "n/a" else None
+        try:
+            out["numba_threads_at_bs"] = fit_threads(bs, threads, work=work)
+        except TypeError:  # before row blocks by work
+            out["numba_threads_at_bs"] = fit_threads(bs, threads)
     except Exception:  # the helper is internal
         out["numba_threads_at_bs"] = "?"
     return out

@@ -432,7 +432,7 @@ def sg_kwargs(name: str) -> dict:
     return {SG1: {"threads": 1, "blas_threads": 1}, SG2B: {"threads": 1, "blas_threads": 2}, SGDEF: {}}[name]
 
 
-def configurations(mode: Mode, nominal: int, bs: int, have: dict) -> list[str]:
+def configurations(mode: Mode, nominal: int, bs: int, have: dict, work: int = 0) -> list[str]:
     """Which implementations run at this (nominal, effective) batch size."""
     if mode.tiny:
         names = [SG1, SKL1, T1]
@@ -440,7 +440,7 @@ def configurations(mode: Mode, nominal: int, bs: int, have: dict) -> list[str]:
         names = [SG1]
         if nominal >= 1024:  # blas_threads=2 on 64-row products: slower (W4), and wildly so on a busy machine
             names.append(SG2B)
-        if fit_defaults(bs)["numba_threads_at_bs"] not in (1, "?"):  # fit's defaults split the batch
+        if fit_defaults(bs, work)["numba_threads_at_bs"] not in (1, "?"):  # fit's defaults split the batch
             names.append(SGDEF)
         names += [SGE, SKL1, SKL2, T1, T2]
     out = []
@@ -460,28 +460,28 @@ def family(name: str) -> str:
     return {SGE: "sge", SKL1: "skl", SKL2: "skl", T1: "torch", T2: "torch"}[name]
 
 
-def threads_of(name: str, bs: int) -> str:
+def threads_of(name: str, bs: int, work: int = 0) -> str:
     """Cores the implementation may use, as a table cell."""
-    nb = fit_defaults(bs)["numba_threads_at_bs"]
+    nb = fit_defaults(bs, work)["numba_threads_at_bs"]
     return {SG1: "1", SG2B: "2 (BLAS)", SGDEF: f"{nb} (Numba row blocks, 1 BLAS each)",
             SGE: f"{nb} (fit's defaults)", SKL1: "1", SKL2: "2", T1: "1", T2: "2"}[name]
 
 
-def n_threads(name: str, bs: int) -> int:
-    nb = fit_defaults(bs)["numba_threads_at_bs"]
+def n_threads(name: str, bs: int, work: int = 0) -> int:
+    nb = fit_defaults(bs, work)["numba_threads_at_bs"]
     nb = nb if isinstance(nb, int) else 1
     return {SG1: 1, SG2B: 2, SGDEF: nb, SGE: nb, SKL1: 1, SKL2: 2, T1: 1, T2: 2}[name]
 
 
-def warm_batch(name: str, bs: int) -> int:
+def warm_batch(name: str, bs: int, work: int = 0) -> int:
     """The warm-up fit's batch: 16 rows, or, where symgrad's ``fit`` splits a batch into row blocks
-    (its defaults from ``2 * PAR_ROWS`` rows), the smallest batch that loads that kernel."""
-    if name in (SGDEF, SGE) and n_threads(name, bs) > 1:
+    (its defaults from two blocks' worth of rows), the smallest batch that loads that kernel."""
+    if name in (SGDEF, SGE) and n_threads(name, bs, work) > 1:
         try:
-            from symgrad.codegen.train import PAR_ROWS
-        except ImportError:  # internal: the value when this was written
-            PAR_ROWS = 1024
-        return 2 * PAR_ROWS
+            from symgrad.runtime.execution import block_rows
+        except ImportError:  # internal: the rule before row blocks by work
+            return 2048
+        return 2 * block_rows(work)
     return min(bs, 16)
 
 
@@ -554,16 +554,17 @@ def run_dataset(ds: DataSet, mode: Mode, have: dict, tmp: str, L: list[str], sum
     np.savez(p0_path, **{f"p{i}": p for i, p in enumerate(_sg_p0(tuple(ds.sizes)))})
     pr = probe(ds, have, estimator=not mode.tiny)
     rows, results = [], {}
+    work = sum(a * b for a, b in zip(ds.sizes, ds.sizes[1:]))  # multiply-adds per row: fit's row-block rule
     for i, (nominal, bs) in enumerate(_effective_batches(len(ds.Xtr), mode)):
-        names = configurations(mode, nominal, bs, have)
+        names = configurations(mode, nominal, bs, have, work)
         if i % 2:  # alternate the order, so that drift in the machine's load favours no one
             names = names[::-1]
         specs = []
         for nm in names:
             specs.append({"name": nm, "dataset": ds.name, "family": family(nm), "task": ds.task, "sizes": ds.sizes,
-                          "bs": bs, "epochs": ds.epochs, "threads": n_threads(nm, bs),
+                          "bs": bs, "epochs": ds.epochs, "threads": n_threads(nm, bs, work),
                           "sg_kw": sg_kwargs(nm) if nm in SYMGRAD_FIT else {}, "data": path, "p0": p0_path,
-                          "warm_bs": warm_batch(nm, bs), "repeats": mode.pick(3, 1, 1),
+                          "warm_bs": warm_batch(nm, bs, work), "repeats": mode.pick(3, 1, 1),
                           "min_total_s": mode.pick(1.0, 0.5, 0.0),
                           "max_repeats": mode.pick(11, 5, 1), "settle": mode.settle})
         flush_print(f"    batch {bs}: {len(specs)} child processes ...")
@@ -576,7 +577,7 @@ def run_dataset(ds: DataSet, mode: Mode, have: dict, tmp: str, L: list[str], sum
         sg_def = SGDEF if SGDEF in med else SG1
         sg2 = min((k for k in SYMGRAD_FIT if k in med), key=med.get)
         # whom each row is compared with
-        refs = {k: sg_def if k == SGE else SG1 if n_threads(k, bs) == 1 else sg2 for k in res}
+        refs = {k: sg_def if k == SGE else SG1 if n_threads(k, bs, work) == 1 else sg2 for k in res}
 
         label = f"{bs}" if bs == nominal else f"{nominal} → {bs} (full batch)"
         busy = _contended(med)
@@ -590,9 +591,9 @@ def run_dataset(ds: DataSet, mode: Mode, have: dict, tmp: str, L: list[str], sum
             ratio = "-" if k in (SG1, sg2) and k == rk else f"{med[k] / med[rk]:.2f}x"
             if k in SYMGRAD_FIT and k != SG1:
                 ratio = f"{med[k] / med[SG1]:.2f}x vs 1 thread"
-            if n_threads(k, bs) > 1 and ratio != "-":
+            if n_threads(k, bs, work) > 1 and ratio != "-":
                 ratio += mark
-            rows.append([label, k, threads_of(k, bs), _fmt_s(med[k]), len(r["times"]), _fmt_s(r["first_s"]),
+            rows.append([label, k, threads_of(k, bs, work), _fmt_s(med[k]), len(r["times"]), _fmt_s(r["first_s"]),
                          ratio, _metric(ds, r["acc"]), f"{r['losses'][-1]:.4f}", f"{r['base_mib']:.0f}",
                          f"{max(peak):.1f}" if peak else "n/a"])
         line = [ds.name, label, _fmt_s(med[SG1])]
@@ -656,10 +657,11 @@ def run(mode: Mode) -> Section:
              "target), at batch 64, 1024 and 4096 (a batch larger than the training set is clamped to it once: "
              "full-batch training). Implementations: symgrad `sg.fit(net, loss, X, y, optimizer=sg.optim.Adam(1e-3), "
              "epochs=, batch_size=, params=, dtype='float32')` with the network built beforehand (at 1 thread: "
-             "`threads=1, blas_threads=1`, fit's defaults below 2048 rows; `blas_threads=2` from batch 1024: not "
+             "`threads=1, blas_threads=1`; `blas_threads=2` from batch 1024: not "
              "at 64, where two BLAS threads on 64-row products are slower (W4's `blas_threads=None` row); fit's "
              f"defaults where they split a minibatch into Numba row blocks (threads={d['threads']}, "
-             f"blas_threads={d['blas_threads']}: {d['numba_threads_at_bs']} blocks at 4096 rows)); "
+             f"blas_threads={d['blas_threads']}: {d['numba_threads_at_bs']} blocks at 4096 rows; a block holds "
+             "1,024 rows, or fewer that hold 2M multiply-adds of the forward products)); "
              "symgrad's scikit-learn estimator `symgrad.sklearn.MLPClassifier`/`MLPRegressor(hidden, "
              "learning_rate_init=1e-3, max_iter=epochs, batch_size=, random_state=0).fit(X, y)` (its defaults; the "
              "network's construction is inside its `fit`); scikit-learn's `MLPClassifier`/`MLPRegressor(hidden, "

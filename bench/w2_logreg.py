@@ -39,7 +39,7 @@ from bench.common import (
     table,
     thread_note,
 )
-from symgrad.codegen.train import PAR_ROWS
+from symgrad.runtime.execution import PAR_ROWS
 from symgrad.runtime.fit import fit_threads
 
 SG_FIT = "symgrad fit (fused kernel, batch = n, SGD{}; {} threads)"

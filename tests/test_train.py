@@ -25,6 +25,7 @@ from symgrad.errors import DataError, DivergenceError, DtypeError, ShapeError, S
 from symgrad.lang import optim
 from symgrad.lang.losses import LOSSES
 from symgrad.lang.nn import ACTIVATIONS, MLP
+from symgrad.runtime.execution import _kernel, block_rows, sample_work
 from symgrad.runtime.fit import GradientHealthWarning, fit_threads
 
 MS = sp.MatrixSymbol
@@ -815,7 +816,7 @@ def test_softmax_output_activation_gradients():
 
 @pytest.fixture(scope="module")
 def big_problem():
-    """Enough rows (4,100) for fit to split a batch into row blocks (2 * PAR_ROWS = 2,048)."""
+    """Enough rows (4,100) for fit to split a batch of these small rows into row blocks (2,048)."""
     return _ce_problem(3, 4100)
 
 
@@ -854,6 +855,41 @@ def test_fit_threads_rules():
     assert fit_threads(10_000, 1) == 1
     with pytest.raises(SymgradError, match="threads=0"):
         fit_threads(10_000, 0)
+    # a block holds 1,024 rows, or fewer rows holding 2M multiply-adds
+    assert (block_rows(0), block_rows(17_024), block_rows(10**7)) == (1024, 118, 1)
+    assert fit_threads(235, 2, backend="python", work=17_024) == 1  # the digits MLP splits from 236 rows
+    assert fit_threads(236, 2, backend="python", work=17_024) == 2
+    assert fit_threads(64, 2, backend="python", work=84_000) == 2  # the digits CNN's batch of 64
+
+
+def test_the_parallel_kernel_is_told_its_block_size():
+    class Module:
+        train_chunk = "serial"
+
+        def train_chunk_par(self, **kw):
+            return kw
+
+    kernel, n = _kernel(Module(), 2, 8, "python", work=1_000_000)
+    assert n is None and kernel() == {"threads": 2, "par_rows": 2}
+    assert _kernel(Module(), 2, 3, "python", work=1_000_000) == ("serial", None)  # 3 rows: one block
+
+
+@pytest.mark.numba
+def test_small_batches_of_heavy_rows_split_and_match_the_serial_kernel():
+    """Rows of 1M multiply-adds each: a batch of 4 is two blocks of 2 rows, on two threads."""
+    net = sg.nn.MLP([1000, 1000, 3], activation="tanh")
+    work = sample_work(net.expr)
+    if fit_threads(4, work=work) < 2:
+        pytest.skip("Numba has one thread here: fit never splits a batch")
+    rng = np.random.default_rng(3)
+    X, labels = rng.standard_normal((12, 1000)) / 30, rng.integers(0, 3, 12)
+    init = net.init_params(seed=0)
+    kw = dict(optimizer=optim.Adam(1e-3), epochs=2, batch_size=4, seed=1)
+    par = sg.fit(net, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], **kw)
+    ser = sg.fit(net, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], threads=1, **kw)
+    np.testing.assert_allclose(par.history["loss"], ser.history["loss"], rtol=1e-12)
+    for a, b in zip(par.params, ser.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 def test_chunks_grow_until_a_native_call_lasts_long_enough():

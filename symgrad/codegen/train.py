@@ -23,10 +23,6 @@ def _workspace_program(prog: Program, glue: Glue) -> Program:
                    kernels=prog.kernels, workspace=True, dims=prog.dims, fn=glue, training=True)
 
 
-#: The parallel kernel gives each thread a block of at least this many rows of a minibatch.
-PAR_ROWS = 1024
-
-
 #: ``train_chunk``'s arguments, in order, defined once: the generator writes the signature from
 #: it and the drivers (``fit``, Dask workers) build their calls with :func:`kernel_args`.
 #: "data" stands for the data arrays (X, Y) and "states" for the optimizer's state arrays;
@@ -59,9 +55,10 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> tuple[list[str], 
     optimiser, calling compiled kernels for everything that loops (docs/decisions.md, "The
     training loop is glue for every model").
 
-    ``train_chunk_par`` is the same loop for large minibatches: ``par_loss_grad`` splits each
-    one into row blocks, one per thread. Numba compiles a function on its first call, so
-    models that never train with large batches never pay for compiling it.
+    ``train_chunk_par`` is the same loop for minibatches worth splitting: ``par_loss_grad``
+    splits each one into row blocks of at least ``par_rows`` rows, one per thread (``fit``
+    chooses both: ``runtime/execution.py``). Numba compiles a function on its first call, so
+    models that never train on row blocks never pay for compiling it.
 
     Returns the lines and the functions the loops call as glue (``codegen/glue.py``).
     """
@@ -101,7 +98,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     if inline:
         step = tp.step("loss_b")
     elif par:
-        step = ["    nbk = min(gpart.shape[0], max(1, B // PAR_ROWS))",
+        step = ["    nbk = min(gpart.shape[0], max(1, B // par_rows))",
                 f"    loss_b = {fn('par_loss_grad')}(dims, theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
     else:
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
@@ -131,7 +128,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
          "# time of a call (docs/decisions.md, \"Views in the glue\").", "@jit", "def view2(a, o, r, c):",
          "    return a[o:o + r * c].reshape((r, c))", "", "", "@jit", "def ravel(a):", "    return a.reshape(-1)", "", "",
          "@jit", "def rows(a, start, B):", "    return a[start:start + B]",
-         "", "", f"PAR_ROWS = {PAR_ROWS}  # train_chunk_par: rows per thread at least", "", ""]
+         "", ""]
     # OFFSETS: parameter k is theta[OFFSETS[k]:OFFSETS[k + 1]]; FROZEN: [start, end) pairs of
     # the running statistics, which the optimizer leaves
     offsets = tp.dims.span("", "OFFSETS", tp.offsets())
@@ -139,7 +136,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     if frozen and not par:
         pre += ["ROW_BLOCKS = False  # batch normalisation's statistics need the whole minibatch in one block", "", ""]
     frozen = frozen and tp.dims.span("", "FROZEN", frozen)
-    head = ["@jit_glue", f"def {fname}({sig}{', threads' if par else ''}):"]
+    head = ["@jit_glue", f"def {fname}({sig}{', threads, par_rows' if par else ''}):"]
     L = ["    grad = np.empty_like(theta)",
           "    good = theta.copy()  # the parameters at the end of the last epoch whose every step was finite"]
     if frozen:

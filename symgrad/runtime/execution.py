@@ -20,31 +20,47 @@ def _grow_chunk(chunk: int, per_epoch: float, perm_rows: int) -> int:
     return max(1, min(cap, max(chunk, want)))
 
 
-def fit_threads(rows: int, threads: int | None = None, backend: str = "numba") -> int:
-    """How many row blocks (threads) ``fit`` computes a minibatch of ``rows`` rows with, for
-    ``threads`` as given to fit: one below ``2 * PAR_ROWS`` rows, where splitting the batch costs
-    more than it gains; never more than Numba has threads (the Python backend runs the blocks
-    one after the other, so any count is kept: tests use it to check the split).
+#: A row block holds at least PAR_ROWS rows, or fewer rows that hold PAR_WORK multiply-adds of
+#: forward products: the digits MLP (17k per row) splits from 236 rows, a CNN or a transformer
+#: (84k and 7.6M per row) at batch 64 and 32 (docs/decisions.md, "Row blocks by work").
+PAR_ROWS = 1024
+PAR_WORK = 2_000_000
 
-    >>> fit_threads(32)
-    1
+
+def block_rows(work: int = 0) -> int:
+    """The fewest rows of a row block, for samples of ``work`` multiply-adds each (0: unknown).
+
+    >>> block_rows(), block_rows(17_024), block_rows(7_600_000)
+    (1024, 118, 1)
+    """
+    return max(1, min(PAR_ROWS, -(-PAR_WORK // max(work, 1))))
+
+
+def fit_threads(rows: int, threads: int | None = None, backend: str = "numba", work: int = 0) -> int:
+    """How many row blocks (threads) ``fit`` computes a minibatch of ``rows`` rows with, for
+    ``threads`` as given to fit and samples of ``work`` multiply-adds each (``sample_work``):
+    one below two blocks' worth of rows (``block_rows``), where splitting the batch costs more
+    than it gains; never more than Numba has threads (the Python backend runs the blocks one
+    after the other, so any count is kept: tests use it to check the split).
+
+    >>> fit_threads(32), fit_threads(64, 2, work=84_000)
+    (1, 2)
     """
     import numba
-
-    from ..codegen.train import PAR_ROWS
 
     if threads is not None and threads < 1:
         raise SymgradError(f"threads={threads}: give a positive count, or None for all of Numba's threads")
     most = numba.config.NUMBA_NUM_THREADS
     n = most if threads is None else (min(threads, most) if backend == "numba" else threads)
-    return n if rows >= 2 * PAR_ROWS else 1
+    return n if rows >= 2 * block_rows(work) else 1
 
 
-def _kernel(mod, threads: int | None, rows: int, backend: str):
+def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0):
     """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
-    n = fit_threads(rows, threads, backend)
+    n = fit_threads(rows, threads, backend, work)
     if n > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
-        return functools.partial(mod.train_chunk_par, threads=n), (n if backend == "numba" else None)
+        kernel = functools.partial(mod.train_chunk_par, threads=n, par_rows=block_rows(work))
+        return kernel, (n if backend == "numba" else None)
     return mod.train_chunk, None
 
 

@@ -84,8 +84,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone); "auto":
     one for small steps (below 4M multiply-adds, where more were measured slower) and with row
     blocks, BLAS's own above that (up to 1.8x faster on two cores: docs/decisions.md).
-    ``threads``: minibatches of at least ``2 * PAR_ROWS`` rows are split into row blocks that
-    Numba's threads compute in parallel (None: as many threads as Numba has; 1: never).
+    ``threads``: a minibatch of two blocks' worth of rows (1,024 each, or fewer holding 2M multiply-adds)
+    is split into row blocks that Numba's threads compute in parallel (None: all of Numba's; 1: never).
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
     (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
     then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
@@ -149,8 +149,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
-    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend)
-    blas = fit_blas_threads(blas_threads, sample_work(spec.expr), min(batch_size, len(Xa)), n_threads)
+    work = sample_work(spec.expr)
+    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work)
+    blas = fit_blas_threads(blas_threads, work, min(batch_size, len(Xa)), n_threads)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
