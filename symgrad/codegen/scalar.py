@@ -220,6 +220,7 @@ GLUE_HEADER = '''
 # stay in the unoptimised code, and Numba does not cache functions that hold one. Kernels shared
 # across models are called by address instead (the loader binds them: symgrad/shared_kernels.py).
 jit_glue = numba.njit(cache=True, error_model='numpy', **_GLUE) if _JIT else (lambda f: f)  # noqa: F821
+jit_par_glue = numba.njit(cache=True, parallel=True, error_model='numpy', **_GLUE) if _JIT else jit_glue  # noqa: F821
 
 
 def callee(f):

@@ -63,28 +63,27 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> tuple[list[str], 
     Returns the lines and the functions the loops call as glue (``codegen/glue.py``).
     """
     glue = Glue()
-    lines = _chunk(prog, opt_state, glue, par=False) + ["", ""] + _par_loss_grad(prog) + ["", ""]
+    lines = _chunk(prog, opt_state, glue, par=False) + ["", ""] + _par_loss_grad(prog, glue) + ["", ""]
     return lines + _chunk(prog, opt_state, glue, par=True), glue.used
 
 
-def _par_loss_grad(prog: Program) -> list[str]:
+def _par_loss_grad(prog: Program, glue: Glue) -> list[str]:
     """Row blocks of the minibatch in parallel, each with its own gradient buffer (row of
-    ``gpart``): the loss and gradient of the batch are the blocks' weighted by their rows."""
+    ``gpart``): the loss and gradient of the batch are the blocks' weighted by their rows. It is
+    glue: compiled with LLVM's full optimiser over the model's linked kernels, it took 8 of a
+    CNN's 15 s cold build (docs/decisions.md, "Row blocks by work")."""
     xs = [prog.v(d) for d in prog.data]
     w = "F(hi - lo) / F(B)" if prog.reduction == "mean" else "F(1.0)"
     rows = ", ".join(f"{x}[lo:hi]" for x in xs)
     # dropout: the step's key, and each block's first row, so that blocks draw what one thread draws
     key, at = (", key", ", key, lo") if prog.noisy else ("", "")
-    return ["@jit_par", f"def par_loss_grad(dims, theta, {', '.join(xs)}, grad, gpart{key}):",
+    return ["@jit_par_glue", f"def par_loss_grad(dims, theta, {', '.join(xs)}, grad, gpart{key}):",
             "    # each row block of the batch into its own gradient buffer, one block per thread",
             f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]",
             "    lpart = np.empty(nb, dtype=F)", "    wpart = np.empty(nb, dtype=F)  # the blocks' weights",
             "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        wpart[k] = {w}",
-            f"        lpart[k] = loss_grad(dims, theta, {rows}, gpart[k]{at}) * wpart[k]",
-            "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
-            "    for k in range(nb):", "        total += lpart[k]",
-            "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
-            "    return total"]
+            f"        lpart[k] = {glue('loss_grad')}(dims, theta, {rows}, gpart[k]{at}) * wpart[k]",
+            f"    return {glue('add_blocks')}(grad, gpart, wpart, lpart)"]
 
 
 def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> list[str]:
@@ -117,6 +116,12 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
          "    for f in range(0, spans.shape[0], 2):", "        for k in range(spans[f], spans[f + 1]):",
          "            dst[k] = src[k]", "", "",
          "@jit", "def scale_by(a, s):", "    for k in range(a.shape[0]):", "        a[k] *= s", "", "",
+         "@jit", "def add_blocks(grad, gpart, wpart, lpart):",
+         "    # the minibatch's gradient and loss: its row blocks' (par_loss_grad), weighted",
+         "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
+         "    for k in range(gpart.shape[0]):", "        total += lpart[k]",
+         "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
+         "    return total", "", "",
          "@jit", "def add_norms(grad, offsets, norms):",
          "    # each parameter's gradient norm added to norms[k]; the sum of their squares returned",
          "    sq = F(0.0)", "    for k in range(norms.shape[0]):", "        n2 = sumsq(grad[offsets[k]:offsets[k + 1]])",
