@@ -30,6 +30,7 @@ import ast
 import functools
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -114,13 +115,15 @@ def kernel_source(dtype: str, block: str, calls: dict[str, str], imports: list[s
 
 
 def kernel(file: str) -> object:
-    """The function of the shared kernel file ``file`` in the code cache, compiled by Numba."""
+    """The function of the shared kernel file ``file`` in the code cache, compiled by Numba
+    (``"<module file>:<name>"``: that function of a generated module)."""
     from . import jit
 
+    file, _, name = file.partition(":")
     path = jit.cache_dir() / file
     if not path.exists():  # the files a module needs are written when it loads (link)
         raise FileNotFoundError(f"shared kernel file {path} is gone")
-    return getattr(jit.load(path, jit=True), NAME)
+    return getattr(jit.load(path, jit=True), name or NAME)
 
 
 def link(module: ModuleType, text: str) -> None:
@@ -142,6 +145,11 @@ def link(module: ModuleType, text: str) -> None:
         module.__dict__[name] = shared
         if f"{name}_c" in module.__dict__:
             module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
+    if "loss_grad_c" in module.__dict__:
+        # par_loss_grad's (and a deep model's training loop's) call: linking loss_grad's code into
+        # each of the parallel kernel's libraries cost 3 s of a CNN's cold build (docs/decisions.md)
+        own = f"{Path(module.__file__).name}:loss_grad"
+        module.__dict__["loss_grad_c"] = by_address(module.__dict__["loss_grad"], own, "loss_grad")
 
 
 @functools.cache
@@ -159,7 +167,8 @@ def by_address(shared, file: str, name: str):
         symbol = _symbol(file, argtypes)
         # the type of the call, without compiling the kernel where that can wait until the glue's
         # code is made (it may then be compiled by the build helper, on another core)
-        returns = types.none if returns_nothing(file) else _typed_only(shared, argtypes)
+        # a module's own function (file "sg_<key>.py:<name>") is compiled here, as it is typed
+        returns = None if ":" in file else types.none if returns_nothing(file) else _typed_only(shared, argtypes)
         if returns is not None:
             sig = returns(*argtypes)
             build_helper.defer(file, argtypes, shared, compile_cost(file))
