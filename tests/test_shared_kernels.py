@@ -230,3 +230,36 @@ def test_prebuild_makes_a_first_model_compile_only_its_glue(cache):
     with pytest.raises(OptionError, match="swish"):
         prebuild.prebuild(activations=("swish",))
     assert main(["prebuild", "--dtype", "float16"]) == 2  # the same check, printed
+
+
+_PAR_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import symgrad as sg
+    from symgrad.runtime.execution import fit_threads, sample_work
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 1000)) / 30, rng.integers(0, 3, 12)
+    net = sg.nn.MLP([1000, 1000, 3], activation="tanh")  # 1M multiply-adds per row: blocks of 2
+    fit = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=4, seed=3)
+    stats = fit._mod.module.train_chunk_par.stats
+    print("RESULT " + json.dumps({"loss": fit.history["loss"], "hits": sum(stats.cache_hits.values()),
+                                  "misses": sum(stats.cache_misses.values()),
+                                  "blocks": fit_threads(4, work=sample_work(net.expr))}))
+""")
+
+
+def test_cached_parallel_loop_calls_loss_grad_in_a_new_process(cache):
+    """The row blocks' kernel calls the module's loss_grad by address (no copy of it linked in):
+    read back from Numba's cache in a new process, it registers that symbol again and trains to
+    the same numbers."""
+    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(cache), PYTHONPATH=ROOT)
+    runs = []
+    for _ in range(2):
+        p = subprocess.run([sys.executable, "-c", _PAR_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        runs.append(json.loads(p.stdout.split("RESULT ")[-1]))
+    cold, warm = runs
+    if cold["blocks"] < 2:
+        pytest.skip("Numba has one thread here: fit never splits a batch")
+    assert cold["misses"] == 1 and warm["hits"] == 1 and warm["misses"] == 0
+    assert warm["loss"] == cold["loss"]
