@@ -13,13 +13,12 @@ the glue's code is generated. The first deferred call of
 a kernel Numba has not cached forks the process, and each call typed from then on is sent to
 the child, which compiles while the parent is still typing. Both processes take the costliest
 file nobody has claimed yet (an ``O_EXCL`` file), so no file is compiled twice and the large
-ones are spread first (greedy scheduling). The parent then waits for the child's word that
-each of its files is in the cache, and loads it. If the child dies, or says nothing for
-``WAIT_S``, the parent compiles what is missing itself: the helper can make a build faster,
-never wrong or stuck.
+ones are spread first (greedy scheduling). The parent then waits for the child's word that each
+of its files is in the cache, and loads it. If the child dies, or says nothing for ``WAIT_S``,
+the parent compiles what is missing itself: a helper makes a build faster, never wrong or stuck.
 
 The helper runs only where forking is safe and useful (docs/decisions.md, "A cold build on two
-cores"): Linux, at least two CPUs for this process, no other Python thread running (a forked
+cores"): Linux, two CPUs or more for this process, no other Python thread running (a forked
 thread's locks would be lost), and a CPU idle or the helper asked for (``enabled``).
 
 Of two processes claiming a file, one gets it:
@@ -44,24 +43,25 @@ import time
 import warnings
 from pathlib import Path
 
+from .switches import switch
+
 WAIT_S = 30.0  #: seconds the parent waits for word from the child about a file the child claimed
 _deferred: dict[tuple, object] = {}  # (file, argtypes) -> the kernel's dispatcher, typed, not compiled
 _costs: dict[str, float] = {}  # file -> its estimated compile cost
 _helper: _Helper | None = None
 _IN_HELPER = False  # True in the forked child: it never forks a helper of its own
-#: Counts for tests and benchmarks: files the helper compiled, files the parent compiled.
-STATS = {"helpers": 0, "helper_files": 0, "parent_files": 0}
+STATS = {"helpers": 0, "helper_files": 0, "parent_files": 0}  #: for tests and benchmarks: who compiled what
 
 
 def enabled() -> bool:
     """Whether this process may fork a build helper now: ``SYMGRAD_BUILD_HELPER`` is ``0``
     (never), ``1`` (wherever forking is safe) or unset (also only while a CPU is idle: fewer
-    tasks are running, this one included, than the CPUs this process may use)."""
-    setting = os.environ.get("SYMGRAD_BUILD_HELPER", "")
-    if setting == "0" or not sys.platform.startswith("linux") or threading.active_count() != 1:
+    tasks are running, this one included, than the CPUs this process may use; switches.py)."""
+    setting = switch("SYMGRAD_BUILD_HELPER")
+    if setting is False or not sys.platform.startswith("linux") or threading.active_count() != 1:
         return False
     cpus = len(os.sched_getaffinity(0))
-    return cpus >= 2 and (setting == "1" or _running() < cpus)
+    return cpus >= 2 and (setting is True or _running() < cpus)
 
 
 def helping() -> bool:

@@ -179,3 +179,16 @@ def test_typing_alone_gives_the_compiled_return_type_and_compiles_nothing():
     bad = numba.njit(lambda a: a.no_such_attribute)
     with pytest.raises(Exception, match="no_such_attribute"):
         numba_typing.return_type(bad, (types.float64[::1],))
+
+
+@pytest.mark.parametrize("value", ["yes", "off", "2"])
+def test_a_switch_set_to_neither_0_nor_1_warns_and_counts_as_unset(monkeypatch, value):
+    from symgrad.switches import switch
+
+    monkeypatch.setenv("SYMGRAD_BUILD_HELPER", value)
+    with pytest.warns(UserWarning, match=f"SYMGRAD_BUILD_HELPER='{value}' is neither 0 nor 1.*Fix: set"):
+        assert switch("SYMGRAD_BUILD_HELPER") is None
+    monkeypatch.setenv("SYMGRAD_KEEP_MEMORY", " 0 ")
+    assert switch("SYMGRAD_KEEP_MEMORY") is False
+    monkeypatch.delenv("SYMGRAD_KEEP_MEMORY")
+    assert switch("SYMGRAD_KEEP_MEMORY") is None

@@ -21,6 +21,8 @@ import functools
 import os
 import sys
 
+from ..switches import switch
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP = 64 << 20  #: blocks above this still come from mmap (and go straight back)
 TRIM = 256 << 20  #: free memory at the heap's top kept up to this
@@ -33,7 +35,7 @@ def keep_freed_memory() -> bool:
     >>> isinstance(keep_freed_memory(), bool)
     True
     """
-    if os.environ.get("SYMGRAD_KEEP_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    if switch("SYMGRAD_KEEP_MEMORY") is False or not sys.platform.startswith("linux"):
         return False
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False  # the user tuned malloc themselves
