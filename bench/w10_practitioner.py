@@ -684,7 +684,7 @@ def run(mode: Mode) -> Section:
              f"({order}). The child imports its library, loads the prepared arrays (symgrad: builds the network), "
              "and makes one untimed warm-up fit: one epoch of two batches of 16 rows (`first fit in a new "
              "process`: symgrad loads its kernel from the suite's cache there; torch and scikit-learn do their lazy "
-             "set-up), or of 2048 rows where symgrad's `fit` splits batches into row blocks (that kernel is "
+             "set-up), or of two row blocks' worth of rows where symgrad's `fit` splits batches into row blocks (that kernel is "
              "compiled on its first use, in the first such child). Then it times whole fits, from the call "
              f"to its return: at least {reps}, more while they total under {mode.pick(1.0, 0.5, 0.0):g} s (up to "
              f"{mode.pick(11, 5, 1)}), after a {mode.settle:g} s pause each; `fit (median)` is their median. "
