@@ -6,8 +6,8 @@ model, a file ``sgk_<key>.py`` per shared kernel, Numba's compiled code for each
 ``__pycache__/``, and the hashes of all of these in ``index/`` folders (``cache_safety.py``). A
 width sweep adds only ``.dims`` records (a few hundred bytes each); new structures and dtypes
 add compiled code. ``clear`` removes exactly these files, so a cache folder that also holds
-other files keeps them; the next build compiles again. Clear it while no symgrad process is building: a build that finds its files
-gone midway fails.
+other files keeps them; the next build compiles again. Clear it while no symgrad process is
+building: a build that finds its files gone midway fails.
 
 >>> import tempfile
 >>> from pathlib import Path

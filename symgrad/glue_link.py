@@ -27,26 +27,6 @@ def _has_optnone(module) -> bool:
     return any(not fn.is_declaration and any(b"optnone" in a for a in fn.attributes) for fn in module.functions)
 
 
-#: Numba's libraries around a prange loop's kernel (the gufunc and its scheduling), by name
-_PARFOR_WRAPPERS = ("parallelgufuncwrapper", "<numba.np.ufunc.wrappers._GufuncWrapper")
-
-
-def _wraps_glue(library) -> bool:
-    """Whether ``library`` is Numba's wrapper of a prange loop in glue (``par_loss_grad``): its own
-    code only schedules and calls the loop, yet optimising it re-optimised every linked kernel
-    (2 of a CNN's 12 s cold build)."""
-    if not str(getattr(library, "name", "")).startswith(_PARFOR_WRAPPERS):
-        return False
-    todo = list(getattr(library, "_linking_libraries", ()))
-    while todo:
-        lib = todo.pop()
-        if getattr(lib, "_symgrad_glue", False):
-            return True
-        if str(getattr(lib, "name", "")).startswith(_PARFOR_WRAPPERS):
-            todo += getattr(lib, "_linking_libraries", ())
-    return False
-
-
 @functools.lru_cache(maxsize=1)
 def install() -> bool:
     """Make glue libraries skip the final module optimisation; whether the patch is in place."""
@@ -67,7 +47,7 @@ def install() -> bool:
         add(self, ll_module)
 
     def optimize_final_module(self):
-        if getattr(self, "_symgrad_glue", False) or _wraps_glue(self):
+        if getattr(self, "_symgrad_glue", False):
             return  # its callees were optimised in their own libraries; the glue is optnone
         original(self)
 
