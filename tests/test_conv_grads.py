@@ -71,6 +71,33 @@ def test_maxpool_ties_in_overlapping_windows():
     np.testing.assert_array_equal(ds[0], [[1, 2, 0], [3, 4, 0], [0, 0, 0]])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_maxpool_2x2_keeps_the_tie_and_nan_rules(dtype):
+    """The compiled 2×2 kernel (two passes for even sizes, one window at a time for odd ones)
+    against a plain loop: small integers make many ties, and a NaN wins its window (the last
+    NaN in row-major order, as the selects keep it)."""
+    from symgrad.native import images
+
+    rng = np.random.default_rng(11)
+    for C, H, W, B in [(2, 4, 6, 2), (3, 8, 8, 1), (1, 5, 6, 2), (2, 6, 7, 1), (1, 7, 5, 3), (1, 2, 2, 1)]:
+        x = rng.integers(-2, 3, (B, C * H * W)).astype(dtype)
+        x[rng.random(x.shape) < 0.1] = np.nan
+        Ho, Wo = H // 2, W // 2
+        want, want_idx = np.empty((B, C * Ho * Wo), dtype), np.empty((B, C * Ho * Wo), np.int64)
+        for i, c, oy, ox in np.ndindex(B, C, Ho, Wo):
+            at = (c * H + 2 * oy) * W + 2 * ox
+            best = at
+            for j in (at + 1, at + W, at + W + 1):
+                if x[i, j] > x[i, best] or np.isnan(x[i, j]):
+                    best = j
+            o = (c * Ho + oy) * Wo + ox
+            want[i, o], want_idx[i, o] = x[i, best], best
+        got = np.empty_like(want)
+        got_idx = images.maxpool_fwd(x, got, np.array([C, H, W, 2, 2, 2, 2]))
+        np.testing.assert_array_equal(got, want)  # NaN where NaN
+        np.testing.assert_array_equal(got_idx, want_idx)
+
+
 POOL_GRAD_CASES = [((2, 5, 6), 2, 1), ((1, 6, 7), (3, 2), (1, 2)), ((2, 7, 7), 2, 3), ((1, 5, 4), 3, None)]
 
 

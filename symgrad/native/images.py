@@ -52,7 +52,8 @@ def im2col(x, col, g):
     # col[(c, u, v), (i, oy, ox)] = x[i, c, oy*sh - ph + u, ox*sw - pw + v], zero outside the image
     B, L = x.shape[0], Ho * Wo
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    xf = pad_images(x, C, H, W, ph, pw).reshape(-1)
+    # no padding: x itself (LeNet's layers: a copy of the minibatch saved per layer)
+    xf = pad_images(x, C, H, W, ph, pw).reshape(-1) if ph or pw else x.reshape(-1)
     cf = col.reshape(-1)
     for c in range(C):
         for u in range(kh):
@@ -71,11 +72,11 @@ def col2im(dcol, dx, g):
     C, H, W, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]
     Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     # the adjoint of im2col: every window's delta added back where the window read the image
-    # (into a padded image, whose border is then dropped)
+    # (into a padded image, whose border is then dropped; without padding, into dx itself)
     B, L = dx.shape[0], Ho * Wo
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    dxp = np.zeros((B, C, Hp, Wp), dtype=dx.dtype)
-    pf, cf = dxp.reshape(-1), dcol.reshape(-1)
+    dxp = np.zeros((B, C, Hp, Wp) if ph or pw else (0, 0, 0, 0), dtype=dx.dtype)
+    pf, cf = dxp.reshape(-1) if ph or pw else dx.reshape(-1), dcol.reshape(-1)
     for c in range(C):
         for u in range(kh):
             for v in range(kw):
@@ -86,6 +87,8 @@ def col2im(dcol, dx, g):
                         d, s = d0 + U(oy * Wo), s0 + U(oy * sh * Wp)
                         for ox in range(Wo):
                             pf[s + U(ox * sw)] += cf[d + U(ox)]
+    if not (ph or pw):
+        return
     dx4 = dx.reshape((B, C, H, W))
     for i in range(B):
         for c in range(C):
@@ -127,11 +130,18 @@ def conv2d_bwd(k, col, dout, dk, db, dx, g):
         for o in range(Co):
             for q in range(L):
                 dz[o, i * L + q] = dout[i, o * L + q]
-    if db.shape[0] > 0:
+    if db.shape[0] > 0 and B > 0:
+        # δ summed over the samples first, a row at a time (contiguous adds that vectorise), then
+        # over each channel's positions: one running sum along dz's rows was a chain of B·L
+        # dependent adds, 70 of the 107 µs of the digits CNN's first backward (no δ_X)
+        acc = dout[0].copy()  # of dout's dtype: float32 sums stay float32, as elsewhere
+        for i in range(1, B):
+            for j in range(Co * L):
+                acc[j] += dout[i, j]
         for o in range(Co):
-            s = dz[o, 0]  # of dz's dtype: float32 sums stay float32, as elsewhere
-            for q in range(1, B * L):
-                s += dz[o, q]
+            s = acc[o * L]
+            for q in range(1, L):
+                s += acc[o * L + q]
             db[o] += s
     if dk.shape[0] > 0:
         gemm(dz, col.T, dk, 1.0)
@@ -176,6 +186,9 @@ def maxpool_fwd(x, out, g):
 @njit
 def maxpool_fwd22(x, out, idx, C, H, W):
     # the common 2×2 window of stride 2, unrolled: 4-5x faster than the loops over the window
+    if H % 2 == 0 and W % 2 == 0:
+        maxpool_fwd22_even(x, out, idx, C, H, W)
+        return
     Ho, Wo = H // 2, W // 2
     for i in range(x.shape[0]):
         xi, oi, ii = x[i], out[i], idx[i]
@@ -191,6 +204,28 @@ def maxpool_fwd22(x, out, idx, C, H, W):
                         m = val if take else m
                     o = (c * Ho + oy) * Wo + ox
                     oi[o], ii[o] = m, best
+
+
+@njit
+def maxpool_fwd22_even(x, out, idx, C, H, W):
+    # even sizes in two passes: the larger of each horizontal pair over the whole image as one
+    # loop of stride-2 loads, which vectorises (6x faster on 24×24 images), then the larger of
+    # each vertical pair of those. Ties keep the first and a NaN wins, as above.
+    Wo, n = W // 2, C * H * W // 2
+    h = np.empty(n, dtype=x.dtype)
+    hj = np.empty(n, dtype=np.int64)
+    for i in range(x.shape[0]):
+        xi, oi, ii = x[i], out[i], idx[i]
+        for j in range(n):
+            take = (xi[2 * j + 1] > xi[2 * j]) | (xi[2 * j + 1] != xi[2 * j + 1])
+            h[j] = xi[2 * j + 1] if take else xi[2 * j]
+            hj[j] = 2 * j + 1 if take else 2 * j
+        for p in range(n // (2 * Wo)):  # output rows: input rows 2p and 2p + 1 of h
+            for ox in range(Wo):
+                t, b = 2 * p * Wo + ox, (2 * p + 1) * Wo + ox
+                take = (h[b] > h[t]) | (h[b] != h[b])
+                oi[p * Wo + ox] = h[b] if take else h[t]
+                ii[p * Wo + ox] = hj[b] if take else hj[t]
 
 
 @njit
