@@ -259,7 +259,11 @@ def test_images_match_torch_batchnorm2d_through_training():
             torch.mean((net(torch.tensor(X[s:s + 8])) - torch.tensor(Y[s:s + 8])) ** 2).backward()
             opt.step()
     torch.set_default_dtype(torch.float32)
-    for mine, theirs in zip(m.params, tensors):
-        np.testing.assert_allclose(mine.ravel(), theirs.detach().numpy().ravel(), rtol=1e-7, atol=1e-9)
+    for k, (mine, theirs) in enumerate(zip(m.params, tensors)):
+        # the conv's bias, just before batch norm, has an exact gradient of 0: both trajectories
+        # are rounding noise (~1e-17) that Adam divides by its eps (1e-8), so ~1e-10 per run
+        # and summation-order dependent; it is held to 1e-8, the rest to 1e-9
+        np.testing.assert_allclose(mine.ravel(), theirs.detach().numpy().ravel(), rtol=1e-7,
+                                   atol=1e-8 if k == 1 else 1e-9)
     net.eval()
     np.testing.assert_allclose(m.predict(X), net(torch.tensor(X)).detach().numpy(), rtol=1e-7, atol=1e-9)

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from .blas import gemm
+from .sums import dot, total
 from .vecmath import exp
 
 njit = numba.njit(cache=True, error_model="numpy")
@@ -75,10 +76,7 @@ def _softmax_rows(s, scale, causal):
             m = max(m, row[j])
         for j in range(n):  # alone in its loop, exp vectorises (2x faster than with the sum in it)
             row[j] = exp(scale * (row[j] - m))
-        tot = zero
-        for j in range(n):
-            tot += row[j]
-        inv = s.dtype.type(1.0) / tot
+        inv = s.dtype.type(1.0) / total(row, 0, n)
         for j in range(n):
             row[j] *= inv
         for j in range(n, T):
@@ -115,7 +113,7 @@ def attention_bwd(x, wq, wk, wv, wo, q, k, v, p, o, dout, dx, dwq, dwk, dwv, dwo
     # δ_O = δ·Woᵀ; per head δ_V = Pᵀ·δ_O, δ_P = δ_O·Vᵀ, δ_S = P ⊙ (δ_P − rowsum(δ_P ⊙ P)),
     # δ_Q = δ_S·K/√d_h, δ_K = δ_Sᵀ·Q/√d_h; then ∂W = Xᵀ·δ (O for Wo) and δ_X = Σ δ·Wᵀ. An empty
     # dx or dw is an adjoint nobody needs; with ``assign`` dx is written, not added to
-    T, d, H = g[0], g[1], g[2]
+    T, d, H, causal = g[0], g[1], g[2], g[3] != 0
     B, dh = x.shape[0], d // H
     F = x.dtype.type
     scale = F(1.0 / np.sqrt(dh))
@@ -139,11 +137,12 @@ def attention_bwd(x, wq, wk, wv, wo, q, k, v, p, o, dout, dx, dwq, dwk, dwv, dwo
             gemm(ph.T, doh, dvh, 0.0)
             gemm(doh, v4[i, h].T, dps, 0.0)
             for r in range(T):
-                s = dps[r, 0] * ph[r, 0]
-                for j in range(1, T):
-                    s += dps[r, j] * ph[r, j]
-                for j in range(T):
-                    dps[r, j] = scale * ph[r, j] * (dps[r, j] - s)  # δ_S/√d_h; 0 where P is (masked)
+                n = r + 1 if causal else T
+                s = dot(dps[r], ph[r], 0, n)
+                for j in range(n):
+                    dps[r, j] = scale * ph[r, j] * (dps[r, j] - s)  # δ_S/√d_h
+                for j in range(n, T):
+                    dps[r, j] = F(0.0)  # masked: no gradient, even where δ_P is not finite
             gemm(dps, k4[i, h], dqh, 0.0)
             gemm(dps.T, q4[i, h], dkh, 0.0)
             _head_out(dqh, dq, i, h, T, dh)

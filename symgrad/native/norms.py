@@ -29,6 +29,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .sums import dot, total
+
 njit = numba.njit(cache=True, error_model="numpy")
 
 
@@ -44,17 +46,10 @@ def layernorm_fwd(x, out, rs, eps):
     for i in range(B):
         for t in range(T):
             xi, oi = x[i, t * d:(t + 1) * d], out[i, t * d:(t + 1) * d]
-            m = xi[0]
-            for j in range(1, d):
-                m += xi[j]
-            m /= nf
-            v = (xi[0] - m) * (xi[0] - m)
-            for j in range(1, d):
-                c = xi[j] - m
-                oi[j] = c
-                v += c * c
-            oi[0] = xi[0] - m
-            r = one / np.sqrt(v / nf + e)
+            m = total(xi, 0, d) / nf
+            for j in range(d):
+                oi[j] = xi[j] - m
+            r = one / np.sqrt(dot(oi, oi, 0, d) / nf + e)
             rs[i, t] = r
             for j in range(d):
                 oi[j] *= r
@@ -73,11 +68,7 @@ def layernorm_bwd(xh, rs, dout, dx, assign):
         for t in range(T):
             lo, hi_ = t * d, (t + 1) * d
             di, hi, gi = dout[i, lo:hi_], xh[i, lo:hi_], dx[i, lo:hi_]
-            s1, s2 = di[0], di[0] * hi[0]
-            for j in range(1, d):
-                s1 += di[j]
-                s2 += di[j] * hi[j]
-            m1, m2, r = s1 / nf, s2 / nf, rs[i, t]
+            m1, m2, r = total(di, 0, d) / nf, dot(di, hi, 0, d) / nf, rs[i, t]
             if assign:
                 for j in range(d):
                     gi[j] = r * (di[j] - m1 - hi[j] * m2)

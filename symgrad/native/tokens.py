@@ -27,6 +27,7 @@ import math
 import numba
 
 from ..errors import TargetError
+from .sums import total
 from .vecmath import exp, log
 
 njit = numba.njit(cache=True, error_model="numpy")
@@ -56,11 +57,9 @@ def token_ce_fwd(z, y, out, p, g):
             m = z[b, at]
             for j in range(1, V):
                 m = max(m, z[b, at + j])
-            s = z.dtype.type(0.0)
-            for j in range(V):
-                e = exp(z[b, at + j] - m)
-                p[b, at + j] = e
-                s += e
+            for j in range(V):  # alone in its loop, exp vectorises
+                p[b, at + j] = exp(z[b, at + j] - m)
+            s = total(p[b], at, at + V)
             inv = one / s
             for j in range(V):
                 p[b, at + j] *= inv
