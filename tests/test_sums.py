@@ -1,7 +1,7 @@
 """The native kernels' reassociable sums (symgrad/native/sums.py): right to float32's rounding
 against an exact sum, NaN and Inf kept, and their loops vectorised (packed adds), which is why
 they exist: a serial running sum was a chain of dependent adds in layer norm, attention and the
-token cross-entropy (docs/decisions.md, "Sums that vectorise")."""
+token cross-entropy (docs/decisions.md, "Sums that vectorise in the native kernels")."""
 
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 
 The float64 versions (explog.py, special.py) carry 53 bits through polynomials of degree 13 and
 24; a float32 result needs 24. In float32 a vector register holds twice the lanes, and the
-polynomials here have degree 7 (exp), 6 and 9 (erf) and 4 (tanh), so a loop over float32 values runs 3-5x
-faster than through float64 (docs/decisions.md, "float32 exp and erf computed in float32" and
-"float32 tanh computed in float32").
+polynomials here have degree 7 (exp), 6 and 9 (erf) and 4 (tanh), so a loop over float32
+values runs 3-5x faster than through float64 (docs/decisions.md, "float32 exp and erf computed
+in float32" and "float32 tanh computed in float32").
 Accuracy: within one float32 ulp of the exact value (0.5 is correctly rounded), checked in
 tests/test_vecmath32.py against NumPy, libm and mpmath, special values and subnormal results
 included.
@@ -22,8 +22,8 @@ included.
 - tanh: |x| < 0.55: x + x³·P(x²), P of degree 4 fitted as erf's (errs by 1.2e-9 after the
   weight x²); above, 1 − 2/(e^2|x| + 1) with e^2|x| reduced as in exp and the rounding errors of
   the sum and the division carried in FMA residuals to one final rounding; beyond 10 as at 10
-  (±1). Every
-  float32 in [0.001, 10.5] checked: 0.73 ulp at most (the polynomial's side of the switch).
+  (±1). Every float32 in [0.001, 10.5] checked: 0.73 ulp at most (the polynomial's side of the
+  switch).
 
 >>> import numba, numpy as np
 >>> f = numba.njit(lambda x: (_exp32(x), _erf32(x), _tanh32(x)))

@@ -6,8 +6,8 @@ changes the order of the float additions and so the rounding. These functions al
 reordering ('reassoc', and 'contract' for fused multiply-adds), as the generated code's
 ``jit_reduce`` does: NaN and Inf still propagate ('nnan' and 'ninf' are not set). The result is
 a sum in another order, no less accurate than the serial one (the lanes are partial sums), but
-not bit-identical with it. Measured on the W9 transformer's kernels (docs/decisions.md, "Sums
-that vectorise").
+not bit-identical with it. Measured on the CNN's and transformer's kernels (docs/decisions.md,
+"Sums that vectorise in the native kernels").
 
 >>> import numpy as np
 >>> a = np.arange(10.0)
