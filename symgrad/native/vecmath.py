@@ -10,9 +10,9 @@ and every special value: ±0, ±inf, NaN, subnormals, overflow thresholds).
 
 Each name is a plain Python function (the ``math`` version) with a Numba overload, so
 generated code calls ``vm.exp(x)`` both on the Python reference path (libm) and under
-Numba (the vectorisable version). float32 arguments of exp, erf and tanh are computed in float32
-(float32.py: within one float32 ulp, 3-4x faster); the others in float64 and rounded once, which
-keeps float32 results correctly rounded in almost every case.
+Numba (the vectorisable version). float32 arguments of exp, erf, tanh, log and log1p are computed
+in float32 (float32.py: within one float32 ulp, 2-4x faster); the others in float64 and rounded
+once, which keeps float32 results correctly rounded in almost every case.
 
 The float64 versions live by family: explog.py (exp, expm1, log, log1p, tanh), trig.py
 (sin, cos and their range reduction), special.py (erf), all built on fpcore.py (bit casts,
@@ -52,7 +52,7 @@ from .explog import (  # noqa: F401
     _log_core,
     _tanh64,
 )
-from .float32 import _erf32, _exp32, _tanh32
+from .float32 import _erf32, _exp32, _log1p32, _log32, _tanh32
 from .special import _erf64
 from .trig import COS_C, PIO2_1, PIO2_2, PIO2_3, SIN_C, TRIG_MAX, TWO_OVER_PI, _cos64, _sin64  # noqa: F401
 
@@ -83,8 +83,8 @@ def _public(name: str, impl64, inline: str = "never", impl32=None):
 
 exp = _public("exp", _exp64, impl32=_exp32)
 expm1 = _public("expm1", _expm1_64)
-log = _public("log", _log64)
-log1p = _public("log1p", _log1p64)
+log = _public("log", _log64, impl32=_log32)
+log1p = _public("log1p", _log1p64, impl32=_log1p32)
 sin_fast = _public("sin_fast", _sin64)  # for |x| <= TRIG_MAX; NaN beyond under Numba
 cos_fast = _public("cos_fast", _cos64)
 tanh = _public("tanh", _tanh64, impl32=_tanh32)
