@@ -24,38 +24,18 @@ F = np.float32
 _erf64 = np.vectorize(math.erf, otypes=[np.float64])
 
 
-@numba.njit(error_model="numpy")
-def _exp_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.exp(x[i])
+def _loop(fn):
+    """A compiled loop applying vecmath function ``fn`` elementwise, as generated code does."""
+    @numba.njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fn(x[i])
+
+    return loop
 
 
-@numba.njit(error_model="numpy")
-def _erf_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.erf(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _tanh_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.tanh(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _log_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.log(x[i])
-
-
-@numba.njit(error_model="numpy")
-def _log1p_loop(x, out):
-    for i in range(x.shape[0]):
-        out[i] = vm.log1p(x[i])
-
-
-LOOPS = {"exp": (_exp_loop, np.exp), "erf": (_erf_loop, _erf64), "tanh": (_tanh_loop, np.tanh),
-         "log": (_log_loop, np.log), "log1p": (_log1p_loop, np.log1p)}
+LOOPS = {"exp": (_loop(vm.exp), np.exp), "erf": (_loop(vm.erf), _erf64), "tanh": (_loop(vm.tanh), np.tanh),
+         "log": (_loop(vm.log), np.log), "log1p": (_loop(vm.log1p), np.log1p)}
 
 
 def _run(name: str, x: np.ndarray) -> np.ndarray:
