@@ -1,7 +1,8 @@
 """``gemm``: out = a @ b (+ out), one BLAS call, for the matrix products of generated code.
 
-Under Numba it calls the BLAS wrapper that ``np.dot`` itself ends in (Numba's
-``numba_xxgemm``, which calls SciPy's ``sgemm``/``dgemm``), with the transposition flags
+Under Numba it calls BLAS's ``sgemm``/``dgemm`` (``sgemv``/``dgemv`` for a one-row or
+one-column product) through the symbols that ``blas_lib`` binds: NumPy's own OpenBLAS where
+NumPy ships one, else SciPy's, which Numba's ``np.dot`` calls. The transposition flags are
 read from the operands' layouts (C, or F for a transposed view: generated code passes nothing
 else, and anything else is a typing error). ``np.dot(a, b, out)`` is compiled anew for every
 layout combination, with its checks and copies (docs/decisions.md), and
@@ -25,9 +26,12 @@ from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import lower_builtin, type_callable
-from numba.np.linalg import check_blas_return, ensure_blas
+from numba.np.linalg import ensure_blas
+
+from .blas_lib import register
 
 _KIND = {types.float32: "s", types.float64: "d"}
+register()  # before any compiled caller is loaded from Numba's cache
 
 
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, beta: float) -> None:
@@ -78,7 +82,7 @@ def _lower_gemm(context, builder, sig, args):
     blas = _Blas(context, builder, sig, args[3])
     a_ty, b_ty = sig.args[:2]
     a, b, out = arrs
-    one, zero = ir.Constant(blas.intp, 1), ir.Constant(blas.intp, 0)
+    one, zero = ir.Constant(k.type, 1), ir.Constant(k.type, 0)
     # a one-column or one-row product goes to gemv, as in np.dot: sgemm is several times slower
     # there (logistic regression's X w and r^T X)
     has_k = builder.icmp_signed("!=", k, zero)
@@ -95,40 +99,40 @@ def _lower_gemm(context, builder, sig, args):
 
 
 class _Blas:
-    """Calls of Numba's BLAS wrappers (``numba_xxgemm``/``numba_xxgemv``, _helperlib.c) with
-    alpha 1 and the caller's beta."""
+    """Calls of BLAS's Fortran ``?gemm``/``?gemv`` (every argument a pointer, integers 64-bit)
+    through the symbols ``blas_lib`` binds, with alpha 1 and the caller's beta."""
 
     def __init__(self, context, builder, sig, beta):
         self.b, self.dt = builder, sig.args[2].dtype
-        self.char, self.intp = ir.IntType(8), context.get_value_type(types.intp)
-        self.vp = ir.IntType(8).as_pointer()
-        self.kind = ir.Constant(self.char, ord(_KIND[self.dt]))
+        self.i64, self.vp = ir.IntType(64), ir.IntType(8).as_pointer()
         self.alpha = self.ptr(cgutils.alloca_once_value(builder, context.get_constant(self.dt, 1.0)))
         self.beta = self.ptr(cgutils.alloca_once_value(builder, context.cast(builder, beta, sig.args[3], self.dt)))
-        self.check = lambda res: check_blas_return(context, builder, res)
+        self.one = self.int(ir.Constant(self.i64, 1))
 
     def ptr(self, p):
         return self.b.bitcast(p, self.vp)
 
+    def int(self, n):  # a pointer to a 64-bit copy of n
+        return self.ptr(cgutils.alloca_once_value(self.b, self.b.sext(n, self.i64) if n.type.width < 64 else n))
+
     def flag(self, c: str):
-        return ir.Constant(self.char, ord(c))
+        return self.ptr(cgutils.alloca_once_value(self.b, ir.Constant(ir.IntType(8), ord(c))))
 
     def ld(self, n):  # BLAS wants leading dimensions >= 1, even for empty matrices
-        one = ir.Constant(self.intp, 1)
-        return self.b.select(self.b.icmp_signed("<", n, one), one, n)
+        one = ir.Constant(n.type, 1)
+        return self.int(self.b.select(self.b.icmp_signed("<", n, one), one, n))
 
-    def call(self, name: str, argtys: list, args: tuple) -> None:
-        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(ir.IntType(32), argtys), name)
-        self.check(self.b.call(fn, args))
+    def call(self, routine: str, args: tuple) -> None:
+        name = f"symgrad_{_KIND[self.dt]}{routine}"
+        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(ir.VoidType(), [self.vp] * len(args)), name)
+        self.b.call(fn, args)
 
     def gemv(self, trans: str, mat_ty, mat, x, y) -> None:
         """y = op(mat) x + beta y, with mat in BLAS's column-major view (a C array is its transpose)."""
         rows, cols = cgutils.unpack_tuple(self.b, mat.shape, 2)
         m, n = (rows, cols) if mat_ty.layout == "F" else (cols, rows)
-        c, i, v = self.char, self.intp, self.vp
-        self.call("numba_xxgemv", [c, c, i, i, v, v, i, v, v, v],
-                  (self.kind, self.flag(trans), m, n, self.alpha, self.ptr(mat.data), self.ld(m), self.ptr(x),
-                   self.beta, self.ptr(y)))
+        self.call("gemv", (self.flag(trans), self.int(m), self.int(n), self.alpha, self.ptr(mat.data), self.ld(m),
+                           self.ptr(x), self.one, self.beta, self.ptr(y), self.one))
 
     def gemm(self, a_ty, a, b_ty, b, out_ty, out, m, n, k) -> None:
         def operand(ty, arr):
@@ -140,6 +144,5 @@ class _Blas:
         tb, ldb, pb = operand(b_ty, b)
         ta, lda, pa = operand(a_ty, a)
         ldc, pc = operand(out_ty, out)[1:]
-        c, i, v = self.char, self.intp, self.vp
-        self.call("numba_xxgemm", [c, c, c, i, i, i, v, v, i, v, i, v, v, i],
-                  (self.kind, tb, ta, n, m, k, self.alpha, pb, ldb, pa, lda, self.beta, pc, ldc))
+        self.call("gemm", (tb, ta, self.int(n), self.int(m), self.int(k), self.alpha, pb, ldb, pa, lda, self.beta,
+                           pc, ldc))
