@@ -31,7 +31,7 @@ from ..errors import OptionError, ShapeError
 from .args import flag
 from .norm import EPS, check_eps
 from .rowwise import per_channel
-from .walk import find
+from .walk import find, per_object
 
 #: PyTorch's default momentum of the running statistics.
 MOMENTUM = 0.1
@@ -108,7 +108,8 @@ def check_minibatches(rows: int, batch_size: int) -> None:
                           "that leaves at least 2 rows in every minibatch, or one row fewer or more.")
 
 
-def gradient_free(expr: sp.Basic) -> set[sp.MatrixSymbol]:
+@per_object  # fit asks once per call: the walk is a short fit's largest bookkeeping cost
+def gradient_free(expr: sp.Basic) -> frozenset[sp.MatrixSymbol]:
     """Parameters whose training gradient is 0 by construction: the running statistics, and a bias
     added right before a batch norm (Dense's b, Conv2D's), which its mean subtracts again.
     ``fit`` does not call their zero norm a vanishing gradient."""
@@ -120,7 +121,7 @@ def gradient_free(expr: sp.Basic) -> set[sp.MatrixSymbol]:
         terms = x.args if isinstance(x, sp.MatAdd) else (x,)
         out |= {t for t in terms if isinstance(t, sp.MatrixSymbol)}
         out |= {t.args[2] for t in terms if isinstance(t, conv2d) and isinstance(t.args[2], sp.MatrixSymbol)}
-    return out
+    return frozenset(out)
 
 
 class BatchNorm:

@@ -47,9 +47,9 @@ class Run:
 
     def __init__(self, params, metrics=None, verbose: int = 0, epochs: int = 0, validated: bool = False,
                  how_to_validate: str = "validation=(X_val, Y_val)", frozen=()):
-        self.names, self.verbose, self.epochs = [str(p) for p in params], verbose, epochs
+        self.names, self.verbose, self.epochs = [p.name for p in params], verbose, epochs
         # running statistics (batch norm) get no gradient by design: no health warnings about them
-        self.trained = np.array([n not in {str(f) for f in frozen} for n in self.names])
+        self.trained = np.array([n not in {f.name for f in frozen} for n in self.names])
         self.metrics = _metrics(metrics)
         if self.metrics and not validated:
             raise OptionError("metrics= are computed on validation data, and none was given. Fix: pass "

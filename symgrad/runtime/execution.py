@@ -7,6 +7,7 @@ import functools
 import sys
 
 from ..errors import SymgradError
+from ..lang.walk import per_object
 
 #: fit() grows its chunks of epochs (one native call each) until one lasts this long: each
 #: chunk costs ~0.2 ms in Python, 20 µs per epoch for chunks of 10 fast full-batch epochs.
@@ -85,6 +86,7 @@ def _numba_threads(n: int | None):
 BLAS_WORK = 4_000_000
 
 
+@per_object  # fit asks once per call: a walk over the model's expression
 def sample_work(expr) -> int:
     """Multiply-adds of one sample's forward products: a dense layer's weights once, a
     convolution's kernel at each output position, a position-wise product's weights and

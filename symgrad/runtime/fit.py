@@ -31,7 +31,7 @@ from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
-from ..lang.walk import find
+from ..lang.walk import find, per_object
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
 from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, record  # noqa: F401 (the warning's home)
 
@@ -136,7 +136,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         if data is not None:
             check_token_ids(model, data)
     spec = ModelSpec.of(model)
-    kinds = {type(n) for n in find(spec.expr, batchnorm, dropout)}  # sp's has() walks shared subtrees again
+    kinds = _kinds(spec.expr)
     if batchnorm in kinds:
         check_minibatches(len(Xa), batch_size)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
@@ -224,6 +224,11 @@ def _fit_dask(model, loss, X, Y, **options) -> Trained:
     return fit_on_dask(model, loss, X, Y, **options)
 
 
+@per_object  # once per model: a walk costs a short fit ~50 µs, and sp's has() walks shared subtrees again
+def _kinds(expr) -> frozenset[type]:
+    return frozenset(type(n) for n in find(expr, batchnorm, dropout))
+
+
 def _epoch_draws(rng: np.random.Generator, n: int, rows: int, shuffle: bool, noisy: bool):
     """Each epoch's row order (a row per epoch; without shuffling the kernel reads X in order and
     needs none) and dropout seed (``noisy``), drawn epoch by epoch: a run cut into other chunks,
@@ -266,6 +271,7 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
         raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params}). {fix}")
     out = []
     for sym, shape, arr in zip(model.params, shapes, params):
+        sym = sym.name  # SymPy's printer takes ~20 µs a name: a short fit's whole bookkeeping is ~300
         a = np.array(arr, dtype=dt, copy=True, order="C")
         if a.shape != shape:
             hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
