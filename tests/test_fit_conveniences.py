@@ -129,3 +129,34 @@ def test_auto_blas_threads_weigh_the_multiply_adds_of_a_step():
     assert fit_blas_threads("auto", sample_work(nn.MLP([64, 512, 512, 10]).expr), 256, None) is None
     assert fit_blas_threads("auto", 10**9, 4096, 2) == 1  # row blocks already use the cores
     assert fit_blas_threads(2, 1, 1, None) == 2 and fit_blas_threads(None, 1, 1, None) is None
+
+
+def test_row_blocks_get_one_blas_thread_each_and_say_so_when_asked_for_more():
+    """OpenBLAS called from two row blocks at once, each starting its own threads, made the digits
+    CNN 20x slower: row blocks always run one BLAS thread, and another request warns."""
+    from symgrad.runtime.execution import fit_blas_threads
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fit_blas_threads("auto", 10**9, 4096, 2) == 1 and fit_blas_threads(1, 10**9, 4096, 2) == 1
+        assert fit_blas_threads(2, 10**9, 4096, 1) == 2  # one block: BLAS gets what was asked
+    for asked in (None, 2, 4):
+        with pytest.warns(RuntimeWarning, match=r"row blocks on 2 threads.*Fix: threads=1"):
+            assert fit_blas_threads(asked, 10**9, 4096, 2) == 1
+
+
+@pytest.mark.numba
+def test_a_fit_with_row_blocks_and_blas_threads_trains_as_with_one_blas_thread():
+    from symgrad.runtime.execution import fit_threads, sample_work
+
+    net = sg.nn.MLP([1000, 1000, 3], activation="tanh")
+    if fit_threads(4, work=sample_work(net.expr)) < 2:
+        pytest.skip("Numba has one thread here: fit never splits a batch")
+    rng = np.random.default_rng(3)
+    X, labels = rng.standard_normal((12, 1000)) / 30, rng.integers(0, 3, 12)
+    kw = dict(optimizer=sg.optim.Adam(1e-3), epochs=2, batch_size=4, seed=1)
+    with pytest.warns(RuntimeWarning, match="BLAS runs one thread per block"):
+        asked = sg.fit(net, "softmax_cross_entropy", X, labels, blas_threads=None, **kw)
+    auto = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
+    for a, b in zip(asked.params, auto.params, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -167,3 +167,16 @@ def _labels(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray
     else:
         truth, guess = Ya, out
     return (truth[:, 0], guess[:, 0]) if truth.shape[1] == 1 else (truth, guess)
+
+
+def epoch_draws(rng: np.random.Generator, n: int, rows: int, shuffle: bool, noisy: bool):
+    """Each epoch's row order (a row per epoch; without shuffling the kernel reads X in order and
+    needs none) and dropout seed (``noisy``), drawn epoch by epoch: a run cut into other chunks,
+    or resumed, draws the same."""
+    perms, seeds = np.empty((n, rows if shuffle else 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for k in range(n):
+        if shuffle:
+            perms[k] = rng.permutation(rows)
+        if noisy:
+            seeds[k] = rng.integers(1, 2**62)
+    return perms, seeds

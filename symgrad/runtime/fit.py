@@ -33,7 +33,7 @@ from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from ..lang.walk import find, per_object
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
-from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, record  # noqa: F401 (the warning's home)
+from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, record  # noqa: F401
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
 from .execution import (  # noqa: F401
@@ -81,9 +81,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``shuffle=False`` visits samples in order (no copy per minibatch; with ``batch_size >= len(X)``
     this is plain full-batch gradient descent).
     A non-finite loss raises :class:`DivergenceError`; the model keeps the last whole epoch's parameters.
-    ``blas_threads`` caps BLAS threads while the kernel runs (None leaves them alone); "auto":
-    one for small steps (below 4M multiply-adds, where more were measured slower) and with row
-    blocks, BLAS's own above that (up to 1.8x faster on two cores: docs/decisions.md).
+    ``blas_threads`` caps BLAS threads while the kernel runs (None: BLAS's own); "auto": one for
+    small steps (below 4M multiply-adds, where more were measured slower), BLAS's own above (up to
+    1.8x faster on two cores: docs/decisions.md). Row blocks always get one BLAS thread each.
     ``threads``: a minibatch of two blocks' worth of rows (1,024 each, or fewer holding 2M multiply-adds)
     is split into row blocks that Numba's threads compute in parallel (None: all of Numba's; 1: never).
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
@@ -162,7 +162,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
-        perms, seeds = _epoch_draws(rng, n, len(Xa), shuffle, dropout in kinds)
+        perms, seeds = epoch_draws(rng, n, len(Xa), shuffle, dropout in kinds)
         lrs = np.array([optimizer.lr_at(epoch + k, result.history) for k in range(n)], dtype=dt)
         losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
         snapshot = theta.copy()
@@ -227,19 +227,6 @@ def _fit_dask(model, loss, X, Y, **options) -> Trained:
 @per_object  # once per model: a walk costs a short fit ~50 µs, and sp's has() walks shared subtrees again
 def _kinds(expr) -> frozenset[type]:
     return frozenset(type(n) for n in find(expr, batchnorm, dropout))
-
-
-def _epoch_draws(rng: np.random.Generator, n: int, rows: int, shuffle: bool, noisy: bool):
-    """Each epoch's row order (a row per epoch; without shuffling the kernel reads X in order and
-    needs none) and dropout seed (``noisy``), drawn epoch by epoch: a run cut into other chunks,
-    or resumed, draws the same."""
-    perms, seeds = np.empty((n, rows if shuffle else 0), dtype=np.int64), np.zeros(n, dtype=np.int64)
-    for k in range(n):
-        if shuffle:
-            perms[k] = rng.permutation(rows)
-        if noisy:
-            seeds[k] = rng.integers(1, 2**62)
-    return perms, seeds
 
 
 def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):
