@@ -69,6 +69,12 @@ def _adapters() -> dict[str, int]:
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
 
+    try:  # Numba's wrappers find SciPy's BLAS at the first call, and would return an error code
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError as e:  # that the adapters could not report: no silent products
+        raise ImportError("symgrad's matrix products need a BLAS: this NumPy ships no OpenBLAS of its own (or "
+                          "SYMGRAD_NUMPY_BLAS=0), and SciPy's cannot be imported. Fix: pip install scipy.") from e
+
     i8, i32, i64, vp = ir.IntType(8), ir.IntType(32), ir.IntType(64), ir.IntType(8).as_pointer()
     lib = cpu_target.target_context.codegen().create_library("symgrad_blas_adapters")
     mod = lib.create_ir_module("symgrad_blas_adapters")
