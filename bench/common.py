@@ -439,7 +439,12 @@ def thread_note() -> str:
     import symgrad
 
     bt = inspect.signature(symgrad.fit).parameters.get("blas_threads")
-    parts = [f"BLAS (NumPy's and SciPy's OpenBLAS; Numba's `np.dot` calls SciPy's): {blas_threads()} threads"
+    try:
+        from symgrad.native.blas_lib import register
+        lib = f"symgrad's compiled products call {'NumPy' if register() == 'numpy' else 'SciPy'}'s"
+    except ImportError:  # a symgrad from before blas_lib: SciPy's, through Numba
+        lib = "symgrad's compiled products call SciPy's"
+    parts = [f"BLAS (NumPy's and SciPy's OpenBLAS; {lib}, Numba's `np.dot` SciPy's): {blas_threads()} threads"
              + ("" if bt is None else ", but `symgrad.fit` chooses while its kernel runs (its default "
                 "blas_threads='auto': one thread below 4M multiply-adds per step or with row blocks, BLAS's own above)"
                 if bt.default == "auto" else f", but `symgrad.fit` caps it at blas_threads={bt.default} while its "
