@@ -874,6 +874,49 @@ def test_the_parallel_kernel_is_told_its_block_size():
     assert _kernel(Module(), 2, 3, "python", work=1_000_000) == ("serial", None)  # 3 rows: one block
 
 
+def test_one_thread_splits_a_heavy_batch_of_shared_weights_into_two_blocks():
+    """With one thread and one BLAS thread, a minibatch of convolution- or attention-like work
+    (each weight used at many positions) of 16M multiply-adds or more runs as two row blocks, one
+    after the other (cache_blocks); dense layers (work = weights) and lighter batches do not."""
+    from symgrad.runtime.execution import CACHE_WORK, cache_blocks
+
+    class Module:
+        train_chunk = "serial"
+
+        def train_chunk_par(self, **kw):
+            return kw
+
+    kernel, n = _kernel(Module(), 1, 64, "numba", work=416_520, n_params=61_706, blas_threads=1)
+    assert n == 1 and kernel() == {"threads": 2, "par_rows": 1}  # LeNet-5: Numba runs one thread
+    assert _kernel(Module(), 1, 64, "numba", work=416_520, n_params=61_706, blas_threads=None)[0] == "serial"
+    assert _kernel(Module(), 1, 64, "numba", work=84_224, n_params=6_570, blas_threads=1)[0] == "serial"
+    assert cache_blocks(64, 1_860_000, 1_860_000) == 1  # a dense net: each weight once per sample
+    assert cache_blocks(2, CACHE_WORK // 2, 1) == 2 and cache_blocks(2, CACHE_WORK // 2 - 1, 1) == 1
+    assert cache_blocks(1, CACHE_WORK, 1) == 1
+
+
+@pytest.mark.numba
+def test_two_blocks_on_one_thread_equal_two_blocks_on_two_threads():
+    """The same two row blocks, one after the other or in parallel: bit-identical parameters."""
+    from test_conv_train import cnn, data
+
+    from symgrad.runtime.execution import cache_blocks
+
+    net, (X, labels) = cnn(), data(6_000)
+    work = sample_work(net.expr)
+    assert cache_blocks(len(X), work, sum(int(np.prod(p.shape)) for p in net.params)) == 2
+    if fit_threads(len(X), work=work) < 2:
+        pytest.skip("Numba has one thread here")
+    init = net.init_params(seed=0)
+    kw = dict(optimizer=optim.SGD(0.1), epochs=2, batch_size=len(X), shuffle=False, dtype="float64")
+    two = sg.fit(net, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], **kw)
+    one = sg.fit(net, "softmax_cross_entropy", X, labels, params=[p.copy() for p in init], threads=1,
+                 blas_threads=1, **kw)
+    for a, b in zip(two.params, one.params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(one.history["loss"]).all() and one.history["loss"][1] < one.history["loss"][0]
+
+
 @pytest.mark.numba
 def test_small_batches_of_heavy_rows_split_and_match_the_serial_kernel():
     """Rows of 1M multiply-adds each: a batch of 4 is two blocks of 2 rows, on two threads."""

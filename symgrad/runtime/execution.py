@@ -57,11 +57,34 @@ def fit_threads(rows: int, threads: int | None = None, backend: str = "numba", w
     return n if rows >= 2 * block_rows(work) else 1
 
 
-def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0):
+#: One thread: a minibatch of layers that use each weight at many positions (convolutions,
+#: attention) is computed as two row blocks, one after the other, from this many multiply-adds:
+#: each block's activations stay in cache for the next layer (docs/decisions.md, "Two row blocks
+#: on one thread": LeNet-5 and the example transformer 9-10% faster; the digits CNN, 5.4M, and
+#: dense networks, whose work is their weights, were not).
+CACHE_WORK = 16_000_000
+
+
+def cache_blocks(rows: int, work: int, n_params: int) -> int:
+    """Row blocks for a minibatch of ``rows`` samples of ``work`` multiply-adds each, on one
+    thread, for a model of ``n_params`` parameters: 2 when the minibatch's work reaches
+    ``CACHE_WORK`` and each weight is used at 4 or more positions per sample, else 1.
+
+    >>> cache_blocks(64, 416_520, 61_706), cache_blocks(64, 84_224, 6_570), cache_blocks(64, 1_860_000, 1_860_000)
+    (2, 1, 1)
+    """
+    return 2 if rows >= 2 and work * rows >= CACHE_WORK and work >= 4 * n_params else 1
+
+
+def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0, n_params: int = 0,
+            blas_threads: int | str | None = "auto"):
     """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
     n = fit_threads(rows, threads, backend, work)
-    if n > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
-        kernel = functools.partial(mod.train_chunk_par, threads=n, par_rows=block_rows(work))
+    blocks = n
+    if n == 1 and fit_blas_threads(blas_threads, work, rows, None) == 1:  # BLAS would split them itself
+        blocks = cache_blocks(rows, work, n_params)
+    if blocks > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
+        kernel = functools.partial(mod.train_chunk_par, threads=blocks, par_rows=block_rows(work) if n > 1 else 1)
         return kernel, (n if backend == "numba" else None)
     return mod.train_chunk, None
 

@@ -85,7 +85,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     small steps (below 4M multiply-adds, where more were measured slower), BLAS's own above (up to
     1.8x faster on two cores: docs/decisions.md). Row blocks always get one BLAS thread each.
     ``threads``: a minibatch of two blocks' worth of rows (1,024 each, or fewer holding 2M multiply-adds)
-    is split into row blocks that Numba's threads compute in parallel (None: all of Numba's; 1: never).
+    is split into row blocks that Numba's threads compute in parallel (None: all of Numba's; 1: one thread,
+    which computes a heavy minibatch of convolutions or attention as two blocks when BLAS has one thread too).
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
     (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
     then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
@@ -150,7 +151,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     work = sample_work(spec.expr)
-    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work)
+    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work, theta.size, blas_threads)
     blas = fit_blas_threads(blas_threads, work, min(batch_size, len(Xa)), n_threads)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
