@@ -324,3 +324,30 @@ def test_weights_that_depend_on_the_data_are_refused():
     A = sg.attention(x, *W, seq=(2, 4))
     with pytest.raises(UnsupportedModelError, match="Fix: put them in wrt"):
         sg.compile(sg.msum(A), W[:3], [x, W[3]], backend="python")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_row_max_is_the_largest_entry_for_every_length(dtype):
+    rng = np.random.default_rng(11)
+    for n in range(1, 70):
+        row = rng.normal(size=n + 3).astype(dtype)
+        assert kernels._row_max(row, n) == row[:n].max()
+        row[rng.integers(0, n)] = np.inf
+        assert kernels._row_max(row, n) == np.inf
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_nan_score_makes_its_softmax_row_nan_but_not_where_it_is_masked(dtype):
+    """The softmax computes exp up to a multiple of 8 columns of a causal row, masked ones too,
+    then zeroes those: a NaN (or huge) score there must not reach P."""
+    T = 21
+    s = np.random.default_rng(12).normal(size=(T, T)).astype(dtype)
+    s[13, 4] = np.nan  # row 13 sees column 4
+    s[2, 5] = np.nan  # row 2 does not (columns 0..2), but its exps run to column 7
+    s[3, 6] = 1e30  # exp overflows there, also masked
+    kernels._softmax_rows(s, s.dtype.type(0.5), True)
+    assert np.isnan(s[13, :14]).all() and (s[13, 14:] == 0).all()
+    rows = [r for r in range(T) if r != 13]
+    assert np.isfinite(s[rows]).all()
+    np.testing.assert_allclose(s[rows].sum(axis=1), 1, rtol=1e-6)
+    assert (s[np.triu_indices(T, 1)][~np.isnan(s[np.triu_indices(T, 1)])] == 0).all()
