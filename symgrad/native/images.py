@@ -55,13 +55,20 @@ def im2col(x, col, g):
     # no padding: x itself (LeNet's layers: a copy of the minibatch saved per layer)
     xf = pad_images(x, C, H, W, ph, pw).reshape(-1) if ph or pw else x.reshape(-1)
     cf = col.reshape(-1)
+    # rows shorter than 8: one loop over each window's L positions, from a table of their
+    # offsets (the digits CNN's 4×4 maps: 92 -> 56 µs; from 8 columns, equal or slower)
+    off = np.empty(L if Wo < 8 else 0, dtype=U)
+    for q in range(off.shape[0]):
+        off[q] = U((q // Wo) * sh * Wp + (q % Wo) * sw)
     for c in range(C):
         for u in range(kh):
             for v in range(kw):
                 r = (c * kh + u) * kw + v
                 for i in range(B):
                     d0, s0 = U((r * B + i) * L), U(((i * C + c) * Hp + u) * Wp + v)
-                    for oy in range(Ho):
+                    for q in range(off.shape[0]):
+                        cf[d0 + U(q)] = xf[s0 + off[q]]
+                    for oy in range(Ho if Wo >= 8 else 0):
                         d, s = d0 + U(oy * Wo), s0 + U(oy * sh * Wp)
                         for ox in range(Wo):
                             cf[d + U(ox)] = xf[s + U(ox * sw)]
