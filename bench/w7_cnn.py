@@ -461,7 +461,7 @@ def _timed_loss_grad(mod):
     fdef.body = body
     ast.fix_missing_locations(tree)
     times: list = []
-    g = dict(vars(mod))
+    g = dict(vars(getattr(mod, "module", mod)))  # a Bound module's own globals (symgrad/bound.py)
     g.update({"__pc": time.perf_counter, "__rec": times})
     exec(compile(tree, f"<timed {mod.__name__}.loss_grad>", "exec"), g)
     return g[fdef.name], labels, times
@@ -485,10 +485,12 @@ def _profile_ops(spec, X, y, p0, reps: int) -> tuple[list[list[str]], dict]:
     gflat = np.empty_like(th)
     Xf = np.ascontiguousarray(X.reshape(len(X), -1)[:BS])
     Yf = np.eye(10, dtype=np.float32)[y[:BS]]
+    # a shape-generic module's loss_grad takes the model's sizes first (symgrad/bound.py)
+    sized = (mod.dims,) if hasattr(mod, "dims") else ()
     per_node: dict[str, list[float]] = {}
     for r in range(reps + 1):
         times.clear()
-        fn(th, Xf, Yf, gflat)
+        fn(*sized, th, Xf, Yf, gflat)
         if r == 0:
             continue
         sums: dict[str, float] = {}

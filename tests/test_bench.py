@@ -24,6 +24,9 @@ def test_bench_quick_tiny(tmp_path):
     for header in SECTIONS:
         assert any(line.startswith(header) for line in text.splitlines()), f"missing section {header!r}"
     assert "BENCHMARK DISAGREEMENT" not in proc.stdout + proc.stderr
+    # the per-op profile of W7 is best effort in the run (a line says why it failed), never here:
+    # it once failed unnoticed for a whole round, after loss_grad took the model's sizes first
+    assert "breakdown unavailable" not in text
     # every workload contributed rows to the targets table
     for w in ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W9"):
         assert f"| {w}" in text, f"no target row for {w}"
