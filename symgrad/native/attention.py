@@ -65,8 +65,8 @@ def _head_out(src, dst, i, h, T, dh):
 @njit
 def _row_max(row, n):
     # the largest of row[:n] (n >= 1), in eight running maxima: one chain of n dependent max()
-    # calls took as long as the row's exps. max() is exact, so the result is the chain's (but
-    # which NaN is kept, where the row holds one: its softmax is NaN either way)
+    # calls took as long as the row's exps. max() is exact, so the result is the chain's; only
+    # where the row holds a NaN may it differ, and that row's softmax is NaN either way
     m = row[0]
     if n < 16:
         for j in range(1, n):
