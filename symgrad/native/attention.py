@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from .blas import gemm
-from .sums import dot, total
+from .sums import dot, largest, total
 from .vecmath import exp
 
 njit = numba.njit(cache=True, error_model="numpy")
@@ -63,27 +63,6 @@ def _head_out(src, dst, i, h, T, dh):
 
 
 @njit
-def _row_max(row, n):
-    # the largest of row[:n] (n >= 1), in eight running maxima: one chain of n dependent max()
-    # calls took as long as the row's exps. max() is exact, so the result is the chain's; only
-    # where the row holds a NaN may it differ, and that row's softmax is NaN either way
-    m = row[0]
-    if n < 16:
-        for j in range(1, n):
-            m = max(m, row[j])
-        return m
-    m0, m1, m2, m3, m4, m5, m6, m7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
-    j = 8
-    while j + 8 <= n:
-        m0, m1, m2, m3 = max(m0, row[j]), max(m1, row[j + 1]), max(m2, row[j + 2]), max(m3, row[j + 3])
-        m4, m5, m6, m7 = max(m4, row[j + 4]), max(m5, row[j + 5]), max(m6, row[j + 6]), max(m7, row[j + 7])
-        j += 8
-    for jj in range(j, n):
-        m0 = max(m0, row[jj])
-    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
-
-
-@njit
 def _softmax_rows(s, scale, causal):
     # s = softmax(scale · s) row by row, in place; with ``causal``, row r keeps columns 0..r and
     # the rest is 0 (their scores are −∞). The row's largest score is subtracted first.
@@ -92,7 +71,7 @@ def _softmax_rows(s, scale, causal):
     for r in range(s.shape[0]):
         row = s[r]
         n = r + 1 if causal else T
-        m = _row_max(row, n)
+        m = largest(row, 0, n)
         # exp alone in its loop vectorises (2x faster than with the sum in it); up to a multiple
         # of 8 columns (masked ones are overwritten below), as a causal row's r + 1 columns
         # otherwise leave up to 7 exps to a scalar tail: 1.0 -> 0.65 ms a layer of the transformer

@@ -27,7 +27,7 @@ import math
 import numba
 
 from ..errors import TargetError
-from .sums import total
+from .sums import largest, total
 from .vecmath import exp, log
 
 njit = numba.njit(cache=True, error_model="numpy")
@@ -54,9 +54,7 @@ def token_ce_fwd(z, y, out, p, g):
         tot = z.dtype.type(0.0)
         for t in range(T):
             at = t * V
-            m = z[b, at]
-            for j in range(1, V):
-                m = max(m, z[b, at + j])
+            m = largest(z[b], at, at + V)
             for j in range(V):  # alone in its loop, exp vectorises
                 p[b, at + j] = exp(z[b, at + j] - m)
             s = total(p[b], at, at + V)
