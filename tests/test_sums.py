@@ -53,3 +53,15 @@ def test_the_loops_vectorise(fn):
     f(*([x] if fn == "total" else [x, x]), 0, 64)
     asm = f.inspect_asm(f.signatures[0])
     assert re.search(r"v(add|fmadd\w*)ps\s+[^\n]*%[yz]mm", asm), f"{fn}'s float32 loop did not vectorise"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_largest_is_the_largest_entry_for_every_length(dtype):
+    """Eight running maxima (16 entries and up) and the plain chain below: the same exact max."""
+    rng = np.random.default_rng(11)
+    for n in range(1, 70):
+        row = rng.normal(size=n + 6).astype(dtype)
+        lo = int(rng.integers(0, 3))
+        assert sums.largest(row, lo, lo + n) == row[lo:lo + n].max()
+        row[lo + rng.integers(0, n)] = np.inf
+        assert sums.largest(row, lo, lo + n) == np.inf
