@@ -889,6 +889,12 @@ def test_one_thread_splits_a_heavy_batch_of_shared_weights_into_two_blocks():
     kernel, n = _kernel(Module(), 1, 64, "numba", work=416_520, n_params=61_706, blas_threads=1)
     assert n == 1 and kernel() == {"threads": 2, "par_rows": 1}  # LeNet-5: Numba runs one thread
     assert _kernel(Module(), 1, 64, "numba", work=416_520, n_params=61_706, blas_threads=None)[0] == "serial"
+    # on one core BLAS has no second thread to split the products with: two blocks with any BLAS setting
+    import symgrad.runtime.execution as execution
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(execution, "usable_cores", lambda: 1)
+        assert _kernel(Module(), 1, 64, "numba", work=416_520, n_params=61_706)[0]() == {"threads": 2, "par_rows": 1}
     assert _kernel(Module(), 1, 64, "numba", work=84_224, n_params=6_570, blas_threads=1)[0] == "serial"
     assert cache_blocks(64, 1_860_000, 1_860_000) == 1  # a dense net: each weight once per sample
     assert cache_blocks(2, CACHE_WORK // 2, 1) == 2 and cache_blocks(2, CACHE_WORK // 2 - 1, 1) == 1

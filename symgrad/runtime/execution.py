@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import warnings
 
@@ -81,12 +82,23 @@ def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0, n_
     """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
     n = fit_threads(rows, threads, backend, work)
     blocks = n
-    if n == 1 and fit_blas_threads(blas_threads, work, rows, None) == 1:  # BLAS would split them itself
+    blas = fit_blas_threads(blas_threads, work, rows, None)
+    if n == 1 and (blas == 1 or blas is None and usable_cores() == 1):  # else BLAS splits the products itself
         blocks = cache_blocks(rows, work, n_params)
     if blocks > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
         kernel = functools.partial(mod.train_chunk_par, threads=blocks, par_rows=block_rows(work) if n > 1 else 1)
         return kernel, (n if backend == "numba" else None)
     return mod.train_chunk, None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one).
+
+    >>> usable_cores() >= 1
+    True
+    """
+    get = getattr(os, "sched_getaffinity", None)
+    return len(get(0)) if get is not None else (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
