@@ -371,7 +371,7 @@ def _op_detail(mod, torch, label: str, shapes: dict, reps: int) -> tuple[float |
     """For a conv or max-pool node of ``loss_grad`` (its layer read from the label: 'z3: conv2d' is layer
     3's forward, 'backward through p2' layer 2's backward): the same op timed in torch (at the caller's
     thread count), and for a conv the BLAS products that im2col needs, each timed alone in the
-    module's ``mm`` ("for scale")."""
+    module's ``mm`` ("for scale"), once per chunk of images the kernels cut the minibatch into."""
     m = re.search(r"\b[zp](\d+)\b", label)
     geo = shapes.get(int(m.group(1))) if m else None
     if geo is None:
@@ -381,7 +381,12 @@ def _op_detail(mod, torch, label: str, shapes: dict, reps: int) -> tuple[float |
     if geo[0] == "conv":
         _, ci, H, W, co, k, p = geo
         Ho, Wo = H + 2 * p - k + 1, W + 2 * p - k + 1
-        r, L = ci * k * k, B * Ho * Wo
+        # the products of one chunk of images (symgrad/native/convolve.py), as often as there are chunks
+        from symgrad.native.convolve import chunk_images
+
+        r = ci * k * k
+        n = chunk_images(B, r, Ho * Wo, 4)
+        L, times = n * Ho * Wo, -(-B // n)
         prods = [(co, r, L)] if fwd else [(co, L, r)] + ([(r, co, L)] if min(shapes) != int(m.group(1)) else [])
         rng = np.random.default_rng(0)
         for a_, b_, c_ in prods:
@@ -391,12 +396,14 @@ def _op_detail(mod, torch, label: str, shapes: dict, reps: int) -> tuple[float |
             mm = getattr(mod, "mm", None)
 
             def gemm(A=A, Bm=Bm, out=out, mm=mm):
-                if mm is not None:
-                    mm(A, Bm, out)
-                else:
-                    np.dot(A, Bm, out=out)
+                for _ in range(times):
+                    if mm is not None:
+                        mm(A, Bm, out)
+                    else:
+                        np.dot(A, Bm, out=out)
 
-            subs.append((f"for scale: a gemm {a_}x{b_} · {b_}x{c_} alone", _med_us(gemm, reps)))
+            what = f"a gemm {a_}x{b_} · {b_}x{c_}" if times == 1 else f"{times} gemms {a_}x{b_} · {b_}x{c_} ({n} image(s) each)"
+            subs.append((f"for scale: {what} alone", _med_us(gemm, reps)))
         if torch is not None:
             xt = torch.randn(B, ci, H, W)
             wt = torch.randn(co, ci, k, k)
@@ -723,7 +730,8 @@ def run_digits(mode: Mode, L: list[str], targets: list[Target], data: dict, note
                  "median of calls on one batch of 64. Torch column: the same op alone in torch at 1 thread "
                  "(`F.conv2d`, `aten.convolution_backward`, `F.max_pool2d`, `aten.max_pool2d_with_indices_backward`, "
                  "on random data of the layer's shape). 'For scale' rows: the BLAS products an im2col convolution "
-                 "needs, each timed alone in the module's `mm` on random matrices of those shapes:")
+                 "needs, each timed alone in the module's `mm` on random matrices of those shapes, once per "
+                 "chunk of images the kernels cut the minibatch into (symgrad/native/convolve.py):")
         L.append("")
         L.append(table(["part", "symgrad µs", "torch 1 thread µs"], rows, "lrr"))
         L.append("")

@@ -21,7 +21,7 @@ from ..explain.notation import MatProd, Tr, show
 from ..lang.attention import attention
 from .base import Kind, native, register
 
-#: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
+#: The generated module only imports the kernels (as the image kinds do: ``pool.IMAGES``, ``conv.CONVOLVE``).
 ATTENTION = native("attention")
 EMPTY = "np.empty((0, 0), dtype=F)"  # the adjoint of an input nobody needs
 

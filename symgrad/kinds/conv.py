@@ -1,12 +1,14 @@
-"""The convolution kind: ``Z = K ⋆ X + b`` by im2col and one BLAS product per minibatch.
+"""The convolution kind: ``Z = K ⋆ X + b`` by im2col and BLAS products over chunks of images.
 
-Forward, the windows of the whole minibatch are laid out as the columns of one matrix
+Forward, the windows of a chunk of images are laid out as the columns of one matrix
 (``im2col``), so the convolution is one product ``K · cols`` of c_out × (c_in·kh·kw) by
-(c_in·kh·kw) × (B·Ho·Wo); backward, ``∂ℓ/∂K = δ · colsᵀ`` is one more, and the input's delta is
-``Kᵀ · δ`` scattered back onto the image (``col2im``, the adjoint of ``im2col``): that scatter
-computes the printed rule, the full cross-correlation of the (dilated) δ with the 180°-rotated
-kernel (the full convolution with K), cropped by the padding. One product over the minibatch, not one per sample: BLAS is fastest on the
-longest matrices (docs/decisions.md).
+(c_in·kh·kw) × (n·Ho·Wo) per chunk of n images (the whole minibatch while that matrix is
+small: ``symgrad/native/convolve.py``); backward, ``∂ℓ/∂K = δ · colsᵀ`` is one more, and the
+input's delta is ``Kᵀ · δ`` scattered back onto the image (``col2im``, the adjoint of
+``im2col``): that scatter computes the printed rule, the full cross-correlation of the
+(dilated) δ with the 180°-rotated kernel (the full convolution with K), cropped by the padding.
+Backward builds a chunk's windows again rather than keeping the minibatch's: a large window
+matrix does not stay in cache (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from ..explain.notation import show
 from ..lang.conv import conv2d
 from .base import Kind, native, register
 
-#: The kernels live in symgrad/native/images.py (pool.py's too).
-IMAGES = native("images")
+#: The kernels live in symgrad/native/convolve.py (pool.py's in images.py).
+CONVOLVE = native("convolve")
 
 
 @register
 class Conv2D(Kind):
     name = "conv2d"
     lowers = (conv2d,)
-    helpers = IMAGES
+    helpers = CONVOLVE
 
     def lower(self, lowerer, e: conv2d) -> TNode:
         K, X, b = e.args[:3]
@@ -45,7 +47,7 @@ class Conv2D(Kind):
         k, x, *b = n.inputs
         bias = prog.flat(b[0], prog.v(b[0])) if b else f"np.zeros({prog.rows(k)}, dtype=F)"
         return prog.decl(n.name, n) + [
-            f"    {n.name}_col = images.conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {prog.geom(n)})"]
+            f"    {n.name}_col = convolve.conv2d_fwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {bias}, {n.name}, {prog.geom(n)})"]
 
     def backward(self, prog, n) -> list[str]:
         k, x, *b = n.inputs
@@ -53,7 +55,7 @@ class Conv2D(Kind):
         dk = prog.dmat(k, lines) if id(k) in prog.need else "np.empty((0, 0), dtype=F)"
         db = prog.dflat(b[0]) if b and id(b[0]) in prog.need else "np.empty(0, dtype=F)"
         dx = prog.d(x) if id(x) in prog.need else "np.empty((0, 0), dtype=F)"
-        return lines + [f"    images.conv2d_bwd({prog.mat(k, prog.v(k))}, {n.name}_col, {prog.d(n)}, {dk}, {db}, {dx}, "
+        return lines + [f"    convolve.conv2d_bwd({prog.mat(k, prog.v(k))}, {prog.v(x)}, {n.name}_col, {prog.d(n)}, {dk}, {db}, {dx}, "
                         f"{prog.geom(n)})"]
 
     def delta(self, c, n) -> None:

@@ -28,7 +28,7 @@ from ..lang.batchnorm import batchnorm
 from ..lang.norm import layernorm
 from .base import Kind, native, register
 
-#: The generated module only imports the kernels (as the image kinds do: ``conv.IMAGES``).
+#: The generated module only imports the kernels (as the image kinds do: ``pool.IMAGES``, ``conv.CONVOLVE``).
 NORMS = native("norms")
 
 

@@ -17,8 +17,10 @@ from ..explain.imaging import MaxPool as MaxPoolOp
 from ..explain.imaging import MaxUnpool, Upsample
 from ..explain.notation import show
 from ..lang.conv import avgpool2d, maxpool2d
-from .base import Kind, register
-from .conv import IMAGES
+from .base import Kind, native, register
+
+#: The kernels live in symgrad/native/images.py.
+IMAGES = native("images")
 
 
 class _Pool(Kind):

@@ -1,4 +1,5 @@
-"""Convolution and pooling kernels for generated code (``symgrad/kinds/conv.py``, ``pool.py``).
+"""Pooling kernels for generated code (``symgrad/kinds/pool.py``; the convolutions' are in
+``convolve.py``).
 
 They do not depend on the model: a node's geometry comes as one small int64 array
 (C, H, W, kh, kw, stride_h, stride_w[, pad_h, pad_w]), and the dtype is the arrays'. So they
@@ -7,9 +8,7 @@ generated module: there, Numba compiled them for every model (7 s of the digits 
 build) and again for its predict, and passing the geometry as integer constants compiled them
 anew for every layer shape (docs/decisions.md).
 
-Images are (B, C·H·W) arrays, channel by channel (NCHW order). The copy loops index flat
-arrays with unsigned integers (``U``): Numba then emits no check for negative indices in the
-inner loop, which ran 3-4x faster for im2col.
+Images are (B, C·H·W) arrays, channel by channel (NCHW order).
 
 >>> import numpy as np
 >>> x = np.arange(16.0).reshape(1, 16)                  # one 1×4×4 image
@@ -24,143 +23,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .blas import gemm
-
 njit = numba.njit(cache=True, error_model="numpy")
-U = np.uint64  # unsigned indices: no negative-index check in the copy loops
-
-
-@njit
-def pad_images(x, C, H, W, ph, pw):
-    # x (B, C*H*W) as (B, C, H + 2ph, W + 2pw) with a border of zeros
-    B = x.shape[0]
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    xp = np.zeros((B, C, Hp, Wp), dtype=x.dtype)
-    x4 = x.reshape((B, C, H, W))
-    for i in range(B):
-        for c in range(C):
-            for y in range(H):
-                for xx in range(W):
-                    xp[i, c, y + ph, xx + pw] = x4[i, c, y, xx]
-    return xp
-
-
-@njit
-def im2col(x, col, g):
-    C, H, W, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    # col[(c, u, v), (i, oy, ox)] = x[i, c, oy*sh - ph + u, ox*sw - pw + v], zero outside the image
-    B, L = x.shape[0], Ho * Wo
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    # no padding: x itself (LeNet's layers: a copy of the minibatch saved per layer)
-    xf = pad_images(x, C, H, W, ph, pw).reshape(-1) if ph or pw else x.reshape(-1)
-    cf = col.reshape(-1)
-    # rows shorter than 8: one loop over each window's L positions, from a table of their
-    # offsets (the digits CNN's 4×4 maps: 92 -> 56 µs; from 8 columns, equal or slower)
-    off = np.empty(L if Wo < 8 else 0, dtype=U)
-    for q in range(off.shape[0]):
-        off[q] = U((q // Wo) * sh * Wp + (q % Wo) * sw)
-    for c in range(C):
-        for u in range(kh):
-            for v in range(kw):
-                r = (c * kh + u) * kw + v
-                for i in range(B):
-                    d0, s0 = U((r * B + i) * L), U(((i * C + c) * Hp + u) * Wp + v)
-                    for q in range(off.shape[0]):
-                        cf[d0 + U(q)] = xf[s0 + off[q]]
-                    for oy in range(Ho if Wo >= 8 else 0):
-                        d, s = d0 + U(oy * Wo), s0 + U(oy * sh * Wp)
-                        for ox in range(Wo):
-                            cf[d + U(ox)] = xf[s + U(ox * sw)]
-
-
-@njit
-def _span(n_out, n_in, k, s, p):
-    # the outputs o whose input o*s - p + k lies inside [0, n_in): o in [lo, hi)
-    lo, hi = 0, n_out
-    while lo < n_out and lo * s - p + k < 0:
-        lo += 1
-    while hi > lo and (hi - 1) * s - p + k >= n_in:
-        hi -= 1
-    return lo, hi
-
-
-@njit
-def col2im(dcol, dx, g):
-    C, H, W, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    # the adjoint of im2col: every window's delta added back where the window read the image,
-    # straight into dx: a window's positions in the padding are skipped (each kernel offset's
-    # valid output rows and columns, _span), not added into a padded copy that is then cropped
-    # (12% faster for the digits CNN's padded second layer)
-    B, L = dx.shape[0], Ho * Wo
-    pf, cf = dx.reshape(-1), dcol.reshape(-1)
-    for c in range(C):
-        for u in range(kh):
-            ylo, yhi = _span(Ho, H, u, sh, ph)
-            for v in range(kw):
-                xlo, xhi = _span(Wo, W, v, sw, pw)
-                r = (c * kh + u) * kw + v
-                for i in range(B):
-                    d0, s0 = U((r * B + i) * L), (i * C + c) * H * W
-                    for oy in range(ylo, yhi):
-                        d, s = d0 + U(oy * Wo), U(s0 + (oy * sh - ph + u) * W - pw + v)
-                        for ox in range(xlo, xhi):
-                            pf[s + U(ox * sw)] += cf[d + U(ox)]
-
-
-@njit
-def conv2d_fwd(k, x, b, out, g):
-    C, H, W, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]
-    # out[i, (o, oy, ox)] = b[o] + sum over (c, u, v) of k[o, (c, u, v)] * window; returns the
-    # windows (im2col), which the backward pass reuses
-    B, Co = x.shape[0], k.shape[0]
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    L = Ho * Wo
-    col = np.empty((C * kh * kw, B * L), dtype=x.dtype)
-    im2col(x, col, g)
-    z = np.empty((Co, B * L), dtype=x.dtype)
-    gemm(k, col, z, 0.0)
-    for i in range(B):
-        for o in range(Co):
-            bo = b[o]
-            for q in range(L):
-                out[i, o * L + q] = z[o, i * L + q] + bo
-    return col
-
-
-@njit
-def conv2d_bwd(k, col, dout, dk, db, dx, g):
-    C, H, W, kh, kw, sh, sw, ph, pw = g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8]
-    # dk += dz · colᵀ, db += the sum of dz per channel, dx += col2im(kᵀ · dz); an empty
-    # dk, db or dx is an adjoint nobody needs
-    B, Co = dout.shape[0], k.shape[0]
-    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-    L = Ho * Wo
-    dz = np.empty((Co, B * L), dtype=dout.dtype)
-    for i in range(B):
-        for o in range(Co):
-            for q in range(L):
-                dz[o, i * L + q] = dout[i, o * L + q]
-    if db.shape[0] > 0 and B > 0:
-        # δ summed over the samples first, a row at a time (contiguous adds that vectorise), then
-        # over each channel's positions: one running sum along dz's rows was a chain of B·L
-        # dependent adds, 70 of the 107 µs of the digits CNN's first backward (no δ_X)
-        acc = dout[0].copy()  # of dout's dtype: float32 sums stay float32, as elsewhere
-        for i in range(1, B):
-            for j in range(Co * L):
-                acc[j] += dout[i, j]
-        for o in range(Co):
-            s = acc[o * L]
-            for q in range(1, L):
-                s += acc[o * L + q]
-            db[o] += s
-    if dk.shape[0] > 0:
-        gemm(dz, col.T, dk, 1.0)
-    if dx.shape[0] > 0:
-        dcol = np.empty((C * kh * kw, B * L), dtype=dout.dtype)
-        gemm(k.T, dz, dcol, 0.0)
-        col2im(dcol, dx, g)
 
 
 @njit
