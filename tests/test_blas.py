@@ -1,4 +1,5 @@
-"""symgrad.blas.gemm: one BLAS call for out = a @ b (+ out), against NumPy in float64."""
+"""symgrad.blas.gemm: one BLAS call for out = a @ b (+ out), including its copy of a transposed
+second operand first (x · Wᵀ on AVX-512 CPUs), against NumPy in float64."""
 
 import itertools
 
@@ -6,7 +7,8 @@ import numba
 import numpy as np
 import pytest
 
-from symgrad.native.blas import gemm
+from symgrad.native import blas
+from symgrad.native.blas import copies_first, gemm
 
 pytestmark = pytest.mark.numba
 
@@ -71,3 +73,43 @@ def test_mismatched_shapes_raise():
 def test_non_contiguous_out_is_a_typing_error():
     with pytest.raises(numba.TypingError, match="C-contiguous out"):
         _gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 4))[:, ::2], 0.0)
+
+
+# inside the region where gemm copies a transposed second operand first (on AVX-512 CPUs, beta 0),
+# at its edges, and outside it; sizes that are not multiples of 8 (the copy's edges)
+COPY_SHAPES = [(64, 64, 128), (32, 16, 32), (256, 16, 127), (64, 128, 64), (33, 70, 45), (64, 64, 10), (8, 64, 64),
+               (512, 64, 64), (64, 784, 128), (31, 17, 32), (32, 17, 31), (3, 16, 5), (128, 100, 10), (1000, 2, 16),
+               (9, 13, 200)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mkn", COPY_SHAPES)
+def test_transposed_operand_copied_or_not(dtype, mkn):
+    m, k, n = mkn
+    rng = np.random.default_rng(1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    a, b = _operand(rng, m, k, False, dtype), _operand(rng, k, n, True, dtype)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    for beta in (0.0, 1.0):
+        out = rng.standard_normal((m, n)).astype(dtype)
+        want = exact + beta * out
+        if beta == 0.0:
+            out[:] = np.nan
+        _gemm(a, b, out, beta)
+        np.testing.assert_allclose(out, want, rtol=tol, atol=tol * max(1, k), err_msg=f"{beta=}")
+    # the copy is transposed right: one nonzero entry of b lands in one column of out
+    b2 = np.zeros((n, k), dtype)
+    b2[n - 1, k - 1] = 1.0
+    out = np.empty((m, n), dtype)
+    _gemm(a, b2.T, out, 0.0)
+    np.testing.assert_array_equal(out[:, n - 1], a[:, k - 1])
+    np.testing.assert_array_equal(out[:, :n - 1], 0)
+
+
+def test_the_copy_rule():
+    assert copies_first(64, 64, 128, 4) == blas._AVX512  # the digits MLP's first layer: only on AVX-512 CPUs
+    assert copies_first(64, 128, 64, 4) == blas._AVX512
+    assert copies_first(1000, 2, 16, 8) == blas._AVX512  # an inner size of 16 or less, any rows
+    assert not copies_first(64, 128, 128, 8)  # float64: m·k·n over 2^19
+    for m, k, n in [(64, 64, 10), (8, 64, 64), (512, 64, 64), (64, 784, 128), (31, 17, 32), (64, 400, 120)]:
+        assert not copies_first(m, k, n, 4)
