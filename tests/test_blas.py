@@ -78,8 +78,8 @@ def test_non_contiguous_out_is_a_typing_error():
 # inside the region where gemm copies a transposed second operand first (on AVX-512 CPUs, beta 0),
 # at its edges, and outside it; sizes that are not multiples of 8 (the copy's edges)
 COPY_SHAPES = [(64, 64, 128), (32, 16, 32), (256, 16, 127), (64, 128, 64), (33, 70, 45), (64, 64, 10), (8, 64, 64),
-               (512, 64, 64), (64, 784, 128), (31, 17, 32), (32, 17, 31), (3, 16, 5), (128, 100, 10), (1000, 2, 16),
-               (9, 13, 200)]
+               (512, 64, 64), (64, 784, 128), (31, 33, 32), (32, 33, 31), (3, 16, 5), (128, 100, 10), (1000, 2, 16),
+               (9, 13, 200), (32, 20, 16), (8, 32, 10), (4, 24, 24), (2048, 32, 10)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -109,7 +109,10 @@ def test_transposed_operand_copied_or_not(dtype, mkn):
 def test_the_copy_rule():
     assert copies_first(64, 64, 128, 4) == blas._AVX512  # the digits MLP's first layer: only on AVX-512 CPUs
     assert copies_first(64, 128, 64, 4) == blas._AVX512
-    assert copies_first(1000, 2, 16, 8) == blas._AVX512  # an inner size of 16 or less, any rows
+    assert copies_first(1000, 2, 16, 8) == blas._AVX512  # an inner size of 32 or less, 4 rows or more
+    assert copies_first(32, 20, 16, 8) == blas._AVX512  # W3's first layer
+    assert copies_first(4, 24, 24, 4) == blas._AVX512
     assert not copies_first(64, 128, 128, 8)  # float64: m·k·n over 2^19
-    for m, k, n in [(64, 64, 10), (8, 64, 64), (512, 64, 64), (64, 784, 128), (31, 17, 32), (64, 400, 120)]:
+    for m, k, n in [(64, 64, 10), (8, 64, 64), (512, 64, 64), (64, 784, 128), (31, 33, 32), (64, 400, 120),
+                    (8, 32, 10), (3, 16, 64)]:
         assert not copies_first(m, k, n, 4)

@@ -67,10 +67,12 @@ def _check_types(a, b, out, beta) -> None:
 # (8 × 8 blocks of vector shuffles, into a 64-byte aligned buffer) and multiplies as stored;
 # elsewhere, and on other CPUs, BLAS gets the product as it is.
 _AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
-#: the region (measured, docs/decisions.md): an inner size of at most COPY_K, or at least
-#: COPY_ROWS rows, a copied operand of at most COPY_ELEMS values, m·k·n at most COPY_WORK (by
-#: itemsize), and at least COPY_N columns or COPY_ROWS_FEW_N rows
-COPY_K, COPY_ROWS, COPY_ELEMS, COPY_N, COPY_ROWS_FEW_N = 16, 32, 16384, 32, 128
+#: the region (measured, docs/decisions.md): an inner size of at most COPY_K with at least
+#: COPY_K_ROWS rows and COPY_K_SIDE rows or columns; or at least COPY_ROWS rows, a copied operand
+#: of at most COPY_ELEMS values, m·k·n at most COPY_WORK (by itemsize), and at least COPY_N
+#: columns or COPY_ROWS_FEW_N rows
+COPY_K, COPY_K_ROWS, COPY_K_SIDE = 32, 4, 16
+COPY_ROWS, COPY_ELEMS, COPY_N, COPY_ROWS_FEW_N = 32, 16384, 32, 128
 COPY_WORK = {4: 1 << 20, 8: 1 << 19}
 
 
@@ -80,8 +82,10 @@ def copies_first(m: int, k: int, n: int, itemsize: int) -> bool:
     >>> copies_first(64, 64, 128, 4) == _AVX512  # the digits MLP's first layer, float32
     True
     """
-    return _AVX512 and (k <= COPY_K or (m >= COPY_ROWS and k * n <= COPY_ELEMS and m * k * n <= COPY_WORK[itemsize]
-                                        and (n >= COPY_N or m >= COPY_ROWS_FEW_N)))
+    thin = k <= COPY_K and m >= COPY_K_ROWS and (m >= COPY_K_SIDE or n >= COPY_K_SIDE)
+    small = (m >= COPY_ROWS and k * n <= COPY_ELEMS and m * k * n <= COPY_WORK[itemsize]
+             and (n >= COPY_N or m >= COPY_ROWS_FEW_N))
+    return _AVX512 and (thin or small)
 
 
 # Typed and lowered in place (no compiled implementation function): a Numba function costs
@@ -167,7 +171,9 @@ class _Blas:
         big = b.and_(b.icmp_signed(">=", m, i(COPY_ROWS)), b.icmp_signed("<=", b.mul(k, n), i(COPY_ELEMS)))
         big = b.and_(big, b.icmp_signed("<=", b.mul(b.mul(m, k), n), i(COPY_WORK[self.dt.bitwidth // 8])))
         big = b.and_(big, b.or_(b.icmp_signed(">=", n, i(COPY_N)), b.icmp_signed(">=", m, i(COPY_ROWS_FEW_N))))
-        region = b.or_(b.icmp_signed("<=", k, i(COPY_K)), big)
+        thin = b.and_(b.icmp_signed("<=", k, i(COPY_K)), b.icmp_signed(">=", m, i(COPY_K_ROWS)))
+        thin = b.and_(thin, b.or_(b.icmp_signed(">=", m, i(COPY_K_SIDE)), b.icmp_signed(">=", n, i(COPY_K_SIDE))))
+        region = b.or_(thin, big)
         return b.and_(region, b.fcmp_ordered("==", self.beta_value, ir.Constant(self.beta_value.type, 0.0)))
 
     def gemm_copied(self, context, a, b, out, m, n, k):
