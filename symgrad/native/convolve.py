@@ -8,10 +8,9 @@ A minibatch is convolved a chunk of images at a time (``chunk_images``): the win
 chunk (im2col) are the columns of a matrix small enough to stay in the core's cache while the
 product reads it, and backward builds them again instead of keeping the whole minibatch's. One
 matrix for the whole minibatch is used, and kept for backward, while it is small (the digits
-CNN's). Measured on LeNet-5's
-first layer, batch 64, float32, one thread: the minibatch's 25 × 50,176 window matrix (5 MB)
-took 1,071 µs forward and 2,041 µs forward and backward; one image at a time 320 and 744 µs
-(docs/decisions.md, "Convolutions a chunk of images at a time").
+CNN's). Measured on LeNet-5's first layer, batch 64, float32, one thread: the minibatch's
+25 × 50,176 window matrix (5 MB) took 1,071 µs forward and 2,041 µs forward and backward; one
+image at a time 320 and 744 µs (docs/decisions.md, "Convolutions a chunk of images at a time").
 
 >>> import numpy as np
 >>> x = np.arange(16.0).reshape(1, 16)                    # one 1×4×4 image
