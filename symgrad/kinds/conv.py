@@ -3,8 +3,9 @@
 Forward, the windows of a chunk of images are laid out as the columns of one matrix
 (``im2col``), so the convolution is one product ``K · cols`` of c_out × (c_in·kh·kw) by
 (c_in·kh·kw) × (n·Ho·Wo) per chunk of n images (the whole minibatch while that matrix is
-small: ``symgrad/native/convolve.py``); backward, ``∂ℓ/∂K = δ · colsᵀ`` is one more, and the
-input's delta is ``Kᵀ · δ`` scattered back onto the image (``col2im``, the adjoint of
+small: ``symgrad/native/convolve.py``); backward, ``∂ℓ/∂K = δ · colsᵀ`` is one more (from 8
+output channels computed as its transpose, cols · δᵀ, which BLAS runs faster), and the input's
+delta is ``Kᵀ · δ`` scattered back onto the image (``col2im``, the adjoint of
 ``im2col``): that scatter computes the printed rule, the full cross-correlation of the
 (dilated) δ with the 180°-rotated kernel (the full convolution with K), cropped by the padding.
 Backward builds a chunk's windows again rather than keeping the minibatch's: a large window
