@@ -194,8 +194,7 @@ class _Blas:
 
     def _transpose(self, src, bt, n, k):
         """bt (k × n) = the transpose of src (n × k), both row-major: 8 × 8 blocks as eight vector
-        loads, lane shuffles and eight vector stores (a value at a time measured 0.54 ns per
-        value, eight rows at a time 0.3), the edges a value at a time."""
+        loads, lane shuffles and eight vector stores, the edges a value at a time."""
         bld, i = self.b, lambda v: ir.Constant(n.type, v)
         vec = ir.VectorType(self.dt_ir, 8)
         nb, kb = bld.sdiv(n, i(8)), bld.sdiv(k, i(8))  # whole blocks
