@@ -215,6 +215,7 @@ def conv2d_bwd_chunks(k, x, col, dout, dk, db, dx, g, n):
                 for o in range(Co):
                     for q in range(L):
                         dz[i * L + q, o] = dout[i0 + i, o * L + q]
+        cols = col  # kept: the forward pass's windows of the whole minibatch
         if want_k and not kept:
             cols = colf[:R * m * L].reshape((R, m * L))
             im2col(x[i0:i0 + m], cols, g)  # again: cheaper than keeping the minibatch's
@@ -224,14 +225,15 @@ def conv2d_bwd_chunks(k, x, col, dout, dk, db, dx, g, n):
             continue
         if m == 1:
             dz = dout[i0].reshape((Co, L))
-        else:  # the chunk's δ with its channels as rows, as the forward product made it
+        else:  # the chunk's δ with its channels as rows, as the forward product made it (in the
+            # buffer the transposed δ used: ∂ℓ/∂Kᵀ is done with it)
             dz = zf[:Co * m * L].reshape((Co, m * L))
             for i in range(m):
                 for o in range(Co):
                     for q in range(L):
                         dz[o, i * L + q] = dout[i0 + i, o * L + q]
         if want_k and not flip:
-            gemm(dz, (col if kept else colf[:R * m * L].reshape((R, m * L))).T, dk, 1.0)
+            gemm(dz, cols.T, dk, 1.0)
         if want_x:
             dcol = dcolf[:R * m * L].reshape((R, m * L))
             gemm(k.T, dz, dcol, 0.0)
