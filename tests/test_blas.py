@@ -108,3 +108,51 @@ def test_the_copy_rule():
     for m, k, n in [(64, 64, 10), (8, 64, 64), (512, 64, 64), (64, 784, 128), (31, 33, 32), (64, 400, 120),
                     (8, 32, 10), (3, 16, 64)]:
         assert not copies_first(m, k, n, 4)
+
+
+_WHICH_COPY = """
+import json, sys
+import numba, numpy as np
+from numba.core.runtime import rtsys
+from symgrad.native.blas import gemm
+
+@numba.njit
+def f(a, b, out, beta):
+    gemm(a, b.T, out, beta)
+
+def allocations(*args):
+    f(*args)
+    before = rtsys.get_allocation_stats().alloc
+    f(*args)
+    return rtsys.get_allocation_stats().alloc - before
+
+seen = []
+for m, k, n, dt in json.loads(sys.argv[1]):
+    a, b = np.ones((m, k), dt), np.ones((n, k), dt)
+    out = np.empty((m, n), dt)
+    # the copy's buffer is one allocation more than the same call with beta 1 (never copied)
+    # makes for its arguments
+    seen.append(allocations(a, b, out, 0.0) - allocations(a, b, out, 1.0))
+print(json.dumps(seen))
+"""
+
+
+def test_the_lowering_copies_exactly_where_copies_first_says():
+    # the rule lives twice, in Python (copies_first) and in the IR that gemm emits; Numba's
+    # allocation count (NUMBA_NRT_STATS) shows which products the compiled code copied
+    import json
+    import os
+    import subprocess
+    import sys
+
+    shapes = [(m, k, n, dt) for dt in ("float32", "float64") for m, k, n in
+              [(64, 64, 128), (64, 128, 128), (64, 64, 10), (128, 64, 10), (8, 64, 64), (4, 32, 16), (3, 32, 16),
+               (8, 32, 10), (32, 33, 32), (31, 33, 32), (256, 64, 64), (32, 16, 512), (64, 400, 120), (2048, 2, 16)]]
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    proc = subprocess.run([sys.executable, "-c", _WHICH_COPY, json.dumps(shapes)], env=env, capture_output=True,
+                          text=True, check=True)
+    copied = json.loads(proc.stdout.splitlines()[-1])
+    want = [int(copies_first(m, k, n, np.dtype(dt).itemsize)) for m, k, n, dt in shapes]
+    assert copied == want
+    if blas._AVX512:
+        assert 0 < sum(want) < len(want)  # the shapes reach both sides of the rule
