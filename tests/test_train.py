@@ -275,6 +275,42 @@ def test_one_fused_step_equals_one_unfused_step(ce_problem):
         np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-14)
 
 
+class _TiedNet:
+    """out = Wᵀ tanh(W x + b) + U V x + C x: W is used twice and b enters a map, so the backward adds
+    to their gradients; C, U and V are each the weight of one product with a batched operand
+    (U V x is lowered as U (V x)), whose gradient is written whole. The training step zeroes only
+    the gradients it adds to (codegen/train.py, _zero_spans): here two spans, W and b."""
+
+    def __init__(self):
+        self.x = MS("x", 3, 1)
+        W, C, b, U, V = MS("W", 4, 3), MS("C", 3, 3), MS("b", 4, 1), MS("U", 3, 2), MS("V", 2, 3)
+        self.params = [W, C, b, U, V]
+        self.expr = W.T * sg.elementwise(sp.tanh, W * self.x + b) + U * V * self.x + C * self.x
+
+    def init_params(self, seed=0, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        return [rng.normal(scale=0.5, size=(int(p.shape[0]), int(p.shape[1]))).astype(dtype) for p in self.params]
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_fused_steps_with_shared_and_product_weights(backend):
+    """Minibatch steps reuse one gradient buffer: a gradient that is added to must start each step at
+    zero, or every step after the first would carry the last one's (caught against the unfused loop)."""
+    net, rng = _TiedNet(), np.random.default_rng(3)
+    text = sg.build.training_module(net, "mse", optim.SGD(0.05), "float64")[0].read_text()
+    assert "zero_spans_c(grad, ZERO)" in text  # some gradients zeroed, not all (W and b, apart)
+    X, Y = rng.normal(size=(10, 3)), rng.normal(size=(10, 3))
+    f = sg.compile(sg.losses.mse(net.expr, MS("y", 3, 1)), net.params, [net.x, MS("y", 3, 1)], backend="python")
+    init, opt = net.init_params(1), optim.SGD(0.05)
+    m = sg.fit(net, "mse", X, Y, optimizer=opt, epochs=2, batch_size=4, params=[p.copy() for p in init],
+               backend=backend)
+    want, losses, norms = unfused(opt, f, init, X, Y, 2, 4, seed=0)
+    for got, w in zip(m.params, want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(m.history["loss"], losses, rtol=1e-10)
+    np.testing.assert_allclose(m.history["grad_norms"], norms, rtol=1e-10)
+
+
 def test_fused_clip_norm_equals_clip_scale(ce_problem):
     net, X, labels, Y, f, init = ce_problem
     opt = optim.Adam(0.01, clip_norm=0.1)

@@ -115,6 +115,9 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
          "@jit", "def copy_spans(src, dst, spans):", "    # entries [spans[f], spans[f + 1]) for even f",
          "    for f in range(0, spans.shape[0], 2):", "        for k in range(spans[f], spans[f + 1]):",
          "            dst[k] = src[k]", "", "",
+         "@jit", "def zero_spans(a, spans):", "    # entries [spans[f], spans[f + 1]) for even f",
+         "    for f in range(0, spans.shape[0], 2):", "        for k in range(spans[f], spans[f + 1]):",
+         "            a[k] = F(0.0)", "", "",
          "@jit", "def scale_by(a, s):", "    for k in range(a.shape[0]):", "        a[k] *= s", "", "",
          "@jit", "def add_blocks(grad, gpart, wpart, lpart):",
          "    # the minibatch's gradient and loss: its row blocks' (par_loss_grad), weighted",
@@ -162,8 +165,12 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
               f"                {fn('gather')}({f}, perms[e], start, {x})",
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
               f"                {x} = {fn('rows')}({f}, start, B)"]
-    if inline:  # the inlined backward accumulates into grad; loss_grad zeroes it itself
-        L += [f"            {fn('fill0')}(grad)"]
+    if inline:  # the inlined backward adds to these gradients; loss_grad zeroes its buffer itself
+        zero = _zero_spans(tp)
+        if zero == [0, tp.offsets()[-1]]:
+            L += [f"            {fn('fill0')}(grad)"]
+        elif zero:
+            L += [f"            {fn('zero_spans')}(grad, {tp.dims.span('', 'ZERO', zero)})"]
     if tp.noisy:  # a nonzero key: training; dropout's masks come from the epoch's seed and the step count
         drops = any(n.kind == "dropout" for n in tp.nodes)
         L += ["            key = noise.step_key(seeds[e], t)" if drops else "            key = 1", "            row0 = 0"]
@@ -191,6 +198,24 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
           f"        {fn('copy_into')}(theta, good)  # this epoch is whole: a divergence later goes back here",
           "    return perms.shape[0], t, 0"]
     return pre + head + tp.bind(L) + L
+
+
+def _zero_spans(prog: Program) -> list[int]:
+    """[start, end) pairs of the gradients that the backward adds to, which start each step at
+    zero: all but those written whole by their one consumer, a product x·Wᵀ (``Program.acc``'s
+    ``mm``, BLAS's beta 0). The digits MLP's step zeroes 202 numbers instead of 17,226 (1.5 µs)."""
+    whole = {id(w) for n in prog.nodes if n.kind == "matmul" and id(n) in prog.need
+             for w, x in [n.inputs] if w.kind == "leaf" and not w.batched and x.batched
+             and id(w) in prog.need and prog.consumers.get(id(w), 0) == 1}
+    at, spans = prog.offsets(), []
+    for k, p in enumerate(prog.params):
+        if id(p) in whole:
+            continue
+        if spans and spans[-1] == at[k]:
+            spans[-1] = at[k + 1]  # adjacent: one span
+        else:
+            spans += [at[k], at[k + 1]]
+    return spans
 
 
 def _frozen_slices(prog: Program) -> list[int]:
