@@ -28,7 +28,8 @@ BAD_MODELS = {  # what the user wrote -> (error class, a fragment of the message
     "kernel wider than the padded image": (lambda: seq(nn.Conv2D(1, 2, (1, 9), padding=(0, 0)), nn.Flatten()),
                                            ShapeError, "width of the input (8, padding 0"),
     "pool window larger than the image": (lambda: seq(nn.Conv2D(1, 2, 3), nn.MaxPool2D(7), nn.Flatten()),
-                                          ShapeError, "smaller than the window (7)"),
+                                          ShapeError, "smaller than the pooling window (7). Fix: a smaller size "
+                                          "(at most 6)"),
     "stride 0": (lambda: seq(nn.Conv2D(1, 2, 3, stride=0), nn.Flatten()), ShapeError, "at least 1. Fix"),
     "negative padding": (lambda: seq(nn.Conv2D(1, 2, 3, padding=-1), nn.Flatten()), ShapeError, "at least 0. Fix"),
     "pool stride 0": (lambda: seq(nn.AvgPool2D(2, stride=0), nn.Flatten()), ShapeError, "at least 1. Fix"),
@@ -98,7 +99,7 @@ BAD_IMAGES = {  # X for a (3, 6, 5) model -> a fragment of the message
     "one channel of three": (lambda X: X[:, 0], "images of shape (3, 6, 5) (C, H, W), one per sample"),
     "transposed images": (lambda X: X.transpose(0, 1, 3, 2), "but the model takes (3, 6, 5)"),
     "flat rows of the wrong width": (lambda X: X.reshape(4, -1)[:, :-1], "the model takes samples of shape (3, 6, 5), 90"),
-    "one image without the sample axis": (lambda X: X[0], "images of shape (3, 6, 5)"),
+    "one image without the sample axis": (lambda X: X[0], "one image without the batch axis, but the model takes (3, 6, 5) (channels, height, width) per sample. Fix: X[None], a batch of one"),
 }
 
 

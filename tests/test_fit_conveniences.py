@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import sympy as sp
 from sklearn.metrics import f1_score, mean_absolute_error
 
 import symgrad as sg
@@ -111,6 +112,19 @@ def test_exploding_warning_comes_before_divergence():
     with warnings.catch_warnings():  # a healthy run stays quiet
         warnings.simplefilter("error", GradientHealthWarning)
         sg.fit(net, "mse", X, Y, optimizer=sg.optim.SGD(0.05), epochs=30, batch_size=8, backend="python")
+
+
+def test_a_layer_next_to_an_exploding_one_is_not_called_vanishing():
+    """An SGD(1e4) CNN's epoch (norms K1 6e48, b4 0.72): b4 is 1e-49 of the largest, but the run
+    explodes; only that is warned (the relative vanishing rule waits for an epoch without explosion)."""
+    from symgrad.runtime.epochs import Run
+
+    run = Run([sp.Symbol("K1"), sp.Symbol("b4")])
+    with pytest.warns(GradientHealthWarning) as got:
+        run.health(np.array([[1.0, 0.5], [6.1e48, 0.719]]), 0)
+    assert [str(w.message).split(" in ")[0] for w in got] == ["gradient norms are exploding"]
+    with pytest.warns(GradientHealthWarning, match=r"vanishing in \['b4'\] \(epoch 3"):
+        run.health(np.array([[1.0, 1e-5]]), 2)  # a sane epoch: judged as before
 
 
 def test_auto_blas_threads_weigh_the_multiply_adds_of_a_step():

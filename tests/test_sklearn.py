@@ -77,6 +77,23 @@ def test_classifier_trains_as_sg_fit_does(iris):
     assert clf.n_iter_ == 50 and len(clf.loss_curve_) == 50
 
 
+def test_classifier_takes_images_for_a_cnn():
+    """Images (n, C, H, W) are read as rows of C·H·W, as sg.fit reads them: the same model, the same
+    predictions, whichever layout is passed (scikit-learn's own checks refuse 4-D data)."""
+    rng = np.random.default_rng(0)
+    imgs, y = rng.normal(size=(40, 2, 5, 4)), rng.integers(0, 3, 40)
+    nn = sg.nn
+    cnn = nn.Sequential([nn.Conv2D(2, 3, 3, padding="same", activation="relu"), nn.Flatten(),
+                         nn.Dense(3 * 5 * 4, 3)], input_shape=(2, 5, 4))
+    a = SymgradClassifier(cnn, max_iter=3, random_state=0, backend="python").fit(imgs, y)
+    b = SymgradClassifier(cnn, max_iter=3, random_state=0, backend="python").fit(imgs.reshape(40, -1), y)
+    assert a.n_features_in_ == 40
+    np.testing.assert_array_equal(a.predict_proba(imgs), b.predict_proba(imgs.reshape(40, -1)))
+    np.testing.assert_array_equal(a.predict(imgs), a.predict(imgs.reshape(40, -1)))
+    with pytest.raises(ValueError, match="features"):
+        a.predict(imgs[:, :, :4])  # (2, 4, 4) images: 32 features, not 40
+
+
 def test_regressor_trains_as_sg_fit_does():
     X, y = make_regression(80, 3, noise=1.0, random_state=0)
     y = y / y.std()

@@ -74,8 +74,12 @@ def _input_shape(X, in_shape, what: str) -> tuple[int, int, int]:
 
 def _out_size(n: int, k: int, s: int, p: int, what: str, axis: str) -> int:
     if n + 2 * p < k:
-        raise ShapeError(f"{what}: the {axis} of the input ({n}, padding {p} on each side) is smaller than the "
-                         f"window ({k}). Fix: a smaller kernel, more padding, or a larger image.")
+        if what == "conv2d":
+            raise ShapeError(f"{what}: the {axis} of the input ({n}, padding {p} on each side) is smaller than "
+                             f"the window ({k}). Fix: a smaller kernel, more padding, or a larger image.")
+        raise ShapeError(f"{what}: the {axis} of the input ({n}) is smaller than the pooling window ({k}). Fix: a "
+                         f"smaller size (at most {n}), fewer layers that shrink the image before it, or a larger "
+                         "image; pooling takes no padding.")
     return (n + 2 * p - k) // s + 1
 
 

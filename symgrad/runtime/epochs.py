@@ -65,9 +65,11 @@ class Run:
         if self.base is None:
             self.base = float(total[0])
         top = gn.max(axis=1, keepdims=True)
-        small = ((gn < VANISHING_ABS) | (gn < VANISHING_REL * top)) & self.trained
         grown = (total > EXPLODING_GROWTH * self.base) & (total > 1.0)
         big = ~(gn <= EXPLODING_ABS) | grown[:, None] & (gn >= 0.5 * top)  # NaN is exploding
+        # next to an exploding layer a healthy one looks small: the relative rule waits for a sane epoch
+        sane = ~big.any(axis=1, keepdims=True)
+        small = ((gn < VANISHING_ABS) | (gn < VANISHING_REL * top) & sane) & self.trained
         for kind, mask in (("vanishing", small), ("exploding", big)):
             rows = np.flatnonzero(mask.any(axis=1))
             if kind in self.warned or not len(rows):

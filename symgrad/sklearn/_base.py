@@ -58,7 +58,7 @@ class SymgradBase(BaseEstimator):
             dtype = (np.float64, np.float32) if self.dtype is None else _dtype(self.dtype)
         else:
             dtype = self.trained_.dtype
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
+        X, y = validate_data(self, _rows(X), y, reset=reset, dtype=dtype, multi_output=True,
                              y_numeric=self._y_numeric)
         # a read-only array (a memmap) is another type to Numba, compiled again: copy it instead
         return np.require(X, requirements="CW"), y
@@ -98,9 +98,15 @@ class SymgradBase(BaseEstimator):
     def _outputs(self, X) -> np.ndarray:
         """The network's outputs, (n_samples, n_network_outputs), in the model's dtype."""
         check_is_fitted(self, "trained_")
-        X = validate_data(self, X, reset=False, dtype=self.trained_.dtype)
+        X = validate_data(self, _rows(X), reset=False, dtype=self.trained_.dtype)
         out = np.asarray(self.trained_.predict(np.require(X, requirements="CW")))
         return out.reshape(len(X), -1)
+
+
+def _rows(X):
+    """Images, (n, C, H, W) or (n, H, W), as rows of C·H·W features: the layout in which sg.fit
+    reads a convolutional network's input (scikit-learn's checks take 2-D data only)."""
+    return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 and hasattr(X, "reshape") else X
 
 
 def user_network(model, n_in: int, n_out: int):

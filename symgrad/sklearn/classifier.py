@@ -23,7 +23,9 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
 
     ``model``: a network (``sg.nn.MLP([n_features, ..., n_classes])``) or a function
     ``(n_features, n_classes) -> network`` (defined at module level if the estimator is to
-    pickle: pickle refuses lambdas). It is trained by ``sg.fit`` with softmax
+    pickle: pickle refuses lambdas). ``X``: rows of features, or images (n, C, H, W) for a
+    convolutional network (read as rows of C·H·W, as ``sg.fit`` reads them; ``n_features_in_``
+    counts C·H·W). It is trained by ``sg.fit`` with softmax
     cross-entropy weighted per sample (``sample_weight`` times ``class_weight``: None,
     'balanced' or {label: weight}). ``solver`` is an ``sg.optim`` name ('adam', 'sgd', ...)
     made with ``learning_rate_init``, or an ``sg.optim`` object used as given; ``max_iter``

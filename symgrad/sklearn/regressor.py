@@ -17,7 +17,8 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
     ``model``: a network (``sg.nn.MLP([n_features, ..., n_outputs])``, or anything with
     ``expr``, ``params``, ``x`` and ``init_params``) or a function ``(n_features, n_outputs) ->
     network`` (at module level, for pickling); ``loss``: a name ('mse', 'mae', 'huber') or ``f(pred, target)``. ``predict``
-    returns the network's outputs, shaped like the ``y`` given to fit; ``score`` is R².
+    returns the network's outputs, shaped like the ``y`` given to fit; ``score`` is R². ``X``: rows
+    of features, or images (n, C, H, W) for a convolutional network, read as rows of C·H·W.
     Training options are those of :class:`symgrad.sklearn.SymgradClassifier`. There is no
     ``sample_weight``: an arbitrary loss has no place for it (MLPRegressor and the classifiers
     weight exactly). For class labels use :class:`symgrad.sklearn.SymgradClassifier`.
