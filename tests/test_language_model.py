@@ -162,10 +162,14 @@ def test_save_load_and_generate(tmp_path):
     text = sg.generate(m, "ab", 6, temperature=1.0, alphabet="abcdef", seed=1)
     assert isinstance(text, str) and text.startswith("ab") and len(text) == 8 and set(text) <= set("abcdef")
     assert text == sg.generate(m, "ab", 6, temperature=1.0, alphabet="abcdef", seed=1)  # the seed fixes it
+    words = [f"w{k}" for k in range(VOCAB)]  # an alphabet of words: the prompt may be a list of them
+    assert sg.generate(m, ["w0", "w1"], 8, temperature=0, alphabet=words) == "".join(words[k] for k in greedy)
     long = sg.generate(m, [0] * 12, 3, temperature=0)  # a prompt longer than the context: its last CTX ids
     assert len(long) == 15
     for bad, match in [(dict(prompt="ab"), "alphabet"), (dict(prompt=[]), "empty"), (dict(prompt=[VOCAB]), "token ids"),
                        (dict(prompt="az", alphabet="abcdef"), "lacks"), (dict(prompt=[0], temperature=-1), "temperature"),
+                       (dict(prompt="ab", alphabet="abc"), f"has 3 tokens, but the model's vocabulary has {VOCAB} ids"),
+                       (dict(prompt="ab", alphabet="abcdefgh"), "has 8 tokens"),
                        (dict(prompt=[0], n=-1), "n=")]:
         args = dict(n=2) | bad
         with pytest.raises(OptionError, match=match):
@@ -182,8 +186,12 @@ def test_bad_targets_and_models_say_the_fix():
         sg.fit(net, "token_cross_entropy", X, Y + 0.5, epochs=1)
     with pytest.raises(ShapeError, match="one target id per position"):
         sg.fit(net, "token_cross_entropy", X, Y[:, :-1], epochs=1)
-    with pytest.raises(ShapeError):  # a sequence longer than the context
-        sg.fit(net, "token_cross_entropy", np.hstack([X, X[:, :1]]), Y, epochs=1)
+    longer = np.hstack([X, X[:, :1]])  # windows one longer than the context
+    fix = rf"the model's context is {CTX} positions. Fix: X\[:, -{CTX}:\] .*context={CTX + 1}"
+    with pytest.raises(ShapeError, match=fix):
+        sg.fit(net, "token_cross_entropy", longer, Y, epochs=1)
+    with pytest.raises(ShapeError, match=fix):
+        sg.fit(net, "token_cross_entropy", X, Y, epochs=1).predict(longer)
     flat = sg.nn.MLP([CTX, 4, 3])
     with pytest.raises(ShapeError, match="PositionwiseDense"):
         sg.fit(flat, "token_cross_entropy", X, Y, epochs=1)

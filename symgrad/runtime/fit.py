@@ -47,17 +47,9 @@ from .execution import (  # noqa: F401
     fit_threads,
     sample_work,
 )
-from .inputs import (
-    as_data,
-    check_fit_options,
-    check_run_options,
-    data_dtype,
-    prepare_xy,
-    resolve_optimizer,
-    split_validation,
-    target_positions,
-)
+from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_positions
 from .memory import keep_freed_memory
+from .options import check_fit_options, check_run_options, resolve_optimizer
 from .state import ModelSpec, TrainState, check_resume
 from .trained import Trained
 

@@ -43,12 +43,15 @@ def _leak(expr: sp.Basic) -> str | None:
     return None
 
 
-def _vocabulary(alphabet) -> list | None:
+def _vocabulary(alphabet, V: int) -> list | None:
     if alphabet is None:
         return None
     items = list(alphabet)
     if len(set(items)) != len(items):
         raise OptionError("generate(alphabet=...): the tokens must be distinct (token id k is alphabet[k]).")
+    if len(items) != V:
+        raise OptionError(f"generate(alphabet=...) has {len(items)} tokens, but the model's vocabulary has {V} ids "
+                          "(token id k is alphabet[k]). Fix: the list that numbered the training text, all of it.")
     return items
 
 
@@ -56,9 +59,10 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
              alphabet: str | Sequence | None = None, seed: int | None = 0) -> str | list:
     """The prompt continued by ``n`` tokens sampled from a trained language model.
 
-    ``prompt`` is token ids, or text when ``alphabet`` (token id k is ``alphabet[k]``) is given;
-    the result is the prompt and its continuation: ids, or with an alphabet its tokens (joined
-    into text when they are strings).
+    ``prompt`` is token ids, or text (or a list of string tokens, for an alphabet of words) when
+    ``alphabet`` (token id k is ``alphabet[k]``, one per id of the vocabulary) is given; the result
+    is the prompt and its continuation: ids, or with an alphabet its tokens (joined into text when
+    they are strings).
     ``temperature`` 0 takes the likeliest token each step; ``seed`` fixes the draws.
 
     >>> import numpy as np, symgrad as sg
@@ -86,8 +90,8 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
             or not np.isfinite(temperature):
         raise OptionError(f"generate(temperature={temperature!r}): a number >= 0 (0 takes the likeliest token, "
                           "1 samples the model's distribution, higher is more random).")
-    vocab = _vocabulary(alphabet)
     T, V = sequence_shape(trained.model.expr)
+    vocab = _vocabulary(alphabet, V)
     ids = _encode(prompt, vocab, V)
     rng = np.random.default_rng(seed)
     for _ in range(int(n)):
@@ -107,7 +111,8 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
 
 
 def _encode(prompt, vocab: list | None, V: int) -> list[int]:
-    if isinstance(prompt, str):
+    words = vocab is not None and isinstance(prompt, (list, tuple)) and all(isinstance(t, str) for t in prompt)
+    if isinstance(prompt, str) or words and prompt:  # text, or a list of the alphabet's (word) tokens
         if vocab is None:
             raise OptionError("generate(): a text prompt needs alphabet= (token id k is alphabet[k]) to become ids. "
                               "Fix: pass alphabet=chars (the same list that numbered the training text), or ids.")
@@ -115,7 +120,7 @@ def _encode(prompt, vocab: list | None, V: int) -> list[int]:
         unknown = sorted({c for c in prompt if c not in where})
         if unknown:
             raise OptionError(f"generate(): the prompt has {unknown!r}, which the alphabet lacks. Fix: use only the "
-                              "characters the model was trained on.")
+                              "tokens the model was trained on.")
         ids = [where[c] for c in prompt]
     else:
         arr = np.asarray(prompt)

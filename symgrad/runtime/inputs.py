@@ -1,17 +1,13 @@
 """What fit(), predict() and evaluate() accept, checked before any native call: each mistake with
-(X, Y) or fit's options named with its fix, not a NumPy or Numba error from inside, or a wrong model.
+(X, Y) named with its fix, not a NumPy or Numba error from inside, or a wrong model (fit's other
+options: ``options.py``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from numbers import Real
-
 import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
-from ..lang import optim
 from ..lang.embedding import not_token_ids
 from .checks import check_finite
 
@@ -69,12 +65,13 @@ def as_model_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
                      "categories with sklearn.preprocessing.OneHotEncoder, dates as numbers).")
 
 
-def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X") -> np.ndarray:
+def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X", ids: bool = False) -> np.ndarray:
     """``X`` as a C-contiguous (n, features) array: one row per sample, finite, of the model's dtype.
 
     ``n_in`` is the number of features, or the (C, H, W) of a model that takes images: those come
     as (n, C, H, W) arrays (channels first, as PyTorch's), (n, H, W) for one channel, or flat;
-    or the (T, d) of a model that takes sequences: (n, T, d) arrays, or flat.
+    or the (T, d) of a model that takes sequences: (n, T, d) arrays, or flat; ``ids``: a language
+    model's windows of ``n_in`` token ids (its context).
     A 1-D array is n samples of one feature when the model has one input, and is refused
     otherwise: it is then most likely one sample, and guessing would hide a transposed X.
     """
@@ -93,6 +90,10 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X") 
         raise ShapeError(f"{what} has shape {X.shape}; the model takes (n_samples, {n_in}) and does not "
                          f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
                          f"flattens to {n_in} features, or check the data.")
+    if X.shape[1] != n_in and ids:
+        raise ShapeError(f"{what} has windows of {X.shape[1]} token ids, but the model's context is {n_in} positions. "
+                         f"Fix: {what}[:, -{n_in}:] (each window's last {n_in} ids), or a model built with "
+                         f"context={X.shape[1]}.")
     if X.shape[1] != n_in:
         took = f"samples of shape {image}, {n_in} numbers flat" if image else f"{n_in}"
         raise ShapeError(f"{what} has {X.shape[1]} columns (features); the model takes {took}. Fix: pass "
@@ -120,7 +121,7 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
                names: tuple[str, str] = ("X", "Y"), positions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) checked against the model and the loss; class labels become one-hot rows. For a
     token loss (``positions`` = T, the model giving T·V logits), Y holds T ids per sample."""
-    X = prepare_x(X, n_in, dtype, names[0])
+    X = prepare_x(X, n_in, dtype, names[0], ids=loss_name in TOKEN_LOSSES)
     if len(X) == 0:
         raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
     if loss_name in TOKEN_LOSSES:
@@ -204,81 +205,6 @@ def _check_unit_interval(Y: np.ndarray, what: str) -> None:
         raise TargetError(f"{what} holds values in [{lo:g}, {hi:g}], but the binary cross-entropy ('bce') "
                           f"needs targets in [0, 1] (labels 0/1, or probabilities). Fix: for -1/+1 "
                           f"labels pass ({what} > 0).astype(float); for other targets use 'mse'.")
-
-
-def check_fit_options(epochs, batch_size, patience, validation, params, resume) -> None:
-    """fit's options that would otherwise fail inside the kernel or be silently ignored."""
-    if not _count(batch_size, 1):
-        raise OptionError(f"batch_size={batch_size!r} is not a batch size. Fix: use an integer >= 1 "
-                          "(len(X) for full-batch gradient descent).")
-    if not _count(epochs, 0):
-        raise OptionError(f"epochs={epochs!r} is not a number of epochs. Fix: use an integer >= 0.")
-    if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
-        raise OptionError("validation= takes a pair (X_val, Y_val). Fix: pass validation=(X_val, Y_val).")
-    if patience is not None and validation is None:
-        raise OptionError(f"patience={patience!r} stops on the validation loss, but no validation= data "
-                          "was given, so it would be ignored. Fix: pass validation=(X_val, Y_val), or "
-                          "drop patience= (threshold= stops on the training loss).")
-    if patience is not None and not _count(patience, 1):
-        raise OptionError(f"patience={patience!r} is not a number of epochs. Fix: use an integer >= 1 (epochs "
-                          "without improvement), or None.")
-    if params is not None and resume is not None:
-        raise OptionError("params= and resume= both give the starting parameters. Fix: pass one of them.")
-
-
-def check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, threads) -> list:
-    """fit's options for how it runs (each would fail inside, or in NumPy or threadpoolctl); the
-    callbacks as a list (a single function is a list of one)."""
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, Real)
-                                  or math.isnan(threshold)):
-        raise OptionError(f"threshold={threshold!r}: use a number (training stops once the training loss "
-                          "is at most it), or None. Fix: e.g. threshold=1e-3.")
-    try:  # an int needs no trial Generator (6 µs; a short fit, W3's, spends ~1 ms in Python in all)
-        if not _count(seed, 0):
-            np.random.default_rng(seed)
-    except (TypeError, ValueError):
-        raise OptionError(f"seed={seed!r}: use an integer >= 0 (it sets the initial weights and the "
-                          "shuffling). Fix: e.g. seed=0.") from None
-    for name, n in (("chunk_epochs", chunk_epochs), ("blas_threads", None if blas_threads == "auto" else blas_threads),
-                    ("threads", threads)):
-        if n is not None and not _count(n, 1):
-            raise OptionError(f"{name}={n!r}: use an integer >= 1, or None{' or auto' * (name[0] == 'b')}. Fix: e.g. {name}=1, or drop it.")
-    if callbacks is None:
-        return []
-    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Iterable):
-        callbacks = [callbacks]
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not callable(cb):
-            raise OptionError(f"callbacks: {cb!r} is not a function. Fix: pass functions callback(epoch, model) "
-                              "that return True to stop, e.g. callbacks=[lambda epoch, m: epoch >= 5].")
-    return callbacks
-
-
-def _count(n, least: int) -> bool:
-    return isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= least
-
-
-def optimizers() -> dict[str, type]:
-    """sg.optim's optimizers by lower-case name: 'sgd', 'adam', 'adamw', 'rmsprop', ..."""
-    return {name.lower(): cls for name, cls in vars(optim).items()
-            if isinstance(cls, type) and issubclass(cls, optim.Optimizer) and cls is not optim.Optimizer}
-
-
-def resolve_optimizer(optimizer) -> optim.Optimizer:
-    """An Optimizer for ``optimizer=``: None is Adam(), a name is that optimizer's defaults."""
-    if optimizer is None:
-        return optim.Adam()
-    if isinstance(optimizer, str):
-        known = optimizers()
-        if optimizer.lower() not in known:
-            raise OptionError(f"unknown optimizer {optimizer!r}. Known: {sorted(known)}. Fix: pass one of "
-                              "these names, or an object with its settings, e.g. sg.optim.Adam(lr=0.01).")
-        return known[optimizer.lower()]()
-    if not isinstance(optimizer, optim.Optimizer):
-        raise OptionError(f"optimizer={type(optimizer).__name__} is not a symgrad optimizer. Fix: pass "
-                          "one of sg.optim (e.g. sg.optim.Adam(lr=0.01)) or its name, e.g. 'adam'.")
-    return optimizer
 
 
 def split_validation(X, Y, validation, fraction):

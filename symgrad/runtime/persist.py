@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import MissingModelFileError, ModelFileError, OptionError, SymgradError
 from ..jit import VERSION as SYMGRAD_VERSION
 from ..lang import optim
-from .inputs import optimizers
+from .options import optimizers
 from .srepr_io import read_nodes, read_srepr, write_nodes
 from .state import ModelSpec, StoredLoss, TrainState
 from .trained import Trained

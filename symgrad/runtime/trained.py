@@ -106,7 +106,7 @@ class Trained:
         return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
 
     def _outputs(self, X) -> np.ndarray:
-        Xa = prepare_x(X, self._n_in(X), self.dtype)
+        Xa = prepare_x(X, self._n_in(X), self.dtype, ids=self._loss_name in TOKEN_LOSSES)
         check_token_ids(self.model, Xa)
         return forward_rows(self, Xa)
 

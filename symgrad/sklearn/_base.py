@@ -20,7 +20,7 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ are scikit-lear
 from ..lang.nn import ACTIVATIONS, MLP
 from ..lang.optim import Optimizer
 from ..runtime.fit import fit
-from ..runtime.inputs import optimizers
+from ..runtime.options import optimizers
 
 #: scikit-learn's activation names that symgrad spells differently.
 SKLEARN_ACTIVATIONS = {"logistic": "sigmoid"}
