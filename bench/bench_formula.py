@@ -82,6 +82,7 @@ def machine_info() -> dict[str, str]:
         "OMP/MKL/OPENBLAS_NUM_THREADS": " / ".join(
             os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
         ),
+        "SYMGRAD_PREWARM (background compile of the row-block loop)": os.environ.get("SYMGRAD_PREWARM", "unset"),
         "platform": platform.platform(),
         "load average (1/5/15 min) at start": _loadavg(),
     }

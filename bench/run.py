@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
 
+    # no background compile of a row-block loop (symgrad/runtime/prewarm.py) beside a measurement:
+    # a detached compiler outliving one build child would slow the next; here and in every child
+    os.environ.setdefault("SYMGRAD_PREWARM", "0")
     own_cache = None
     if not os.environ.get("SYMGRAD_CACHE_DIR"):
         own_cache = tempfile.mkdtemp(prefix="symgrad-bench-")

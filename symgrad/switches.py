@@ -1,7 +1,7 @@
 """symgrad's on/off environment variables, all read one way.
 
-``SYMGRAD_BUILD_HELPER`` (build_helper.py), ``SYMGRAD_KEEP_MEMORY`` (runtime/memory.py) and
-``SYMGRAD_NUMPY_BLAS`` (native/blas_lib.py) take ``0`` (off) or ``1`` (on); unset or empty
+``SYMGRAD_BUILD_HELPER`` (build_helper.py), ``SYMGRAD_PREWARM`` (runtime/prewarm.py),
+``SYMGRAD_KEEP_MEMORY`` (runtime/memory.py) and ``SYMGRAD_NUMPY_BLAS`` (native/blas_lib.py) take ``0`` (off) or ``1`` (on); unset or empty
 leaves symgrad's default. Any other value (``yes``, ``false``, ``off``) is not guessed at: it
 warns, naming the variable and the two values, and counts as unset.
 

@@ -50,6 +50,7 @@ from .execution import (  # noqa: F401
 from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_positions
 from .memory import keep_freed_memory
 from .options import check_fit_options, check_run_options, resolve_optimizer
+from .prewarm import await_loop, compile_other
 from .state import ModelSpec, TrainState, check_resume
 from .trained import Trained
 
@@ -148,10 +149,15 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
-    kernel(*kernel_args(theta=theta, data=(Xa, Ya), states=[np.zeros_like(a) for a in flat_states],
-                        perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=batch_size,
-                        lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
-                        gnorms=np.zeros((0, len(ps)), dt), seeds=np.zeros(0, np.int64)))
+    zero = kernel_args(theta=theta, data=(Xa, Ya), states=[np.zeros_like(a) for a in flat_states],
+                       perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=batch_size,
+                       lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
+                       gnorms=np.zeros((0, len(ps)), dt), seeds=np.zeros(0, np.int64))
+    if backend == "numba":  # the loop a background child compiles: its code, not a second compile
+        await_loop(mod, kernel)
+    kernel(*zero)
+    if backend == "numba":  # the other loop (row blocks or not), compiled in the background
+        compile_other(mod, kernel, zero)
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
