@@ -44,8 +44,8 @@ def compile_other(mod, kernel, args: tuple) -> bool:
     par = mod.train_chunk_par
     if isinstance(kernel, functools.partial) or key in _started or not getattr(mod.module, "ROW_BLOCKS", True):
         return False  # on row blocks already; forked before; batch norm: always one block
-    if par.signatures or build_helper.cached(par) or not _allowed():
-        return False
+    if not _allowed() or getattr(par, "signatures", ()) != [] or build_helper.cached(par):
+        return False  # not allowed here; compiled already, or no Numba dispatcher (NUMBA_DISABLE_JIT)
     _started.add(key)
     read, write = os.pipe()
     try:
