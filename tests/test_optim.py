@@ -161,6 +161,19 @@ def test_bad_hyperparameters():
             make()
 
 
+@pytest.mark.parametrize("make, fix", [
+    (lambda: Momentum(0.01, momentum=0.9), r"settings are lr, beta, .*\(momentum= is beta=\)"),  # PyTorch's name
+    (lambda: Nesterov(0.01, momentum=0.9), r"^Nesterov\(\.\.\.\).*momentum= is beta="),
+    (lambda: Adam(betas=(0.9, 0.99)), r"betas= is beta1=\.\.\., beta2="),
+    (lambda: RMSProp(rho=0.9), r"rho= is alpha="),
+    (lambda: SGD(0.1, 0.9), r"too many positional arguments. Fix: its settings are lr, weight_decay"),
+    (lambda: AdamW(0.01, foo=1), r"unexpected keyword argument 'foo'. Fix: its settings are lr, beta1"),
+])
+def test_unknown_settings_name_the_ones_there_are(make, fix):
+    with pytest.raises(OptimizerConfigError, match=fix):
+        make()
+
+
 def test_common_options():
     opt = Adam(clip_norm=1.0, schedule=StepLR(step_size=2, gamma=0.5))
     assert opt.clip_norm == 1.0 and Adam().clip_norm is None

@@ -7,6 +7,8 @@ trainer before the update, with the factor :func:`clip_scale`.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 
@@ -16,7 +18,7 @@ import sympy as sp
 from ..explain.display import Printout, Row, Style
 from ..explain.printing import tex_text
 from .optim_kernel import update_source
-from .schedules import ConstantLR, Schedule, require
+from .schedules import ConstantLR, OptimizerConfigError, Schedule, require
 from .update_rules import LR, G, P, T, rule_latex, rule_text, sym, textbook_order
 
 
@@ -39,6 +41,19 @@ class Optimizer(Printout):
 
     state: tuple[str, ...] = ()
     _indent = ""  # rules print flush left, under the constructor line
+
+    def __init_subclass__(cls, **kwargs):
+        # an unknown or doubled setting (PyTorch's momentum=, Keras's learning_rate=) is an
+        # OptimizerConfigError naming the settings there are, not Python's bare TypeError
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None:
+            @functools.wraps(init)
+            def checked(self, *args, **kw):
+                _check_call(init, self, args, kw)
+                init(self, *args, **kw)
+
+            cls.__init__ = checked
 
     def __init__(self, lr: float, hyper: dict[str, float], *, weight_decay: float = 0.0,
                  clip_norm: float | None = None, schedule: Schedule | None = None):
@@ -137,6 +152,21 @@ class Optimizer(Printout):
     def init_state(self, shape, dtype=np.float64) -> dict[str, np.ndarray]:
         """Zero-initialised state arrays, one per name in ``state``."""
         return {s: np.zeros(shape, dtype=dtype) for s in self.state}
+
+
+#: settings as other libraries spell them -> symgrad's
+ALIASES = {"momentum": "beta", "betas": "beta1=..., beta2", "learning_rate": "lr", "rho": "alpha",
+           "epsilon": "eps", "decay": "weight_decay"}
+
+
+def _check_call(init, self, args: tuple, kwargs: dict) -> None:
+    try:
+        inspect.signature(init).bind(self, *args, **kwargs)
+    except TypeError as exc:
+        names = [p for p in inspect.signature(init).parameters if p != "self"]
+        hints = [f"{k}= is {ALIASES[k]}=" for k in kwargs if k in ALIASES and k not in names]
+        raise OptimizerConfigError(f"{type(self).__name__}(...): {exc}. Fix: its settings are "
+                                   f"{', '.join(names)}{' (' + '; '.join(hints) + ')' if hints else ''}.") from None
 
 
 def _tex_number(v: float) -> str:
