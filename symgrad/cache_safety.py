@@ -114,13 +114,24 @@ def record(path: Path, data: bytes) -> None:
 def trusted(path: Path, data: bytes) -> bool:
     """Whether ``data``, read from ``path``, is what symgrad wrote there: its hash is the one
     recorded, and neither the file, its folder nor the record could be written by another user."""
+    return distrust(path, data) is None
+
+
+def distrust(path: Path, data: bytes) -> str | None:
+    """Why ``data`` (read from ``path``) is not trusted, or None when it is (see :func:`trusted`)."""
     entry = path.parent / INDEX / f"{path.name}.sha256"
     try:
-        if any(unsafe(p) for p in (path.parent, path, entry.parent, entry)):
-            return False
-        return entry.read_text(encoding="ascii").strip() == sha256(data)
-    except (OSError, UnicodeDecodeError):
-        return False
+        if any(unsafe(p) for p in (path.parent, path)):
+            return "another user could write it"
+        if not entry.exists():
+            return f"the cache index holds no hash for it ({INDEX}/{entry.name} is missing)"
+        if any(unsafe(p) for p in (entry.parent, entry)):
+            return "another user could write its record in the cache index"
+        if entry.read_text(encoding="ascii").strip() != sha256(data):
+            return "its SHA-256 differs from the one recorded in the cache index"
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"its record could not be read ({exc})"
 
 
 def read_trusted(path: Path) -> bytes | None:

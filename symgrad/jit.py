@@ -108,9 +108,9 @@ def _trusted_text(path: Path) -> tuple[str | None, str | None]:
     first, _, body = text.partition("\n")
     if first != _HEADER + _digest(body):
         return None, "was corrupt"
-    if not safety.trusted(path, raw):
-        return None, ("is not what symgrad wrote there (its SHA-256 differs from the one recorded in "
-                      "the cache index, or another user could write it), so it is not imported")
+    why = safety.distrust(path, raw)
+    if why is not None:
+        return None, f"is not known to be what symgrad wrote there ({why}), so it is not imported"
     return text, None
 
 

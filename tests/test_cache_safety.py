@@ -124,7 +124,7 @@ def test_new_cache_is_private_and_tampered_module_is_rebuilt_in_a_later_process(
     # the sources' fingerprint is part of the key)
     assert second["path"] == str(path), "symgrad's sources changed while the test ran"
     assert second["v"] == pytest.approx(_want(3), rel=1e-12)  # not 42.0
-    assert "is not what symgrad wrote there" in err and "rebuilding it" in err
+    assert "is not known to be what symgrad wrote there (its SHA-256 differs" in err and "rebuilding it" in err
     third, err = _run(cache, 3)  # and every later process uses the rebuilt module quietly
     assert third["v"] == second["v"] and "rebuilding" not in err
 
@@ -137,10 +137,19 @@ def test_module_raising_at_import_is_rebuilt(cache, forge_index):
     if forge_index:  # the index says it is ours: it runs, fails, and is rebuilt (a cache miss)
         cache_safety.record(path, path.read_bytes())
     _forget(path)
-    with pytest.warns(UserWarning, match="failed to import .*planted" if forge_index else "not what symgrad wrote"):
+    with pytest.warns(UserWarning, match="failed to import .*planted" if forge_index else "not known to be what symgrad wrote"):
         f = _compile(k)
     assert f.value([0.3], T, Y) == pytest.approx(_want(k), rel=1e-12)
     assert "planted" not in path.read_text()
+
+
+def test_a_module_without_its_index_entry_is_rebuilt_and_says_so(cache):
+    path = _compile(8).path
+    (path.parent / cache_safety.INDEX / f"{path.name}.sha256").unlink()  # the index lost (deleted by hand)
+    _forget(path)
+    with pytest.warns(UserWarning, match=r"the cache index holds no hash for it \(index/sg_.*\.sha256 is missing\)"):
+        f = _compile(8)
+    assert f.value([0.3], T, Y) == pytest.approx(_want(8), rel=1e-12)
 
 
 def test_module_file_another_user_can_write_is_rebuilt(cache):
@@ -159,7 +168,7 @@ def test_load_refuses_a_module_it_cannot_verify_or_rebuild(cache):
     path = _compile(8).path
     _rewrite(path, "value = lambda *args: 42.0\n")
     _forget(path)
-    with pytest.raises(CacheError, match="not what symgrad wrote.*Fix: compile the model again"):
+    with pytest.raises(CacheError, match="not known to be what symgrad wrote.*Fix: compile the model again"):
         jit.load(path, jit=False)
 
 
