@@ -57,6 +57,7 @@ def compile_other(mod, kernel, args: tuple) -> bool:
         os.close(read)
         try:
             if os.fork() == 0:
+                _detach(write)
                 build_helper._IN_HELPER = True  # it must never fork a helper of its own
                 warnings.simplefilter("ignore")
                 par(*args, threads=1, par_rows=1)  # a zero-epoch call compiles and runs no step
@@ -67,6 +68,17 @@ def compile_other(mod, kernel, args: tuple) -> bool:
     _running[read] = key
     _reap()
     return True
+
+
+def _detach(keep: int) -> None:
+    """The compiler holds no file of the parent's but the pipe ``keep``: a caller reading the
+    parent's output (``subprocess.run(..., capture_output=True)``) sees its end when the parent
+    exits, not seconds later when the compiler does."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, max(keep + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1024))
 
 
 def await_loop(mod, kernel) -> None:
