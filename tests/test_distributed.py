@@ -202,6 +202,35 @@ def test_divergence_keeps_the_last_finite_parameters(client, digits):
         assert len(info.value.result.history["loss"]) < 20
 
 
+def test_cancelled_futures_are_submitted_again_once():
+    """Dask cancels a step's futures when the scheduler forgets their keys while it replaces a killed
+    worker (seen under load); the pure tasks are submitted once more, and a second cancellation, or
+    any other failure, stops training with DistributedError."""
+    from distributed.client import FutureCancelledError
+
+    from symgrad.distributed.arrays import compute
+
+    class Flaky:  # a client whose first ``fails`` gathers are cancelled
+        def __init__(self, fails, error=FutureCancelledError):
+            self.fails, self.error, self.submitted = fails, error, 0
+
+        def compute(self, tasks):
+            self.submitted += 1
+            return tasks
+
+        def gather(self, futures):
+            if self.fails:
+                self.fails -= 1
+                raise self.error("k", "already forgotten") if self.error is FutureCancelledError else self.error("lost")
+            return [2 * f for f in futures]
+
+    once = Flaky(1)
+    assert compute(once, [1, 2], "the test") == [2, 4] and once.submitted == 2
+    for client in (Flaky(2), Flaky(1, OSError)):
+        with pytest.raises(sg.errors.DistributedError, match="the Dask computation of the test failed"):
+            compute(client, [1], "the test")
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 def test_bad_input_is_named_with_its_fix(client, digits, decay):

@@ -93,13 +93,19 @@ def combine(parts: list[tuple], mean: bool = True) -> tuple[float, np.ndarray | 
     return value, sum(wk * p[2].astype(np.float64) for wk, p in zip(w, parts))
 
 
-def compute(client, tasks: list, what: str) -> list:
+def compute(client, tasks: list, what: str, retries: int = 1) -> list:
     """Run ``tasks`` (Dask delayed objects) on ``client`` and gather the results; a failure that
-    is not symgrad's own (a worker lost more often than Dask retries) becomes DistributedError."""
-    futures = client.compute(tasks)
-    try:
-        return client.gather(futures)
-    except SymgradError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Dask's failures come in many types (KilledWorker, OSError...)
-        raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}") from exc
+    is not symgrad's own (a worker lost more often than Dask retries) becomes DistributedError.
+    Futures cancelled while the scheduler replaces a killed worker ("already forgotten", seen on a
+    loaded machine) are submitted again, ``retries`` times: the tasks are pure, so nothing changes."""
+    for attempt in range(max(retries, 0) + 1):
+        futures = client.compute(tasks)
+        try:
+            return client.gather(futures)
+        except SymgradError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Dask's failures come in many types (KilledWorker, OSError...)
+            if attempt < retries and "Cancelled" in type(exc).__name__:
+                continue
+            raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}") from exc
+    raise AssertionError("unreachable")
