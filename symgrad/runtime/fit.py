@@ -156,7 +156,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     if backend == "numba":  # the loop a background child compiles: its code, not a second compile
         await_loop(mod, kernel)
     kernel(*zero)
-    if backend == "numba":  # the other loop (row blocks or not), compiled in the background
+    if backend == "numba" and blas == 1:  # one core trains: the row-block loop compiles on the other
         compile_other(mod, kernel, zero)
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:

@@ -1,20 +1,20 @@
-"""The training kernel that ``fit`` did not choose, compiled in the background (issue 21).
+"""The row-block training loop, compiled in the background after a first fit on one block (issue 21).
 
 A training module holds two loops: ``train_chunk`` (one minibatch at a time) and
 ``train_chunk_par`` (a minibatch split into row blocks, for large minibatches: ``execution.py``).
 Numba compiles each on its first call, so the first fit of a seen structure whose batch size
 crosses into the other loop paid a full compile (2.4-2.7 s for the digits MLP at batch 236),
 where issue 21 asks that a new batch size compile nothing. Compiling both at the first build
-would double it. Instead, once ``fit`` has chosen the one-block loop (so it trains on one core),
-a forked process compiles the row-block loop for the same argument types into Numba's on-disk
-cache on the other core (where the build helper may fork: Linux, no other Python thread, a CPU
-idle), while the parent trains. A later fit that needs that loop loads it from the cache; one
+would double it. Instead, once ``fit`` has chosen the one-block loop with one BLAS thread (so
+it trains on one core), a forked process compiles the row-block loop for the same argument
+types into Numba's on-disk cache on the other core (where the build helper may fork: Linux, no
+other Python thread, a CPU idle), while the parent trains. A later fit that needs that loop loads it from the cache; one
 that comes while the child still compiles waits for it (it has a head start) instead of compiling
 it a second time; a child that died or hangs is not waited for past ``WAIT_S``: the parent then
 compiles, as before. The child is detached (forked twice), so it finishes and fills the cache
 even when the parent exits first, and it is never forked again for a cached loop. The opposite
-direction (a first fit on row blocks, which uses both cores) forks nothing: the child would
-slow that training down.
+direction (a first fit on row blocks) and a fit whose BLAS uses every core fork nothing: the
+child would slow that training down.
 
 ``SYMGRAD_PREWARM=0`` turns it off, ``1`` forks wherever the build helper could (switches.py).
 """
@@ -34,7 +34,7 @@ from ..switches import switch
 
 _started: set[str] = set()  # module file, handed to a child once per process
 _running: dict[int, str] = {}  # a pipe's read end (closed by the child's exit) -> module file
-WAIT_S = 120.0  #: seconds a fit waits for a child compiling the loop it needs
+WAIT_S = 60.0  #: seconds a fit waits for a child compiling the loop it needs
 
 
 def compile_other(mod, kernel, args: tuple) -> bool:
@@ -51,7 +51,8 @@ def compile_other(mod, kernel, args: tuple) -> bool:
     try:
         pid = os.fork()
     except OSError:
-        os.close(read), os.close(write)
+        os.close(read)
+        os.close(write)
         return False
     if pid == 0:  # the child forks the compiler and leaves at once: nobody has to wait for it
         os.close(read)
