@@ -2,21 +2,18 @@
 function's shared kernels, each exactly once between the two processes, and a helper that
 dies or hangs costs time, never a kernel or a number."""
 
-import json
 import os
-import subprocess
 import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from child_process import run_result
 
 from symgrad import build_helper, shared_kernels
 
-ROOT = str(Path(__file__).resolve().parents[1])
 PARENT = os.getpid()
 
 
@@ -129,12 +126,7 @@ CHILD = textwrap.dedent('''
 
 
 def _cold_fit(tmp_path, setting):
-    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / f"cache{setting}"), SYMGRAD_BUILD_HELPER=setting)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return run_result(CHILD, {"SYMGRAD_CACHE_DIR": str(tmp_path / f"cache{setting}"), "SYMGRAD_BUILD_HELPER": setting})
 
 
 @pytest.mark.numba

@@ -5,17 +5,13 @@ them), and compares the trained parameters with the same run without the child."
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = str(Path(__file__).resolve().parents[1])
+from child_process import run_result
 
 SCRIPT = textwrap.dedent('''
     import json, sys
@@ -41,12 +37,8 @@ SCRIPT = textwrap.dedent('''
 
 
 def _run(tmp_path, order: str, setting: str) -> dict:
-    env = dict(os.environ, SYMGRAD_CACHE_DIR=str(tmp_path / f"{order}{setting}"), SYMGRAD_PREWARM=setting)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", SCRIPT, order], env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return run_result(SCRIPT, {"SYMGRAD_CACHE_DIR": str(tmp_path / f"{order}{setting}"), "SYMGRAD_PREWARM": setting},
+                      order)
 
 
 @pytest.mark.numba
