@@ -156,7 +156,7 @@ class Optimizer(Printout):
 
 #: settings as other libraries spell them -> symgrad's
 ALIASES = {"momentum": "beta", "betas": "beta1=..., beta2", "learning_rate": "lr", "rho": "alpha",
-           "epsilon": "eps", "decay": "weight_decay"}
+           "epsilon": "eps"}
 
 
 def _check_call(init, self, args: tuple, kwargs: dict) -> None:
