@@ -57,7 +57,13 @@ def enabled() -> bool:
     """Whether this process may fork a build helper now: ``SYMGRAD_BUILD_HELPER`` is ``0``
     (never), ``1`` (wherever forking is safe) or unset (also only while a CPU is idle: fewer
     tasks are running, this one included, than the CPUs this process may use; switches.py)."""
-    setting = switch("SYMGRAD_BUILD_HELPER")
+    return may_fork(switch("SYMGRAD_BUILD_HELPER"))
+
+
+def may_fork(setting: bool | None) -> bool:
+    """Whether a process that compiles beside this one may be forked now, given its switch's
+    ``setting`` (False: never; True: wherever forking is safe; None: also only while a CPU is
+    idle). Also used by runtime/prewarm.py."""
     if setting is False or not sys.platform.startswith("linux") or threading.active_count() != 1:
         return False
     cpus = len(os.sched_getaffinity(0))

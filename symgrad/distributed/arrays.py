@@ -98,14 +98,14 @@ def compute(client, tasks: list, what: str, retries: int = 1) -> list:
     is not symgrad's own (a worker lost more often than Dask retries) becomes DistributedError.
     Futures cancelled while the scheduler replaces a killed worker ("already forgotten", seen on a
     loaded machine) are submitted again, ``retries`` times: the tasks are pure, so nothing changes."""
-    for attempt in range(max(retries, 0) + 1):
+    while True:
         futures = client.compute(tasks)
         try:
             return client.gather(futures)
         except SymgradError:
             raise
         except Exception as exc:  # noqa: BLE001 - Dask's failures come in many types (KilledWorker, OSError...)
-            if attempt < retries and "Cancelled" in type(exc).__name__:
+            if retries > 0 and "Cancelled" in type(exc).__name__:
+                retries -= 1
                 continue
             raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}") from exc
-    raise AssertionError("unreachable")

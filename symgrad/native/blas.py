@@ -251,5 +251,3 @@ class _Blas:
         ldc, pc = operand(out_ty, out)[1:]
         self.call("gemm", (tb, ta, self.int(n), self.int(m), self.int(k), self.alpha, pb, ldb, pa, lda, self.beta,
                            pc, ldc))
-
-

@@ -24,8 +24,6 @@ from __future__ import annotations
 import functools
 import os
 import select
-import sys
-import threading
 import time
 import warnings
 
@@ -108,12 +106,9 @@ def _reap(timeout_s: float = 0.0) -> None:
 
 
 def _allowed() -> bool:
-    """As the build helper's: forking is safe (Linux, no other Python thread) and a CPU is idle,
-    or ``SYMGRAD_PREWARM=1``; off with ``SYMGRAD_PREWARM=0``, or ``SYMGRAD_BUILD_HELPER=0`` (no forks)."""
+    """Where the build helper may fork (``build_helper.may_fork``), under ``SYMGRAD_PREWARM``; unset,
+    ``SYMGRAD_BUILD_HELPER=0`` (no forks) turns it off too."""
     setting = switch("SYMGRAD_PREWARM")
-    if setting is False or (setting is None and switch("SYMGRAD_BUILD_HELPER") is False):
+    if build_helper._IN_HELPER or setting is None and switch("SYMGRAD_BUILD_HELPER") is False:
         return False
-    if build_helper._IN_HELPER or not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
-    cpus = len(os.sched_getaffinity(0))
-    return cpus >= 2 and (setting is True or build_helper._running() < cpus)
+    return build_helper.may_fork(setting)
