@@ -36,13 +36,11 @@ import pickle
 import select
 import shutil
 import signal
-import sys
 import tempfile
-import threading
 import time
 import warnings
-from pathlib import Path
 
+from .forking import may_fork
 from .switches import switch
 
 WAIT_S = 30.0  #: seconds the parent waits for word from the child about a file the child claimed
@@ -60,27 +58,9 @@ def enabled() -> bool:
     return may_fork(switch("SYMGRAD_BUILD_HELPER"))
 
 
-def may_fork(setting: bool | None) -> bool:
-    """Whether a process that compiles beside this one may be forked now, given its switch's
-    ``setting`` (False: never; True: wherever forking is safe; None: also only while a CPU is
-    idle). Also used by runtime/prewarm.py."""
-    if setting is False or not sys.platform.startswith("linux") or threading.active_count() != 1:
-        return False
-    cpus = len(os.sched_getaffinity(0))
-    return cpus >= 2 and (setting is True or _running() < cpus)
-
-
 def helping() -> bool:
     """Whether a helper runs (so this process is no longer alone on the CPUs), or may start."""
     return _helper is not None or enabled()
-
-
-def _running() -> int:
-    """Tasks running or runnable now, this one included (a load average lags by a minute)."""
-    try:  # the fourth field: running/all
-        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return 1 << 30  # unknown: no helper
 
 
 def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:

@@ -28,6 +28,7 @@ import time
 import warnings
 
 from .. import build_helper
+from ..forking import may_fork
 from ..switches import switch
 
 _started: set[str] = set()  # module file, handed to a child once per process
@@ -106,9 +107,9 @@ def _reap(timeout_s: float = 0.0) -> None:
 
 
 def _allowed() -> bool:
-    """Where the build helper may fork (``build_helper.may_fork``), under ``SYMGRAD_PREWARM``; unset,
+    """Where the build helper may fork (``forking.may_fork``), under ``SYMGRAD_PREWARM``; unset,
     ``SYMGRAD_BUILD_HELPER=0`` (no forks) turns it off too."""
     setting = switch("SYMGRAD_PREWARM")
     if build_helper._IN_HELPER or setting is None and switch("SYMGRAD_BUILD_HELPER") is False:
         return False
-    return build_helper.may_fork(setting)
+    return may_fork(setting)
