@@ -302,6 +302,7 @@ def test_fused_steps_with_shared_and_product_weights(backend):
     X, Y = rng.normal(size=(10, 3)), rng.normal(size=(10, 3))
     f = sg.compile(sg.losses.mse(net.expr, MS("y", 3, 1)), net.params, [net.x, MS("y", 3, 1)], backend="python")
     init, opt = net.init_params(1), optim.SGD(0.05)
+    assert sg.check_grads(f, init, X[:4], Y[:4]).fd_error < 1e-7  # the reference's gradient: finite differences
     m = sg.fit(net, "mse", X, Y, optimizer=opt, epochs=2, batch_size=4, params=[p.copy() for p in init],
                backend=backend)
     want, losses, norms = unfused(opt, f, init, X, Y, 2, 4, seed=0)
