@@ -506,8 +506,9 @@ def _one_dtype(mode: Mode, dt, L: list[str], targets: list, data: dict, notes: l
         L.append("The two-thread rows (issue 21): " + "; ".join(
             f"{k.removeprefix('symgrad fit, ')} {per_epoch[k] * 1e3:.2f} ms/epoch, {per_epoch[k] / s:.2f}x the "
             f"time of fit's default (one thread at this size)" for k in two) + ". `fit` keeps one thread for the "
-            "digits MLP at batch 64 because both were measured slower (docs/decisions.md, \"Both cores by "
-            "default\" and \"Row blocks by work\").")
+            "digits MLP at batch 64 (docs/decisions.md, \"The row-block step uses both threads in both halves\"): "
+            "two row blocks there measured 0.76x to 1.17x the one-thread time across runs on this machine's two "
+            "shared cores, and a first fit on row blocks compiles the two-block loop, about 2 s more of a cold build.")
     L.append(f"symgrad's own per-epoch timer (the native call alone): {kernel * 1e3:.2f} ms/epoch "
              f"({kernel / len(batches(n, BS)) * 1e6:.0f} µs per step); `fit` adds {(s - kernel) * 1e3:.2f} ms "
              "per epoch around it.")

@@ -154,7 +154,7 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
 
 
 #: The functions of a tensor module that take its sizes, ``dims``, first (``jit.Bound``).
-SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_loss_grad")
+SIZED = ("loss", "loss_grad", "predict", "train_chunk", "train_chunk_par", "par_grads", "block_grad")
 
 
 def module_source(prog: Program, title: str, dtype: str, funcs: list[str], segments: list[str],

@@ -145,11 +145,12 @@ def link(module: ModuleType, text: str) -> None:
         module.__dict__[name] = shared
         if f"{name}_c" in module.__dict__:
             module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
-    if "loss_grad_c" in module.__dict__:
-        # par_loss_grad's (and a deep model's training loop's) call: linking loss_grad's code into
-        # each of the parallel kernel's libraries cost 3 s of a CNN's cold build (docs/decisions.md)
-        own = f"{Path(module.__file__).name}:loss_grad"
-        module.__dict__["loss_grad_c"] = by_address(module.__dict__["loss_grad"], own, "loss_grad")
+    for name in ("loss_grad", "block_grad", "par_grads", "par_update"):
+        if f"{name}_c" in module.__dict__:
+            # par_grads' (and a deep model's training loop's) call: linking loss_grad's code into
+            # each of the parallel kernel's libraries cost 3 s of a CNN's cold build (docs/decisions.md)
+            own = f"{Path(module.__file__).name}:{name}"
+            module.__dict__[f"{name}_c"] = by_address(module.__dict__[name], own, name)
 
 
 @functools.cache

@@ -84,7 +84,7 @@ def test_glue_calls_generated_functions_through_their_twins(sources, name):
     aliases = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
                if isinstance(t, ast.Name) and t.id.endswith("_c")}
     glue = [n for n in tree.body if isinstance(n, ast.FunctionDef) and {"jit_glue", "jit_par_glue"} & _decorated(n)]
-    assert {g.name for g in glue} >= {"train_chunk", "train_chunk_par", "par_loss_grad"}
+    assert {g.name for g in glue} >= {"train_chunk", "train_chunk_par", "par_grads"}
     for g in glue:
         called = {c.func.id for c in ast.walk(g) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
         assert not called & defs, f"{g.name} calls {sorted(called & defs)} directly, not through their twins"

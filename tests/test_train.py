@@ -875,11 +875,12 @@ def test_row_blocks_equal_the_unsplit_batch_and_the_unfused_loop(batch_size, big
 
 
 @pytest.mark.numba
-def test_numba_parallel_kernel_matches_serial(big_problem):
+@pytest.mark.parametrize("opt", [optim.SGD(0.5), optim.Adam(0.05, clip_norm=0.02)], ids=["update in parallel", "clipped"])
+def test_numba_parallel_kernel_matches_serial(opt, big_problem):
     net, X, labels, _, _, init = big_problem
     if fit_threads(len(X)) < 2:
         pytest.skip("Numba has one thread here: fit never splits a batch")
-    kw = dict(optimizer=optim.SGD(0.5), epochs=3, batch_size=len(X), params=[p.copy() for p in init], shuffle=False)
+    kw = dict(optimizer=opt, epochs=3, batch_size=len(X), params=[p.copy() for p in init], shuffle=False)
     par = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
     ser = sg.fit(net, "softmax_cross_entropy", X, labels, threads=1, **kw)
     np.testing.assert_allclose(par.history["loss"], ser.history["loss"], rtol=1e-12)

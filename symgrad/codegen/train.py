@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..derive.fuse import fuse_maps
 from ..derive.ir import lower_matrix
+from . import train_par
 from .glue import Glue
 from .program import Program
 
@@ -55,35 +56,16 @@ def train_source(prog: Program, opt_state: tuple[str, ...]) -> tuple[list[str], 
     optimiser, calling compiled kernels for everything that loops (docs/decisions.md, "The
     training loop is glue for every model").
 
-    ``train_chunk_par`` is the same loop for minibatches worth splitting: ``par_loss_grad``
-    splits each one into row blocks of at least ``par_rows`` rows, one per thread (``fit``
-    chooses both: ``runtime/execution.py``). Numba compiles a function on its first call, so
-    models that never train on row blocks never pay for compiling it.
+    ``train_chunk_par`` is the same loop for minibatches worth splitting: ``par_grads``
+    splits each one into row blocks of at least ``par_rows`` rows, one per thread, and
+    ``par_update`` sums their gradients and updates the parameters a slice per thread (``fit``
+    chooses both: ``runtime/execution.py``; ``codegen/train_par.py``). Numba compiles a function
+    on its first call, so models that never train on row blocks never pay for compiling it.
 
     Returns the lines and the functions the loops call as glue (``codegen/glue.py``).
     """
     glue = Glue()
-    lines = _chunk(prog, opt_state, glue, par=False) + ["", ""] + _par_loss_grad(prog, glue) + ["", ""]
-    return lines + _chunk(prog, opt_state, glue, par=True), glue.used
-
-
-def _par_loss_grad(prog: Program, glue: Glue) -> list[str]:
-    """Row blocks of the minibatch in parallel, each with its own gradient buffer (row of
-    ``gpart``): the loss and gradient of the batch are the blocks' weighted by their rows. It is
-    glue: compiled with LLVM's full optimiser over the model's linked kernels, it took 8 of a
-    CNN's 15 s cold build (docs/decisions.md, "Row blocks by work")."""
-    xs = [prog.v(d) for d in prog.data]
-    w = "F(hi - lo) / F(B)" if prog.reduction == "mean" else "F(1.0)"
-    rows = ", ".join(f"{x}[lo:hi]" for x in xs)
-    # dropout: the step's key, and each block's first row, so that blocks draw what one thread draws
-    key, at = (", key", ", key, lo") if prog.noisy else ("", "")
-    return ["@jit_par_glue", f"def par_loss_grad(dims, theta, {', '.join(xs)}, grad, gpart{key}):",
-            "    # each row block of the batch into its own gradient buffer, one block per thread",
-            f"    B = {xs[0]}.shape[0]", "    nb = gpart.shape[0]",
-            "    lpart = np.empty(nb, dtype=F)", "    wpart = np.empty(nb, dtype=F)  # the blocks' weights",
-            "    for k in prange(nb):", "        lo, hi = k * B // nb, (k + 1) * B // nb", f"        wpart[k] = {w}",
-            f"        lpart[k] = {glue('loss_grad')}(dims, theta, {rows}, gpart[k]{at}) * wpart[k]",
-            f"    return {glue('add_blocks')}(grad, gpart, wpart, lpart)"]
+    return _chunk(prog, opt_state, glue, par=False) + ["", ""] + _chunk(prog, opt_state, glue, par=True), glue.used
 
 
 def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> list[str]:
@@ -92,13 +74,21 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     gs = [tp.d(p) for p in tp.params]
     xs = [tp.v(d) for d in tp.data]
     states = [f"s_{s}" for s in opt_state]
-    inline = len(tp.nodes) <= INLINE_MAX_NODES and not par
+    small = len(tp.nodes) <= INLINE_MAX_NODES
+    inline = small and not par
     fn = glue  # the loop is glue: it calls through overloads (codegen/glue.py)
+    zero = _zero_statement(tp, fn) if small else None
+    blocks, ws = [], []
     if inline:
         step = tp.step("loss_b")
-    elif par:
+    elif par:  # docs/decisions.md, "The row-block step uses both threads in both halves"
+        if small:
+            blocks = train_par.block_grad(tp, glue, zero) + ["", ""]
+            ws = [train_par.workspace(tp)]
+        blocks += train_par.par_grads(tp, glue, small) + ["", ""] + train_par.par_update(states, glue) + ["", ""]
         step = ["    nbk = min(gpart.shape[0], max(1, B // par_rows))",
-                f"    loss_b = {fn('par_loss_grad')}(dims, theta, {', '.join(xs)}, grad, gpart[:nbk]{', key' if tp.noisy else ''})"]
+                f"    loss_b = {fn('par_grads')}(dims, theta, {', '.join(xs)}, gpart[:nbk], wpart[:nbk]"
+                f"{', ws' if small else ''}{', key' if tp.noisy else ''})"]
     else:
         step = [f"    loss_b = {fn('loss_grad')}({tp.flat_signature()})"]
     full = [f"full_{x}" for x in xs]
@@ -119,12 +109,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
          "    for f in range(0, spans.shape[0], 2):", "        for k in range(spans[f], spans[f + 1]):",
          "            a[k] = F(0.0)", "", "",
          "@jit", "def scale_by(a, s):", "    for k in range(a.shape[0]):", "        a[k] *= s", "", "",
-         "@jit", "def add_blocks(grad, gpart, wpart, lpart):",
-         "    # the minibatch's gradient and loss: its row blocks' (par_loss_grad), weighted",
-         "    total = F(0.0)", "    for j in range(grad.shape[0]):", "        grad[j] = F(0.0)",
-         "    for k in range(gpart.shape[0]):", "        total += lpart[k]",
-         "        for j in range(grad.shape[0]):", "            grad[j] += wpart[k] * gpart[k, j]",
-         "    return total", "", "",
+         *train_par.KERNELS, "", "",
          "@jit", "def add_norms(grad, offsets, norms):",
          "    # each parameter's gradient norm added to norms[k]; the sum of their squares returned",
          "    sq = F(0.0)", "    for k in range(norms.shape[0]):", "        n2 = sumsq(grad[offsets[k]:offsets[k + 1]])",
@@ -150,11 +135,13 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     if frozen:
         L.append("    keep = np.empty_like(theta)")
     if par:  # one gradient buffer per thread (numba.get_num_threads() here would stop caching)
-        L.append("    gpart = np.empty((threads, theta.shape[0]), dtype=F)")
+        L += ["    gpart = np.empty((threads, theta.shape[0]), dtype=F)", "    wpart = np.empty(threads, dtype=F)",
+              "    norms2 = np.empty((threads, gnorms.shape[1]), dtype=F)", "    sqs = np.empty(threads, dtype=F)"]
+        L += ws
     if inline:  # the inlined step uses the parameter arrays; deep models' loss_grad takes the buffers
         L += tp.views("theta", ps, fn) + tp.views("grad", gs, fn) + tp.flat_views(step, fn)
     L += [f"    ws_{x} = np.empty((batch_size, {f}.shape[1]), dtype=F)" for x, f in zip(xs, full)]
-    for name, n in tp.ws:
+    for name, n in ([] if par else tp.ws):
         L.append(f"    ws_{name} = {tp.alloc(n, name, rows='batch_size')}")
     L += [f"    N = {full[0]}.shape[0]", "    t = t0", "    for e in range(perms.shape[0]):",
           "        total = F(0.0)", "        nb = 0", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] = F(0.0)",
@@ -165,12 +152,8 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
               f"                {fn('gather')}({f}, perms[e], start, {x})",
               "            else:  # in order: a view, no copy (full-batch gradient descent reads X once)",
               f"                {x} = {fn('rows')}({f}, start, B)"]
-    if inline:  # the inlined backward adds to these gradients; loss_grad zeroes its buffer itself
-        zero = _zero_spans(tp)
-        if zero == [0, tp.offsets()[-1]]:
-            L += [f"            {fn('fill0')}(grad)"]
-        elif zero:
-            L += [f"            {fn('zero_spans')}(grad, {tp.dims.span('', 'ZERO', zero)})"]
+    if inline and zero:  # the inlined backward adds to these gradients; loss_grad zeroes its buffer itself
+        L += ["        " + zero]
     if tp.noisy:  # a nonzero key: training; dropout's masks come from the epoch's seed and the step count
         drops = any(n.kind == "dropout" for n in tp.nodes)
         L += ["            key = noise.step_key(seeds[e], t)" if drops else "            key = 1", "            row0 = 0"]
@@ -179,25 +162,44 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     L += ["            if not math.isfinite(loss_b):",
           "                # NaN guard: the parameters go back to the last epoch whose every loss was finite",
           back, "                return e, t, 1",
-          "            total += loss_b * F(B)",
-          f"            sq = {fn('add_norms')}(grad, {offsets}, gnorms[e])",
-          "            if not math.isfinite(sq):  # a non-finite gradient",
-          back, "                return e, t, 1",
-          "            if clip > F(0.0) and math.sqrt(sq) > clip:",
-          "                # as optim.clip_scale; a kernel, not 'grad *=', which compiles NumPy's ufunc machinery",
-          f"                {fn('scale_by')}(grad, clip / (math.sqrt(sq) + F(1e-6)))",
-          "            t += 1"]
+          "            total += loss_b * F(B)"]
+    if par:  # the blocks' sum, the norms and (unless clipping needs the whole norm first) the update
+        L += [f"            update = {'False' if frozen else 'clip <= F(0.0)'}",
+              f"            sqt = {fn('par_update')}(theta, grad, gpart[:nbk], wpart[:nbk]{''.join(', ' + s for s in states)}, "
+              f"lrs[e], t + 1, hyper, {offsets}, norms2[:nbk], sqs[:nbk], update)",
+              f"            sq = {fn('add_norms2')}(norms2[:nbk], gnorms[e])"]
+    else:
+        L += [f"            sq = {fn('add_norms')}(grad, {offsets}, gnorms[e])"]
+    L += ["            if not math.isfinite(sq):  # a non-finite gradient", back, "                return e, t, 1"]
+    ind = "    " if par else ""
+    if par:  # clipping needs the whole gradient's norm before any update: then the update comes here
+        L += ["            t += 1", "            if update and not math.isfinite(sqt):  # an update overflowed", back,
+              "                return e, t, 2", "            if not update:"]
+    L += [f"{ind}            if clip > F(0.0) and math.sqrt(sq) > clip:",
+          f"{ind}                # as optim.clip_scale; a kernel, not 'grad *=', which compiles NumPy's ufunc machinery",
+          f"{ind}                {fn('scale_by')}(grad, clip / (math.sqrt(sq) + F(1e-6)))"]
+    if not par:
+        L.append("            t += 1")
     if frozen:  # the optimizer leaves the running statistics as the step set them
-        L.append(f"            {fn('copy_spans')}(theta, keep, {frozen})")
-    L.append(f"            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t, hyper)")
+        L.append(f"{ind}            {fn('copy_spans')}(theta, keep, {frozen})")
+    L.append(f"{ind}            {fn('opt_update')}(theta, grad{''.join(', ' + s for s in states)}, lrs[e], t, hyper)")
     if frozen:
-        L.append(f"            {fn('copy_spans')}(keep, theta, {frozen})")
-    L += [f"            if not math.isfinite({fn('sumsq')}(theta)):  # an update overflowed",
-          back, "                return e, t, 2"]
+        L.append(f"{ind}            {fn('copy_spans')}(keep, theta, {frozen})")
+    L += [f"{ind}            if not math.isfinite({fn('sumsq')}(theta)):  # an update overflowed",
+          ind + back, f"{ind}                return e, t, 2"]
     L += ["            nb += 1", "        losses[e] = total / F(N)", "        for k in range(gnorms.shape[1]):", "            gnorms[e, k] /= F(nb)",
           f"        {fn('copy_into')}(theta, good)  # this epoch is whole: a divergence later goes back here",
           "    return perms.shape[0], t, 0"]
-    return pre + head + tp.bind(L) + L
+    return pre + blocks + head + tp.bind(L) + L
+
+
+def _zero_statement(tp: Program, fn: Glue) -> str | None:
+    """The step's statement that zeroes the gradients its backward adds to (none: every one is
+    written whole), over a buffer named ``grad``."""
+    zero = _zero_spans(tp)
+    if zero == [0, tp.offsets()[-1]]:
+        return f"    {fn('fill0')}(grad)"
+    return f"    {fn('zero_spans')}(grad, {tp.dims.span('', 'ZERO', zero)})" if zero else None
 
 
 def _zero_spans(prog: Program) -> list[int]:
