@@ -153,6 +153,20 @@ def _remember(path: Path, entry: _Trusted) -> _Trusted:
     return entry
 
 
+_NO_INDEX: set[Path] = set()  # cache indexes this process found deleted
+
+
+def _rebuilding(path: Path, problem: str) -> None:
+    """Warn that cache file ``path`` is rebuilt; a deleted index once, not once per module."""
+    index = path.parent / safety.INDEX
+    if index in _NO_INDEX and "holds no hash" in problem:
+        return
+    if not index.is_dir():
+        _NO_INDEX.add(index)
+        problem = f"is not trusted: the cache index {index} is missing (each module is rebuilt when next used)"
+    warnings.warn(f"symgrad: cache file {path} {problem}; rebuilding it", stacklevel=4)
+
+
 def ensure_source(key: str, make_source: Callable[[], str], prefix: str = "sg") -> Path:
     """Return the path of a verified module file for ``key``, generating it if needed
     (``<cache>/<prefix>_<key>.py``; ``sgk`` for the shared kernels, ``shared_kernels.py``).
@@ -163,7 +177,7 @@ def ensure_source(key: str, make_source: Callable[[], str], prefix: str = "sg") 
     path = module_path(key, prefix)
     text, problem = _trusted_text(path)
     if problem:
-        warnings.warn(f"symgrad: cache file {path} {problem}; rebuilding it", stacklevel=3)
+        _rebuilding(path, problem)
     built = text is None
     if built:
         text = _write(path, make_source())
@@ -183,7 +197,7 @@ def ensure_sized(key: str, make: Callable[[], tuple[str, np.ndarray]]) -> tuple[
     record = cache_dir() / f"sg_{key}.dims"
     text, problem = _trusted_text(record)
     if problem:
-        warnings.warn(f"symgrad: cache file {record} {problem}; rebuilding it", stacklevel=3)
+        _rebuilding(record, problem)
     if text is not None:
         stem, _, values = text.partition("\n")[2].partition("\n")
         path = record.parent / f"{stem}.py"

@@ -152,6 +152,24 @@ def test_a_module_without_its_index_entry_is_rebuilt_and_says_so(cache):
     assert f.value([0.3], T, Y) == pytest.approx(_want(8), rel=1e-12)
 
 
+def test_a_deleted_index_is_reported_once_and_every_module_is_rebuilt(cache):
+    import shutil
+    import warnings
+
+    paths = [_compile(k).path for k in (11, 12, 13)]
+    shutil.rmtree(paths[0].parent / cache_safety.INDEX)  # deleted by hand
+    for p in paths:
+        _forget(p)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fs = [_compile(k) for k in (11, 12, 13)]
+    texts = [str(w.message) for w in seen if "rebuilding it" in str(w.message)]
+    assert len(texts) == 1 and "the cache index" in texts[0] and "is missing" in texts[0], texts
+    for k, f in zip((11, 12, 13), fs, strict=True):
+        assert f.value([0.3], T, Y) == pytest.approx(_want(k), rel=1e-12)
+    assert all((p.parent / cache_safety.INDEX / f"{p.name}.sha256").exists() for p in paths)
+
+
 def test_module_file_another_user_can_write_is_rebuilt(cache):
     path = _compile(7).path
     if not cache_safety.POSIX:
