@@ -147,8 +147,9 @@ def link(module: ModuleType, text: str) -> None:
             module.__dict__[f"{name}_c"] = by_address(shared, path.name, name)
     for name in ("loss_grad", "block_grad", "par_grads", "par_update"):
         if f"{name}_c" in module.__dict__:
-            # par_grads' (and a deep model's training loop's) call: linking loss_grad's code into
-            # each of the parallel kernel's libraries cost 3 s of a CNN's cold build (docs/decisions.md)
+            # the module's own functions that glue calls (the training loops, the row-block step),
+            # by address: linking loss_grad's code into each parallel kernel's library cost 3 s of
+            # a CNN's cold build (docs/decisions.md)
             own = f"{Path(module.__file__).name}:{name}"
             module.__dict__[f"{name}_c"] = by_address(module.__dict__[name], own, name)
 
