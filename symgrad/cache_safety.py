@@ -102,13 +102,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def index_entry(path: Path) -> Path:
+    """Where the cache index records the hash of cache file ``path``."""
+    return path.parent / INDEX / f"{path.name}.sha256"
+
+
 def record(path: Path, data: bytes) -> None:
     """Record the hash of ``data``, about to be written to ``path`` (in the folder's index)."""
-    index = path.parent / INDEX
-    reason = private_dir(index)
+    entry = index_entry(path)
+    reason = private_dir(entry.parent)
     if reason is not None:
-        raise PermissionError(f"the cache index {index} {reason}")
-    write_atomic(index / f"{path.name}.sha256", sha256(data).encode())
+        raise PermissionError(f"the cache index {entry.parent} {reason}")
+    write_atomic(entry, sha256(data).encode())
 
 
 def trusted(path: Path, data: bytes) -> bool:
@@ -119,7 +124,7 @@ def trusted(path: Path, data: bytes) -> bool:
 
 def distrust(path: Path, data: bytes) -> str | None:
     """Why ``data`` (read from ``path``) is not trusted, or None when it is (see :func:`trusted`)."""
-    entry = path.parent / INDEX / f"{path.name}.sha256"
+    entry = index_entry(path)
     try:
         if any(unsafe(p) for p in (path.parent, path)):
             return "another user could write it"

@@ -158,8 +158,8 @@ _NO_INDEX: set[Path] = set()  # cache indexes this process found deleted
 
 def _rebuilding(path: Path, problem: str) -> None:
     """Warn that cache file ``path`` is rebuilt; a deleted index once, not once per module."""
-    index = path.parent / safety.INDEX
-    if index in _NO_INDEX and "holds no hash" in problem:
+    index = safety.index_entry(path).parent
+    if index in _NO_INDEX and "holds no hash" in problem:  # distrust's reason for a missing entry
         return
     if not index.is_dir():
         _NO_INDEX.add(index)

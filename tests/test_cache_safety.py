@@ -145,7 +145,7 @@ def test_module_raising_at_import_is_rebuilt(cache, forge_index):
 
 def test_a_module_without_its_index_entry_is_rebuilt_and_says_so(cache):
     path = _compile(8).path
-    (path.parent / cache_safety.INDEX / f"{path.name}.sha256").unlink()  # the index lost (deleted by hand)
+    cache_safety.index_entry(path).unlink()  # the index lost (deleted by hand)
     _forget(path)
     with pytest.warns(UserWarning, match=r"the cache index holds no hash for it \(index/sg_.*\.sha256 is missing\)"):
         f = _compile(8)
@@ -167,7 +167,7 @@ def test_a_deleted_index_is_reported_once_and_every_module_is_rebuilt(cache):
     assert len(texts) == 1 and "the cache index" in texts[0] and "is missing" in texts[0], texts
     for k, f in zip((11, 12, 13), fs, strict=True):
         assert f.value([0.3], T, Y) == pytest.approx(_want(k), rel=1e-12)
-    assert all((p.parent / cache_safety.INDEX / f"{p.name}.sha256").exists() for p in paths)
+    assert all(cache_safety.index_entry(p).exists() for p in paths)
 
 
 def test_module_file_another_user_can_write_is_rebuilt(cache):

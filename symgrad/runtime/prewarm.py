@@ -88,7 +88,7 @@ def await_loop(mod, kernel) -> None:
         wait(WAIT_S, mod.module.__file__)
 
 
-def wait(timeout_s: float = 60.0, key: str | None = None) -> bool:
+def wait(timeout_s: float = WAIT_S, key: str | None = None) -> bool:
     """Wait until the children (or the one compiling module file ``key``) are done; whether they are."""
     end = time.monotonic() + timeout_s
     while (key in _running.values() if key else _running) and time.monotonic() < end:
