@@ -165,6 +165,7 @@ def test_bad_hyperparameters():
     (lambda: Momentum(0.01, momentum=0.9), r"settings are lr, beta, .*\(momentum= is beta=\)"),  # PyTorch's name
     (lambda: Nesterov(0.01, momentum=0.9), r"^Nesterov\(\.\.\.\).*momentum= is beta="),
     (lambda: Adam(betas=(0.9, 0.99)), r"betas= is beta1=\.\.\., beta2="),
+    (lambda: Adam(0.01, momentum=0.9), r"settings are lr, beta1, beta2, eps, weight_decay, clip_norm, schedule\.$"),
     (lambda: RMSProp(rho=0.9), r"rho= is alpha="),
     (lambda: SGD(0.1, 0.9), r"too many positional arguments. Fix: its settings are lr, weight_decay"),
     (lambda: AdamW(0.01, foo=1), r"unexpected keyword argument 'foo'. Fix: its settings are lr, beta1"),

@@ -48,9 +48,11 @@ class Optimizer(Printout):
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None:
+            sig = inspect.signature(init)  # once per class: it took most of a constructor's time
+
             @functools.wraps(init)
             def checked(self, *args, **kw):
-                _check_call(init, self, args, kw)
+                _check_call(sig, self, args, kw)
                 init(self, *args, **kw)
 
             cls.__init__ = checked
@@ -159,12 +161,14 @@ ALIASES = {"momentum": "beta", "betas": "beta1=..., beta2", "learning_rate": "lr
            "epsilon": "eps"}
 
 
-def _check_call(init, self, args: tuple, kwargs: dict) -> None:
+def _check_call(sig: inspect.Signature, self, args: tuple, kwargs: dict) -> None:
     try:
-        inspect.signature(init).bind(self, *args, **kwargs)
+        sig.bind(self, *args, **kwargs)
     except TypeError as exc:
-        names = [p for p in inspect.signature(init).parameters if p != "self"]
-        hints = [f"{k}= is {ALIASES[k]}=" for k in kwargs if k in ALIASES and k not in names]
+        names = [p for p in sig.parameters if p != "self"]
+        # only where this optimizer has the setting (Adam has no beta for PyTorch's momentum=)
+        hints = [f"{k}= is {ALIASES[k]}=" for k in kwargs if k in ALIASES and k not in names
+                 and ALIASES[k].split("=")[0] in names]
         raise OptimizerConfigError(f"{type(self).__name__}(...): {exc}. Fix: its settings are "
                                    f"{', '.join(names)}{' (' + '; '.join(hints) + ')' if hints else ''}.") from None
 
