@@ -102,3 +102,30 @@ def test_divergence_on_row_blocks_keeps_the_last_whole_epoch(problem):
     for a, b in zip(result.params, huge, strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(np.isfinite(a).all() for a in result.state.opt_state)
+
+
+def _numpy_loss(ps, X, labels):
+    """The 3-10-3 tanh net's mean softmax cross-entropy, in NumPy (no generated code)."""
+    W1, b1, W2, b2 = ps
+    z = np.tanh(X @ W1.T + b1[:, 0]) @ W2.T + b2[:, 0]
+    z = z - z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(X)), labels]))
+
+
+def test_one_step_on_row_blocks_follows_the_finite_difference_gradient(problem):
+    """One full-batch SGD step on three row blocks moves each parameter by -lr times the whole
+    batch's gradient, here from central differences of a NumPy forward (an oracle that shares
+    no code with the generator or the blocks' sum)."""
+    net, X, labels, _, _, init = problem
+    lr = 0.5
+    m = sg.fit(net, "softmax_cross_entropy", X, labels, optimizer=optim.SGD(lr), epochs=1, batch_size=N_ROWS,
+               params=[p.copy() for p in init], backend="python", threads=3, shuffle=False)
+    h = 1e-6
+    for k, p in enumerate(init):
+        fd = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            up, down = [q.copy() for q in init], [q.copy() for q in init]
+            up[k][i] += h
+            down[k][i] -= h
+            fd[i] = (_numpy_loss(up, X, labels) - _numpy_loss(down, X, labels)) / (2 * h)
+        np.testing.assert_allclose((p - m.params[k]) / lr, fd, rtol=1e-6, atol=1e-9)
