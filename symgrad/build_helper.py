@@ -6,41 +6,35 @@ Numba's compiler is single-threaded and holds a process-wide lock, so a second t
 help; a second process can, because every shared kernel is cached on disk (``cache=True``):
 what the helper compiles, the parent loads from the cache instead of compiling it.
 
-How the work is split. Typing a glue function defers each shared kernel call whose type it
-can know without compiling the kernel (from the kernel's text, or from Numba's typing passes
-alone: ``shared_kernels._typed_only``) and notes it here; the kernel's code is needed only when
-the glue's code is generated. The first deferred call of
-a kernel Numba has not cached forks the process, and each call typed from then on is sent to
-the child, which compiles while the parent is still typing. Both processes take the costliest
-file nobody has claimed yet (an ``O_EXCL`` file), so no file is compiled twice and the large
-ones are spread first (greedy scheduling). The parent then waits for the child's word that each
-of its files is in the cache, and loads it. If the child dies, or says nothing for ``WAIT_S``,
-the parent compiles what is missing itself: a helper makes a build faster, never wrong or stuck.
+How the work is split. Typing a glue function defers each call of a shared kernel, or of
+the module's own functions it calls by address (the row-block step), whose type it can know
+without compiling the callee (from the kernel's text, or from Numba's typing passes alone:
+``shared_kernels._typed_only``) and notes it here; the callee's code is needed only when the
+glue's code is generated. The first deferred call of a file Numba has not cached forks the
+process, and each call typed from then on is sent to the child, which compiles while the
+parent is still typing. Both processes take the costliest file nobody has claimed yet (an
+``O_EXCL`` file), so no file is compiled twice and the large ones are spread first (greedy
+scheduling); a glue function's callees are claimed or waited for the same way. The parent then
+waits for the child's word that each of its files is in the cache, and loads it. If the child
+dies, or says nothing for ``WAIT_S``, the parent compiles what is missing itself: a helper
+makes a build faster, never wrong or stuck.
 
 The helper runs only where forking is safe and useful (docs/decisions.md, "A cold build on two
 cores"): Linux, two CPUs or more for this process, no other Python thread running (a forked
 thread's locks would be lost), and a CPU idle or the helper asked for (``enabled``).
-
-Of two processes claiming a file, one gets it:
-
->>> import tempfile
->>> folder = tempfile.mkdtemp()
->>> _claim(folder, "sgk_a.py"), _claim(folder, "sgk_a.py")
-(True, False)
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import select
 import shutil
 import signal
 import tempfile
 import time
 import warnings
 
-from .forking import may_fork
+from .forking import Messages, claim_file, may_fork, write_message
 from .switches import switch
 
 WAIT_S = 30.0  #: seconds the parent waits for word from the child about a file the child claimed
@@ -48,6 +42,7 @@ _deferred: dict[tuple, object] = {}  # (file, argtypes) -> the kernel's dispatch
 _costs: dict[str, float] = {}  # file -> its estimated compile cost
 _helper: _Helper | None = None
 _IN_HELPER = False  # True in the forked child: it never forks a helper of its own
+_in_child: _Child | None = None  # in the helper: what it was sent and what it claimed
 STATS = {"helpers": 0, "helper_files": 0, "parent_files": 0}  #: for tests and benchmarks: who compiled what
 
 
@@ -60,7 +55,7 @@ def enabled() -> bool:
 
 def helping() -> bool:
     """Whether a helper runs (so this process is no longer alone on the CPUs), or may start."""
-    return _helper is not None or enabled()
+    return _helper is not None or _in_child is not None or enabled()
 
 
 def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:
@@ -86,13 +81,18 @@ def ensure(file: str, argtypes: tuple, dispatcher) -> None:
     here, or by the helper and loaded from Numba's cache."""
     try:
         if tuple(argtypes) not in dispatcher.overloads:
-            if _helper is not None:
-                _helper.share()
-                if file not in _helper.mine and not _helper.wait_for(file):
+            helper = _helper  # a nested call may stop it: a stopped helper leaves every file here
+            if helper is not None:
+                helper.share()  # at the outermost call; a nested one takes or waits for this file
+                if file not in helper.mine and not helper.take(file) and not helper.wait_for(file):
                     STATS["parent_files"] += 1  # the helper died or hung: compiled here
+            elif _in_child is not None:
+                _take_or_wait(file, dispatcher)
             _compile(file)  # loads the helper's code from Numba's cache, or compiles it
             dispatcher.compile(argtypes)
         _deferred.pop((file, argtypes), None)
+        for key in [k for k, d in _deferred.items() if tuple(k[1]) in d.overloads]:
+            del _deferred[key]  # loaded on the way: the callees of glue that the helper compiled
     except BaseException:
         _stop()
         raise
@@ -105,6 +105,18 @@ def _stop() -> None:
     if _helper is not None:
         _helper.finish()
         _helper = None
+
+
+def _take_or_wait(file: str, dispatcher) -> None:
+    """In the helper, a callee of glue it compiles: claim it (and compile the calls of it the
+    parent sent: it may wait for them), or wait up to WAIT_S for the parent's copy in Numba's
+    cache (calls have no cycles: the two never wait for each other)."""
+    if _in_child.claim(file):
+        _in_child.run(file)
+        return
+    end = time.monotonic() + WAIT_S
+    while not cached(dispatcher) and time.monotonic() < end:
+        time.sleep(0.005)
 
 
 def _compile(file: str) -> None:
@@ -133,8 +145,8 @@ class _Helper:
         self.sent: dict[tuple, int] = {}  # (file, argtypes) -> its number in the pipe
         self.mine: set[str] = set()  # the files the parent claimed
         self.reported: set[int] = set()
-        self.reader = _Pipe(from_child)
-        self.alive = True
+        self.reader = Messages(from_child)
+        self.alive, self.sharing = True, False
 
     @classmethod
     def start(cls) -> _Helper | None:
@@ -171,17 +183,31 @@ class _Helper:
             return
         n = self.sent[(file, argtypes)] = len(self.sent)
         try:
-            _write(self.to_child, pickle.dumps((n, file, argtypes, _costs.get(file, 0.0))))
+            write_message(self.to_child, pickle.dumps((n, file, argtypes, _costs.get(file, 0.0))))
         except (OSError, pickle.PicklingError):
             self.finish()
 
     def share(self) -> None:
-        """The parent's part: compile each deferred file it can claim, the costliest first."""
-        for file in _by_cost({f for f, _ in _deferred} - self.mine):
-            if not self.alive or _claim(self.claims, file):
-                self.mine.add(file)
-                _compile(file)
-                STATS["parent_files"] += 1
+        """The parent's part: compile each deferred file it can claim, the costliest first. Not
+        again while a file of it compiles: that file's callees are taken one at a time (``take``),
+        so a glue function is never compiled inside another that the parent claimed."""
+        if self.sharing:
+            return
+        self.sharing = True
+        try:
+            for file in _by_cost({f for f, _ in _deferred} - self.mine):
+                if self.take(file):
+                    _compile(file)
+        finally:
+            self.sharing = False
+
+    def take(self, file: str) -> bool:
+        """Claim ``file`` for the parent (every file, once the child is gone); whether it did."""
+        if self.alive and not claim_file(self.claims, file):
+            return False
+        self.mine.add(file)
+        STATS["parent_files"] += 1
+        return True
 
     def wait_for(self, file: str) -> bool:
         """Wait until the child reports every call of ``file`` it was sent compiled; False
@@ -223,64 +249,51 @@ def _child(calls: int, done: int, claims: str) -> None:
     """The helper's loop: take the calls the parent sends, compile the costliest file it can
     claim (all calls of it), report each call compiled; leave when the parent closes the pipe
     and nothing is left."""
-    from .shared_kernels import kernel
-
-    global _IN_HELPER
+    global _IN_HELPER, _in_child
     _IN_HELPER = True
     # nothing from here goes through the parent's stream objects, whose locks a thread of the
     # parent may have held at the fork (a kernel's compile warnings are symgrad's, not the user's)
     warnings.simplefilter("ignore")
-    reader, queue, mine, theirs = _Pipe(calls), {}, set(), set()
-    more = True
-    while more or queue:
-        msgs = reader.read(None if not queue else 0.0)
+    me = _in_child = _Child(Messages(calls), done, claims)
+    while me.more or me.queue:
+        me.read(None if not me.queue else 0.0)
+        # new calls of a file it holds first: the parent cannot take them, and may be waiting
+        for file in sorted(_by_cost(me.queue), key=lambda f: f not in me.mine)[:1]:
+            if me.claim(file):
+                me.run(file)
+            else:
+                me.queue.pop(file)
+
+
+class _Child:
+    """The helper's state: the calls sent and not compiled yet, by file; the files it claimed."""
+
+    def __init__(self, reader: Messages, done: int, claims: str):
+        self.reader, self.done, self.claims = reader, done, claims
+        self.queue: dict[str, list] = {}
+        self.mine: set[str] = set()
+        self.more = True  # the parent may send more calls
+
+    def read(self, timeout: float | None) -> None:
+        msgs = self.reader.read(timeout) if self.more else []
         if msgs is None:
-            more = False
+            self.more = False
         for n, file, argtypes, cost in msgs or ():
-            queue.setdefault(file, []).append((n, argtypes))
+            self.queue.setdefault(file, []).append((n, argtypes))
             _costs[file] = cost
-        for file in _by_cost(queue)[:1]:
-            calls_of = queue.pop(file)
-            if file in theirs or file not in mine and not _claim(claims, file):
-                theirs.add(file)
-                continue
-            mine.add(file)
-            d = kernel(file)
-            for n, argtypes in calls_of:
-                d.compile(argtypes)
-                _write(done, pickle.dumps(n))
 
-
-def _write(fd: int, payload: bytes) -> None:
-    data = len(payload).to_bytes(4, "little") + payload
-    while data:
-        data = data[os.write(fd, data):]
-
-
-class _Pipe:
-    """Messages read from a pipe, each a pickle after its length (``_write``)."""
-
-    def __init__(self, fd: int):
-        self.fd, self.buffer = fd, b""
-
-    def read(self, timeout: float | None) -> list | None:
-        """The messages complete so far, waiting up to ``timeout`` seconds (None: until there
-        is one) for more; None at the end of the pipe or when the wait runs out empty."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        chunk = os.read(self.fd, 1 << 16) if ready else None
-        if chunk == b"" or chunk is None and timeout != 0.0:
-            return None  # the pipe's end, or a wait that ran out
-        self.buffer += chunk or b""
-        out = []
-        while len(self.buffer) >= 4 and len(self.buffer) >= 4 + (k := int.from_bytes(self.buffer[:4], "little")):
-            out.append(pickle.loads(self.buffer[4:4 + k]))
-            self.buffer = self.buffer[4 + k:]
-        return out
-
-
-def _claim(folder: str, file: str) -> bool:
-    try:
-        os.close(os.open(os.path.join(folder, file), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        return True
-    except FileExistsError:
+    def claim(self, file: str) -> bool:
+        if file in self.mine or claim_file(self.claims, file):
+            self.mine.add(file)
+            return True
         return False
+
+    def run(self, file: str) -> None:
+        """Compile every call of ``file`` sent so far, and report each."""
+        from .shared_kernels import kernel
+
+        self.read(0.0)
+        d = kernel(file)
+        for n, argtypes in self.queue.pop(file, ()):
+            d.compile(argtypes)
+            write_message(self.done, pickle.dumps(n))

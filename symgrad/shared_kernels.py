@@ -167,10 +167,10 @@ def by_address(shared, file: str, name: str):
     def typer(typingctx, *args):
         argtypes = tuple(types.unliteral(a) for a in args)
         symbol = _symbol(file, argtypes)
-        # the type of the call, without compiling the kernel where that can wait until the glue's
-        # code is made (it may then be compiled by the build helper, on another core)
-        # a module's own function (file "sg_<key>.py:<name>") is compiled here, as it is typed
-        returns = None if ":" in file else types.none if returns_nothing(file) else _typed_only(shared, argtypes)
+        # the type of the call, without compiling the callee where that can wait until the glue's
+        # code is made: a shared kernel, or a module's own function (file "sg_<key>.py:<name>",
+        # a row-block step), may then be compiled by the build helper, on another core
+        returns = types.none if ":" not in file and returns_nothing(file) else _typed_only(shared, argtypes)
         if returns is not None:
             sig = returns(*argtypes)
             build_helper.defer(file, argtypes, shared, compile_cost(file))
@@ -204,12 +204,14 @@ def by_address(shared, file: str, name: str):
 @functools.cache
 def _parsed(file: str) -> tuple[ast.FunctionDef, list[str]]:
     """The kernel of shared kernel file ``file`` and the files of the kernels it calls (a
-    file's name is its text's hash: it never changes)."""
+    file's name is its text's hash: it never changes); for ``"<module file>:<name>"``, that
+    function of a generated module, whose callees are compiled on their own (by address)."""
     from . import jit
 
+    file, _, name = file.partition(":")
     tree = ast.parse((jit.cache_dir() / file).read_text())
-    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == NAME)
-    calls = [n.value.args[0].value for n in tree.body if isinstance(n, ast.Assign)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == (name or NAME))
+    calls = [n.value.args[0].value for n in tree.body if not name and isinstance(n, ast.Assign)
              and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", None) == "kernel"]
     return fn, calls
 
@@ -238,12 +240,13 @@ def _typed_only(dispatcher, argtypes: tuple):
 @functools.cache
 def compile_cost(file: str) -> float:
     """An estimate of the time Numba takes to compile ``file``'s kernel, in no particular unit:
-    its syntax tree's size, a vectorised ``vm`` function counting as a large loop body, plus
-    the kernels it calls (measured cold: 0.04 s for a 13-node kernel, 0.55 s for logsumexp's
-    two vectorised loops; docs/decisions.md, "A cold build on two cores")."""
+    its syntax tree's size, a vectorised ``vm`` function or a ``prange`` loop (Numba's parallel
+    passes) counting as a large loop body, plus the kernels it calls (measured cold: 0.04 s for
+    a 13-node kernel, 0.55 s for logsumexp's two vectorised loops, 0.4-0.5 s for a row-block
+    step's glue of 400-1,000 nodes; docs/decisions.md, "A cold build on two cores")."""
     fn, calls = _parsed(file)
-    size = sum(300 if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == "vm" else 1
-               for n in ast.walk(fn))
+    size = sum(300 if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == "vm"
+               or isinstance(n, ast.Name) and n.id == "prange" else 1 for n in ast.walk(fn))
     return size + sum(compile_cost(c) for c in calls)
 
 

@@ -83,6 +83,62 @@ def test_each_kernel_is_compiled_once_by_one_of_the_two_processes(tmp_path, help
     assert stats["helper_files"] == sum(1 for i in range(6) if by[(f"k{i}", "f32")] != [PARENT])
 
 
+class FakeGlue(FakeKernel):
+    """A glue function called by address: unless another compile's record is there (Numba's
+    cache), it makes its callees' code (as its code generation does), then leaves a record of
+    its own, however many there are already (a second compile in one process counts too)."""
+
+    def __init__(self, name, records, callees):
+        super().__init__(name, records, seconds=0.3)
+        self.callees = callees
+
+    def compile(self, sig):
+        if list(self.records.glob(f"{self.name}-{sig[0]}-*")):  # Numba loads it from the cache,
+            for _, k in self.callees:  # its callees too (shared_kernels.Reregister)
+                k.compile(sig)
+        else:
+            for file, k in self.callees:
+                build_helper.ensure(file, sig, k)
+            time.sleep(self.seconds)
+            (self.records / f"{self.name}-{sig[0]}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        self.overloads[tuple(sig)] = True
+
+
+@pytest.mark.parametrize("late_helper", [False, True])
+def test_glue_called_by_address_is_shared_too_and_nothing_is_compiled_twice(tmp_path, helper_on, monkeypatch, late_helper):
+    """A row-block step's shape: glue g1 calls glue g0 and two kernels, g0 two others, all typed
+    before any code is made. The processes share glue as they share kernels; a callee the other
+    process holds is waited for (the helper polls Numba's cache), never compiled again; and the
+    parent, compiling g0 while the helper is still starting (``late_helper``), takes only g0's
+    callees then, not g1, whose code would need g0 before g0 is done."""
+    records = tmp_path / "records"
+    records.mkdir()
+    if late_helper:
+        start = build_helper._Child.__init__
+        monkeypatch.setattr(build_helper._Child, "__init__", lambda *a: (time.sleep(0.5), start(*a))[1])
+    ks = {f"sgk_k{i}.py": FakeKernel(f"k{i}", records, seconds=0.1) for i in range(4)}
+    files = list(ks)
+    g0 = FakeGlue("g0", records, [(f, ks[f]) for f in files[:2]])
+    g1 = FakeGlue("g1", records, [("sg_m.py:g0", g0)] + [(f, ks[f]) for f in files[2:]])
+    monkeypatch.setattr(shared_kernels, "kernel", {**ks, "sg_m.py:g0": g0, "sg_m.py:g1": g1}.__getitem__)
+    monkeypatch.setattr(build_helper, "cached", lambda d: bool(list(records.glob(f"{d.name}-*"))))
+    for f in files[:2]:  # typing order: g1's typing types g0 (its callees first), then g1's own
+        build_helper.defer(f, ("f32",), ks[f], cost=1.0)
+    build_helper.defer("sg_m.py:g0", ("f32",), g0, cost=10.0)
+    for f in files[2:]:
+        build_helper.defer(f, ("f32",), ks[f], cost=1.0)
+    build_helper.defer("sg_m.py:g1", ("f32",), g1, cost=5.0)
+    build_helper.ensure("sg_m.py:g1", ("f32",), g1)  # the caller's code generation
+    assert not build_helper._deferred and build_helper._helper is None
+    made = {}
+    for r in records.iterdir():
+        made.setdefault(r.name.split("-")[0], []).append(int(r.name.split("-")[2]))
+    assert sorted(made) == ["g0", "g1", "k0", "k1", "k2", "k3"]
+    assert all(len(pids) == 1 for pids in made.values()), made
+    if not late_helper:
+        assert len({p for pids in made.values() for p in pids}) == 2, "both processes compiled files"
+
+
 def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on, monkeypatch):
     by = _build(tmp_path, monkeypatch, in_child=lambda: os._exit(3))
     assert len(by) == 12 and all(pids == [PARENT] for pids in by.values())
