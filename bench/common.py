@@ -573,10 +573,3 @@ def jax_adam_runners(loss_fn, lr: float, flat0, Xd, Yd, perms, bl, w, n: int, bs
         return np.asarray(jnp.stack(ls)).astype(np.float64), out(st)
 
     return jax_step, jax_scan
-
-
-def par_work_text() -> str:
-    """fit's row-block threshold (multiply-adds of forward products a block needs), for the text."""
-    from symgrad.runtime.execution import PAR_WORK
-
-    return f"{PAR_WORK / 1e3:,.0f}k"

@@ -64,7 +64,6 @@ from bench.common import (
     epoch_perms,
     fit_defaults,
     flush_print,
-    par_work_text,
     peer,
     skipped,
     table,
@@ -662,7 +661,7 @@ def run(mode: Mode) -> Section:
              "at 64, where two BLAS threads on 64-row products are slower (W4's `blas_threads=None` row); fit's "
              f"defaults where they split a minibatch into Numba row blocks (threads={d['threads']}, "
              f"blas_threads={d['blas_threads']}: {d['numba_threads_at_bs']} blocks at 4096 rows; a block holds "
-             f"1,024 rows, or fewer that hold {par_work_text()} multiply-adds of the forward products)); "
+             "1,024 rows, or fewer that hold 2M multiply-adds of the forward products)); "
              "symgrad's scikit-learn estimator `symgrad.sklearn.MLPClassifier`/`MLPRegressor(hidden, "
              "learning_rate_init=1e-3, max_iter=epochs, batch_size=, random_state=0).fit(X, y)` (its defaults; the "
              "network's construction is inside its `fit`); scikit-learn's `MLPClassifier`/`MLPRegressor(hidden, "

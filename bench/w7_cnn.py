@@ -43,7 +43,6 @@ from bench.common import (
     interleaved,
     jax_adam_runners,
     median_time,
-    par_work_text,
     peer,
     sg_fit_runner,
     skipped,
@@ -955,7 +954,7 @@ def run(mode: Mode) -> Section:
              "1e-4 and parameters to rel. 2e-3 (float32; different summation orders in the convolutions); the "
              "timed runs' first-epoch losses match to 1e-4. Threads: symgrad `fit` with its defaults uses "
              f"threads={d['threads']} and blas_threads={d['blas_threads']}: at batch {BS} it splits each minibatch "
-             f"into Numba row blocks ({blocks}; a block needs {par_work_text()} multiply-adds of forward products), each with one "
+             f"into Numba row blocks ({blocks}; a block needs 2M multiply-adds of forward products), each with one "
              "BLAS thread; `threads=1, blas_threads=1` runs it on one core. torch: `torch.set_num_threads` per "
              "implementation" + (f" (its default here: {torch.get_num_threads()})" if torch is not None else "")
              + "; JAX: XLA's CPU thread pool (both cores; XLA_FLAGS unset).")

@@ -49,7 +49,6 @@ from bench.common import (
     flush_print,
     interleaved,
     jax_adam_runners,
-    par_work_text,
     peer,
     sg_fit_runner,
     skipped,
@@ -555,7 +554,7 @@ def run(mode: Mode) -> Section:
              "`F.scaled_dot_product_attention(is_causal=True)`, `F.layer_norm`, `F.gelu`, `torch.optim.Adam`; "
              "JAX: the same model in `jax.numpy` (masked softmax attention, `jax.nn.gelu(approximate=False)`), "
              f"Adam written out. Threads: symgrad `fit` with its defaults uses threads={d['threads']} "
-             f"({d['numba_threads_at_bs']} Numba row blocks at batch {BS}: a block needs {par_work_text()} multiply-adds, one "
+             f"({d['numba_threads_at_bs']} Numba row blocks at batch {BS}: a block needs 2M multiply-adds, one "
              f"window holds {d['work'] / 1e6:.1f}M) and blas_threads={d['blas_threads']} (one BLAS thread per "
              "block); `threads=1, blas_threads=1` runs it on one core. torch: `torch.set_num_threads` per "
              "implementation" + (f" (its default here: {torch.get_num_threads()})" if torch is not None else "")

@@ -893,11 +893,10 @@ def test_fit_threads_rules():
     assert fit_threads(10_000, 1) == 1
     with pytest.raises(SymgradError, match="threads=0"):
         fit_threads(10_000, 0)
-    # a block holds 1,024 rows, or fewer rows holding 2^19 multiply-adds
-    assert (block_rows(0), block_rows(17_024), block_rows(10**7)) == (1024, 31, 1)
-    assert fit_threads(61, 2, backend="python", work=17_024) == 1  # the digits MLP splits from 62 rows
-    assert fit_threads(62, 2, backend="python", work=17_024) == 2  # (W4's batch of 64)
-    assert fit_threads(192, 2, backend="python", work=4_736) == 1  # 64-64-10: 455k per block, slower split
+    # a block holds 1,024 rows, or fewer rows holding 2M multiply-adds
+    assert (block_rows(0), block_rows(17_024), block_rows(10**7)) == (1024, 118, 1)
+    assert fit_threads(235, 2, backend="python", work=17_024) == 1  # the digits MLP splits from 236 rows
+    assert fit_threads(236, 2, backend="python", work=17_024) == 2
     assert fit_threads(64, 2, backend="python", work=84_000) == 2  # the digits CNN's batch of 64
 
 
@@ -908,9 +907,9 @@ def test_the_parallel_kernel_is_told_its_block_size():
         def train_chunk_par(self, **kw):
             return kw
 
-    kernel, n = _kernel(Module(), 2, 8, "python", work=300_000)
+    kernel, n = _kernel(Module(), 2, 8, "python", work=1_000_000)
     assert n is None and kernel() == {"threads": 2, "par_rows": 2}
-    assert _kernel(Module(), 2, 3, "python", work=300_000) == ("serial", None)  # 3 rows: one block
+    assert _kernel(Module(), 2, 3, "python", work=1_000_000) == ("serial", None)  # 3 rows: one block
 
 
 def test_one_thread_splits_a_heavy_batch_of_shared_weights_into_two_blocks():

@@ -24,18 +24,17 @@ def _grow_chunk(chunk: int, per_epoch: float, perm_rows: int) -> int:
 
 
 #: A row block holds at least PAR_ROWS rows, or fewer rows that hold PAR_WORK multiply-adds of
-#: forward products: the digits MLP (17k per row) splits from 62 rows, a CNN or a transformer
-#: (84k and 7.6M per row) at batch 14 and 2 (docs/decisions.md, "Row blocks by work" and "Two
-#: row blocks from half a million multiply-adds each").
+#: forward products: the digits MLP (17k per row) splits from 236 rows, a CNN or a transformer
+#: (84k and 7.6M per row) at batch 64 and 32 (docs/decisions.md, "Row blocks by work").
 PAR_ROWS = 1024
-PAR_WORK = 524_288
+PAR_WORK = 2_000_000
 
 
 def block_rows(work: int = 0) -> int:
     """The fewest rows of a row block, for samples of ``work`` multiply-adds each (0: unknown).
 
     >>> block_rows(), block_rows(17_024), block_rows(7_600_000)
-    (1024, 31, 1)
+    (1024, 118, 1)
     """
     return max(1, min(PAR_ROWS, -(-PAR_WORK // max(work, 1))))
 

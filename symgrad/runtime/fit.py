@@ -77,7 +77,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``blas_threads`` caps BLAS threads while the kernel runs (None: BLAS's own); "auto": one for
     small steps (below 4M multiply-adds, where more were measured slower), BLAS's own above (up to
     1.8x faster on two cores: docs/decisions.md). Row blocks always get one BLAS thread each.
-    ``threads``: a minibatch of two blocks' worth of rows (1,024 each, or fewer holding 2^19 multiply-adds)
+    ``threads``: a minibatch of two blocks' worth of rows (1,024 each, or fewer holding 2M multiply-adds)
     is split into row blocks that Numba's threads compute in parallel (None: all of Numba's; 1: one thread,
     which computes a heavy minibatch of convolutions or attention as two blocks when BLAS has one thread too).
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped

@@ -3,7 +3,7 @@
 A training module holds two loops: ``train_chunk`` (one minibatch at a time) and
 ``train_chunk_par`` (a minibatch split into row blocks, for large minibatches: ``execution.py``).
 Numba compiles each on its first call, so the first fit of a seen structure whose batch size
-crosses into the other loop paid a full compile (2.4-2.7 s for the digits MLP, from one block to two),
+crosses into the other loop paid a full compile (2.4-2.7 s for the digits MLP at batch 236),
 where issue 21 asks that a new batch size compile nothing. Compiling both at the first build
 would double it. Instead, once ``fit`` has chosen the one-block loop with one BLAS thread (so
 it trains on one core), a forked process compiles the row-block loop for the same argument
