@@ -242,8 +242,9 @@ def compile_cost(file: str) -> float:
     """An estimate of the time Numba takes to compile ``file``'s kernel, in no particular unit:
     its syntax tree's size, a vectorised ``vm`` function or a ``prange`` loop (Numba's parallel
     passes) counting as a large loop body, plus the kernels it calls (measured cold: 0.04 s for
-    a 13-node kernel, 0.55 s for logsumexp's two vectorised loops, 0.4-0.5 s for a row-block
-    step's glue of 400-1,000 nodes; docs/decisions.md, "A cold build on two cores")."""
+    a 13-node kernel, 0.55 s for logsumexp's two vectorised loops, 0.4-0.5 s for the digits
+    MLP's row-block step's glue, 465-1,176 by this count; docs/decisions.md, "A cold build on
+    two cores")."""
     fn, calls = _parsed(file)
     size = sum(300 if isinstance(n, ast.Attribute) and getattr(n.value, "id", None) == "vm"
                or isinstance(n, ast.Name) and n.id == "prange" else 1 for n in ast.walk(fn))
