@@ -19,9 +19,10 @@ waits for the child's word that each of its files is in the cache, and loads it.
 dies, or says nothing for ``WAIT_S``, the parent compiles what is missing itself: a helper
 makes a build faster, never wrong or stuck.
 
-The helper runs only where forking is safe and useful (docs/decisions.md, "A cold build on two
-cores"): Linux, two CPUs or more for this process, no other Python thread running (a forked
-thread's locks would be lost), and a CPU idle or the helper asked for (``enabled``).
+The child's side is ``build_child.py``. The helper runs only where forking is safe and
+useful (docs/decisions.md, "A cold build on two cores"): Linux, two CPUs or more for this
+process, no other Python thread running (a forked thread's locks would be lost), and a CPU
+idle or the helper asked for (``enabled``).
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ import tempfile
 import time
 import warnings
 
+from . import build_child
 from .forking import Messages, claim_file, may_fork, write_message
 from .switches import switch
 
 WAIT_S = 30.0  #: seconds the parent waits for word from the child about a file the child claimed
 _deferred: dict[tuple, object] = {}  # (file, argtypes) -> the kernel's dispatcher, typed, not compiled
-_costs: dict[str, float] = {}  # file -> its estimated compile cost
+costs: dict[str, float] = {}  #: file -> its estimated compile cost
 _helper: _Helper | None = None
 _IN_HELPER = False  # True in the forked child: it never forks a helper of its own
-_in_child: _Child | None = None  # in the helper: what it was sent and what it claimed
+_in_child = None  # in the helper: its build_child.Child (what it was sent, what it claimed)
 STATS = {"helpers": 0, "helper_files": 0, "parent_files": 0}  #: for tests and benchmarks: who compiled what
 
 
@@ -67,7 +69,7 @@ def defer(file: str, argtypes: tuple, dispatcher, cost: float = 0.0) -> None:
     if key in _deferred:
         return
     _deferred[key] = dispatcher
-    _costs[file] = cost
+    costs[file] = cost
     if _helper is None and not _IN_HELPER and not cached(dispatcher) and enabled():
         _helper = _Helper.start()  # None if the fork failed
         for k in _deferred if _helper is not None else ():  # the calls typed before this one too
@@ -87,7 +89,7 @@ def ensure(file: str, argtypes: tuple, dispatcher) -> None:
                 if file not in helper.mine and not helper.take(file) and not helper.wait_for(file):
                     STATS["parent_files"] += 1  # the helper died or hung: compiled here
             elif _in_child is not None:
-                _take_or_wait(file, dispatcher)
+                _in_child.take_or_wait(file, dispatcher)
             _compile(file)  # loads the helper's code from Numba's cache, or compiles it
             dispatcher.compile(argtypes)
         _deferred.pop((file, argtypes), None)
@@ -107,18 +109,6 @@ def _stop() -> None:
         _helper = None
 
 
-def _take_or_wait(file: str, dispatcher) -> None:
-    """In the helper, a callee of glue it compiles: claim it (and compile the calls of it the
-    parent sent: it may wait for them), or wait up to WAIT_S for the parent's copy in Numba's
-    cache (calls have no cycles: the two never wait for each other)."""
-    if _in_child.claim(file):
-        _in_child.run(file)
-        return
-    end = time.monotonic() + WAIT_S
-    while not cached(dispatcher) and time.monotonic() < end:
-        time.sleep(0.005)
-
-
 def _compile(file: str) -> None:
     for key in [k for k in _deferred if k[0] == file]:
         _deferred.pop(key).compile(key[1])
@@ -132,9 +122,9 @@ def cached(dispatcher) -> bool:
         return False
 
 
-def _by_cost(files) -> list[str]:
+def by_cost(files) -> list[str]:
     """The costliest first (greedy scheduling: the large files spread over both processes first)."""
-    return sorted(files, key=lambda f: -_costs.get(f, 0.0))
+    return sorted(files, key=lambda f: -costs.get(f, 0.0))
 
 
 class _Helper:
@@ -168,7 +158,7 @@ class _Helper:
             try:
                 os.close(calls_w)
                 os.close(done_r)
-                _child(calls_r, done_w, claims)
+                build_child.serve(calls_r, done_w, claims)
                 code = 0
             finally:  # any error: the parent compiles whatever is left
                 os._exit(code)
@@ -183,7 +173,7 @@ class _Helper:
             return
         n = self.sent[(file, argtypes)] = len(self.sent)
         try:
-            write_message(self.to_child, pickle.dumps((n, file, argtypes, _costs.get(file, 0.0))))
+            write_message(self.to_child, pickle.dumps((n, file, argtypes, costs.get(file, 0.0))))
         except (OSError, pickle.PicklingError):
             self.finish()
 
@@ -195,7 +185,7 @@ class _Helper:
             return
         self.sharing = True
         try:
-            for file in _by_cost({f for f, _ in _deferred} - self.mine):
+            for file in by_cost({f for f, _ in _deferred} - self.mine):
                 if self.take(file):
                     _compile(file)
         finally:
@@ -243,57 +233,3 @@ class _Helper:
             pass
         os.close(self.from_child)
         shutil.rmtree(self.claims, ignore_errors=True)
-
-
-def _child(calls: int, done: int, claims: str) -> None:
-    """The helper's loop: take the calls the parent sends, compile the costliest file it can
-    claim (all calls of it), report each call compiled; leave when the parent closes the pipe
-    and nothing is left."""
-    global _IN_HELPER, _in_child
-    _IN_HELPER = True
-    # nothing from here goes through the parent's stream objects, whose locks a thread of the
-    # parent may have held at the fork (a kernel's compile warnings are symgrad's, not the user's)
-    warnings.simplefilter("ignore")
-    me = _in_child = _Child(Messages(calls), done, claims)
-    while me.more or me.queue:
-        me.read(None if not me.queue else 0.0)
-        # new calls of a file it holds first: the parent cannot take them, and may be waiting
-        for file in sorted(_by_cost(me.queue), key=lambda f: f not in me.mine)[:1]:
-            if me.claim(file):
-                me.run(file)
-            else:
-                me.queue.pop(file)
-
-
-class _Child:
-    """The helper's state: the calls sent and not compiled yet, by file; the files it claimed."""
-
-    def __init__(self, reader: Messages, done: int, claims: str):
-        self.reader, self.done, self.claims = reader, done, claims
-        self.queue: dict[str, list] = {}
-        self.mine: set[str] = set()
-        self.more = True  # the parent may send more calls
-
-    def read(self, timeout: float | None) -> None:
-        msgs = self.reader.read(timeout) if self.more else []
-        if msgs is None:
-            self.more = False
-        for n, file, argtypes, cost in msgs or ():
-            self.queue.setdefault(file, []).append((n, argtypes))
-            _costs[file] = cost
-
-    def claim(self, file: str) -> bool:
-        if file in self.mine or claim_file(self.claims, file):
-            self.mine.add(file)
-            return True
-        return False
-
-    def run(self, file: str) -> None:
-        """Compile every call of ``file`` sent so far, and report each."""
-        from .shared_kernels import kernel
-
-        self.read(0.0)
-        d = kernel(file)
-        for n, argtypes in self.queue.pop(file, ()):
-            d.compile(argtypes)
-            write_message(self.done, pickle.dumps(n))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from child_process import run_result
 
-from symgrad import build_helper, shared_kernels
+from symgrad import build_child, build_helper, shared_kernels
 
 PARENT = os.getpid()
 
@@ -114,8 +114,8 @@ def test_glue_called_by_address_is_shared_too_and_nothing_is_compiled_twice(tmp_
     records = tmp_path / "records"
     records.mkdir()
     if late_helper:
-        start = build_helper._Child.__init__
-        monkeypatch.setattr(build_helper._Child, "__init__", lambda *a: (time.sleep(0.5), start(*a))[1])
+        start = build_child.Child.__init__
+        monkeypatch.setattr(build_child.Child, "__init__", lambda *a: (time.sleep(0.5), start(*a))[1])
     ks = {f"sgk_k{i}.py": FakeKernel(f"k{i}", records, seconds=0.1) for i in range(4)}
     files = list(ks)
     g0 = FakeGlue("g0", records, [(f, ks[f]) for f in files[:2]])
@@ -172,11 +172,15 @@ CHILD = textwrap.dedent('''
     import numpy as np
     import symgrad as sg
     from symgrad import build_helper, shared_kernels
+    from symgrad.runtime.execution import fit_threads, sample_work
     rng = np.random.default_rng(1)
-    X = rng.normal(size=(48, 7)).astype(np.float32); y = rng.integers(0, 3, 48)
-    net = sg.nn.MLP([7, 19, 11, 3], activation="tanh")
-    r = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=16, seed=2)
-    print("RESULT " + json.dumps({"stats": build_helper.STATS,
+    X = rng.normal(size=(96, 40)).astype(np.float32); y = rng.integers(0, 3, 96)
+    # 40·300 + 300·300 + 300·3 = 102,900 multiply-adds a row: a batch of 48 is two row blocks, whose
+    # step (block_grad, par_grads, par_update) is glue called by address, shared with the helper
+    net = sg.nn.MLP([40, 300, 300, 3], activation="tanh")
+    r = sg.fit(net, "softmax_cross_entropy", X, y, optimizer=sg.optim.Adam(0.01), epochs=2, batch_size=48, seed=2,
+               threads=2)
+    print("RESULT " + json.dumps({"stats": build_helper.STATS, "blocks": fit_threads(48, 2, work=sample_work(net.expr)),
                                   "params": [np.asarray(v).tolist() for v in r.params]}))
 ''')
 
@@ -189,9 +193,10 @@ def _cold_fit(tmp_path, setting):
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
                     reason="the helper forks, on Linux with two CPUs")
 def test_a_cold_build_with_the_helper_trains_to_the_same_numbers(tmp_path):
-    """Two cold builds in fresh processes, with and without the helper: the helper compiled
-    some of the kernels, and the trained parameters are identical to the last bit."""
+    """Two cold builds of a model on row blocks in fresh processes, with and without the helper:
+    the helper compiled some of the files, and the trained parameters are identical to the last bit."""
     on, off = _cold_fit(tmp_path, "1"), _cold_fit(tmp_path, "0")
+    assert on["blocks"] == 2, "the model trains on row blocks (fit's rule changed: make it heavier)"
     assert on["stats"]["helpers"] == 1 and on["stats"]["helper_files"] >= 1
     assert off["stats"]["helpers"] == 0
     assert len(on["params"]) == len(off["params"]) == 6
