@@ -139,6 +139,33 @@ def test_glue_called_by_address_is_shared_too_and_nothing_is_compiled_twice(tmp_
         assert len({p for pids in made.values() for p in pids}) == 2, "both processes compiled files"
 
 
+def test_the_helper_compiles_kernels_while_it_waits_for_a_callee_the_parent_holds(tmp_path, helper_on, monkeypatch):
+    """The parent claims glue g0 (2 s: a transformer's loss_grad) before the helper has started;
+    the helper then takes glue g1, which calls g0, and waits for it. Meanwhile it compiles the
+    kernels nobody has claimed (those of g2, which the parent compiles after g0), rather than
+    leave them all to the parent once g0 is done."""
+    records = tmp_path / "records"
+    records.mkdir()
+    start = build_child.Child.__init__
+    monkeypatch.setattr(build_child.Child, "__init__", lambda *a: (time.sleep(0.3), start(*a))[1])
+    ks = {f"sgk_k{i}.py": FakeKernel(f"k{i}", records, seconds=0.1) for i in range(4)}
+    g0 = FakeGlue("g0", records, [])
+    g0.seconds = 2.0
+    g1 = FakeGlue("g1", records, [("sg_m.py:g0", g0)])
+    g2 = FakeGlue("g2", records, list(ks.items()))
+    glue = {"sg_m.py:g0": g0, "sg_m.py:g1": g1, "sg_m.py:g2": g2}
+    monkeypatch.setattr(shared_kernels, "kernel", {**ks, **glue}.__getitem__)
+    monkeypatch.setattr(build_helper, "cached", lambda d: bool(list(records.glob(f"{d.name}-*"))))
+    for file, cost in (("sg_m.py:g0", 10.0), ("sg_m.py:g1", 5.0), *((f, 1.0) for f in ks), ("sg_m.py:g2", 2.0)):
+        build_helper.defer(file, ("f32",), {**ks, **glue}[file], cost=cost)
+    build_helper.ensure("sg_m.py:g1", ("f32",), g1)  # the caller's code generation
+    build_helper.ensure("sg_m.py:g2", ("f32",), g2)
+    assert not build_helper._deferred and build_helper._helper is None
+    made = {r.name.split("-")[0]: int(r.name.split("-")[2]) for r in records.iterdir()}
+    assert made["g0"] == PARENT and made["g1"] != PARENT
+    assert all(made[f"k{i}"] == made["g1"] for i in range(4)), made
+
+
 def test_a_helper_that_dies_leaves_its_work_to_the_parent(tmp_path, helper_on, monkeypatch):
     by = _build(tmp_path, monkeypatch, in_child=lambda: os._exit(3))
     assert len(by) == 12 and all(pids == [PARENT] for pids in by.values())
