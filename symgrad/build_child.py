@@ -27,12 +27,7 @@ def serve(calls: int, done: int, claims: str) -> None:
     me = build_helper._in_child = Child(Messages(calls), done, claims)
     while me.more or me.queue:
         me.read(None if not me.queue else 0.0)
-        # new calls of a file it holds first: the parent cannot take them, and may be waiting
-        for file in sorted(build_helper.by_cost(me.queue), key=lambda f: f not in me.mine)[:1]:
-            if me.claim(file):
-                me.run(file)
-            else:
-                me.queue.pop(file)
+        me.run_next()
 
 
 class Child:
@@ -53,7 +48,7 @@ class Child:
             return self.run(file)
         end = time.monotonic() + build_helper.WAIT_S
         while not build_helper.cached(dispatcher) and time.monotonic() < end:
-            if not self.run_a_kernel():
+            if not self.run_next(kernels_only=True):
                 time.sleep(0.005)
 
     def read(self, timeout: float | None) -> None:
@@ -70,11 +65,14 @@ class Child:
             return True
         return False
 
-    def run_a_kernel(self) -> bool:
-        """Compile the costliest kernel file sent that it can claim (no glue: a kernel waits for
-        nothing); whether there was one."""
+    def run_next(self, kernels_only: bool = False) -> bool:
+        """Compile the next file sent that it can claim, dropping those the parent holds: new
+        calls of a file it holds first (the parent cannot take them, and may be waiting), then
+        the costliest. ``kernels_only``: no glue (while it waits: a kernel waits for nothing).
+        Whether there was one."""
         self.read(0.0)
-        for file in build_helper.by_cost(f for f in self.queue if ":" not in f):
+        files = [f for f in self.queue if not kernels_only or ":" not in f]
+        for file in sorted(build_helper.by_cost(files), key=lambda f: f not in self.mine):
             if self.claim(file):
                 self.run(file)
                 return True
