@@ -115,10 +115,17 @@ def _compile(file: str) -> None:
 
 
 def cached(dispatcher) -> bool:
-    """Whether Numba's cache holds code of ``dispatcher`` (for some signature): no helper then."""
+    """Whether Numba's cache holds code of ``dispatcher`` (for some signature): no helper then.
+    Numba writes a new entry's index before its data (``IndexDataCacheFile.save``), so an index
+    alone may be a compile still being saved: a data file must be there too (written whole, by a
+    rename), or a process waiting for the code would load nothing and compile it again."""
     try:
-        return os.path.exists(dispatcher._cache._cache_file._index_path)
-    except AttributeError:  # not a caching dispatcher, or Numba's internals moved: assume not
+        file = dispatcher._cache._cache_file
+        if not os.path.exists(file._index_path):
+            return False
+        stem = file._data_name_pattern.partition("{")[0]  # "<base>." before the overload's number
+        return any(n.startswith(stem) and n.endswith(".nbc") for n in os.listdir(file._cache_path))
+    except (AttributeError, OSError):  # not a caching dispatcher, Numba's internals moved, no folder
         return False
 
 

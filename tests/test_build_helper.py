@@ -272,3 +272,24 @@ def test_a_switch_set_to_neither_0_nor_1_warns_and_counts_as_unset(monkeypatch, 
     assert switch("SYMGRAD_KEEP_MEMORY") is False
     monkeypatch.delenv("SYMGRAD_KEEP_MEMORY")
     assert switch("SYMGRAD_KEEP_MEMORY") is None
+
+
+def test_an_index_without_its_data_is_not_cached_code(tmp_path):
+    # Numba saves a new entry's index before its data: a process polling for another's compile
+    # must not take the index alone for the code (it would load nothing and compile it again)
+    import importlib.util
+
+    (tmp_path / "sg_cached_probe.py").write_text("import numba\n\n\n@numba.njit(cache=True)\ndef f(x):\n"
+                                                 "    return x + 1\n")
+    spec = importlib.util.spec_from_file_location("sg_cached_probe", tmp_path / "sg_cached_probe.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert not build_helper.cached(mod.f)  # nothing compiled yet
+    assert mod.f(1) == 2
+    assert build_helper.cached(mod.f)
+    folder = mod.f._cache._cache_file._cache_path
+    data = [n for n in os.listdir(folder) if n.endswith(".nbc")]
+    assert data and any(n.endswith(".nbi") for n in os.listdir(folder))
+    for n in data:
+        os.remove(os.path.join(folder, n))
+    assert not build_helper.cached(mod.f)  # the index alone, as while the data is being written
