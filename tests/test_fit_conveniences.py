@@ -174,3 +174,22 @@ def test_a_fit_with_row_blocks_and_blas_threads_trains_as_with_one_blas_thread()
     auto = sg.fit(net, "softmax_cross_entropy", X, labels, **kw)
     for a, b in zip(asked.params, auto.params, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_chunks_of_epochs_are_refused_with_options_that_act_after_every_epoch():
+    # early stopping's best parameters, callbacks and the threshold would see only every
+    # chunk_epochs-th epoch: refused, not run at another granularity than documented
+    rng = np.random.default_rng(0)
+    net = MLP([3, 4, 2], activation="tanh")
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=(40, 2))
+    cases = [(dict(validation=(X, Y), patience=2), "validation"), (dict(callbacks=[lambda e, m: None]), "callbacks"),
+             (dict(threshold=1e-3), "threshold"), (dict(verbose=1), "verbose"),
+             (dict(optimizer=sg.optim.SGD(0.1, schedule=sg.optim.ReduceLROnPlateau(monitor="loss"))),
+              "ReduceLROnPlateau")]
+    for options, match in cases:
+        with pytest.raises(sg.errors.OptionError, match=f"chunk_epochs=3 runs 3 epochs.*, but {match} must act after every epoch.*Fix: drop chunk_epochs"):
+            sg.fit(net, "mse", X, Y, epochs=6, chunk_epochs=3, backend="python", **options)
+        m = sg.fit(net, "mse", X, Y, epochs=2, chunk_epochs=1, backend="python", **options)
+        assert len(m.history["loss"]) >= 1
+    m = sg.fit(net, "mse", X, Y, epochs=6, chunk_epochs=3, backend="python")  # nothing per epoch: allowed
+    assert len(m.history["loss"]) == 6

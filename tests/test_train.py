@@ -765,8 +765,24 @@ def test_bad_labels(ce_problem):
     for bad in (np.where(labels == 0, 3, labels), np.where(labels == 0, -1, labels)):
         with pytest.raises(TargetError, match=r"class labels must be integers in \[0, 3\)"):
             sg.fit(net, "softmax_cross_entropy", X, bad, epochs=1, backend="python")
-    with pytest.raises(TargetError, match="integers"):
-        sg.fit(net, "softmax_cross_entropy", X, labels.astype(float), epochs=1, backend="python")
+    with pytest.raises(TargetError, match=r"integers \(whole numbers\) in \[0, 3\)"):
+        sg.fit(net, "softmax_cross_entropy", X, labels + 0.5, epochs=1, backend="python")
+    with pytest.raises(TargetError, match="whole numbers"):
+        sg.fit(net, "softmax_cross_entropy", X, np.where(labels == 0, np.nan, labels), epochs=1, backend="python")
+
+
+def test_class_labels_stored_as_floats_or_bools_are_taken_as_integers(ce_problem):
+    # as scikit-learn takes them: labels read from a CSV file or a DataFrame column are often floats
+    net, X, labels, *_ = ce_problem
+    runs = [sg.fit(net, "softmax_cross_entropy", X, y, epochs=2, seed=1, backend="python")
+            for y in (labels, labels.astype(np.float32), labels.astype(object))]
+    for m in runs[1:]:
+        for p, q in zip(m.params, runs[0].params, strict=True):
+            np.testing.assert_array_equal(p, q)
+    two = sg.nn.MLP([X.shape[1], 5, 2])
+    a, b = (sg.fit(two, "softmax_cross_entropy", X, y, epochs=1, seed=1, backend="python")
+            for y in (labels > 0, (labels > 0).astype(int)))
+    np.testing.assert_array_equal(a.params[0], b.params[0])
     with pytest.raises(ShapeError, match="3 outputs"):
         sg.fit(net, "softmax_cross_entropy", X, np.eye(4)[labels], epochs=1, backend="python")
 

@@ -49,7 +49,7 @@ from .execution import (  # noqa: F401
 )
 from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_positions
 from .memory import keep_freed_memory
-from .options import check_fit_options, check_run_options, resolve_optimizer
+from .options import check_chunking, check_fit_options, check_run_options, resolve_optimizer
 from .prewarm import await_loop, compile_other
 from .state import ModelSpec, TrainState, check_resume
 from .trained import Trained
@@ -83,6 +83,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     ``resume``: a model from ``fit`` or ``sg.load`` to continue training exactly where it stopped
     (parameters, optimizer state, step count, schedule position, shuffling RNG; ``seed`` is
     then unused): 5 epochs and then 5 resumed epochs give the parameters of 10 straight ones.
+    ``chunk_epochs``: epochs per native call (None: fit grows chunks of short epochs to ~20 ms;
+    one epoch per call with validation, callbacks, threshold, verbose or ReduceLROnPlateau, which
+    act after every epoch and refuse a chunk of more).
     ``validation_split``: hold out this fraction of the rows (the last ones, before shuffling,
     as Keras does) as ``validation``. ``metrics``: callables ``metric(y_true, y_pred)`` (any of
     scikit-learn's, e.g. ``sklearn.metrics.f1_score``), as a list or a ``{name: metric}`` dict,
@@ -142,6 +145,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
               "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
+    check_chunking(chunk_epochs, validation=val is not None, callbacks=bool(callbacks),
+                   threshold=threshold is not None, verbose=bool(verbose), ReduceLROnPlateau=follows)
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     work = sample_work(spec.expr)
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work, theta.size, blas_threads)

@@ -171,16 +171,25 @@ def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: s
     if Y.dtype.kind in "USO":
         Y = _numbers(Y, loss_name, what)
     if loss_name in CLASS_LOSSES and Y.ndim == 1:
-        if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
-            raise TargetError(f"class labels must be integers in [0, {n_out}); got {Y.dtype} in "
-                              f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
-                              f"np.unique({what}, return_inverse=True)[1].")
-        Y = np.eye(n_out, dtype=dtype)[Y]
+        Y = np.eye(n_out, dtype=dtype)[_class_ids(Y, n_out, what)]
     Y = as_model_array(Y, dtype, what)
     if Y.ndim > 2:
         raise ShapeError(f"{what} has shape {Y.shape}; targets are (n_samples,) or (n_samples, {n_out}). "
                          f"Fix: {what}.reshape(len({what}), -1) if each target flattens to {n_out} numbers.")
     return Y.reshape(len(Y), -1)
+
+
+def _class_ids(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
+    """Class labels as indices: integers, or whole numbers stored as floats or bools (as
+    scikit-learn takes them: labels read from a CSV file or a DataFrame are often floats)."""
+    if Y.dtype.kind == "b" or Y.dtype.kind == "f" and np.isfinite(Y).all() and (Y == np.floor(Y)).all():
+        Y = Y.astype(np.int64)
+    if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
+        whole = "" if Y.dtype.kind in "iu" else " (whole numbers)"
+        raise TargetError(f"class labels must be integers{whole} in [0, {n_out}); got {Y.dtype} in "
+                          f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
+                          f"np.unique({what}, return_inverse=True)[1].")
+    return Y
 
 
 def _numbers(Y: np.ndarray, loss_name: str, what: str) -> np.ndarray:

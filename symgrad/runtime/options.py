@@ -86,3 +86,16 @@ def resolve_optimizer(optimizer) -> optim.Optimizer:
         raise OptionError(f"optimizer={type(optimizer).__name__} is not a symgrad optimizer. Fix: pass "
                           "one of sg.optim (e.g. sg.optim.Adam(lr=0.01)) or its name, e.g. 'adam'.")
     return optimizer
+
+
+def check_chunking(chunk_epochs: int | None, **after_each_epoch: bool) -> None:
+    """``chunk_epochs`` > 1 runs that many epochs per native call, and fit looks at the model only
+    between calls: options that act after every epoch (validation and its early stopping and
+    best parameters, callbacks, threshold, the per-epoch line, ReduceLROnPlateau) would then act
+    after every ``chunk_epochs``-th epoch only, which their documentation does not say."""
+    names = [name for name, on in after_each_epoch.items() if on]
+    if chunk_epochs is not None and chunk_epochs > 1 and names:
+        raise OptionError(f"chunk_epochs={chunk_epochs} runs {chunk_epochs} epochs per native call, but "
+                          f"{', '.join(names)} must act after every epoch, not after every {chunk_epochs} "
+                          "(early stopping would keep the best of the chunks' last epochs only). "
+                          "Fix: drop chunk_epochs (with these options fit runs one epoch per call).")
