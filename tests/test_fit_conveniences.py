@@ -60,6 +60,23 @@ def test_metrics_are_scikit_learn_callables_on_the_validation_data(blobs):
                backend="python")
 
 
+def test_a_metric_that_cannot_take_the_labels_fails_before_the_first_epoch(blobs):
+    # the README's f1_score on ten classes raised sklearn's ValueError after epoch 1, losing it
+    import functools
+
+    X, y = blobs
+    y3 = y + (X[:, 2] > 1)
+    calls = []
+    kw = dict(validation_split=0.25, epochs=3, callbacks=[lambda e, m: calls.append(e)], backend="python")
+    for bad, what in ((f1_score, r"ValueError: Target is multiclass"), (lambda t, g: np.array([1.0, 2.0]), "TypeError")):
+        with pytest.raises(sg.errors.OptionError, match=rf"metrics: .*failed on the validation data \({what}.*Fix:"):
+            sg.fit(MLP([3, 6, 3], activation="tanh"), "softmax_cross_entropy", X, y3, metrics=[bad], **kw)
+    assert calls == []  # no epoch ran
+    m = sg.fit(MLP([3, 6, 3], activation="tanh"), "softmax_cross_entropy", X, y3,
+               metrics=[functools.partial(f1_score, average="macro")], **kw)
+    assert len(m.history["val_f1_score"]) == 3  # a partial is named after its function
+
+
 def test_history_has_the_learning_rate_and_verbose_prints_a_line_per_epoch(blobs, capsys):
     X, y = blobs
     opt = sg.optim.SGD(0.4, schedule=sg.optim.StepLR(step_size=2, gamma=0.5))

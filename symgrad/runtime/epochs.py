@@ -108,7 +108,9 @@ def _metrics(metrics) -> dict[str, Callable]:
     if isinstance(metrics, Mapping):
         items = list(metrics.items())
     elif isinstance(metrics, Sequence) and not isinstance(metrics, str):
-        items = [(getattr(m, "__name__", f"metric{k}"), m) for k, m in enumerate(metrics)]
+        # a functools.partial (f1_score with average='macro') is named after its function
+        items = [(getattr(m, "__name__", None) or getattr(getattr(m, "func", None), "__name__", f"metric{k}"), m)
+                 for k, m in enumerate(metrics)]
     else:
         items = [("", metrics)]
     for name, m in items:
@@ -140,10 +142,8 @@ def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int
         h["val_loss"].append(ev["loss"])
         if "accuracy" in ev:
             h["val_accuracy"].append(ev["accuracy"])
-        if run.metrics:
-            truth, guess = _labels(result, *val)
-            for name, m in run.metrics.items():
-                h.setdefault(f"val_{name}", []).append(float(m(truth, guess)))
+        for name, value in metric_values(result, val, run.metrics).items():
+            h.setdefault(f"val_{name}", []).append(value)
         if ev["loss"] < best[0]:
             best = (ev["loss"], [p.copy() for p in result.params], epoch)
     if run.verbose:
@@ -156,6 +156,29 @@ def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int
         if cb(epoch, result):
             return True, best
     return False, best
+
+
+def metric_values(result: Trained, val, metrics: dict[str, Callable]) -> dict[str, float]:
+    """Each metric on the validation data ``val``: a number, or an :class:`OptionError` naming the
+    metric (fit also calls this before its first epoch, so that a metric that cannot work on these
+    labels fails before the training, not after it)."""
+    if not metrics:
+        return {}
+    truth, guess = _labels(result, *val)
+    out = {}
+    for name, m in metrics.items():
+        try:
+            out[name] = float(m(truth, guess))
+        except Exception as exc:  # the user's function: any failure is reported as theirs
+            raise OptionError(f"metrics: {name}(y_true, y_pred) failed on the validation data ({type(exc).__name__}: "
+                              f"{exc}); it gets {_described(truth)} and must return one number. Fix: a metric "
+                              "that takes them, e.g. functools.partial(sklearn.metrics.f1_score, "
+                              "average='macro') for more than two classes.") from exc
+    return out
+
+
+def _described(y: np.ndarray) -> str:
+    return f"arrays of shape {y.shape}" + (" (class labels)" if y.dtype.kind in "iu" else "")
 
 
 def _labels(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from ..lang.walk import find, per_object
 from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
-from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, record  # noqa: F401
+from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, metric_values, record  # noqa: F401
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
 from .execution import (  # noqa: F401
@@ -143,6 +143,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
               "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
+    metric_values(result, val, run.metrics)  # a metric that cannot take these labels fails now, not after epoch 1
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
     per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
     check_chunking(chunk_epochs, validation=val is not None, callbacks=bool(callbacks),
