@@ -10,6 +10,7 @@ prompt without an alphabet, a model that looks ahead). Compiled models are share
 from __future__ import annotations
 
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -174,6 +175,18 @@ def test_save_load_and_generate(tmp_path):
         args = dict(n=2) | bad
         with pytest.raises(OptionError, match=match):
             sg.generate(m, **args)
+
+
+def test_a_transformer_of_context_one_generates():
+    # a bigram model: its LayerNorm over a (1, d) sequence is per position, as at any context
+    ids = np.tile([0, 1, 2], 40)
+    X, Y = ids[:-1, None].astype(float), ids[1:, None]
+    net = sg.nn.Transformer(vocab=3, d=8, heads=2, layers=1, context=1)
+    with warnings.catch_warnings():  # at one position Q and K get no gradient: softmax over one key is 1
+        warnings.simplefilter("ignore", sg.GradientHealthWarning)
+        m = sg.fit(net, "token_cross_entropy", X, Y, optimizer=sg.optim.Adam(0.05), epochs=30, seed=0,
+                   backend="python")
+    assert sg.generate(m, [0, 1], 4, temperature=0) == [0, 1, 2, 0, 1, 2]
 
 
 @pytest.mark.numba

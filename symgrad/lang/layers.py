@@ -162,7 +162,7 @@ class LayerNorm:
         self.gamma = self.beta = None
 
     def build(self, x: sp.MatrixExpr, shape, index: int):
-        per_position = len(shape) == 2 and self.dims == (shape[1],) and shape[0] > 1
+        per_position = len(shape) == 2 and self.dims == (shape[1],)
         fits = per_position or self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
         if not fits:
             fix = shape[0] if len(shape) == 1 else tuple(shape)
