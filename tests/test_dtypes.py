@@ -194,6 +194,11 @@ def test_other_models_keep_one_column_per_output(data):
     np.testing.assert_array_equal(bce.predict_class(X), (logits[:, 0] > 0).astype(int))
     two = sg.fit(MLP([3, 4, 2]), "mse", X, np.stack([Y, -Y], axis=1), **PY)
     assert two.predict(X).shape == (len(X), 2)
+    # several labels at once (multi-label bce): one 0/1 per label, as evaluate()'s accuracy counts them
+    labels = np.stack([Y > 0, X[:, 0] > 0], axis=1).astype(float)
+    multi = sg.fit(MLP([3, 4, 2]), "bce", X, labels, **PY)
+    np.testing.assert_array_equal(multi.predict_class(X), (multi.predict(X) > 0).astype(int))
+    assert multi.evaluate(X, labels)["accuracy"] == pytest.approx((multi.predict_class(X) == labels).mean())
 
 
 @pytest.mark.numba

@@ -98,12 +98,16 @@ class Trained:
         return out.reshape(len(out), inputs.target_positions(self.model, self._loss_name), -1) if tokens else out
 
     def predict_class(self, X) -> np.ndarray:
-        """Class indices (softmax), or 0/1 labels (one output, logit > 0), shape (n,); for a
-        language model, the likeliest next token at each position, shape (n, T)."""
+        """Class indices (softmax), shape (n,); 0/1 labels (binary cross-entropy: logit > 0), shape
+        (n,) for one output and (n, k) for k (multi-label, as ``evaluate``'s accuracy counts them);
+        for a language model, the likeliest next token at each position, shape (n, T)."""
         if self._loss_name in TOKEN_LOSSES:
             return self.predict(X).argmax(axis=2)
         out = self._outputs(X)
-        return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
+        if self._loss_name in BINARY_LOSSES or out.shape[1] == 1:
+            labels = (out > 0).astype(int)
+            return labels[:, 0] if out.shape[1] == 1 else labels
+        return out.argmax(axis=1)
 
     def _outputs(self, X) -> np.ndarray:
         Xa = prepare_x(X, self._n_in(X), self.dtype, ids=self._loss_name in TOKEN_LOSSES)
