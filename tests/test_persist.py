@@ -237,8 +237,8 @@ def test_flipped_byte_is_caught_by_the_zip_checksum(data, tmp_path):
 def test_resume_refuses_another_network_loss_or_optimizer(data):
     X, labels = data
     m = _fit(X, labels, 2)
-    with pytest.raises(OptionError, match="another network.*resume.model"):
-        sg.fit(MLP([3, 6, 3]), "softmax_cross_entropy", X, labels, resume=m, backend="python")
+    with pytest.raises(OptionError, match=r"another network.*W1\(5, 3\).*this fit's model is .*W1\(6, 3\).*resume.model"):
+        sg.fit(MLP([3, 6, 3], activation="tanh"), "softmax_cross_entropy", X, labels, resume=m, backend="python")
     with pytest.raises(OptionError, match="loss 'softmax_cross_entropy'"):
         sg.fit(m.model, "mse", X, np.eye(3)[labels], resume=m, backend="python")
     with pytest.raises(OptionError, match="same kind of optimizer"):

@@ -623,6 +623,11 @@ def test_callbacks_see_history_and_can_stop(bce_problem):
     assert len(m.history["loss"]) == 3
     assert not np.array_equal(calls[0][2], calls[1][2])  # parameters move between callbacks
     np.testing.assert_array_equal(calls[-1][2], m.params[0])
+    stop = sg.fit(net, "bce", X, Y, epochs=6, callbacks=[lambda e, r: np.float64(e) >= 2], backend="python")
+    assert len(stop.history["loss"]) == 2  # NumPy's True stops too
+    with pytest.warns(RuntimeWarning, match=r"returned 0\.\d+: only True stops the training.*Fix: return True") as got:
+        logged = sg.fit(net, "bce", X, Y, epochs=4, callbacks=[lambda e, r: r.history["loss"][-1]], backend="python")
+    assert len(logged.history["loss"]) == 4 and len(got) == 1  # it goes on, warned once
 
 
 def test_history_per_epoch(ce_problem):

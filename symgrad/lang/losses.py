@@ -167,13 +167,14 @@ def target_symbol(fn: Callable[..., sp.Expr], pred: sp.MatrixExpr, name: str = "
 def loss_fn(loss: str | Callable[..., sp.Expr]) -> tuple[Callable[..., sp.Expr], str]:
     """(the loss function, its name) for a name in ``LOSSES`` or a function f(pred, target).
 
-    >>> loss_fn("bce")[1]
-    'bce'
+    >>> loss_fn("bce")[1], loss_fn("MSE")[1]
+    ('bce', 'mse')
     """
     if isinstance(loss, str):
-        if loss not in LOSSES:
+        name = loss.lower()  # 'MSE' as 'mse', as optimizer names are taken in any case
+        if name not in LOSSES:
             raise OptionError(f"unknown loss {loss!r}. Known: {sorted(LOSSES)}. Fix: use one of them, or pass f(pred, target)")
-        return LOSSES[loss], loss
+        return LOSSES[name], name
     if not callable(loss):
         raise OptionError(f"loss must be a name or a function f(pred, target), got {type(loss).__name__}. "
                           f"Fix: pass one of {sorted(LOSSES)}, or a function of (pred, target).")

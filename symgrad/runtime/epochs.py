@@ -153,8 +153,15 @@ def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int
     if patience is not None and val is not None and epoch - best[2] >= patience:
         return True, best
     for cb in callbacks:
-        if cb(epoch, result):
+        said = cb(epoch, result)
+        if isinstance(said, (bool, np.bool_)) and said:
             return True, best
+        if not (said is None or isinstance(said, (bool, np.bool_)) or "callback" in run.warned):
+            # a callback that returns what it logged (a loss) must not stop the training by accident
+            warnings.warn(f"callback {getattr(cb, '__name__', cb)!r} returned {said!r}: only True stops the "
+                          "training, so it goes on. Fix: return True to stop, None or False to go on.",
+                          RuntimeWarning, stacklevel=4)
+            run.warned.add("callback")
     return False, best
 
 

@@ -38,7 +38,9 @@ class ModelSpec:
         return int(self.x.shape[0]), int(self.expr.shape[0])
 
     def __repr__(self) -> str:
-        return f"ModelSpec(inputs={self.sizes[0]}, outputs={self.sizes[1]}, params={list(self.params)})"
+        # with their shapes: two widths of one network differ in nothing else
+        shapes = ", ".join(f"{p}{tuple(int(n) for n in p.shape)}" for p in self.params)
+        return f"ModelSpec(inputs={self.sizes[0]}, outputs={self.sizes[1]}, params=[{shapes}])"
 
 
 class StoredLoss:
