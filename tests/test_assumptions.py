@@ -30,14 +30,56 @@ def test_positive_data_folded_by_sympy_is_refused_not_wrong():
 
 @pytest.mark.parametrize("kind,good,bad", [
     ("nonnegative", [0.0, 2.0], [-1e-300]), ("negative", [-1.0], [0.0]), ("nonpositive", [0.0, -1.0], [0.5]),
-    ("nonzero", [-1.0, 2.0], [0.0]), ("integer", [-2.0, 3.0], [0.5]),
+    ("nonzero", [-1.0, 2.0], [0.0]), ("integer", [-2.0, 3.0], [0.5]), ("even", [-2.0, 0.0, 4.0], [3.0]),
+    ("odd", [-3.0, 1.0], [2.0]), ("zero", [0.0], [1e-300]), ("extended_positive", [1.0], [0.0]),
+    ("extended_nonnegative", [0.0], [-1.0]), ("extended_negative", [-1.0], [0.0]),
+    ("extended_nonpositive", [0.0], [1.0]), ("extended_nonzero", [-1.0], [0.0]),
 ])
 def test_each_declared_assumption(kind, good, bad):
     x = sp.Symbol("x", **{kind: True})
     f = compiled(a * x + a**2, [a], [x])
     f.value([1.0], np.array(good))
-    with pytest.raises(AssumptionError, match=f"{kind}=True"):
+    # an extended_ symbol (±inf allowed) is compiled as a real one: extended_positive as positive
+    with pytest.raises(AssumptionError, match=f"{kind.removeprefix('extended_')}=True"):
         f.value([1.0], np.array(bad))
+
+
+def test_what_sympy_derives_from_a_declaration_is_checked_too():
+    # even, odd and extended_positive were declared but not checked, and SymPy folded with them:
+    # Abs(x)**k is x**k for an even k, (-1)**m is -1 for an odd m, sqrt(p**2) is p for p > 0
+    x = sp.Symbol("x", real=True)
+    k, m = sp.Symbol("k", even=True), sp.Symbol("m", odd=True)
+    f = compiled(sp.Abs(x)**k, [x], [k])
+    assert f.value([-3.0], np.array([2.0])) == pytest.approx(9.0)
+    with pytest.raises(AssumptionError, match="k is declared even=True .*holds 3"):
+        f.value_and_grad([-3.0], np.array([3.0]))
+    g = compiled((-1)**m * x, [x], [m])
+    with pytest.raises(AssumptionError, match="m is declared odd=True, so SymPy takes it to be nonzero.*holds 0"):
+        g.grad([1.0], np.array([0.0]))
+    with pytest.raises(AssumptionError, match="m is declared odd=True .*holds 2"):
+        g.grad([1.0], np.array([2.0]))
+    p = sp.Symbol("p", extended_positive=True)
+    h = compiled(sp.sqrt(p**2) * x, [x, p], [])
+    with pytest.raises(AssumptionError, match="parameter p holds -2"):
+        h.value_and_grad([1.0, -2.0])
+
+
+def test_pointwise_and_explain_check_the_declarations():
+    p, x = sp.Symbol("p", positive=True), sp.Symbol("x", real=True)
+    f = sg.compile(sp.sqrt(p**2) * x, wrt=[x, p], reduction="none", backend="python")
+    vals, grads = f.pointwise(np.array([1.0]), np.array([2.0]))
+    assert vals[0] == pytest.approx(2.0) and grads[0] == pytest.approx([2.0, 1.0])
+    with pytest.raises(AssumptionError, match="parameter p holds -2"):
+        f.pointwise(np.array([1.0]), np.array([-2.0]))
+    with pytest.raises(AssumptionError, match="point at= p holds -2"):
+        sg.explain(sp.sqrt(p**2) * x, [x, p], at={x: 1.0, p: -2.0})
+    assert "∂J/∂x = p = 2" in str(sg.explain(sp.sqrt(p**2) * x, [x, p], at={x: 1.0, p: 2.0}))
+
+
+def test_explain_prints_a_value_that_is_not_real_rounded_and_says_so():
+    x, y = sp.symbols("x y", real=True)
+    text = str(sg.explain(sp.log(x) * y, [x, y], at={x: -1.0, y: 2.0}))
+    assert "∂J/∂y = log(x) ≈ 3.14159*I (not real)" in text and "∂J/∂x = y/x = -2" in text
 
 
 def test_nan_data_breaks_a_sign_assumption():

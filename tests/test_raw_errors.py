@@ -118,3 +118,18 @@ def test_none_data_is_named_not_nan():
 def test_class_labels_out_of_range_are_a_target_error():
     with pytest.raises(TargetError, match=r"class labels must be integers in \[0, 3\).*Fix:"):
         sg.fit(sg.nn.MLP([2, 4, 3]), "softmax_cross_entropy", X, np.full(20, 5), epochs=1, backend="python")
+
+
+def test_an_undefined_function_named_like_a_symgrad_op_is_not_taken_for_it():
+    # sp.Function("sigmoid") has no derivative: grad left Derivative(...) unevaluated, compile
+    # raised SymPy's PrintMethodNotImplementedError, explain a ValueError
+    from symgrad.errors import UnsupportedFunctionError
+
+    x = sp.Symbol("x", real=True)
+    fake = sp.Function("sigmoid")
+    for call in (lambda: sg.compile(fake(x), wrt=[x], backend="python"), lambda: sg.grad(fake(x), x),
+                 lambda: sg.explain(2 * fake(x), x, at={x: 0.5}), lambda: sg.grad(sp.Function("elu")(x, x), x)):
+        with pytest.raises(UnsupportedFunctionError, match=r"undefined SymPy function named \w+, not symgrad's.*"
+                                                            r"Fix: use sg.ops.\w+\(...\)"):
+            call()
+    assert sg.grad(sg.ops.sigmoid(x), x) == sg.ops.sigmoid(x) * (1 - sg.ops.sigmoid(x))

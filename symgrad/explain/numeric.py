@@ -25,6 +25,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError
+from ..runtime.assumptions import assumption_checks, check_assumptions
 from .numeric_network import network_sample as network_sample  # re-exported: api, network
 from .numeric_network import network_values as network_values
 
@@ -63,6 +64,9 @@ def number(v, latex: bool) -> str:
     """One value as printed; a value that is not a finite real number prints as SymPy writes it
     (zoo, nan, I), so a trace through log(0) shows where it breaks."""
     s = _digits(v)
+    if s is None and isinstance(v, sp.Basic) and v.is_finite and v.is_real is False:  # log(-1): iπ
+        v = sp.Float(sp.re(v), SIG) + sp.Float(sp.im(v), SIG) * sp.I  # to SIG digits, as the real ones
+        return (sp.latex(v) if latex else str(v)) + (r"\ (\text{not real})" if latex else " (not real)")
     if s is None:
         return sp.latex(v) if latex else str(v)
     if not _exact(v, s):
@@ -79,7 +83,9 @@ def shown(v, latex: bool) -> str:
 
 
 def _relation(values, latex: bool) -> str:
-    exact = all((s := _digits(v)) is None or _exact(v, s) for v in values)  # None: zoo, printed as is
+    # None: zoo and nan, printed as they are (exact); a value that is not real is printed rounded
+    exact = all((s := _digits(v)) is None and not (isinstance(v, sp.Basic) and v.is_finite and v.is_real is False)
+                or s is not None and _exact(v, s) for v in values)
     return "=" if exact else (r"\approx" if latex else "≈")
 
 
@@ -136,6 +142,10 @@ def resolve_point(at: object, expr: sp.Expr, wrt: Sequence[sp.Symbol]) -> dict[s
         if symbols[name] in point:
             raise OptionError(f"at= gives {name!r} twice (as a Symbol and as a name). Fix: keep one.")
         point[symbols[name]] = _exact_number(value, name)
+        # SymPy simplified with the symbol's declaration (positive=True: sqrt(p**2) = p), as compile does
+        checks = assumption_checks([symbols[name]])
+        if checks:
+            check_assumptions(checks, [np.array(float(point[symbols[name]]))], "point at=", [symbols[name]])
     missing = sorted(s.name for s in expr.free_symbols if isinstance(s, sp.Symbol) and s not in point)
     if missing:
         example = ", ".join(f"{n}: 1.0" for n in missing)

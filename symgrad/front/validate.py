@@ -15,7 +15,8 @@ from ..lang.walk import find
 # MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
 # table of supported functions; the validator's other lists below are read off that table too.
 
-_OP_NAMES = frozenset(e.name for e in TABLE if e.kind == OP)
+#: symgrad's own ops, by class: sp.Function("sigmoid") is another function of the same name
+_OPS = frozenset(e.node for e in TABLE if e.kind == OP)
 
 #: Nodes printed by a method for the node: arithmetic, and the table's structural functions.
 _STRUCTURAL = tuple(dict.fromkeys(
@@ -45,8 +46,13 @@ def check_functions(expr: sp.Basic) -> None:
                 "holds. Fix: add one, e.g. Piecewise(..., (0, True)).")
         if isinstance(node, sp.Function) or isinstance(node, sp.core.function.AppliedUndef):
             f = type(node)
-            if f in MATH_FUNCS or f.__name__ in _OP_NAMES or issubclass(f, (*_STRUCTURAL, RuntimeConstant)):
+            if f in MATH_FUNCS or f in _OPS or issubclass(f, (*_STRUCTURAL, RuntimeConstant)):
                 continue
+            if any(f.__name__ == op.__name__ for op in _OPS):  # an undefined sp.Function("sigmoid")
+                raise UnsupportedFunctionError(
+                    f"{node} in {expr} is an undefined SymPy function named {f.__name__}, not symgrad's "
+                    f"{f.__name__} (SymPy knows nothing of it: no derivative). Fix: use sg.ops.{f.__name__}"
+                    f"(...) (from symgrad.ops import {f.__name__}) instead of sp.Function({f.__name__!r}).")
             raise UnsupportedFunctionError(
                 f"unsupported function {f.__name__}() in {expr}. "
                 f"Supported: {', '.join(SUPPORTED_NAMES)}. "
@@ -187,11 +193,21 @@ def realify(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Symbol]]:
     ``x/Abs(x)``. Returns the new expression and the map old -> new.
     """
     mapping = {
-        s: sp.Symbol(s.name, real=True)
+        s: sp.Symbol(s.name, real=True, **_facts(s))
         for s in expr.free_symbols
         if isinstance(s, sp.Symbol) and not s.is_real
     }
     return (expr.xreplace(mapping) if mapping else expr), mapping
+
+
+def _facts(s: sp.Symbol) -> dict[str, bool]:
+    """What SymPy may already have simplified with (``extended_positive=True``: sqrt(p**2) = p), so
+    that the real twin keeps it and its values are checked (runtime/assumptions.py): the strongest
+    sign (extended_positive on a real symbol is positive) and the parity or integrality."""
+    sign = next((f for f in ("zero", "positive", "negative", "nonnegative", "nonpositive", "nonzero")
+                 if getattr(s, f"is_{f}" if f == "zero" else f"is_extended_{f}") is True), None)
+    whole = next((f for f in ("even", "odd", "integer") if getattr(s, f"is_{f}") is True), None)
+    return {f: True for f in (sign, whole) if f}
 
 
 #: The deepest formula ``compile`` derives: nesting depth costs it more than linear time (its

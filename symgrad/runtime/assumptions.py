@@ -23,27 +23,37 @@ import sympy as sp
 
 from ..errors import AssumptionError
 
-#: (assumption, test, what it needs), strongest first: one per symbol, plus integer
-_SIGN = (
+#: (assumption, test, what it needs), strongest first: one per symbol, and one of parity or integer.
+#: SymPy derives facts (``even`` is an integer, ``irrational`` is nonzero), so a symbol is checked
+#: against what SymPy knows of it, not only what was written; the extended_ forms allow ±inf.
+_SIGN = tuple((f"{ext}{name}", test, need) for name, test, need in (
+    ("zero", lambda a: a == 0, "0"),
     ("positive", lambda a: a > 0, "> 0"),
     ("negative", lambda a: a < 0, "< 0"),
     ("nonnegative", lambda a: a >= 0, ">= 0"),
     ("nonpositive", lambda a: a <= 0, "<= 0"),
     ("nonzero", lambda a: a != 0, "!= 0"),
+) for ext in ("", "extended_") if not (ext and name == "zero"))
+_WHOLE = (
+    ("even", lambda a: (a == np.floor(a)) & (np.fmod(a, 2) == 0), "even whole numbers"),
+    ("odd", lambda a: (a == np.floor(a)) & (np.abs(np.fmod(a, 2)) == 1), "odd whole numbers"),
+    ("integer", lambda a: a == np.floor(a), "whole numbers"),
 )
-_INTEGER = ("integer", lambda a: a == np.floor(a), "whole numbers")
-_EXAMPLE = {"positive": "sqrt({s}**2) = {s}", "nonnegative": "sqrt({s}**2) = {s}", "negative": "sqrt({s}**2) = -{s}",
-            "nonpositive": "sqrt({s}**2) = -{s}", "nonzero": "{s}/{s} = 1", "integer": "sin(pi*{s}) = 0"}
+_EXAMPLE = {"zero": "cos({s}) = 1", "positive": "sqrt({s}**2) = {s}", "nonnegative": "sqrt({s}**2) = {s}",
+            "negative": "sqrt({s}**2) = -{s}", "nonpositive": "sqrt({s}**2) = -{s}", "nonzero": "{s}/{s} = 1",
+            "even": "(-1)**{s} = 1", "odd": "(-1)**{s} = -1", "integer": "sin(pi*{s}) = 0"}
 
 
 def assumption_checks(symbols: Sequence[sp.Basic]) -> list[tuple[int, str, object, str]]:
-    """(position, assumption, test, what it needs) for each declared sign or integer assumption."""
+    """(position, assumption, test, what it needs) for each sign, parity or integer fact SymPy
+    holds about a symbol (declared, or derived from what was declared)."""
     out = []
     for k, s in enumerate(symbols):
         if not isinstance(s, sp.Symbol):
             continue
         sign = next((c for c in _SIGN if getattr(s, f"is_{c[0]}") is True), None)
-        out += [(k, *c) for c in (sign, _INTEGER if s.is_integer is True else None) if c is not None]
+        whole = next((c for c in _WHOLE if getattr(s, f"is_{c[0]}") is True), None)
+        out += [(k, *c) for c in (sign, whole) if c is not None]
     return out
 
 
@@ -59,7 +69,11 @@ def check_assumptions(checks, arrays: Sequence[np.ndarray], what: str, symbols: 
         sym = symbols[k] if symbols else None
         label = str(sym) if sym is not None else f"argument {k}"
         where = f" (at index {at[0] if len(at) == 1 else at})" if at else ""
+        given = getattr(sym, "_assumptions_orig", None) or {}  # what the user wrote, when SymPy derived `name`
+        said = f"{name}=True" if given.get(name) or not given else ", ".join(f"{a}={v}" for a, v in given.items())
+        why = "" if given.get(name) or not given else f", so SymPy takes it to be {name}"
         raise AssumptionError(
-            f"{label} is declared {name}=True (SymPy simplified with it, e.g. {_EXAMPLE[name].format(s=label)}), "
+            f"{label} is declared {said}{why} (SymPy simplified with it, e.g. "
+            f"{_EXAMPLE[name.removeprefix('extended_')].format(s=label)}), "
             f"but the {what} {label} holds {float(v):g}{where}. Fix: pass values that are {need}, or declare "
             f"{label} with real=True only, so that nothing relies on it.")

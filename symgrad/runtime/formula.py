@@ -129,7 +129,7 @@ class CompiledFormula(_Formula):
             return dist.hvp(self, theta, v, *arrays)
         out = np.empty(len(self.params), dtype=self.dtype)
         vv = check_vector(v, len(self.params), self.dtype, "v")
-        self._mod.hvp(self._theta(theta), vv, *self._data(data, kw), out)
+        self._call("hvp", self._theta(theta), [vv, *self._data(data, kw)], out)
         return out
 
     def hessian(self, theta, *data, **kw) -> np.ndarray:
@@ -137,7 +137,7 @@ class CompiledFormula(_Formula):
         self._need_hessian()
         k = len(self.params)
         out = np.empty((k, k), dtype=self.dtype)
-        self._mod.hessian(self._theta(theta), *self._data(data, kw), out)
+        self._call("hessian", self._theta(theta), self._data(data, kw), out)
         return out
 
     # -- pointwise functions -------------------------------------------------
@@ -149,9 +149,13 @@ class CompiledFormula(_Formula):
         names = [str(p) for p in self.params + self.data]
         arrs = check_data(list(arrays), names, self.dtype, min_rows=0)
         n, k = len(arrs[0]), len(self.params)
+        for checks, given, what, symbols in ((self._theta_checks, arrs[:k], "parameter", self.params),
+                                             (self._data_checks, arrs[k:], "data", self.data)):
+            if checks:  # SymPy simplified with the declarations here too
+                check_assumptions(checks, given, what, symbols)
         vals = np.empty(n, dtype=self.dtype)
         grads = np.empty((n, k), dtype=self.dtype)
-        self._mod.value_and_grad(*arrs, vals, grads)
+        self._call("value_and_grad", arrs[0], arrs[1:], vals, grads)
         return vals, (grads[:, 0] if k == 1 else grads)
 
     def _pointwise_forbidden(self) -> None:
