@@ -23,7 +23,7 @@ from .codegen.train import predict_source, train_source
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
 from .derive.reverse import sweep
-from .derive.tails import accurate_tails
+from .derive.tails import accurate_tails, merged_powers
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, UnsupportedModelError
 from .front.prepare import prepare
@@ -105,8 +105,9 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
             sg_ = sweep(g)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
-    grads, hvp = [accurate_tails(g) for g in grads], [accurate_tails(h) for h in hvp]
-    hess = hess and [[accurate_tails(h) for h in row] for row in hess]
+    # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)
+    grads, hvp = [accurate_tails(merged_powers(g)) for g in grads], [accurate_tails(merged_powers(h)) for h in hvp]
+    hess = hess and [[accurate_tails(merged_powers(h)) for h in row] for row in hess]
     return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
 
 
@@ -222,11 +223,27 @@ def _training_module(model, loss, optimizer, dtype: str) -> tuple[Path, str, int
     forget_other_models()  # the loss is built on this model's expression: see lang/walk.py
     fn, loss_name = loss_fn(loss)
     y = target_symbol(fn, model.expr)
-    loss_expr = fn(model.expr, y)
+    loss_expr = loss_of(fn, loss_name, model.expr, y)
     step = optimizer.step_source("opt_update")
     key = model_key("fit", loss_expr, model.params, [model.x, y], dtype, "mean", step, fingerprint(model.expr))
     path, dims = jit.ensure_sized(key, lambda: training_source(model, loss_expr, y, step, optimizer.state, dtype))
     return path, loss_name, int(model.expr.shape[0]), dims
+
+
+def loss_of(fn, name: str, pred: sp.MatrixExpr, y: sp.MatrixSymbol) -> sp.Expr:
+    """``fn(pred, y)``: a custom loss's SymPy errors (``(p - t)**2`` on two outputs is a power of
+    a non-square matrix) and results that are not expressions are named, with the fix."""
+    fix = ("Fix: reduce the entries to one number, e.g. sg.msum(sg.elementwise(lambda z: z**2, pred - target)), "
+           "or use one of sg.losses (mse, mae, huber, bce, softmax_cross_entropy).")
+    try:
+        out = fn(pred, y)
+    except Exception as exc:  # the user's function on SymPy matrices: any failure is its
+        raise UnsupportedModelError(f"the loss {name}(pred, target) failed on the model's output, a {pred.shape[0]}×1 "
+                                    f"SymPy matrix ({type(exc).__name__}: {exc}). {fix}") from exc
+    if not isinstance(out, sp.Basic) or not out.free_symbols:
+        raise UnsupportedModelError(f"the loss {name}(pred, target) returned {out!r:.60}, which does not depend on "
+                                    f"the model's output: nothing to train. {fix}")
+    return out
 
 
 def training_source(model, loss_expr, y, step: str, opt_state: tuple[str, ...], dtype: str) -> tuple[str, np.ndarray]:

@@ -86,3 +86,13 @@ def test_constants_that_are_not_finite_reals_and_open_piecewise_are_refused():
     # finite real constants still compile
     f = sg.compile(sp.Piecewise((a * x, x > 0), (0, True)) + sp.pi * a + sp.E, wrt=[a], data=[x], backend="python")
     assert f.value([1.0], np.array([1.0, -1.0])) == pytest.approx(0.5 + np.pi + np.e)
+
+
+def test_data_in_the_other_byte_order_is_the_same_numbers():
+    # big-endian files (FITS, some HDF5): refused with the advice to compile with dtype='>f8',
+    # which compiled a function that refused them the same way
+    x, t = sp.symbols("x t", real=True)
+    f = sg.compile(x * t, wrt=[x], data=[t], backend="python")
+    assert f.value([1.0], np.array([1.0, 2.0], dtype=">f8")) == 1.5
+    with pytest.raises(sg.errors.DtypeError, match=r"dtype >f4.*compile with dtype='float32'"):
+        f.value([1.0], np.array([1.0, 2.0], dtype=">f4"))

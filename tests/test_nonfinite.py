@@ -55,3 +55,16 @@ def test_residuals_and_jacobian():
     j = sg.compile_residuals(sp.log(a * x), [a], [x], on_nonfinite="raise", backend="python")
     with pytest.raises(NonFiniteError, match="Jacobian is not finite"):
         j.jacobian([0.0], np.array([1.0]))
+
+
+def test_a_power_with_a_symbolic_exponent_is_differentiated_at_base_zero():
+    # d/dx x**y came as x**y*y/x, 0/0 at x = 0 where the derivative is y*x**(y - 1): 0 for y = 2, 1 for y = 1
+    x, y = sp.symbols("x y", real=True)
+    f = sg.compile(x**y, wrt=[x], data=[y], on_nonfinite="raise")
+    assert f.grad([0.0], np.array([2.0]))[0] == 0.0 and f.grad([0.0], np.array([1.0]))[0] == 1.0
+    assert f.grad([2.0], np.array([3.0]))[0] == pytest.approx(12.0)
+    assert f.hessian([0.0], np.array([3.0]))[0, 0] == 0.0 and f.hessian([2.0], np.array([3.0]))[0, 0] == pytest.approx(12.0)
+    g = sg.compile(x**y, wrt=[x, y])  # d/dy = x**y*log(x): 0*(-inf) at x = 0, and the warning says so
+    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to y, at x = 0, y = 2 gives nan, first at log\(x\)"):
+        v, grad = g.value_and_grad([0.0, 2.0])
+    assert v == 0.0 and grad[0] == 0.0

@@ -133,3 +133,25 @@ def test_an_undefined_function_named_like_a_symgrad_op_is_not_taken_for_it():
                                                             r"Fix: use sg.ops.\w+\(...\)"):
             call()
     assert sg.grad(sg.ops.sigmoid(x), x) == sg.ops.sigmoid(x) * (1 - sg.ops.sigmoid(x))
+
+
+def test_custom_losses_and_activations_that_cannot_work_say_the_fix():
+    # each raised SymPy's, NumPy's or Python's own error, or named no fix
+    from symgrad.errors import UnsupportedModelError
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 3))
+    y = X[:, 0]
+    one, two = sg.nn.MLP([3, 4, 1], activation="tanh"), sg.nn.MLP([3, 4, 2], activation="tanh")
+    cases = [(one, lambda p, t: (p - t) ** 2, y, r"a matrix appears outside msum.*Fix: .*sg.elementwise"),
+             (two, lambda p, t: (p - t) ** 2, np.c_[y, y], r"failed on the model's output, a 2×1 SymPy matrix "
+                                                           r"\(NonSquareMatrixError.*Fix:"),
+             (one, lambda p, t: 1.0, y, r"returned 1.0, which does not depend on the model's output.*Fix:"),
+             (one, lambda p, t: sg.msum((p - t).applyfunc(sp.Abs)), y, r"Abs\(M\) as sqrt\(M·Mᴴ\).*sg.elementwise")]
+    for net, loss, target, match in cases:
+        with pytest.raises(UnsupportedModelError, match=match):
+            sg.fit(net, loss, X, target, epochs=1, backend="python")
+    with pytest.raises(OptionError, match=r"activation='tanh' failed on a SymPy symbol.*Fix: .*not NumPy's"):
+        sg.nn.MLP([3, 4, 1], activation=np.tanh)
+    fine = sg.fit(one, lambda p, t: sg.msum(sg.elementwise(sp.Abs, p - t)), X, y, epochs=1, backend="python")
+    assert np.isfinite(fine.history["loss"][0])

@@ -52,3 +52,25 @@ def test_hessian_vector_product_in_the_tail():
     z = mp.mpf(30)
     want = float(z**2 * _sig(z) * _sig(-z) * (1 - 2 * _sig(z)))  # σ'' = σ'(1 − 2σ)
     assert f.hvp([1.0], [1.0], np.array([30.0]))[0] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_second_derivatives_and_powers_keep_their_relative_precision(backend):
+    # tanh'' = 2 tanh³ − 2 tanh and σ'' = σ − 3σ² + 2σ³ expand into sums no pair of terms covers:
+    # the dense Hessian of tanh(x) at 19 was 77% off (hvp exact), at 25 it was 0; (tanh²)' and
+    # log(cosh)'' (−sinh²/cosh² + 1) lost their digits the same way
+    t = sp.Symbol("t", real=True)
+    cases = {"tanh": (sp.tanh(t), lambda z: -2 * mp.tanh(z) * mp.sech(z) ** 2),
+             "sigmoid": (sg.ops.sigmoid(t), lambda z: _sig(z) * _sig(-z) * (1 - 2 * _sig(z))),
+             "tanh(2t)": (sp.tanh(2 * t), lambda z: -8 * mp.tanh(2 * z) * mp.sech(2 * z) ** 2),
+             "log cosh": (sp.log(sp.cosh(t)), lambda z: mp.sech(z) ** 2)}
+    for name, (e, second) in cases.items():
+        f = sg.compile(e, [t], backend=backend)
+        for z in (-30.0, -19.0, -5.0, 0.5, 12.0, 19.0, 25.0, 30.0):
+            want = float(second(mp.mpf(z)))
+            assert f.hessian([z])[0, 0] == pytest.approx(want, rel=1e-12, abs=1e-300), (name, z)
+            assert f.hvp([z], [1.0])[0] == pytest.approx(want, rel=1e-12, abs=1e-300), (name, z)
+    g = sg.compile(sp.tanh(t) ** 2, [t], backend=backend)
+    for z in (19.0, 25.0):
+        want = float(2 * mp.tanh(z) * mp.sech(z) ** 2)
+        assert g.grad([z])[0] == pytest.approx(want, rel=1e-12)

@@ -114,9 +114,12 @@ class Lowerer:
             alias = TNode("map", "", (e.shape[0], e.shape[1]), inner.batched, [inner], body=_lane(0),
                           lanes=(_lane(0),), partials=(sp.S.One,))
             return self._add(alias, e)
+        adjoint = " (SymPy writes f of a 1×1 matrix M as a whole, Abs(M) as sqrt(M·Mᴴ): use sg.elementwise(f, M), " \
+                  "which keeps f entrywise)" if isinstance(e, sp.Adjoint) else ""
         raise UnsupportedModelError(
-            f"cannot lower {type(e).__name__} ({e}) to the tensor IR. Supported: matrix products with "
-            "a parameter, +, Hadamard products/powers, elementwise functions (applyfunc), vector transposes."
+            f"cannot lower {type(e).__name__} ({e}) to the tensor IR{adjoint}. Supported: matrix products with "
+            "a parameter, +, Hadamard products/powers, elementwise functions (sg.elementwise, applyfunc), vector "
+            "transposes. Fix: e.g. sg.msum(sg.elementwise(sp.Abs, pred - target)), or a loss of sg.losses."
         )
 
     def _regroup(self, e: sp.MatAdd) -> list:
@@ -206,7 +209,10 @@ class Lowerer:
             lanes_nodes.append(node)
         body = e.xreplace(repl)
         if body.atoms(sp.MatrixSymbol):
-            raise UnsupportedModelError(f"could not lower {e}: a matrix appears outside msum/mean/losses")
+            raise UnsupportedModelError(
+                f"could not lower {e}: a matrix appears outside msum/mean/losses (a loss must be a number, and SymPy "
+                "reads (pred - target)**2 as a matrix power). Fix: reduce entrywise terms to a number, e.g. "
+                "sg.msum(sg.elementwise(lambda z: z**2, pred - target)), or use sg.losses.mse.")
         unbound = body.free_symbols - set(lane_syms)
         if unbound:
             raise UnboundSymbolError(

@@ -51,8 +51,71 @@ def _pair_up(e: sp.Add) -> sp.Expr:
     return sp.Add(*out, *(t for k, t in enumerate(terms) if k not in used))
 
 
+def _factor_out(e: sp.Add) -> sp.Expr:
+    """A sum that is a polynomial p in one σ(u) with p(1) = 0, or in one tanh(u) with p(±1) = 0,
+    as q(σ)·σ(−u) or q(tanh)/cosh(u)²: second derivatives expand into such sums (tanh'' is
+    2·tanh³ − 2·tanh, σ'' is σ − 3σ² + 2σ³), whose terms no pair of :func:`_pair_up` matches."""
+    for g in sorted(e.atoms(sigmoid, sp.tanh), key=sp.default_sort_key):
+        try:
+            p = sp.Poly(e, g)
+        except sp.PolynomialError:  # g also inside another function of the sum
+            continue
+        s = sp.Dummy("s")
+        factor, accurate = ((1 - s, sigmoid_e(-g.args[0], sp.exp(-sp.Abs(g.args[0])))) if isinstance(g, sigmoid)
+                            else (1 - s**2, 1 / sp.cosh(g.args[0]) ** 2))
+        q, r = sp.div(p.as_expr().subs(g, s), factor, s)
+        if r == 0 and q != 0:
+            return q.subs(s, g) * accurate
+    return e
+
+
+def _tanh_of_quotients(e: sp.Expr) -> sp.Expr:
+    """sinh(u)^n·cosh(u)^−n as tanh(u)^n (log(cosh(u))'s derivatives), so that its tails are found."""
+    def as_tanh(m: sp.Mul) -> sp.Expr:
+        powers = m.as_powers_dict()
+        for f, n in powers.items():
+            if isinstance(f, sp.sinh) and powers.get(sp.cosh(f.args[0])) == -n:
+                return m / (f**n * sp.cosh(f.args[0]) ** -n) * sp.tanh(f.args[0]) ** n
+        return m
+    return e.replace(lambda n: n.is_Mul and n.has(sp.sinh), as_tanh)
+
+
 def accurate_tails(e: sp.Expr) -> sp.Expr:
-    """``e`` with every ``t − t·σ(u)`` and ``t − t·tanh(u)²`` in its sums in a form accurate in both tails."""
-    if not isinstance(e, sp.Basic) or not e.has(sigmoid, sp.tanh):
+    """``e`` with every ``t − t·σ(u)`` and ``t − t·tanh(u)²`` in its sums in a form accurate in
+    both tails, and polynomials in σ(u) or tanh(u) that vanish where σ or tanh² is 1 factored."""
+    if not isinstance(e, sp.Basic) or not e.has(sigmoid, sp.tanh, sp.sinh):
         return e
-    return e.replace(lambda n: n.is_Add, _pair_up)
+    e = _tanh_of_quotients(e) if e.has(sp.sinh) else e
+    if not e.has(sigmoid, sp.tanh):
+        return e
+    return e.replace(lambda n: n.is_Add, _accurate_sum)
+
+
+def _accurate_sum(e: sp.Add) -> sp.Expr:
+    paired = _pair_up(e)
+    return _factor_out(paired) if isinstance(paired, sp.Add) else paired
+
+
+def merged_powers(e: sp.Expr) -> sp.Expr:
+    """``x**y·x**k`` (k a whole number) as ``x**(y + k)``: the derivative of a power with a
+    symbolic exponent comes as ``x**y·y/x``, which is 0/0 at x = 0 where ``y·x**(y − 1)`` is the
+    value (0 for y > 1, 1 for y = 1). Exact wherever the product is defined.
+
+    >>> x, y = sp.symbols("x y", real=True)
+    >>> merged_powers(sp.diff(x**y, x))
+    x**(y - 1)*y
+    """
+    def split(m: sp.Mul) -> dict[sp.Expr, list[sp.Expr]]:
+        bases: dict[sp.Expr, list[sp.Expr]] = {}
+        for f in m.args:
+            b, k = f.as_base_exp()
+            bases.setdefault(b, []).append(k)
+        return bases
+
+    def mergeable(ks: list[sp.Expr]) -> bool:
+        return len(ks) > 1 and sum(not k.is_number for k in ks) == 1 and all(k.is_Integer for k in ks if k.is_number)
+
+    def merge(m: sp.Mul) -> sp.Expr:
+        return sp.Mul(*(b ** sp.Add(*ks) if mergeable(ks) else sp.Mul(*(b**k for k in ks)) for b, ks in split(m).items()))
+
+    return e.replace(lambda n: n.is_Mul and any(b is not sp.E and mergeable(ks) for b, ks in split(n).items()), merge)

@@ -101,7 +101,15 @@ def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
     if act is softmax:  # a vector op, not elementwise
         return softmax(m)
     z = sp.Symbol("z", real=True)
-    body = act(z)
+    try:
+        body = act(z)
+    except Exception as exc:  # the user's function (np.tanh cannot take a SymPy symbol)
+        raise OptionError(f"activation={getattr(act, '__name__', act)!r} failed on a SymPy symbol ({type(exc).__name__}: "
+                          f"{exc}); an activation is a SymPy function of one expression. Fix: its name (e.g. "
+                          "'tanh') or a SymPy function (sp.tanh, lambda z: z / (1 + sp.Abs(z))), not NumPy's.") from exc
+    if not isinstance(body, sp.Basic):
+        raise OptionError(f"activation={getattr(act, '__name__', act)!r} returned {body!r:.40}, not a SymPy expression. "
+                          "Fix: its name (e.g. 'tanh') or a SymPy function such as sp.tanh.")
     return m if body == z else elementwise(sp.Lambda(z, body), m)
 
 

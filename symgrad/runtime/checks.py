@@ -30,10 +30,12 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
             raise DtypeError(f"{what} could not be converted to {dtype}: {exc}. Fix: pass an array of "
                              f"numbers, e.g. np.asarray(values, dtype=np.{dtype}).") from exc
         return np.ascontiguousarray(x)
+    if x.dtype != dtype and x.dtype.newbyteorder("=") == dtype:  # the same numbers in the other byte order
+        return x.astype(dtype)
     if x.dtype != dtype:
         raise DtypeError(
             f"{what} has dtype {x.dtype}, but this function was compiled for {dtype}. "
-            f"Fix: pass {what}.astype(np.{dtype}), or compile with dtype='{x.dtype}'."
+            f"Fix: pass {what}.astype(np.{dtype}), or compile with dtype='{x.dtype.newbyteorder('=').name}'."
             if x.dtype.kind == "f"
             else f"{what} has dtype {x.dtype}, which is not a real floating type. "
             f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."

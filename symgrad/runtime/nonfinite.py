@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
+from ..derive.tails import merged_powers
 from ..errors import NonFiniteError, OptionError
 
 MODES = ("warn", "raise", "ignore")
@@ -89,11 +90,11 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     bad = np.flatnonzero(~np.isfinite(values))
     if not bad.size:  # the value is finite at every sample: one of its derivatives is not
         for p, s in zip(params, symbols):
-            d = sp.diff(expr, s)
+            d = merged_powers(sp.diff(expr, s))  # as compiled: x**y*y/x is y*x**(y - 1), finite at x = 0
             values = _at(d, symbols, columns, n)
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                target, where = d, f"its derivative with respect to {p}, at "
+                target, where = d, f"its derivative with respect to {p}, "
                 break
     if not bad.size:
         return (f"the {what} is not finite, though the formula as written and SymPy's derivatives of it are finite "
@@ -102,7 +103,8 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     i = int(bad[0])
     point = [c if np.ndim(c) == 0 else float(c[i]) for c in columns]
     sample = ", ".join(f"{s} = {v:g}" for s, v in zip(data, point[len(params):]))
-    head = f"the {what} is not finite: {where}" + (f"sample {i} ({sample}) gives" if sample else "gives")
+    at = ", ".join(f"{s} = {v:g}" for s, v in zip(params, point))  # a formula without data: its parameters
+    head = f"the {what} is not finite: {where}" + (f"{'at ' * bool(where)}sample {i} ({sample}) gives" if sample else f"at {at} gives")
     origin = _origin(target, symbols, point)
     if origin is None:
         return f"{head} {values[i]:g}"
