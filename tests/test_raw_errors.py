@@ -155,3 +155,11 @@ def test_custom_losses_and_activations_that_cannot_work_say_the_fix():
         sg.nn.MLP([3, 4, 1], activation=np.tanh)
     fine = sg.fit(one, lambda p, t: sg.msum(sg.elementwise(sp.Abs, p - t)), X, y, epochs=1, backend="python")
     assert np.isfinite(fine.history["loss"][0])
+
+
+def test_sequential_takes_its_input_shape_from_a_first_dense_or_asks_for_it():
+    # without input_shape= it raised Python's TypeError (a missing argument)
+    net = sg.nn.Sequential([sg.nn.Dense(4, 8, activation="relu"), sg.nn.Dense(8, 2)])
+    assert net.input_shape == (4,) and net.expr.shape == (2, 1)
+    with pytest.raises(OptionError, match=r"not known from the first layer Conv2D.*Fix: give input_shape="):
+        sg.nn.Sequential([sg.nn.Conv2D(1, 4, 3), sg.nn.Flatten(), sg.nn.Dense(144, 2)])

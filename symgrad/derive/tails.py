@@ -54,19 +54,51 @@ def _pair_up(e: sp.Add) -> sp.Expr:
 def _factor_out(e: sp.Add) -> sp.Expr:
     """A sum that is a polynomial p in one σ(u) with p(1) = 0, or in one tanh(u) with p(±1) = 0,
     as q(σ)·σ(−u) or q(tanh)/cosh(u)²: second derivatives expand into such sums (tanh'' is
-    2·tanh³ − 2·tanh, σ'' is σ − 3σ² + 2σ³), whose terms no pair of :func:`_pair_up` matches."""
-    for g in sorted(e.atoms(sigmoid, sp.tanh), key=sp.default_sort_key):
-        try:
-            p = sp.Poly(e, g)
-        except sp.PolynomialError:  # g also inside another function of the sum
+    2·tanh³ − 2·tanh, σ'' is σ − 3σ² + 2σ³), whose terms no pair of :func:`_pair_up` matches.
+    Only sums holding a square or higher power of σ(u) or tanh(u) are tried (the rest are pairs)."""
+    for g in _squared(e):
+        p = _coefficients(e, g)
+        if p is None:
             continue
-        s = sp.Dummy("s")
-        factor, accurate = ((1 - s, sigmoid_e(-g.args[0], sp.exp(-sp.Abs(g.args[0])))) if isinstance(g, sigmoid)
-                            else (1 - s**2, 1 / sp.cosh(g.args[0]) ** 2))
-        q, r = sp.div(p.as_expr().subs(g, s), factor, s)
-        if r == 0 and q != 0:
-            return q.subs(s, g) * accurate
+        degree = max(p)
+        c = [p.get(k, sp.S.Zero) for k in range(degree + 1)]
+        step = 1 if isinstance(g, sigmoid) else 2  # divide by 1 − s, or by 1 − s²
+        q: list[sp.Expr] = []
+        for k in range(degree + 1 - step):  # p_k = q_k − q_(k−step)
+            q.append(c[k] + (q[k - step] if k >= step else 0))
+        rest = [c[k] - (q[k] if k < len(q) else 0) + (q[k - step] if k >= step else 0) for k in range(degree + 1)]
+        if any(sp.expand(r) != 0 for r in rest) or not q:
+            continue  # not divisible: p(1) (or p(−1)) is not 0
+        accurate = sigmoid_e(-g.args[0], sp.exp(-sp.Abs(g.args[0]))) if step == 1 else 1 / sp.cosh(g.args[0]) ** 2
+        return sp.Add(*(qk * g**k for k, qk in enumerate(q))) * accurate
     return e
+
+
+def _squared(e: sp.Add) -> list[sp.Expr]:
+    """The σ(u) and tanh(u) of which a term of ``e`` holds a square or a higher power."""
+    out = []
+    for term in e.args:
+        for f in sp.Mul.make_args(term):
+            if f.is_Pow and isinstance(f.base, (sigmoid, sp.tanh)) and f.exp.is_Integer and f.exp >= 2:
+                out.append(f.base)
+    return sorted(set(out), key=sp.default_sort_key)
+
+
+def _coefficients(e: sp.Add, g: sp.Expr) -> dict[int, sp.Expr] | None:
+    """{power: coefficient} of ``e`` as a polynomial in ``g``; None when g is also elsewhere."""
+    p: dict[int, sp.Expr] = {}
+    for term in e.args:
+        c, rest = term.as_independent(g, as_Add=False)
+        if rest == 1:
+            n = 0
+        elif rest == g:
+            n = 1
+        elif rest.is_Pow and rest.base == g and rest.exp.is_Integer and rest.exp > 0:
+            n = int(rest.exp)
+        else:
+            return None
+        p[n] = p.get(n, sp.S.Zero) + c
+    return p
 
 
 def _tanh_of_quotients(e: sp.Expr) -> sp.Expr:

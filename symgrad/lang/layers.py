@@ -218,9 +218,16 @@ class Sequential:
     pooling), n3 (a LayerNorm's normalised input, then z3 = gamma3 ⊙ n3 + beta3), d4 (a Dropout). Layers are
     numbered in order, a block's (``Residual``) own layers included: a Residual numbered 1 with
     two layers gives its output r1 and its layers 2 and 3, and the layer after it is 4.
+    ``input_shape`` may be left out after a first Dense (its inputs) or Embedding (its context).
     """
 
-    def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...], init: str | None = None):
+    def __init__(self, layers: Sequence, input_shape: int | tuple[int, ...] | None = None, init: str | None = None):
+        if input_shape is None:  # a first Dense or Embedding says it; a convolution takes any image size
+            first = next(iter(layers), None) if isinstance(layers, Iterable) and not isinstance(layers, (str, bytes)) else None
+            input_shape = getattr(first, "n_in", None) or getattr(first, "context", None)
+            if input_shape is None:
+                raise OptionError(f"Sequential: the input's shape is not known from the first layer {first!r:.60}. "
+                                  "Fix: give input_shape=, e.g. (1, 8, 8) for 8×8 grey images, (T, d) for sequences.")
         shape = (int(input_shape),) if np.ndim(input_shape) == 0 else tuple(int(v) for v in input_shape)
         if len(shape) not in (1, 2, 3) or min(shape) < 1:
             raise OptionError(f"Sequential(input_shape={input_shape!r}): give (C, H, W) for images, (T, d) for "
