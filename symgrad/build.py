@@ -25,7 +25,7 @@ from .derive.ir import lower
 from .derive.reverse import sweep
 from .derive.tails import accurate_tails, merged_powers
 from .derive.tangent import tangent_graph
-from .errors import DtypeError, OptionError, UnsupportedModelError
+from .errors import DtypeError, OptionError, SymgradError, UnsupportedModelError
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
@@ -237,10 +237,13 @@ def loss_of(fn, name: str, pred: sp.MatrixExpr, y: sp.MatrixSymbol) -> sp.Expr:
            "or use one of sg.losses (mse, mae, huber, bce, softmax_cross_entropy).")
     try:
         out = fn(pred, y)
-    except Exception as exc:  # the user's function on SymPy matrices: any failure is its
+    except SymgradError:  # ours, with its own fix (a sigmoid output under a logit loss)
+        raise
+    except Exception as exc:  # the user's function on SymPy matrices: any other failure is its
         raise UnsupportedModelError(f"the loss {name}(pred, target) failed on the model's output, a {pred.shape[0]}×1 "
                                     f"SymPy matrix ({type(exc).__name__}: {exc}). {fix}") from exc
-    if not isinstance(out, sp.Basic) or not out.free_symbols:
+    # not free_symbols: a naive walk of a deep residual model's shared nodes (lang/walk.py)
+    if not isinstance(out, sp.Basic) or isinstance(out, sp.Number):
         raise UnsupportedModelError(f"the loss {name}(pred, target) returned {out!r:.60}, which does not depend on "
                                     f"the model's output: nothing to train. {fix}")
     return out
