@@ -198,7 +198,7 @@ def compile(
 
     ``reduction='mean'`` (default) averages over samples, ``'sum'`` adds them up, and
     ``'none'`` evaluates pointwise, treating ``wrt`` symbols as per-point inputs. A NaN or Inf
-    value or gradient (log of a negative number, division by zero, ...) warns, naming the sample
+    value, gradient or Hessian (log of a negative number, division by zero, ...) warns, naming the sample
     and the sub-expression where it arose (``on_nonfinite='warn'``); ``'raise'`` raises
     :class:`~symgrad.errors.NonFiniteError` instead and ``'ignore'`` returns it silently.
 

@@ -68,3 +68,15 @@ def test_a_power_with_a_symbolic_exponent_is_differentiated_at_base_zero():
     with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to y, at x = 0, y = 2 gives nan, first at log\(x\)"):
         v, grad = g.value_and_grad([0.0, 2.0])
     assert v == 0.0 and grad[0] == 0.0
+
+
+def test_a_hessian_that_is_not_finite_is_reported_too():
+    # on_nonfinite='raise' covered the value and the gradient; x**1.5 has both finite at 0
+    x = sp.Symbol("x", real=True)
+    f = sg.compile(x ** sp.Rational(3, 2), wrt=[x], on_nonfinite="raise")
+    assert f.value_and_grad([0.0])[1][0] == 0.0
+    for call, what in ((lambda: f.hessian([0.0]), "Hessian"), (lambda: f.hvp([0.0], [1.0]), "Hessian-vector product")):
+        with pytest.raises(NonFiniteError, match=rf"the {what} is not finite: its derivative with respect to x and x, "
+                                                 r"at x = 0 gives inf, first at 1/sqrt\(x\)"):
+            call()
+    assert f.hessian([4.0])[0, 0] == pytest.approx(0.375)

@@ -129,7 +129,10 @@ class CompiledFormula(_Formula):
             return dist.hvp(self, theta, v, *arrays)
         out = np.empty(len(self.params), dtype=self.dtype)
         vv = check_vector(v, len(self.params), self.dtype, "v")
-        self._call("hvp", self._theta(theta), [vv, *self._data(data, kw)], out)
+        th, arrays = self._theta(theta), self._data(data, kw)
+        self._call("hvp", th, [vv, *arrays], out)
+        if not np.isfinite(out).all():
+            report(self, "Hessian-vector product", th, arrays)
         return out
 
     def hessian(self, theta, *data, **kw) -> np.ndarray:
@@ -137,7 +140,10 @@ class CompiledFormula(_Formula):
         self._need_hessian()
         k = len(self.params)
         out = np.empty((k, k), dtype=self.dtype)
-        self._call("hessian", self._theta(theta), self._data(data, kw), out)
+        th, arrays = self._theta(theta), self._data(data, kw)
+        self._call("hessian", th, arrays, out)
+        if not np.isfinite(out).all():
+            report(self, "Hessian", th, arrays)
         return out
 
     # -- pointwise functions -------------------------------------------------

@@ -88,14 +88,20 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     target, where = expr, ""
     values = _at(expr, symbols, columns, n)
     bad = np.flatnonzero(~np.isfinite(values))
-    if not bad.size:  # the value is finite at every sample: one of its derivatives is not
-        for p, s in zip(params, symbols):
-            d = merged_powers(sp.diff(expr, s))  # as compiled: x**y*y/x is y*x**(y - 1), finite at x = 0
-            values = _at(d, symbols, columns, n)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                target, where = d, f"its derivative with respect to {p}, "
-                break
+    # the value is finite at every sample: one of its derivatives is not (for a Hessian, of its
+    # second derivatives: the first few pairs, each a diff of the formula)
+    order = [(p,) for p in zip(params, symbols)]
+    if what.startswith("Hessian"):
+        order += [(a, b) for i, a in enumerate(zip(params, symbols)) for b in list(zip(params, symbols))[i:]][:36]
+    for wrt in ([] if bad.size else order):
+        d = expr
+        for _, s in wrt:
+            d = merged_powers(sp.diff(d, s))  # as compiled: x**y*y/x is y*x**(y - 1), finite at x = 0
+        values = _at(d, symbols, columns, n)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            target, where = d, f"its derivative with respect to {' and '.join(str(p) for p, _ in wrt)}, "
+            break
     if not bad.size:
         return (f"the {what} is not finite, though the formula as written and SymPy's derivatives of it are finite "
                 f"at every one of the {n} samples in NumPy: the compiled form (a 0/0 where a limit exists, such as "
