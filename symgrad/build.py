@@ -23,7 +23,7 @@ from .codegen.train import predict_source, train_source
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
 from .derive.reverse import sweep
-from .derive.tails import accurate_tails, merged_powers
+from .derive.tails import accurate_tails, guarded_branches, merged_powers
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, SymgradError, UnsupportedModelError
 from .front.prepare import prepare
@@ -106,14 +106,22 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
     # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)
-    grads, hvp = [accurate_tails(merged_powers(g)) for g in grads], [accurate_tails(merged_powers(h)) for h in hvp]
-    hess = hess and [[accurate_tails(merged_powers(h)) for h in row] for row in hess]
+    # and a Piecewise branch's derivative selected, not multiplied by its indicator (0·log(0) is NaN)
+    grads, hvp = [_computed(g) for g in grads], [_computed(h) for h in hvp]
+    hess = hess and [[_computed(h) for h in row] for row in hess]
     return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
+
+
+def _computed(d: sp.Expr) -> sp.Expr:
+    """A derivative in the form the code computes (derive/tails.py)."""
+    return guarded_branches(accurate_tails(merged_powers(d)))
 
 
 def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> tuple[Path, list, list]:
     """Validate, stabilise, derive and generate a formula module: (file, params, data symbols)."""
-    wrt, data = list(wrt), list(data)
+    # elements of an expanded sum (theta[0], after .doit()) as symbols named as they print
+    named = {v: sp.Symbol(str(v), real=True) for v in (*wrt, *data) if isinstance(v, sp.Indexed)}
+    expr, wrt, data = expr.xreplace(named), [named.get(v, v) for v in wrt], [named.get(v, v) for v in data]
     check_depth(expr)  # before SymPy recurses through it, or the derivation takes minutes
     check_size(expr)
     stable, variables, _, _ = prepare(expr, wrt + data)

@@ -1,13 +1,12 @@
 """Generated modules live in real files, so Numba's ``cache=True`` works across processes.
 
-Numba cannot cache code whose source file it cannot find (numba/numba#3501), so every
-generated module is written to ``<cache>/sg_<key>.py`` and run from the text read there,
-compiled under that file name. The first line is a checksum of the rest: a corrupt or
-truncated file is detected and rebuilt. The file's SHA-256 is also recorded outside it, in
-the cache index, and checked before it runs: a file symgrad did not write is rebuilt, never
-imported (symgrad/cache_safety.py, which also checks who can write the cache). Writes go to a
-temporary file and are renamed into place, which is atomic on POSIX, so two processes
-compiling the same model never see half a file.
+Numba cannot cache code whose source file it cannot find (numba/numba#3501), so every generated
+module is written to ``<cache>/sg_<key>.py`` and run from the text read there, compiled under that
+file name. The first line is a checksum of the rest: a corrupt or truncated file is detected and
+rebuilt. The file's SHA-256 is also recorded outside it, in the cache index, and checked before it
+runs: a file symgrad did not write is rebuilt, never imported (symgrad/cache_safety.py, which also
+checks who can write the cache). Writes go to a temporary file and are renamed into place, which is
+atomic on POSIX, so two processes compiling the same model never see half a file.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from . import cache_safety as safety
 from . import shared_kernels
 from .bound import Bound
 from .errors import CacheError
+from .native import vecmath
 
 VERSION = "0.1.0"
 _HEADER = "# symgrad-sha256: "
@@ -216,17 +216,17 @@ def _exec(name: str, path: Path, text: str, jit: bool) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     # NUMBA_DISABLE_JIT=1 makes every decorator return the plain function: run the Python path
     jit = jit and not numba.config.DISABLE_JIT
-    module.__dict__["_JIT"] = jit
-    module.__dict__["_GLUE"] = glue_options()
+    module.__dict__.update(_JIT=jit, _GLUE=glue_options())
     if jit:  # Numba's files for it: made private here, before Numba makes the folder
         with contextlib.suppress(OSError):
             safety.private_dir(path.parent / "__pycache__")
-    # the verified text itself, not the file again (nor Python's unverified .pyc): what was
-    # checked is what runs
+    # the verified text itself, not the file again (nor Python's unverified .pyc): what was checked runs
     exec(safety.compiled(path, text), module.__dict__)
     if jit:
         safety.protect(module)
         shared_kernels.link(module, text)
+    else:  # libm's domain errors as the compiled code's NaN and Inf (native/vecmath.py)
+        module.math = vecmath.PYTHON_MATH
     return module
 
 

@@ -65,7 +65,8 @@ def _rel(a: float, b: float) -> float:
 
 def check_grads(f, point, *data, eps: float | None = None, rtol: float | None = None, seed: int = 0,
                 raise_on_failure: bool = True) -> GradCheck:
-    """Check ``f``'s gradient at ``point`` (a compiled formula or tensor model).
+    """Check ``f``'s gradient at ``point`` (a compiled formula or tensor model), or the Jacobian
+    of residuals from ``sg.compile_residuals``.
 
     ``point`` is the parameter vector (or list of arrays for tensor models); for
     ``reduction='none'`` formulas it is the list of per-point input arrays.
@@ -82,6 +83,8 @@ def check_grads(f, point, *data, eps: float | None = None, rtol: float | None = 
     rtol = rtol or (2e-2 if dt == np.float32 else 1e-6)
     if getattr(f, "reduction", "mean") == "none":
         return _check_pointwise(f, point, eps, rtol, rng, raise_on_failure)
+    if callable(getattr(f, "jacobian", None)) and not callable(getattr(f, "value", None)):  # compile_residuals
+        return _check_residuals(f, point, data, eps, rtol, rng, raise_on_failure)
     flat, unflat = _flatten(f, point)
     t = rng.standard_normal(flat.shape)
     fp = float(f.value(unflat(flat + eps * t), *data))
@@ -136,6 +139,21 @@ def _check_pointwise(f, arrays, eps, rtol, rng, raise_on_failure) -> GradCheck:
     lhs = sum(float(t @ (c * g[:, j])) for j, t in enumerate(ts))
     res = GradCheck(float(jt @ c), lhs, float(np.max(np.abs(jt - analytic)) / max(np.max(np.abs(jt)), 1e-300)),
                     _rel(lhs, float(jt @ c)), rtol)
+    return _finish(res, raise_on_failure)
+
+
+def _check_residuals(f, point, data, eps, rtol, rng, raise_on_failure) -> GradCheck:
+    """A residual model's Jacobian J: J·t against central differences of the residuals, and
+    ⟨Jt, c⟩ against ⟨t, Jᵀc⟩ for a random cotangent c (the whole Jacobian, from both sides)."""
+    theta = np.asarray(point, dtype=np.float64).ravel()
+    t = rng.standard_normal(theta.shape)
+    rp = np.asarray(f.residuals((theta + eps * t).astype(f.dtype), *data), dtype=np.float64)
+    rm = np.asarray(f.residuals((theta - eps * t).astype(f.dtype), *data), dtype=np.float64)
+    jt = (rp - rm) / (2 * eps)
+    J = np.asarray(f.jacobian(theta.astype(f.dtype), *data), dtype=np.float64)
+    c = rng.standard_normal(len(jt))
+    res = GradCheck(float(jt @ c), float(t @ (J.T @ c)), _vec_rel(J @ t, jt), _rel(float(t @ (J.T @ c)), float(jt @ c)),
+                    rtol)
     return _finish(res, raise_on_failure)
 
 

@@ -95,3 +95,19 @@ def test_detects_wrong_value_hvp_and_hessian(formula, what, field):
     bad = sg.check_grads(_Corrupt(formula, what), [1.0, 0.5], *data, raise_on_failure=False)
     errors = {f: getattr(bad, f) for f in ("value_error", "hvp_error", "hessian_error", "fd_error")}
     assert errors.pop(field) > bad.rtol and errors["fd_error"] <= bad.rtol, errors  # the gradient is right
+
+
+def test_check_grads_checks_a_residual_models_jacobian():
+    # a compile_residuals model raised AttributeError ('CompiledResiduals' has no 'value')
+    import sympy as sp
+
+    import symgrad as sg
+
+    a, b, x, y = sp.symbols("a b x y", real=True)
+    xs = np.linspace(0.0, 3.0, 20)
+    r = sg.compile_residuals(a * sp.exp(-b * x) - y, wrt=[a, b], data=[x, y], backend="python")
+    assert sg.check_grads(r, [2.0, 0.5], xs, np.sin(xs)).ok
+    wrong = sg.compile_residuals(a * sp.exp(-b * x) - y, wrt=[a, b], data=[x, y], backend="python")
+    wrong.jacobian = lambda th, *d: 1.01 * r.jacobian(th, *d)  # a Jacobian 1% off fails
+    with pytest.raises(AssertionError):
+        sg.check_grads(wrong, [2.0, 0.5], xs, np.sin(xs))

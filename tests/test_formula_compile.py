@@ -305,3 +305,16 @@ def test_second_process_hits_numba_cache(tmp_path):
     second = _result(_spawn(tmp_path))
     assert (second["v"], second["g"]) == (first["v"], first["g"])
     assert second["hits"] >= 1 and second["misses"] == 0
+
+
+def test_data_named_like_a_method_argument_can_be_given_by_keyword():
+    # theta=, self= and (for hvp) v= collided with the methods' own arguments: Python's TypeError
+    a, y = sp.symbols("a y", real=True)
+    v, t, s = sp.Symbol("v", real=True), sp.Symbol("theta", real=True), sp.Symbol("self", real=True)
+    xs, ys = np.array([1.0, 2.0]), np.array([2.0, 4.1])
+    f = symgrad.compile((a * v - y) ** 2, wrt=[a], data=[v, y], backend="python")
+    assert f.hvp([1.0], [1.0], v=xs, y=ys)[0] == pytest.approx(5.0)
+    g = symgrad.compile((a * t - y) ** 2, wrt=[a], data=[t, y], backend="python")
+    assert g.value([1.0], theta=xs, y=ys) == pytest.approx(g.value([1.0], xs, ys))
+    r = symgrad.compile_residuals(a * s - y, wrt=[a], data=[s, y], backend="python")
+    np.testing.assert_allclose(r.jacobian([1.0], self=xs, y=ys), [[1.0], [2.0]])

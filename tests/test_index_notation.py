@@ -211,3 +211,18 @@ def test_a_name_for_a_sum_that_sympy_distributed():
     e = sp.log(1 + sp.exp(-(w * xs + b)))
     traced = str(sg.explain(e, w, names={w * xs + b: "a"}, at={w: 0.5, xs: 2.0, b: -1.0}))
     assert "a = b + v1 = 0" in traced and "∂J/∂w = x*sigmoid(b + w*x) - x = -1" in traced, traced
+
+
+def test_the_expanded_sum_compiles_with_its_elements_as_parameters_and_data():
+    # the documented route (.doit(), then sg.compile) refused theta[0] in wrt= as "not a symbol"
+    import numpy as np
+
+    theta, xs, j = sp.IndexedBase("theta"), sp.IndexedBase("x"), sp.Idx("j")
+    y = sp.Symbol("y", real=True)
+    e = (sp.Sum(theta[j] * xs[j], (j, 0, 2)).doit() - y) ** 2
+    f = sg.compile(e, wrt=[theta[k] for k in range(3)], data=[xs[k] for k in range(3)] + [y], backend="python")
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    Y = X @ [1.0, 2.0, 3.0]
+    assert [str(p) for p in f.params] == ["theta[0]", "theta[1]", "theta[2]"]
+    np.testing.assert_allclose(f.grad([0.0, 0.0, 0.0], *X.T, Y), -2 * X.T @ Y / len(Y), rtol=1e-12)
+    np.testing.assert_allclose(f.grad([1.0, 2.0, 3.0], *X.T, Y), 0.0, atol=1e-12)

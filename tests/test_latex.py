@@ -255,3 +255,14 @@ def test_printers_do_not_rewrite_names():
     ystar, z = sp.Symbol("y*", real=True), sp.Symbol("z", real=True)
     assert text(ystar * z**2, mul=" ⊙ ", power="^") == "y* ⊙ z^2"
     assert tex(ystar * z) == "y^{*} z"
+
+
+def test_special_characters_in_a_name_are_escaped():
+    # lr% printed as lr%^{2}: LaTeX read the rest of the line as a comment
+    import sympy as sp
+
+    import symgrad as sg
+
+    q = sp.Symbol("lr%", real=True)
+    tex = sg.explain(q**2, q).latex()
+    assert r"lr\%^{2}" in tex and "lr%" not in tex.replace(r"\%", "")

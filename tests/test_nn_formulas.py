@@ -277,3 +277,11 @@ def test_adam_prints_its_update_rules():
 ])
 def test_every_optimizer_prints_rules(opt, rule):
     assert rule in str(opt).splitlines()
+
+
+@pytest.mark.parametrize("loss, line", [("mae", "ℓ = msum(Abs(-y + z1))"), ("huber", "ℓ = msum({(-y + z1)^2/2 if Abs(-y + z1) <= δ")])
+def test_a_one_output_network_prints_its_entrywise_loss(loss, line):
+    # SymPy's constructor, run again by xreplace when the layer is named, applied Abs to the 1×1
+    # matrix as a whole: mae printed msum(sqrt(y·Adjoint(y.T) - ...)) and huber raised a TypeError
+    text = str(sg.formulas(sg.nn.MLP([2, 1]), loss))
+    assert line in text and "Adjoint" not in text and "δ_z1 = " in text

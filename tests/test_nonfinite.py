@@ -80,3 +80,21 @@ def test_a_hessian_that_is_not_finite_is_reported_too():
                                                  r"at x = 0 gives inf, first at 1/sqrt\(x\)"):
             call()
     assert f.hessian([4.0])[0, 0] == pytest.approx(0.375)
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_a_branch_not_taken_gives_no_nan_to_the_derivatives(backend):
+    # the sweep multiplied a Piecewise branch's derivative by its indicator: 0·log(0) = NaN in the
+    # gradient, Jacobian, Hessian and hvp where the derivative is 0
+    a, x, y = sp.symbols("a x y", real=True)
+    m = sp.Piecewise((a * sp.log(x), x > 0), (0, True))
+    xs, ys = np.array([0.0, 2.0]), np.array([0.0, 0.0])
+    r = sg.compile_residuals(m - y, wrt=[a], data=[x, y], backend=backend, on_nonfinite="raise")
+    np.testing.assert_allclose(r.jacobian([1.0], xs, ys), [[0.0], [np.log(2)]])
+    f = sg.compile((m - y) ** 2, wrt=[a], data=[x, y], backend=backend, on_nonfinite="raise")
+    h = np.log(2) ** 2  # mean over 2 samples of 2·log(2)²
+    assert f.hessian([1.0], xs, ys)[0, 0] == pytest.approx(h) and f.hvp([1.0], [1.0], xs, ys)[0] == pytest.approx(h)
+    assert f.grad([1.0], xs, ys)[0] == pytest.approx(h)
+    g = sg.compile(sp.Piecewise((sp.sqrt(x - a), x > a), (0, True)), wrt=[a], data=[x], backend=backend,
+                   on_nonfinite="raise")
+    assert g.grad([0.0], np.array([-1.0, 2.0]))[0] == pytest.approx(-0.25 / np.sqrt(2))

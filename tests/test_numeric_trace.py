@@ -314,3 +314,11 @@ def test_latex_of_a_numeric_trace_compiles(tmp_path):
     proc = subprocess.run([LATEX, "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_values_of_relu_and_elu_that_are_exact_print_with_equals():
+    # relu(1/2) stayed an unevaluated function, evaluated to 50 digits and printed "≈ 0.500000"
+    x, y = sp.symbols("x y", real=True)
+    text = str(sg.explain(sg.ops.relu(x) * y, [x, y], at={x: 0.5, y: 2}))
+    assert "v1 = relu(x) = 0.5" in text and "J = v1*y = 1" in text and "≈" not in text
+    assert "sigmoid(x) ≈ 0.668188" in str(sg.explain(sg.ops.sigmoid(x) * y, [x, y], at={x: 0.7, y: 2}))

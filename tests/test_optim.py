@@ -226,3 +226,14 @@ def test_matches_torch(key):
         torch_opt.step()
         fn(p, g, *state.values(), opt.lr, t, opt.hyper_values())
     np.testing.assert_allclose(p, param.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_printed_rules_show_gradient_clipping():
+    # clip_norm appeared only as a parameter in the header, though the kernel applies it first
+    import symgrad as sg
+
+    text = str(sg.optim.Adam(1e-3, clip_norm=1.0))
+    lines = text.splitlines()
+    assert lines[1].startswith("g ← g·c/(‖g‖ + 10⁻⁶) if ‖g‖ > c") and lines[2].startswith("m ← ")
+    assert "lVert g" in sg.optim.Adam(1e-3, clip_norm=1.0)._repr_latex_()
+    assert "‖g‖" not in str(sg.optim.Adam(1e-3))

@@ -163,3 +163,19 @@ def test_sequential_takes_its_input_shape_from_a_first_dense_or_asks_for_it():
     assert net.input_shape == (4,) and net.expr.shape == (2, 1)
     with pytest.raises(OptionError, match=r"not known from the first layer Conv2D.*Fix: give input_shape="):
         sg.nn.Sequential([sg.nn.Conv2D(1, 4, 3), sg.nn.Flatten(), sg.nn.Dense(144, 2)])
+
+
+def test_every_syntax_error_names_a_fix():
+    # x***2 and a dangling x** said only "invalid syntax"
+    for text in ("x***2", "x**", "(x+1", "x +\n* 2", "2x"):
+        with pytest.raises(ParseError, match="Fix: "):
+            sg.parse_expr(text)
+
+
+def test_formulas_at_with_a_params_dict_names_what_is_missing():
+    # it said "got 4 arrays" whatever the dict held
+    net = sg.nn.MLP([2, 3, 1])
+    with pytest.raises(OptionError, match=r"lacks W2, b1, b2 and has Wx unknown names"):
+        sg.formulas(net, "mse", at=({"W1": np.ones((3, 2)), "Wx": np.ones(1)}, [1.0, 2.0], 1.0))
+    params = dict(zip(["W1", "b1", "W2", "b2"], net.init_params(seed=0)))
+    assert "ℓ = " in str(sg.formulas(net, "mse", at=(params, [1.0, 2.0], 1.0)))

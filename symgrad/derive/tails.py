@@ -151,3 +151,30 @@ def merged_powers(e: sp.Expr) -> sp.Expr:
         return sp.Mul(*(b ** sp.Add(*ks) if mergeable(ks) else sp.Mul(*(b**k for k in ks)) for b, ks in split(m).items()))
 
     return e.replace(lambda n: n.is_Mul and any(b is not sp.E and mergeable(ks) for b, ks in split(n).items()), merge)
+
+
+def _indicator(p: sp.Basic):
+    """c when ``p`` is Piecewise((1, c), (0, True)), else None."""
+    if isinstance(p, sp.Piecewise) and len(p.args) == 2 and p.args[1].cond == sp.true:
+        (one, c), (zero, _) = p.args
+        if one == 1 and zero == 0:
+            return c
+    return None
+
+
+def guarded_branches(e: sp.Expr) -> sp.Expr:
+    """``𝟙[c]·E`` as ``E if c else 0``: the reverse sweep reaches a Piecewise branch's derivative
+    through its indicator, and where the branch is not taken its derivative may be infinite or NaN
+    (log(x) at x = 0 under ``x > 0``): 0·(−inf) is NaN, where the derivative is 0. A select
+    evaluates E only where c holds. Exact wherever E is finite.
+
+    >>> a, x = sp.symbols("a x", real=True)
+    >>> guarded_branches(sp.Piecewise((1, x > 0), (0, True)) * sp.log(x) * a)
+    Piecewise((a*log(x), x > 0), (0, True))
+    """
+    def guard(m: sp.Mul) -> sp.Expr:
+        conds = [c for f in m.args if (c := _indicator(f)) is not None]
+        rest = sp.Mul(*(f for f in m.args if _indicator(f) is None))
+        return sp.Piecewise((rest, sp.And(*conds)), (0, True))
+
+    return e.replace(lambda n: n.is_Mul and any(_indicator(f) is not None for f in n.args), guard)

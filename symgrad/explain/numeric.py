@@ -183,5 +183,8 @@ class PointValues:
         e = sp.sympify(e)
         if e not in self.memo:
             exact = e.xreplace(self.exact)
+            if not exact.is_Rational and exact.has(sp.Function):  # relu(1/2) is 1/2 by its definition
+                defined = exact.rewrite(sp.Piecewise)
+                exact = defined if defined.is_Rational else exact
             self.memo[e] = exact if exact.is_Rational else exact.evalf(DIGITS)
         return self.memo[e]

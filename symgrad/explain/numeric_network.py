@@ -66,9 +66,15 @@ def _param_leaves(model, params) -> dict[str, np.ndarray]:
     from ..runtime.inputs import as_model_array, check_finite
 
     params = getattr(params, "params", params)  # a Trained model
-    if isinstance(params, Mapping):
-        params = [params.get(p, params.get(str(p))) for p in model.params]
     names = [str(p) for p in model.params]
+    if isinstance(params, Mapping):
+        given = {str(k) for k in params}
+        if given != set(names):
+            missing, unknown = sorted(set(names) - given), sorted(given - set(names))
+            raise OptionError(f"at=(params, x, y): the params dict lacks {', '.join(missing) or 'nothing'} and "
+                              f"has {', '.join(unknown) or 'no'} unknown names; the model's parameters are "
+                              f"{', '.join(names)}. Fix: a dict with exactly these names, or a trained model.")
+        params = [params.get(p, params.get(str(p))) for p in model.params]
     if not isinstance(params, (list, tuple)) or len(params) != len(names) or any(v is None for v in params):
         got = f"{len(params)} arrays" if isinstance(params, (list, tuple)) else type(params).__name__
         raise OptionError(f"at=(params, x, y): params must hold one array for each of {', '.join(names)} "

@@ -215,7 +215,9 @@ def tex_ident(name: str) -> str:
         return r"\delta_{%s}" % tex_ident(name[2:])
     if name.endswith("*"):
         return tex_ident(name[:-1]) + "^{*}"
-    return LatexPrinter()._deal_with_super_sub(_greek(name))
+    # LaTeX's special characters in a user's name (lr%, a&b) would comment out or break the line
+    special = {c: "\\" + c for c in "%#&$"}
+    return LatexPrinter()._deal_with_super_sub(_greek("".join(special.get(c, c) for c in name)))
 
 
 def tex_name(name: str) -> str:

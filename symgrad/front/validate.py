@@ -150,8 +150,8 @@ def symbol_list(value: object, what: str) -> list[sp.Basic]:
         raise UnboundSymbolError(f"{what}= takes symbols (a Symbol, a MatrixSymbol, or a list of them), "
                                  f"got {value!r}. Fix: e.g. {what}=[a, b] with a, b = sp.symbols('a b', real=True).")
     out = list(value)
-    for v in out:
-        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol)):
+    for v in out:  # an Indexed (theta[0] of an expanded sum) is a symbol to compile (build.py)
+        if not isinstance(v, (sp.Symbol, sp.MatrixSymbol, sp.Indexed)):
             raise UnboundSymbolError(f"{what}= holds {v!r} ({type(v).__name__}), which is not a symbol. Fix: list "
                                      "symbols only; to use an expression such as 2*a, give it a symbol and substitute.")
     return out

@@ -15,6 +15,7 @@ msum(z)
 from __future__ import annotations
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from .walk import holds
 
@@ -153,6 +154,14 @@ def mean(m: sp.MatrixExpr) -> sp.Expr:
 TENSOR_FUNCS = (msum, logsumexp, softmax_ce, bce_sum)
 
 
+class Elementwise(ElementwiseApplyFunction):
+    """f.(M) that stays one node when rebuilt: SymPy's own constructor, which ``xreplace`` and
+    ``subs`` call, applies f to a 1x1 M as a whole (Abs(M) became sqrt(M·Mᴴ) in a printed loss)."""
+
+    def __new__(cls, function, expr):
+        return sp.Basic.__new__(cls, function, expr)
+
+
 def elementwise(f, m: sp.MatrixExpr) -> sp.MatrixExpr:
     """Apply the scalar function ``f`` to every entry of ``m``, as one unevaluated node.
 
@@ -162,9 +171,7 @@ def elementwise(f, m: sp.MatrixExpr) -> sp.MatrixExpr:
     >>> elementwise(lambda q: q**2, sp.MatrixSymbol("z", 1, 1))
     Lambda(q, q**2).(z)
     """
-    from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-
     if not isinstance(f, sp.Lambda):
         q = sp.Symbol("q", real=True)
         f = sp.Lambda(q, f(q))
-    return sp.Basic.__new__(ElementwiseApplyFunction, f, m)
+    return Elementwise(f, m)

@@ -119,7 +119,11 @@ class Optimizer(Printout):
         """``Adam(lr=0.001, ...)`` then one ``target ← expr`` per rule (text, and LaTeX alike)."""
         head = Row("head", s.pick(repr(self), self._latex_head()))
         arrow, show = s.pick("←", r"\leftarrow"), s.pick(rule_text, rule_latex)
-        return [head] + [s.eq(show(target), arrow, show(expr)) for target, expr in self._display_rules()]
+        # clipping scales the whole gradient (every parameter's) before the rules, as the kernel does
+        clip = [s.eq(show(G), arrow, s.pick("g·c/(‖g‖ + 10⁻⁶) if ‖g‖ > c (c = clip_norm, ‖g‖ over all parameters)",
+                                            r"g \, \frac{c}{\lVert g \rVert + 10^{-6}} \text{ if } \lVert g \rVert > c"
+                                            r"\quad (c = \text{clip\_norm})"))] if self.clip_norm is not None else []
+        return [head] + clip + [s.eq(show(target), arrow, show(expr)) for target, expr in self._display_rules()]
 
     def _latex_head(self) -> str:
         shown = {"lr": self.lr} | {k: v for k, v in self.hyper.items() if k != "weight_decay" or v}

@@ -120,12 +120,14 @@ def _named(extra: object) -> list[tuple[object, object]]:
 
 def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:
     msg = f"invalid syntax: {exc.msg}"
-    fix = syntax_fix(stripped, exc.offset)
+    # a slip the table knows, else the general rule (x***2 and a dangling x** named none)
+    fix = syntax_fix(stripped, exc.offset) or ("write the expression in Python's syntax: ** for powers, * for "
+                                              "every product, balanced parentheses, an operand after each operator")
     if exc.offset is None:
         return msg + (f". Fix: {fix}" if fix else "")
     line = exc.lineno or 1
     if "\n" in stripped:
-        return f"{msg} (at line {line}, column {max(exc.offset, 1) + (lead if line == 1 else 0)})"
+        return f"{msg} (at line {line}, column {max(exc.offset, 1) + (lead if line == 1 else 0)}). Fix: {fix}"
     if exc.offset < 1:  # Python reports 0 when the input ends too early
         msg += " (at the end of the input)"
         col = len(text.rstrip()) + 1

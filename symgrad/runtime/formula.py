@@ -92,7 +92,7 @@ class CompiledFormula(_Formula):
     """
 
     # -- reduced (loss) functions --------------------------------------------
-    def value(self, theta, *data, **kw) -> float:
+    def value(self, theta, /, *data, **kw) -> float:
         """Mean (or sum) of the formula over samples (Dask arrays: over all chunks, on the workers)."""
         self._pointwise_forbidden()
         dist, arrays = self._distributed(data, kw)
@@ -104,7 +104,7 @@ class CompiledFormula(_Formula):
             report(self, "value", th, arrays)
         return v
 
-    def value_and_grad(self, theta, *data, **kw) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, theta, /, *data, **kw) -> tuple[float, np.ndarray]:
         """(loss, gradient) in one pass over the data (Dask arrays: see symgrad.distributed)."""
         self._pointwise_forbidden()
         dist, arrays = self._distributed(data, kw)
@@ -117,11 +117,11 @@ class CompiledFormula(_Formula):
             report(self, "value" if not np.isfinite(v) else "gradient", th, arrays)
         return v, g
 
-    def grad(self, theta, *data, **kw) -> np.ndarray:
+    def grad(self, theta, /, *data, **kw) -> np.ndarray:
         """The gradient only."""
         return self.value_and_grad(theta, *data, **kw)[1]
 
-    def hvp(self, theta, v, *data, **kw) -> np.ndarray:
+    def hvp(self, theta, v, /, *data, **kw) -> np.ndarray:
         """Exact Hessian-vector product (for scipy's ``hessp=``), for any number of parameters."""
         self._pointwise_forbidden()
         dist, arrays = self._distributed(data, kw)
@@ -135,7 +135,7 @@ class CompiledFormula(_Formula):
             report(self, "Hessian-vector product", th, arrays)
         return out
 
-    def hessian(self, theta, *data, **kw) -> np.ndarray:
+    def hessian(self, theta, /, *data, **kw) -> np.ndarray:
         """Dense Hessian (only for small parameter counts)."""
         self._need_hessian()
         k = len(self.params)
@@ -190,7 +190,7 @@ class CompiledResiduals(_Formula):
     and ``jacobian(theta, *data)`` is ``jac``, both with ``args=data``.
     """
 
-    def residuals(self, theta, *data, **kw) -> np.ndarray:
+    def residuals(self, theta, /, *data, **kw) -> np.ndarray:
         """r_i(θ) for every sample: an (n,) array."""
         arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty(self._rows(arrays), dtype=self.dtype)
@@ -201,7 +201,7 @@ class CompiledResiduals(_Formula):
 
     __call__ = residuals
 
-    def jacobian(self, theta, *data, **kw) -> np.ndarray:
+    def jacobian(self, theta, /, *data, **kw) -> np.ndarray:
         """J[i, k] = ∂r_i/∂θ_k: an (n_samples, n_params) array."""
         arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty((self._rows(arrays), len(self.params)), dtype=self.dtype)
@@ -210,7 +210,7 @@ class CompiledResiduals(_Formula):
             report(self, "Jacobian", th, arrays)
         return out
 
-    def covariance(self, theta, *data, **kw) -> np.ndarray:
+    def covariance(self, theta, /, *data, **kw) -> np.ndarray:
         """The parameters' covariance s²(JᵀJ)⁻¹ at a least-squares solution θ, with
         s² = Σr²/(n − k): the standard errors NIST certifies are the square roots of its diagonal."""
         r = self.residuals(theta, *data, **kw).astype(np.float64)
