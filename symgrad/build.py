@@ -121,7 +121,9 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
     """Validate, stabilise, derive and generate a formula module: (file, params, data symbols)."""
     # elements of an expanded sum (theta[0], after .doit()) as symbols named as they print
     named = {v: sp.Symbol(str(v), real=True) for v in (*wrt, *data) if isinstance(v, sp.Indexed)}
-    expr, wrt, data = expr.xreplace(named), [named.get(v, v) for v in wrt], [named.get(v, v) for v in data]
+    if named and isinstance(expr, sp.Basic):
+        expr, wrt, data = expr.xreplace(named), [named.get(v, v) for v in wrt], [named.get(v, v) for v in data]
+    wrt, data = list(wrt), list(data)
     check_depth(expr)  # before SymPy recurses through it, or the derivation takes minutes
     check_size(expr)
     stable, variables, _, _ = prepare(expr, wrt + data)

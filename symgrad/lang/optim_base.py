@@ -121,7 +121,7 @@ class Optimizer(Printout):
         arrow, show = s.pick("←", r"\leftarrow"), s.pick(rule_text, rule_latex)
         # clipping scales the whole gradient (every parameter's) before the rules, as the kernel does
         clip = [s.eq(show(G), arrow, s.pick("g·c/(‖g‖ + 10⁻⁶) if ‖g‖ > c (c = clip_norm, ‖g‖ over all parameters)",
-                                            r"g \, \frac{c}{\lVert g \rVert + 10^{-6}} \text{ if } \lVert g \rVert > c"
+                                            r"g \, \frac{c}{\|g\| + 10^{-6}} \text{ if } \|g\| > c"
                                             r"\quad (c = \text{clip\_norm})"))] if self.clip_norm is not None else []
         return [head] + clip + [s.eq(show(target), arrow, show(expr)) for target, expr in self._display_rules()]
 
