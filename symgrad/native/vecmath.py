@@ -90,33 +90,13 @@ cos_fast = _public("cos_fast", _cos64)
 tanh = _public("tanh", _tanh64, impl32=_tanh32)
 erf = _public("erf", _erf64, inline="always", impl32=_erf32)  # too big for LLVM to inline: a call would stop vectorising
 
-def _ieee(f, at_pole: float):
-    """libm's ``f`` with the compiled code's values where libm raises: overflow is +inf (exp and
-    expm1 overflow upwards only), a pole (log 0, log1p −1) ``at_pole``, outside the domain NaN."""
-    def g(v):
-        try:
-            return f(v)
-        except OverflowError:
-            return math.inf
-        except ValueError:
-            return at_pole if v == (0.0 if f is math.log else -1.0) else math.nan
-    return g
-
-
-#: The same names bound to libm, for generated code on the Python reference path: a Piecewise
-#: branch not taken may still be evaluated there (its common subexpressions come first), so
-#: log(0) must be −inf, as compiled, not a ValueError.
-PYTHON = SimpleNamespace(exp=_ieee(math.exp, math.nan), expm1=_ieee(math.expm1, math.nan),
-                         log=_ieee(math.log, -math.inf), log1p=_ieee(math.log1p, -math.inf), tanh=math.tanh,
-                         erf=math.erf, sin_fast=_ieee(math.sin, math.nan), cos_fast=_ieee(math.cos, math.nan))
-
 #: The math functions this module replaces, by name (the printer reads it).
 NAMES: tuple[str, ...] = ("exp", "expm1", "log", "log1p", "tanh", "erf")
 #: Those valid only for |x| <= TRIG_MAX, keyed by the math function they stand for.
 TRIG: dict[str, str] = {"sin": "sin_fast", "cos": "cos_fast"}
 
 
-def _ieee_any(name: str, f):
+def _ieee(name: str, f):
     """libm's ``f`` returning what compiled code returns where libm raises: ±inf at a pole or on
     overflow (with the argument's sign for odd functions), NaN outside the domain."""
     def g(*args):
@@ -140,4 +120,10 @@ PYTHON_MATH = SimpleNamespace(**{n: getattr(math, n) for n in dir(math) if not n
 for _name in ("sqrt", "log", "log2", "log10", "log1p", "exp", "expm1", "exp2", "cosh", "sinh", "acos", "asin",
               "acosh", "atanh", "gamma", "lgamma", "pow", "sin", "cos", "tan", "fmod"):
     if hasattr(math, _name):
-        setattr(PYTHON_MATH, _name, _ieee_any(_name, getattr(math, _name)))
+        setattr(PYTHON_MATH, _name, _ieee(_name, getattr(math, _name)))
+
+#: This module's names bound to those, for generated code on the Python reference path: a
+#: Piecewise branch not taken may still be evaluated there (its common subexpressions come
+#: first), so log(0) must be −inf, as compiled, not a ValueError.
+PYTHON = SimpleNamespace(exp=PYTHON_MATH.exp, expm1=PYTHON_MATH.expm1, log=PYTHON_MATH.log, log1p=PYTHON_MATH.log1p,
+                         tanh=math.tanh, erf=math.erf, sin_fast=PYTHON_MATH.sin, cos_fast=PYTHON_MATH.cos)
