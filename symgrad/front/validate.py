@@ -11,6 +11,7 @@ from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunction
 from ..lang.constants import RuntimeConstant
 from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
 from ..lang.walk import find
+from ..runtime.assumptions import assumption_checks
 
 # MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
 # table of supported functions; the validator's other lists below are read off that table too.
@@ -202,12 +203,10 @@ def realify(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Symbol]]:
 
 def _facts(s: sp.Symbol) -> dict[str, bool]:
     """What SymPy may already have simplified with (``extended_positive=True``: sqrt(p**2) = p), so
-    that the real twin keeps it and its values are checked (runtime/assumptions.py): the strongest
-    sign (extended_positive on a real symbol is positive) and the parity or integrality."""
-    sign = next((f for f in ("zero", "positive", "negative", "nonnegative", "nonpositive", "nonzero")
-                 if getattr(s, f"is_{f}" if f == "zero" else f"is_extended_{f}") is True), None)
-    whole = next((f for f in ("even", "odd", "integer") if getattr(s, f"is_{f}") is True), None)
-    return {f: True for f in (sign, whole) if f}
+    that the real twin keeps it and its values are checked: the facts the call-time checks read
+    (runtime/assumptions.py), the strongest sign and the parity or integrality; on a real symbol
+    extended_positive is positive."""
+    return {name.removeprefix("extended_"): True for _, name, _, _ in assumption_checks([s])}
 
 
 #: The deepest formula ``compile`` derives: nesting depth costs it more than linear time (its

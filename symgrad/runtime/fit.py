@@ -145,9 +145,10 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
               "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
     metric_values(result, val, run.metrics)  # a metric that cannot take these labels fails now, not after epoch 1
     follows = _check_monitor(optimizer, val is not None)  # ReduceLROnPlateau: the next rate needs this epoch
-    per_epoch = val is not None or callbacks or progress or threshold is not None or verbose or follows
-    check_chunking(chunk_epochs, validation=val is not None, callbacks=bool(callbacks),
-                   threshold=threshold is not None, verbose=bool(verbose), ReduceLROnPlateau=follows)
+    after_each = dict(validation=val is not None, callbacks=bool(callbacks), threshold=threshold is not None,
+                      verbose=bool(verbose), ReduceLROnPlateau=follows)
+    check_chunking(chunk_epochs, **after_each)
+    per_epoch = progress or any(after_each.values())
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
     work = sample_work(spec.expr)
     kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work, theta.size, blas_threads)
