@@ -254,6 +254,12 @@ def test_bad_input_is_named_with_its_fix(client, digits, decay):
     with pytest.raises(sg.errors.DataError, match=r"row chunk 1 .*non-finite"):
         f.value_and_grad([1, 1, 0], da.from_array(np.where(np.arange(ts.size) == 600, np.inf, ts), chunks=500),
                          da.from_array(ys, chunks=500))
+    with pytest.raises(sg.errors.ShapeError, match=r"takes 2 data arrays \(\['t', 'y'\]\), got 1. Fix: pass one"):
+        f.value([1, 1, 0], da.from_array(ts, chunks=500))
+    a, b = sp.symbols("a b", real=True)
+    rosenbrock = sg.compile((1 - a) ** 2 + 100 * (b - a**2) ** 2, wrt=[a, b])
+    with pytest.raises(sg.errors.ShapeError, match="Fix: call it without Dask arrays"):
+        rosenbrock.value([0, 0], da.ones((10, 1), chunks=5))
 
 
 def test_in_memory_only_options_are_refused_with_dask(client, digits):

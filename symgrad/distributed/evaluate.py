@@ -45,10 +45,12 @@ def _on_workers(f, client):
 def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np.ndarray | None]:
     import dask
 
-    client = resolve_client(client)
     names = [str(d) for d in f.data]
     if len(data) != len(names):
-        raise ShapeError(f"expected {len(names)} data arrays ({names}), got {len(data)}")
+        fix = ("call it without Dask arrays (the formula reads no data)" if not names else
+               f"pass one Dask array per data symbol, in this order: {names}")
+        raise ShapeError(f"the formula takes {len(names)} data arrays ({names}), got {len(data)}. Fix: {fix}.")
+    client = resolve_client(client)
     blocks, _, starts = row_blocks(list(data), names)
     remote = _on_workers(f, client)
     # impure: a unique key per call. Pure keys repeat when theta repeats (a line search does
