@@ -161,7 +161,7 @@ def _explain_options(names: object, output: object, textbook: object) -> None:
 
 
 def _nonfinite_mode(mode: object) -> str:
-    """``on_nonfinite`` checked for every kind of model (the tensor path reports nothing itself)."""
+    """``on_nonfinite`` checked for every kind of model."""
     if mode not in MODES:
         raise OptionError(f"on_nonfinite={mode!r} is not one of {MODES}. Fix: 'warn' (the default: a "
                           "NonFiniteWarning naming the sample and the sub-expression), 'raise' (a "
@@ -214,7 +214,8 @@ def compile(
     if is_tensor(expr):
         check_matrix_elements(expr)  # (w.T*X)[0, 0] is expanded per element by SymPy: refuse, name sg.msum
         path, dims = tensor_module(expr, wrt, data, dt, reduction)
-        return CompiledTensor(path, wrt, data, dt, backend, loss=expr, reduction=reduction, dims=dims)
+        return CompiledTensor(path, wrt, data, dt, backend, loss=expr, reduction=reduction, dims=dims,
+                              on_nonfinite=on_nonfinite)
     check_mode(on_nonfinite)
     path, params, data_syms = formula_module(expr, wrt, data, dt, reduction, parallel)
     has_hessian = reduction != "none" and len(params) <= MAX_HESSIAN_PARAMS

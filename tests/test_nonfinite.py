@@ -98,3 +98,51 @@ def test_a_branch_not_taken_gives_no_nan_to_the_derivatives(backend):
     g = sg.compile(sp.Piecewise((sp.sqrt(x - a), x > a), (0, True)), wrt=[a], data=[x], backend=backend,
                    on_nonfinite="raise")
     assert g.grad([0.0], np.array([-1.0, 2.0]))[0] == pytest.approx(-0.25 / np.sqrt(2))
+
+
+def test_a_matrix_model_reports_its_first_bad_sample_as_on_nonfinite_says():
+    w, x = sp.MatrixSymbol("w", 3, 1), sp.MatrixSymbol("x", 3, 1)
+    X = np.ones((9, 3))
+    X[6] = [1.0, -2.0, -1.0]  # w·x = -2 there: log of a negative number
+    loss = sp.log(sg.msum(w.T * x))
+    f = sg.compile(loss, wrt=[w], data=[x], backend="python")
+    with pytest.warns(sg.NonFiniteWarning, match=r"the value is not finite: first at sample 6 \(x = \[ 1\. -2\. -1\.\]\)"):
+        v, g = f.value_and_grad(np.ones(3), X)
+    assert np.isnan(v) and np.isfinite(g).all()  # returned as computed
+    with pytest.raises(sg.errors.NonFiniteError, match="Fix: keep the data"):
+        sg.compile(loss, wrt=[w], data=[x], backend="python", on_nonfinite="raise").value(np.ones(3), X)
+    quiet = sg.compile(loss, wrt=[w], data=[x], backend="python", on_nonfinite="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(quiet.value(np.ones(3), X))
+    # a gradient that overflows where the value does not: exp(w·x) * x with w·x = 709.5
+    e = sg.compile(sp.exp(sg.msum(w.T * x)) * 1e-300, wrt=[w], data=[x], backend="python", on_nonfinite="raise")
+    with pytest.raises(sg.errors.NonFiniteError, match="the value is not finite: first at sample 0"):
+        e.value_and_grad(np.full(3, 800.0), X[:1])
+    with pytest.raises(sg.errors.NonFiniteError, match="the Hessian-vector product is not finite: first at sample 0"):
+        f2 = sg.compile(sg.msum(w.T * x) ** 3, wrt=[w], data=[x], backend="python", on_nonfinite="raise")
+        f2.hvp(np.full(3, 1e200), np.ones(3), X[:1])
+
+
+def test_float32_sums_over_many_rows_keep_float32_accuracy():
+    # a float32 running sum over 10^6 rows lost 3 digits; an oracle in float64 with math.fsum
+    n = 10**6 + 123
+    ys = np.full(n, 0.1, np.float32)
+    c, y = sp.symbols("c y", real=True)
+    f = sg.compile((c - y) ** 2, wrt=[c], data=[y], dtype="float32")
+    v, g = f.value_and_grad([0.0], ys)
+    exact = float(np.float32(0.1)) ** 2
+    assert abs(v - exact) < 1e-6 * exact and abs(g[0] + 2 * float(np.float32(0.1))) < 2e-6 * 0.2
+    # a matrix model: BLAS's float32 Xᵀ·δ over a million rows was 1e-3 off (NumPy's X.T @ d is)
+    w, x = sp.MatrixSymbol("w", 2, 1), sp.MatrixSymbol("x", 2, 1)
+    ft = sg.compile(sg.msum(sp.HadamardPower(w.T * x, 2)), wrt=[w], data=[x], dtype="float32")
+    X = np.full((n, 2), 0.1, np.float32)  # equal terms: the worst case of a running sum
+    v, g = ft.value_and_grad(np.ones(2, np.float32), X)
+    x32 = float(np.float32(0.1))
+    assert v.dtype == np.float32 and g.dtype == np.float32
+    np.testing.assert_allclose([v, *g], [4 * x32**2, 4 * x32**2, 4 * x32**2], rtol=3e-5)
+    np.testing.assert_allclose(ft.hessian(np.ones(2, np.float32), X), np.full((2, 2), 2 * x32**2), rtol=3e-5)
+    Xr = np.random.default_rng(0).uniform(0, 1, (n, 2)).astype(np.float32)
+    X64 = Xr.astype(np.float64)
+    exact = (2 * X64.sum(axis=1, keepdims=True) * X64).mean(axis=0)
+    np.testing.assert_allclose(ft.grad(np.ones(2, np.float32), Xr), exact, rtol=2e-6)

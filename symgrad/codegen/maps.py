@@ -41,11 +41,12 @@ def fill(a, v):
 
 @jit_reduce
 def vsum(a):
+    # a float64 total whatever F is: float32 running sums over many rows lose digits
     flat = a.reshape(-1)
-    s = F(0.0)
+    s = np.float64(0.0)
     for k in range(flat.shape[0]):
         s += flat[k]
-    return s
+    return F(s)
 '''
 
 def _exp_first(exprs: list[sp.Expr]) -> tuple[list[sp.Expr], list[tuple[sp.Symbol, sp.Expr]]]:
@@ -157,8 +158,9 @@ class MapKernels:
             args += [f"d{k}" for k in wanted] + consts
             lines = ["@jit", f"def {name}({', '.join(args)}):"]
             lines += self._exp_loop(node, loops, ind, first) if first else []
-            lines += [f"    acc{k} = F(0.0)" for k in summed]
-            lines += ["    total = F(0.0)", "    g = seed"] if reduced else []
+            # float64 totals (as in vsum) whatever F is
+            lines += [f"    acc{k} = np.float64(0.0)" for k in summed]
+            lines += ["    total = np.float64(0.0)", "    g = seed"] if reduced else []
             lines += loops + self._loads(node, ind)
             lines += [] if fused else [f"{ind}{py_name(OUT)} = out{oi}"]
             lines += [f"{ind}{py_name(e)} = ebuf{k}[i, 0]" for k, (e, _) in enumerate(first)]
@@ -172,8 +174,8 @@ class MapKernels:
             lines += [f"{ind}acc{k} = radd(acc{k}, g * ({f}))" if k in summed else
                       f"{ind}d{k}{_idx(node.inputs[k], node.batched)} {'=' if k in assign else '+='} g * ({f})"
                       for k, f in zip(wanted, finals)]
-            lines += [f"    d{k}[0] += acc{k}" for k in summed]
-            lines += ["    return total"] if reduced else []
+            lines += [f"    d{k}[0] += F(acc{k})" for k in summed]
+            lines += ["    return F(total)"] if reduced else []
             self.sources.append("\n".join(lines))
             self.names[key] = name
         return self.names[key]

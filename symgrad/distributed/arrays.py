@@ -82,17 +82,6 @@ def row_blocks(arrays: Sequence[object], names: Sequence[str]) -> tuple[list[tup
     return [pairs[k] for k in keep], rows, np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int).tolist()
 
 
-def combine(parts: list[tuple], mean: bool = True) -> tuple[float, np.ndarray | None]:
-    """Chunks' (rows, value, vector or None) as the value and vector of all rows: the chunks'
-    means weighted by their rows (in float64), or plain sums when ``mean`` is False."""
-    n = sum(p[0] for p in parts)
-    w = [p[0] / n if mean else 1.0 for p in parts]
-    value = float(sum(wk * p[1] for wk, p in zip(w, parts)))
-    if parts[0][2] is None:
-        return value, None
-    return value, sum(wk * p[2].astype(np.float64) for wk, p in zip(w, parts))
-
-
 def compute(client, tasks: list, what: str, retries: int = 1) -> list:
     """Run ``tasks`` (Dask delayed objects) on ``client`` and gather the results; a failure that
     is not symgrad's own (a worker lost more often than Dask retries) becomes DistributedError.

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..runtime.checks import check_vector, split_flat
-from .arrays import combine, compute, resolve_client, row_blocks
+from ..runtime.row_sums import combine
+from .arrays import compute, resolve_client, row_blocks
 from .worker import model_chunk
 
 #: Each compiled model is scattered to every worker once per client, not pickled per task.

@@ -47,9 +47,10 @@ from ..native.noise import step_key
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import data_dtype, prepare_xy
+from ..runtime.row_sums import combine
 from ..runtime.state import ModelSpec
 from ..runtime.trained import Trained
-from .arrays import combine, compute, resolve_client, row_blocks
+from .arrays import compute, resolve_client, row_blocks
 from .worker import ModuleSource, local_round, loss_grad_chunk
 
 STRATEGIES = ("sync", "local")

@@ -45,12 +45,17 @@ def report(compiled, what: str, theta: np.ndarray, arrays: Sequence[np.ndarray])
     mode = compiled.on_nonfinite
     if mode == "ignore" or compiled.expr is None:
         return
-    msg = diagnose(compiled.expr, compiled.params, compiled.data, theta, arrays, what) + (
+    emit(mode, diagnose(compiled.expr, compiled.params, compiled.data, theta, arrays, what), stacklevel=4)
+
+
+def emit(mode: str, found: str, stacklevel: int) -> None:
+    """Warn or raise (``mode``) that ``found``, with the fix."""
+    msg = found + (
         ". Fix: keep the data and parameters inside the formula's domain (log and sqrt of positive values, no "
         "division by zero, exp of moderate arguments), or pass on_nonfinite='ignore' to sg.compile to accept it")
     if mode == "raise":
         raise NonFiniteError(msg)
-    warnings.warn(msg, NonFiniteWarning, stacklevel=3)
+    warnings.warn(msg, NonFiniteWarning, stacklevel=stacklevel)
 
 
 def _fn(e: sp.Expr, symbols: list[sp.Symbol]):

@@ -10,6 +10,7 @@ import sympy as sp
 
 from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
+from . import nonfinite, row_sums
 from .base import Compiled
 from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, is_dask, split_flat
 from .memory import keep_freed_memory
@@ -30,9 +31,9 @@ class CompiledTensor(Compiled):
     """
 
     def __init__(self, path: Path, params, data, dtype: str, backend: str, *, loss=None, reduction="mean",
-                 dims: np.ndarray | None = None):
+                 dims: np.ndarray | None = None, on_nonfinite: str = "warn"):
         super().__init__(path, params, data, dtype, reduction, backend, dims)
-        self.loss = loss
+        self.loss, self.on_nonfinite = loss, on_nonfinite
         self._hvp_mod = None  # built on the first hvp call
         keep_freed_memory()  # repeated calls reuse the pages of their temporaries (runtime/memory.py)
         self.shapes = [_shape(p) for p in self.params]
@@ -85,7 +86,7 @@ class CompiledTensor(Compiled):
 
             return evaluate.value(self, theta, *data)
         ps, _ = self.unpack(theta)
-        return self._mod.loss(*ps, *self.prepare_data(data))
+        return self._summed("value", lambda block, _: self._mod.loss(*ps, *block), self.prepare_data(data))[0]
 
     def value_and_grad(self, theta, *data):
         if any(is_dask(d) for d in data):
@@ -96,9 +97,39 @@ class CompiledTensor(Compiled):
         flat = th is not None
         if not flat:
             th = np.concatenate([p.ravel() for p in self.unpack(theta)[0]])
-        g = np.empty(sum(self.sizes), dtype=self.dtype)  # loss_grad takes flat buffers
-        v = self._mod.loss_grad(th, *self.prepare_data(data), g)
+        v, g = self._summed("gradient", lambda block, g: self._mod.loss_grad(th, *block, g),  # flat buffers
+                            self.prepare_data(data), th.size)
         return v, (g if flat else split_flat(g, self.shapes))
+
+    def _summed(self, what: str, fn, arrays: list[np.ndarray], k: int = 0) -> tuple[float, np.ndarray | None]:
+        """``fn(block, out)``'s value and vector (of ``k`` numbers) over all rows, in float32 by
+        blocks (runtime/row_sums.py); a NaN or Inf is reported as ``on_nonfinite`` says."""
+        def run(block):
+            out = np.empty(k, dtype=self.dtype) if k else None
+            return fn(block, out), out
+
+        parts = [(rows, *run(block)) for rows, block in row_sums.blocks(arrays, self.dtype)]
+        v, vec = row_sums.combine(parts, mean=(self.reduction == "mean")) if len(parts) > 1 else parts[0][1:]
+        v, vec = self.dtype.type(v), (None if vec is None else vec.astype(self.dtype))
+        if not (np.isfinite(v) and (vec is None or np.isfinite(vec).all())):
+            self._report("value" if not np.isfinite(v) else what, run, arrays)
+        return v, vec
+
+    def _report(self, what: str, run, arrays: list[np.ndarray]) -> None:
+        mode = getattr(self, "on_nonfinite", "warn")  # pickled before the option existed
+        if mode == "ignore":
+            return
+        def bad(lo: int, hi: int) -> bool:
+            v, vec = run([a[lo:hi] for a in arrays])
+            return not np.isfinite(v if what == "value" else vec).all()
+
+        row = row_sums.first_bad(len(arrays[0]), bad) if arrays else None
+        if row is None:
+            where = "at these parameters" if not arrays else "every sample's term is finite, but their sum overflowed"
+        else:
+            shown = ", ".join(f"{d} = {np.array2string(a[row].ravel()[:6], precision=4)}" for d, a in zip(self.data, arrays))
+            where = f"first at sample {row} ({shown})"
+        nonfinite.emit(mode, f"the {what} is not finite: {where}", stacklevel=5)
 
     def grad(self, theta, *data):
         return self.value_and_grad(theta, *data)[1]
@@ -153,7 +184,12 @@ class CompiledTensor(Compiled):
 
             path, dims = tensor_module(self.loss, self.params, self.data, self.dtype.name, self.reduction, hvp=True)
             self._hvp_mod = jit.load(path, jit=(self.backend == "numba"), dims=dims)
-        k = theta.size
-        g = np.empty(2 * k, dtype=self.dtype)  # (H v, ∇f): the directions are parameters too
-        self._hvp_mod.loss_grad(np.concatenate([theta, v]), *data, g)
-        return g[:k].copy()
+        k, both = theta.size, np.concatenate([theta, v])  # the directions are parameters too
+
+        def fn(block, out):
+            g = np.empty(2 * k, dtype=self.dtype)  # (H v, ∇f)
+            self._hvp_mod.loss_grad(both, *block, g)
+            out[:] = g[:k]
+            return 0.0  # the value is value()'s to report
+
+        return self._summed("Hessian-vector product", fn, data, k)[1]
