@@ -179,3 +179,34 @@ def test_formulas_at_with_a_params_dict_names_what_is_missing():
         sg.formulas(net, "mse", at=({"W1": np.ones((3, 2)), "Wx": np.ones(1)}, [1.0, 2.0], 1.0))
     params = dict(zip(["W1", "b1", "W2", "b2"], net.init_params(seed=0)))
     assert "ℓ = " in str(sg.formulas(net, "mse", at=(params, [1.0, 2.0], 1.0)))
+
+
+def test_unevaluated_and_complex_forms_are_refused_not_differentiated_wrongly():
+    # d/da Subs(a**2*t, t, 2) came back as 2*a*t (SymPy's diff does not see through Subs); the
+    # others raised SymPy's own errors, or NameError at the first call
+    from symgrad.errors import DtypeError, UnsupportedFunctionError, UnsupportedModelError
+
+    a, t = sp.symbols("a t", real=True)
+    refused = {
+        sp.Subs(a**2 * t, t, 2): "Subs in .* Fix: call .doit",
+        sp.Limit(a * t, t, 2): "Limit in .* Fix: call .doit",
+        sp.UnevaluatedExpr(a**2) * a: "UnevaluatedExpr",
+        sp.Lambda(a, a**2): "Lambda",
+        a + sp.O(t): r"Order in .* Fix: drop it with .removeO\(\)",
+        sp.CRootOf(t**5 + t + 1, 0) * a: r"ComplexRootOf .* Fix: replace it by its value \(.evalf\(\)\)",
+        sp.Piecewise((a, sp.Contains(a, sp.Interval(0, 1))), (0, True)): r"the condition Contains.* \(0 <= a\) & \(a <= 1\)",
+        sp.Integer(10**400) * a: "beyond float64's range",
+        a ** (2**53 + 1): r"beyond 2\*\*53",
+    }
+    for expr, match in refused.items():
+        with pytest.raises(UnsupportedFunctionError, match=match):
+            sg.grad(expr, a)
+        with pytest.raises(UnsupportedFunctionError, match=match):
+            sg.compile(expr, wrt=[a], data=[t] if t in expr.free_symbols else [], backend="python")
+    # (-2)**a is real at integer a, but its derivative is complex: the Python path returned its real part
+    for expr in ((-2) ** a, sp.sqrt(-(a**2) - 1)):
+        with pytest.raises(UnsupportedModelError, match=r"complex \(it holds I\).*Fix: write a real formula"):
+            sg.compile(expr, wrt=[a], backend="python")
+    assert sg.grad(sp.Subs(a**2 * t, t, 2).doit(), a) == 4 * a
+    with pytest.raises(DtypeError, match="theta holds complex numbers.*Fix"):
+        sg.compile(a**2, wrt=[a], backend="python").value_and_grad(np.array([1 + 5j]))

@@ -15,6 +15,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
+from ..errors import UnsupportedModelError
 from ..lang.math_functions import MATH, MATH_FUNCS, TABLE
 from ..lang.ops import OPS, AfterExp
 from ..native import vecmath
@@ -51,6 +52,14 @@ class NumbaPrinter(PythonCodePrinter):
         return f"F({float(e)!r})"
 
     _print_Pi = _print_Exp1 = _print_NumberSymbol
+
+    def _print_ImaginaryUnit(self, e):
+        # the formula is real, but a derivative is not: (-2)**x has d/dx (-2)**x*(log(2) + I*pi)
+        raise UnsupportedModelError(
+            "a derivative of the formula is complex (it holds I), and compiled code is real arithmetic: a "
+            "negative constant raised to a symbolic power, (-2)**x, or the root of an expression that is "
+            "never positive, sqrt(-x**2 - 1), give one. Fix: write a real formula, e.g. 2**x, or "
+            "(-1)**n*2**x with n integer data.")
 
     def _print_Half(self, e):
         return "F(0.5)"

@@ -41,6 +41,16 @@ def check_functions(expr: sp.Basic) -> None:
                 f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
                 "arithmetic. Fix: write the formula with finite real constants (split complex "
                 "quantities into real and imaginary parts, each its own expression).")
+        if node.is_Number and (abs(float(node)) == float("inf") or node != 0 and float(node) == 0):
+            raise UnsupportedFunctionError(
+                f"the constant {sp.N(node, 3)} in {expr} is beyond float64's range (it would compile as "
+                f"{float(node)}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
+        if isinstance(node, sp.Pow) and node.exp.is_Integer and abs(node.exp) > 2**53:
+            # a float exponent: odd and even powers of -1 are the same number beyond 2**53
+            raise UnsupportedFunctionError(
+                f"the exponent of {node} in {expr} is beyond 2**53, where floating point loses its parity "
+                "(and x**k is 0, 1 or infinite unless |x| = 1). Fix: write the power you mean, e.g. with a "
+                "smaller exponent or sign(x)*Abs(x)**k.")
         if isinstance(node, sp.Piecewise) and node.args[-1].cond != True:  # noqa: E712 - SymPy's true
             raise UnsupportedFunctionError(
                 f"{node} has no final (value, True) branch, so it is undefined where no condition "
@@ -59,11 +69,29 @@ def check_functions(expr: sp.Basic) -> None:
                 f"Supported: {', '.join(SUPPORTED_NAMES)}. "
                 "Fix: rewrite it with these, or define it as a SymPy expression of them."
             )
-        if isinstance(node, (sp.Derivative, sp.Integral, sp.Sum, sp.Product)):
+        if isinstance(node, (sp.Derivative, sp.Integral, sp.Sum, sp.Product)) or _unevaluated(node):
+            # Subs, Limit, Order, Lambda, RootOf, UnevaluatedExpr: SymPy's own diff sees through
+            # none of them, so a derivative would be silently wrong (d/da Subs(a**2*t, t, 2) = 2*a*t)
+            fix = ("drop it with .removeO()" if isinstance(node, sp.Order) else "replace it by its value (.evalf())"
+                   if isinstance(node, sp.RootOf) else "call .doit() first or write the expression in closed form")
+            raise UnsupportedFunctionError(f"{type(node).__name__} in {expr} is not supported. Fix: {fix}.")
+        if isinstance(node, sp.logic.boolalg.Boolean) and not isinstance(node, (sp.Expr, *_CONDITIONS)):
             raise UnsupportedFunctionError(
-                f"{type(node).__name__} in {expr} is not supported. Fix: call .doit() first "
-                "or write the expression in closed form."
-            )
+                f"the condition {node} in {expr} is not supported. Fix: write it with comparisons joined by "
+                "& | ~, e.g. (0 <= a) & (a <= 1) instead of Contains(a, Interval(0, 1)).")
+
+
+#: The expression nodes compiled code is made of (besides the functions of the table).
+_EXPR_NODES = (sp.Add, sp.Mul, sp.Pow, sp.core.function.Application, sp.Indexed, sp.Idx,
+               sp.IndexedBase, MatrixElement, sp.MatrixExpr)
+#: Conditions (of a Piecewise): comparisons and their logic.
+_CONDITIONS = (sp.core.relational.Relational, sp.logic.boolalg.BooleanAtom, sp.And, sp.Or, sp.Not, sp.Xor,
+               sp.ITE)
+
+
+def _unevaluated(node: sp.Basic) -> bool:
+    """An expression node that is none of the compiled ones: an unevaluated operation."""
+    return isinstance(node, sp.Expr) and not node.is_Atom and not isinstance(node, _EXPR_NODES)
 
 
 def check_scalar(expr: object, what: str = "loss") -> sp.Expr:

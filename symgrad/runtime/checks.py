@@ -121,6 +121,9 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     """A flat parameter-like vector of length ``n`` (params are converted, not refused:
     optimizers such as scipy's always hand us float64)."""
     _refuse_none(x, what)
+    if np.iscomplexobj(x):  # the conversion would drop the imaginary parts with only NumPy's warning
+        raise DtypeError(f"{what} holds complex numbers; symgrad computes with real ones. Fix: pass real numbers, "
+                         f"one per parameter ({n}); model a complex quantity by its real and imaginary parts.")
     try:
         arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
     except (TypeError, ValueError) as exc:
