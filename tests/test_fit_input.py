@@ -161,3 +161,26 @@ def test_validation_must_be_a_pair(binary):
     net, X, Y = binary
     with pytest.raises(OptionError, match=r"validation= takes a pair \(X_val, Y_val\)"):
         sg.fit(net, "bce", X, Y, validation=(X,), **PY)
+
+
+def test_softmax_targets_are_distributions_and_need_two_outputs():
+    # 2·one-hot trained silently on logsumexp(z) - y·z, which is not the cross-entropy there:
+    # 1.87 where torch's cross_entropy gives 3.02
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
+    net = MLP([3, 4, 3])
+    for bad in (2 * np.eye(3)[y], -np.eye(3)[y], np.eye(3)[y] + 1e-3):
+        with pytest.raises(TargetError, match=r"is not a distribution over the classes.*Fix: one-hot rows"):
+            sg.fit(net, "softmax_cross_entropy", X, bad, epochs=1, backend="python")
+    soft = np.full((20, 3), 1 / 3, dtype=np.float32)  # float32 rounding of a uniform row is accepted
+    m = sg.fit(net, "softmax_cross_entropy", X.astype(np.float32), soft, epochs=0, backend="python")
+    z = m.predict(X.astype(np.float32)).astype(np.float64)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    assert abs(m.evaluate(X.astype(np.float32), soft)["loss"] - np.mean(lse - z.mean(1))) < 1e-5
+    with pytest.raises(ShapeError, match=r"needs at least 2 outputs.*Fix: 'bce' for one output"):
+        sg.fit(MLP([3, 4, 1]), "softmax_cross_entropy", X, (y > 0).astype(int), epochs=1, backend="python")
+    with pytest.raises(ShapeError, match=r"Y has 1 columns.*Fix: pass the class labels as a 1-D array \(Y.ravel\(\)\)"):
+        sg.fit(net, "softmax_cross_entropy", X, y[:, None], epochs=1, backend="python")
+    reg = sg.fit(MLP([3, 2, 1]), "mse", X, y.astype(float), epochs=1, backend="python")
+    with pytest.raises(OptionError, match=r"regression loss 'mse'.*Fix: model.predict\(X\)"):
+        reg.predict_class(X[:2])

@@ -181,6 +181,13 @@ def test_partial_fit_and_warm_start_continue_exactly(iris):
         MLPClassifier(**FAST).partial_fit(X, y)
     with pytest.raises(ValueError, match="4 features"):
         parts.partial_fit(X[:, :3], y)
+    # new labels raised LabelEncoder's own ValueError: invalid literal for int() with base 10: 'a'
+    for call in (warm.fit, parts.partial_fit):
+        with pytest.raises(ValueError, match=r"labels \['a', 'b'\] that the first fit did not have.*Fix: fit afresh"):
+            call(X[:20], np.array(["a", "b"] * 10))
+    # NumPy numbers, as grids make them, are numbers
+    grid = MLPClassifier(np.array([8]), **{**FAST, "learning_rate_init": np.float32(0.01)}).fit(X, y)
+    assert grid.trained_.model.params[0].shape == (8, 4)
 
 
 def test_regressor_shapes_and_multi_output():

@@ -12,6 +12,7 @@ from ..lang.constants import RuntimeConstant
 from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
 from ..lang.walk import find
 from ..runtime.assumptions import assumption_checks
+from .forms import check_form
 
 # MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
 # table of supported functions; the validator's other lists below are read off that table too.
@@ -28,33 +29,10 @@ _STRUCTURAL = tuple(dict.fromkeys(
 SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(e.name for e in TABLE if e.kind != COMPOSITE))
 
 
-_NOT_REAL = (sp.I, sp.oo, -sp.oo, sp.zoo, sp.nan)
-
-
 def check_functions(expr: sp.Basic) -> None:
     """Raise UnsupportedFunctionError for any function the codegen cannot emit."""
     for node in sp.preorder_traversal(expr):
-        if node.is_Atom and (node in _NOT_REAL or node.is_number and node.is_extended_real is False):
-            # compiled code is real arithmetic: I would be silently dropped by the Python backend
-            # (a wrong gradient) and oo/nan fail inside the generated code
-            raise UnsupportedFunctionError(
-                f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
-                "arithmetic. Fix: write the formula with finite real constants (split complex "
-                "quantities into real and imaginary parts, each its own expression).")
-        if node.is_Number and (abs(float(node)) == float("inf") or node != 0 and float(node) == 0):
-            raise UnsupportedFunctionError(
-                f"the constant {sp.N(node, 3)} in {expr} is beyond float64's range (it would compile as "
-                f"{float(node)}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
-        if isinstance(node, sp.Pow) and node.exp.is_Integer and abs(node.exp) > 2**53:
-            # a float exponent: odd and even powers of -1 are the same number beyond 2**53
-            raise UnsupportedFunctionError(
-                f"the exponent of {node} in {expr} is beyond 2**53, where floating point loses its parity "
-                "(and x**k is 0, 1 or infinite unless |x| = 1). Fix: write the power you mean, e.g. with a "
-                "smaller exponent or sign(x)*Abs(x)**k.")
-        if isinstance(node, sp.Piecewise) and node.args[-1].cond != True:  # noqa: E712 - SymPy's true
-            raise UnsupportedFunctionError(
-                f"{node} has no final (value, True) branch, so it is undefined where no condition "
-                "holds. Fix: add one, e.g. Piecewise(..., (0, True)).")
+        check_form(node, expr)
         if isinstance(node, sp.Function) or isinstance(node, sp.core.function.AppliedUndef):
             f = type(node)
             if f in MATH_FUNCS or f in _OPS or issubclass(f, (*_STRUCTURAL, RuntimeConstant)):
@@ -69,29 +47,6 @@ def check_functions(expr: sp.Basic) -> None:
                 f"Supported: {', '.join(SUPPORTED_NAMES)}. "
                 "Fix: rewrite it with these, or define it as a SymPy expression of them."
             )
-        if isinstance(node, (sp.Derivative, sp.Integral, sp.Sum, sp.Product)) or _unevaluated(node):
-            # Subs, Limit, Order, Lambda, RootOf, UnevaluatedExpr: SymPy's own diff sees through
-            # none of them, so a derivative would be silently wrong (d/da Subs(a**2*t, t, 2) = 2*a*t)
-            fix = ("drop it with .removeO()" if isinstance(node, sp.Order) else "replace it by its value (.evalf())"
-                   if isinstance(node, sp.RootOf) else "call .doit() first or write the expression in closed form")
-            raise UnsupportedFunctionError(f"{type(node).__name__} in {expr} is not supported. Fix: {fix}.")
-        if isinstance(node, sp.logic.boolalg.Boolean) and not isinstance(node, (sp.Expr, *_CONDITIONS)):
-            raise UnsupportedFunctionError(
-                f"the condition {node} in {expr} is not supported. Fix: write it with comparisons joined by "
-                "& | ~, e.g. (0 <= a) & (a <= 1) instead of Contains(a, Interval(0, 1)).")
-
-
-#: The expression nodes compiled code is made of (besides the functions of the table).
-_EXPR_NODES = (sp.Add, sp.Mul, sp.Pow, sp.core.function.Application, sp.Indexed, sp.Idx,
-               sp.IndexedBase, MatrixElement, sp.MatrixExpr)
-#: Conditions (of a Piecewise): comparisons and their logic.
-_CONDITIONS = (sp.core.relational.Relational, sp.logic.boolalg.BooleanAtom, sp.And, sp.Or, sp.Not, sp.Xor,
-               sp.ITE)
-
-
-def _unevaluated(node: sp.Basic) -> bool:
-    """An expression node that is none of the compiled ones: an unevaluated operation."""
-    return isinstance(node, sp.Expr) and not node.is_Atom and not isinstance(node, _EXPR_NODES)
 
 
 def check_scalar(expr: object, what: str = "loss") -> sp.Expr:

@@ -126,17 +126,24 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
         raise DataError(f"{names[0]} has no rows. Fix: pass at least one sample.")
     if loss_name in TOKEN_LOSSES:
         return X, _token_targets(Y, len(X), positions, n_out // positions, dtype, names)
+    if loss_name in CLASS_LOSSES and n_out < 2:  # the softmax of one logit is 1, whatever it is
+        raise ShapeError(f"the {loss_name!r} loss needs at least 2 outputs (classes); the model has 1. Fix: "
+                         "'bce' for one output (a binary label), or a model with one output per class.")
     Y = as_data(Y, names[1])
     if Y.ndim == 0 or len(X) != len(Y):
         raise DataError(f"{names[0]} has {len(X)} rows but {names[1]} has {len(Y) if Y.ndim else 'none'}. "
                         "Fix: one target row per sample.")
     Y = _targets(Y, loss_name, n_out, dtype, names[1])
     if Y.shape[1] != n_out:
-        raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs. Fix: one "
-                         f"target column per output ({n_out}), or a model with {Y.shape[1]} outputs.")
+        fix = (f"pass the class labels as a 1-D array ({names[1]}.ravel()), or one-hot rows of {n_out}"
+               if loss_name in CLASS_LOSSES and Y.shape[1] == 1 else
+               f"one target column per output ({n_out}), or a model with {Y.shape[1]} outputs")
+        raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs. Fix: {fix}.")
     check_finite(Y, names[1])
     if loss_name in BINARY_LOSSES:
         _check_unit_interval(Y, names[1])
+    if loss_name in CLASS_LOSSES:
+        _check_distributions(Y, names[1])
     return X, np.ascontiguousarray(Y)
 
 
@@ -214,6 +221,21 @@ def _check_unit_interval(Y: np.ndarray, what: str) -> None:
         raise TargetError(f"{what} holds values in [{lo:g}, {hi:g}], but the binary cross-entropy ('bce') "
                           f"needs targets in [0, 1] (labels 0/1, or probabilities). Fix: for -1/+1 "
                           f"labels pass ({what} > 0).astype(float); for other targets use 'mse'.")
+
+
+def _check_distributions(Y: np.ndarray, what: str) -> None:
+    """Target rows of the softmax cross-entropy are distributions: the fused loss is
+    logsumexp(z) - y·z, -Σ y log softmax(z) only where the row sums to 1 (2·onehot gave 1.87
+    where torch's cross_entropy gives 3.02). The tolerance admits float32 rounding of
+    label-smoothed or teacher probabilities."""
+    sums = Y.sum(axis=1, dtype=np.float64)
+    bad = np.flatnonzero((np.abs(sums - 1) > 1e-5) | (Y < 0).any(axis=1))
+    if len(bad):
+        r = int(bad[0])
+        raise TargetError(f"{what}[{r}] = {np.array2string(Y[r][:8], precision=4)} is not a distribution over the "
+                          f"classes (entries >= 0 summing to 1; it sums to {sums[r]:.6g}), and the softmax "
+                          "cross-entropy needs one. Fix: one-hot rows, class labels as a 1-D array, or "
+                          f"probabilities normalised by {what} / {what}.sum(axis=1, keepdims=True).")
 
 
 def split_validation(X, Y, validation, fraction):

@@ -20,12 +20,12 @@ from .base import html_table, latex_block
 from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, TOKEN_LOSSES, prepare_x, prepare_xy
 from .state import ModelSpec, StoredLoss, TrainState
 
-# Rows per native call of predict/evaluate: the forward pass holds every layer's (rows, width)
-# activations at once, so one call over 1e6 rows grew memory by ~1 GB. Measured (one thread,
-# 262k rows, 50-w-w-1 ReLU nets, CPU time per predict): 4096 rows was within 10% of the fastest
-# of 2048-262144 for w = 8, 64, 256 (float64) and 64 (float32); at 16384+ rows activations leave the cache
-# and each call page-faults them in afresh (w=256: 1.3 s at 4096 rows, 2.9 s at 16384, 1e6 faults
-# at w=512), and at w = 8 a call costs ~20 µs, so 1e6 rows in 4096-row calls add ~5 ms.
+# Rows per native call of predict/evaluate: a forward pass holds every layer's (rows, width) activations,
+# so one call over 1e6 rows grew memory by ~1 GB. Measured (one thread, 262k rows, 50-w-w-1 ReLU nets,
+# CPU time per predict): 4096 rows was within 10% of the fastest of 2048-262144 for w = 8, 64, 256
+# (float64) and 64 (float32); at 16384+ rows activations leave the cache and each call page-faults them
+# in afresh (w=256: 1.3 s at 4096 rows, 2.9 s at 16384, 1e6 faults at w=512), and at w = 8 a call costs
+# ~20 µs, so 1e6 rows in 4096-row calls add ~5 ms.
 PREDICT_ROWS = 4096
 
 
@@ -36,14 +36,11 @@ class _ClassOrInstance:
         self.on_class, self.on_instance = on_class, on_instance
 
     def __get__(self, obj, cls):
-        if obj is None:
-            return self.on_class
-        return self.on_instance.__get__(obj, cls)
+        return self.on_class if obj is None else self.on_instance.__get__(obj, cls)
 
 
 def _load_file(path: str) -> Trained:
-    """A saved model, rebuilt (see :func:`symgrad.runtime.persist.load`)."""
-    from .persist import load
+    from .persist import load  # a saved model, rebuilt (persist imports this module)
 
     return load(path)
 
@@ -70,8 +67,7 @@ class Trained:
         """The generated module (predict, loss, train_chunk), loaded on first use."""
         if self._module is None:
             if self.model is None:
-                raise OptionError("this Trained keeps no network to build its code from. Fix: make it "
-                                  "with sg.fit or sg.load.")
+                raise OptionError("this Trained keeps no network to build its code from. Fix: sg.fit or sg.load it.")
             from ..build import training_module  # the build recipes sit above the runtime
 
             path, _, _, dims = training_module(self.model, self.loss, self.optimizer, self.dtype.name)
@@ -101,6 +97,9 @@ class Trained:
         """Class indices (softmax), shape (n,); 0/1 labels (binary cross-entropy: logit > 0), shape
         (n,) for one output and (n, k) for k (multi-label, as ``evaluate``'s accuracy counts them);
         for a language model, the likeliest next token at each position, shape (n, T)."""
+        if self._loss_name in REGRESSION_LOSSES:  # thresholded, its outputs would be invented classes
+            raise OptionError(f"predict_class: this model was trained on the regression loss {self._loss_name!r}; "
+                              "its outputs are values, not classes. Fix: model.predict(X).")
         if self._loss_name in TOKEN_LOSSES:
             return self.predict(X).argmax(axis=2)
         out = self._outputs(X)

@@ -5,7 +5,7 @@ loss, and how targets (and weights) become the arrays ``sg.fit`` trains on.
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -90,7 +90,7 @@ class SymgradBase(BaseEstimator):
                              "(minibatch gradient methods; there is no 'lbfgs'), or an sg.optim object "
                              "such as sg.optim.Adam(lr=0.01).")
         lr = self.learning_rate_init
-        if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        if not (isinstance(lr, Real) and not isinstance(lr, bool) and np.isfinite(lr) and lr > 0):
             raise ValueError(f"learning_rate_init={lr!r}: use a number > 0.")
         return known[name](lr=float(lr))
 
@@ -130,6 +130,8 @@ def mlp(hidden_layer_sizes, activation, n_in: int, n_out: int) -> MLP:
     """The MLP of scikit-learn's parameters: hidden sizes (an int or a sequence) and the
     activation of the hidden layers (scikit-learn's names, symgrad's, or a function)."""
     hidden = [hidden_layer_sizes] if _count(hidden_layer_sizes, 1) else hidden_layer_sizes
+    if isinstance(hidden, np.ndarray) and hidden.ndim == 1:  # np.arange(...) in a grid search
+        hidden = hidden.tolist()
     if not (isinstance(hidden, (list, tuple)) and all(_count(h, 1) for h in hidden)):
         raise ValueError(f"hidden_layer_sizes={hidden_layer_sizes!r}: use a tuple of layer widths "
                          ">= 1, e.g. (100,) or (64, 32).")

@@ -102,6 +102,12 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
             if len(self.classes_) < 2:
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y holds 1 "
                                  f"class ({self.classes_[0]!r}).")
+        unseen = set(np.unique(y).tolist()) - set(self.classes_.tolist())
+        if unseen:  # LabelEncoder's own error was int('a')'s, for text labels after numbers
+            raise ValueError(f"y holds labels {sorted(map(str, unseen))} that the first fit did not have "
+                             f"({self.classes_.tolist()}); warm_start and partial_fit continue with the "
+                             "same classes. Fix: fit afresh (warm_start=False), or pass every label to the "
+                             "first call (partial_fit's classes=).")
         enc = LabelEncoder()
         enc.classes_ = self.classes_
         idx = enc.transform(y)

@@ -1,0 +1,67 @@
+"""Checks of single nodes of a user expression, besides its functions (``validate.check_functions``):
+real finite constants, exponents floating point can hold, a Piecewise defined everywhere, and no
+unevaluated SymPy operation (``Subs``, ``Limit``, ...) that a derivative would not see through.
+
+>>> a, t = sp.symbols("a t", real=True)
+>>> check_form(a**2, a**2)
+>>> check_form(sp.Subs(a**2 * t, t, 2), a)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+symgrad.errors.UnsupportedFunctionError: Subs in a is not supported. Fix: call .doit() first ...
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+from ..errors import UnsupportedFunctionError
+
+_NOT_REAL = (sp.I, sp.oo, -sp.oo, sp.zoo, sp.nan)
+
+#: The expression nodes compiled code is made of (besides the functions of the table).
+_EXPR_NODES = (sp.Add, sp.Mul, sp.Pow, sp.core.function.Application, sp.Indexed, sp.Idx,
+               sp.IndexedBase, MatrixElement, sp.MatrixExpr)
+#: Conditions (of a Piecewise): comparisons and their logic.
+_CONDITIONS = (sp.core.relational.Relational, sp.logic.boolalg.BooleanAtom, sp.And, sp.Or, sp.Not, sp.Xor,
+               sp.ITE)
+
+
+def _unevaluated(node: sp.Basic) -> bool:
+    """An expression node that is none of the compiled ones: an unevaluated operation."""
+    return isinstance(node, sp.Expr) and not node.is_Atom and not isinstance(node, _EXPR_NODES)
+
+
+def check_form(node: sp.Basic, expr: sp.Basic) -> None:
+    """Raise UnsupportedFunctionError if ``node`` (a node of ``expr``) cannot be compiled as it is."""
+    if node.is_Atom and (node in _NOT_REAL or node.is_number and node.is_extended_real is False):
+        # compiled code is real arithmetic: I would be silently dropped by the Python backend
+        # (a wrong gradient) and oo/nan fail inside the generated code
+        raise UnsupportedFunctionError(
+            f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
+            "arithmetic. Fix: write the formula with finite real constants (split complex "
+            "quantities into real and imaginary parts, each its own expression).")
+    if node.is_Number and (abs(float(node)) == float("inf") or node != 0 and float(node) == 0):
+        raise UnsupportedFunctionError(
+            f"the constant {sp.N(node, 3)} in {expr} is beyond float64's range (it would compile as "
+            f"{float(node)}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
+    if isinstance(node, sp.Pow) and node.exp.is_Integer and abs(node.exp) > 2**53:
+        # a float exponent: odd and even powers of -1 are the same number beyond 2**53
+        raise UnsupportedFunctionError(
+            f"the exponent of {node} in {expr} is beyond 2**53, where floating point loses its parity "
+            "(and x**k is 0, 1 or infinite unless |x| = 1). Fix: write the power you mean, e.g. with a "
+            "smaller exponent or sign(x)*Abs(x)**k.")
+    if isinstance(node, sp.Piecewise) and node.args[-1].cond != True:  # noqa: E712 - SymPy's true
+        raise UnsupportedFunctionError(
+            f"{node} has no final (value, True) branch, so it is undefined where no condition "
+            "holds. Fix: add one, e.g. Piecewise(..., (0, True)).")
+    if isinstance(node, (sp.Derivative, sp.Integral, sp.Sum, sp.Product)) or _unevaluated(node):
+        # Subs, Limit, Order, Lambda, RootOf, UnevaluatedExpr: SymPy's own diff sees through
+        # none of them, so a derivative would be silently wrong (d/da Subs(a**2*t, t, 2) = 2*a*t)
+        fix = ("drop it with .removeO()" if isinstance(node, sp.Order) else "replace it by its value (.evalf())"
+               if isinstance(node, sp.RootOf) else "call .doit() first or write the expression in closed form")
+        raise UnsupportedFunctionError(f"{type(node).__name__} in {expr} is not supported. Fix: {fix}.")
+    if isinstance(node, sp.logic.boolalg.Boolean) and not isinstance(node, (sp.Expr, *_CONDITIONS)):
+        raise UnsupportedFunctionError(
+            f"the condition {node} in {expr} is not supported. Fix: write it with comparisons joined by "
+            "& | ~, e.g. (0 <= a) & (a <= 1) instead of Contains(a, Interval(0, 1)).")
