@@ -111,3 +111,25 @@ def test_check_grads_checks_a_residual_models_jacobian():
     wrong.jacobian = lambda th, *d: 1.01 * r.jacobian(th, *d)  # a Jacobian 1% off fails
     with pytest.raises(AssertionError):
         sg.check_grads(wrong, [2.0, 0.5], xs, np.sin(xs))
+
+
+def test_a_zero_gradient_is_checked_against_the_differences_own_uncertainty():
+    # at a minimum the central difference is all truncation and rounding error (1.2e-12 at
+    # Rosenbrock's, against an exact 0): a pure relative error called it a 100% disagreement
+    u, v = sp.symbols("u v", real=True)
+    rosen = sg.compile((1 - u) ** 2 + 100 * (v - u**2) ** 2, wrt=[u, v], backend="python")
+    assert sg.check_grads(rosen, [1.0, 1.0]).ok
+
+    class Shifted:  # the same function with a gradient off by 1e-7 plus 1e-8 of itself: still caught
+        dtype, reduction = rosen.dtype, "mean"
+        value = staticmethod(rosen.value)
+
+        @staticmethod
+        def value_and_grad(th):
+            val, g = rosen.value_and_grad(th)
+            return val, g * (1 + 1e-8) + 1e-7
+
+    with pytest.raises(sg.GradientCheckError, match="FAILED"):
+        sg.check_grads(Shifted(), [1.0, 1.0])
+    with pytest.raises(sg.GradientCheckError, match="FAILED"):
+        sg.check_grads(Shifted(), [-1.2, 1.0], rtol=1e-9)
