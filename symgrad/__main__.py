@@ -36,7 +36,7 @@ def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:
             raise SymgradError(f"{expr} has no variables to differentiate. Fix: pass an expression with a variable")
         return found
     out = []
-    for w in wrt:
+    for w in (name for spec in wrt for name in spec.replace(",", " ").split()):  # --wrt x,y is --wrt x --wrt y
         v = parse_expr(w)
         if not isinstance(v, sp.Symbol):
             raise ParseError(f"--wrt expects a variable name, got {w!r}. Fix: e.g. --wrt x")
@@ -50,6 +50,8 @@ def _variables(expr: sp.Expr, wrt: Sequence[str] | None) -> list[sp.Symbol]:
                                f"Fix: {fix}")
         if v not in out:
             out.append(v)
+    if not out:
+        raise ParseError(f"--wrt {' '.join(map(repr, wrt))} names no variable. Fix: e.g. --wrt x, or --wrt x,y")
     return out
 
 
@@ -173,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.run(args)
     except SymgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RecursionError:  # SymPy's printers recurse too: a derivative of 199 nested sin()s
+        print(f"error: the expression is nested too deeply for SymPy's recursive algorithms under Python's "
+              f"recursion limit ({sys.getrecursionlimit()}). Fix: split it into parts, or derive it in Python "
+              "after sys.setrecursionlimit, at your own risk.", file=sys.stderr)
         return 2
     try:
         print(out, flush=True)

@@ -447,3 +447,17 @@ def test_console_script():
     assert ok.returncode == 0 and ok.stdout.splitlines()[-1] == "p ← p − lr·g"
     bad = run(["symgrad", "formulas", "mlp 2-3-1 sigmod"])
     assert bad.returncode == 2 and "did you mean 'sigmoid'?" in bad.stderr
+
+
+def test_wrt_lists_deep_nesting_and_parentheses_name_their_fix(capsys):
+    # --wrt x,y and --wrt "x y" were read as a tuple and as "x y" with no operator
+    for spec in ("x,y", "x y", "x, y"):
+        assert main(["grad", "x*y", "--wrt", spec]) == 0
+        assert capsys.readouterr().out.splitlines() == ["d(x*y)/dx = y", "d(x*y)/dy = x"]
+    assert main(["grad", "x*y", "--wrt", ""]) == 2
+    assert "names no variable. Fix: e.g. --wrt x" in capsys.readouterr().err
+    # grad's result of 199 nested sin() recursed in SymPy's printer: a traceback
+    assert main(["grad", "sin(" * 199 + "x" + ")" * 199, "--wrt", "x"]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+    assert main(["explain", "(" * 300 + "x" + ")" * 300, "--wrt", "x"]) == 2
+    assert "Fix: remove redundant parentheses; Python's parser takes at most 200" in capsys.readouterr().err

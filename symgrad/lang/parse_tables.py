@@ -123,6 +123,8 @@ def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str
     # a slip the table knows, else the general rule (x***2 and a dangling x** named none)
     fix = syntax_fix(stripped, exc.offset) or ("write the expression in Python's syntax: ** for powers, * for "
                                               "every product, balanced parentheses, an operand after each operator")
+    if "too many nested parentheses" in exc.msg:  # balanced, but past the parser's limit (200)
+        fix = "remove redundant parentheses; Python's parser takes at most 200 open at once"
     if exc.offset is None:
         return msg + (f". Fix: {fix}" if fix else "")
     line = exc.lineno or 1
