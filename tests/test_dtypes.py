@@ -211,3 +211,17 @@ def test_float32_data_trains_float32_with_numba(data):
     assert out.dtype == np.float32 and out.shape == (len(X),)
     py = sg.fit(net, "mse", X32, Y, epochs=3, batch_size=8, backend="python")
     np.testing.assert_allclose(out, py.predict(X32), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_a_compiled_formula_answers_in_its_dtype_and_refuses_other_series(backend):
+    import sympy as sp
+
+    pd = pytest.importorskip("pandas")
+    c, y = sp.symbols("c y", real=True)
+    f = sg.compile((c - y) ** 2, wrt=[c], data=[y], dtype="float32", backend=backend)
+    v, g = f.value_and_grad([0.5], pd.Series(np.ones(3, np.float32)))
+    assert type(v) is np.float32 and type(f.value([0.5], [1.0, 2.0])) is np.float32 and g.dtype == np.float32
+    # a float64 Series was rounded to float32 silently, where a float64 ndarray is refused
+    with pytest.raises(DtypeError, match=r"data 'y' has dtype float64.*Fix: pass data 'y'.astype\(np.float32\)"):
+        f.value([0.5], pd.Series(np.ones(3)))

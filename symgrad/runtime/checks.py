@@ -12,8 +12,9 @@ from ..errors import DataError, DtypeError, ShapeError
 def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     """Return ``x`` as a C-contiguous array of ``dtype``; refuse lossy or non-numeric input.
 
-    Lists and Python scalars are converted. An ndarray must already have ``dtype``: a
-    float64 array silently rounded to float32 (or a complex one) would be a wrong answer.
+    Lists and Python scalars are converted. An ndarray (or a pandas Series: anything with a
+    dtype) must already have ``dtype``: a float64 array silently rounded to float32 (or a complex
+    one) would be a wrong answer.
     A masked array with masked entries is refused: its mask would be dropped silently.
     """
     if isinstance(x, np.ma.MaskedArray):
@@ -22,6 +23,8 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
                             "as if they were data. Fix: drop those rows (np.ma.compress_rows) or fill them "
                             "(arr.filled(value)).")
         x = np.ma.getdata(x)
+    if not isinstance(x, np.ndarray) and hasattr(x, "dtype") and hasattr(x, "__array__"):
+        x = np.asarray(x)  # a pandas Series has a dtype too: float64 is not rounded to float32 silently
     if not isinstance(x, np.ndarray):
         _refuse_none(x, what)
         try:

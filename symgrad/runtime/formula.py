@@ -61,16 +61,19 @@ class _Formula(Compiled):
         OverflowError (where compiled code gives NaN or Inf) becomes NaN results, reported as
         compiled ones are (runtime/nonfinite.py)."""
         try:
-            if self.backend != "python":
-                return getattr(self._mod, name)(th, *arrays, *out)
+            if self.backend != "python":  # a value in the dtype, as NumPy's: Numba hands back a float
+                return self._scalar(getattr(self._mod, name)(th, *arrays, *out))
             with np.errstate(all="ignore"):  # reported below, as the compiled code's are
-                return getattr(self._mod, name)(th, *arrays, *out)
+                return self._scalar(getattr(self._mod, name)(th, *arrays, *out))
         except (ValueError, OverflowError, ZeroDivisionError):
             if self.backend != "python":
                 raise
             for o in out:
                 o[...] = np.nan
             return np.nan
+
+    def _scalar(self, v):
+        return v if v is None else self.dtype.type(v)
 
     def _theta(self, theta) -> np.ndarray:
         theta = check_vector(theta, len(self.params), self.dtype, "theta")
