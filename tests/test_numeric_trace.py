@@ -291,7 +291,11 @@ def test_latex_holds_the_values_as_the_text_does():
     seed = _printouts()["seed"].latex()
     assert r"\text{At }x = 1" in seed and r"\approx 4.56079" in seed
     tiny = _printouts()["tiny and undefined"].latex()
-    assert r"\approx 5.07596 \times 10^{-435}" in tiny and r"\frac{1}{y} = \tilde{\infty}" in tiny
+    assert r"\approx 5.07596 \times 10^{-435}" in tiny and r"\frac{1}{y} = \text{undefined } (\pm\infty)" in tiny
+    # SymPy's zoo and nan, which a student cannot be expected to read, in words
+    assert "∂J/∂y = 1/y = undefined (±∞)" in str(_printouts()["tiny and undefined"])
+    at_origin = str(sg.explain(sp.atan2(Y, X), [X, Y], at={X: 0, Y: 0}))
+    assert "J = atan2(y, x) = undefined (NaN)" in at_origin and "Collected adjoints" not in at_origin
 
 
 def test_mathtext_renders_every_line():

@@ -60,9 +60,17 @@ def _exact(v, s: str) -> bool:
     return float(s) == float(v)
 
 
+#: Values that are not numbers, in words a reader without SymPy knows (SymPy prints zoo, nan, oo).
+_NOT_NUMBERS = {sp.zoo: ("undefined (±∞)", r"\text{undefined } (\pm\infty)"),
+                sp.nan: ("undefined (NaN)", r"\text{undefined (NaN)}"), sp.oo: ("∞", r"\infty"),
+                -sp.oo: ("-∞", r"-\infty")}
+
+
 def number(v, latex: bool) -> str:
-    """One value as printed; a value that is not a finite real number prints as SymPy writes it
-    (zoo, nan, I), so a trace through log(0) shows where it breaks."""
+    """One value as printed; a value that is not a finite real number says so (undefined, ∞, or
+    the complex value with "not real"), so a trace through log(0) shows where it breaks."""
+    if isinstance(v, sp.Basic) and v in _NOT_NUMBERS:
+        return _NOT_NUMBERS[v][latex]
     s = _digits(v)
     if s is None and isinstance(v, sp.Basic) and v.is_finite and v.is_real is False:  # log(-1): iπ
         v = sp.Float(sp.re(v), SIG) + sp.Float(sp.im(v), SIG) * sp.I  # to SIG digits, as the real ones

@@ -88,9 +88,9 @@ class Derivation(Printout):
         rows += [s.eq(s.expr(o), "=", s.expr(b) + self._num(s, o)) for o, b in self._forward()]
         rows.append(s.head("Backward (adjoint steps)"))
         rows += self._step_rows(s)
-        rows.append(s.head("Collected adjoints"))
         j = self.sweep.output
-        rows += [s.eq(s.d(j, v), "=", s.expr(e) + self._num(s, e)) for v, e in self._totals()]
+        totals = [s.eq(s.d(j, v), "=", s.expr(e) + self._num(s, e)) for v, e in self._totals()]
+        rows += [s.head("Collected adjoints"), *totals] if totals else []  # none without intermediates
         rows.append(s.head("Result"))
         rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._gradient_at(w), g))
                  for w, g in zip(self.wrt, self.gradients)]
