@@ -237,7 +237,7 @@ Forward (per sample)
   n2 = layernorm(a1)
   z2 = beta2 + gamma2 ⊙ n2
   z3 = W3·z2 + b3
-  ℓ = msum((-y + z3)^2)/2
+  ℓ = mean((z3 - y)^2)
 Backward (delta rule; ⊙ is the elementwise product, ᵀ the transpose)
 Normalisation: layernorm(x) = (x - mean(x))/σ_x, σ_x = √(var(x) + ε) over each sample's entries (var biased; ε = 1e-05 unless given)
   δ_z3 = z3 - y

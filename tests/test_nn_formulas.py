@@ -279,9 +279,23 @@ def test_every_optimizer_prints_rules(opt, rule):
     assert rule in str(opt).splitlines()
 
 
-@pytest.mark.parametrize("loss, line", [("mae", "ℓ = msum(Abs(-y + z1))"), ("huber", "ℓ = msum({(-y + z1)^2/2 if Abs(-y + z1) <= δ")])
+@pytest.mark.parametrize("loss, line", [("mae", "ℓ = |z1 - y|"), ("huber", "ℓ = {(z1 - y)^2/2 if |z1 - y| ≤ κ")])
 def test_a_one_output_network_prints_its_entrywise_loss(loss, line):
     # SymPy's constructor, run again by xreplace when the layer is named, applied Abs to the 1×1
     # matrix as a whole: mae printed msum(sqrt(y·Adjoint(y.T) - ...)) and huber raised a TypeError
     text = str(sg.formulas(sg.nn.MLP([2, 1]), loss))
     assert line in text and "Adjoint" not in text and "δ_z1 = " in text
+
+
+def test_losses_read_as_the_textbook_writes_them():
+    # msum(...)/2 read like the ½ of the squared error, Huber's δ was the delta rule's δ, and
+    # 2 ⊙ (z2 - y) multiplied a vector by a number elementwise (· is the matrix product there)
+    mse2 = str(sg.formulas(sg.nn.MLP([2, 3, 2], activation="tanh"), "mse"))
+    assert "ℓ = mean((z2 - y)^2)" in mse2 and "δ_z2 = z2 - y" in mse2
+    mse1 = str(sg.formulas(sg.nn.MLP([2, 3, 1], activation="tanh"), "mse"))
+    assert "ℓ = (z2 - y)^2" in mse1 and "δ_z2 = 2(z2 - y)" in mse1
+    huber = sg.formulas(sg.nn.MLP([2, 3, 1], activation="tanh"), "huber")
+    assert "δ_z2 = {z2 - y if |y - z2| ≤ κ, κ sign(z2 - y) otherwise}" in str(huber)
+    assert "Constants: κ = 1 (Huber's threshold, PyTorch's delta" in str(huber)
+    tex = huber.latex()
+    assert r"\kappa\, \operatorname{sign}" in tex and r"\delta \odot" not in tex

@@ -186,6 +186,7 @@ def evaluate_printout(text: str, values: dict[str, np.ndarray]) -> dict[str, np.
             continue
         lhs, rhs = line.strip().split(" = ", 1)
         py = rhs.replace("⊙", "*").replace("·", "@").replace("ᵀ", ".T").replace("^", "**")
+        py = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?|κ) ?(?=\(|(?!if\b|otherwise\b)[a-zA-Z])", r"\1*", py)  # 2(z2 - y)
         py = py.replace("𝟙[", "indicator(").replace("]", ")")
         py = re.sub(r"\{(.*?) if (.*?), (.*?) otherwise\}", r"where(\2, \1, \3)", py)  # {a if c, b otherwise}
         value = eval(py, dict(FUNCTIONS), env)  # noqa: S307 - our printout, NumPy names only

@@ -52,7 +52,7 @@ class NetworkFormulas(Printout):
     def _rows(self, s: Style) -> list[Row]:
         # deltas are elementwise products of vectors; a difference reads a - y
         delta = {"mul": " ⊙ ", "power": "^", "lead_positive": True}
-        scalar = {"mul": "·", "power": "^"}  # ℓ is a scalar
+        scalar = {"mul": "·", "power": "^", "lead_positive": True}  # ℓ is a scalar
         rows = []
         if self.values:
             at = s.pick(", ", r",\ ").join(s.name(k) + s.array(self.values[k]) for k in self.inputs)

@@ -28,6 +28,8 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
+from .loss_notation import LossNotation, mean_of, scalar_factors
+
 INDICATOR = "𝟙"
 
 
@@ -96,7 +98,7 @@ class NamedOp(AppliedUndef):
     """An operation the notation names, applied (``notation.call``): softmax(z2), onehot(y_t)."""
 
 
-class ReadableText(_LeadPositive, StrPrinter):
+class ReadableText(LossNotation, _LeadPositive, StrPrinter):
     """SymPy's str notation, with settings for the product, power, minus and square-root signs."""
 
     _default_settings = {**StrPrinter._default_settings, "mul": None, "power": "**", "minus": "-",
@@ -132,6 +134,8 @@ class ReadableText(_LeadPositive, StrPrinter):
         return (minus if neg0 else "") + first + "".join(f" {minus if n else '+'} {t}" for n, t in rest)
 
     def _print_Mul(self, e):
+        if (a := mean_of(e)) is not None:
+            return self._mean(a)
         sep = self._settings["mul"]
         if sep is None:  # SymPy's own, but y* * log(a): y**log(a) would read as a power
             if not any(isinstance(f, sp.Symbol) and f.name.endswith("*") for f in e.args):
@@ -153,6 +157,10 @@ class ReadableText(_LeadPositive, StrPrinter):
                 num.append(f)
         # a lone factor binds tighter than the sign: -W1·x, but -(a + b) and a ⊙ (W1·x)
         top = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=len(num) == 1) for f in num) or "1"
+        lead, rest = scalar_factors(sp.Mul(*num, evaluate=False)) if sep == " ⊙ " and len(num) > 1 else ([], [])
+        if lead and rest:  # a scalar times a vector, as written: 2(z2 - y), κ sign(r); not 2 ⊙ (z2 - y)
+            vec = sep.join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in rest)
+            top = " ".join(self._print(f) for f in lead) + ("" if vec.startswith("(") else " ") + vec
         if not den:
             return sign + top
         bottom = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in den)
@@ -228,10 +236,11 @@ def tex_name(name: str) -> str:
     return tex_ident(name)
 
 
-class ReadableLatex(_LeadPositive, LatexPrinter):
+class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):
     """SymPy's LaTeX with textbook names, the indicator 𝟙[c], and an inline mathtext-safe Piecewise."""
 
     _default_settings = {**LatexPrinter._default_settings, "lead_positive": False}
+    _TEXT = False  # LossNotation's LaTeX forms
 
     def _print_Symbol(self, e, style="plain"):
         name = self._settings["symbol_names"].get(e)

@@ -2,14 +2,14 @@
 
 A run-time constant is a SymPy function of its value (``HuberDelta(1/2)``). Symbolically it is
 a positive number (derivatives see a constant, ``evalf`` and ``lambdify`` its value); printed,
-it is its letter (δ), its value in the formulas' legend. The code generator passes it to the
+it is its letter (κ), its value in the formulas' legend. The code generator passes it to the
 map kernels that use it as an argument, read from the model's ``dims`` (codegen/maps.py), so
 the module's text, and its compilation, are the same for every value (issue 21, section 3).
 
 >>> import sympy as sp
 >>> d = HuberDelta(sp.Rational(1, 2))
 >>> str(d), sp.latex(d), d.evalf(), sp.diff(d * sp.Symbol("z"), sp.Symbol("z"))
-('δ', '\\\\delta', 0.500000000000000, δ)
+('κ', '\\\\kappa', 0.500000000000000, κ)
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class RuntimeConstant(sp.Function):
 
 
 class HuberDelta(RuntimeConstant):
-    """Huber's δ: the loss is quadratic where |r| ≤ δ, linear beyond."""
+    """Huber's threshold (PyTorch's ``delta``), printed κ: δ is the delta rule's."""
 
-    letter, tex_letter = "δ", r"\delta"
-    what = ("Huber's threshold: the loss is quadratic where ", ("|r| ≤ δ", r"|r| \leq \delta"), ", linear beyond")
+    letter, tex_letter = "κ", r"\kappa"
+    what = ("Huber's threshold, PyTorch's delta: the loss is quadratic where ", ("|r| ≤ κ", r"|r| \leq \kappa"),
+            ", linear beyond")

@@ -40,6 +40,8 @@ class msum(sp.Function):
         return None if e is None else sum(e)
 
     def _latex(self, printer):
+        if hasattr(printer, "_print_msum"):  # symgrad's printouts: explain/loss_notation.py
+            return printer._print_msum(self)
         return r"\sum %s" % printer.parenthesize(self.args[0], 60)
 
 

@@ -1,0 +1,75 @@
+"""How a loss reads in the printouts, text and LaTeX alike: a mean over a network's outputs as
+``mean(...)`` (``msum(A)/k`` read like the textbook's ½ of the squared error at k = 2), the sum
+of a 1×1 matrix as its one entry (no ``msum`` around a single output's loss), ``|r|`` for
+``Abs(r)`` and ``≤`` for ``<=``.
+
+>>> z, y = sp.MatrixSymbol("z", 2, 1), sp.MatrixSymbol("y", 2, 1)
+>>> from symgrad.explain.printing import tex, text
+>>> text(msum(sp.HadamardPower(z - y, 2)) / 2, lead_positive=True, power="^")
+'mean((z - y)^2)'
+>>> tex(msum(sp.HadamardPower(z - y, 2)) / 2, lead_positive=True)
+'\\\\operatorname{mean}\\\\left(\\\\left(z - y\\\\right)^{2}\\\\right)'
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
+
+from ..lang.constants import RuntimeConstant
+from ..lang.functions import msum
+
+
+def mean_of(e: sp.Basic) -> sp.MatrixExpr | None:
+    """A in ``msum(A)/k`` where k is A's number of entries (the mean of A), else None."""
+    if not (isinstance(e, sp.Mul) and len(e.args) == 2):
+        return None
+    c, s = e.args
+    if not (c.is_Rational and isinstance(s, msum) and getattr(s.args[0], "shape", None)):
+        return None
+    rows, cols = s.args[0].shape
+    k = rows * cols
+    return s.args[0] if k > 1 and k.is_Integer and c == sp.Rational(1, k) else None
+
+
+def scalar_factors(e: sp.Mul) -> tuple[list[sp.Basic], list[sp.Basic]]:
+    """(numbers and named constants, the other factors) of a product: in the delta rule's
+    elementwise products a scalar multiplies (2·(z2 - y), κ·sign(r)), it is not a ⊙ factor."""
+    lead = [f for f in e.args if f.is_Number or isinstance(f, RuntimeConstant)]
+    return lead, [f for f in e.args if not (f.is_Number or isinstance(f, RuntimeConstant))]
+
+
+class LossNotation:
+    """Printer methods of both readable printers (``printing.ReadableText``, ``ReadableLatex``)."""
+
+    _TEXT = True
+
+    def _print_Mul(self, e):  # the LaTeX printer's (ReadableText has its own, which asks mean_of too)
+        a = mean_of(e)
+        if a is not None:
+            return self._mean(a)
+        lead, rest = scalar_factors(e)
+        whole = all(f.is_Integer or isinstance(f, RuntimeConstant) for f in lead)  # a fraction: \frac{...}{4}
+        if "odot" not in str(self._settings.get("mul_symbol")) or not (lead and rest and whole) or sp.Mul(*lead) == -1:
+            return super()._print_Mul(e)
+        return r"%s\, %s" % (self._print(sp.Mul(*lead)), self.parenthesize(sp.Mul(*rest), PRECEDENCE["Mul"]))
+
+    def _mean(self, a: sp.MatrixExpr) -> str:
+        inner = self._print(a)
+        return f"mean({inner})" if self._TEXT else r"\operatorname{mean}\left(%s\right)" % inner
+
+    def _print_msum(self, e):
+        a = e.args[0]
+        if getattr(a, "shape", None) == (1, 1):  # a single output's loss: the entry itself
+            return self._print(a)
+        return f"Σ({self._print(a)})" if self._TEXT else r"\sum %s" % self.parenthesize(a, 60)
+
+    def _print_Abs(self, e):
+        inner = self._print(e.args[0])
+        return f"|{inner}|" if self._TEXT else r"\left|{%s}\right|" % inner
+
+    def _print_Relational(self, e):
+        if not self._TEXT or e.rel_op not in ("<=", ">="):
+            return super()._print_Relational(e)
+        op = "≤" if e.rel_op == "<=" else "≥"
+        return f"{self.parenthesize(e.lhs, 40)} {op} {self.parenthesize(e.rhs, 40)}"
