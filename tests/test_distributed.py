@@ -88,6 +88,29 @@ def test_tensor_model_over_dask_takes_theta_as_arrays(client):
     np.testing.assert_allclose(g[0], want_g[0], rtol=RTOL)
     hv = f.hvp(W, [np.ones((3, 1))], da.from_array(X, chunks=(40, 3)), da.from_array(Yn, chunks=(40, 1)))
     np.testing.assert_allclose(hv[0], f.hvp(W, [np.ones((3, 1))], X, Yn)[0], rtol=RTOL)
+    H = f.hessian(W, da.from_array(X, chunks=(40, 3)), da.from_array(Yn, chunks=(40, 1)))
+    np.testing.assert_allclose(H, f.hessian(W, X, Yn), rtol=RTOL)
+
+
+def test_hessian_residuals_jacobian_and_covariance_run_on_the_workers(client, decay, monkeypatch):
+    # they converted the Dask arrays with np.asarray: all the data into the client's memory
+    f, ts, ys = decay
+    T, Y = da.from_array(ts, chunks=(1, 700, 1000, 300)), da.from_array(ys, chunks=(1, 700, 1000, 300))
+    monkeypatch.setattr(type(T), "__array__", lambda *a, **k: pytest.fail("the data came to the client"))
+    np.testing.assert_allclose(f.hessian([1, 1, 0], T, Y), f.hessian([1, 1, 0], ts, ys), rtol=RTOL)
+    a, k, c, t, y = sp.symbols("a k c t y", real=True)
+    r = sg.compile_residuals(a * sp.exp(-k * t) + c - y, wrt=[a, k, c], data=[t, y])
+    theta = [2.4, 0.75, 0.3]
+    np.testing.assert_allclose(r.residuals(theta, T, Y), r.residuals(theta, ts, ys), rtol=RTOL)
+    np.testing.assert_allclose(r.jacobian(theta, T, Y), r.jacobian(theta, ts, ys), rtol=RTOL)
+    np.testing.assert_allclose(r.covariance(theta, T, Y), r.covariance(theta, ts, ys), rtol=1e-10)
+
+
+def test_a_workers_non_finite_warning_reaches_the_client(client, decay):
+    f, ts, ys = decay
+    T, Y = da.from_array(ts, chunks=500), da.from_array(ys, chunks=500)
+    with pytest.warns(sg.NonFiniteWarning, match=r"in row chunk \d \(rows \d+ to \d+\): the value is not finite"):
+        assert np.isinf(f.value([1, -400, 0], T, Y))
 
 
 @pytest.fixture(scope="module")

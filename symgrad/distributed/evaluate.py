@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import numpy as np
@@ -44,6 +45,13 @@ def _on_workers(f, client):
 
 
 def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np.ndarray | None]:
+    """The chunks' values and arrays combined: their means weighted by rows (or sums)."""
+    value, vec = combine(_parts(f, op, theta, v, data, client), mean=(f.reduction == "mean"))  # a sum stays a sum
+    return value, (None if vec is None else vec.astype(f.dtype))
+
+
+def _parts(f, op: str, theta: np.ndarray, v, data, client=None) -> list[tuple]:
+    """Each chunk's (rows, value, array) in row order, its warnings given here, on the client."""
     import dask
 
     names = [str(d) for d in f.data]
@@ -59,8 +67,9 @@ def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np
     call = dask.delayed(model_chunk, pure=False)
     tasks = [call(remote, op, theta, v, k, s, *b) for k, (s, b) in enumerate(zip(starts, blocks))]
     parts = compute(client, tasks, f"{op} over {len(tasks)} row chunks")
-    value, vec = combine(parts, mean=(f.reduction == "mean"))  # a sum stays a sum
-    return value, (None if vec is None else vec.astype(f.dtype))
+    for category, message in (w for p in parts for w in p[3]):
+        warnings.warn(message, category, stacklevel=4)
+    return parts
 
 
 def value(f, theta, *data, client=None) -> float:
@@ -81,6 +90,29 @@ def hvp(f, theta, v, *data, client=None):
     th, split = _theta(f, theta)
     vv, _ = _theta(f, v, "v")
     return split(_run(f, "hvp", th, vv, data, client)[1])
+
+
+def hessian(f, theta, *data, client=None) -> np.ndarray:
+    """``f.hessian`` over Dask arrays: the chunks' dense Hessians, combined as the gradients are."""
+    th, _ = _theta(f, theta)
+    return _run(f, "hessian", th, None, data, client)[1].reshape(th.size, th.size)
+
+
+def rows(f, op: str, theta, *data, client=None) -> np.ndarray:
+    """``f.residuals`` or ``f.jacobian`` over Dask arrays: computed where the chunks are, and
+    gathered in row order (a row per sample: the result is as long as the data)."""
+    th = check_vector(theta, len(f.params), f.dtype, "theta")
+    return np.concatenate([p[2] for p in _parts(f, op, th, None, data, client)])
+
+
+def covariance(f, theta, *data, client=None) -> np.ndarray:
+    """``f.covariance`` over Dask arrays, without gathering J: each chunk sends Σr² and the R of
+    its Jacobian's QR (k×k); the stacked R have J's singular values and right vectors."""
+    from ..runtime.formula import covariance_of
+
+    th = check_vector(theta, len(f.params), f.dtype, "theta")
+    parts = _parts(f, "gram", th, None, data, client)
+    return covariance_of(sum(p[0] for p in parts), sum(p[1] for p in parts), np.vstack([p[2] for p in parts]))
 
 
 def _theta(f, theta, what: str = "theta"):

@@ -12,6 +12,7 @@ more threads per worker would oversubscribe the cores.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -65,17 +66,35 @@ def _where(chunk: int, start: int, rows: int) -> str:
 # -- compiled models: value, gradient, Hessian-vector product of one chunk ------------------------
 
 def model_chunk(f, op: str, theta: np.ndarray, v, chunk: int, start: int, *blocks) -> tuple:
-    """(rows, value, vector) of ``f`` on one chunk: ``op`` is 'value', 'value_and_grad' or 'hvp'."""
+    """(rows, value, array, warnings) of ``f`` on one chunk. ``op``: 'value', 'value_and_grad',
+    'hvp', 'hessian' (flattened), 'residuals', 'jacobian', or 'gram' (Σr² and the R of J's QR,
+    k×k: stacked, the chunks' R have J's singular values). The warnings (a NonFiniteWarning
+    naming the sample) go back to the client, which warns them there: a worker's own log is
+    not where the user looks."""
+    rows = len(blocks[0])
     try:
-        with one_thread():
-            if op == "value":
-                return len(blocks[0]), float(f.value(theta, *blocks)), None
-            if op == "value_and_grad":
-                val, g = f.value_and_grad(theta, *blocks)
-                return len(blocks[0]), float(val), np.asarray(g)
-            return len(blocks[0]), 0.0, np.asarray(f.hvp(theta, v, *blocks))
+        with one_thread(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value, out = _chunk_op(f, op, theta, v, blocks)
     except SymgradError as exc:
-        raise type(exc)(f"in {_where(chunk, start, len(blocks[0]))}: {exc}") from None
+        raise type(exc)(f"in {_where(chunk, start, rows)}: {exc}") from None
+    return rows, value, out, [(w.category, f"in {_where(chunk, start, rows)}: {w.message}") for w in caught]
+
+
+def _chunk_op(f, op: str, theta, v, blocks) -> tuple[float, np.ndarray | None]:
+    if op == "value":
+        return float(f.value(theta, *blocks)), None
+    if op == "value_and_grad":
+        val, g = f.value_and_grad(theta, *blocks)
+        return float(val), np.asarray(g)
+    if op in ("hvp", "hessian"):
+        return 0.0, np.asarray(f.hvp(theta, v, *blocks) if op == "hvp" else f.hessian(theta, *blocks)).ravel()
+    if op in ("residuals", "jacobian"):
+        return 0.0, np.asarray(getattr(f, op)(theta, *blocks))
+    r = f.residuals(theta, *blocks).astype(np.float64)
+    jac = f.jacobian(theta, *blocks).astype(np.float64)
+    k = jac.shape[1]
+    return float(r @ r), np.vstack([np.linalg.qr(jac, mode="r"), np.zeros((max(k - len(jac), 0), k))])
 
 
 # -- training ---------------------------------------------------------------------------------

@@ -141,6 +141,9 @@ class CompiledFormula(_Formula):
     def hessian(self, theta, /, *data, **kw) -> np.ndarray:
         """Dense Hessian (only for small parameter counts)."""
         self._need_hessian()
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.hessian(self, theta, *arrays)
         k = len(self.params)
         out = np.empty((k, k), dtype=self.dtype)
         th, arrays = self._theta(theta), self._data(data, kw)
@@ -194,7 +197,10 @@ class CompiledResiduals(_Formula):
     """
 
     def residuals(self, theta, /, *data, **kw) -> np.ndarray:
-        """r_i(θ) for every sample: an (n,) array."""
+        """r_i(θ) for every sample: an (n,) array (Dask arrays: computed on the workers, gathered)."""
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.rows(self, "residuals", theta, *arrays)
         arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty(self._rows(arrays), dtype=self.dtype)
         self._call("residuals", th, arrays, out)
@@ -205,7 +211,10 @@ class CompiledResiduals(_Formula):
     __call__ = residuals
 
     def jacobian(self, theta, /, *data, **kw) -> np.ndarray:
-        """J[i, k] = ∂r_i/∂θ_k: an (n_samples, n_params) array."""
+        """J[i, k] = ∂r_i/∂θ_k: an (n_samples, n_params) array (Dask arrays: as ``residuals``)."""
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.rows(self, "jacobian", theta, *arrays)
         arrays, th = self._data(data, kw), self._theta(theta)
         out = np.empty((self._rows(arrays), len(self.params)), dtype=self.dtype)
         self._call("jacobian", th, arrays, out)
@@ -215,15 +224,25 @@ class CompiledResiduals(_Formula):
 
     def covariance(self, theta, /, *data, **kw) -> np.ndarray:
         """The parameters' covariance s²(JᵀJ)⁻¹ at a least-squares solution θ, with
-        s² = Σr²/(n − k): the standard errors NIST certifies are the square roots of its diagonal."""
+        s² = Σr²/(n − k): the standard errors NIST certifies are the square roots of its diagonal.
+        On Dask arrays J stays on the workers (``distributed.evaluate.covariance``)."""
+        dist, arrays = self._distributed(data, kw)
+        if dist is not None:
+            return dist.covariance(self, theta, *arrays)
         r = self.residuals(theta, *data, **kw).astype(np.float64)
         jac = self.jacobian(theta, *data, **kw).astype(np.float64)
-        n, k = jac.shape
-        if n <= k:
-            raise ShapeError(f"a covariance needs more samples than parameters (n={n}, k={k}). Fix: add data.")
-        # Through the SVD of J, not the normal equations: JᵀJ squares J's condition number.
-        _, sv, vt = np.linalg.svd(jac, full_matrices=False)
-        if sv[-1] <= sv[0] * np.finfo(np.float64).eps * max(n, k):
-            raise UnsupportedModelError("the Jacobian is rank-deficient at theta, so the covariance is "
-                                        "undefined. Fix: fix or remove parameters the data cannot identify.")
-        return (r @ r) / (n - k) * (vt.T / sv**2) @ vt
+        return covariance_of(len(jac), float(r @ r), jac)
+
+
+def covariance_of(n: int, rss: float, m: np.ndarray) -> np.ndarray:
+    """s²(JᵀJ)⁻¹ from n, Σr² and J, or any matrix with J's singular values and right vectors
+    (the stacked R of its chunks' QR). Through the SVD, not the normal equations: JᵀJ squares
+    J's condition number."""
+    k = m.shape[1]
+    if n <= k:
+        raise ShapeError(f"a covariance needs more samples than parameters (n={n}, k={k}). Fix: add data.")
+    _, sv, vt = np.linalg.svd(m, full_matrices=False)
+    if sv[-1] <= sv[0] * np.finfo(np.float64).eps * max(n, k):
+        raise UnsupportedModelError("the Jacobian is rank-deficient at theta, so the covariance is "
+                                    "undefined. Fix: fix or remove parameters the data cannot identify.")
+    return rss / (n - k) * (vt.T / sv**2) @ vt

@@ -156,6 +156,10 @@ class CompiledTensor(Compiled):
                 f"a dense Hessian of {k} parameters is {k}x{k} numbers, built from {k} Hessian-vector "
                 f"products (the limit is {MAX_DENSE_HESSIAN}). Fix: use f.hvp(theta, v, ...), e.g. with "
                 "scipy's Newton-CG (hessp=), or a quasi-Newton method such as L-BFGS.")
+        if any(is_dask(d) for d in data):
+            from ..distributed import evaluate
+
+            return evaluate.hessian(self, theta, *data)
         th, _ = self._flat(theta)
         arrays = self.prepare_data(data)
         cols = [self._hvp_raw(th, e, arrays) for e in np.eye(k, dtype=self.dtype)]
