@@ -185,6 +185,11 @@ def test_partial_fit_and_warm_start_continue_exactly(iris):
     for call in (warm.fit, parts.partial_fit):
         with pytest.raises(ValueError, match=r"labels \['a', 'b'\] that the first fit did not have.*Fix: fit afresh"):
             call(X[:20], np.array(["a", "b"] * 10))
+    # set_params changed the network, and warm_start trained the old one silently
+    with pytest.raises(ValueError, match=r"network's parameters changed since the first fit.*Fix: fit afresh"):
+        clone(warm).set_params(max_iter=1).fit(X, y).set_params(hidden_layer_sizes=(7,)).fit(X, y)
+    with pytest.raises(ValueError, match="or another activation"):
+        clone(warm).set_params(max_iter=1).fit(X, y).set_params(activation="tanh").fit(X, y)
     # NumPy numbers, as grids make them, are numbers
     grid = MLPClassifier(np.array([8]), **{**FAST, "learning_rate_init": np.float32(0.01)}).fit(X, y)
     assert grid.trained_.model.params[0].shape == (8, 4)

@@ -47,11 +47,21 @@ class SymgradBase(BaseEstimator):
                                 batch_size=batch, seed=seed, dtype=X.dtype.name, backend=self.backend,
                                 shuffle=bool(self.shuffle), params=self._init_params(net, seed, X.dtype))
         else:  # the optimizer's state, the step count and the shuffling RNG continue exactly
+            self._check_same_network(X.shape[1], n_out)
             self.trained_ = self.trained_.fit_more(X, T, epochs=epochs, batch_size=batch,
                                                    shuffle=bool(self.shuffle))
         self.n_iter_ = self.trained_.state.epoch
         self.loss_curve_ = list(self.trained_.history["loss"])
         return self
+
+    def _check_same_network(self, n_in: int, n_out: int) -> None:
+        """warm_start and partial_fit go on training the first fit's network: one that set_params
+        has changed since (other hidden sizes or activation) would be ignored, silently."""
+        net, had = self._network(n_in, n_out), self.trained_.model
+        if [p.shape for p in net.params] != [p.shape for p in had.params] or net.expr != had.expr:
+            raise ValueError(f"the network's parameters changed since the first fit (now {net.params}, "
+                             f"trained {had.params}, or another activation); warm_start and partial_fit "
+                             "continue training that network. Fix: fit afresh (warm_start=False).")
 
     def _validate(self, X, y, reset: bool):
         if reset:
