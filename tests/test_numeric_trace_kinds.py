@@ -134,6 +134,8 @@ def test_image_values_equal_loops_and_print_in_their_shape():
     params, x = _point(net, x)
     f = sg.formulas(net, loss, at=(params, x, y))
     K1, b1 = params[0].reshape(3, 2, 3, 2), params[1].ravel()
+    with pytest.raises(sg.errors.ShapeError, match=r"K1 has shape \(3, 2, 3, 2\).*Fix: reshape it, K1.reshape\(3, 12\)"):
+        sg.formulas(net, loss, at=([K1, *params[1:]], x, y))  # a kernel as torch holds it
     z1 = _conv_loops(K1, b1, x.reshape(2, 6, 7), (2, 2), (1, 0))
     p2 = _pool_loops(np.tanh(z1), 2, 1, np.mean)
     n3 = (p2 - p2.mean()) / np.sqrt(p2.var() + 1e-5)

@@ -85,8 +85,10 @@ def _param_leaves(model, params) -> dict[str, np.ndarray]:
         a = as_model_array(v, np.dtype(np.float64), str(p))
         shape = tuple(int(d) for d in p.shape)
         if a.shape != shape and not (a.ndim == 1 and 1 in shape and a.size == np.prod(shape)):
-            raise ShapeError(f"at=: {p} has shape {a.shape}, but the model's {p} is {shape}. Fix: pass the "
-                             "parameters in model.params order, e.g. a trained model's .params.")
+            fix = (f"reshape it, {p}.reshape{shape} (a convolution's kernel is stored flat, one row per output "
+                   "channel)" if a.size == np.prod(shape) else
+                   "pass the parameters in model.params order, e.g. a trained model's .params")
+            raise ShapeError(f"at=: {p} has shape {a.shape}, but the model's {p} is {shape}. Fix: {fix}.")
         check_finite(a, str(p), "Fix: pass finite parameters.")
         leaves[str(p)] = a.reshape(shape)
     return leaves
