@@ -111,7 +111,7 @@ def explain(
     Backward (adjoint steps)
       ∂J/∂t += cos(t)
       ∂J/∂x += ∂J/∂t * ∂t/∂x,   ∂t/∂x = 2*x
-    Collected adjoints
+    Collected adjoints (the sums of the += steps)
       ∂J/∂t = cos(t)
     Result
       ∂J/∂x = 2*x*cos(x**2)
@@ -123,7 +123,7 @@ def explain(
     Backward (adjoint steps)
       ∂J/∂t += cos(t) ≈ 0.540302
       ∂J/∂x += ∂J/∂t * ∂t/∂x ≈ 1.08060,   ∂t/∂x = 2*x = 2
-    Collected adjoints
+    Collected adjoints (the sums of the += steps)
       ∂J/∂t = cos(t) ≈ 0.540302
     Result
       ∂J/∂x = 2*x*cos(x**2) ≈ 1.08060

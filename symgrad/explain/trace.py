@@ -90,7 +90,8 @@ class Derivation(Printout):
         rows += self._step_rows(s)
         j = self.sweep.output
         totals = [s.eq(s.d(j, v), "=", s.expr(e) + self._num(s, e)) for v, e in self._totals()]
-        rows += [s.head("Collected adjoints"), *totals] if totals else []  # none without intermediates
+        # each += adds one path's contribution (∂J/∂t twice in the notes' example): these are their sums
+        rows += [s.head("Collected adjoints (the sums of the += steps)"), *totals] if totals else []
         rows.append(s.head("Result"))
         rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._gradient_at(w), g))
                  for w, g in zip(self.wrt, self.gradients)]
