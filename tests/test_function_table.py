@@ -78,3 +78,11 @@ def test_every_structural_function_has_a_printer_method_of_its_own():
         if e.kind == mf.STRUCTURAL:
             assert e.node in validate._STRUCTURAL, e.name
             assert f"_print_{e.node.__name__}" in vars(NumbaPrinter), e.name
+
+
+def test_elu_and_leaky_relu_take_pytorchs_default_alpha():
+    # elu(x) raised SymPy's "elu takes exactly 2 arguments", naming no alpha
+    x = sp.Symbol("x", real=True)
+    assert sg.ops.elu(x) == sg.ops.elu(x, 1) and sg.parse_expr("elu(x)") == sg.ops.elu(x, 1)
+    assert sg.ops.leaky_relu(x) == sg.ops.leaky_relu(x, sp.Rational(1, 100)) == sg.parse_expr("leaky_relu(x)")
+    assert sg.grad(sg.ops.leaky_relu(x), x) == sg.grad(sg.ops.leaky_relu(x, sp.Rational(1, 100)), x)

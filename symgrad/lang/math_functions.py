@@ -57,7 +57,7 @@ def _op_arity(cls: type) -> Arity:
     n = cls.nargs
     if isinstance(n, sp.FiniteSet):
         counts = sorted(int(k) for k in n)
-        return counts[0], counts[-1]
+        return getattr(cls, "least_args", counts[0]), counts[-1]  # elu(z): α has a default
     return 0, None
 
 

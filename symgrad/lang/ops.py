@@ -107,9 +107,13 @@ class relu(_Op):
 
 
 class leaky_relu(_Op):
-    """leaky_relu(z, α) = z if z > 0 else α·z. Convention: derivative at 0 is α."""
+    """leaky_relu(z, α) = z if z > 0 else α·z (α = 0.01 if not given, as PyTorch's). Convention:
+    derivative at 0 is α."""
 
-    nargs = 2
+    nargs, least_args = 2, 1
+
+    def __new__(cls, z, alpha=None, **options):  # leaky_relu(z) named no α: SymPy's TypeError
+        return super().__new__(cls, z, sp.Rational(1, 100) if alpha is None else alpha, **options)
 
     def fdiff(self, argindex=1):
         z, alpha = self.args
@@ -129,9 +133,13 @@ class leaky_relu(_Op):
 
 
 class elu(_Op):
-    """elu(z, α) = z if z > 0 else α(e^z − 1). Convention: derivative at 0 is α."""
+    """elu(z, α) = z if z > 0 else α(e^z − 1) (α = 1 if not given, as PyTorch's). Convention:
+    derivative at 0 is α."""
 
-    nargs = 2
+    nargs, least_args = 2, 1
+
+    def __new__(cls, z, alpha=None, **options):
+        return super().__new__(cls, z, sp.S.One if alpha is None else alpha, **options)
 
     def fdiff(self, argindex=1):
         z, alpha = self.args
