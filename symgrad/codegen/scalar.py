@@ -143,20 +143,32 @@ class _Gen:
             lines += self._param_loads("v", self.s.v)
         lines.append(f"    n = {self._n()}")
 
+        # float64 totals whatever F is: a float32 running sum over 10^7 rows lost 3 digits. In float32
+        # (serial) a block of F32_BLOCK rows is summed in float32 first (float64 adds halved the loop's
+        # vector width: 1.3 -> 2.1 ms for 10^6 rows), its rows sliced (a loop from i0 did not vectorise).
+        blocked = self.s.dtype == "float32" and not self.s.parallel
+        ind = "            " if blocked else "        "
+
         def loop(printer):
-            before, body, finals = self._body(exprs, printer, "        ", self.s.data)
-            # float64 totals whatever F is: a float32 running sum over 10^7 rows lost 3 digits
-            return [*[f"    {o} = np.float64(0.0)" for o in outs], *before, f"    for i in {self.loop}(n):",
-                    *self._loads(self.s.data, "        "), *body, *[self._accumulate(o, f) for o, f in zip(outs, finals)]]
+            before, body, finals = self._body(exprs, printer, ind, self.s.data)
+            head = [*[f"    {o} = np.float64(0.0)" for o in outs], *before]
+            adds = [self._accumulate(f"b_{o}" if blocked else o, f, ind) for o, f in zip(outs, finals)]
+            if not blocked:
+                return [*head, f"    for i in {self.loop}(n):", *self._loads(self.s.data, ind), *body, *adds]
+            blocks = [f"        b{self.arrays[d]} = {self.arrays[d]}[i0:i0 + m]" for d in self.s.data]
+            loads = [f"{ind}{self.names[d]} = b{self.arrays[d]}[i]" for d in self.s.data]
+            return [*head, f"    for i0 in range(0, n, {F32_BLOCK}):", f"        m = min(n - i0, {F32_BLOCK})", *blocks,
+                    *[f"        b_{o} = F(0.0)" for o in outs], "        for i in range(m):", *loads, *body,
+                    *adds, *[f"        {o} += b_{o}" for o in outs]]
 
         return lines + self._with_fallback(loop)
 
-    def _accumulate(self, acc: str, term: str) -> str:
+    def _accumulate(self, acc: str, term: str, ind: str = "        ") -> str:
         # radd lets a serial loop's sums vectorise; prange needs "+=" to see its reductions
         if self.s.parallel:
-            return f"        {acc} += {term}"
+            return f"{ind}{acc} += {term}"
         self.p.helpers.add("radd")
-        return f"        {acc} = radd({acc}, {term})"
+        return f"{ind}{acc} = radd({acc}, {term})"
 
     def value(self) -> list[str]:
         lines = self.reduced("value", [self.s.loss], ["acc"])
@@ -229,6 +241,10 @@ def callee(f):
         return f
     return register_jitable(**{k: v for k, v in f.targetoptions.items() if k != "cache"})(f.py_func)
 '''
+
+
+#: Rows a float32 loop sums in float32 before adding the block to its float64 total.
+F32_BLOCK = 1024
 
 
 def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = False, glue: bool = False,
