@@ -133,3 +133,15 @@ def test_a_zero_gradient_is_checked_against_the_differences_own_uncertainty():
         sg.check_grads(Shifted(), [1.0, 1.0])
     with pytest.raises(sg.GradientCheckError, match="FAILED"):
         sg.check_grads(Shifted(), [-1.2, 1.0], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_perfect_fits_minimum_passes(dtype):
+    # there f is ~0 but r = a·exp(-b·t) - y rounds at the size of y: the noise of the differences
+    # is not the size of f (a float32 check failed at 49% "relative error" between two noises)
+    a, b, t, y = sp.symbols("a b t y", real=True)
+    f = sg.compile((a * sp.exp(-b * t) - y) ** 2, wrt=[a, b], data=[t, y], dtype=dtype, backend="python")
+    ts = np.linspace(0, 3, 100).astype(dtype)
+    ys = (1.5 * np.exp(-0.8 * ts)).astype(dtype)
+    for seed in range(5):
+        assert sg.check_grads(f, [1.5, 0.8], ts, ys, seed=seed).ok

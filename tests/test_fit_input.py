@@ -169,9 +169,11 @@ def test_softmax_targets_are_distributions_and_need_two_outputs():
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((20, 3)), rng.integers(0, 3, 20)
     net = MLP([3, 4, 3])
-    for bad in (2 * np.eye(3)[y], -np.eye(3)[y], np.eye(3)[y] + 1e-3):
+    for bad in (2 * np.eye(3)[y], -np.eye(3)[y], np.eye(3)[y] + 1e-2):
         with pytest.raises(TargetError, match=r"is not a distribution over the classes.*Fix: one-hot rows"):
             sg.fit(net, "softmax_cross_entropy", X, bad, epochs=1, backend="python")
+    # probabilities rounded to four decimals (read from a CSV file) are accepted
+    sg.fit(net, "softmax_cross_entropy", X, np.tile([0.3334, 0.3333, 0.3334], (20, 1)), epochs=0, backend="python")
     soft = np.full((20, 3), 1 / 3, dtype=np.float32)  # float32 rounding of a uniform row is accepted
     m = sg.fit(net, "softmax_cross_entropy", X.astype(np.float32), soft, epochs=0, backend="python")
     z = m.predict(X.astype(np.float32)).astype(np.float64)

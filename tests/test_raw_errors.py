@@ -196,6 +196,7 @@ def test_unevaluated_and_complex_forms_are_refused_not_differentiated_wrongly():
         sp.CRootOf(t**5 + t + 1, 0) * a: r"ComplexRootOf .* Fix: replace it by its value \(.evalf\(\)\)",
         sp.Piecewise((a, sp.Contains(a, sp.Interval(0, 1))), (0, True)): r"the condition Contains.* \(0 <= a\) & \(a <= 1\)",
         sp.Integer(10**400) * a: "beyond float64's range",
+        sp.exp(1000) * a: r"the constant exp\(1000\) \(≈ 1.97E\+434\) in .* beyond float64's range",
         a ** (2**53 + 1): r"beyond 2\*\*53",
     }
     for expr, match in refused.items():

@@ -186,7 +186,7 @@ def test_partial_fit_and_warm_start_continue_exactly(iris):
         with pytest.raises(ValueError, match=r"labels \['a', 'b'\] that the first fit did not have.*Fix: fit afresh"):
             call(X[:20], np.array(["a", "b"] * 10))
     # set_params changed the network, and warm_start trained the old one silently
-    with pytest.raises(ValueError, match=r"network's parameters changed since the first fit.*Fix: fit afresh"):
+    with pytest.raises(ValueError, match=r"network changed since the first fit \(parameters now W1 \(7, 4\).*Fix: fit"):
         clone(warm).set_params(max_iter=1).fit(X, y).set_params(hidden_layer_sizes=(7,)).fit(X, y)
     with pytest.raises(ValueError, match="or another activation"):
         clone(warm).set_params(max_iter=1).fit(X, y).set_params(activation="tanh").fit(X, y)

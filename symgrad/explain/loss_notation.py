@@ -14,7 +14,7 @@ of a 1×1 matrix as its one entry (no ``msum`` around a single output's loss), `
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..lang.constants import RuntimeConstant
 from ..lang.functions import msum
@@ -32,11 +32,13 @@ def mean_of(e: sp.Basic) -> sp.MatrixExpr | None:
     return s.args[0] if k > 1 and k.is_Integer and c == sp.Rational(1, k) else None
 
 
-def scalar_factors(e: sp.Mul) -> tuple[list[sp.Basic], list[sp.Basic]]:
-    """(numbers and named constants, the other factors) of a product: in the delta rule's
-    elementwise products a scalar multiplies (2·(z2 - y), κ·sign(r)), it is not a ⊙ factor."""
-    lead = [f for f in e.args if f.is_Number or isinstance(f, RuntimeConstant)]
-    return lead, [f for f in e.args if not (f.is_Number or isinstance(f, RuntimeConstant))]
+def scalar_factors(factors) -> tuple[list[sp.Basic], list[sp.Basic]]:
+    """(numbers and named constants, the other factors) of a product's factors: in the delta
+    rule's elementwise products a scalar multiplies (2(z2 - y), κ sign(r)), it is not a ⊙ factor."""
+    def scalar(f) -> bool:
+        return f.is_number or isinstance(f, RuntimeConstant)
+
+    return [f for f in factors if scalar(f)], [f for f in factors if not scalar(f)]
 
 
 class LossNotation:
@@ -48,11 +50,20 @@ class LossNotation:
         a = mean_of(e)
         if a is not None:
             return self._mean(a)
-        lead, rest = scalar_factors(e)
+        lead, rest = scalar_factors(e.args)
         whole = all(f.is_Integer or isinstance(f, RuntimeConstant) for f in lead)  # a fraction: \frac{...}{4}
         if "odot" not in str(self._settings.get("mul_symbol")) or not (lead and rest and whole) or sp.Mul(*lead) == -1:
             return super()._print_Mul(e)
         return r"%s\, %s" % (self._print(sp.Mul(*lead)), self.parenthesize(sp.Mul(*rest), PRECEDENCE["Mul"]))
+
+    def _product(self, factors: list, sep: str, strict: bool) -> str:
+        """The text printer's product of ``factors`` joined by ``sep``."""
+        lead, rest = scalar_factors(factors) if sep == " ⊙ " else ([], factors)
+        vec = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=strict) for f in rest)
+        if not (lead and rest):
+            return vec or sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=strict) for f in lead)
+        # a scalar times a vector, as written: 2(z2 - y), κ sign(r), sqrt(2) z7; not 2 ⊙ (z2 - y)
+        return " ".join(self._print(f) for f in lead) + ("" if vec.startswith("(") else " ") + vec
 
     def _mean(self, a: sp.MatrixExpr) -> str:
         inner = self._print(a)
@@ -71,5 +82,5 @@ class LossNotation:
     def _print_Relational(self, e):
         if not self._TEXT or e.rel_op not in ("<=", ">="):
             return super()._print_Relational(e)
-        op = "≤" if e.rel_op == "<=" else "≥"
-        return f"{self.parenthesize(e.lhs, 40)} {op} {self.parenthesize(e.rhs, 40)}"
+        op, p = ("≤" if e.rel_op == "<=" else "≥"), precedence(e)
+        return f"{self.parenthesize(e.lhs, p)} {op} {self.parenthesize(e.rhs, p)}"

@@ -28,7 +28,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from .loss_notation import LossNotation, mean_of, scalar_factors
+from .loss_notation import LossNotation, mean_of
 
 INDICATOR = "𝟙"
 
@@ -156,15 +156,12 @@ class ReadableText(LossNotation, _LeadPositive, StrPrinter):
             else:
                 num.append(f)
         # a lone factor binds tighter than the sign: -W1·x, but -(a + b) and a ⊙ (W1·x)
-        top = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=len(num) == 1) for f in num) or "1"
-        lead, rest = scalar_factors(sp.Mul(*num, evaluate=False)) if sep == " ⊙ " and len(num) > 1 else ([], [])
-        if lead and rest:  # a scalar times a vector, as written: 2(z2 - y), κ sign(r); not 2 ⊙ (z2 - y)
-            vec = sep.join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in rest)
-            top = " ".join(self._print(f) for f in lead) + ("" if vec.startswith("(") else " ") + vec
+        top = self._product(num, sep, strict=len(num) == 1) or "1"
         if not den:
             return sign + top
-        bottom = sep.join(self.parenthesize(f, PRECEDENCE["Mul"], strict=True) for f in den)
+        bottom = self._product(den, sep, strict=True)
         return f"{sign}{top}/{bottom if len(den) == 1 else f'({bottom})'}"
+
 
     def _print_Piecewise(self, e):  # as the LaTeX prints it: {1 if z > 0, exp(z) otherwise}
         parts = [f"{self._print(a.expr)} if {self._print(a.cond)}" for a in e.args[:-1]]

@@ -41,16 +41,19 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
             f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
             "arithmetic. Fix: write the formula with finite real constants (split complex "
             "quantities into real and imaginary parts, each its own expression).")
-    if node.is_Number and (abs(float(node)) == float("inf") or node != 0 and float(node) == 0):
-        raise UnsupportedFunctionError(
-            f"the constant {sp.N(node, 3)} in {expr} is beyond float64's range (it would compile as "
-            f"{float(node)}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
+    if node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number:  # exp(1000) too
+        value = float(node) if node.is_Number else float(sp.re(node.evalf(20)))
+        if abs(value) == float("inf") or node != 0 and value == 0:
+            raise UnsupportedFunctionError(
+                f"the constant {sp.N(node, 3) if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} "
+                f"is beyond float64's range (it would compile as "
+                f"{value}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
     if isinstance(node, sp.Pow) and node.exp.is_Integer and abs(node.exp) > 2**53:
         # a float exponent: odd and even powers of -1 are the same number beyond 2**53
         raise UnsupportedFunctionError(
             f"the exponent of {node} in {expr} is beyond 2**53, where floating point loses its parity "
-            "(and x**k is 0, 1 or infinite unless |x| = 1). Fix: write the power you mean, e.g. with a "
-            "smaller exponent or sign(x)*Abs(x)**k.")
+            "(and x**k is 0 or infinite unless |x| = 1). Fix: write the power with an exponent within "
+            "2**53 (the value is the same at every float but |x| = 1).")
     if isinstance(node, sp.Piecewise) and node.args[-1].cond != True:  # noqa: E712 - SymPy's true
         raise UnsupportedFunctionError(
             f"{node} has no final (value, True) branch, so it is undefined where no condition "

@@ -226,10 +226,10 @@ def _check_unit_interval(Y: np.ndarray, what: str) -> None:
 def _check_distributions(Y: np.ndarray, what: str) -> None:
     """Target rows of the softmax cross-entropy are distributions: the fused loss is
     logsumexp(z) - y·z, -Σ y log softmax(z) only where the row sums to 1 (2·onehot gave 1.87
-    where torch's cross_entropy gives 3.02). The tolerance admits float32 rounding of
-    label-smoothed or teacher probabilities."""
+    where torch's cross_entropy gives 3.02). The tolerance admits rounded probabilities
+    (float16 teachers' were 3e-4 off, four decimals read from a CSV file 1e-4)."""
     sums = Y.sum(axis=1, dtype=np.float64)
-    bad = np.flatnonzero((np.abs(sums - 1) > 1e-5) | (Y < 0).any(axis=1))
+    bad = np.flatnonzero((np.abs(sums - 1) > 1e-3) | (Y < 0).any(axis=1))
     if len(bad):
         r = int(bad[0])
         raise TargetError(f"{what}[{r}] = {np.array2string(Y[r][:8], precision=4)} is not a distribution over the "

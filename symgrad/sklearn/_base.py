@@ -59,9 +59,10 @@ class SymgradBase(BaseEstimator):
         has changed since (other hidden sizes or activation) would be ignored, silently."""
         net, had = self._network(n_in, n_out), self.trained_.model
         if [p.shape for p in net.params] != [p.shape for p in had.params] or net.expr != had.expr:
-            raise ValueError(f"the network's parameters changed since the first fit (now {net.params}, "
-                             f"trained {had.params}, or another activation); warm_start and partial_fit "
-                             "continue training that network. Fix: fit afresh (warm_start=False).")
+            shapes = [f"{p} {tuple(p.shape)}" for p in net.params], [f"{p} {tuple(p.shape)}" for p in had.params]
+            raise ValueError(f"the network changed since the first fit (parameters now {', '.join(shapes[0])}; "
+                             f"trained {', '.join(shapes[1])}; or another activation); warm_start and "
+                             "partial_fit continue training that network. Fix: fit afresh (warm_start=False).")
 
     def _validate(self, X, y, reset: bool):
         if reset:
