@@ -144,7 +144,7 @@ class _Gen:
         lines.append(f"    n = {self._n()}")
 
         # float64 totals whatever F is: a float32 running sum over 10^7 rows lost 3 digits. In float32
-        # (serial) a block of F32_BLOCK rows is summed in float32 first (float64 adds halved the loop's
+        # (serial) a block of F32_LOOP_ROWS rows is summed in float32 first (float64 adds halved the loop's
         # vector width: 1.3 -> 2.1 ms for 10^6 rows), its rows sliced (a loop from i0 did not vectorise).
         blocked = self.s.dtype == "float32" and not self.s.parallel
         ind = "            " if blocked else "        "
@@ -157,7 +157,7 @@ class _Gen:
                 return [*head, f"    for i in {self.loop}(n):", *self._loads(self.s.data, ind), *body, *adds]
             blocks = [f"        b{self.arrays[d]} = {self.arrays[d]}[i0:i0 + m]" for d in self.s.data]
             loads = [f"{ind}{self.names[d]} = b{self.arrays[d]}[i]" for d in self.s.data]
-            return [*head, f"    for i0 in range(0, n, {F32_BLOCK}):", f"        m = min(n - i0, {F32_BLOCK})", *blocks,
+            return [*head, f"    for i0 in range(0, n, {F32_LOOP_ROWS}):", f"        m = min(n - i0, {F32_LOOP_ROWS})", *blocks,
                     *[f"        b_{o} = F(0.0)" for o in outs], "        for i in range(m):", *loads, *body,
                     *adds, *[f"        {o} += b_{o}" for o in outs]]
 
@@ -243,8 +243,8 @@ def callee(f):
 '''
 
 
-#: Rows a float32 loop sums in float32 before adding the block to its float64 total.
-F32_BLOCK = 1024
+#: Rows a float32 loop sums in float32 before its float64 total (matrix models: row_sums.F32_BLOCK).
+F32_LOOP_ROWS = 1024
 
 
 def module_header(title: str, dtype: str, helpers: set[str], trig_max: bool = False, glue: bool = False,

@@ -162,7 +162,6 @@ class ReadableText(LossNotation, _LeadPositive, StrPrinter):
         bottom = self._product(den, sep, strict=True)
         return f"{sign}{top}/{bottom if len(den) == 1 else f'({bottom})'}"
 
-
     def _print_Piecewise(self, e):  # as the LaTeX prints it: {1 if z > 0, exp(z) otherwise}
         parts = [f"{self._print(a.expr)} if {self._print(a.cond)}" for a in e.args[:-1]]
         last = e.args[-1]

@@ -95,9 +95,10 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     bad = np.flatnonzero(~np.isfinite(values))
     # the value is finite at every sample: one of its derivatives is not (for a Hessian, of its
     # second derivatives: the first few pairs, each a diff of the formula)
-    order = [(p,) for p in zip(params, symbols)]
+    pairs = list(zip(params, symbols))
+    order = [(p,) for p in pairs]
     if what.startswith("Hessian"):
-        order += [(a, b) for i, a in enumerate(zip(params, symbols)) for b in list(zip(params, symbols))[i:]][:36]
+        order += [(a, b) for i, a in enumerate(pairs) for b in pairs[i:]][:36]
     for wrt in ([] if bad.size else order):
         d = expr
         for _, s in wrt:
