@@ -209,5 +209,9 @@ def test_unevaluated_and_complex_forms_are_refused_not_differentiated_wrongly():
         with pytest.raises(UnsupportedModelError, match=r"complex \(it holds I\).*Fix: write a real formula"):
             sg.compile(expr, wrt=[a], backend="python")
     assert sg.grad(sp.Subs(a**2 * t, t, 2).doit(), a) == 4 * a
+    # a constant function that is exactly 0 is no underflow (hypothesis found relu(-2) refused)
+    assert sg.grad(a + sg.ops.relu(-2), a) == 1
+    with pytest.raises(UnsupportedFunctionError, match=r"exp\(-1000\) .* beyond float64's range"):
+        sg.grad(a + sp.exp(-1000), a)
     with pytest.raises(DtypeError, match="theta holds complex numbers.*Fix"):
         sg.compile(a**2, wrt=[a], backend="python").value_and_grad(np.array([1 + 5j]))

@@ -42,8 +42,9 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
             "arithmetic. Fix: write the formula with finite real constants (split complex "
             "quantities into real and imaginary parts, each its own expression).")
     if node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number:  # exp(1000) too
-        value = float(node) if node.is_Number else float(sp.re(node.evalf(20)))
-        if abs(value) == float("inf") or node != 0 and value == 0:
+        exact = node if node.is_Number else sp.re(node.evalf(20))  # relu(-2) is 0, not an underflow
+        value = float(exact)
+        if abs(value) == float("inf") or exact != 0 and value == 0:
             raise UnsupportedFunctionError(
                 f"the constant {sp.N(node, 3) if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} "
                 f"is beyond float64's range (it would compile as "
