@@ -74,3 +74,26 @@ def test_second_derivatives_and_powers_keep_their_relative_precision(backend):
     for z in (19.0, 25.0):
         want = float(2 * mp.tanh(z) * mp.sech(z) ** 2)
         assert g.grad([z])[0] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_roots_of_sums_of_squares_do_not_overflow(backend, dtype):
+    """asinh'(x) = 1/sqrt(x**2 + 1) came out 0 for |x| > 1.3e154 (float32: 1.8e19), where it is
+    1/|x|, and x/sqrt(x**2 + y**2) NaN: x*x overflowed. The roots are computed scaled (hypot).
+    Oracle: sympy.diff of the expression, evaluated by mpmath at 50 digits."""
+    y = sp.Symbol("y", real=True)
+    big = [1e-300, 1e-160, 0.3, 1.0, 7.0, 1e17, 1e19, 1e25, 1e155, 1e300]
+    vals = [v for v in big if dtype == "float64" or 1e-37 < v < 1e38]
+    cases = [(sp.asinh(x), [x]), (sp.sqrt(3 + x**2), [x]), (sp.sqrt(x**2 + y**2), [x, y])]
+    for e, wrt in cases:
+        f = sg.compile(e, wrt, dtype=dtype, backend=backend, reduction="sum")
+        for v in vals:
+            for s in (1, -1):
+                pt = {x: s * v, y: 2.5 * v}
+                theta = np.array([pt[w] for w in wrt], dtype)
+                at = {w: mp.mpf(float(t)) for w, t in zip(wrt, theta)}
+                for got, w in zip(f.grad(theta), wrt):
+                    want = float(sp.lambdify(wrt, sp.diff(e, w), "mpmath")(*(at[u] for u in wrt)))
+                    tol = 1e-15 if dtype == "float64" else 1e-7
+                    assert float(got) == pytest.approx(want, rel=tol, abs=0), (e, w, s * v, dtype)

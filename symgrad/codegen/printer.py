@@ -82,13 +82,29 @@ class NumbaPrinter(PythonCodePrinter):
         if ex.is_Integer and 1 <= abs(int(ex)) <= 4:
             prod = self._int_power(base, abs(int(ex)))
             return prod if ex > 0 else f"(F(1.0) / {prod})"
-        if ex == sp.S.Half:
-            return f"math.sqrt({self._print(base)})"
-        if ex == -sp.S.Half:
-            return f"(F(1.0) / math.sqrt({self._print(base)}))"
+        if abs(ex) == sp.S.Half:
+            root = self._root(base)
+            return root if ex > 0 else f"(F(1.0) / {root})"
         b = self.parenthesize(base, PRECEDENCE["Pow"], strict=False)
         x = self.parenthesize(ex, PRECEDENCE["Pow"], strict=False)
         return f"({b} ** {x})"
+
+    def _root(self, base: sp.Expr) -> str:
+        """sqrt(base). A sum of squares and at most one positive number is computed scaled
+        (hypot): x*x overflows for |x| > 1.3e154 (float32: 1.8e19) where the root does not, and
+        asinh'(x) = 1/sqrt(x**2 + 1) came out 0, not 1/|x|."""
+        terms = sp.Add.make_args(base)
+        squares = [t.base for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real]
+        numbers = [t for t in terms if t.is_Number and t > 0]
+        if len(terms) < 2 or len(squares) + len(numbers) != len(terms) or len(numbers) > 1:
+            return f"math.sqrt({self._print(base)})"
+        if not squares[1:]:  # u**2 + c: vectorises, and exact as written for |u| <= 1
+            self.helpers.add("sqrt_sq")
+            return f"sqrt_sq({self._print(squares[0])}, {self._print(numbers[0])})"
+        out = self._print(squares[0])
+        for t in squares[1:] + [sp.sqrt(c) for c in numbers]:
+            out = f"math.hypot({out}, {self._print(t)})"
+        return out
 
     def _int_power(self, base: sp.Expr, k: int) -> str:
         """base**k (1 <= k <= 4) as an atom: x*x rather than x**2, because Numba's integer

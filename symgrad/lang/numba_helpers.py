@@ -98,6 +98,15 @@ HELPERS: dict[str, str] = {
     "pow2": "@jit_inline\ndef pow2(x):\n    return x * x\n",
     "pow3": "@jit_inline\ndef pow3(x):\n    return x * x * x\n",
     "pow4": "@jit_inline\ndef pow4(x):\n    x2 = x * x\n    return x2 * x2\n",
+    "sqrt_sq": (
+        "@jit_inline\n"
+        "def sqrt_sq(u, c):\n"
+        "    # sqrt(u*u + c) for a number c > 0, scaled by |u| above 1: u*u overflows where the root does not\n"
+        "    m = abs(u)\n"
+        "    if m > F(1.0):\n"
+        "        return m * math.sqrt(F(1.0) + (c / m) / m)\n"
+        "    return math.sqrt(u * u + c)\n"
+    ),
     "sign": (
         "@jit_inline\n"
         "def sign(z):\n"
