@@ -3,6 +3,7 @@ printouts (issue 3, items 1, 4 and 5). Everything runs on the Python reference p
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -299,3 +300,28 @@ def test_losses_read_as_the_textbook_writes_them():
     assert "Constants: κ = 1 (Huber's threshold, PyTorch's delta" in str(huber)
     tex = huber.latex()
     assert r"\kappa\, \operatorname{sign}" in tex and r"\delta \odot" not in tex
+
+
+def _rms(p, t):
+    return (sg.msum(sg.elementwise(lambda r: r**2, p - t)) / 3) ** sp.Rational(1, 2)
+
+
+def _merged(p, t):  # the residual's MatAdd swallows the layer's own sum, W2·a1 + b2
+    return sg.mean(sg.elementwise(lambda r: sp.Abs(r) ** 3, p - t)) + sg.msum(sg.elementwise(lambda r: r**2, p)) / 3
+
+
+@pytest.mark.parametrize("loss, ell, delta, tex_delta", [
+    (_rms, "ℓ = sqrt(mean((z2 - y)^2))", "δ_z2 = sqrt(3)(z2 - y)/(3 sqrt(Σ(v13)))",
+     r"\frac{\sqrt{3}}{3}\, \left(\frac{z_{2} - y}{\sqrt{\sum v_{13}}}\right)"),
+    (lambda p, t: 5 * _rms(p, t) ** 3, "ℓ = 5·(mean((z2 - y)^2))^(3/2)", "⊙ sqrt(Σ(v13))",
+     r"\frac{5 \sqrt{3}}{3}\, \left("),
+    (_merged, "ℓ = mean(z2^2) + mean((z2 - y)^2·|z2 - y|)", "δ_z2 = (2 z2 + ", r"\delta_{z_{2}} &= \frac{"),
+    ("mse", "ℓ = mean((z2 - y)^2)", "δ_z2 = 2(z2 - y)/3", r"\frac{2\, \left(z_{2} - y\right)}{3}"),
+])
+def test_custom_losses_print_in_the_layers_names(loss, ell, delta, tex_delta):
+    # a root mean square printed sqrt(3)·sqrt(Σ((W2·a1 + b2 - y)^2))/3 and its delta sum(v13); the
+    # LaTeX put ⊙ between numbers (5 ⊙ sqrt(3)) and between 2 and (z2 - y); a power of a sum crashed
+    f = sg.formulas(sg.nn.MLP([3, 4, 3], activation="tanh"), loss)
+    text, tex = str(f), f.latex()
+    assert ell in text and delta in text and "W2·a1 + b2 - y" not in text and "sum(" not in text
+    assert tex_delta in tex and not re.search(r"\d \\odot", tex)

@@ -32,6 +32,25 @@ def mean_of(e: sp.Basic) -> sp.MatrixExpr | None:
     return s.args[0] if k > 1 and k.is_Integer and c == sp.Rational(1, k) else None
 
 
+def root_means(e: sp.Basic) -> sp.Basic:
+    """``e`` with k^(-p)·msum(A)^p (SymPy's form of (msum(A)/k)^p) as (mean of A)^p: a root mean
+    square loss prints as sqrt(mean((z2 - y)^2)), not sqrt(3)·sqrt(Σ((z2 - y)^2))/3."""
+    def fold(m: sp.Mul) -> sp.Basic:
+        num = sp.Mul(*(g for g in m.args if g.is_number))
+        for f in m.args:
+            if f.is_Pow and isinstance(f.base, msum) and getattr(f.base.args[0], "shape", None):
+                k = f.base.args[0].shape[0] * f.base.args[0].shape[1]
+                ratio = sp.simplify(num * k**f.exp) if k.is_Integer and k > 1 else None
+                if ratio is not None and ratio.is_Rational:  # 5·(msum/k)^(3/2), not 5·sqrt(3)·msum^(3/2)/9
+                    rest = [g for g in m.args if g is not f and not g.is_number]
+                    mean = sp.Pow(sp.Mul(sp.Rational(1, k), f.base, evaluate=False), f.exp, evaluate=False)
+                    factors = ([ratio] if ratio != 1 else []) + rest
+                    return sp.Mul(*factors, mean, evaluate=False) if factors else mean
+        return m
+
+    return e.replace(lambda x: isinstance(x, sp.Mul), fold)
+
+
 def scalar_factors(factors) -> tuple[list[sp.Basic], list[sp.Basic]]:
     """(numbers and named constants, the other factors) of a product's factors: in the delta
     rule's elementwise products a scalar multiplies (2(z2 - y), κ sign(r)), it is not a ⊙ factor."""
@@ -51,10 +70,19 @@ class LossNotation:
         if a is not None:
             return self._mean(a)
         lead, rest = scalar_factors(e.args)
-        whole = all(f.is_Integer or isinstance(f, RuntimeConstant) for f in lead)  # a fraction: \frac{...}{4}
-        if "odot" not in str(self._settings.get("mul_symbol")) or not (lead and rest and whole) or sp.Mul(*lead) == -1:
+        c = sp.Mul(*lead)
+        if "odot" not in str(self._settings.get("mul_symbol")) or not (lead and rest) or c == -1:
             return super()._print_Mul(e)
-        return r"%s\, %s" % (self._print(sp.Mul(*lead)), self.parenthesize(sp.Mul(*rest), PRECEDENCE["Mul"]))
+        # a scalar times a vector, as written: 2\,(z2 - y), \frac{2\,(z2 - y)}{3}, \frac{\sqrt{3}}{3}\,(...);
+        # not 2 ⊙ (z2 - y), nor ⊙ between two numbers
+        from .printing import tex  # printing imports this module
+
+        body = self.parenthesize(sp.Mul(*rest), PRECEDENCE["Mul"])
+        sign, c = ("-", -c) if c.could_extract_minus_sign() else ("", c)
+        if c.is_Rational and c.q != 1:
+            top = self._print(sp.Mul(*rest)) if c.p == 1 else r"%s\, %s" % (c.p, body)
+            return r"%s\frac{%s}{%s}" % (sign, top, c.q)
+        return r"%s%s\, %s" % (sign, tex(c), body)
 
     def _product(self, factors: list, sep: str, strict: bool) -> str:
         """The text printer's product of ``factors`` joined by ``sep``."""

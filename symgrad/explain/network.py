@@ -18,6 +18,7 @@ from ..kinds import KINDS
 from ..lang.constants import HuberDelta
 from . import imaging
 from .display import Printout, Row, Style
+from .loss_notation import root_means
 from .notation import forward_expr, named, show, sym
 from .numeric import network_values
 from .printing import tex_text
@@ -109,11 +110,27 @@ def network_formulas(loss: sp.Expr, params, data, labels=None, at: dict | None =
     forward = [(n.label, forward_expr(n)) for n in nodes
                if n.kind != "leaf" and (named(n) or id(n) in shown)]
     short = {e: sp.MatrixSymbol(name, *e.shape) for e, name in (labels or {}).items()}
-    forward.append(("ℓ", loss.xreplace(short)))
+    forward.append(("ℓ", _shorten(loss, short)))
     if at is None:
         return NetworkFormulas(forward, _order(backward))
     values = network_values(nodes, out, at) | {str(d): at[str(d)] for d in data}
     return NetworkFormulas(forward, _order(backward), values, tuple(str(d) for d in data))
+
+
+def _shorten(loss: sp.Expr, short: dict) -> sp.Expr:
+    """The loss in the layers' names: z2 - y, not W2·a1 + b2 - y, also where SymPy merged the layer's
+    sum into a larger one (W2·a1 + b2 - y is one MatAdd, of which W2·a1 + b2 is no subtree)."""
+    loss = loss.xreplace(short)
+    sums = [({a.xreplace(short) for a in k.args}, v) for k, v in short.items() if isinstance(k, sp.MatAdd)]
+
+    def merged(e: sp.MatAdd) -> sp.Basic:
+        terms = list(e.args)
+        for args, name in sums:
+            if args < set(terms):  # each term of a layer's sum is distinct (W·a, b)
+                terms = [t for t in terms if t not in args] + [name]
+        return sp.MatAdd(*terms) if len(terms) < len(e.args) else e
+
+    return root_means(loss.replace(lambda e: isinstance(e, sp.MatAdd), merged))
 
 
 def _internal_refs(nodes: list[TNode], rows) -> set[int]:

@@ -81,6 +81,12 @@ class Sum(Kind):
     def delta(self, c, n) -> None:
         c.add(n.inputs[0], c.ref(n))
 
+    def show(self, n) -> sp.Expr:
+        from ..explain.notation import operand  # the notation reads this table: import when used
+
+        # Σ(v13), as the loss line prints the same sum; not sum(v13)
+        return msum(sp.MatrixSymbol(str(operand(n.inputs[0])), *n.inputs[0].shape))
+
     def tangent(self, b, n, ins):
         return b.add("sum", n.shape, n.batched, [ins[0]], f"d{n.label}")
 

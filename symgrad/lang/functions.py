@@ -39,10 +39,13 @@ class msum(sp.Function):
         e = _explicit(m)
         return None if e is None else sum(e)
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         if hasattr(printer, "_print_msum"):  # symgrad's printouts: explain/loss_notation.py
-            return printer._print_msum(self)
-        return r"\sum %s" % printer.parenthesize(self.args[0], 60)
+            out = printer._print_msum(self)
+        else:
+            out = r"\sum %s" % printer.parenthesize(self.args[0], 60)
+        # a power's base (LaTeX's printer hands the exponent down): (Σ r²)^{3/2}
+        return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
 
 class logsumexp(sp.Function):
