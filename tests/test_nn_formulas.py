@@ -290,13 +290,14 @@ def test_a_one_output_network_prints_its_entrywise_loss(loss, line):
 
 def test_losses_read_as_the_textbook_writes_them():
     # msum(...)/2 read like the ½ of the squared error, Huber's δ was the delta rule's δ, and
-    # 2 ⊙ (z2 - y) multiplied a vector by a number elementwise (· is the matrix product there)
+    # 2 ⊙ (z2 - y) multiplied a vector by a number elementwise (· is the matrix product there); the
+    # condition read |y - z2| beside sign(z2 - y)
     mse2 = str(sg.formulas(sg.nn.MLP([2, 3, 2], activation="tanh"), "mse"))
     assert "ℓ = mean((z2 - y)^2)" in mse2 and "δ_z2 = z2 - y" in mse2
     mse1 = str(sg.formulas(sg.nn.MLP([2, 3, 1], activation="tanh"), "mse"))
     assert "ℓ = (z2 - y)^2" in mse1 and "δ_z2 = 2(z2 - y)" in mse1
     huber = sg.formulas(sg.nn.MLP([2, 3, 1], activation="tanh"), "huber")
-    assert "δ_z2 = {z2 - y if |y - z2| ≤ κ, κ sign(z2 - y) otherwise}" in str(huber)
+    assert "δ_z2 = {z2 - y if |z2 - y| ≤ κ, κ sign(z2 - y) otherwise}" in str(huber)
     assert "Constants: κ = 1 (Huber's threshold, PyTorch's delta" in str(huber)
     tex = huber.latex()
     assert r"\kappa\, \operatorname{sign}" in tex and r"\delta \odot" not in tex
@@ -315,7 +316,8 @@ def _merged(p, t):  # the residual's MatAdd swallows the layer's own sum, W2·a1
      r"\frac{\sqrt{3}}{3}\, \left(\frac{z_{2} - y}{\sqrt{\sum v_{13}}}\right)"),
     (lambda p, t: 5 * _rms(p, t) ** 3, "ℓ = 5·(mean((z2 - y)^2))^(3/2)", "⊙ sqrt(Σ(v13))",
      r"\frac{5 \sqrt{3}}{3}\, \left("),
-    (_merged, "ℓ = mean(z2^2) + mean((z2 - y)^2·|z2 - y|)", "δ_z2 = (2 z2 + ", r"\delta_{z_{2}} &= \frac{"),
+    (_merged, "ℓ = mean(z2^2) + mean((z2 - y)^2·|z2 - y|)", "δ_z2 = 2 z2/3 + (z2 - y) ⊙ ((z2 - y) ⊙ sign(z2 - y) + 2 |z2 - y|)/3",
+     r"\left|{z_{2} - y}\right|"),
     ("mse", "ℓ = mean((z2 - y)^2)", "δ_z2 = 2(z2 - y)/3", r"\frac{2\, \left(z_{2} - y\right)}{3}"),
 ])
 def test_custom_losses_print_in_the_layers_names(loss, ell, delta, tex_delta):

@@ -51,6 +51,22 @@ def root_means(e: sp.Basic) -> sp.Basic:
     return e.replace(lambda x: isinstance(x, sp.Mul), fold)
 
 
+def orient_abs(e: sp.Basic) -> sp.Basic:
+    """``e`` with |a| written |−a| where −a is a sum that ``e`` also holds outside the bars: SymPy
+    turns |z2 − y| into |y − z2|, which then stood beside sign(z2 − y) and (z2 − y)."""
+    sums = {a for a in sp.preorder_traversal(e) if isinstance(a, sp.Add)}
+    inside = {a for b in sp.preorder_traversal(e) if isinstance(b, sp.Abs) for a in sp.preorder_traversal(b.args[0])
+              if isinstance(a, sp.Add)}
+
+    def flip(b: sp.Abs) -> sp.Basic:
+        a = b.args[0]
+        if isinstance(a, sp.Add) and a not in sums - inside and -a in sums - inside:
+            return sp.Abs(-a, evaluate=False)
+        return b
+
+    return e.replace(lambda x: isinstance(x, sp.Abs), flip)
+
+
 def scalar_factors(factors) -> tuple[list[sp.Basic], list[sp.Basic]]:
     """(numbers and named constants, the other factors) of a product's factors: in the delta
     rule's elementwise products a scalar multiplies (2(z2 - y), κ sign(r)), it is not a ⊙ factor."""

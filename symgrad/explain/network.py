@@ -18,7 +18,7 @@ from ..kinds import KINDS
 from ..lang.constants import HuberDelta
 from . import imaging
 from .display import Printout, Row, Style
-from .loss_notation import root_means
+from .loss_notation import orient_abs, root_means
 from .notation import forward_expr, named, show, sym
 from .numeric import network_values
 from .printing import tex_text
@@ -66,7 +66,7 @@ class NetworkFormulas(Printout):
         # what ⋆, ∗, rot180, ... mean, for the convolution and pooling operations printed
         rows += [Row("note", line) for line in imaging.legends([v for _, v in self.forward + self.backward],
                                                                  s.latex)]
-        rows += [s.eq(s.name(k), "=", s.expr(v, **delta) + self._value(s, k)) for k, v in self.backward]
+        rows += [s.eq(s.name(k), "=", s.expr(orient_abs(v), **delta) + self._value(s, k)) for k, v in self.backward]
         return rows + s.kink_note(*(v for _, v in self.forward))
 
 
