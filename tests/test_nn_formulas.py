@@ -327,3 +327,14 @@ def test_custom_losses_print_in_the_layers_names(loss, ell, delta, tex_delta):
     text, tex = str(f), f.latex()
     assert ell in text and delta in text and "W2·a1 + b2 - y" not in text and "sum(" not in text
     assert tex_delta in tex and not re.search(r"\d \\odot", tex)
+
+
+@pytest.mark.parametrize("k, ell, tex_ell", [
+    (1, "ℓ = bce_logits(z2, y)", r"\ell &= \operatorname{BCE}_{\text{logits}}\left(z_{2}, y\right)"),
+    (3, "ℓ = mean(bce_logits(z2, y))",
+     r"\ell &= \operatorname{mean}\left(\operatorname{BCE}_{\text{logits}}\left(z_{2}, y\right)\right)"),
+])
+def test_binary_cross_entropy_prints_as_its_mean(k, ell, tex_ell):
+    # it printed bce_sum(z2, y)/3, read as a sum, and a sum over one output's one term
+    f = sg.formulas(sg.nn.MLP([3, 4, k], activation="tanh"), "bce")
+    assert ell in str(f) and tex_ell in f.latex()

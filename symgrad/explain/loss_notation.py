@@ -17,7 +17,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..lang.constants import RuntimeConstant
-from ..lang.functions import msum
+from ..lang.functions import bce_sum, msum
 
 
 def mean_of(e: sp.Basic) -> sp.MatrixExpr | None:
@@ -25,11 +25,23 @@ def mean_of(e: sp.Basic) -> sp.MatrixExpr | None:
     if not (isinstance(e, sp.Mul) and len(e.args) == 2):
         return None
     c, s = e.args
-    if not (c.is_Rational and isinstance(s, msum) and getattr(s.args[0], "shape", None)):
+    if not (c.is_Rational and isinstance(s, (msum, bce_sum)) and getattr(s.args[0], "shape", None)):
         return None
     rows, cols = s.args[0].shape
     k = rows * cols
-    return s.args[0] if k > 1 and k.is_Integer and c == sp.Rational(1, k) else None
+    if not (k > 1 and k.is_Integer and c == sp.Rational(1, k)):
+        return None
+    return s.args[0] if isinstance(s, msum) else _BCE(*s.args)
+
+
+class _BCE(sp.Function):
+    """The entries of a binary cross-entropy on logits (a mean of ``bce_sum`` prints their mean)."""
+
+    def _sympystr(self, p):
+        return "bce_logits(%s, %s)" % tuple(p._print(a) for a in self.args)
+
+    def _latex(self, p):
+        return r"\operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % tuple(p._print(a) for a in self.args)
 
 
 def root_means(e: sp.Basic) -> sp.Basic:
@@ -118,6 +130,14 @@ class LossNotation:
         if getattr(a, "shape", None) == (1, 1):  # a single output's loss: the entry itself
             return self._print(a)
         return f"Σ({self._print(a)})" if self._TEXT else r"\sum %s" % self.parenthesize(a, 60)
+
+    def _print_bce_sum(self, e):
+        z, y = e.args
+        if getattr(z, "shape", None) == (1, 1):  # one output: its one term
+            return self._print(_BCE(z, y))
+        zs, ys = self._print(z), self._print(y)
+        return f"bce_sum({zs}, {ys})" if self._TEXT else r"\sum \operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (
+            zs, ys)
 
     def _print_Abs(self, e):
         inner = self._print(e.args[0])

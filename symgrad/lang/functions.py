@@ -101,6 +101,8 @@ class bce_sum(sp.Function):
         return sum(bce_logits(a, b) for a, b in zip(ez, ey))
 
     def _latex(self, printer):
+        if hasattr(printer, "_print_bce_sum"):  # symgrad's printouts: explain/loss_notation.py
+            return printer._print_bce_sum(self)
         z, y = (printer._print(a) for a in self.args)
         return r"\sum \operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (z, y)
 
