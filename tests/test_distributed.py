@@ -111,6 +111,11 @@ def test_a_workers_non_finite_warning_reaches_the_client(client, decay):
     T, Y = da.from_array(ts, chunks=500), da.from_array(ys, chunks=500)
     with pytest.warns(sg.NonFiniteWarning, match=r"in row chunk \d \(rows \d+ to \d+\): the value is not finite"):
         assert np.isinf(f.value([1, -400, 0], T, Y))
+    log = sg.compile((sp.log(sp.Symbol("a", real=True) * sp.Symbol("t", real=True)) - sp.Symbol("y", real=True)) ** 2,
+                     wrt=[sp.Symbol("a", real=True)], data=[sp.Symbol("t", real=True), sp.Symbol("y", real=True)])
+    bad = np.where(np.arange(ts.size) == 725, -1.0, ts + 1)
+    with pytest.warns(sg.NonFiniteWarning, match=r"rows 500 to 999\): the value is not finite: sample 725 \(t = -1"):
+        log.value([1.0], da.from_array(bad, chunks=500), Y)  # the whole data's row, not the chunk's 225
 
 
 @pytest.fixture(scope="module")
@@ -269,12 +274,13 @@ def test_bad_input_is_named_with_its_fix(client, digits, decay):
         sg.fit(net, "softmax_cross_entropy", X, y, strategy="local")
     bad = X.copy()
     bad[450, 3] = np.nan
-    with pytest.raises(sg.errors.DataError, match=r"row chunk 2 \(rows 400 to 599\).*non-finite"):
+    # the row of the whole data, not of the chunk (450 - 400 = 50)
+    with pytest.raises(sg.errors.DataError, match=r"row chunk 2 \(rows 400 to 599\).*non-finite.*\(450, 3\)"):
         sg.fit(net, "softmax_cross_entropy", *_dask(bad, y, 200), client=client, epochs=1)
     f, ts, ys = decay
     with pytest.raises(sg.errors.DataError, match="some data are Dask arrays"):
         f.value_and_grad([1, 1, 0], da.from_array(ts, chunks=500), ys)
-    with pytest.raises(sg.errors.DataError, match=r"row chunk 1 .*non-finite"):
+    with pytest.raises(sg.errors.DataError, match=r"row chunk 1 .*non-finite value \(inf\) at index 600\."):
         f.value_and_grad([1, 1, 0], da.from_array(np.where(np.arange(ts.size) == 600, np.inf, ts), chunks=500),
                          da.from_array(ys, chunks=500))
     with pytest.raises(sg.errors.ShapeError, match=r"takes 2 data arrays \(\['t', 'y'\]\), got 1. Fix: pass one"):

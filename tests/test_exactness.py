@@ -250,3 +250,23 @@ def test_tidy_does_not_multiply_out_nested_squares_of_sums():
     out = tidy(e)
     at = {R: 0.7, s: -1.3, U: 0.4}
     assert abs(float(out.xreplace(at)) - float(e.xreplace(at))) < 1e-12
+
+
+def test_covariance_refuses_what_it_cannot_compute():
+    # float32: proportional Jacobian columns (only a*b is identified) differ by rounding, and the
+    # float64 tolerance let made-up standard errors through; a NaN residual gave LinAlgError
+    a, b, y = sp.symbols("a b y", real=True)
+    xs = np.linspace(0.5, 3, 50)
+    ys = 0.91 * xs + 0.01 * np.sin(7 * xs)
+    for dt in ("float64", "float32"):
+        r = sg.compile_residuals(a * b * x - y, [a, b], [x, y], dtype=dt)
+        for theta in ([1.3, 0.7], [1.4, 0.65]):
+            with pytest.raises(sg.errors.UnsupportedModelError, match="rank-deficient"):
+                r.covariance(theta, xs.astype(dt), ys.astype(dt))
+    r32 = sg.compile_residuals(a * x + b - y, [a, b], [x, y], dtype="float32")
+    c32 = r32.covariance([0.9, 0.0], xs.astype("float32"), ys.astype("float32"))  # well-posed: computed
+    c64 = sg.compile_residuals(a * x + b - y, [a, b], [x, y]).covariance([0.9, 0.0], xs, ys)
+    np.testing.assert_allclose(c32, c64, rtol=1e-4)
+    r = sg.compile_residuals(b * sp.log(a * x) - y, [a, b], [x, y], on_nonfinite="ignore")
+    with pytest.raises(sg.errors.NonFiniteError, match="covariance is undefined"):
+        r.covariance([1.0, 1.0], np.where(xs > 2, -xs, xs), ys)

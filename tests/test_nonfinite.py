@@ -146,3 +146,17 @@ def test_float32_sums_over_many_rows_keep_float32_accuracy():
     X64 = Xr.astype(np.float64)
     exact = (2 * X64.sum(axis=1, keepdims=True) * X64).mean(axis=0)
     np.testing.assert_allclose(ft.grad(np.ones(2, np.float32), Xr), exact, rtol=2e-6)
+
+
+def test_pointwise_follows_on_nonfinite():
+    # reduction='none' returned NaN without a word, also under on_nonfinite='raise'
+    a, x, y = sp.symbols("a x y", real=True)
+    xs, ys = np.array([1.0, 2.0, -1.0, 3.0]), np.zeros(4)
+    f = sg.compile((sp.log(a * x) - y) ** 2, wrt=[a], data=[x, y], reduction="none", backend="python")
+    with pytest.warns(sg.NonFiniteWarning, match=r"the value is not finite: sample 2 \(a = 1, x = -1, y = 0\)"):
+        vals, _ = f.pointwise(np.ones(4), xs, ys)
+    assert np.isnan(vals[2]) and np.isfinite(vals[[0, 1, 3]]).all()
+    g = sg.compile((sp.log(a * x) - y) ** 2, wrt=[a], data=[x, y], reduction="none", backend="python",
+                   on_nonfinite="raise")
+    with pytest.raises(sg.errors.NonFiniteError, match="sample 2"):
+        g.pointwise(np.ones(4), xs, ys)

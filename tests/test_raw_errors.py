@@ -215,3 +215,19 @@ def test_unevaluated_and_complex_forms_are_refused_not_differentiated_wrongly():
         sg.grad(a + sp.exp(-1000), a)
     with pytest.raises(DtypeError, match="theta holds complex numbers.*Fix"):
         sg.compile(a**2, wrt=[a], backend="python").value_and_grad(np.array([1 + 5j]))
+
+
+def test_lists_are_checked_as_arrays_are():
+    # a complex ndarray is refused, but the same numbers as a list lost their imaginary parts with
+    # only NumPy's ComplexWarning; a list of strings (or theta ["2"]) was parsed as numbers
+    a, t, y = sp.symbols("a t y", real=True)
+    f = sg.compile((a * t - y) ** 2, wrt=[a], data=[t, y], backend="python")
+    ys = np.array([2.0, 4.0, 6.0])
+    with pytest.raises(sg.errors.DtypeError, match="data 't' holds complex numbers.*Fix"):
+        f.value([2.0], [1 + 5j, 2 + 5j, 3 + 5j], ys)
+    with pytest.raises(sg.errors.DtypeError, match="data 't' holds text.*Fix"):
+        f.value([2.0], ["1", "2", "3"], ys)
+    for theta in (["2"], np.array(["2"])):
+        with pytest.raises(sg.errors.DtypeError, match="theta holds text.*Fix"):
+            f.value(theta, ys / 2, ys)
+    assert f.value([2], [1, 2, 3], [2, 4, 6]) == 0.0  # lists of numbers are still numbers

@@ -112,7 +112,8 @@ def covariance(f, theta, *data, client=None) -> np.ndarray:
 
     th = check_vector(theta, len(f.params), f.dtype, "theta")
     parts = _parts(f, "gram", th, None, data, client)
-    return covariance_of(sum(p[0] for p in parts), sum(p[1] for p in parts), np.vstack([p[2] for p in parts]))
+    return covariance_of(sum(p[0] for p in parts), sum(p[1] for p in parts), np.vstack([p[2] for p in parts]),
+                         f.dtype)
 
 
 def _theta(f, theta, what: str = "theta"):

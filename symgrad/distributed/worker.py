@@ -21,6 +21,7 @@ import numpy as np
 from .. import jit
 from ..codegen.train import kernel_args
 from ..errors import SymgradError
+from ..runtime.checks import rows_from
 from ..runtime.execution import _blas_limit, _numba_threads
 from ..runtime.inputs import prepare_xy
 
@@ -75,7 +76,8 @@ def model_chunk(f, op: str, theta: np.ndarray, v, chunk: int, start: int, *block
     try:
         with one_thread(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            value, out = _chunk_op(f, op, theta, v, blocks)
+            with rows_from(start):  # messages name the row of the whole data
+                value, out = _chunk_op(f, op, theta, v, blocks)
     except SymgradError as exc:
         raise type(exc)(f"in {_where(chunk, start, rows)}: {exc}") from None
     return rows, value, out, [(w.category, f"in {_where(chunk, start, rows)}: {w.message}") for w in caught]
@@ -108,7 +110,8 @@ def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple
     loss_name, n_in, n_out, dtype, _ = spec  # the last is the fit's token
     where = _where(chunk, start, len(xb))
     try:
-        out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"))
+        with rows_from(start):
+            out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"))
     except SymgradError as exc:
         raise type(exc)(str(exc)) from None
     _PREPARED[(spec, keys)] = out

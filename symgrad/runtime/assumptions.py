@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import AssumptionError
+from .checks import ROW_OFFSET
 
 #: (assumption, test, what it needs), strongest first: one per symbol, and one of parity or integer.
 #: SymPy derives facts (``even`` is an integer, ``irrational`` is nonzero), so a symbol is checked
@@ -66,6 +67,8 @@ def check_assumptions(checks, arrays: Sequence[np.ndarray], what: str, symbols: 
             continue
         at = tuple(int(i) for i in np.argwhere(~np.asarray(ok))[0]) if a.ndim else ()
         v = a[at] if at else a
+        if at and what == "data":  # a row of the whole data, also in a Dask chunk
+            at = (at[0] + ROW_OFFSET.get(), *at[1:])
         sym = symbols[k] if symbols else None
         label = str(sym) if sym is not None else f"argument {k}"
         where = f" (at index {at[0] if len(at) == 1 else at})" if at else ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -27,6 +29,7 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         x = np.asarray(x)  # a pandas Series has a dtype too: float64 is not rounded to float32 silently
     if not isinstance(x, np.ndarray):
         _refuse_none(x, what)
+        _refuse_non_real(x, what)
         try:
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
@@ -44,6 +47,21 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
             f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."
         )
     return np.ascontiguousarray(x)
+
+
+def _refuse_non_real(x: object, what: str) -> None:
+    """A list of complex numbers or of strings is refused as such an ndarray is: converted to
+    float, complex numbers lost their imaginary parts (NumPy only warned) and "2" became 2."""
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nesting: the conversion will say so
+        return
+    odd = raw.dtype.kind in "cUS" or raw.dtype.kind == "O" and any(isinstance(v, (str, bytes, complex))
+                                                                   for v in raw.flat)
+    if odd:
+        kind = "complex numbers" if raw.dtype.kind == "c" or any(isinstance(v, complex) for v in raw.flat) else "text"
+        raise DtypeError(f"{what} holds {kind}, not real numbers. Fix: pass real values, e.g. "
+                         f"np.asarray(values, dtype=float) after converting them yourself (np.real, float(s)).")
 
 
 def _refuse_none(x: object, what: str) -> None:
@@ -75,13 +93,31 @@ PARAMS_FIX = ("Fix: start from finite values; parameters that became NaN or Inf 
               "diverged (lower its step size).")
 
 
+#: The first row's number in the whole data while a Dask worker checks one row chunk: messages
+#: name the row a user can look up (row 25, not row 5 of the chunk that starts at 20).
+ROW_OFFSET: ContextVar[int] = ContextVar("symgrad_row_offset", default=0)
+
+
+@contextlib.contextmanager
+def rows_from(start: int):
+    """Row numbers in messages count from ``start`` inside this block."""
+    token = ROW_OFFSET.set(int(start))
+    try:
+        yield
+    finally:
+        ROW_OFFSET.reset(token)
+
+
 def check_finite(x: np.ndarray, what: str, fix: str = ROWS_FIX) -> None:
     """Raise DataError naming the first NaN/Inf entry, and ``fix``."""
     if x.size and not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         where = tuple(int(i) for i in bad)
+        value = x[where]
+        if fix is not PARAMS_FIX:  # data: its first index is a row
+            where = (where[0] + ROW_OFFSET.get(), *where[1:])
         raise DataError(
-            f"{what} holds a non-finite value ({x[where]}) at index {where if len(where) > 1 else where[0]}. {fix}"
+            f"{what} holds a non-finite value ({value}) at index {where if len(where) > 1 else where[0]}. {fix}"
         )
 
 
@@ -127,6 +163,7 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     if np.iscomplexobj(x):  # the conversion would drop the imaginary parts with only NumPy's warning
         raise DtypeError(f"{what} holds complex numbers; symgrad computes with real ones. Fix: pass real numbers, "
                          f"one per parameter ({n}); model a complex quantity by its real and imaginary parts.")
+    _refuse_non_real(x, what)  # text: np.asarray(["2"], dtype=float) parses it
     try:
         arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
     except (TypeError, ValueError) as exc:

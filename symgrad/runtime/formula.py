@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ShapeError, UnsupportedModelError
+from ..errors import NonFiniteError, ShapeError, UnsupportedModelError
 from .assumptions import assumption_checks, check_assumptions
 from .base import Compiled
 from .checks import check_data, check_vector, is_dask
-from .nonfinite import check_mode, report
+from .nonfinite import check_mode, diagnose, emit, report
 
 
 def _by_name(data: Sequence[object], kw: dict[str, object], names: list[str]) -> list[object]:
@@ -168,6 +168,9 @@ class CompiledFormula(_Formula):
         vals = np.empty(n, dtype=self.dtype)
         grads = np.empty((n, k), dtype=self.dtype)
         self._call("value_and_grad", arrs[0], arrs[1:], vals, grads)
+        if not (np.isfinite(vals).all() and np.isfinite(grads).all()) and self.on_nonfinite != "ignore" and self.expr is not None:
+            what = "value" if not np.isfinite(vals).all() else "gradient"
+            emit(self.on_nonfinite, diagnose(self.expr, self.params, self.data, arrs[:k], arrs[k:], what), stacklevel=3)
         return vals, (grads[:, 0] if k == 1 else grads)
 
     def _pointwise_forbidden(self) -> None:
@@ -231,18 +234,27 @@ class CompiledResiduals(_Formula):
             return dist.covariance(self, theta, *arrays)
         r = self.residuals(theta, *data, **kw).astype(np.float64)
         jac = self.jacobian(theta, *data, **kw).astype(np.float64)
-        return covariance_of(len(jac), float(r @ r), jac)
+        return covariance_of(len(jac), float(r @ r), jac, self.dtype)
 
 
-def covariance_of(n: int, rss: float, m: np.ndarray) -> np.ndarray:
+def covariance_of(n: int, rss: float, m: np.ndarray, dtype) -> np.ndarray:
     """s²(JᵀJ)⁻¹ from n, Σr² and J, or any matrix with J's singular values and right vectors
-    (the stacked R of its chunks' QR). Through the SVD, not the normal equations: JᵀJ squares
-    J's condition number."""
+    (the stacked R of its chunks' QR), J computed in ``dtype``. Through the SVD, not the normal
+    equations: JᵀJ squares J's condition number."""
     k = m.shape[1]
     if n <= k:
         raise ShapeError(f"a covariance needs more samples than parameters (n={n}, k={k}). Fix: add data.")
+    if not (np.isfinite(rss) and np.isfinite(m).all()):
+        raise NonFiniteError("the residuals or the Jacobian are not finite at theta (on_nonfinite='warn' or 'raise' "
+                             "names the first such sample), so the covariance is undefined. Fix: a theta and data "
+                             "inside the formula's domain, e.g. the result of a fit that converged.")
     _, sv, vt = np.linalg.svd(m, full_matrices=False)
-    if sv[-1] <= sv[0] * np.finfo(np.float64).eps * max(n, k):
-        raise UnsupportedModelError("the Jacobian is rank-deficient at theta, so the covariance is "
+    # NumPy's matrix_rank tolerance, or the rounding of J's own entries (a few ulp of each, so
+    # ||error|| <= 16 eps sqrt(k) σ_max) where J is float32: proportional columns differ by that
+    eps = np.finfo(dtype).eps
+    if sv[-1] <= sv[0] * max(np.finfo(np.float64).eps * max(n, k), 16 * eps * np.sqrt(k)):
+        tight = "" if eps < 1e-10 else (" (or too ill-conditioned for float32: smallest/largest singular value "
+                                        f"{sv[-1] / sv[0]:.2g}; compile with dtype='float64')")
+        raise UnsupportedModelError(f"the Jacobian is rank-deficient at theta{tight}, so the covariance is "
                                     "undefined. Fix: fix or remove parameters the data cannot identify.")
     return rss / (n - k) * (vt.T / sv**2) @ vt

@@ -25,6 +25,7 @@ import sympy as sp
 
 from ..derive.tails import merged_powers
 from ..errors import NonFiniteError, OptionError
+from .checks import ROW_OFFSET
 
 MODES = ("warn", "raise", "ignore")
 
@@ -88,8 +89,11 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     """Where the formula stops being finite: the first such sample and sub-expression."""
     by_name = {s.name: s for s in expr.free_symbols if isinstance(s, sp.Symbol)}
     symbols = [by_name.get(str(s), sp.Symbol(str(s))) for s in (*params, *data)]
-    n = len(arrays[0]) if len(arrays) else 1
-    columns = [float(t) for t in np.ravel(theta)] + [np.asarray(a, dtype=np.float64) for a in arrays]
+    # theta: one number per parameter, or (pointwise functions) one array per parameter
+    per_point = isinstance(theta, (list, tuple))
+    thetas = [np.asarray(t, dtype=np.float64) for t in theta] if per_point else [float(t) for t in np.ravel(theta)]
+    n = len(arrays[0]) if len(arrays) else len(thetas[0]) if per_point and thetas else 1
+    columns = thetas + [np.asarray(a, dtype=np.float64) for a in arrays]
     target, where = expr, ""
     values = _at(expr, symbols, columns, n)
     bad = np.flatnonzero(~np.isfinite(values))
@@ -114,9 +118,11 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
                 "x/sqrt(a*x) at x = 0) or the sum over the samples is where it arises")
     i = int(bad[0])
     point = [c if np.ndim(c) == 0 else float(c[i]) for c in columns]
-    sample = ", ".join(f"{s} = {v:g}" for s, v in zip(data, point[len(params):]))
+    shown = list(zip((*params, *data), point)) if per_point else list(zip(data, point[len(params):]))
+    sample = ", ".join(f"{s} = {v:g}" for s, v in shown)
     at = ", ".join(f"{s} = {v:g}" for s, v in zip(params, point))  # a formula without data: its parameters
-    head = f"the {what} is not finite: {where}" + (f"{'at ' * bool(where)}sample {i} ({sample}) gives" if sample else f"at {at} gives")
+    row = i + ROW_OFFSET.get()  # a row of the whole data, also in a Dask chunk
+    head = f"the {what} is not finite: {where}" + (f"{'at ' * bool(where)}sample {row} ({sample}) gives" if sample else f"at {at} gives")
     origin = _origin(target, symbols, point)
     if origin is None:
         return f"{head} {values[i]:g}"

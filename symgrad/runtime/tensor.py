@@ -12,7 +12,7 @@ from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
 from . import nonfinite, row_sums
 from .base import Compiled
-from .checks import PARAMS_FIX, as_float_array, check_data, check_finite, is_dask, split_flat
+from .checks import PARAMS_FIX, ROW_OFFSET, as_float_array, check_data, check_finite, is_dask, split_flat
 from .memory import keep_freed_memory
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
@@ -128,7 +128,7 @@ class CompiledTensor(Compiled):
             where = "at these parameters" if not arrays else "every sample's term is finite, but their sum overflowed"
         else:
             shown = ", ".join(f"{d} = {np.array2string(a[row].ravel()[:6], precision=4)}" for d, a in zip(self.data, arrays))
-            where = f"first at sample {row} ({shown})"
+            where = f"first at sample {row + ROW_OFFSET.get()} ({shown})"  # a row of the whole data
         nonfinite.emit(mode, f"the {what} is not finite: {where}", stacklevel=5)
 
     def grad(self, theta, *data):
