@@ -231,3 +231,20 @@ def test_lists_are_checked_as_arrays_are():
         with pytest.raises(sg.errors.DtypeError, match="theta holds text.*Fix"):
             f.value(theta, ys / 2, ys)
     assert f.value([2], [1, 2, 3], [2, 4, 6]) == 0.0  # lists of numbers are still numbers
+
+
+def test_one_symbol_per_name():
+    # Symbol('a') and Symbol('a', real=True) were merged into one variable when both were made
+    # real (grad 8.87 where SymPy's d/da_real is 2.87); a real a in the expression with a plain a
+    # in wrt= was "neither a parameter nor data"
+    x, y = sp.symbols("x y", real=True)
+    a_real, a_plain = sp.Symbol("a", real=True), sp.Symbol("a")
+    xs = np.linspace(0.1, 2, 20)
+    with pytest.raises(sg.errors.NamingError, match=r"two different symbols named 'a': Symbol\('a'\) and "
+                                                    r"Symbol\('a', real=True\).*Fix"):
+        sg.compile((a_real * x - y) ** 2 + a_plain**2, wrt=[a_real], data=[x, y], backend="python")
+    with pytest.raises(sg.errors.NamingError, match="Dummy"):
+        sg.grad(x**2 + sp.Dummy("x"), x)
+    for expr, wrt in (((a_plain * x - y) ** 2, a_real), ((a_real * x - y) ** 2, a_plain)):
+        f = sg.compile(expr, wrt=[wrt], data=[x, y], backend="python")
+        assert f.grad([3.0], xs, 2 * xs)[0] == pytest.approx(np.mean(2 * xs * (3 * xs - 2 * xs)), rel=1e-14)

@@ -9,7 +9,7 @@ import sympy as sp
 
 from ..errors import SymgradError
 from .rewrite import stabilize
-from .validate import check_functions, check_scalar, realify
+from .validate import check_functions, check_one_symbol_per_name, check_scalar, realify
 
 
 def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[sp.Symbol], list[str], sp.Expr]:
@@ -24,6 +24,7 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
                            "sg.formulas(net, loss); or write the formula with scalar symbols.")
     e = check_scalar(expr, "expression")
     check_functions(e)
+    check_one_symbol_per_name(e)
     e, mapping = realify(e)
     out_vars = []
     for v in variables:
@@ -31,7 +32,8 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
             raise SymgradError(f"can only differentiate with respect to a Symbol, got {v!r} ({type(v).__name__}). "
                                "Fix: pass the Symbols themselves, e.g. grad(expr, [x, y]); name a subexpression "
                                "for the printout with explain(..., names={...}) instead.")
-        out_vars.append(mapping.get(v, v))
+        # a variable not declared real stands for the real twin its name gets in the expression
+        out_vars.append(mapping.get(v) or (realify(v)[0] if not v.is_real else v))
     original = e
     stable, rules = stabilize(e)
     return stable, out_vars, rules, original

@@ -7,7 +7,13 @@ from collections.abc import Iterable, Sequence
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..errors import NonScalarLossError, UnboundSymbolError, UnsupportedFunctionError, UnsupportedModelError
+from ..errors import (
+    NamingError,
+    NonScalarLossError,
+    UnboundSymbolError,
+    UnsupportedFunctionError,
+    UnsupportedModelError,
+)
 from ..lang.constants import RuntimeConstant
 from ..lang.math_functions import COMPOSITE, MATH_FUNCS, OP, STRUCTURAL, TABLE
 from ..lang.walk import find
@@ -168,6 +174,21 @@ def check_bindings(expr: sp.Basic, wrt: Sequence[sp.Basic], data: Iterable[sp.Ba
 def _free_leaves(expr: sp.Basic) -> set[sp.Basic]:
     # free_symbols holds plain Symbols and whole MatrixSymbols (not their shape symbols)
     return set(expr.free_symbols)
+
+
+def check_one_symbol_per_name(expr: sp.Basic) -> None:
+    """Refuse two different symbols of one name (``Symbol('a')`` and ``Symbol('a', real=True)``, or
+    a Dummy): SymPy keeps them apart, and making both real merged them into one variable."""
+    seen: dict[str, sp.Symbol] = {}
+    for s in sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=sp.default_sort_key):
+        other = seen.setdefault(s.name, s)
+        if other != s:
+            def said(t):  # as the user wrote it
+                given = getattr(t, "_assumptions_orig", None) or {}
+                return f"{type(t).__name__}({t.name!r}{''.join(f', {k}={v}' for k, v in given.items())})"
+            raise NamingError(f"the expression holds two different symbols named {s.name!r}: {said(other)} and "
+                              f"{said(s)}, which SymPy treats as two variables. Fix: make the symbol once "
+                              f"({s.name} = sp.Symbol({s.name!r}, real=True)) and use it everywhere.")
 
 
 def realify(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Symbol]]:
