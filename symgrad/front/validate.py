@@ -180,7 +180,11 @@ def check_one_symbol_per_name(expr: sp.Basic) -> None:
     """Refuse two different symbols of one name (``Symbol('a')`` and ``Symbol('a', real=True)``, or
     a Dummy): SymPy keeps them apart, and making both real merged them into one variable."""
     seen: dict[str, sp.Symbol] = {}
-    for s in sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=sp.default_sort_key):
+    def order(s):  # the plain Symbol first, then by what was declared: the same message every run
+        given = sorted((getattr(s, "_assumptions_orig", None) or {}).items())
+        return s.name, type(s) is not sp.Symbol, len(given), str(given)
+
+    for s in sorted((s for s in expr.free_symbols if isinstance(s, sp.Symbol)), key=order):
         other = seen.setdefault(s.name, s)
         if other != s:
             def said(t):  # as the user wrote it
