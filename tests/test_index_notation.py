@@ -226,3 +226,29 @@ def test_the_expanded_sum_compiles_with_its_elements_as_parameters_and_data():
     assert [str(p) for p in f.params] == ["theta[0]", "theta[1]", "theta[2]"]
     np.testing.assert_allclose(f.grad([0.0, 0.0, 0.0], *X.T, Y), -2 * X.T @ Y / len(Y), rtol=1e-12)
     np.testing.assert_allclose(f.grad([1.0, 2.0, 3.0], *X.T, Y), 0.0, atol=1e-12)
+
+
+def test_double_sums_are_refused_or_right():
+    # a Sum over two indices read its first limit only (θᵀAθ: 2·A[k, k]·θ[k]), and renaming a
+    # Sum's letter captured an inner Sum's (Σ_k θ_k Σ_j A[j, k] θ_j by θ[i]: A[i, i]·...). Oracle:
+    # sympy.diff of the expansion at D = 2, by theta[1].
+    th, A, X = sp.IndexedBase("theta"), sp.IndexedBase("A"), sp.IndexedBase("X")
+    i, j, k = sp.Idx("i"), sp.Idx("j"), sp.Idx("k")
+    D = sp.Symbol("D", integer=True, positive=True)
+    with pytest.raises(UnsupportedFunctionError, match=r"sums over j, k at once.*Fix: expand the sum"):
+        sg.grad(sp.Sum(th[j] * A[j, k] * th[k], (j, 0, D), (k, 0, D)), th[k])
+    nested = [sp.Sum(th[k] * sp.Sum(A[j, k] * th[j], (j, 0, D)), (k, 0, D)),
+              sp.Sum(th[j] * sp.Sum(X[j, k], (k, 0, D)), (j, 0, D)),
+              sp.Sum(sp.sin(th[j]) * sp.Sum(th[k], (k, 0, D)), (j, 0, D))]
+    right = 0
+    for e in nested:
+        for w in (th[i], th[j], th[k]):
+            try:
+                g = sg.grad(e, w)
+            except SymgradError as exc:
+                assert "Fix:" in str(exc)
+                continue
+            want = sp.diff(e.subs(D, 2).doit(), th[1])
+            assert sp.expand(g.subs(D, 2).subs(w.indices[0], 1).doit() - want) == 0, (e, w, g)
+            right += 1
+    assert right >= 5  # the forms the derivation shows are still derived

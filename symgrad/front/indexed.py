@@ -128,13 +128,15 @@ def _forward_map(e: sp.Expr, wrt: Sequence[sp.Basic]) -> dict:
 
 
 def _nest(e: sp.Basic) -> sp.Basic:
-    """``Sum(f, (i, ...), (j, ...))`` as ``Sum(Sum(f, (i, ...)), (j, ...))``."""
-    def nest(s: sp.Sum) -> sp.Basic:
-        f = s.function
-        for lim in s.limits:
-            f = sp.Sum(f, lim)
-        return f
-    return e.replace(lambda n: isinstance(n, sp.Sum) and len(n.limits) > 1, nest)
+    """Refuse a Sum over several indices at once: SymPy merges ``Sum(Sum(f, (i, ...)), (j, ...))``
+    into one such Sum, and the derivation is for one index per Sum (it read the first limit only:
+    a quadratic form θᵀAθ came out 2·A[k, k]·θ[k])."""
+    for s in sorted((s for s in e.atoms(sp.Sum) if len(s.limits) > 1), key=str):
+        raise UnsupportedFunctionError(
+            f"{s} sums over {', '.join(str(lim[0]) for lim in s.limits)} at once; the derivation takes one index "
+            f"per Sum, with a Sum inside another's function (Sum over j of beta[j]*sigmoid(Sum over i of "
+            f"alpha[j, i]*x[i])). Fix: {_DOIT}.")
+    return e
 
 
 def _check_variables(e: sp.Expr, wrt: Sequence[sp.Basic]) -> None:
@@ -182,9 +184,12 @@ def _rename(s: sp.Sum, wrt: Sequence[sp.Basic]) -> sp.Sum:
     if not letters or j in letters:
         return s
     k = letters.pop()
-    if k in s.free_symbols:
-        raise SymgradError(f"{s} uses {k} both free and as the variable's index. Fix: use another letter "
-                           "for the free index or for the variable.")
+    # an inner Sum over k that holds j: renaming j to k there would capture it
+    inner = {lim[0] for t in f.atoms(sp.Sum) if j in t.free_symbols for lim in t.limits}
+    if k in s.free_symbols or k in inner:
+        raise SymgradError(f"{s} uses {k} both {'free' if k in s.free_symbols else 'in an inner Sum'} and as the "
+                           f"variable's index. Fix: use another letter for the {'free' if k in s.free_symbols else 'inner'}"
+                           f" index or for the variable, or {_DOIT}.")
     return s.xreplace({j: k})
 
 

@@ -99,7 +99,8 @@ def _bce_pair(e: sp.Expr) -> sp.Expr | None:
             c1, c2 = coeffs.get(p, 0), coeffs.get(q, 0)
             total = sp.expand(c1 + c2)
             if total in (1, -1) and not (c1.has(p, q) or c2.has(p, q)):
-                rest = coeffs.get(sp.S.One, sp.S.Zero)
+                # every other term, collected or not: softplus(a)**2 or 1/softplus(-a) is a key of its own
+                rest = sp.Add(*(k * v for k, v in coeffs.items() if k not in (p, q)))
                 return total * bce_logits(q.args[0], sp.expand(c1 / total)) + rest
     return None
 
