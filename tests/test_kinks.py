@@ -3,8 +3,10 @@ Heaviside(0) = 1/2, and ``explain`` prints the convention it used."""
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 
+import symgrad as sg
 from symgrad import explain, grad
 from symgrad.lang.ops import KINK_CONVENTIONS, elu, leaky_relu, relu
 
@@ -135,3 +137,21 @@ def test_nested_max_and_min_compile_quickly_and_exactly():
     h = 1e-6
     fd = [(f.value(theta + h * e, rows) - f.value(theta - h * e, rows)) / (2 * h) for e in np.eye(2)]
     np.testing.assert_allclose(g, fd, atol=1e-6)
+
+
+def test_the_last_branch_not_taken_contributes_zero():
+    # SymPy differentiates a two-branch Piecewise into Piecewise((0, c), (1, True)) times the last
+    # branch's derivative: sqrt(-x)·0 at x > 0 was NaN (a NaN gradient of |x|**(3/2) written
+    # piecewise, everywhere in the first branch). Oracle: sympy.diff, evaluated exactly.
+    y = sp.Symbol("y", real=True)
+    cases = [sp.Piecewise((X, X > 0), (-X, True)) ** sp.Rational(3, 2) * y,
+             sp.Piecewise((sp.sqrt(X), X > 0), (sp.sqrt(-X), True)) * y,
+             sp.Piecewise((sp.log(X) * y, X > 0), (sp.log(-X) * y**2, True))]
+    for e in cases:
+        f = sg.compile(e, [X, y], reduction="sum", backend="python", on_nonfinite="raise")
+        for xv in (4.0, -4.0):
+            at_ = {X: xv, y: 2.0}
+            want = [float(sp.diff(e, v).subs(at_)) for v in (X, y)]
+            np.testing.assert_allclose(f.grad(np.array([xv, 2.0])), want, rtol=1e-14)
+            hess = [[float(sp.diff(e, u, v).subs(at_)) for v in (X, y)] for u in (X, y)]
+            np.testing.assert_allclose(f.hessian(np.array([xv, 2.0])), hess, rtol=1e-14, atol=1e-300)

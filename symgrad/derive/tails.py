@@ -154,11 +154,14 @@ def merged_powers(e: sp.Expr) -> sp.Expr:
 
 
 def _indicator(p: sp.Basic):
-    """c when ``p`` is Piecewise((1, c), (0, True)), else None."""
+    """c when ``p`` is Piecewise((1, c), (0, True)), not c for Piecewise((0, c), (1, True)) (the
+    last branch's indicator, as SymPy differentiates a two-branch Piecewise), else None."""
     if isinstance(p, sp.Piecewise) and len(p.args) == 2 and p.args[1].cond == sp.true:
-        (one, c), (zero, _) = p.args
-        if one == 1 and zero == 0:
+        (first, c), (last, _) = p.args
+        if first == 1 and last == 0:
             return c
+        if first == 0 and last == 1:
+            return sp.Not(c)
     return None
 
 
