@@ -26,6 +26,7 @@ from .derive.reverse import sweep
 from .derive.tails import accurate_tails, guarded_branches, merged_powers
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, SymgradError, UnsupportedModelError
+from .front.forms import check_float32_constants
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
 from .lang.losses import loss_fn, target_symbol
@@ -129,6 +130,8 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
     stable, variables, _, _ = prepare(expr, wrt + data)
     params, data_syms = variables[: len(wrt)], variables[len(wrt):]
     check_bindings(stable, params, data_syms)
+    if np.dtype(dt) == np.float32:
+        check_float32_constants(stable)
     key = formula_key(stable, params, data_syms, dt, reduction, parallel)
     title = f"symgrad formula model\n\nloss (per sample) = {stable}\nparameters: {params}\ndata: {data_syms}"
     try:

@@ -34,6 +34,9 @@ def test_positive_data_folded_by_sympy_is_refused_not_wrong():
     ("odd", [-3.0, 1.0], [2.0]), ("zero", [0.0], [1e-300]), ("extended_positive", [1.0], [0.0]),
     ("extended_nonnegative", [0.0], [-1.0]), ("extended_negative", [-1.0], [0.0]),
     ("extended_nonpositive", [0.0], [1.0]), ("extended_nonzero", [-1.0], [0.0]),
+    # SymPy simplifies with these too (Abs(k - 2) = k - 2 for a prime k): they went unchecked
+    ("prime", [2.0, 3.0, 7919.0], [1.0]), ("prime", [5.0], [9.0]), ("composite", [4.0, 9.0], [5.0]),
+    ("composite", [4.0], [1.0]), ("noninteger", [2.5, -0.1], [2.0]),
 ])
 def test_each_declared_assumption(kind, good, bad):
     x = sp.Symbol("x", **{kind: True})

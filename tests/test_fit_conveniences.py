@@ -41,7 +41,12 @@ def test_validation_split_holds_out_the_last_rows(blobs):
         with pytest.raises(sg.errors.OptionError, match="validation_split"):
             sg.fit(NET, "softmax_cross_entropy", X, y, validation_split=bad, **kw)
     with pytest.raises(sg.errors.DataError, match="both need at least one"):
-        sg.fit(NET, "softmax_cross_entropy", X[:3], y[:3], validation_split=0.01, **kw)
+        sg.fit(NET, "softmax_cross_entropy", X[:1], y[:1], validation_split=0.5, **kw)
+    # Keras's count, floor(n·(1 − f)) rows to train on: round() held out 2 of 23 at 0.1 (Keras 3)
+    from symgrad.runtime.inputs import split_validation
+
+    for n, f, held in ((23, 0.1, 3), (10, 0.25, 3), (200, 0.25, 50), (3, 0.01, 1)):
+        assert len(split_validation(X[:n], y[:n], None, f)[2][0]) == held, (n, f)
 
 
 def test_metrics_are_scikit_learn_callables_on_the_validation_data(blobs):

@@ -248,3 +248,26 @@ def test_one_symbol_per_name():
     for expr, wrt in (((a_plain * x - y) ** 2, a_real), ((a_real * x - y) ** 2, a_plain)):
         f = sg.compile(expr, wrt=[wrt], data=[x, y], backend="python")
         assert f.grad([3.0], xs, 2 * xs)[0] == pytest.approx(np.mean(2 * xs * (3 * xs - 2 * xs)), rel=1e-14)
+
+
+def test_constants_that_compile_wrong_are_refused():
+    # 0**a compiled into code naming an undefined nan (NameError / Numba TypingError); asin(2)
+    # and (-1)**(1/3) are complex, and compiled to NaN everywhere; float32 rounded exp(-120) in
+    # 1e30*exp(-120)*x to 0 on its own; the parser read 1e-400 as 0 and dropped the term
+    a, t, x = sp.symbols("a t x", real=True)
+    with pytest.raises(sg.errors.UnsupportedFunctionError, match=r"0\*\*a .* derivative is undefined.*Fix"):
+        sg.compile(sp.Integer(0) ** a * t, wrt=[a], data=[t], backend="python")
+    for e in (sp.asin(2) * x, (-1) ** sp.Rational(1, 3) * x, sp.root(x, 3, 1)):
+        with pytest.raises(sg.errors.UnsupportedFunctionError, match=r"is not real .*Fix"):
+            sg.compile(e, wrt=[x], backend="python")
+    e = sp.Float(1e30) * sp.exp(-120) * x
+    with pytest.raises(sg.errors.UnsupportedFunctionError, match=r"exp\(-120\).*beyond float32's range.*dtype='float64'"):
+        sg.compile(e, wrt=[x], dtype="float32", backend="python")
+    assert sg.compile(e, wrt=[x], backend="python").grad([1.0])[0] == pytest.approx(float(1e30 * sp.exp(-120)), rel=1e-15)
+    with pytest.raises(sg.errors.ParseError, match=r"'1e-400' is below the smallest float.*Fix"):
+        sg.parse_expr("1e-400*x + x**2")
+    from symgrad.codegen.printer import NumbaPrinter
+
+    for c in (sp.nan, sp.zoo):  # a derivative SymPy leaves undefined is never printed as a name
+        with pytest.raises(sg.errors.UnsupportedModelError, match="undefined.*Fix"):
+            NumbaPrinter().doprint(c * x)

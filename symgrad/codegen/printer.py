@@ -61,6 +61,16 @@ class NumbaPrinter(PythonCodePrinter):
             "never positive, sqrt(-x**2 - 1), give one. Fix: write a real formula, e.g. 2**x, or "
             "(-1)**n*2**x with n integer data.")
 
+    def _print_NaN(self, e):
+        # SymPy's derivative is undefined somewhere it cannot tell apart (0**a: 0**a*log(0) = nan);
+        # the code named an undefined 'nan' (a raw NameError, or Numba's TypingError)
+        raise UnsupportedModelError(
+            f"a derivative of the formula is {e} (undefined) as SymPy writes it, e.g. a power of 0 or a "
+            "log of 0 with a symbolic exponent. Fix: write the formula without that constant (the value "
+            "meant for each case, with a Piecewise).")
+
+    _print_ComplexInfinity = _print_Infinity = _print_NegativeInfinity = _print_NaN
+
     def _print_Half(self, e):
         return "F(0.5)"
 

@@ -41,8 +41,19 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
             f"the constant {node} in {expr} is not a finite real number; symgrad compiles real "
             "arithmetic. Fix: write the formula with finite real constants (split complex "
             "quantities into real and imaginary parts, each its own expression).")
+    if isinstance(node, sp.Pow) and node.base.is_zero and not node.exp.is_number:
+        raise UnsupportedFunctionError(
+            f"{node} in {expr} is 0 for a positive exponent, 1 at 0 and infinite below: its derivative "
+            "is undefined (0**a*log(0)). Fix: write the value meant, e.g. Piecewise((1, Eq(a, 0)), (0, True)).")
     if node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number:  # exp(1000) too
-        exact = node if node.is_Number else sp.re(node.evalf(20))  # relu(-2) is 0, not an underflow
+        approx = node if node.is_Number else node.evalf(20)
+        if not node.is_Number and approx.is_number and sp.im(approx) != 0:
+            # asin(2), (-1)**(1/3): SymPy's principal values are complex, and the code computed NaN
+            raise UnsupportedFunctionError(
+                f"the constant {node} in {expr} is not real (≈ {sp.N(approx, 6)}); symgrad compiles real "
+                "arithmetic. Fix: write the real number meant (for a real cube root of a negative number, "
+                "sp.real_root(-1, 3) = -1; a function inside its real domain, e.g. asin of |v| <= 1).")
+        exact = sp.re(approx)  # relu(-2) is 0, not an underflow
         value = float(exact)
         if abs(value) == float("inf") or exact != 0 and value == 0:
             raise UnsupportedFunctionError(
@@ -69,3 +80,21 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
         raise UnsupportedFunctionError(
             f"the condition {node} in {expr} is not supported. Fix: write it with comparisons joined by "
             "& | ~, e.g. (0 <= a) & (a <= 1) instead of Contains(a, Interval(0, 1)).")
+
+
+def check_float32_constants(expr: sp.Basic) -> None:
+    """Refuse a constant that float32 holds as 0 or infinity where float64 does not (``exp(-120)``
+    in ``1e30*exp(-120)*x``: each factor is rounded to float32 alone, and the value was 0)."""
+    import numpy as np
+
+    for node in sp.preorder_traversal(expr):
+        if not (node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number):
+            continue
+        value = float(sp.re(node.evalf(20)))
+        with np.errstate(over="ignore", under="ignore"):
+            single = np.float32(value)
+        if np.isinf(single) or value != 0 and single == 0:
+            raise UnsupportedFunctionError(
+                f"the constant {node if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} is beyond "
+                f"float32's range (it would compile as {float(single)}). Fix: compile with dtype='float64', or "
+                "rescale the formula so that its constants lie within 1e-38..1e38.")

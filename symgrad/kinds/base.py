@@ -54,7 +54,9 @@ class Kind:
     def tangent(self, b, n, ins):
         from ..errors import UnsupportedModelError
 
-        raise UnsupportedModelError(f"no Hessian-vector rule for IR node kind {self.name!r} ({n.label})")
+        raise UnsupportedModelError(
+            f"no Hessian-vector rule through {self.name} ({n.label}) yet. Fix: train with a first-order optimizer "
+            "(sg.fit, f.grad), or estimate H·v by a difference of two gradients.")
 
 
 #: name -> the kind's one instance, in registration order (the order helpers are emitted in)

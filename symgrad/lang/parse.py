@@ -24,6 +24,7 @@ symgrad.errors.ParseError: '^' is bitwise xor, not a power. Fix: write x**2 for 
 from __future__ import annotations
 
 import ast
+import decimal
 from collections.abc import Callable, Mapping, Sequence
 
 import sympy as sp
@@ -94,6 +95,9 @@ class _Builder:
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
                 raise self.fail(node, f"{self._src(node)!r} is not a finite number. Fix: use a finite number, e.g. 1e300")
+            if v == 0 and decimal.Decimal(self._src(node).replace("_", "")) != 0:  # 1e-400 reads as 0.0
+                raise self.fail(node, f"{self._src(node)!r} is below the smallest float (it would read as 0). "
+                                "Fix: rescale the expression, or write 0 if 0 is meant")
             return sp.Float(v)
         if isinstance(v, complex):
             raise self.fail(node, f"complex number {self._src(node)!r} is not supported; symgrad is real-valued. "
@@ -290,3 +294,4 @@ def parse_expr(text: str, extra_functions: Mapping[str, Callable[..., object]] |
         raise ParseError(f"{stripped!r} evaluates to an infinity or NaN (a division by zero?). Fix: remove the "
                          "constant division by zero")
     return out
+

@@ -35,14 +35,25 @@ _SIGN = tuple((f"{ext}{name}", test, need) for name, test, need in (
     ("nonpositive", lambda a: a <= 0, "<= 0"),
     ("nonzero", lambda a: a != 0, "!= 0"),
 ) for ext in ("", "extended_") if not (ext and name == "zero"))
+def _primes(a) -> np.ndarray:
+    whole = (a == np.floor(a)) & (a >= 2) & np.isfinite(a)
+    u = np.unique(a[whole]) if np.ndim(a) else np.unique(np.where(whole, a, 0))
+    prime = {v for v in u if sp.isprime(int(v))}
+    return whole & np.isin(a, list(prime) or [0.5])
+
+
 _WHOLE = (
+    ("prime", _primes, "prime numbers (2, 3, 5, ...)"),
+    ("composite", lambda a: (a == np.floor(a)) & (a >= 4) & ~_primes(a), "composite numbers (4, 6, 8, 9, ...)"),
     ("even", lambda a: (a == np.floor(a)) & (np.fmod(a, 2) == 0), "even whole numbers"),
     ("odd", lambda a: (a == np.floor(a)) & (np.abs(np.fmod(a, 2)) == 1), "odd whole numbers"),
     ("integer", lambda a: a == np.floor(a), "whole numbers"),
+    ("noninteger", lambda a: np.isfinite(a) & (a != np.floor(a)), "numbers that are not whole"),
 )
 _EXAMPLE = {"zero": "cos({s}) = 1", "positive": "sqrt({s}**2) = {s}", "nonnegative": "sqrt({s}**2) = {s}",
             "negative": "sqrt({s}**2) = -{s}", "nonpositive": "sqrt({s}**2) = -{s}", "nonzero": "{s}/{s} = 1",
-            "even": "(-1)**{s} = 1", "odd": "(-1)**{s} = -1", "integer": "sin(pi*{s}) = 0"}
+            "even": "(-1)**{s} = 1", "odd": "(-1)**{s} = -1", "integer": "sin(pi*{s}) = 0",
+            "prime": "Abs({s} - 2) = {s} - 2", "composite": "Abs({s} - 3) = {s} - 3", "noninteger": "Eq({s}, 2) = False"}
 
 
 def assumption_checks(symbols: Sequence[sp.Basic]) -> list[tuple[int, str, object, str]]:

@@ -250,7 +250,7 @@ def split_validation(X, Y, validation, fraction):
                           "e.g. validation_split=0.1.")
     X, Y = as_data(X, "X"), as_data(Y, "Y")
     n = len(X)
-    k = int(round(n * fraction))
+    k = n - int(np.floor(n * (1.0 - fraction)))  # Keras's count: it trains on floor(n·(1 − f)) rows
     if not 1 <= k < n:
         raise DataError(f"validation_split={fraction} of {n} rows leaves {n - k} for training and {k} for "
                         "validation; both need at least one. Fix: more rows or another fraction.")
