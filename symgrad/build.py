@@ -110,7 +110,9 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
     # and a Piecewise branch's derivative selected, not multiplied by its indicator (0·log(0) is NaN)
     grads, hvp = [_computed(g) for g in grads], [_computed(h) for h in hvp]
     hess = hess and [[_computed(h) for h in row] for row in hess]
-    return ScalarSpec(list(params), list(data), stable, grads, hvp, v, hess, reduction, dtype, parallel, title)
+    # the value too: SymPy writes σ(−a) as 1 − σ(a), which cancels (1/(1 + e^40) came out 0)
+    return ScalarSpec(list(params), list(data), _computed(stable), grads, hvp, v, hess, reduction, dtype, parallel,
+                      title)
 
 
 def _computed(d: sp.Expr) -> sp.Expr:

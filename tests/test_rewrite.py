@@ -176,3 +176,30 @@ def test_bce_pair_keeps_the_other_terms(extra):
     for got, v in zip(f.grad(theta), (a, y, w)):
         assert got == pytest.approx(float(sp.diff(loss, v).subs(at).evalf(30)), rel=1e-13, abs=1e-15)
     assert symgrad.grad(loss, w).has(softplus)  # not 0
+
+
+def test_rewrites_keep_values_in_the_tails_and_other_terms_as_written():
+    # 1/(1 + e^a) became sigmoid(-a), which SymPy's canonical sign made 1 - sigmoid(a): 0 at a = 40
+    # (4.2e-18), a Piecewise condition on it took the wrong branch, and 1e-17 beside it merged into
+    # 1.0; the BCE pairing expanded the whole sum, (w - 1)**6 into w**6 - 6*w**5 + ... (its gradient
+    # 7e-15 where it is 6e-20). Oracle: the expression as written, in mpmath at 40 digits.
+    a, w, y = sp.symbols("a w y", real=True)
+    cases = [(1 / (1 + sp.exp(a)), {a: 40}), (sp.log(1 / (1 + sp.exp(a)) + sp.Float(1e-17)), {a: 36}),
+             (sp.Piecewise((a**2, 1 / (1 + sp.exp(a)) > sp.Rational(1, 10**20)), (-a, True)), {a: 40}),
+             ((w - 1) ** 6 + sp.Rational(3, 10) * sp.log(1 + sp.exp(-a)) + sp.Rational(7, 10) * sp.log(1 + sp.exp(a)),
+              {a: 0.5, w: 1.0001})]
+    for e, at in cases:
+        wrt = sorted(e.free_symbols, key=str)
+        f = symgrad.compile(e, wrt=wrt, reduction="sum", backend="python")
+        theta = [float(at[v]) for v in wrt]
+        exact = {v: sp.Float(at[v], 40) for v in wrt}
+        assert f.value(theta) == pytest.approx(float(e.subs(exact).evalf(40)), rel=1e-13)
+        for got, v in zip(f.grad(theta), wrt):
+            assert got == pytest.approx(float(sp.diff(e, v).subs(exact).evalf(40)), rel=1e-9), (e, v)
+
+
+def test_explain_judges_float_coefficients_by_their_precision():
+    # 0.3 + 0.7 rounds to 1.0, 3e-17 away: the textbook check called that a stabilisation bug
+    a = sp.Symbol("a", real=True)
+    e = 0.3 * sp.log(1 + sp.exp(-a)) + 0.7 * sp.log(1 + sp.exp(a))
+    assert "∂J/∂a" in str(symgrad.explain(e, a, textbook=True))

@@ -95,13 +95,18 @@ def _bce_pair(e: sp.Expr) -> sp.Expr | None:
             # pair softplus(-a) with softplus(a), taking a with its canonical sign as the logit
             if p is q or q.args[0].could_extract_minus_sign() or sp.expand(p.args[0] + q.args[0]) != 0:
                 continue
-            coeffs = sp.collect(sp.expand(e), [p, q], evaluate=False)
+            # only the terms that hold the pair are multiplied out (and no powers): expanding the whole
+            # sum turned (w - 1)**6 beside a BCE into w**6 - 6*w**5 + ..., which cancels near w = 1
+            held = sp.Add(*(t for t in e.args if t.has(p, q)))
+            others = sp.Add(*(t for t in e.args if not t.has(p, q)))
+            flat = sp.expand(held, multinomial=False, power_exp=False, power_base=False, log=False)
+            coeffs = sp.collect(flat, [p, q], evaluate=False)
             c1, c2 = coeffs.get(p, 0), coeffs.get(q, 0)
             total = sp.expand(c1 + c2)
             if total in (1, -1) and not (c1.has(p, q) or c2.has(p, q)):
                 # every other term, collected or not: softplus(a)**2 or 1/softplus(-a) is a key of its own
                 rest = sp.Add(*(k * v for k, v in coeffs.items() if k not in (p, q)))
-                return total * bce_logits(q.args[0], sp.expand(c1 / total)) + rest
+                return total * bce_logits(q.args[0], sp.expand(c1 / total)) + rest + others
     return None
 
 

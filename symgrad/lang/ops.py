@@ -36,10 +36,6 @@ class sigmoid(_Op):
             return sp.S.Half
         if z.is_Number:  # keep numbers whole: 1 - sigmoid(40.0) would cancel to 0
             return None
-        # Canonical sign: σ(−z) = 1 − σ(z). This is what lets the gradient of BCE
-        # collapse to the textbook σ(a) − y instead of a mix of σ(a) and σ(−a).
-        if z.could_extract_minus_sign():
-            return 1 - cls(-z)
         return None
 
     def fdiff(self, argindex=1):
