@@ -147,6 +147,17 @@ class Lowerer:
     def _map_node(self, key, lanes_nodes, lane_syms, body, shape) -> TNode:
         check_functions(body)
         body, _ = stabilize(body)
+        # a scalar parameter or datum inside the function (tanh(s*z), z**p) is a lane of its own,
+        # broadcast: it was printed as a bare name, which read the kernel's loop index j
+        extra = sorted(body.free_symbols - set(lane_syms), key=str)
+        if extra:
+            lanes_nodes, lane_syms = list(lanes_nodes), list(lane_syms)
+            repl = {}
+            for sym in extra:
+                lanes_nodes.append(self.scalar(sym))  # a parameter or datum, or UnboundSymbolError
+                repl[sym] = _lane(len(lane_syms))
+                lane_syms.append(repl[sym])
+            body, lane_syms = body.xreplace(repl), tuple(lane_syms)
         for n in lanes_nodes:
             if n.length not in (1, shape[0] * shape[1]):
                 raise ShapeError(f"operand {n.label} of shape {n.shape} does not match {shape} in {key}")

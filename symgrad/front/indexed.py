@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from ..errors import SymgradError, UnsupportedFunctionError
+from ..lang.ops import textbook_signs
 from .validate import check_functions, check_scalar
 
 _DOIT = "expand the sum first: .doit() with a numeric upper limit (e.g. .subs(D, 3).doit())"
@@ -65,7 +66,7 @@ class Prepared:
 
     def result(self, e: sp.Expr) -> sp.Expr:
         """A derivative from the sweep, in the user's symbols and elements."""
-        return e.xreplace({leaf(i): i for i in self.expr.atoms(sp.Indexed)}).xreplace(self.back)
+        return textbook_signs(e.xreplace({leaf(i): i for i in self.expr.atoms(sp.Indexed)}).xreplace(self.back))
 
 
 def prepare_indexed(expr: object, wrt: Sequence[object]) -> Prepared:

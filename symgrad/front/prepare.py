@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import sympy as sp
 
 from ..errors import SymgradError
+from ..lang.ops import textbook_signs
 from .rewrite import stabilize
 from .validate import check_functions, check_one_symbol_per_name, check_scalar, realify
 
@@ -40,10 +41,12 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
 
 
 def unrealify(result: sp.Expr, user_expr: sp.Basic) -> sp.Expr:
-    """Put the caller's own (possibly non-real) symbols back into a result."""
+    """Put the caller's own (possibly non-real) symbols back into a result, with σ(−a) written
+    1 − σ(a) as the notes write it (dJ/da = σ(a) − 1): compiled code keeps σ(−a), which does not
+    cancel, but a formula handed back is for reading."""
     back = {sp.Symbol(s.name, real=True): s for s in getattr(user_expr, "free_symbols", ())
             if isinstance(s, sp.Symbol) and not s.is_real}
-    return result.xreplace(back) if back else result
+    return textbook_signs(result.xreplace(back) if back else result)
 
 
 def is_tensor(expr: object) -> bool:

@@ -58,6 +58,21 @@ class sigmoid(_Op):
         return r"\sigma\left(%s\right)" % printer._print(self.args[0])
 
 
+def textbook_signs(e: sp.Basic) -> sp.Basic:
+    """``e`` with σ(−a) written 1 − σ(a), as the notes write it (dJ/da = σ(a) − 1): for formulas
+    handed back to read. Compiled code keeps σ(−a), which does not cancel where σ(a) is near 1."""
+    e = e.replace(lambda n: isinstance(n, sigmoid) and n.args[0].could_extract_minus_sign(),
+                  lambda n: 1 - sigmoid(-n.args[0]))
+
+    def flip(m: sp.Mul) -> sp.Expr:  # −(1 − σ(a))·x as (σ(a) − 1)·x
+        c, factors = m.as_coeff_mul()
+        k = next(i for i, f in enumerate(factors) if f.is_Add and f.has(sigmoid))
+        return sp.Mul(-c, *factors[:k], -factors[k], *factors[k + 1:])
+
+    return e.replace(lambda n: n.is_Mul and n.as_coeff_mul()[0].is_negative
+                     and any(f.is_Add and f.has(sigmoid) for f in n.args), flip)
+
+
 class softplus(_Op):
     """softplus(z) = log(1+e^z), computed stably; softplus'(z) = σ(z)."""
 
