@@ -509,3 +509,47 @@ def test_repeated_product_is_computed_once():
     assert len(re.findall(r"mm\(x_x, p_W\.T, ", grad_fn)) == 1
     # its adjoint has two contributions: zeros first, then both added
     assert re.search(r"d_(v\d+) = np\.zeros.*\n(.*\n)*.*map\d+_bwd\(.*d_\1\)\n(.*\n)*.*map\d+_bwd\(.*d_\1\)", grad_fn)
+
+
+@pytest.mark.parametrize("name", ["j", "beta"])
+def test_a_scalar_inside_an_elementwise_function_is_an_input(name):
+    # tanh(s*z) printed s as a bare name into the map kernel: named j it read the column loop
+    # index (value -0.109 for -0.437, d/dj = 0), named beta it raised NameError. Oracle: NumPy.
+    import symgrad as sg
+
+    z, s = sp.Symbol("z", real=True), sp.Symbol(name, real=True)
+    W, x = sp.MatrixSymbol("W", 3, 4), sp.MatrixSymbol("x", 4, 1)
+    rng = np.random.default_rng(0)
+    Wv, X, c = rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), 0.7
+    pre = X @ Wv.T
+    f = sg.compile(msum(sg.elementwise(sp.Lambda(z, sp.tanh(s * z)), W * x)), [W, s], [x], backend="python")
+    v, (gW, gs) = f.value_and_grad([Wv, np.array([[c]])], X)
+    assert v == pytest.approx(np.tanh(c * pre).sum(1).mean(), rel=1e-13)
+    np.testing.assert_allclose(gW, (c * (1 - np.tanh(c * pre) ** 2)).T @ X / 5, rtol=1e-12)
+    assert gs.item() == pytest.approx(((1 - np.tanh(c * pre) ** 2) * pre).sum(1).mean(), rel=1e-12)
+    g = sg.compile(msum(HadamardPower(sg.elementwise(sp.exp, W * x), s)), [W, s], [x], backend="python")
+    assert g.value([Wv, np.array([[c]])], X) == pytest.approx(np.exp(c * pre).sum(1).mean(), rel=1e-13)
+
+
+def test_shared_logits_or_targets_and_bad_flat_vectors_are_refused():
+    # a parameter target of softmax_ce was read row by row out of bounds (heap corruption); a
+    # complex flat theta or v lost its imaginary part; targets that are no distribution were
+    # computed as lse - t·z where fit refuses them
+    import symgrad as sg
+
+    W, x, t = sp.MatrixSymbol("W", 3, 2), sp.MatrixSymbol("x", 2, 1), sp.MatrixSymbol("t", 3, 1)
+    b, y = sp.MatrixSymbol("b", 3, 1), sp.MatrixSymbol("y", 3, 1)
+    with pytest.raises(UnsupportedModelError, match=r"the target must be one per sample.*Fix"):
+        sg.compile(softmax_ce(W * x, t), [W, t], [x], backend="python")
+    with pytest.raises(UnsupportedModelError, match=r"the logits must be one per sample.*Fix"):
+        sg.compile(logsumexp(b), [b], [], backend="python")
+    f = sg.compile(softmax_ce(W * x, y), [W], [x, y], backend="python")
+    X = np.ones((2, 2))
+    with pytest.raises(sg.errors.TargetError, match=r"y\[0\] .* is not a distribution.*Fix"):
+        f.value(np.zeros(6), X, np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert f.value(np.zeros(6), X, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])) == pytest.approx(np.log(3))
+    for bad in (np.zeros(6) + 1j, np.array(["0"] * 6)):
+        with pytest.raises(sg.errors.DtypeError, match="theta holds"):
+            f.value(bad, X, np.eye(3)[:2])
+    with pytest.raises(sg.errors.DtypeError, match="v holds complex"):
+        f.hvp(np.zeros(6), np.zeros(6) + 1j, X, np.eye(3)[:2])

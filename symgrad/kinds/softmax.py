@@ -138,6 +138,12 @@ class _RowReduction(Kind):
         ins = [lowerer.matrix(a) for a in e.args]
         if len(ins) == 2 and ins[0].shape != ins[1].shape:
             raise ShapeError(f"{self.name} logits {ins[0].shape} and target {ins[1].shape} differ")
+        shared = [what for what, i in zip(("logits", "target"), ins) if not i.batched]
+        if shared:  # its kernels read row i of each: a parameter has one row, and was read out of bounds
+            raise UnsupportedModelError(
+                f"{self.name}({', '.join(map(str, e.args))}): the {' and '.join(shared)} must be one per sample "
+                f"(computed from the data), not a parameter shared by every sample. Fix: make the "
+                f"{shared[0]} data, or compute it from the data (e.g. W*x + b).")
         return lowerer._add(TNode(self.name, "", (1, 1), any(i.batched for i in ins), ins), e)
 
     def _sum_of(self, b, n, term: sp.Expr, lanes: dict) -> TNode:

@@ -10,9 +10,19 @@ import sympy as sp
 
 from .. import jit
 from ..errors import ShapeError, UnsupportedModelError
+from ..lang.functions import softmax_ce
 from . import nonfinite, row_sums
 from .base import Compiled
-from .checks import PARAMS_FIX, ROW_OFFSET, as_float_array, check_data, check_finite, is_dask, split_flat
+from .checks import (
+    ROW_OFFSET,
+    as_float_array,
+    check_data,
+    check_finite,
+    check_vector,
+    is_dask,
+    split_flat,
+)
+from .inputs import _check_distributions
 from .memory import keep_freed_memory
 
 #: Dense Hessians of tensor models are built one Hessian-vector product per column.
@@ -65,19 +75,30 @@ class CompiledTensor(Compiled):
             out.append(a)
         return out, False
 
-    def _as_flat(self, theta) -> np.ndarray | None:
-        """theta as one checked flat vector, if it was given as one."""
+    def _as_flat(self, theta, what: str = "theta") -> np.ndarray | None:
+        """theta as one checked flat vector, if it was given as one (converted as scipy's float64
+        vectors are; complex numbers or text refused, not cast)."""
         if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
                 and theta.size == sum(self.sizes):
-            flat = as_float_array(np.asarray(theta, dtype=self.dtype), self.dtype, "theta")
-            check_finite(flat, "theta", PARAMS_FIX)
-            return flat
+            return check_vector(theta, theta.size, self.dtype, what)
         return None
 
     def prepare_data(self, data: Sequence[object]) -> list[np.ndarray]:
         widths = [_shape(d)[0] * _shape(d)[1] for d in self.data]
         arrays = check_data(list(data), [str(d) for d in self.data], self.dtype, widths)
-        return [a.reshape(len(a), -1) if a.ndim == 1 else a for a in arrays]
+        arrays = [a.reshape(len(a), -1) if a.ndim == 1 else a for a in arrays]
+        for d, a in zip(self.data, arrays):
+            if d in self._ce_targets():  # as fit checks them: 2·onehot gave lse − 2z, silently
+                _check_distributions(a, str(d))
+        return arrays
+
+    def _ce_targets(self) -> frozenset:
+        """The data symbols that are targets of a softmax cross-entropy (found once)."""
+        found = getattr(self, "_ce", None)
+        if found is None:
+            loss = getattr(self, "loss", None)
+            found = self._ce = frozenset(e.args[1] for e in loss.atoms(softmax_ce)) if loss is not None else frozenset()
+        return found
 
     # -- evaluation -----------------------------------------------------------------
     def value(self, theta, *data) -> float:
@@ -171,7 +192,7 @@ class CompiledTensor(Compiled):
         return sum(self.sizes) <= MAX_DENSE_HESSIAN
 
     def _flat(self, theta, what: str = "theta") -> tuple[np.ndarray, bool]:
-        flat = self._as_flat(theta)
+        flat = self._as_flat(theta, what)
         if flat is not None:
             return flat, True
         try:
