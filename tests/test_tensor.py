@@ -511,10 +511,11 @@ def test_repeated_product_is_computed_once():
     assert re.search(r"d_(v\d+) = np\.zeros.*\n(.*\n)*.*map\d+_bwd\(.*d_\1\)\n(.*\n)*.*map\d+_bwd\(.*d_\1\)", grad_fn)
 
 
-@pytest.mark.parametrize("name", ["j", "beta"])
+@pytest.mark.parametrize("name", ["j", "beta", "s0"])
 def test_a_scalar_inside_an_elementwise_function_is_an_input(name):
     # tanh(s*z) printed s as a bare name into the map kernel: named j it read the column loop
-    # index (value -0.109 for -0.437, d/dj = 0), named beta it raised NameError. Oracle: NumPy.
+    # index (value -0.109 for -0.437, d/dj = 0), named beta it raised NameError, named s0 it was the
+    # map's own lane symbol (1.706). Oracle: NumPy.
     import symgrad as sg
 
     z, s = sp.Symbol("z", real=True), sp.Symbol(name, real=True)

@@ -235,8 +235,13 @@ class Lowerer:
         return self._map_node(e, lanes_nodes, tuple(lane_syms), body, (1, 1))
 
 
+class Lane(sp.Symbol):
+    """A map's k-th input inside its body. A class of its own: a user's symbol named s0 inside an
+    elementwise function was the same Symbol as the lane, and silently read the map's operand."""
+
+
 def _lane(k: int) -> sp.Symbol:
-    return sp.Symbol(f"s{k}", real=True)
+    return Lane(f"s{k}", real=True)
 
 
 def lowering_kind(e: sp.Basic):
