@@ -326,3 +326,28 @@ def test_values_of_relu_and_elu_that_are_exact_print_with_equals():
     text = str(sg.explain(sg.ops.relu(x) * y, [x, y], at={x: 0.5, y: 2}))
     assert "v1 = relu(x) = 0.5" in text and "J = v1*y = 1" in text and "≈" not in text
     assert "sigmoid(x) ≈ 0.668188" in str(sg.explain(sg.ops.sigmoid(x) * y, [x, y], at={x: 0.7, y: 2}))
+
+
+@pytest.mark.parametrize("expr, x0, want", [
+    (lambda x: sp.tanh(x), 200, mpmath.sech(200) ** 2),
+    (lambda x: sg.ops.sigmoid(x), 400, mpmath.exp(-400) / (1 + mpmath.exp(-400)) ** 2),
+    (lambda x: 1 / (1 + sp.exp(-x)), 1000, mpmath.exp(-1000) / (1 + mpmath.exp(-1000)) ** 2),
+])
+def test_values_after_deep_cancellation_are_the_true_ones(expr, x0, want):
+    # evalf gave up after 100 working digits and printed the leftover of 1 - tanh(200)**2, 2.8e-160,
+    # for 7.7e-174: the vanishing gradient the notes ask a learner to look at. Oracle: mpmath.
+    mpmath.mp.dps = 30
+    x = sp.Symbol("x", real=True)
+    last = str(sg.explain(expr(x), x, at={x: x0})).splitlines()[-1]
+    printed = float(last.rsplit("≈", 1)[1])
+    assert printed == pytest.approx(float(want), rel=1e-5), last
+
+
+def test_gradient_norms_do_not_overflow_where_the_gradient_does_not():
+    # ‖∂ℓ/∂b1‖ printed inf beside its finite entries (1.2e201): the squares overflowed
+    net = sg.nn.MLP([2, 3, 1], activation="relu")
+    params = [np.full(p.shape, 1e200 if str(p) == "W1" else 1.0) for p in net.params]
+    text = str(sg.formulas(net, "mse", at=(params, np.array([1.0, 1.0]), np.array([1.0]))))
+    line = next(s for s in text.splitlines() if "‖∂ℓ/∂b1‖" in s)
+    # z2 = 3·2e200, δ_z2 = 2(z2 - 1) = 1.2e201, and δ_z1 = W2ᵀ·δ_z2 holds it three times
+    assert float(re.split("[=≈]", line)[-1]) == pytest.approx(np.sqrt(3) * 1.2e201, rel=1e-5), line

@@ -38,9 +38,10 @@ def explain_indexed(expr: sp.Expr, wrt: Sequence[sp.Basic], names: Mapping | Non
                     at: dict | None, textbook: bool) -> Derivation:
     """``explain`` for index notation (same arguments, less ``at=``)."""
     if at is not None:
-        raise OptionError("at= needs numbers for every element of a Sum, which has a symbolic length. Fix: "
-                          "expand the sum first: .doit() with a numeric upper limit (e.g. .subs(D, 3).doit()) "
-                          "and give each element (theta0, x0, ...) its value, or leave out at=.")
+        raise OptionError("at= gives values to Symbols, and index notation (a Sum, elements such as theta[j]) is "
+                          "derived for a general element, without values. Fix: for a worked example with numbers, "
+                          "write the terms with Symbols, e.g. e.doit().xreplace({theta[0]: sp.Symbol('theta0'), ...}) "
+                          "(a numeric upper limit first: .subs(D, 3)), or leave out at=.")
     p = prepare_indexed(expr, wrt)
     stable, rules = stabilize(p.expr)
     derived = p.expr if textbook else stable

@@ -125,7 +125,11 @@ def norm(a: np.ndarray, latex: bool, label: str = "") -> str:
     """``‖∂ℓ/∂W1‖ ≈ 0.123``: the Frobenius norm of ``a`` (``‖·‖`` when no label is given)."""
     inner = label or (r"\cdot" if latex else "·")
     bars = r"\|%s\|" % inner if latex else f"‖{inner}‖"
-    return f"{bars} {shown(float(np.linalg.norm(a)), latex)}"
+    a = np.asarray(a, dtype=np.float64)
+    top = float(np.max(np.abs(a))) if a.size else 0.0
+    # scaled: the squares of 1e200 overflowed, and a finite gradient printed ‖·‖ = inf
+    value = top * float(np.linalg.norm(a / top)) if 0 < top < np.inf else float(np.linalg.norm(a))
+    return f"{bars} {shown(value, latex)}"
 
 
 # -- explain(..., at=): the point --------------------------------------------------------------
@@ -194,5 +198,17 @@ class PointValues:
             if not exact.is_Rational and exact.has(sp.Function):  # relu(1/2) is 1/2 by its definition
                 defined = exact.rewrite(sp.Piecewise)
                 exact = defined if defined.is_Rational else exact
-            self.memo[e] = exact if exact.is_Rational else exact.evalf(DIGITS)
+            self.memo[e] = exact if exact.is_Rational else _evaluated(exact)
         return self.memo[e]
+
+
+def _evaluated(exact: sp.Expr) -> sp.Expr:
+    """``exact`` to ``DIGITS`` correct digits. evalf's default gives up after 100 working digits
+    and returns what is left of a cancellation as if it were the value (1 − tanh(200)² printed
+    2.8e-160 for 7.7e-174): evaluated strictly, with more working digits until it holds."""
+    for maxn in (110, 1000, 10000):
+        try:
+            return exact.evalf(DIGITS, strict=True, maxn=maxn)
+        except sp.core.evalf.PrecisionExhausted:
+            continue
+    return exact.evalf(DIGITS, maxn=100000)  # still strict=False: SymPy's best, past 10,000 digits
