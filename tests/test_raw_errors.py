@@ -271,3 +271,21 @@ def test_constants_that_compile_wrong_are_refused():
     for c in (sp.nan, sp.zoo):  # a derivative SymPy leaves undefined is never printed as a name
         with pytest.raises(sg.errors.UnsupportedModelError, match="undefined.*Fix"):
             NumbaPrinter().doprint(c * x)
+
+
+def test_fuzzed_forms_compile_and_agree_with_the_oracle():
+    # raw errors a random search found: the BCE pairing met an int 0 (AttributeError), the tails
+    # rewrite made sigmoid_e inside exp, whose |.| SymPy wrote with re() (no printer), and rewrote
+    # the constant 1 - σ(1) inside Min (not comparable); the non-finite diagnosis met sign's
+    # DiracDelta (NameError in place of the warning). Oracle: sympy.diff in mpmath, 30 digits.
+    a, b, x = sp.symbols("a b x", real=True)
+    sig = sg.ops.sigmoid
+    for e, at in ((sp.log(1 + sp.exp(b)) + sp.log(1 + sp.exp(-b)) ** 2, {b: 0.7}),
+                  (sig(sp.exp(sig(a) - 1)), {a: 0.3}), (sp.Min(a, 1 - sig(1)), {a: 0.9})):
+        (v,) = sorted(e.free_symbols, key=str)
+        f = sg.compile(e, wrt=[v], reduction="sum", backend="python")
+        assert f.value([at[v]]) == pytest.approx(float(e.subs(at).evalf(30)), rel=1e-14)
+        assert f.grad([at[v]])[0] == pytest.approx(float(sp.diff(e, v).subs(at).evalf(30)), rel=1e-13, abs=1e-300)
+    g = sg.compile(sp.sign(a) * sp.sqrt(a * x), wrt=[a], data=[x], backend="python")
+    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to a.*first at 1/a"):
+        g.grad([0.0], np.array([1.0, 2.0]))

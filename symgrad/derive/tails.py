@@ -28,6 +28,8 @@ from ..lang.ops import sigmoid
 def _complement(term: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
     """(t, the accurate form of t − t·f) when ``term`` is −t·f with f = σ(u) or tanh(u)²."""
     for f in sp.Mul.make_args(term):
+        if f.is_number:  # 1 − σ(1) is a number: rewritten, Min(a, 1 − σ(1)) could no longer compare it
+            continue
         if isinstance(f, sigmoid):
             u = f.args[0]
             return -term / f, sigmoid_e(-u, sp.exp(-sp.Abs(u)))

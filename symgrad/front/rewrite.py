@@ -101,7 +101,7 @@ def _bce_pair(e: sp.Expr) -> sp.Expr | None:
             others = sp.Add(*(t for t in e.args if not t.has(p, q)))
             flat = sp.expand(held, multinomial=False, power_exp=False, power_base=False, log=False)
             coeffs = sp.collect(flat, [p, q], evaluate=False)
-            c1, c2 = coeffs.get(p, 0), coeffs.get(q, 0)
+            c1, c2 = coeffs.get(p, sp.S.Zero), coeffs.get(q, sp.S.Zero)
             total = sp.expand(c1 + c2)
             if total in (1, -1) and not (c1.has(p, q) or c2.has(p, q)):
                 # every other term, collected or not: softplus(a)**2 or 1/softplus(-a) is a key of its own

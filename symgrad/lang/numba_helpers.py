@@ -19,7 +19,10 @@ import sympy as sp
 class AfterExp(sp.Function):
     """An op of ``EXP_FIRST`` whose e^-|a| was computed beforehand and is its last argument.
     Only printed, never differentiated: the code generator makes these after derivation, to
-    compute e^-|a| for all samples in a loop of its own (codegen/maps.py)."""
+    compute e^-|a| for all samples in a loop of its own (codegen/maps.py). Real, so that SymPy
+    writes |exp(σ(a) − 1)| as exp(σ(a) − 1), not exp(re(...)), which no printer knows."""
+
+    is_real = True
 
 
 class sigmoid_e(AfterExp):  # noqa: N801 (named as the helper it prints as)
