@@ -65,7 +65,7 @@ class NumbaPrinter(PythonCodePrinter):
         # SymPy's derivative is undefined somewhere it cannot tell apart (0**a: 0**a*log(0) = nan);
         # the code named an undefined 'nan' (a raw NameError, or Numba's TypingError)
         raise UnsupportedModelError(
-            f"a derivative of the formula is {e} (undefined) as SymPy writes it, e.g. a power of 0 or a "
+            f"a derivative of the formula is {e} (infinite or undefined) as SymPy writes it, e.g. a power of 0 or a "
             "log of 0 with a symbolic exponent. Fix: write the formula without that constant (the value "
             "meant for each case, with a Piecewise).")
 

@@ -32,11 +32,9 @@ class sigmoid(_Op):
 
     @classmethod
     def eval(cls, z):
-        if z.is_zero:
-            return sp.S.Half
-        if z.is_Number:  # keep numbers whole: 1 - sigmoid(40.0) would cancel to 0
-            return None
-        return None
+        # σ(−z) stays σ(−z): SymPy's 1 − σ(z) would cancel where σ(z) is near 1 (textbook_signs
+        # writes it so for reading)
+        return sp.S.Half if z.is_zero else None
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
