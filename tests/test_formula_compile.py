@@ -318,3 +318,14 @@ def test_data_named_like_a_method_argument_can_be_given_by_keyword():
     assert g.value([1.0], theta=xs, y=ys) == pytest.approx(g.value([1.0], xs, ys))
     r = symgrad.compile_residuals(a * s - y, wrt=[a], data=[s, y], backend="python")
     np.testing.assert_allclose(r.jacobian([1.0], self=xs, y=ys), [[1.0], [2.0]])
+
+
+def test_value_and_grad_keeps_log1p_as_value_does():
+    # CSE made 1 + a**2 a temporary of the value and its gradient; its log printed as log, not
+    # log1p: value_and_grad gave log(1 + 1e-30) = 0 where value gave 1e-30
+    a = sp.Symbol("a", real=True)
+    for backend in ("python", "numba"):
+        f = symgrad.compile(sp.log(1 + a**2), wrt=[a], reduction="sum", backend=backend)
+        v, g = f.value_and_grad([1e-15])
+        assert v == f.value([1e-15]) == pytest.approx(1e-30, rel=1e-14)
+        assert g[0] == pytest.approx(2e-15, rel=1e-14)

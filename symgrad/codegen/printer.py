@@ -12,6 +12,7 @@ import keyword
 import unicodedata
 
 import sympy as sp
+from sympy.codegen.cfunctions import log1p
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -155,6 +156,9 @@ class NumbaPrinter(PythonCodePrinter):
             return f"vm.log1p({self._print(arg - 1)})"
         return f"vm.log({self._print(arg)})"
 
+    def _print_log1p(self, e):  # sympy.codegen's log1p, made from log(1 + u) before CSE (scalar.py)
+        return f"vm.log1p({self._print(e.args[0])})"
+
     def _print_exp(self, e):
         return f"vm.exp({self._print(e.args[0])})"
 
@@ -243,3 +247,12 @@ def user_names(groups: list[tuple[str, list[sp.Symbol]]]) -> dict[sp.Symbol, str
             taken.add(ident)
             out[s] = prefix + ident
     return out
+
+
+def log1p_forms(exprs: list[sp.Expr]) -> list[sp.Expr]:
+    """``exprs`` with log(1 + u) as log1p(u), before CSE: CSE made 1 + u a temporary shared by a
+    value and its gradient, whose log then printed as log, not log1p (log(1 + 1e-30) came out 0)."""
+    def one_plus(n: sp.Basic) -> bool:
+        return isinstance(n, sp.log) and n.args[0] != 1 and sp.S.One in sp.Add.make_args(n.args[0])
+
+    return [e.replace(one_plus, lambda n: log1p(n.args[0] - 1)) for e in exprs]

@@ -12,7 +12,7 @@ import sympy as sp
 
 from ..lang.ops import HELPER_NEEDS, HELPERS
 from ..native import vecmath
-from .printer import NumbaPrinter, user_names
+from .printer import NumbaPrinter, log1p_forms, user_names
 
 
 @dataclass
@@ -35,15 +35,14 @@ class ScalarSpec:
 def _cse(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str):
     """CSE ``exprs``: (the (temporary, value) pairs, their statement lines, printed finals)."""
     syms = (sp.Dummy(f"t{k}") for k in range(10**9))  # a Dummy never equals a user's symbol
-    replacements, reduced = sp.cse(exprs, symbols=syms, order="none")
+    replacements, reduced = sp.cse(log1p_forms(exprs), symbols=syms, order="none")
     lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
     return replacements, lines, [printer.doprint(r) for r in reduced]
 
 
 def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
     """CSE ``exprs``; return (statement lines, printed final expressions)."""
-    _, lines, finals = _cse(printer, exprs, indent)
-    return lines, finals
+    return _cse(printer, exprs, indent)[1:]
 
 
 def _split_invariant(lines: list[str], replacements, per_sample: set[sp.Symbol]) -> tuple[list[str], list[str]]:
