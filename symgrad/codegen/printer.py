@@ -249,10 +249,16 @@ def user_names(groups: list[tuple[str, list[sp.Symbol]]]) -> dict[sp.Symbol, str
     return out
 
 
-def log1p_forms(exprs: list[sp.Expr]) -> list[sp.Expr]:
-    """``exprs`` with log(1 + u) as log1p(u), before CSE: CSE made 1 + u a temporary shared by a
-    value and its gradient, whose log then printed as log, not log1p (log(1 + 1e-30) came out 0)."""
-    def one_plus(n: sp.Basic) -> bool:
-        return isinstance(n, sp.log) and n.args[0] != 1 and sp.S.One in sp.Add.make_args(n.args[0])
+def log1p_forms(replacements: list, reduced: list) -> tuple[list, list]:
+    """sympy.cse's output with log(t) as log1p(u) where the temporary t is 1 + u: CSE took the
+    1 + u of log(1 + u) out as a temporary shared by a value and its gradient, and the log of a
+    temporary printed as log (log(1 + 1e-30) came out 0). After CSE: the pieces are small, where a
+    rewrite of every gradient before it walked shared subtrees once per gradient."""
+    ones = {t: v - 1 for t, v in replacements if v.is_Add and sp.S.One in v.args}
+    if not ones:
+        return replacements, reduced
 
-    return [e.replace(one_plus, lambda n: log1p(n.args[0] - 1)) for e in exprs]
+    def fix(e: sp.Expr) -> sp.Expr:
+        return e.replace(lambda n: isinstance(n, sp.log) and n.args[0] in ones, lambda n: log1p(ones[n.args[0]]))
+
+    return [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]
