@@ -66,13 +66,13 @@ def root_means(e: sp.Basic) -> sp.Basic:
 def orient_abs(e: sp.Basic) -> sp.Basic:
     """``e`` with |a| written |−a| where −a is a sum that ``e`` also holds outside the bars: SymPy
     turns |z2 − y| into |y − z2|, which then stood beside sign(z2 − y) and (z2 − y)."""
-    sums = {a for a in sp.preorder_traversal(e) if isinstance(a, sp.Add)}
     inside = {a for b in sp.preorder_traversal(e) if isinstance(b, sp.Abs) for a in sp.preorder_traversal(b.args[0])
               if isinstance(a, sp.Add)}
+    outside = {a for a in sp.preorder_traversal(e) if isinstance(a, sp.Add)} - inside
 
     def flip(b: sp.Abs) -> sp.Basic:
         a = b.args[0]
-        if isinstance(a, sp.Add) and a not in sums - inside and -a in sums - inside:
+        if isinstance(a, sp.Add) and a not in outside and -a in outside:
             return sp.Abs(-a, evaluate=False)
         return b
 
@@ -133,11 +133,10 @@ class LossNotation:
 
     def _print_bce_sum(self, e):
         z, y = e.args
+        term = self._print(_BCE(z, y))
         if getattr(z, "shape", None) == (1, 1):  # one output: its one term
-            return self._print(_BCE(z, y))
-        zs, ys = self._print(z), self._print(y)
-        return f"bce_sum({zs}, {ys})" if self._TEXT else r"\sum \operatorname{BCE}_{\text{logits}}\left(%s, %s\right)" % (
-            zs, ys)
+            return term
+        return f"bce_sum({self._print(z)}, {self._print(y)})" if self._TEXT else r"\sum " + term
 
     def _print_Abs(self, e):
         inner = self._print(e.args[0])

@@ -12,6 +12,7 @@ symgrad.errors.UnsupportedFunctionError: Subs in a is not supported. Fix: call .
 
 from __future__ import annotations
 
+import numpy as np
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
@@ -45,7 +46,7 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
         raise UnsupportedFunctionError(
             f"{node} in {expr} is 0 for a positive exponent, 1 at 0 and infinite below: its derivative "
             "is undefined (0**a*log(0)). Fix: write the value meant, e.g. Piecewise((1, Eq(a, 0)), (0, True)).")
-    if node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number:  # exp(1000) too
+    if _constant(node):
         approx = node if node.is_Number else node.evalf(20)
         if not node.is_Number and approx.is_number and sp.im(approx) != 0:
             # asin(2), (-1)**(1/3): SymPy's principal values are complex, and the code computed NaN
@@ -53,13 +54,7 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
                 f"the constant {node} in {expr} is not real (≈ {sp.N(approx, 6)}); symgrad compiles real "
                 "arithmetic. Fix: write the real number meant (for a real cube root of a negative number, "
                 "sp.real_root(-1, 3) = -1; a function inside its real domain, e.g. asin of |v| <= 1).")
-        exact = sp.re(approx)  # relu(-2) is 0, not an underflow
-        value = float(exact)
-        if abs(value) == float("inf") or exact != 0 and value == 0:
-            raise UnsupportedFunctionError(
-                f"the constant {sp.N(node, 3) if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} "
-                f"is beyond float64's range (it would compile as "
-                f"{value}). Fix: rescale the formula so that its constants lie within 1e-300..1e300.")
+        check_range(node, expr, sp.re(approx), np.float64)  # sp.re: relu(-2) is 0, not an underflow
     if isinstance(node, sp.Pow) and node.exp.is_Integer and abs(node.exp) > 2**53:
         # a float exponent: odd and even powers of -1 are the same number beyond 2**53
         raise UnsupportedFunctionError(
@@ -85,16 +80,25 @@ def check_form(node: sp.Basic, expr: sp.Basic) -> None:
 def check_float32_constants(expr: sp.Basic) -> None:
     """Refuse a constant that float32 holds as 0 or infinity where float64 does not (``exp(-120)``
     in ``1e30*exp(-120)*x``: each factor is rounded to float32 alone, and the value was 0)."""
-    import numpy as np
-
     for node in sp.preorder_traversal(expr):
-        if not (node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number):
-            continue
-        value = float(sp.re(node.evalf(20)))
-        with np.errstate(over="ignore", under="ignore"):
-            single = np.float32(value)
-        if np.isinf(single) or value != 0 and single == 0:
-            raise UnsupportedFunctionError(
-                f"the constant {node if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} is beyond "
-                f"float32's range (it would compile as {float(single)}). Fix: compile with dtype='float64', or "
-                "rescale the formula so that its constants lie within 1e-38..1e38.")
+        if _constant(node):
+            check_range(node, expr, sp.re(node.evalf(20)), np.float32)
+
+
+def _constant(node: sp.Basic) -> bool:
+    """A number, or a function or power of numbers (exp(1000)): compiled as one constant."""
+    return node.is_Number or isinstance(node, (sp.Function, sp.Pow)) and node.is_number
+
+
+def check_range(node: sp.Basic, expr: sp.Basic, exact: sp.Expr, dtype: type) -> None:
+    """Refuse a constant (``exact``, the value of ``node``) that ``dtype`` holds as 0 or infinity."""
+    with np.errstate(over="ignore", under="ignore"):
+        value = float(dtype(float(exact)))
+    if abs(value) != float("inf") and not (exact != 0 and value == 0):
+        return
+    name = np.dtype(dtype).name
+    fix = ("rescale the formula so that its constants lie within 1e-300..1e300" if dtype is np.float64 else
+           "compile with dtype='float64', or rescale the formula so that its constants lie within 1e-38..1e38")
+    raise UnsupportedFunctionError(
+        f"the constant {sp.N(node, 3) if node.is_Number else f'{node} (≈ {sp.N(node, 3)})'} in {expr} is beyond "
+        f"{name}'s range (it would compile as {value}). Fix: {fix}.")
