@@ -203,3 +203,28 @@ def test_explain_judges_float_coefficients_by_their_precision():
     a = sp.Symbol("a", real=True)
     e = 0.3 * sp.log(1 + sp.exp(-a)) + 0.7 * sp.log(1 + sp.exp(a))
     assert "∂J/∂a" in str(symgrad.explain(e, a, textbook=True))
+
+
+def test_whole_number_floats_are_rewritten_like_integers():
+    # SymPy 1.13+ does not count Float(1.0) equal to 1: the BCE written with 1.0 escaped the rules
+    # and gave inf at a = 40 (40 is the value), 1/(1.0 + e^-a)'s derivative NaN at a = -800 and
+    # log(e^a + 1.0) inf at a = 800. Oracle: the expression written with 1, in mpmath at 40 digits
+    # (log σ(a) = -log(1 + e^-a), exact in mpmath for any a).
+    import mpmath
+
+    a, y = sp.symbols("a y", real=True)
+    cases = [(-(y * sp.log(1 / (1 + sp.exp(-a))) + (1.0 - y) * sp.log(1.0 - 1 / (1.0 + sp.exp(-a)))),
+              lambda av, yv: yv * mpmath.log1p(mpmath.exp(-av)) + (1 - yv) * mpmath.log1p(mpmath.exp(av)),
+              [(40.0, 0.0), (800.0, 0.0), (-40.0, 1.0), (3.0, 0.25)]),
+             (1 / (1.0 + sp.exp(-a)), lambda av, yv: 1 / (1 + mpmath.exp(-av)), [(-800.0, 0.0), (30.0, 0.0)]),
+             (sp.log(sp.exp(a) + 1.0), lambda av, yv: mpmath.log1p(mpmath.exp(av)), [(800.0, 0.0), (-50.0, 0.0)])]
+    mpmath.mp.dps = 40
+    for e, ref, points in cases:
+        f = symgrad.compile(e, wrt=[a], data=[y], reduction="sum", backend="python", on_nonfinite="raise")
+        for av, yv in points:
+            want = ref(mpmath.mpf(av), mpmath.mpf(yv))
+            slope = mpmath.diff(lambda t, r=ref, yv=yv: r(t, mpmath.mpf(yv)), mpmath.mpf(av))
+            value, (g,) = f.value_and_grad([av], [yv])
+            assert value == pytest.approx(float(want), rel=1e-14), (e, av)
+            assert g == pytest.approx(float(slope), rel=1e-12, abs=1e-300), (e, av)
+    assert stabilize(sp.log(1.0 - sigmoid(a)))[0] == -softplus(a)

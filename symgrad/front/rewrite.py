@@ -139,6 +139,20 @@ RULES: list[Rule] = [
 ]
 
 
+def whole_floats(expr: sp.Expr) -> sp.Expr:
+    """Floats that hold a whole number (``1.0``, ``-2.0``) as Integers: SymPy 1.13+ no longer
+    counts ``Float(1.0)`` equal to 1, so ``log(1.0 - sigmoid(a))`` and ``1/(1.0 + exp(-a))`` escaped
+    every rule above and overflowed where the same formula written with 1 did not. Up to 2^24,
+    where float32 holds them exactly too.
+
+    >>> a = sp.Symbol("a", real=True)
+    >>> whole_floats(1.0 - 2.0 * a + 0.5 * a**2)
+    0.5*a**2 - 2*a + 1
+    """
+    floats = {f: sp.Integer(int(f)) for f in expr.atoms(sp.Float) if abs(f) <= 2**24 and float(f) == int(f)}
+    return expr.xreplace(floats) if floats else expr
+
+
 def stabilize(expr: sp.Expr) -> tuple[sp.Expr, list[str]]:
     """Apply every rule bottom-up until none fires. Returns (stable expr, rule names fired).
 
@@ -147,6 +161,7 @@ def stabilize(expr: sp.Expr) -> tuple[sp.Expr, list[str]]:
     (softplus(z), ['softplus'])
     """
     fired: list[str] = []
+    expr = whole_floats(expr)
 
     def fire(e: sp.Expr) -> sp.Expr | None:
         for rule in RULES:
