@@ -59,3 +59,15 @@ def test_a_disagreement_would_be_raised():
     assert agreement(sp.sin(X) ** 2 + sp.cos(X) ** 2, sp.S.One, {X}).startswith("0")
     with pytest.raises(SymgradError, match="disagree"):
         agreement(sp.exp(X), sp.exp(X) * (1 + sp.Rational(1, 10**20)) + sp.Function("f")(X) * 0 + 1e-20, {X})
+
+
+def test_the_derivative_of_a_negated_sigmoid_reads_as_a_product():
+    # σ(−a)'s derivative came back expanded, (1 - σ(a))**2 + σ(a) - 1; the notes' form is a product.
+    # Oracle for the value: d/da of 1/(1 + e^a), by sympy.diff, at three points.
+    s = sg.ops.sigmoid
+    for e in (s(-A), 1 / (1 + sp.exp(A))):
+        g = sg.grad(e, A)
+        assert g == (s(A) - 1) * s(A), g
+        for at in (-3, 0.5, 7):
+            assert float(g.subs(A, at)) == pytest.approx(float(sp.diff(1 / (1 + sp.exp(A)), A).subs(A, at)), rel=1e-14)
+    assert sg.grad(X * s(-A * X), A) == X**2 * (s(A * X) - 1) * s(A * X)  # already a product: unchanged

@@ -58,7 +58,20 @@ class sigmoid(_Op):
 
 def textbook_signs(e: sp.Basic) -> sp.Basic:
     """``e`` with σ(−a) written 1 − σ(a), as the notes write it (dJ/da = σ(a) − 1): for formulas
-    handed back to read. Compiled code keeps σ(−a), which does not cancel where σ(a) is near 1."""
+    handed back to read. Compiled code keeps σ(−a), which does not cancel where σ(a) is near 1.
+    A sum whose every term holds σ(−a) has it taken out first: σ(−a)² − σ(−a) (σ(−a)'s derivative,
+    expanded) reads σ(a)·(σ(a) − 1), not (1 − σ(a))² + σ(a) − 1."""
+    def negated(n: sp.Basic) -> bool:
+        return isinstance(n, sigmoid) and n.args[0].could_extract_minus_sign()
+
+    def held(f: sp.Basic, term: sp.Basic) -> bool:
+        return any(g == f or (g.is_Pow and g.base == f) for g in sp.Mul.make_args(term))
+
+    def common(n: sp.Basic) -> bool:
+        first = {g.base if g.is_Pow else g for g in sp.Mul.make_args(n.args[0])} if n.is_Add else ()
+        return any(negated(f) and all(held(f, t) for t in n.args) for f in first)
+
+    e = e.replace(common, sp.factor_terms)
     e = e.replace(lambda n: isinstance(n, sigmoid) and n.args[0].could_extract_minus_sign(),
                   lambda n: 1 - sigmoid(-n.args[0]))
 
