@@ -76,6 +76,29 @@ def test_second_derivatives_and_powers_keep_their_relative_precision(backend):
         assert g.grad([z])[0] == pytest.approx(want, rel=1e-12)
 
 
+COMPOUND = [a * sp.tanh(a), 2 * a * sg.ops.sigmoid(2 * a), a * sg.ops.sigmoid(a) + sg.ops.sigmoid(a) ** 3,
+            -sg.ops.sigmoid(sp.log(1 + sp.exp(a))), -a * sg.ops.sigmoid(-1) + sp.tanh(2 * a) ** 2 + sg.ops.sigmoid(-a),
+            sp.tanh(a) ** 8 - sg.ops.sigmoid(2 * a), sp.tanh(a) ** 2 + sp.tanh(2 * a) ** 2,
+            a * sg.ops.sigmoid(a) + a * sg.ops.sigmoid(2 * a) - 2 * a - sp.tanh(a) ** 2 + sg.ops.sigmoid(-a)]
+
+
+@pytest.mark.parametrize("e", COMPOUND, ids=str)
+def test_compound_derivatives_keep_their_relative_precision(e):
+    # the pair 2 − 2·tanh(a)² was taken out of a·tanh(a)'s second derivative first, leaving
+    # −2a·tanh + 2a·tanh³ to cancel: 1.4e-34 for −5.6e-33 at a = 40; silu(2a)'s at a = 20 had the
+    # wrong sign; a polynomial in tanh or σ beside other terms was not factored (tanh⁸ − σ(2a): 0 at
+    # a = 25 for −1.2e-20), nor σ(a) + σ(2a) − 2 (SymPy merges the pairs' −1s). Oracle: sympy.diff
+    # of the expression with σ written out, mpmath at 700 digits.
+    spelled = e.replace(lambda n: isinstance(n, sg.ops.sigmoid), lambda n: 1 / (1 + sp.exp(-n.args[0])))
+    first, second = (sp.lambdify(a, sp.diff(spelled, a, k), "mpmath") for k in (1, 2))
+    f = sg.compile(e, [a], backend="python")
+    with mp.workdps(700):
+        for z in (-40.0, -25.0, -12.0, 0.5, 12.0, 25.0, 40.0):
+            want1, want2 = float(first(mp.mpf(z))), float(second(mp.mpf(z)))
+            assert f.grad([z])[0] == pytest.approx(want1, rel=1e-12, abs=1e-300), z
+            assert f.hessian([z])[0, 0] == pytest.approx(want2, rel=1e-12, abs=1e-300), z
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("backend", ["numba", "python"])
 def test_roots_of_sums_of_squares_do_not_overflow(backend, dtype):

@@ -43,37 +43,90 @@ def _pair_up(e: sp.Add) -> sp.Expr:
     out, used = [], set()
     for j, term in enumerate(terms):
         found = _complement(term) if j not in used else None
-        k = next((k for k, t in enumerate(terms) if k != j and k not in used and found and t == found[0]), None)
-        if k is None:
+        if found is None:
             continue
-        used |= {j, k}
+        k = next((k for k, t in enumerate(terms) if k != j and k not in used and t == found[0]), None)
+        if k is not None:
+            used |= {j, k}
+        else:  # σ(a) + σ(2a) − 2: SymPy merged the two constants the pairs need into one
+            k = next((k for k, t in enumerate(terms) if k != j and k not in used and _lends(t, found[0])), None)
+            if k is None:
+                continue
+            terms[k] -= found[0]  # the rest of the number stays a term, for other pairs or as it is
+            used.add(j)
         out.append(found[0] * found[1])
     if not used:
         return e
     return sp.Add(*out, *(t for k, t in enumerate(terms) if k not in used))
 
 
+def _lends(have: sp.Expr, need: sp.Expr) -> bool:
+    """A number ``have`` holds ``need``: same sign and at least as large, so that what is left has
+    that sign too and no new cancellation arises."""
+    return have.is_Number and need.is_Number and have * need > 0 and abs(have) >= abs(need)
+
+
 def _factor_out(e: sp.Add) -> sp.Expr:
     """A sum that is a polynomial p in one σ(u) with p(1) = 0, or in one tanh(u) with p(±1) = 0,
     as q(σ)·σ(−u) or q(tanh)/cosh(u)²: second derivatives expand into such sums (tanh'' is
     2·tanh³ − 2·tanh, σ'' is σ − 3σ² + 2σ³), whose terms no pair of :func:`_pair_up` matches.
-    Only sums holding a square or higher power of σ(u) or tanh(u) are tried (the rest are pairs)."""
+    Only sums holding a square or higher power of σ(u) or tanh(u) are tried (the rest are pairs).
+    Where the polynomial shares the sum with other terms, it takes the constant it needs from the
+    sum's plain terms (:func:`_borrowed`) and the rest is made accurate on its own."""
     for g in _squared(e):
         p = _coefficients(e, g)
         if p is None:
             continue
-        degree = max(p)
-        c = [p.get(k, sp.S.Zero) for k in range(degree + 1)]
-        step = 1 if isinstance(g, sigmoid) else 2  # divide by 1 − s, or by 1 − s²
-        q: list[sp.Expr] = []
-        for k in range(degree + 1 - step):  # p_k = q_k − q_(k−step)
-            q.append(c[k] + (q[k - step] if k >= step else 0))
-        rest = [c[k] - (q[k] if k < len(q) else 0) + (q[k - step] if k >= step else 0) for k in range(degree + 1)]
-        if any(sp.expand(r) != 0 for r in rest) or not q:
-            continue  # not divisible: p(1) (or p(−1)) is not 0
-        accurate = sigmoid_e(-g.args[0], sp.exp(-sp.Abs(g.args[0]))) if step == 1 else 1 / sp.cosh(g.args[0]) ** 2
-        return sp.Add(*(qk * g**k for k, qk in enumerate(q))) * accurate
+        q = _quotient(p, g)
+        if q is not None:
+            return q
+        borrowed = _borrowed(p, g)
+        if borrowed is not None:
+            q, rest = borrowed
+            rest = _accurate_sum(rest) if isinstance(rest, sp.Add) else rest
+            return q + rest
     return e
+
+
+def _quotient(p: dict[int, sp.Expr], g: sp.Expr) -> sp.Expr | None:
+    """q(g)·σ(−u) (or q(g)/cosh(u)²) where p(g) = q(g)·(1 − g) (or q(g)·(1 − g²)), else None."""
+    degree = max(p)
+    c = [p.get(k, sp.S.Zero) for k in range(degree + 1)]
+    step = 1 if isinstance(g, sigmoid) else 2  # divide by 1 − s, or by 1 − s²
+    q: list[sp.Expr] = []
+    for k in range(degree + 1 - step):  # p_k = q_k − q_(k−step)
+        q.append(c[k] + (q[k - step] if k >= step else 0))
+    rest = [c[k] - (q[k] if k < len(q) else 0) + (q[k - step] if k >= step else 0) for k in range(degree + 1)]
+    if any(sp.expand(r) != 0 for r in rest) or not q:
+        return None  # not divisible: p(1) (or p(−1)) is not 0
+    accurate = sigmoid_e(-g.args[0], sp.exp(-sp.Abs(g.args[0]))) if step == 1 else 1 / sp.cosh(g.args[0]) ** 2
+    return sp.Add(*(qk * g**k for k, qk in enumerate(q))) * accurate
+
+
+def _borrowed(p: dict[int, sp.Expr], g: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+    """(the polynomial's terms in g with the constant that makes them vanish at g = 1, factored;
+    the other terms with that constant taken away), when the sum's plain terms (no σ, no tanh)
+    hold it: tanh(2a)² + σ(−a)'s second derivative is 8 − 32·tanh² + 24·tanh⁴ plus a polynomial in
+    σ(−a), and 8 belongs to the first. Taken only where that leaves fewer plain terms, or a number
+    of the same sign and smaller: then no new cancellation arises in either tail."""
+    need = -sp.expand(sp.Add(*(c for k, c in p.items() if k > 0)))
+    if need == 0:  # the terms in g vanish at g = 1 by themselves (8·tanh⁷ − 8·tanh⁹ beside σ terms)
+        q = _quotient({k: c for k, c in p.items() if k > 0}, g)
+        return None if q is None else (q, p.get(0, sp.S.Zero))
+    plain = [t for t in sp.Add.make_args(p.get(0, sp.S.Zero)) if not t.has(sigmoid, sp.tanh)]
+    if not plain:
+        return None
+    left = sp.expand(sp.Add(*plain) - need)
+    fewer = len(sp.Add.make_args(left)) < len(plain) or left == 0
+    smaller = need.is_number and len(plain) == 1 and plain[0].is_number and need * plain[0] > 0 \
+        and abs(need) <= abs(plain[0])
+    if not (fewer or smaller):
+        return None
+    q = _quotient({**p, 0: need}, g)
+    if q is None:
+        return None
+    others = [t for t in sp.Add.make_args(p.get(0, sp.S.Zero)) if t.has(sigmoid, sp.tanh)]
+    return q, sp.Add(left, *others)
 
 
 def _squared(e: sp.Add) -> list[sp.Expr]:
@@ -126,6 +179,11 @@ def accurate_tails(e: sp.Expr) -> sp.Expr:
 
 
 def _accurate_sum(e: sp.Add) -> sp.Expr:
+    # the whole polynomial first: pairing 2 − 2·tanh(a)² out of a·tanh(a)'s second derivative,
+    # 2 − 2·tanh² − 2a·tanh + 2a·tanh³, left −2a·tanh + 2a·tanh³ to cancel (0 at a = 40 for −5.6e-33)
+    factored = _factor_out(e)
+    if factored is not e:
+        return factored
     paired = _pair_up(e)
     return _factor_out(paired) if isinstance(paired, sp.Add) else paired
 
