@@ -270,3 +270,27 @@ def test_covariance_refuses_what_it_cannot_compute():
     r = sg.compile_residuals(b * sp.log(a * x) - y, [a, b], [x, y], on_nonfinite="ignore")
     with pytest.raises(sg.errors.NonFiniteError, match="covariance is undefined"):
         r.covariance([1.0, 1.0], np.where(xs > 2, -xs, xs), ys)
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_forms_that_cancel_are_computed_in_ones_that_do_not(backend):
+    # 1 − x·x near x = ±1 (asin', acos', atanh': 2.5e-11 off at x = −0.9999999999) and e^z − 1
+    # near 0 (elu's ∂/∂α: 2.2e-5 off at z = −1e-12, 0 at −1e-300) are computed as (1 − x)(1 + x)
+    # and expm1, also where CSE made their pieces temporaries. Oracle: mpmath at 60 digits.
+    import mpmath
+
+    u, al = sp.symbols("u alpha", real=True)
+    elu = sg.ops.elu
+    cases = [(sp.asin(u), lambda v: mpmath.asin(v)), (sp.acos(u), lambda v: mpmath.acos(v)),
+             (sp.atanh(u), lambda v: mpmath.atanh(v))]
+    with mpmath.workdps(60):
+        for e, ref in cases:
+            f = sg.compile(e, [u], backend=backend)
+            for v in (0.999999, -0.9999999999, 0.3):
+                d1 = mpmath.diff(ref, mpmath.mpf(v))
+                d2 = mpmath.diff(ref, mpmath.mpf(v), 2)
+                assert f.grad([v])[0] == pytest.approx(float(d1), rel=1e-14), (e, v)
+                assert f.hessian([v])[0, 0] == pytest.approx(float(d2), rel=1e-13), (e, v)
+        g = sg.compile(elu(u, al), [u, al], backend=backend)
+        for z in (-1e-10, -1e-12, -1e-300, -0.5):
+            assert g.grad([z, 1.5])[1] == pytest.approx(float(mpmath.expm1(mpmath.mpf(z))), rel=1e-15), z

@@ -264,6 +264,10 @@ def test_constants_that_compile_wrong_are_refused():
     with pytest.raises(sg.errors.UnsupportedFunctionError, match=r"exp\(-120\).*beyond float32's range.*dtype='float64'"):
         sg.compile(e, wrt=[x], dtype="float32", backend="python")
     assert sg.compile(e, wrt=[x], backend="python").grad([1.0])[0] == pytest.approx(float(1e30 * sp.exp(-120)), rel=1e-15)
+    for e, dt in ((sp.Rational(1, 10**44) * x, "float32"), (sp.Rational(3, 10**45) * x, "float32"),
+                  (sp.Rational(1, 10**320) * x, "float64")):  # subnormal: 1e-44 compiled as 9.8e-45
+        with pytest.raises(sg.errors.UnsupportedFunctionError, match=f"beyond {dt}'s range of full precision"):
+            sg.compile(e, wrt=[x], dtype=dt, backend="python")
     with pytest.raises(sg.errors.ParseError, match=r"'1e-400' is below the smallest float.*Fix"):
         sg.parse_expr("1e-400*x + x**2")
     from symgrad.codegen.printer import NumbaPrinter

@@ -12,7 +12,7 @@ import keyword
 import unicodedata
 
 import sympy as sp
-from sympy.codegen.cfunctions import log1p
+from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -156,8 +156,11 @@ class NumbaPrinter(PythonCodePrinter):
             return f"vm.log1p({self._print(arg - 1)})"
         return f"vm.log({self._print(arg)})"
 
-    def _print_log1p(self, e):  # sympy.codegen's log1p, made from log(1 + u) before CSE (scalar.py)
+    def _print_log1p(self, e):  # sympy.codegen's log1p, made from log(1 + u) after CSE (accurate_forms)
         return f"vm.log1p({self._print(e.args[0])})"
+
+    def _print_expm1(self, e):  # sympy.codegen's expm1, made from exp(u) - 1 after CSE (accurate_forms)
+        return f"vm.expm1({self._print(e.args[0])})"
 
     def _print_exp(self, e):
         return f"vm.exp({self._print(e.args[0])})"
@@ -249,16 +252,30 @@ def user_names(groups: list[tuple[str, list[sp.Symbol]]]) -> dict[sp.Symbol, str
     return out
 
 
-def log1p_forms(replacements: list, reduced: list) -> tuple[list, list]:
-    """sympy.cse's output with log(t) as log1p(u) where the temporary t is 1 + u: CSE took the
-    1 + u of log(1 + u) out as a temporary shared by a value and its gradient, and the log of a
-    temporary printed as log (log(1 + 1e-30) came out 0). After CSE: the pieces are small, where a
-    rewrite of every gradient before it walked shared subtrees once per gradient."""
-    ones = {t: v - 1 for t, v in replacements if v.is_Add and sp.S.One in v.args}
-    if not ones:
-        return replacements, reduced
+def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
+    """sympy.cse's output with three forms that lose digits written as ones that keep them:
+    log(1 + u) as log1p(u), exp(u) − 1 as expm1(u), and 1 − u² as (1 − u)(1 + u) (asin', acos' and
+    atanh' near ±1: 1 − x·x cancels, 2.5e-11 off at x = −0.9999999999; elu's ∂/∂α near 0). CSE
+    takes their pieces out as temporaries shared by a value and its gradients (the 1 + u of
+    log(1 + u), e^u, u²), so the temporaries' values are looked up. After CSE: the pieces are
+    small, where a rewrite of every gradient before it walked shared subtrees once per gradient."""
+    value = dict(replacements)
+
+    def form(n: sp.Basic) -> sp.Expr | None:
+        if isinstance(n, sp.log):  # log(1 + u) itself: _print_log
+            inner = value.get(n.args[0])
+            return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
+        if not (n.is_Add and len(n.args) == 2):
+            return None
+        c, rest = n.as_coeff_Add()
+        w = value.get(-rest, -rest) if c == 1 else value.get(rest, rest) if c == -1 else None
+        if w is not None and w.is_Pow and w.exp == 2:
+            return (1 - w.base) * (1 + w.base) if c == 1 else (w.base - 1) * (w.base + 1)
+        if c == -1 and isinstance(w, sp.exp):
+            return expm1(w.args[0])
+        return None
 
     def fix(e: sp.Expr) -> sp.Expr:
-        return e.replace(lambda n: isinstance(n, sp.log) and n.args[0] in ones, lambda n: log1p(ones[n.args[0]]))
+        return e.replace(lambda n: (n.is_Add or isinstance(n, sp.log)) and form(n) is not None, form)
 
     return [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]

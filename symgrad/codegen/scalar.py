@@ -12,7 +12,7 @@ import sympy as sp
 
 from ..lang.ops import HELPER_NEEDS, HELPERS
 from ..native import vecmath
-from .printer import NumbaPrinter, log1p_forms, user_names
+from .printer import NumbaPrinter, accurate_forms, user_names
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ScalarSpec:
 def _cse(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str):
     """CSE ``exprs``: (the (temporary, value) pairs, their statement lines, printed finals)."""
     syms = (sp.Dummy(f"t{k}") for k in range(10**9))  # a Dummy never equals a user's symbol
-    replacements, reduced = log1p_forms(*sp.cse(exprs, symbols=syms, order="none"))
+    replacements, reduced = accurate_forms(*sp.cse(exprs, symbols=syms, order="none"))
     lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
     return replacements, lines, [printer.doprint(r) for r in reduced]
 
