@@ -272,6 +272,7 @@ CASES = [
     C("CompiledResiduals.covariance", "data", lambda: R().covariance([1.0, 2.0], ONES[:2], ONES[:2]), ShapeError, "more samples than parameters"),
     C("CompiledResiduals.covariance", "data", lambda: R().covariance([1.0, 2.0], ONES, ONES), UnsupportedModelError, "rank-deficient"),
     C("CompiledResiduals.covariance", "kw", lambda: R().covariance([1.0, 2.0], ONES, q=ONES), ShapeError, "unknown"),
+    C("CompiledResiduals.covariance", "absolute_sigma", lambda: R().covariance([1.0, 2.0], ONES, ONES, absolute_sigma=1), OptionError, "use True"),
     # CompiledTensor methods
     C("CompiledTensor.value", "theta", lambda: T().value(TH()[:3], np.ones((4, 2)), np.ones(4)), ShapeError, "expected 4 parameter arrays"),
     C("CompiledTensor.value", "theta", lambda: T().value([np.ones((2, 3))] + TH()[1:], np.ones((4, 2)), np.ones(4)), ShapeError, r"parameter 'W1' has shape \(2, 3\)"),

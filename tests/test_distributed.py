@@ -104,6 +104,21 @@ def test_hessian_residuals_jacobian_and_covariance_run_on_the_workers(client, de
     np.testing.assert_allclose(r.residuals(theta, T, Y), r.residuals(theta, ts, ys), rtol=RTOL)
     np.testing.assert_allclose(r.jacobian(theta, T, Y), r.jacobian(theta, ts, ys), rtol=RTOL)
     np.testing.assert_allclose(r.covariance(theta, T, Y), r.covariance(theta, ts, ys), rtol=1e-10)
+    np.testing.assert_allclose(r.covariance(theta, T, Y, absolute_sigma=True),
+                               r.covariance(theta, ts, ys, absolute_sigma=True), rtol=1e-10)
+
+
+def test_float32_results_come_back_in_float32(client):
+    # value and value_and_grad's value over Dask came back as Python floats; in memory as float32
+    a, t, y = sp.symbols("a t y", real=True)
+    f = sg.compile((a * t - y) ** 2, wrt=[a], data=[t, y], dtype="float32")
+    ts = np.linspace(0, 1, 1001, dtype=np.float32)
+    ys = (0.3 * ts).astype(np.float32)
+    T, Y = da.from_array(ts, chunks=300), da.from_array(ys, chunks=300)
+    for there, here in ((f.value([1.0], T, Y), f.value([1.0], ts, ys)),
+                        (f.value_and_grad([1.0], T, Y)[0], f.value_and_grad([1.0], ts, ys)[0])):
+        assert type(there) is type(here) is np.float32
+        np.testing.assert_allclose(there, here, rtol=1e-6)
 
 
 def test_a_workers_non_finite_warning_reaches_the_client(client, decay):

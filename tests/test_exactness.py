@@ -252,6 +252,58 @@ def test_tidy_does_not_multiply_out_nested_squares_of_sums():
     assert abs(float(out.xreplace(at)) - float(e.xreplace(at))) < 1e-12
 
 
+def test_covariance_of_parameters_in_different_units():
+    # an Arrhenius fit with A ~ 1e-11 beside Ea ~ 1.2e4 was called rank-deficient: J's condition
+    # number is 3e15 as it stands and 21 with its columns scaled. Oracle: s²(J'ᵀJ')⁻¹ of the same
+    # model in ln A, with J' written out by hand, mapped back by (JᵀJ)⁻¹ = D(J'ᵀJ')⁻¹D, D = diag(A, 1).
+    A, Ea, T, k = sp.symbols("A Ea T k", real=True)
+    R = 8.314
+    Ts = np.linspace(250, 400, 40)
+    ks = 1e-11 * np.exp(-1.2e4 / (R * Ts)) * (1 + 0.02 * np.sin(3 * Ts))
+    r = sg.compile_residuals(A * sp.exp(-Ea / (R * T)) - k, wrt=[A, Ea], data=[T, k], backend="python")
+    theta = np.array([1.02e-11, 1.205e4])
+    model = theta[0] * np.exp(-theta[1] / (R * Ts))
+    J_ln = np.stack([model, -model / (R * Ts)], axis=1)  # d/d(ln A), d/dEa
+    resid = model - ks
+    want = resid @ resid / (40 - 2) * np.diag([theta[0], 1.0]) @ np.linalg.inv(J_ln.T @ J_ln) @ np.diag([theta[0], 1.0])
+    np.testing.assert_allclose(r.covariance(theta, Ts, ks), want, rtol=1e-9)
+
+
+def test_covariance_with_absolute_sigma_is_scipys():
+    # residuals (model − y)/σ with known σ: scipy's curve_fit(absolute_sigma=True) reports (JᵀJ)⁻¹,
+    # unscaled by s². Oracles: J written out by hand, and curve_fit itself at its own optimum.
+    from scipy.optimize import curve_fit
+
+    a, k, c, t, y, s = sp.symbols("a k c t y s", real=True)
+    ts = np.linspace(0, 4, 30)
+    sig = 0.05 + 0.02 * ts
+    ys = 2.5 * np.exp(-0.8 * ts) + 0.3 + sig * np.sin(5 * ts)
+    r = sg.compile_residuals((a * sp.exp(-k * t) + c - y) / s, wrt=[a, k, c], data=[t, y, s], backend="python")
+    popt, pcov = curve_fit(lambda t_, a_, k_, c_: a_ * np.exp(-k_ * t_) + c_, ts, ys, p0=[2, 1, 0], sigma=sig,
+                           absolute_sigma=True, xtol=1e-14, ftol=1e-14, gtol=1e-14)
+    e = np.exp(-popt[1] * ts)
+    J = np.stack([e, -popt[0] * ts * e, np.ones_like(ts)], axis=1) / sig[:, None]
+    got = r.covariance(popt, ts, ys, sig, absolute_sigma=True)
+    np.testing.assert_allclose(got, np.linalg.inv(J.T @ J), rtol=1e-10)
+    np.testing.assert_allclose(got, pcov, rtol=1e-5)
+    res = r.residuals(popt, ts, ys, sig)
+    np.testing.assert_allclose(r.covariance(popt, ts, ys, sig), got * (res @ res) / (30 - 3), rtol=1e-12)
+    with pytest.raises(sg.errors.OptionError, match="absolute_sigma"):
+        r.covariance(popt, ts, ys, sig, absolute_sigma="yes")
+
+
+@pytest.mark.numba
+def test_float32_covariance_reaches_nists_certified_standard_deviations():
+    # Misra1a in float32 (condition 40 with scaled columns) was refused as rank-deficient
+    from bench import nist_strd as nist
+
+    problem = nist.load("Misra1a")
+    params, preds = nist.symbols_of(problem)
+    r = sg.compile_residuals(nist.MODELS["Misra1a"] - nist.y_sym, params, [*preds, nist.y_sym], dtype="float32")
+    cov = r.covariance(problem.certified, *(v.astype(np.float32) for v in problem.x), problem.y.astype(np.float32))
+    np.testing.assert_allclose(np.sqrt(np.diag(cov)), problem.certified_sd, rtol=2e-5)
+
+
 def test_covariance_refuses_what_it_cannot_compute():
     # float32: proportional Jacobian columns (only a*b is identified) differ by rounding, and the
     # float64 tolerance let made-up standard errors through; a NaN residual gave LinAlgError

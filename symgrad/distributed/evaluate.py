@@ -47,7 +47,8 @@ def _on_workers(f, client):
 def _run(f, op: str, theta: np.ndarray, v, data, client=None) -> tuple[float, np.ndarray | None]:
     """The chunks' values and arrays combined: their means weighted by rows (or sums)."""
     value, vec = combine(_parts(f, op, theta, v, data, client), mean=(f.reduction == "mean"))  # a sum stays a sum
-    return value, (None if vec is None else vec.astype(f.dtype))
+    # combined in float64, returned in the model's dtype as in memory (a float32 value was a float)
+    return np.dtype(f.dtype).type(value), (None if vec is None else vec.astype(f.dtype))
 
 
 def _parts(f, op: str, theta: np.ndarray, v, data, client=None) -> list[tuple]:
@@ -105,7 +106,7 @@ def rows(f, op: str, theta, *data, client=None) -> np.ndarray:
     return np.concatenate([p[2] for p in _parts(f, op, th, None, data, client)])
 
 
-def covariance(f, theta, *data, client=None) -> np.ndarray:
+def covariance(f, theta, *data, client=None, absolute_sigma: bool = False) -> np.ndarray:
     """``f.covariance`` over Dask arrays, without gathering J: each chunk sends Σr² and the R of
     its Jacobian's QR (k×k); the stacked R have J's singular values and right vectors."""
     from ..runtime.formula import covariance_of
@@ -113,7 +114,7 @@ def covariance(f, theta, *data, client=None) -> np.ndarray:
     th = check_vector(theta, len(f.params), f.dtype, "theta")
     parts = _parts(f, "gram", th, None, data, client)
     return covariance_of(sum(p[0] for p in parts), sum(p[1] for p in parts), np.vstack([p[2] for p in parts]),
-                         f.dtype)
+                         f.dtype, absolute_sigma)
 
 
 def _theta(f, theta, what: str = "theta"):

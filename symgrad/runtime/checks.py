@@ -41,7 +41,9 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     if x.dtype != dtype:
         raise DtypeError(
             f"{what} has dtype {x.dtype}, but this function was compiled for {dtype}. "
-            f"Fix: pass {what}.astype(np.{dtype}), or compile with dtype='{x.dtype.newbyteorder('=').name}'."
+            f"Fix: pass {what}.astype(np.{dtype})"
+            + (f", or compile with dtype='{x.dtype.newbyteorder('=').name}'." if x.dtype.newbyteorder("=").name
+               in ("float32", "float64") else " (symgrad computes in float32 or float64 only).")
             if x.dtype.kind == "f"
             else f"{what} has dtype {x.dtype}, which is not a real floating type. "
             f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."

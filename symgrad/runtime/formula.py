@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NonFiniteError, ShapeError, UnsupportedModelError
+from ..errors import NonFiniteError, OptionError, ShapeError, UnsupportedModelError
 from .assumptions import assumption_checks, check_assumptions
 from .base import Compiled
 from .checks import check_data, check_vector, is_dask
@@ -225,36 +225,47 @@ class CompiledResiduals(_Formula):
             report(self, "Jacobian", th, arrays)
         return out
 
-    def covariance(self, theta, /, *data, **kw) -> np.ndarray:
+    def covariance(self, theta, /, *data, absolute_sigma: bool = False, **kw) -> np.ndarray:
         """The parameters' covariance s²(JᵀJ)⁻¹ at a least-squares solution θ, with
         s² = Σr²/(n − k): the standard errors NIST certifies are the square roots of its diagonal.
-        On Dask arrays J stays on the workers (``distributed.evaluate.covariance``)."""
+        ``absolute_sigma=True`` (scipy's curve_fit convention, for residuals divided by known
+        standard deviations, (model − y)/σ) gives (JᵀJ)⁻¹ unscaled. On Dask arrays J stays on the
+        workers (``distributed.evaluate.covariance``)."""
         dist, arrays = self._distributed(data, kw)
         if dist is not None:
-            return dist.covariance(self, theta, *arrays)
+            return dist.covariance(self, theta, *arrays, absolute_sigma=absolute_sigma)
         r = self.residuals(theta, *data, **kw).astype(np.float64)
         jac = self.jacobian(theta, *data, **kw).astype(np.float64)
-        return covariance_of(len(jac), float(r @ r), jac, self.dtype)
+        return covariance_of(len(jac), float(r @ r), jac, self.dtype, absolute_sigma)
 
 
-def covariance_of(n: int, rss: float, m: np.ndarray, dtype) -> np.ndarray:
+def covariance_of(n: int, rss: float, m: np.ndarray, dtype, absolute_sigma: bool = False) -> np.ndarray:
     """s²(JᵀJ)⁻¹ from n, Σr² and J, or any matrix with J's singular values and right vectors
-    (the stacked R of its chunks' QR), J computed in ``dtype``. Through the SVD, not the normal
-    equations: JᵀJ squares J's condition number."""
+    (the stacked R of its chunks' QR), J computed in ``dtype``; (JᵀJ)⁻¹ with ``absolute_sigma``.
+    Through the SVD, not the normal equations: JᵀJ squares J's condition number."""
     k = m.shape[1]
-    if n <= k:
+    if not isinstance(absolute_sigma, (bool, np.bool_)):
+        raise OptionError(f"absolute_sigma={absolute_sigma!r} is not True or False. Fix: use True (residuals divided "
+                          "by known standard deviations) or False (scaled by s² = Σr²/(n − k), the default).")
+    if n <= k and not (absolute_sigma and n == k):
         raise ShapeError(f"a covariance needs more samples than parameters (n={n}, k={k}). Fix: add data.")
     if not (np.isfinite(rss) and np.isfinite(m).all()):
         raise NonFiniteError("the residuals or the Jacobian are not finite at theta (on_nonfinite='warn' or 'raise' "
                              "names the first such sample), so the covariance is undefined. Fix: a theta and data "
                              "inside the formula's domain, e.g. the result of a fit that converged.")
-    _, sv, vt = np.linalg.svd(m, full_matrices=False)
+    # columns scaled to norm 1 first: a parameter in other units (A = 1e-11 beside Ea = 1.2e4) made a
+    # well-determined fit look rank-deficient (condition 3e15 raw, 21 scaled); J's rounding is
+    # relative to each column too, so the rank test below holds for the scaled columns
+    scale = np.linalg.norm(m, axis=0)
+    scale[scale == 0] = 1.0  # a column of zeros stays one: rank-deficient below
+    _, sv, vt = np.linalg.svd(m / scale, full_matrices=False)
     # NumPy's matrix_rank tolerance, or the rounding of J's own entries (a few ulp of each, so
     # ||error|| <= 16 eps sqrt(k) σ_max) where J is float32: proportional columns differ by that
     eps = np.finfo(dtype).eps
-    if sv[-1] <= sv[0] * max(np.finfo(np.float64).eps * max(n, k), 16 * eps * np.sqrt(k)):
+    if not sv[0] or sv[-1] <= sv[0] * max(np.finfo(np.float64).eps * max(n, k), 16 * eps * np.sqrt(k)):
         tight = "" if eps < 1e-10 else (" (or too ill-conditioned for float32: smallest/largest singular value "
                                         f"{sv[-1] / sv[0]:.2g}; compile with dtype='float64')")
         raise UnsupportedModelError(f"the Jacobian is rank-deficient at theta{tight}, so the covariance is "
                                     "undefined. Fix: fix or remove parameters the data cannot identify.")
-    return rss / (n - k) * (vt.T / sv**2) @ vt
+    s2 = 1.0 if absolute_sigma else rss / (n - k)
+    return s2 * ((vt.T / sv**2) @ vt) / np.outer(scale, scale)
