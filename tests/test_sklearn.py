@@ -90,7 +90,7 @@ def test_classifier_takes_images_for_a_cnn():
     assert a.n_features_in_ == 40
     np.testing.assert_array_equal(a.predict_proba(imgs), b.predict_proba(imgs.reshape(40, -1)))
     np.testing.assert_array_equal(a.predict(imgs), a.predict(imgs.reshape(40, -1)))
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"images of \(2, 4, 4\), but the model takes \(2, 5, 4\)"):
         a.predict(imgs[:, :, :4])  # (2, 4, 4) images: 32 features, not 40
 
 
@@ -103,6 +103,44 @@ def test_regressor_trains_as_sg_fit_does():
     np.testing.assert_allclose(reg.predict(X), m.predict(X).ravel(), rtol=0, atol=1e-12)
     W, b = reg.trained_.params[-2:]  # the weight-carrying output never moves
     assert not W[-1].any() and not b[-1].any()
+    np.testing.assert_allclose(reg.loss_curve_, np.array(m.history["loss"]) / 2, rtol=1e-12)  # scikit-learn's units
+
+
+def test_regressor_loss_curve_is_in_scikit_learns_units():
+    # scikit-learn's MLPRegressor records half the mean squared error; symgrad's recorded all of it.
+    # Oracle: scikit-learn itself, one full-batch epoch at a learning rate too small to move the
+    # weights, so the first entry of both curves is half the MSE of the initial predictions.
+    from sklearn.neural_network import MLPRegressor as SkRegressor
+
+    X, y = make_regression(64, 3, noise=1.0, random_state=0)
+    y = y / y.std()
+    kw = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1e-12, max_iter=1, batch_size=64,
+              shuffle=False, random_state=0)
+    with pytest.warns(Warning):  # one epoch: scikit-learn's ConvergenceWarning
+        theirs = SkRegressor(alpha=0, momentum=0, **kw).fit(X, y)
+    ours = MLPRegressor(**kw, backend="python").fit(X, y)
+    for est in (theirs, ours):
+        half_mse = np.mean((est.predict(X) - y) ** 2) / 2
+        assert est.loss_curve_[0] == pytest.approx(half_mse, rel=1e-6)
+
+
+def test_images_of_another_shape_are_refused_not_flattened():
+    # a CNN fitted on (1, 6, 5) images predicted from (1, 5, 6) ones, or (2, 3, 5), without a word:
+    # the wrapper flattened them to 30 features first. sg.fit's own predict refuses them.
+    nn = sg.nn
+    cnn = nn.Sequential([nn.Conv2D(1, 2, 3, padding="same", activation="relu"), nn.Flatten(),
+                         nn.Dense(2 * 6 * 5, 2)], input_shape=(1, 6, 5))
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 1, 6, 5)), rng.integers(0, 2, 30)
+    clf = SymgradClassifier(cnn, max_iter=2, random_state=0, backend="python").fit(X, y)
+    assert clf.predict(X[:, 0]).shape == (30,)  # (n, H, W): one channel
+    for wrong in (X.reshape(30, 1, 5, 6), X.reshape(30, 2, 3, 5)):
+        with pytest.raises(sg.errors.ShapeError, match=r"takes \(1, 6, 5\)"):
+            clf.predict(wrong)
+        with pytest.raises(sg.errors.ShapeError, match=r"takes \(1, 6, 5\)"):
+            SymgradClassifier(cnn, max_iter=1, backend="python").fit(wrong, y)
+    with pytest.raises(sg.errors.ShapeError, match="does not flatten"):
+        MLPClassifier((4,), **FAST).fit(X, y)  # an MLP takes rows, as sg.fit's does
 
 
 @pytest.mark.parametrize("labels", [["no", "yes"], [-1, 1], [3, 7], [False, True]], ids=str)

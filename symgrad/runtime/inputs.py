@@ -78,8 +78,9 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X", 
     X = as_model_array(X, dtype, what)
     image = n_in if isinstance(n_in, tuple) else None
     n_in = int(np.prod(n_in))
-    if image is not None and X.ndim > 2:
-        X = _flat_images(X, image, what)
+    if X.ndim > 2:
+        check_sample_shape(X.shape, image or n_in, what)
+        X = X.reshape(len(X), -1)
     if X.ndim == 1 and n_in == 1:
         X = X.reshape(-1, 1)
     elif X.ndim == 1:
@@ -87,9 +88,8 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X", 
         raise ShapeError(f"{what} is 1-D with shape {X.shape}; the model takes a 2-D array of shape "
                          f"(n_samples, {n_in}). Fix: {fix}.")
     elif X.ndim != 2:
-        raise ShapeError(f"{what} has shape {X.shape}; the model takes (n_samples, {n_in}) and does not "
-                         f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
-                         f"flattens to {n_in} features, or check the data.")
+        raise ShapeError(f"{what} is a single number (shape {X.shape}); the model takes a 2-D array of shape "
+                         f"(n_samples, {n_in}). Fix: one row of {n_in} features per sample.")
     if X.shape[1] != n_in and ids:
         raise ShapeError(f"{what} has windows of {X.shape[1]} token ids, but the model's context is {n_in} positions. "
                          f"Fix: {what}[:, -{n_in}:] (each window's last {n_in} ids), or a model built with "
@@ -102,18 +102,25 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X", 
     return np.ascontiguousarray(X)
 
 
-def _flat_images(X: np.ndarray, image: tuple[int, ...], what: str) -> np.ndarray:
-    """(n, C, H, W) images, or (n, H, W) ones of one channel, as rows of C·H·W (NCHW order)."""
-    if X.shape[1:] == image or (image[0] == 1 and X.shape[1:] == image[1:]):
-        return X.reshape(len(X), -1)
+def check_sample_shape(shape: tuple[int, ...], n_in: int | tuple[int, ...], what: str = "X") -> None:
+    """Samples of more than one axis, ``shape[1:]``, are the model's (C, H, W) images, (H, W) ones of
+    one channel, or its (T, d) sequences; a model of ``n_in`` features takes rows only. Raises
+    ShapeError naming the fix; flattening first would take transposed images of the same size."""
+    image = n_in if isinstance(n_in, tuple) else None
+    if image is None:
+        raise ShapeError(f"{what} has shape {shape}; the model takes (n_samples, {n_in}) and does not "
+                         f"flatten samples for you. Fix: {what}.reshape(len({what}), -1) if each sample "
+                         f"flattens to {n_in} features, or check the data.")
+    if shape[1:] == image or (image[0] == 1 and shape[1:] == image[1:]):
+        return
     if len(image) == 2:
-        raise ShapeError(f"{what} has shape {X.shape}: samples of {X.shape[1:]}, but the model takes sequences "
+        raise ShapeError(f"{what} has shape {shape}: samples of {shape[1:]}, but the model takes sequences "
                          f"of {image} (positions, features). Fix: one ({image[0]}, {image[1]}) array per sample.")
-    one, last = X.shape == image, X.ndim == 4 and X.shape[1:] == (*image[1:], image[0])
+    one, last = shape == image, len(shape) == 4 and shape[1:] == (*image[1:], image[0])
     fix = (f"{what}[None], a batch of one" if one else f"channels first: np.moveaxis({what}, -1, 1)" if last
            else f"images of shape {image} (C, H, W), one per sample")
-    got = "one image without the batch axis" if one else f"images of {X.shape[1:]}"
-    raise ShapeError(f"{what} has shape {X.shape}: {got}, but the model takes {image} (channels, height, width) "
+    got = "one image without the batch axis" if one else f"images of {shape[1:]}"
+    raise ShapeError(f"{what} has shape {shape}: {got}, but the model takes {image} (channels, height, width) "
                      f"per sample. Fix: {fix}.")
 
 

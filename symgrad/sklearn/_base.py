@@ -17,9 +17,11 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ are scikit-lear
     raise ImportError("symgrad.sklearn needs scikit-learn >= 1.6. Fix: pip install "
                       "'symgrad[sklearn]' (or pip install -U scikit-learn).") from exc
 
+from ..lang.conv import model_input
 from ..lang.nn import ACTIVATIONS, MLP
 from ..lang.optim import Optimizer
 from ..runtime.fit import fit
+from ..runtime.inputs import check_sample_shape
 from ..runtime.options import optimizers
 
 #: scikit-learn's activation names that symgrad spells differently.
@@ -36,6 +38,7 @@ class SymgradBase(BaseEstimator):
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         """fit (fresh, or continued with warm_start) and partial_fit (one epoch, continued)."""
         first = not hasattr(self, "trained_") or not (incremental or self.warm_start)
+        samples = getattr(X, "shape", None)
         X, y = self._validate(X, y, reset=first)
         T, n_out = self._targets(y, sample_weight, first=first, incremental=incremental, classes=classes)
         epochs = 1 if incremental else self._max_iter()
@@ -43,16 +46,21 @@ class SymgradBase(BaseEstimator):
         T = T.astype(X.dtype)
         if first:
             net, seed = self._network(X.shape[1], n_out), self._seed()
+            _check_samples(samples, net)
             self.trained_ = fit(net, self._loss(), X, T, optimizer=self._optimizer(), epochs=epochs,
                                 batch_size=batch, seed=seed, dtype=X.dtype.name, backend=self.backend,
                                 shuffle=bool(self.shuffle), params=self._init_params(net, seed, X.dtype))
         else:  # the optimizer's state, the step count and the shuffling RNG continue exactly
             self._check_same_network(X.shape[1], n_out)
+            _check_samples(samples, self.trained_.model)
             self.trained_ = self.trained_.fit_more(X, T, epochs=epochs, batch_size=batch,
                                                    shuffle=bool(self.shuffle))
         self.n_iter_ = self.trained_.state.epoch
-        self.loss_curve_ = list(self.trained_.history["loss"])
+        self.loss_curve_ = [self._curve_scale * v for v in self.trained_.history["loss"]]
         return self
+
+    #: loss_curve_ is the training loss times this (MLPRegressor: scikit-learn's half squared error)
+    _curve_scale = 1.0
 
     def _check_same_network(self, n_in: int, n_out: int) -> None:
         """warm_start and partial_fit go on training the first fit's network: one that set_params
@@ -109,6 +117,7 @@ class SymgradBase(BaseEstimator):
     def _outputs(self, X) -> np.ndarray:
         """The network's outputs, (n_samples, n_network_outputs), in the model's dtype."""
         check_is_fitted(self, "trained_")
+        _check_samples(getattr(X, "shape", None), self.trained_.model)
         X = validate_data(self, _rows(X), reset=False, dtype=self.trained_.dtype)
         out = np.asarray(self.trained_.predict(np.require(X, requirements="CW")))
         return out.reshape(len(X), -1)
@@ -118,6 +127,13 @@ def _rows(X):
     """Images, (n, C, H, W) or (n, H, W), as rows of C·H·W features: the layout in which sg.fit
     reads a convolutional network's input (scikit-learn's checks take 2-D data only)."""
     return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 and hasattr(X, "reshape") else X
+
+
+def _check_samples(shape, net) -> None:
+    """Samples of several axes that :func:`_rows` flattens must be the network's own images: a
+    transposed (H, W), or other channels of as many numbers, were taken and predicted from."""
+    if shape is not None and len(shape) > 2:
+        check_sample_shape(tuple(shape), model_input(net))
 
 
 def user_network(model, n_in: int, n_out: int):

@@ -101,7 +101,9 @@ class MLPRegressor(SymgradEstimator):
     gradient and stay at zero; see ``_weights``). The others start from the seeded
     initialisation ``sg.fit`` gives the plain network, so ``MLPRegressor(random_state=s)``
     trains exactly as ``sg.fit(net, "mse", X, y, seed=s)``. Options as in
-    :class:`MLPClassifier`; multi-output y is supported.
+    :class:`MLPClassifier`; multi-output y is supported. ``loss_curve_`` is in scikit-learn's
+    units, half the mean squared error per epoch, as its MLPRegressor records it
+    (``trained_.history["loss"]`` keeps the mean squared error itself).
 
     >>> X = np.linspace(-1, 1, 64).reshape(-1, 1)
     >>> reg = MLPRegressor((16,), activation="tanh", learning_rate_init=0.02, max_iter=300,
@@ -132,6 +134,8 @@ class MLPRegressor(SymgradEstimator):
     def partial_fit(self, X, y, sample_weight=None):
         """One more epoch over (X, y), continuing exactly where training stopped."""
         return self._fit(X, y, sample_weight, incremental=True)
+
+    _curve_scale = 0.5
 
     def _network(self, n_in: int, n_out: int):
         return mlp(self.hidden_layer_sizes, self.activation, n_in, n_out)
