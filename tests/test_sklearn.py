@@ -290,3 +290,18 @@ def test_grid_search_pickle_and_fresh_process_predict_identically(iris, tmp_path
     assert proc.returncode == 0, proc.stderr[-2000:]
     np.testing.assert_array_equal(np.load(out[0]), search.predict_proba(X))
     np.testing.assert_array_equal(np.load(out[1], allow_pickle=True), search.predict(X))
+
+
+def test_a_failed_refit_leaves_the_estimator_as_it_was():
+    # classes_ and n_features_in_ were set from the new data before the training failed, and the
+    # last fit's network then answered predict with the new labels ("ham"/"spam" from a cat/dog net)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y_old = np.array(["cat", "dog"])[(X[:, 0] > 0).astype(int)]
+    clf = MLPClassifier((4,), **FAST, random_state=0).fit(X, y_old)
+    before = clf.predict(X)
+    clf.set_params(solver=sg.optim.SGD(lr=1e300))
+    with pytest.raises(sg.errors.DivergenceError):
+        clf.fit(np.hstack([X, X]) * 1e100, np.array(["ham", "spam"])[(X[:, 1] > 0).astype(int)])
+    assert clf.classes_.tolist() == ["cat", "dog"] and clf.n_features_in_ == 3
+    np.testing.assert_array_equal(clf.predict(X), before)

@@ -36,7 +36,19 @@ class SymgradBase(BaseEstimator):
 
     # -- training ------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
-        """fit (fresh, or continued with warm_start) and partial_fit (one epoch, continued)."""
+        """fit (fresh, or continued with warm_start) and partial_fit (one epoch, continued). A fit
+        that fails (divergence, Ctrl-C) leaves the estimator as it was: the data's checks set
+        classes_ and n_features_in_ before training, and the last fit's network answered predict
+        with the new labels."""
+        before = dict(self.__dict__)
+        try:
+            return self._fit_once(X, y, sample_weight, incremental=incremental, classes=classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit_once(self, X, y, sample_weight, *, incremental: bool, classes=None):
         first = not hasattr(self, "trained_") or not (incremental or self.warm_start)
         samples = getattr(X, "shape", None)
         X, y = self._validate(X, y, reset=first)
