@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SymgradError, UnsupportedModelError
+from .runtime.checks import real_array
 
 #: The dense Hessian is checked against hvp for at most this many parameters.
 MAX_CHECKED_HESSIAN = 64
@@ -177,7 +178,7 @@ def _check_residuals(f, point, data, eps, rtol, rng, raise_on_failure) -> GradCh
 def _flatten(f, point):
     if isinstance(point, (list, tuple)) and point and np.ndim(point[0]) >= 1 and hasattr(f, "shapes"):
         shapes = [np.shape(p) for p in point]
-        flat = np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in point])
+        flat = np.concatenate([np.ravel(real_array(p, np.float64, "point", FIX)) for p in point])
 
         def unflat(v):
             out, k = [], 0
@@ -187,8 +188,11 @@ def _flatten(f, point):
                 k += n
             return out
         return flat, unflat
-    flat = np.asarray(point, dtype=np.float64).ravel()
+    flat = real_array(point, np.float64, "point", FIX).ravel()
     return flat, lambda v: np.asarray(v, dtype=f.dtype)
+
+
+FIX = "pass the parameters' real numbers: a flat vector, or a tensor model's list of arrays"
 
 
 def _finish(res: GradCheck, raise_on_failure: bool) -> GradCheck:

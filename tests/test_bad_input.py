@@ -96,3 +96,73 @@ def test_data_in_the_other_byte_order_is_the_same_numbers():
     assert f.value([1.0], np.array([1.0, 2.0], dtype=">f8")) == 1.5
     with pytest.raises(sg.errors.DtypeError, match=r"dtype >f4.*compile with dtype='float32'"):
         f.value([1.0], np.array([1.0, 2.0], dtype=">f4"))
+
+
+def test_parameters_that_are_not_real_numbers_are_refused_by_name():
+    # complex starting parameters lost their imaginary parts (NumPy's ComplexWarning only); text and
+    # ragged ones, a ragged theta and a text point to check_grads raised NumPy's ValueError; a None in
+    # an object theta was blamed on a diverged optimizer; class labels of 1e20 were named -9.2e18
+    from symgrad.errors import DataError, DtypeError, ShapeError, TargetError
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=40)
+    net = sg.nn.MLP([3, 4, 1], activation="tanh")
+    p0 = net.init_params(0)
+    cases = [([p + 5j for p in p0], DtypeError, r"params\['W1'\] holds complex"),
+             ([np.full(p.shape, "a") for p in p0], DtypeError, r"params\['W1'\] holds text"),
+             ([[[1.0, 2.0], [3.0]]] + p0[1:], ShapeError, r"params\['W1'\] is not an array of numbers")]
+    for params, error, text in cases:
+        with pytest.raises(error, match=text):
+            sg.fit(net, "mse", X, Y, epochs=1, params=params, backend="python")
+    f = sg.compile((a * x - 1) ** 2, wrt=[a], data=[x], backend="python")
+    with pytest.raises(ShapeError, match="theta is not an array of numbers"):
+        f.value([[1.0], [2.0, 3.0]], np.ones(3))
+    with pytest.raises(DataError, match="theta holds None.*parameters' numbers"):
+        f.value(np.array([None], dtype=object), np.ones(3))
+    with pytest.raises(DtypeError, match="point holds text"):
+        sg.check_grads(f, "ab", np.ones(3))
+    with pytest.raises(TargetError, match=r"got float64 in \[0.0, 1e\+20\]"):
+        sg.fit(sg.nn.MLP([3, 4, 2]), "softmax_cross_entropy", X, np.where(X[:, 0] > 0, 1e20, 0.0), epochs=1,
+               backend="python")
+
+
+def test_a_batch_larger_than_the_data_is_the_data():
+    # the kernel's buffers were sized by batch_size: 10**9 on 40 rows asked for gigabytes (MemoryError)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), rng.normal(size=40)
+    net = sg.nn.MLP([3, 4, 1], activation="tanh")
+    runs = [sg.fit(net, "mse", X, Y, epochs=2, batch_size=bs, backend="python") for bs in (40, 1000, 10**9, 2**62)]
+    for m in runs[1:]:
+        np.testing.assert_array_equal(m.history["loss"], runs[0].history["loss"])
+
+
+def test_a_failing_callback_or_metric_keeps_the_epochs_trained():
+    # a metric that failed after 5 epochs lost them (its OptionError had no .result); a callback of one
+    # argument raised Python's TypeError after the first epoch instead of before it
+    from symgrad.errors import OptionError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), (rng.normal(size=60) > 0).astype(int)
+    net = sg.nn.MLP([3, 4, 2], activation="tanh")
+    calls = []
+
+    def flaky(t, p):
+        calls.append(1)
+        if len(calls) == 6:  # call 1 is fit's check before training
+            raise ZeroDivisionError("no positive predictions")
+        return float((t == p).mean())
+
+    with pytest.raises(OptionError, match="flaky") as info:
+        sg.fit(net, "softmax_cross_entropy", X, y, epochs=20, validation=(X, y), metrics=[flaky], backend="python")
+    assert len(info.value.result.history["loss"]) == 5 and info.value.result.state.epoch == 5
+
+    def stop_at_3(epoch, model):
+        if epoch == 3:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(OptionError, match="'stop_at_3' failed after epoch 3.*disk full") as info:
+        sg.fit(net, "softmax_cross_entropy", X, y, epochs=20, callbacks=[stop_at_3], backend="python")
+    more = info.value.result.fit_more(X, y, epochs=2)  # resumable
+    assert len(more.history["loss"]) == 5
+    with pytest.raises(OptionError, match="does not take two arguments"):
+        sg.fit(net, "softmax_cross_entropy", X, y, epochs=2, callbacks=[lambda model: None], backend="python")

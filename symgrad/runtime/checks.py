@@ -70,15 +70,41 @@ def _refuse_none(x: object, what: str) -> None:
     """None (or a list holding None) would become NaN in a float array, and be reported as
     non-finite data: name it instead."""
     held = False
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple)) or isinstance(x, np.ndarray) and x.dtype == object:
         try:
             held = any(v is None for v in np.asarray(x, dtype=object).flat)
         except ValueError:  # ragged nesting: the conversion will say so
             pass
-    if x is None or held:
-        raise DataError(f"{what} {'is' if x is None else 'holds'} None, not numbers. Fix: pass an array of "
-                        "numbers for it (every data array, in the order given to data=[...]); drop or "
-                        "impute missing values instead of None.")
+    if not (x is None or held):
+        return
+    state = "is" if x is None else "holds"
+    if what.split()[0] in ("theta", "v", "params", "params[") or what.startswith("params["):
+        raise DataError(f"{what} {state} None, not numbers. Fix: pass the parameters' numbers, e.g. the "
+                        "x of a scipy.optimize result or a model's .params.")
+    raise DataError(f"{what} {state} None, not numbers. Fix: pass an array of numbers for it (every data "
+                    "array, in the order given to data=[...]); drop or impute missing values instead of None.")
+
+
+def real_array(x: object, dtype: np.dtype, what: str, fix: str) -> np.ndarray:
+    """``x`` (an array, nested lists) as a new C-contiguous ``dtype`` array: real numbers of any
+    kind are converted (as scipy's float64 vectors are); None, complex numbers (NumPy drops their
+    imaginary parts with only a warning), text and ragged nesting are refused, ``fix`` said."""
+    _refuse_none(x, what)
+    try:
+        raw = np.asarray(x)
+    except ValueError as exc:  # ragged nesting
+        raise ShapeError(f"{what} is not an array of numbers ({exc}). Fix: {fix}.") from exc
+    if raw.dtype.kind == "c" or raw.dtype.kind == "O" and any(isinstance(v, complex) for v in raw.flat):
+        raise DtypeError(f"{what} holds complex numbers; symgrad computes with real ones. Fix: {fix}; model a "
+                         "complex quantity by its real and imaginary parts.")
+    if raw.dtype.kind in "USO":
+        _refuse_non_real(raw, what)  # "2" would become 2
+    try:
+        if raw.dtype.kind not in "fiubO":
+            raise TypeError(f"dtype {raw.dtype}")
+        return np.array(raw, dtype=dtype, order="C", copy=True)
+    except (TypeError, ValueError) as exc:
+        raise DtypeError(f"{what} could not be converted to {np.dtype(dtype).name}: {exc}. Fix: {fix}.") from exc
 
 
 def split_flat(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -161,16 +187,7 @@ def check_data(
 def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     """A flat parameter-like vector of length ``n`` (params are converted, not refused:
     optimizers such as scipy's always hand us float64)."""
-    _refuse_none(x, what)
-    if np.iscomplexobj(x):  # the conversion would drop the imaginary parts with only NumPy's warning
-        raise DtypeError(f"{what} holds complex numbers; symgrad computes with real ones. Fix: pass real numbers, "
-                         f"one per parameter ({n}); model a complex quantity by its real and imaginary parts.")
-    _refuse_non_real(x, what)  # text: np.asarray(["2"], dtype=float) parses it
-    try:
-        arr = np.ascontiguousarray(np.asarray(x, dtype=dtype).reshape(-1))
-    except (TypeError, ValueError) as exc:
-        raise DtypeError(f"{what} could not be converted to {dtype}: {exc}. Fix: pass {n} numbers, one "
-                         "per parameter.") from exc
+    arr = real_array(x, dtype, what, f"pass real numbers, one per parameter ({n})").reshape(-1)
     if arr.shape[0] != n:
         raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
     check_finite(arr, what, PARAMS_FIX)  # NaN in theta would come back as a NaN loss, silently

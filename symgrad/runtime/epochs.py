@@ -136,6 +136,14 @@ def record(result: Trained, losses: np.ndarray, gn: np.ndarray, lrs, elapsed: fl
 def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int, best, run: Run):
     """Validation, metrics, the progress line and the stopping rules after epoch ``epoch``:
     (stop?, best (loss, parameters, epoch))."""
+    try:
+        return _after_chunk(result, val, threshold, patience, callbacks, epoch, best, run)
+    except OptionError as err:  # a metric or callback failed: the epochs trained are kept, as on divergence
+        err.result = result
+        raise
+
+
+def _after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int, best, run: Run):
     h = result.history
     if val is not None:
         ev = evaluate_arrays(result, *val)
@@ -153,7 +161,12 @@ def after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: int
     if patience is not None and val is not None and epoch - best[2] >= patience:
         return True, best
     for cb in callbacks:
-        said = cb(epoch, result)
+        try:
+            said = cb(epoch, result)
+        except Exception as exc:  # the user's function: reported as theirs, with the model so far
+            raise OptionError(f"callbacks: {getattr(cb, '__name__', cb)!r} failed after epoch {epoch} "
+                              f"({type(exc).__name__}: {exc}); the epochs trained so far are in err.result. "
+                              "Fix: the callback's error, then resume=err.result to go on.") from exc
         if isinstance(said, (bool, np.bool_)) and said:
             return True, best
         if not (said is None or isinstance(said, (bool, np.bool_)) or "callback" in run.warned):

@@ -32,7 +32,7 @@ from ..lang.embedding import check_token_ids
 from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from ..lang.walk import find, per_object
-from .checks import PARAMS_FIX, check_finite, is_dask, split_flat
+from .checks import PARAMS_FIX, check_finite, is_dask, real_array, split_flat
 from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, metric_values, record  # noqa: F401
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
@@ -150,14 +150,14 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     check_chunking(chunk_epochs, **after_each)
     per_epoch = progress or any(after_each.values())
     chunk = chunk_epochs or (1 if per_epoch else max(1, min(epochs, 10)))
-    work = sample_work(spec.expr)
-    kernel, n_threads = _kernel(mod, threads, min(batch_size, len(Xa)), backend, work, theta.size, blas_threads)
-    blas = fit_blas_threads(blas_threads, work, min(batch_size, len(Xa)), n_threads)
+    work, rows = sample_work(spec.expr), min(batch_size, len(Xa))  # the kernel's buffers hold a batch of rows
+    kernel, n_threads = _kernel(mod, threads, rows, backend, work, theta.size, blas_threads)
+    blas = fit_blas_threads(blas_threads, work, rows, n_threads)
     bar = _progress(epochs) if progress else None
     # Compile (or load from cache) before timing: a zero-epoch call runs no step.
     hyper, clip = optimizer.hyper_values(), dt.type(optimizer.clip_norm or 0.0)
     zero = kernel_args(theta=theta, data=(Xa, Ya), states=[np.zeros_like(a) for a in flat_states],
-                       perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=batch_size,
+                       perms=np.zeros((0, len(Xa)), dtype=np.int64), shuffle=shuffle, batch_size=rows,
                        lrs=np.zeros(0, dt), t0=0, clip=clip, hyper=hyper, losses=np.zeros(0, dt),
                        gnorms=np.zeros((0, len(ps)), dt), seeds=np.zeros(0, np.int64))
     if backend == "numba":  # the loop a background child compiles: its code, not a second compile
@@ -176,7 +176,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         with _blas_limit(blas), _numba_threads(n_threads):
             done, state.t, status = kernel(*kernel_args(
                 theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
-                batch_size=batch_size, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
+                batch_size=rows, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
                 seeds=seeds))
         elapsed = (time.perf_counter() - start) / max(done, 1)
         record(result, losses[:done], gnorms[:done], lrs, elapsed, run, epoch)
@@ -265,7 +265,7 @@ def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
     out = []
     for sym, shape, arr in zip(model.params, shapes, params):
         sym = sym.name  # SymPy's printer takes ~20 µs a name: a short fit's whole bookkeeping is ~300
-        a = np.array(arr, dtype=dt, copy=True, order="C")
+        a = real_array(arr, dt, f"params['{sym}']", f"pass an array of shape {shape} of real numbers")
         if a.shape != shape:
             hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
             raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}{hint}")

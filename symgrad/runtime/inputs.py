@@ -56,6 +56,9 @@ def as_model_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         raise DataError(f"Complex data not supported: {what} has dtype {x.dtype}. Fix: pass the real "
                         f"numbers the model should see, e.g. np.hstack([{what}.real, {what}.imag]).")
     if x.dtype.kind == "O":
+        if any(v is None or type(v).__name__ == "NAType" for v in x.flat):  # pandas' NA, a nullable column's gap
+            raise DataError(f"{what} has missing values (None or pandas.NA). Fix: drop those rows ({what}.dropna() "
+                            "for a DataFrame) or fill them (sklearn.impute.SimpleImputer).")
         try:
             return np.ascontiguousarray(x.astype(dtype))
         except (TypeError, ValueError) as exc:
@@ -145,6 +148,11 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
         fix = (f"pass the class labels as a 1-D array ({names[1]}.ravel()), or one-hot rows of {n_out}"
                if loss_name in CLASS_LOSSES and Y.shape[1] == 1 else
                f"one target column per output ({n_out}), or a model with {Y.shape[1]} outputs")
+        k = Y.shape[1]
+        if loss_name in CLASS_LOSSES and n_out % k == 0 and (Y == np.round(Y)).all() and 0 <= Y.min() \
+                and Y.max() < n_out // k:  # PyTorch's cross_entropy over positions
+            fix += (f"; if these are the next token's id at each of {k} positions (a language model), "
+                    "loss='token_cross_entropy'")
         raise ShapeError(f"{names[1]} has {Y.shape[1]} columns; the model has {n_out} outputs. Fix: {fix}.")
     check_finite(Y, names[1])
     if loss_name in BINARY_LOSSES:
@@ -196,12 +204,14 @@ def _targets(Y: np.ndarray, loss_name: str, n_out: int, dtype: np.dtype, what: s
 def _class_ids(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
     """Class labels as indices: integers, or whole numbers stored as floats or bools (as
     scikit-learn takes them: labels read from a CSV file or a DataFrame are often floats)."""
-    if Y.dtype.kind == "b" or Y.dtype.kind == "f" and np.isfinite(Y).all() and (Y == np.floor(Y)).all():
+    given = Y  # the message names the labels given: 1e20 as int64 read -9223372036854775808
+    if Y.dtype.kind == "b" or Y.dtype.kind == "f" and np.isfinite(Y).all() and (Y == np.floor(Y)).all() \
+            and np.abs(Y).max(initial=0) < 2**53:
         Y = Y.astype(np.int64)
     if Y.dtype.kind not in "iu" or Y.min() < 0 or Y.max() >= n_out:
         whole = "" if Y.dtype.kind in "iu" else " (whole numbers)"
-        raise TargetError(f"class labels must be integers{whole} in [0, {n_out}); got {Y.dtype} in "
-                          f"[{Y.min()}, {Y.max()}]. Fix: encode them, e.g. "
+        raise TargetError(f"class labels must be integers{whole} in [0, {n_out}); got {given.dtype} in "
+                          f"[{given.min()}, {given.max()}]. Fix: encode them, e.g. "
                           f"np.unique({what}, return_inverse=True)[1].")
     return Y
 

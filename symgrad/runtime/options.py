@@ -3,6 +3,7 @@ NumPy or threadpoolctl) or be silently ignored is refused with its fix; optimize
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterable
 from numbers import Real
@@ -56,10 +57,23 @@ def check_run_options(threshold, seed, callbacks, chunk_epochs, blas_threads, th
         callbacks = [callbacks]
     callbacks = list(callbacks)
     for cb in callbacks:
-        if not callable(cb):
-            raise OptionError(f"callbacks: {cb!r} is not a function. Fix: pass functions callback(epoch, model) "
+        if not callable(cb) or not _takes_two(cb):
+            what = "is not a function" if not callable(cb) else "does not take two arguments (epoch, model)"
+            raise OptionError(f"callbacks: {cb!r} {what}. Fix: pass functions callback(epoch, model) "
                               "that return True to stop, e.g. callbacks=[lambda epoch, m: epoch >= 5].")
     return callbacks
+
+
+def _takes_two(cb) -> bool:
+    """Whether ``cb(epoch, model)`` binds (checked before training: a callback of one argument raised
+    Python's TypeError after the first epoch). A function whose signature is unknown passes."""
+    try:
+        inspect.signature(cb).bind(0, None)
+    except TypeError:
+        return False
+    except ValueError:  # some builtins have no signature
+        pass
+    return True
 
 
 def _count(n, least: int) -> bool:

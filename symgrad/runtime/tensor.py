@@ -59,6 +59,10 @@ class CompiledTensor(Compiled):
         if flat is not None:
             return split_flat(flat, self.shapes), True
         if not isinstance(theta, (list, tuple, np.ndarray)) or len(theta) != len(self.params):
+            if isinstance(theta, np.ndarray) and theta.ndim >= 2 and len(self.params) == 1 \
+                    and theta.shape == self.shapes[0]:  # the parameter itself: its rows read as parameters
+                raise ShapeError(f"theta is the parameter array itself, of shape {theta.shape}; the function "
+                                 f"takes a list of parameter arrays. Fix: pass [{self.params[0]}], a list of it.")
             theta = theta if isinstance(theta, (list, tuple, np.ndarray)) else [theta]
             raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}. "
                              f"Fix: one array per parameter in that order, or one flat vector of "
