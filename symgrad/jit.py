@@ -36,11 +36,10 @@ _HEADER = "# symgrad-sha256: "
 
 
 def _configured() -> Path:
+    # absolute: a relative folder held the path of a compiled module that os.chdir then lost
     env = os.environ.get("SYMGRAD_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "symgrad"
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "symgrad"
+    return base.expanduser().absolute()
 
 
 _USABLE: dict[str, Path] = {}

@@ -288,9 +288,9 @@ def test_hints_leave_valid_input_alone():
     assert parse_expr("e**2 + e") == e**2 + e  # a variable named e, squared: no hint
     assert parse_expr("E**x") == sp.exp(x)
     assert parse_expr("ln(x)", extra_functions={"ln": sp.log}) == sp.log(x)
-    with pytest.raises(ParseError) as info:  # no product hint next to a keyword: the general rule
+    with pytest.raises(ParseError) as info:  # no product hint next to a keyword: the keyword is named
         parse_expr("x for y")
-    assert "x*for" not in str(info.value) and "Fix: write the expression in Python's syntax" in str(info.value)
+    assert "x*for" not in str(info.value) and "'for' is a Python keyword" in str(info.value)
 
 
 # -- CLI: formulas, optim, --wrt --------------------------------------------------

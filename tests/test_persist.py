@@ -347,3 +347,34 @@ def test_a_missing_file_names_the_path_and_is_still_a_file_not_found_error(tmp_p
     with pytest.raises(FileNotFoundError) as err:
         sg.load(tmp_path / "typo.npz")
     assert isinstance(err.value, MissingModelFileError) and "typo.npz" in str(err.value) and "Fix" in str(err.value)
+
+
+def test_bare_arrays_named_as_the_parameters_load_into_the_model(tmp_path, monkeypatch):
+    # np.savez(path, W1=..., b1=...) was refused by sg.load with "call trained.load(path) on it", and
+    # trained.load refused it with the same advice; and a relative SYMGRAD_CACHE_DIR kept module paths
+    # relative, so that after os.chdir a compiled function no longer pickled ("gone from the cache")
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    m = sg.fit(MLP([3, 4, 1]), "mse", X, Y, epochs=1, backend="python")
+    named, ordered = tmp_path / "named.npz", tmp_path / "ordered.npz"
+    np.savez(named, **{str(s): p * 2 for s, p in zip(m.model.params, m.params)})
+    np.savez(ordered, *[p * 3 for p in m.params])
+    with pytest.raises(ModelFileError, match="no symgrad header"):
+        sg.load(named)
+    for path, k in ((named, 2), (ordered, 3)):
+        m2 = sg.fit(MLP([3, 4, 1]), "mse", X, Y, epochs=1, backend="python")
+        m2.load(path)
+        for got, p in zip(m2.params, m.params):
+            np.testing.assert_array_equal(got, k * p)
+    np.savez(named, W1=m.params[0], bias=m.params[1])
+    with pytest.raises(ModelFileError, match=r"arrays named \['W1', 'bias'\]; the model's parameters are"):
+        m.load(named)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", "relative_cache")
+    a = sp.Symbol("a", real=True)
+    f = sg.compile((a - 1) ** 2, wrt=[a], backend="python")
+    assert Path(f.path).is_absolute() and Path(f.path).parent == tmp_path / "a" / "relative_cache"
+    monkeypatch.chdir(tmp_path / "b")
+    assert pickle.loads(pickle.dumps(f)).value([3.0]) == 4.0

@@ -293,3 +293,20 @@ def test_fuzzed_forms_compile_and_agree_with_the_oracle():
     g = sg.compile(sp.sign(a) * sp.sqrt(a * x), wrt=[a], data=[x], backend="python")
     with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to a.*first at 1/a"):
         g.grad([0.0], np.array([1.0, 2.0]))
+
+
+def test_messages_name_the_actual_problem():
+    # 'lambda*x' said "invalid syntax (at the end of the input)"; a DataFrame with pandas.NA was told
+    # to convert with np.asarray(X, dtype=float), which fails on NA; next-token targets with the
+    # softmax cross-entropy were told to use "a model with 5 outputs"
+    with pytest.raises(sg.errors.ParseError, match="'lambda' is a Python keyword.*Fix: rename it"):
+        sg.parse_expr("x + lambda*w**2")
+    assert str(sg.parse_expr("lambda_*x")) == "lambda_*x"
+    net = sg.nn.Transformer(vocab=7, d=6, heads=3, layers=1, context=5)
+    ids = np.random.default_rng(0).integers(0, 7, (20, 5))
+    with pytest.raises(sg.errors.ShapeError, match="loss='token_cross_entropy'"):
+        sg.fit(net, "softmax_cross_entropy", ids, ids, epochs=1, backend="python")
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.4], "b": pd.array([1, None, 3, 4], dtype="Int64")})
+    with pytest.raises(sg.errors.DataError, match=r"missing values.*dropna"):
+        sg.fit(sg.nn.MLP([2, 3, 1]), "mse", df, np.zeros(4), epochs=1, backend="python")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import ast
 import difflib
+import io
 import keyword
 import re
+import tokenize
 from collections.abc import Callable, Mapping
 
 import sympy as sp
@@ -120,6 +122,10 @@ def _named(extra: object) -> list[tuple[object, object]]:
 
 def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str:
     msg = f"invalid syntax: {exc.msg}"
+    word = _keyword_name(stripped)
+    if word is not None:  # lambda*x: Python's parser only says where it stopped
+        return (f"invalid syntax: '{word}' is a Python keyword, so it cannot be a name in a string formula. Fix: "
+                f"rename it (e.g. {word}_), or build the formula in Python with sp.Symbol('{word}', real=True)")
     # a slip the table knows, else the general rule (x***2 and a dangling x** named none)
     fix = syntax_fix(stripped, exc.offset) or ("write the expression in Python's syntax: ** for powers, * for "
                                               "every product, balanced parentheses, an operand after each operator")
@@ -141,6 +147,16 @@ def syntax_message(text: str, stripped: str, lead: int, exc: SyntaxError) -> str
     if len(text) <= 120:
         msg += f"\n  {text.rstrip()}\n  {' ' * (col - 1)}^"
     return msg
+
+
+def _keyword_name(text: str) -> str | None:
+    """A Python keyword written where a formula has names (lambda, if without else, class)."""
+    try:
+        words = [t.string for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.NAME]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    allowed = {"and", "or", "not", "True", "False", "None"} | ({"if", "else"} if {"if", "else"} <= set(words) else set())
+    return next((w for w in words if keyword.iskeyword(w) and w not in allowed), None)
 
 
 # -- hints for common mistakes -----------------------------------------------------------------

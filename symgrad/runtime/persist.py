@@ -76,11 +76,20 @@ def load(path: str | Path, backend: str | None = None) -> Trained:
                              f"{exc}); the file is corrupt or altered. Fix: save the model again.") from exc
 
 
-def read_params(path: str | Path) -> list[np.ndarray]:
-    """The parameter arrays of a model file (also of parameter-only files from older versions)."""
+def read_params(path: str | Path, names: list[str] | None = None) -> list[np.ndarray]:
+    """The parameter arrays of a model file, also of bare arrays: in order (``np.savez(path, *params)``,
+    parameter-only files of older versions) or named as the model's parameters ``names``
+    (``np.savez(path, W1=..., b1=...)``)."""
     header, arrays = _read(path, need_header=False)
-    if header is None:
+    if header is None and all(k.startswith("arr_") for k in arrays):
         return [arrays[f"arr_{k}"] for k in range(len(arrays))]
+    if header is None:
+        if names is None or set(arrays) != set(names):
+            have = f"the model's parameters are {names}" if names else "this model does not name its parameters"
+            raise ModelFileError(f"{path} holds arrays named {sorted(arrays)}; {have}. Fix: save one array per "
+                                 "parameter under those names (or in order, np.savez(path, *params)), or save the "
+                                 "model with trained.save(path).")
+        return [arrays[n] for n in names]
     return [arrays[f"param_{k}"] for k in range(sum(k.startswith("param_") for k in arrays))]
 
 
@@ -111,7 +120,7 @@ def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.nda
                              "Fix: save the model again with trained.save(path).") from exc
     if "header" not in arrays:
         legacy = all(k.startswith("arr_") for k in arrays)
-        if need_header or not legacy:
+        if need_header:
             raise ModelFileError(f"{path} was not written by Trained.save: it has no symgrad header"
                                  f"{' (it holds bare arrays: an older symgrad saved only parameters)' if legacy else ''}. "
                                  "Fix: to load bare parameters into a model of the same network, call "

@@ -134,7 +134,7 @@ class Trained:
         """Load the parameters of a file written by :meth:`save` into this model (shapes must match)."""
         from .persist import read_params
 
-        loaded = read_params(path)
+        loaded = read_params(path, [str(p) for p in self.model.params] if self.model is not None else None)
         if [a.shape for a in loaded] != [p.shape for p in self.params]:
             raise ShapeError(f"saved shapes {[a.shape for a in loaded]} do not match the model's "
                              f"{[p.shape for p in self.params]}. Fix: load the file into the network it "
