@@ -120,3 +120,30 @@ def test_roots_of_sums_of_squares_do_not_overflow(backend, dtype):
                     want = float(sp.lambdify(wrt, sp.diff(e, w), "mpmath")(*(at[u] for u in wrt)))
                     tol = 1e-15 if dtype == "float64" else 1e-7
                     assert float(got) == pytest.approx(want, rel=tol, abs=0), (e, w, s * v, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_quotients_by_sums_of_squares_do_not_overflow(backend, dtype):
+    """atan2(y, x)'s gradient (−y, x)/(x² + y²) came out 0 at x = y = 1e160 (float32: 1e20), where it
+    is ∓5e-161, without a warning: x² + y² overflowed (CSE also shared 1/(x² + y²), which is 0 there);
+    x·y/(x² + y²) and log(x² + y²) were inf. Values and gradients of order 1/x and above are checked
+    (1/x², beyond 1e154, is subnormal). Oracle: sympy.diff of the expression, mpmath at 50 digits."""
+    y = sp.Symbol("y", real=True)
+    vals = [0.3, 7.0, 1e19, 1e25, 1e160] if dtype == "float64" else [0.3, 7.0, 1e15, 1e20]
+    cases = [sp.atan2(y, x), sp.log(x**2 + y**2), x * y / (x**2 + y**2), x**3 / (x**2 + y**2)]
+    for e in cases:
+        f = sg.compile(e, [x, y], dtype=dtype, backend=backend, reduction="sum")
+        first = [sp.lambdify([x, y], sp.diff(e, w), "mpmath") for w in (x, y)]
+        second = [[sp.lambdify([x, y], sp.diff(e, u, w), "mpmath") for w in (x, y)] for u in (x, y)]
+        for v in vals:
+            theta = np.array([v, -1.5 * v], dtype)
+            at = [mp.mpf(float(t)) for t in theta]
+            tol = 1e-14 if dtype == "float64" else 1e-5
+            assert float(f.value(theta)) == pytest.approx(float(sp.lambdify([x, y], e, "mpmath")(*at)), rel=tol)
+            for got, d in zip(f.grad(theta), first):
+                assert float(got) == pytest.approx(float(d(*at)), rel=tol, abs=0), (e, v, dtype)
+            if dtype == "float64" and v < 1e100:  # the Hessian's entries are ~1/v²: 0 beyond 1e154
+                for row, drow in zip(f.hessian(theta), second):
+                    for got, d in zip(row, drow):
+                        assert float(got) == pytest.approx(float(d(*at)), rel=1e-13, abs=1e-300), (e, v)

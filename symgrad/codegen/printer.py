@@ -12,7 +12,6 @@ import keyword
 import unicodedata
 
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
@@ -156,6 +155,13 @@ class NumbaPrinter(PythonCodePrinter):
             return f"vm.log1p({self._print(arg - 1)})"
         return f"vm.log({self._print(arg)})"
 
+    def _print_Root(self, e):  # √(a sum of squares), made after CSE (codegen/accurate.py)
+        return self._root(e.args[0])
+
+    def _print_DivBy(self, e):  # f / h / ... / h, made after CSE (codegen/accurate.py)
+        f, h, k = e.args
+        return "(" + " / ".join([self.parenthesize(f, PRECEDENCE["Mul"], strict=True)] + [self._print(h)] * int(k)) + ")"
+
     def _print_log1p(self, e):  # sympy.codegen's log1p, made from log(1 + u) after CSE (accurate_forms)
         return f"vm.log1p({self._print(e.args[0])})"
 
@@ -250,32 +256,3 @@ def user_names(groups: list[tuple[str, list[sp.Symbol]]]) -> dict[sp.Symbol, str
             taken.add(ident)
             out[s] = prefix + ident
     return out
-
-
-def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
-    """sympy.cse's output with three forms that lose digits written as ones that keep them:
-    log(1 + u) as log1p(u), exp(u) − 1 as expm1(u), and 1 − u² as (1 − u)(1 + u) (asin', acos' and
-    atanh' near ±1: 1 − x·x cancels, 2.5e-11 off at x = −0.9999999999; elu's ∂/∂α near 0). CSE
-    takes their pieces out as temporaries shared by a value and its gradients (the 1 + u of
-    log(1 + u), e^u, u²), so the temporaries' values are looked up. After CSE: the pieces are
-    small, where a rewrite of every gradient before it walked shared subtrees once per gradient."""
-    value = dict(replacements)
-
-    def form(n: sp.Basic) -> sp.Expr | None:
-        if isinstance(n, sp.log):  # log(1 + u) itself: _print_log
-            inner = value.get(n.args[0])
-            return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
-        if not (n.is_Add and len(n.args) == 2):
-            return None
-        c, rest = n.as_coeff_Add()
-        w = value.get(-rest, -rest) if c == 1 else value.get(rest, rest) if c == -1 else None
-        if w is not None and w.is_Pow and w.exp == 2:
-            return (1 - w.base) * (1 + w.base) if c == 1 else (w.base - 1) * (w.base + 1)
-        if c == -1 and isinstance(w, sp.exp):
-            return expm1(w.args[0])
-        return None
-
-    def fix(e: sp.Expr) -> sp.Expr:
-        return e.replace(lambda n: (n.is_Add or isinstance(n, sp.log)) and form(n) is not None, form)
-
-    return [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]

@@ -12,7 +12,8 @@ import sympy as sp
 
 from ..lang.ops import HELPER_NEEDS, HELPERS
 from ..native import vecmath
-from .printer import NumbaPrinter, accurate_forms, user_names
+from .accurate import accurate_forms
+from .printer import NumbaPrinter, user_names
 
 
 @dataclass

@@ -1,0 +1,152 @@
+"""Forms that lose digits, written after CSE as ones that keep them.
+
+sympy.cse's output holds log(1 + u), e^u − 1, 1 − u² and quotients by sums of squares, whose
+pieces it often took out as temporaries shared by a value and its gradients (the 1 + u of
+log(1 + u), e^u, u², 1/(x² + y²)): the temporaries' values are looked up. After CSE the pieces
+are small, where a rewrite of every gradient before it walked shared subtrees once per gradient.
+
+>>> x, y = sp.symbols("x y", real=True)
+>>> temps, finals = accurate_forms([], [sp.log(1 + x), sp.exp(x) - 1, 1 - x**2, -x * y / (x**2 + y**2)])
+>>> temps, finals
+([(_hyp0, Root(x**2 + y**2))], [log(x + 1), expm1(x), (1 - x)*(x + 1), -DivBy(x, _hyp0, 1)*DivBy(y, _hyp0, 1)])
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+
+class Root(sp.Function):
+    """√S for S a sum of squares (and at most one positive number), printed scaled (hypot)."""
+
+    nargs = 1
+
+
+class DivBy(sp.Function):
+    """``f / h / ... / h`` (k times), unevaluated: SymPy would merge (x/h)·(y/h) into x·y/h², and
+    x·y overflows where the quotients do not."""
+
+    nargs = 3
+
+
+def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
+    """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
+    2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
+    as expm1(u) (elu's ∂/∂α near 0), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
+    off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
+    h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed)."""
+    value = dict(replacements)
+    # a temporary that is such a power (CSE shares 1/(x² + y²) between atan2's two gradients) is
+    # put back into the products that use it: computed alone it is 0 where they are not
+    powers: dict[sp.Symbol, sp.Expr] = {}
+    for t, v in replacements:  # S^(−m/2), or c·S^(−m/2), also through another such temporary (2·t2)
+        if not isinstance(v, sp.Expr):  # a condition
+            continue
+        v = sp.Mul(*(powers.get(f, f) for f in sp.Mul.make_args(v)))
+        factors = sp.Mul.make_args(v)
+        if sum(not f.is_Number for f in factors) == 1 and any(_power_of_squares(f, value) is not None for f in factors):
+            powers[t] = v
+    roots: dict[sp.Expr, sp.Dummy] = {}
+    names = (sp.Dummy(f"hyp{k}") for k in itertools.count())
+
+    def form(n: sp.Basic) -> sp.Expr | None:
+        if isinstance(n, sp.log):
+            squares = _sum_of_squares(value.get(n.args[0], n.args[0]), value)
+            if squares is not None and sp.S.One not in squares.args:  # log(x² + y²); log(1 + u²) is log1p's
+                return 2 * sp.log(Root(squares))
+            inner = value.get(n.args[0])  # log(1 + u) itself: the printer's _print_log
+            return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
+        if n.is_Mul and any(f in powers for f in n.args):
+            n = sp.Mul(*(powers.get(f, f) for f in n.args))
+        if n.is_Mul or n.is_Pow:
+            return _divided(n, value, roots, names)
+        if not (n.is_Add and len(n.args) == 2):
+            return None
+        c, rest = n.as_coeff_Add()
+        w = value.get(-rest, -rest) if c == 1 else value.get(rest, rest) if c == -1 else None
+        if w is not None and w.is_Pow and w.exp == 2:
+            return (1 - w.base) * (1 + w.base) if c == 1 else (w.base - 1) * (w.base + 1)
+        if c == -1 and isinstance(w, sp.exp):
+            return expm1(w.args[0])
+        return None
+
+    def fix(e: sp.Basic) -> sp.Basic:  # top-down: a product is seen before its power of a sum
+        if e.is_Atom:
+            return e
+        if isinstance(e, DivBy):  # made here: only what it divides may hold more
+            return DivBy(fix(e.args[0]), *e.args[1:])
+        new = form(e)
+        e = e if new is None else new
+        args = [fix(a) for a in e.args]
+        return e.func(*args) if args != list(e.args) else e
+
+    temps, finals = [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]
+    return _with_roots(temps, finals, powers, roots), finals
+
+
+def _with_roots(temps: list, finals: list, powers: dict, roots: dict) -> list:
+    """``temps`` with each root's statement before its first use, and without the powers' own
+    statements where nothing uses them any more (every use divides by the root now)."""
+    if not roots:
+        return temps
+    h_of = {h: s for s, h in roots.items()}
+    used = set().union(*(v.free_symbols for _, v in temps), *(r.free_symbols for r in finals))
+    out, placed = [], set()
+    for t, v in temps:
+        for h in sorted(v.free_symbols & (h_of.keys() - placed), key=str):
+            out.append((h, Root(h_of[h])))
+            placed.add(h)
+        if t in used or not (t in powers or _sum_of_squares(v, {}) is not None):
+            out.append((t, v))
+    out += [(h, Root(h_of[h])) for h in sorted(h_of.keys() - placed, key=str)]
+    return out
+
+
+def _divided(n: sp.Expr, value: dict, roots: dict, names) -> sp.Expr | None:
+    """``n`` = num·S^(−m/2) as num's factors each divided by h = √S in turn (m divisions), or None."""
+    factors = sp.Mul.make_args(n)
+    for f in factors:
+        m = _power_of_squares(f, value)
+        if m is None:
+            continue
+        s = _sum_of_squares(value.get(f.base, f.base), value)
+        h = roots.setdefault(s, next(names))
+        coeff, parts = sp.S.One, []
+        for g in factors:
+            if g is f:
+                continue
+            g = value[g] if g in value and value[g].is_Pow and value[g].exp.is_Integer else g  # t = y²
+            if g.is_Number:
+                coeff *= g
+            elif g.is_Pow and g.exp.is_Integer and 1 < g.exp <= 4:
+                parts += [g.base] * int(g.exp)  # x²·y: x, x and y, each of them divided
+            else:
+                parts.append(g)
+        if not parts:
+            return coeff * DivBy(sp.S.One, h, m)
+        k = [m // len(parts) + (j < m % len(parts)) for j in range(len(parts))]
+        return coeff * sp.Mul(*(DivBy(p, h, kj) if kj else p for p, kj in zip(parts, k)))
+    return None
+
+
+def _power_of_squares(f: sp.Expr, value: dict) -> int | None:
+    """m where ``f`` is S^(−m/2), 1 <= m <= 6, S a sum of squares (or a temporary holding one)."""
+    if f.is_Pow and f.exp.is_negative and (2 * f.exp).is_Integer and -2 * f.exp <= 6:
+        if _sum_of_squares(value.get(f.base, f.base), value) is not None:
+            return int(-2 * f.exp)
+    return None
+
+
+def _sum_of_squares(s: sp.Expr, value: dict) -> sp.Expr | None:
+    """``s`` with its temporaries' values put back where it is u² + v² (+ ...) or u² + c, c > 0."""
+    if not s.is_Add:
+        return None
+    terms = [value.get(t, t) for t in s.args]
+    squares = [t for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real]
+    numbers = [t for t in terms if t.is_Number and t > 0]
+    if len(squares) + len(numbers) != len(terms) or len(numbers) > 1 or not squares:
+        return None
+    return sp.Add(*terms)
