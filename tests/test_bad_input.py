@@ -166,3 +166,19 @@ def test_a_failing_callback_or_metric_keeps_the_epochs_trained():
     assert len(more.history["loss"]) == 5
     with pytest.raises(OptionError, match="does not take two arguments"):
         sg.fit(net, "softmax_cross_entropy", X, y, epochs=2, callbacks=[lambda model: None], backend="python")
+
+
+def test_an_unknown_keyword_names_the_nearest_option():
+    # fit(epoch=5) and fit(lr=0.1) raised Python's TypeError, which names no fix
+    from symgrad.errors import OptionError
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    net = sg.nn.MLP([3, 4, 1])
+    with pytest.raises(OptionError, match=r"fit\(\) has no option 'epoch'. Fix: epochs="):
+        sg.fit(net, "mse", X, Y, epoch=2, backend="python")
+    with pytest.raises(OptionError, match=r"no option 'lr'. Fix: the optimizer takes it"):
+        sg.fit(net, "mse", X, Y, lr=0.1, backend="python")
+    m = sg.fit(net, "mse", X, Y, epochs=1, backend="python")
+    with pytest.raises(OptionError, match="no option 'batchsize'. Fix: batch_size="):
+        m.fit_more(X, Y, batchsize=4)

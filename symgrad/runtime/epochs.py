@@ -8,8 +8,10 @@ judged against), the metrics and the verbosity.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +82,7 @@ class Run:
                           f"(epoch {first + e + 1}; per-parameter norms: {norms}). {ADVICE[kind]} "
                           "Warned once per fit; the result's grad_norms() has every epoch, and its "
                           "plot_gradients() draws them.",
-                          GradientHealthWarning, stacklevel=4)
+                          GradientHealthWarning, stacklevel=user_level())
             self.warned.add(kind)
 
     def line(self, h: dict, epoch: int) -> None:
@@ -119,6 +121,18 @@ def _metrics(metrics) -> dict[str, Callable]:
                               "sklearn.metrics.f1_score, as a list or a {name: metric} dict. Fix: e.g. "
                               "metrics=[f1_score] or metrics={'f1': f1_score}.")
     return dict(items)
+
+
+def user_level() -> int:
+    """warnings.warn's stacklevel of the first caller outside symgrad, for a warning raised where
+    this is called: the user's line, however deep fit's wrappers (sklearn's, known_options) are."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
 
 
 def record(result: Trained, losses: np.ndarray, gn: np.ndarray, lrs, elapsed: float, run: Run,
@@ -173,7 +187,7 @@ def _after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: in
             # a callback that returns what it logged (a loss) must not stop the training by accident
             warnings.warn(f"callback {getattr(cb, '__name__', cb)!r} returned {said!r}: only True stops the "
                           "training, so it goes on. Fix: return True to stop, None or False to go on.",
-                          RuntimeWarning, stacklevel=4)
+                          RuntimeWarning, stacklevel=user_level())
             run.warned.add("callback")
     return False, best
 

@@ -49,12 +49,13 @@ from .execution import (  # noqa: F401
 )
 from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_positions
 from .memory import keep_freed_memory
-from .options import check_chunking, check_fit_options, check_run_options, resolve_optimizer
+from .options import check_chunking, check_fit_options, check_run_options, known_options, resolve_optimizer
 from .prewarm import await_loop, compile_other
 from .state import ModelSpec, TrainState, check_resume
 from .trained import Trained
 
 
+@known_options
 def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: int = 10,
         batch_size: int = 32, seed: int = 0, dtype: str | None = None, validation: tuple | None = None,
         threshold: float | None = None, patience: int | None = None, callbacks: Sequence[Callable] | Callable = (),
