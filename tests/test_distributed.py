@@ -199,6 +199,10 @@ def test_local_sgd_with_one_step_and_equal_chunks_is_synchronous_sgd(client, dig
     for p, q in zip(local.params, sync.params):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(local.history["loss"], sync.history["loss"], rtol=1e-10)
+    # a batch larger than a chunk is the chunk (the workers' buffers were sized by batch_size)
+    huge = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, strategy="local", local_steps=1,
+                  batch_size=10**9, shuffle=False, optimizer=opt, epochs=5)
+    np.testing.assert_array_equal(huge.history["loss"], local.history["loss"])
 
 
 def test_local_sgd_trains_float32_data_with_validation_and_early_stopping(client, digits):

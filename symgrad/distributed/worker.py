@@ -167,7 +167,8 @@ def local_round(src: ModuleSource, spec: tuple, keys: tuple, chunk: int, start: 
     with one_thread():
         _, t, status = mod.train_chunk(*kernel_args(
             theta=theta, data=(Xs, Ys), states=states, perms=np.empty((1, 0), dtype=np.int64), shuffle=False,
-            batch_size=batch_size, lrs=np.array([lr], dtype=dt), t0=t, clip=dt.type(clip), hyper=hyper,
+            batch_size=min(batch_size, max(len(Xs), 1)),  # buffers hold a batch: never more than the rows
+            lrs=np.array([lr], dtype=dt), t0=t, clip=dt.type(clip), hyper=hyper,
             losses=losses, gnorms=gnorms, seeds=np.array([drop_seed], dtype=np.int64)))
     batches = -(-len(Xs) // batch_size)
     return len(Xs), theta, states, t, float(losses[0]) * len(Xs), gnorms[0] * batches, batches, status
