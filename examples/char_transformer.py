@@ -75,9 +75,9 @@ def attention_lines(formulas: str, layer: int) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--dtype", default="float32")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a few hundred steps, for CI (the full run trains about 3000)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="the model's dtype (default float32)")
     args = ap.parse_args()
     text = load_text()
     ids, alphabet = encode(text)

@@ -14,8 +14,8 @@ import symgrad as sg
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="30 epochs instead of 200, for CI")
     args = ap.parse_args()
     mish = sg.activation(lambda z: z * sp.tanh(sp.log(1 + sp.exp(z))))
     z = sp.Symbol("z", real=True)

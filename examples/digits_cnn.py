@@ -42,9 +42,9 @@ def mlp_accuracy(epochs: int, dtype: str, seeds) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--dtype", default="float32")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="one seed and 8 epochs, for CI (the full run: 3 seeds x 30 epochs)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="the model's dtype (default float32)")
     args = ap.parse_args()
     Xtr, ytr, Xte, yte = split()
     # pixels are 0..16: scaled to 0..1 (measured a little better than standardising for the CNN)

@@ -33,9 +33,9 @@ def data(seed: int = 0):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--dtype", default="float32")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="8 epochs instead of 30, for CI")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="the model's dtype (default float32)")
     args = ap.parse_args()
     Xtr, ytr, Xte, yte = (a.astype(args.dtype) if a.dtype.kind == "f" else a for a in data())
     net = sg.nn.MLP([64, 128, 64, 10], activation="relu")

@@ -13,10 +13,12 @@ import symgrad as sg
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="20 epochs instead of 60, for CI")
     args = ap.parse_args()
-    net = sg.nn.MLP([2, 8, 1], activation="sigmoid")  # x -> z = sigma(alpha x) -> y = sigma(beta z)
+    # the notes' x -> z = sigma(alpha x) -> y = sigma(beta z), with biases and 8 hidden units; BCE on the
+    # output's logit is the cross-entropy of y = sigma(beta z), fused and stable
+    net = sg.nn.MLP([2, 8, 1], activation="sigmoid")
     f = sg.formulas(net, "bce")
     print(f, "\n")
     print(f.latex(), "\n")

@@ -55,8 +55,8 @@ def predict_elsewhere(model_path: Path, X: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="2 candidates and 60 epochs, for CI (the full run: 4 and 200)")
     ap.add_argument("--predict", nargs=3, metavar=("MODEL", "X", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.predict:  # the fresh process

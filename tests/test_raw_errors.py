@@ -310,3 +310,11 @@ def test_messages_name_the_actual_problem():
     df = pd.DataFrame({"a": [0.1, 0.2, 0.3, 0.4], "b": pd.array([1, None, 3, 4], dtype="Int64")})
     with pytest.raises(sg.errors.DataError, match=r"missing values.*dropna"):
         sg.fit(sg.nn.MLP([2, 3, 1]), "mse", df, np.zeros(4), epochs=1, backend="python")
+
+
+def test_formulas_refuse_a_softmax_over_one_output():
+    # `symgrad formulas "mlp 2-3-1 ce"` printed the softmax cross-entropy of one output, 0 whatever
+    # the weights; sg.fit refused it only when it met the data
+    with pytest.raises(sg.errors.ShapeError, match=r"needs at least 2 outputs.*Fix: 'bce'"):
+        sg.formulas(sg.nn.MLP([2, 3, 1]), "softmax_cross_entropy")
+    assert "δ_z2" in str(sg.formulas(sg.nn.MLP([2, 3, 2]), "softmax_cross_entropy"))

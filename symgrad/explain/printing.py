@@ -271,6 +271,9 @@ class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):
             return True
         return super()._needs_mul_brackets(e, first=first, last=last)
 
+    def parenthesize_super(self, s):  # a base holding a superscript, wrapped again: ((y - y^{*}))²
+        return s if s.startswith(r"\left(") and s.endswith(r"\right)") else super().parenthesize_super(s)
+
     def _print_Pow(self, e):
         # SymPy hands a function's power to the function (exp=...); our ops' _latex takes no
         # exponent, so sp.latex(sigmoid(y)**2) raised TypeError: write σ(y)^{2} here instead

@@ -179,6 +179,9 @@ def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, sube
                           f"({type(key).__name__}). Fix: e.g. names={{x**2: 't'}} or names={{'x**2': 't'}}.")
     # by name: the user's x, a parsed real x and a positive x are one variable to the reader
     e = e.xreplace({s: symbols[s.name] for s in e.free_symbols if isinstance(s, sp.Symbol) and s.name in symbols})
+    if isinstance(e, sp.Symbol) and e.name not in symbols:
+        raise NamingError(f"names key {key!r} is not in the expression (its variables: "
+                          f"{', '.join(sorted(symbols))}). Fix: name a subexpression of it, e.g. names={{'x**2': 't'}}.")
     if isinstance(e, sp.Symbol):
         raise NamingError(f"names key {key!r} is a variable; variables keep their own names. "
                           "Fix: name a subexpression, or rename the Symbol itself.")
@@ -188,8 +191,8 @@ def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, sube
     forms = prepare(e)
     node = next((f for f in forms if f in subexprs), forms[0])
     if node == stable:
-        raise NamingError(f"names key {key!r} is the whole expression, which is named by output=. "
-                          "Fix: leave it out of names and pass its name as output=, e.g. output='L'.")
+        raise NamingError(f"names key {key!r} is the whole expression, which is named by output= (J unless "
+                          "given). Fix: leave it out of names (in Python, pass its name as output=, e.g. output='L').")
     return node
 
 
@@ -200,11 +203,15 @@ def check_trace_names(s: Sweep, named: dict[sp.Expr, tuple[str, object]], stable
     nodes = {n.expr for n in s.nodes}
     for node, (_, key) in named.items():
         if node not in nodes:
-            options = ", ".join(str(n.expr) for n in s.nodes[:-1][:8]) or "none, it is one step"
+            steps = [str(n.expr) for n in s.nodes[:-1]]
+            options = ", ".join(steps[:8]) + (f" and {len(steps) - 8} more" if len(steps) > 8 else "") \
+                or "none, it is one step"
             form = f" (stabilised first: {stable})" if stabilised else ""
+            written = (" or explain(..., textbook=True), which derives the expression as written" if stabilised
+                       else "")
             raise NamingError(f"names key {key!r} matches no subexpression of the expression as it is "
                               f"differentiated{form}. Subexpressions that can be named: {options}. "
-                              "Fix: use one of these as the key (a string such as 'x**2' works too).")
+                              f"Fix: use one of these as the key (a string such as 'x**2' works too){written}.")
     seen: dict[str, tuple[str, str]] = {}
     for name, kind, what in _trace_names(s, named):
         if name in seen:

@@ -136,6 +136,10 @@ def softmax_cross_entropy(logits: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Ex
     """Softmax cross-entropy against a one-hot target, fused: gradient softmax(z) − y."""
     check_pair(logits, target, "softmax_cross_entropy", ("logits", "target"))
     check_logits(logits, "softmax_cross_entropy")
+    if logits.shape[0] == 1:  # the softmax of one logit is 1 whatever it is: the loss is 0, nothing trains
+        raise ShapeError("the softmax cross-entropy needs at least 2 outputs (classes); the model has 1, "
+                         "where it is 0 whatever the weights. Fix: 'bce' for one output (a binary label), "
+                         "or a model with one output per class.")
     return softmax_ce(logits, target)
 
 

@@ -208,7 +208,7 @@ class _Builder:
             raise self.fail(
                 node,
                 f"unknown function {fname!r}; supported: {supported_names(self.functions)}. "
-                "Fix: rewrite it with these (or pass extra_functions= to parse_expr)",
+                "Fix: rewrite it with these (in Python, parse_expr(text, extra_functions={name: function}) adds one)",
             )
         if node.keywords:
             raise self.fail(node, f"{fname}() takes positional arguments only. Fix: drop the 'name=' parts")

@@ -63,7 +63,7 @@ def token_rows(pred: sp.MatrixExpr) -> int:
     seq = sequence_shape(pred)
     if seq is None:
         raise ShapeError(f"the 'token_cross_entropy' loss takes a sequence of logits (T positions × vocab), but the "
-                         f"model's output {pred} is a plain vector of {pred.shape[0]}. Fix: end the model with "
+                         f"model's output is a plain vector of {pred.shape[0]} logits. Fix: end the model with "
                          "PositionwiseDense(d, vocab) (as sg.nn.Transformer does), or use 'cross_entropy' for one "
                          "class per sample.")
     return seq[0]
