@@ -318,3 +318,18 @@ def test_formulas_refuse_a_softmax_over_one_output():
     with pytest.raises(sg.errors.ShapeError, match=r"needs at least 2 outputs.*Fix: 'bce'"):
         sg.formulas(sg.nn.MLP([2, 3, 1]), "softmax_cross_entropy")
     assert "δ_z2" in str(sg.formulas(sg.nn.MLP([2, 3, 2]), "softmax_cross_entropy"))
+
+
+def test_naming_messages_and_the_latex_of_a_starred_target():
+    # names={"foo": ...} was called "a variable" although no foo is in the expression; a key the
+    # stable form removed named no way to keep it; (y - y*)² printed ((y - y^{*}))² in LaTeX
+    x = sp.Symbol("x", real=True)
+    with pytest.raises(sg.errors.NamingError, match=r"'foo' is not in the expression \(its variables: x\)"):
+        sg.explain(sp.sin(x**2), x, names={"foo": "q"})
+    a, t = sp.symbols("a t", real=True)
+    y = 1 / (1 + sp.exp(-a))
+    with pytest.raises(sg.errors.NamingError, match="textbook=True"):
+        sg.explain(-(t * sp.log(y) + (1 - t) * sp.log(1 - y)), a, names={y: "y"})
+    net = sg.nn.MLP([3, 4, 1], "sigmoid", output="sigmoid", bias=False, names={"target": "y*", "act": ["z", "y"]})
+    line = next(ln for ln in sg.formulas(net, "mse").latex().splitlines() if ln.startswith(r"\ell"))
+    assert r"\left(y - y^{*}\right)^{2}" in line and r"\left(\left(" not in line
