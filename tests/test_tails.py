@@ -130,8 +130,9 @@ def test_quotients_by_sums_of_squares_do_not_overflow(backend, dtype):
     x·y/(x² + y²) and log(x² + y²) were inf. Values and gradients of order 1/x and above are checked
     (1/x², beyond 1e154, is subnormal). Oracle: sympy.diff of the expression, mpmath at 50 digits."""
     y = sp.Symbol("y", real=True)
-    vals = [0.3, 7.0, 1e19, 1e25, 1e160] if dtype == "float64" else [0.3, 7.0, 1e15, 1e20]
-    cases = [sp.atan2(y, x), sp.log(x**2 + y**2), x * y / (x**2 + y**2), x**3 / (x**2 + y**2)]
+    vals = [1e-155, 0.3, 7.0, 1e19, 1e25, 1e160] if dtype == "float64" else [1e-18, 0.3, 7.0, 1e15, 1e20]
+    cases = [sp.atan2(y, x), sp.log(x**2 + y**2), x * y / (x**2 + y**2), x**3 / (x**2 + y**2),
+             x * sp.atan2(y, x), sp.atan2(y + sp.Rational(1, 2), x)]  # CSE's x/S computed alone: inf at 1e-155
     for e in cases:
         f = sg.compile(e, [x, y], dtype=dtype, backend=backend, reduction="sum")
         first = [sp.lambdify([x, y], sp.diff(e, w), "mpmath") for w in (x, y)]
@@ -143,7 +144,47 @@ def test_quotients_by_sums_of_squares_do_not_overflow(backend, dtype):
             assert float(f.value(theta)) == pytest.approx(float(sp.lambdify([x, y], e, "mpmath")(*at)), rel=tol)
             for got, d in zip(f.grad(theta), first):
                 assert float(got) == pytest.approx(float(d(*at)), rel=tol, abs=0), (e, v, dtype)
-            if dtype == "float64" and v < 1e100:  # the Hessian's entries are ~1/v²: 0 beyond 1e154
+            if dtype == "float64" and 1e-100 < v < 1e100:  # the Hessian's entries are ~1/v²
                 for row, drow in zip(f.hessian(theta), second):
                     for got, d in zip(row, drow):
                         assert float(got) == pytest.approx(float(d(*at)), rel=1e-13, abs=1e-300), (e, v)
+
+
+def test_float_coefficients_and_polynomials_beside_other_terms():
+    # 0.001·σ(−x)³ + σ(−x): SymPy's Float arithmetic left the second derivative's polynomial a
+    # remainder of 1e-17 at σ = 1, so it was not factored (7e-4 off at x = −30); in the gradient of
+    # x·(tanh(y)³ + 1)·(y·tanh(y)² − 0.001·tanh(y)) the terms in y vanish at tanh = ±1 and the rest do
+    # not (1.1e-6 off at y = 1e10); an hvp with y·σ(−x)⁴ − y·σ(−x)³ (11 for 9.00002 at (−50, 1e16)).
+    # Oracle: sympy.diff of the expression with σ written out, mpmath at 80 digits.
+    y = sp.Symbol("y", real=True)
+    s = sg.ops.sigmoid(-x)
+    cases = [(0.001 * s**3 + s, [x], [[-10.0], [-30.0]]),
+             (x * (sp.tanh(y) ** 3 + 1) * (y * sp.tanh(y) ** 2 - 0.001 * sp.tanh(y)), [x, y], [[-1.37, 1e6], [-1.37, 1e10]]),
+             (y * (x + 1.5 * y * s**3 + y * s - 0.5 * s**2), [x, y], [[-50.0, 1e16], [-40.0, 3e15]])]
+    for e, wrt, points in cases:
+        spelled = e.replace(lambda n: isinstance(n, sg.ops.sigmoid), lambda n: 1 / (1 + sp.exp(-n.args[0])))
+        grad = [sp.lambdify(wrt, sp.diff(spelled, w), "mpmath") for w in wrt]
+        hess = [[sp.lambdify(wrt, sp.diff(spelled, u, w), "mpmath") for w in wrt] for u in wrt]
+        f = sg.compile(e, wrt, backend="python", reduction="sum")
+        with mp.workdps(80):
+            for pt in points:
+                at = [mp.mpf(v) for v in pt]
+                for got, d in zip(f.grad(pt), grad):
+                    assert got == pytest.approx(float(d(*at)), rel=1e-12), (e, pt)
+                v = np.array([-1.0, 2.0][: len(wrt)])
+                want = [float(sum(h(*at) * vj for h, vj in zip(row, v))) for row in hess]
+                for got, w in zip(f.hvp(pt, v), want):
+                    assert got == pytest.approx(w, rel=1e-10), (e, pt)
+
+
+def test_a_root_keeps_the_temporaries_its_sum_uses():
+    # found by the corpus: atan(u)'s derivative u'/(1 + u²), u holding 3c/(2(T² + 1)): the root of
+    # 1 + u² read the temporary T² + 1, whose own statement was dropped (NameError 't0')
+    T, c = sp.symbols("T c", real=True)
+    e = sp.atan(T * sp.sin(T) - 3 * c / (2 * (T**2 + 1)))
+    r = sg.compile_residuals(e, [T], [c], backend="python")
+    d = sp.lambdify([T, c], sp.diff(e, T), "mpmath")
+    cs = np.array([1.0, -2.0, 1e170])
+    with mp.workdps(50):
+        want = [float(d(mp.mpf(0.4), mp.mpf(v))) for v in cs]
+    np.testing.assert_allclose(r.jacobian([0.4], cs)[:, 0], want, rtol=1e-13)

@@ -39,16 +39,15 @@ def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
     off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
     h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed)."""
     value = dict(replacements)
-    # a temporary that is such a power (CSE shares 1/(x² + y²) between atan2's two gradients) is
-    # put back into the products that use it: computed alone it is 0 where they are not
+    # a temporary that holds such a power (CSE shares 1/(x² + y²) between atan2's two gradients) is
+    # put back into the products that use it: computed alone it is 0 (or inf) where they are not
     powers: dict[sp.Symbol, sp.Expr] = {}
-    for t, v in replacements:  # S^(−m/2), or c·S^(−m/2), also through another such temporary (2·t2)
+    for t, v in replacements:  # c·S^(−m/2), a/S, also through another such temporary (2·t2)
         if not isinstance(v, sp.Expr):  # a condition
             continue
         v = sp.Mul(*(powers.get(f, f) for f in sp.Mul.make_args(v)))
-        factors = sp.Mul.make_args(v)
-        if sum(not f.is_Number for f in factors) == 1 and any(_power_of_squares(f, value) is not None for f in factors):
-            powers[t] = v
+        if any(_power_of_squares(f, value) is not None for f in sp.Mul.make_args(v)):
+            powers[t] = v  # a/S alone is a/h/h: inf at x = y = 1e-155, where (a/h)·(y/h) is not
     roots: dict[sp.Expr, sp.Dummy] = {}
     names = (sp.Dummy(f"hyp{k}") for k in itertools.count())
 
@@ -93,7 +92,9 @@ def _with_roots(temps: list, finals: list, powers: dict, roots: dict) -> list:
     if not roots:
         return temps
     h_of = {h: s for s, h in roots.items()}
-    used = set().union(*(v.free_symbols for _, v in temps), *(r.free_symbols for r in finals))
+    # the roots' own sums count as uses: (2y − t1/t0)² + 4 keeps t0 = y² + 1 defined
+    used = set().union(*(v.free_symbols for _, v in temps), *(r.free_symbols for r in finals),
+                       *(s.free_symbols for s in roots))
     out, placed = [], set()
     for t, v in temps:
         for h in sorted(v.free_symbols & (h_of.keys() - placed), key=str):
@@ -145,7 +146,8 @@ def _sum_of_squares(s: sp.Expr, value: dict) -> sp.Expr | None:
     if not s.is_Add:
         return None
     terms = [value.get(t, t) for t in s.args]
-    squares = [t for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real]
+    # a temporary's base stands for a real expression (every formula is real), so its square counts
+    squares = [t for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real is not False]
     numbers = [t for t in terms if t.is_Number and t > 0]
     if len(squares) + len(numbers) != len(terms) or len(numbers) > 1 or not squares:
         return None

@@ -104,7 +104,7 @@ class NumbaPrinter(PythonCodePrinter):
         (hypot): x*x overflows for |x| > 1.3e154 (float32: 1.8e19) where the root does not, and
         asinh'(x) = 1/sqrt(x**2 + 1) came out 0, not 1/|x|."""
         terms = sp.Add.make_args(base)
-        squares = [t.base for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real]
+        squares = [t.base for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real is not False]
         numbers = [t for t in terms if t.is_Number and t > 0]
         if len(terms) < 2 or len(squares) + len(numbers) != len(terms) or len(numbers) > 1:
             return f"math.sqrt({self._print(base)})"
