@@ -78,7 +78,7 @@ def _refuse_none(x: object, what: str) -> None:
     if not (x is None or held):
         return
     state = "is" if x is None else "holds"
-    if what.split()[0] in ("theta", "v", "params", "params[") or what.startswith("params["):
+    if what.split()[0] in ("theta", "v", "point") or what.startswith("params["):
         raise DataError(f"{what} {state} None, not numbers. Fix: pass the parameters' numbers, e.g. the "
                         "x of a scipy.optimize result or a model's .params.")
     raise DataError(f"{what} {state} None, not numbers. Fix: pass an array of numbers for it (every data "

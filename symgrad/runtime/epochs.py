@@ -8,6 +8,7 @@ judged against), the metrics and the verbosity.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -132,7 +133,7 @@ def user_level() -> int:
     return level
 
 
-_PACKAGE = str(Path(__file__).resolve().parent.parent)
+_PACKAGE = str(Path(__file__).resolve().parent.parent) + os.sep  # not symgrad_notes.py beside it
 
 
 def record(result: Trained, losses: np.ndarray, gn: np.ndarray, lrs, elapsed: float, run: Run,
