@@ -110,11 +110,11 @@ def _divided(n: sp.Expr, value: dict, roots: dict, names) -> sp.Expr | None:
     """``n`` = num·S^(−m/2) as num's factors each divided by h = √S in turn (m divisions), or None."""
     factors = sp.Mul.make_args(n)
     for f in factors:
-        m = _power_of_squares(f, value)
-        if m is None:
+        found = _power_of_squares(f, value)
+        if found is None:
             continue
-        s = _sum_of_squares(value.get(f.base, f.base), value)
-        h = roots.setdefault(s, next(names))
+        m, s = found
+        h = roots[s] if s in roots else roots.setdefault(s, next(names))
         coeff, parts = sp.S.One, []
         for g in factors:
             if g is f:
@@ -133,11 +133,12 @@ def _divided(n: sp.Expr, value: dict, roots: dict, names) -> sp.Expr | None:
     return None
 
 
-def _power_of_squares(f: sp.Expr, value: dict) -> int | None:
-    """m where ``f`` is S^(−m/2), 1 <= m <= 6, S a sum of squares (or a temporary holding one)."""
+def _power_of_squares(f: sp.Expr, value: dict) -> tuple[int, sp.Expr] | None:
+    """(m, S) where ``f`` is S^(−m/2), 1 <= m <= 6, S a sum of squares (or a temporary holding one)."""
     if f.is_Pow and f.exp.is_negative and (2 * f.exp).is_Integer and -2 * f.exp <= 6:
-        if _sum_of_squares(value.get(f.base, f.base), value) is not None:
-            return int(-2 * f.exp)
+        s = _sum_of_squares(value.get(f.base, f.base), value)
+        if s is not None:
+            return int(-2 * f.exp), s
     return None
 
 

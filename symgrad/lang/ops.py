@@ -72,8 +72,7 @@ def textbook_signs(e: sp.Basic) -> sp.Basic:
         return any(negated(f) and all(held(f, t) for t in n.args) for f in first)
 
     e = e.replace(common, sp.factor_terms)
-    e = e.replace(lambda n: isinstance(n, sigmoid) and n.args[0].could_extract_minus_sign(),
-                  lambda n: 1 - sigmoid(-n.args[0]))
+    e = e.replace(negated, lambda n: 1 - sigmoid(-n.args[0]))
 
     def flip(m: sp.Mul) -> sp.Expr:  # −(1 − σ(a))·x as (σ(a) − 1)·x
         c, factors = m.as_coeff_mul()
