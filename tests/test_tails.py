@@ -10,6 +10,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.derive.tails import accurate_tails
 
 a, b, x = sp.symbols("a b x", real=True)
 Z = [-700.0, -100.0, -40.0, -20.0, -5.0, -0.5, 0.5, 5.0, 20.0, 40.0, 100.0, 700.0]
@@ -79,7 +80,8 @@ def test_second_derivatives_and_powers_keep_their_relative_precision(backend):
 COMPOUND = [a * sp.tanh(a), 2 * a * sg.ops.sigmoid(2 * a), a * sg.ops.sigmoid(a) + sg.ops.sigmoid(a) ** 3,
             -sg.ops.sigmoid(sp.log(1 + sp.exp(a))), -a * sg.ops.sigmoid(-1) + sp.tanh(2 * a) ** 2 + sg.ops.sigmoid(-a),
             sp.tanh(a) ** 8 - sg.ops.sigmoid(2 * a), sp.tanh(a) ** 2 + sp.tanh(2 * a) ** 2,
-            a * sg.ops.sigmoid(a) + a * sg.ops.sigmoid(2 * a) - 2 * a - sp.tanh(a) ** 2 + sg.ops.sigmoid(-a)]
+            a * sg.ops.sigmoid(a) + a * sg.ops.sigmoid(2 * a) - 2 * a - sp.tanh(a) ** 2 + sg.ops.sigmoid(-a),
+            (a * sg.ops.sigmoid(-a) + a + sp.log(sg.ops.sigmoid(-a))) ** 2, 3 * a - sp.log(1 + sp.exp(a))]
 
 
 @pytest.mark.parametrize("e", COMPOUND, ids=str)
@@ -88,7 +90,8 @@ def test_compound_derivatives_keep_their_relative_precision(e):
     # −2a·tanh + 2a·tanh³ to cancel: 1.4e-34 for −5.6e-33 at a = 40; silu(2a)'s at a = 20 had the
     # wrong sign; a polynomial in tanh or σ beside other terms was not factored (tanh⁸ − σ(2a): 0 at
     # a = 25 for −1.2e-20), nor σ(a) + σ(2a) − 2 (SymPy merges the pairs' −1s). Oracle: sympy.diff
-    # of the expression with σ written out, mpmath at 700 digits.
+    # of the expression with σ written out, mpmath at 700 digits. a + log σ(−a) is a − softplus(a),
+    # which cancels for large a: the gradient of its square was 0 at a = 20 (rewritten softplus(−a)).
     spelled = e.replace(lambda n: isinstance(n, sg.ops.sigmoid), lambda n: 1 / (1 + sp.exp(-n.args[0])))
     first, second = (sp.lambdify(a, sp.diff(spelled, a, k), "mpmath") for k in (1, 2))
     f = sg.compile(e, [a], backend="python")
@@ -188,3 +191,16 @@ def test_a_root_keeps_the_temporaries_its_sum_uses():
     with mp.workdps(50):
         want = [float(d(mp.mpf(0.4), mp.mpf(v))) for v in cs]
     np.testing.assert_allclose(r.jacobian([0.4], cs)[:, 0], want, rtol=1e-13)
+
+
+def test_a_pair_whose_common_factor_sympy_distributed():
+    # 2x + 2y − 2(x + y)·σ(y): SymPy multiplied the 2 into x + y in the sum's own terms but not in
+    # the product, so t − t·σ(y) was not found (the sum cancels for large y). Oracle: mpmath.
+    y = sp.Symbol("y", real=True)
+    e = 2 * x + 2 * y - 2 * (x + y) * sg.ops.sigmoid(y)
+    plain = {"sigmoid_e": lambda u, e: 1 / (1 + e) if u >= 0 else e / (1 + e)}  # σ(u) from e^−|u|
+    f = sp.lambdify([x, y], accurate_tails(e), [plain, "numpy"])
+    with mp.workdps(60):
+        for yv in (20.0, 40.0, -5.0):
+            want = 2 * (mp.mpf(0.3) + yv) * _sig(-mp.mpf(yv))
+            assert f(0.3, yv) == pytest.approx(float(want), rel=1e-14, abs=0), yv

@@ -46,8 +46,11 @@ def _pair_up(e: sp.Add) -> sp.Expr:
         if found is None:
             continue
         k = next((k for k, t in enumerate(terms) if k != j and k not in used and t == found[0]), None)
+        spread = _spread(found[0], terms, used | {j}) if k is None else None
         if k is not None:
             used |= {j, k}
+        elif spread is not None:  # 2x + 2y − 2(x + y)·σ(u): SymPy distributed the number over t
+            used |= {j, *spread}
         else:  # σ(a) + σ(2a) − 2: SymPy merged the two constants the pairs need into one
             k = next((k for k, t in enumerate(terms) if k != j and k not in used and _lends(t, found[0])), None)
             if k is None:
@@ -58,6 +61,18 @@ def _pair_up(e: sp.Add) -> sp.Expr:
     if not used:
         return e
     return sp.Add(*out, *(t for k, t in enumerate(terms) if k not in used))
+
+
+def _spread(t: sp.Expr, terms: list[sp.Expr], taken: set[int]) -> list[int] | None:
+    """The positions of t's expanded terms among ``terms`` (none of ``taken``), or None."""
+    parts = sp.Add.make_args(sp.expand(t, power_exp=False, log=False))
+    found: list[int] = []
+    for part in parts if len(parts) > 1 else ():
+        k = next((k for k, s in enumerate(terms) if s == part and k not in taken and k not in found), None)
+        if k is None:
+            return None
+        found.append(k)
+    return found or None
 
 
 def _lends(have: sp.Expr, need: sp.Expr) -> bool:

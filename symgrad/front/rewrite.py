@@ -110,6 +110,25 @@ def _bce_pair(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _softplus_complement(e: sp.Expr) -> sp.Expr | None:
+    """c·softplus(u) − c·u (+ rest)  ->  c·softplus(−u) (+ rest): the two cancel where u is large
+    (y + log σ(−y) at y = 20 kept 7 digits, its gradient none), softplus(−u) is e^−u there."""
+    if not isinstance(e, sp.Add):
+        return None
+    terms = list(e.args)
+    for i, t in enumerate(terms):
+        for f in sp.Mul.make_args(t):
+            if not isinstance(f, softplus):
+                continue
+            c, u = t / f, f.args[0]
+            others = terms[:i] + terms[i + 1:]
+            for need in ([-c * u], list(sp.Add.make_args(sp.expand(-c * u, power_exp=False, log=False)))):
+                left = list(others)
+                if all(n in left and not left.remove(n) for n in need):
+                    return c * softplus(-u) + sp.Add(*left)
+    return None
+
+
 RULES: list[Rule] = [
     Rule(
         "sigmoid",
@@ -135,6 +154,12 @@ RULES: list[Rule] = [
         "y*softplus(-a) + (1-y)*softplus(a) -> bce_logits(a, y): fused, gradient sigmoid(a) - y",
         _bce_pair,
         (_y * softplus(-_z) + (1 - _y) * softplus(_z), bce_logits(_z, _y)),
+    ),
+    Rule(
+        "softplus-complement",
+        "softplus(z) - z -> softplus(-z): the difference cancels for large z, softplus(-z) is exp(-z) there",
+        _softplus_complement,
+        (softplus(_z) - _z, softplus(-_z)),
     ),
 ]
 
