@@ -28,6 +28,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .errors import CacheError
+
 INDEX = "index"
 POSIX = os.name == "posix" and hasattr(os, "geteuid")
 
@@ -70,6 +72,9 @@ def usable_dir(path: Path) -> tuple[Path, bool]:
     ``path`` itself when it is safe (made 0o700 if missing); a private temporary folder for this
     process, with a warning, when another user could write it. A folder that cannot be made is
     returned as is (not final): writing to it raises CacheError, which names the fix."""
+    if path.exists() and not path.is_dir():  # `symgrad cache` said "0 files", a compile "the index is missing"
+        raise CacheError(f"the code cache {path} is a file, not a folder. Fix: point SYMGRAD_CACHE_DIR at a "
+                         "folder (it is made if missing), or unset it for ~/.cache/symgrad.")
     try:
         reason = private_dir(path)
     except OSError:

@@ -212,6 +212,19 @@ def test_cache_folder_another_user_can_write_is_bypassed(tmp_path, monkeypatch, 
     assert f.value([0.3], T, Y) == pytest.approx(_want(10 + len(how)), rel=1e-12)
 
 
+def test_a_cache_path_that_is_a_file_names_the_fix(tmp_path, monkeypatch):
+    # `symgrad cache` reported "0 files" and a compile warned that the index was missing first
+    plain = tmp_path / "notes.txt"
+    plain.write_text("mine")
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(plain))
+    with pytest.raises(CacheError, match="is a file, not a folder. Fix: point SYMGRAD_CACHE_DIR"):
+        _compile(41)
+    assert plain.read_text() == "mine"
+    cli = subprocess.run([sys.executable, "-m", "symgrad", "cache"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert cli.returncode == 2 and "is a file, not a folder" in cli.stderr and "0 files" not in cli.stdout
+
+
 def test_read_only_cache_with_a_corrupt_module_names_the_fix(cache, monkeypatch):
     path = _compile(30).path
     root = os.geteuid() == 0 if cache_safety.POSIX else True
