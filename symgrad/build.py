@@ -20,10 +20,11 @@ from .codegen.program import Program
 from .codegen.scalar import ScalarSpec, module_header, scalar_module
 from .codegen.title import tensor_title
 from .codegen.train import predict_source, train_source
+from .derive.defined import guarded_branches, merged_powers
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
 from .derive.reverse import sweep
-from .derive.tails import accurate_tails, guarded_branches, merged_powers
+from .derive.tails import accurate_tails
 from .derive.tangent import tangent_graph
 from .errors import DtypeError, OptionError, SymgradError, UnsupportedModelError
 from .front.forms import check_float32_constants

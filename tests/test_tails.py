@@ -204,3 +204,17 @@ def test_a_pair_whose_common_factor_sympy_distributed():
         for yv in (20.0, 40.0, -5.0):
             want = 2 * (mp.mpf(0.3) + yv) * _sig(-mp.mpf(yv))
             assert f(0.3, yv) == pytest.approx(float(want), rel=1e-14, abs=0), yv
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_logistic_gradient_for_confident_labels(dtype):
+    # the BCE's gradient x·(σ(θx) − y) for y = 1 computed σ(40) − 1: −7.7e-53 for −1.4e-18 in float64,
+    # 0 in float32 (and 3.7e-4 off at θ = 10). Oracle: the textbook formula in mpmath.
+    t, y = sp.symbols("theta y", real=True)
+    nll = -(y * sp.log(1 / (1 + sp.exp(-t * x))) + (1 - y) * sp.log(1 - 1 / (1 + sp.exp(-t * x))))
+    f = sg.compile(nll, [t], [x, y], dtype=dtype)
+    X, Y = np.array([1.0, 2.0, -3.0, -0.5], dtype=dtype), np.array([1.0, 1.0, 0.0, 0.0], dtype=dtype)
+    rel = 1e-13 if dtype == "float64" else 2e-6
+    for th in (10.0, 40.0):  # every sample on its label's side
+        want = sum(xi * (_sig(th * mp.mpf(float(xi))) - int(yi)) for xi, yi in zip(X, Y)) / len(X)
+        assert f.grad([th], X, Y)[0] == pytest.approx(float(want), rel=rel, abs=0), th

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ..derive.tails import merged_powers
+from ..derive.defined import merged_powers
 from ..errors import NonFiniteError, OptionError
 from .checks import ROW_OFFSET
 
