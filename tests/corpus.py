@@ -1,7 +1,7 @@
 """A generator of random scalar expressions covering every form symgrad's code printer emits.
 
 Functions: every entry of ``validate.MATH_FUNCS``, symgrad's ops, Abs, sign, Max, Min, sqrt,
-Piecewise, log with a base. Operators: sums, products, nested divisions, integer powers from
+Piecewise, log with a base, 1 ± erf(u). Operators: sums, products, nested divisions, integer powers from
 -6 to 6 (the x*x and helper forms, and the float power beyond), rational and symbolic exponents,
 compound bases and exponents, repeated subexpressions. Names: symbols are drawn from Python's
 keywords and builtins, the generated code's own vocabulary and non-ASCII letters.
@@ -40,7 +40,9 @@ UNARY = [f for f in MATH_FUNCS if f is not sp.atan2] + [sp.sqrt, sp.Abs, sp.sign
 
 
 def _unary(pick: Pick, u: sp.Expr) -> sp.Expr:
-    f = pick(UNARY + ["leaky_relu", "elu", "log10"])
+    f = pick(UNARY + ["leaky_relu", "elu", "log10", "cdf"])
+    if f == "cdf":  # 1 ± erf(u), computed as erfc(∓u) (codegen/accurate.py)
+        return (1 + pick([1, -1]) * sp.erf(u)) / 2
     if f == "leaky_relu":
         return ops.leaky_relu(u, sp.Rational(1, 10))
     if f == "elu":

@@ -218,3 +218,32 @@ def test_logistic_gradient_for_confident_labels(dtype):
     for th in (10.0, 40.0):  # every sample on its label's side
         want = sum(xi * (_sig(th * mp.mpf(float(xi))) - int(yi)) for xi, yi in zip(X, Y)) / len(X)
         assert f.grad([th], X, Y)[0] == pytest.approx(float(want), rel=rel, abs=0), th
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("spelling", ["erf", "erfc"])
+def test_probit_and_gelu_in_the_lower_tail(dtype, spelling):
+    # Φ(u) = (1 + erf(u/√2))/2 cancels for u < −5: a probit model's log-likelihood was inf at u = −9
+    # (with a warning), its gradient inf; GELU(−10) came out 0 for −7.6e-23. erfc(−u/√2)/2, which
+    # SymPy writes 1 − erfc(u/√2)/2, the same. Oracle: mpmath's ncdf and sympy.diff in mpmath.
+    b, y = sp.symbols("b y", real=True)
+    cdf = ((lambda u: (1 + sp.erf(u / sp.sqrt(2))) / 2) if spelling == "erf"
+           else (lambda u: sp.erfc(-u / sp.sqrt(2)) / 2))
+    nll = -(y * sp.log(cdf(b * x)) + (1 - y) * sp.log(1 - cdf(b * x)))
+    gelu = b * x * cdf(b * x)
+    f, g = (sg.compile(e, [b], [x, y], dtype=dtype, reduction="sum") for e in (nll, gelu * y))
+    rel, cases = (1e-12, [-20.0, -9.0, 9.0, -3.0]) if dtype == "float64" else (2e-5, [-9.0, 9.0, -3.0])
+    with mp.workdps(50):
+        for xv in cases:
+            yv = 1.0 if xv < 0 else 0.0  # the sample far on the wrong side: the loss is large
+            X, Y = np.array([xv], dtype=dtype), np.array([yv], dtype=dtype)
+            u = mp.mpf(xv)
+            want = -(yv * mp.log(mp.ncdf(u)) + (1 - yv) * mp.log(1 - mp.ncdf(u)))
+            dwant = -(yv - mp.ncdf(u)) * mp.npdf(u) * u / (mp.ncdf(u) * (1 - mp.ncdf(u)))
+            v, d = f.value_and_grad([1.0], X, Y)
+            assert v == pytest.approx(float(want), rel=rel) and d[0] == pytest.approx(float(dwant), rel=rel), xv
+        X, Y = np.array([-10.0], dtype=dtype), np.array([1.0], dtype=dtype)
+        u = mp.mpf(-10)
+        v, d = g.value_and_grad([1.0], X, Y)  # GELU(−10) and its derivative in b
+        assert v == pytest.approx(float(u * mp.ncdf(u)), rel=rel, abs=0)
+        assert d[0] == pytest.approx(float(u * mp.ncdf(u) + u * u * mp.npdf(u)), rel=rel, abs=0)

@@ -32,10 +32,37 @@ class DivBy(sp.Function):
     nargs = 3
 
 
+class Erfc(sp.Function):
+    """erfc(u), unevaluated: SymPy writes erfc(−u) as 2 − erfc(u), which cancels where erfc(u) → 2."""
+
+    nargs = 1
+
+
+def _erfc_sum(n: sp.Add, value: dict) -> sp.Expr | None:
+    """``n`` with c + c·erf(u) as c·erfc(−u), c·erf(u) − c as −c·erfc(u), or c·erfc(u) − 2c as
+    −c·erfc(−u), or None: the normal CDF (1 + erf(u/√2))/2 was 0 at u = −9, and a probit model's
+    log-likelihood inf; Φ(6)'s log 5.6e-8 off."""
+    for t in n.args:
+        c, f = t.as_coeff_Mul()
+        for _ in range(3):  # through temporaries: t0 = erf(u)/2 beside 1/2
+            k, f = value.get(f, f).as_coeff_Mul()
+            c *= k
+        if isinstance(f, sp.erf):
+            pairs = ((c, Erfc(-f.args[0]), c), (-c, Erfc(f.args[0]), -c))  # (the number needed, erfc, its factor)
+        elif isinstance(f, sp.erfc):
+            pairs = ((-2 * c, Erfc(-f.args[0]), -c),)
+        else:
+            continue
+        for need, g, k in pairs:
+            if need in n.args:
+                return sp.Add(k * g, *(u for u in n.args if u is not t and u != need))
+    return None
+
+
 def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
     2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
-    as expm1(u) (elu's ∂/∂α near 0), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
+    as expm1(u) (elu's ∂/∂α near 0), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
     off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
     h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed)."""
     value = dict(replacements)
@@ -62,6 +89,10 @@ def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Mul or n.is_Pow:
             return _divided(n, value, roots, names)
+        if n.is_Add and n.has(sp.erf, sp.erfc, *value):
+            e = _erfc_sum(n, value)
+            if e is not None:
+                return e
         if not (n.is_Add and len(n.args) == 2):
             return None
         c, rest = n.as_coeff_Add()

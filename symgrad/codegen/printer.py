@@ -162,6 +162,9 @@ class NumbaPrinter(PythonCodePrinter):
         f, h, k = e.args
         return "(" + " / ".join([self.parenthesize(f, PRECEDENCE["Mul"], strict=True)] + [self._print(h)] * int(k)) + ")"
 
+    def _print_Erfc(self, e):  # erfc(−u) kept so, made after CSE (codegen/accurate.py)
+        return f"math.erfc({self._print(e.args[0])})"
+
     def _print_log1p(self, e):  # sympy.codegen's log1p, made from log(1 + u) after CSE (accurate_forms)
         return f"vm.log1p({self._print(e.args[0])})"
 
