@@ -247,3 +247,32 @@ def test_probit_and_gelu_in_the_lower_tail(dtype, spelling):
         v, d = g.value_and_grad([1.0], X, Y)  # GELU(−10) and its derivative in b
         assert v == pytest.approx(float(u * mp.ncdf(u)), rel=rel, abs=0)
         assert d[0] == pytest.approx(float(u * mp.ncdf(u) + u * u * mp.npdf(u)), rel=rel, abs=0)
+
+
+def test_a_polynomial_that_misses_by_a_users_constant_keeps_it():
+    # 1e15·tanh(a)² − 999999999999999 does not vanish at tanh² = 1 (it leaves 1), but at 53 bits that
+    # 1 passed for the Floats' rounding and was dropped: −0.017 for 0.983 at a = 20 (in the value and
+    # in ∂/∂x of x times it). Kept, the sum cancels as written (to 2%), with the right sign.
+    y = sp.Symbol("y", real=True)
+    e = y * (sp.Float(1e15) * sp.tanh(a) ** 2 - 999999999999999)
+    f = sg.compile(e, [y, a], backend="python")
+    with mp.workdps(50):
+        want = float(1e15 * mp.tanh(20) ** 2 - 999999999999999)
+    assert f.value([1.0, 20.0]) == pytest.approx(want, rel=0.03)
+    assert f.grad([1.0, 20.0])[0] == pytest.approx(want, rel=0.03)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_powers_of_sums_are_not_multiplied_out(dtype):
+    # tidy kept the cheapest of its candidates, and one was 1/(1 − x²)'s derivative expanded,
+    # 2x/(x⁴ − 2x² + 1): 10% off at x = 0.99999999, 33% in float32 at 0.9999. Oracle: sympy.diff in mpmath.
+    e = sp.sqrt(1 - x**2) + 1 / (1 - x**2)
+    assert "x**4" not in str(sg.grad(e, x))
+    f = sg.compile(e, [x], dtype=dtype)
+    d = sp.lambdify(x, sp.diff(e, x), "mpmath")
+    points, rel = ([0.99999999, -0.9999999, 0.9999], 1e-7) if dtype == "float64" else ([0.9999, -0.999], 1e-3)
+    with mp.workdps(50):
+        for v in points:
+            # the condition number (~1/(1 − |x|)) bounds what any float formula can do at x itself
+            want = float(d(mp.mpf(float(np.asarray(v, dtype=dtype)))))
+            assert f.grad([v])[0] == pytest.approx(want, rel=rel), v

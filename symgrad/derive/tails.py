@@ -142,14 +142,16 @@ def _quotient(p: dict[int, sp.Expr], g: sp.Expr) -> sp.Expr | None:
 
 
 def _vanishes(r: sp.Expr, scale: float) -> bool:
-    """``r`` is 0, or, where it holds Floats, their rounding: SymPy's 15-digit Float arithmetic
-    left 0.001·σ³'s second derivative (0.012σ⁵ − 0.021σ⁴ + 2.009σ³ − ...) a remainder of 1e-17 at
-    σ = 1, where the exact polynomial vanishes (every term holds σ' = σ(1 − σ))."""
+    """``r`` is 0, or, where it holds Floats, their rounding: SymPy's Float arithmetic left 0.001·σ³'s
+    second derivative (0.012σ⁵ − 0.021σ⁴ + 2.009σ³ − ...) a remainder of 1e-17 at σ = 1, where the
+    exact polynomial vanishes (every term holds σ' = σ(1 − σ)). A few roundings at the Floats' own
+    precision, not more: the formula route derives with 113-bit Floats (build.py), so 1e15·tanh² −
+    999999999999999's remainder 1 is no rounding (it was taken for one at 53 bits: −0.017 for 0.983)."""
     r = sp.expand(r)
     if r == 0 or not r.has(sp.Float):
         return r == 0
-    # a few roundings of 2^-53 each, not more: a coefficient the user wrote as 1e-14 is no rounding
-    return all(v.is_Number and abs(float(v)) <= 4e-15 * scale for v in r.as_coefficients_dict().values())
+    eps = 2.0 ** -min(f._prec for f in r.atoms(sp.Float))
+    return all(v.is_Number and abs(float(v)) <= 8 * eps * scale for v in r.as_coefficients_dict().values())
 
 
 def _borrowed(p: dict[int, sp.Expr], g: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
