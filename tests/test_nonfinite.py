@@ -160,3 +160,15 @@ def test_pointwise_follows_on_nonfinite():
                    on_nonfinite="raise")
     with pytest.raises(sg.errors.NonFiniteError, match="sample 2"):
         g.pointwise(np.ones(4), xs, ys)
+
+
+@pytest.mark.parametrize("name", ["sign", "abs", "exp"])
+def test_the_search_handles_piecewise_and_symbols_named_as_functions(name):
+    # the search for the step raised instead of warning: a Piecewise's (branch, condition) pairs
+    # reached NumPy's printer (PrintMethodNotImplementedError), and a symbol named sign shadowed
+    # np.sign in lambdify's namespace (TypeError: 'Symbol' object is not callable)
+    x, v, s = sp.Symbol("x", real=True), sp.Symbol("value", real=True), sp.Symbol(name, real=True)
+    f = sg.compile(sp.Piecewise((1, x < 1), (sp.exp(x), True)) + sp.acosh(v) + s * sp.sign(s), wrt=[x, v, s],
+                   backend="python")
+    with pytest.warns(sg.NonFiniteWarning, match=r"first at acosh\(value\) = nan, where value = 0.3"):
+        assert np.isnan(f.value([0.5, 0.3, 0.7]))

@@ -46,7 +46,11 @@ def report(compiled, what: str, theta: np.ndarray, arrays: Sequence[np.ndarray])
     mode = compiled.on_nonfinite
     if mode == "ignore" or compiled.expr is None:
         return
-    emit(mode, diagnose(compiled.expr, compiled.params, compiled.data, theta, arrays, what), stacklevel=4)
+    try:
+        found = diagnose(compiled.expr, compiled.params, compiled.data, theta, arrays, what)
+    except Exception as exc:  # the search is a courtesy: a form NumPy cannot evaluate still gets the warning
+        found = f"the {what} is not finite (where, symgrad could not work out: {type(exc).__name__})"
+    emit(mode, found, stacklevel=4)
 
 
 def emit(mode: str, found: str, stacklevel: int) -> None:
@@ -60,7 +64,10 @@ def emit(mode: str, found: str, stacklevel: int) -> None:
 
 
 def _fn(e: sp.Expr, symbols: list[sp.Symbol]):
-    return sp.lambdify(symbols, e, modules=["scipy", "numpy"])
+    # renamed: a symbol named sign, abs or exp shadowed NumPy's function of that name (dummify does not help:
+    # lambdify puts the symbols' own names into the namespace too)
+    safe = [sp.Symbol(f"_sg{k}", real=True) for k in range(len(symbols))]
+    return sp.lambdify(safe, e.xreplace(dict(zip(symbols, safe))), modules=["scipy", "numpy"])
 
 
 def _at(e: sp.Expr, symbols, values, n: int) -> np.ndarray:
@@ -76,8 +83,8 @@ def _origin(e: sp.Expr, symbols, values) -> tuple[sp.Expr, float] | None:
     """The innermost sub-expression of e that is not finite at one point while its arguments are."""
     seen: dict[sp.Expr, float] = {}
     for node in sp.postorder_traversal(e):
-        if node in seen or not node.free_symbols:
-            continue
+        if node in seen or not node.free_symbols or not isinstance(node, sp.Expr):
+            continue  # a Piecewise's (branch, condition) pairs and conditions are not numbers
         v = float(_at(node, symbols, values, 1)[0]) if not isinstance(node, sp.Symbol) else float(values[symbols.index(node)])
         seen[node] = v
         if not np.isfinite(v) and all(np.isfinite(seen.get(a, 0.0)) for a in node.args):
