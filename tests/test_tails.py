@@ -111,7 +111,9 @@ def test_roots_of_sums_of_squares_do_not_overflow(backend, dtype):
     y = sp.Symbol("y", real=True)
     big = [1e-300, 1e-160, 0.3, 1.0, 7.0, 1e17, 1e19, 1e25, 1e155, 1e300]
     vals = [v for v in big if dtype == "float64" or 1e-37 < v < 1e38]
-    cases = [(sp.asinh(x), [x]), (sp.sqrt(3 + x**2), [x]), (sp.sqrt(x**2 + y**2), [x, y])]
+    # beside exp(−x²), x² is a temporary shared by CSE, and √(t0 + 1) was not seen as a root (inf, gradient 0)
+    cases = [(sp.asinh(x), [x]), (sp.sqrt(3 + x**2), [x]), (sp.sqrt(x**2 + y**2), [x, y]),
+             (sp.sqrt(x**2 + 1) + sp.exp(-(x**2)), [x])]
     for e, wrt in cases:
         f = sg.compile(e, wrt, dtype=dtype, backend=backend, reduction="sum")
         for v in vals:
@@ -121,7 +123,7 @@ def test_roots_of_sums_of_squares_do_not_overflow(backend, dtype):
                 at = {w: mp.mpf(float(t)) for w, t in zip(wrt, theta)}
                 for got, w in zip(f.grad(theta), wrt):
                     want = float(sp.lambdify(wrt, sp.diff(e, w), "mpmath")(*(at[u] for u in wrt)))
-                    tol = 1e-15 if dtype == "float64" else 1e-7
+                    tol = (1e-15 if dtype == "float64" else 1e-7) * (50 if e.has(sp.exp) else 1)  # x/√2 − 2/e at 1
                     assert float(got) == pytest.approx(want, rel=tol, abs=0), (e, w, s * v, dtype)
 
 

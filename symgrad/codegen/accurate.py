@@ -87,6 +87,9 @@ def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
             return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
+        if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add and any(t in value for t in n.base.args)):
+            squares = _sum_of_squares(value.get(n.base, n.base), value)  # √(t0 + 1), t0 = x²: the printer sees no square
+            return None if squares is None else Root(squares)
         if n.is_Mul or n.is_Pow:
             return _divided(n, value, roots, names)
         if n.is_Add and n.has(sp.erf, sp.erfc, *value):
