@@ -343,6 +343,28 @@ def test_values_after_deep_cancellation_are_the_true_ones(expr, x0, want):
     assert printed == pytest.approx(float(want), rel=1e-5), last
 
 
+def test_logs_near_one_and_erf_near_minus_one_are_evaluated_not_rounded():
+    # SymPy's evalf rounds log's argument first: log(1 + 1e-60) printed "= 0", J = log(1 + x²)/x²
+    # "= 0" for 1 and ∂J/∂x 2e30 for −1e-30; 1/log(1 + x²) raised ZeroDivisionError; log σ(200) in the
+    # notes' textbook loss "= 0". GELU's 1 + erf(−7071) took minutes of digits. Oracle: mpmath.
+    mpmath.mp.dps = 50
+    x, a, t = sp.Symbol("x", real=True), sp.Symbol("a", real=True), sp.Symbol("t", real=True)
+    tiny = mpmath.mpf("1e-30")
+    v = values(str(sg.explain(sp.log(1 + x**2) / x**2, x, at={x: 1e-30})))
+    assert float(v["J"]) == pytest.approx(1.0, rel=1e-5)
+    want = mpmath.diff(lambda z: mpmath.log1p(z**2) / z**2, tiny)
+    assert float(v["∂J/∂x"]) == pytest.approx(float(want), rel=1e-5)
+    assert float(values(str(sg.explain(1 / sp.log(1 + x**2), x, at={x: 1e-30})))["J"]) == pytest.approx(1e60, rel=1e-5)
+    y = 1 / (1 + sp.exp(-a))
+    text = str(sg.explain(-(t * sp.log(y) + (1 - t) * sp.log(1 - y)), a, names={y: "y"}, textbook=True,
+                          at={a: 200, t: 0.2}))
+    logs = [float(line.rsplit("≈", 1)[1]) for line in text.splitlines() if "= log(y) ≈" in line]
+    assert logs and logs[0] == pytest.approx(float(-mpmath.log1p(mpmath.exp(-200))), rel=1e-5)
+    got = values(str(sg.explain(sg.ops.gelu(x), x, at={x: -1e4})))["∂J/∂x"]
+    u = mpmath.mpf(-1e4)
+    assert mpmath.mpf(got) / (mpmath.ncdf(u) + u * mpmath.npdf(u)) == pytest.approx(1.0, rel=1e-5)
+
+
 def test_gradient_norms_do_not_overflow_where_the_gradient_does_not():
     # ‖∂ℓ/∂b1‖ printed inf beside its finite entries (1.2e201): the squares overflowed
     net = sg.nn.MLP([2, 3, 1], activation="relu")

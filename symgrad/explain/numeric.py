@@ -198,8 +198,31 @@ class PointValues:
             if not exact.is_Rational and exact.has(sp.Function):  # relu(1/2) is 1/2 by its definition
                 defined = exact.rewrite(sp.Piecewise)
                 exact = defined if defined.is_Rational else exact
-            self.memo[e] = exact if exact.is_Rational else _evaluated(exact)
+            self.memo[e] = exact if exact.is_Rational else _evaluated(_near_one(exact))
         return self.memo[e]
+
+
+class _Log1p(sp.Function):
+    """log(1 + w) for a number w, evaluated as mpmath's log1p of w: SymPy's evalf of log(u) rounds u
+    to its working precision first, so log(1 + 1e-60) came out an exact 0 (and J = log(1 + x²)/x²
+    "= 0" at x = 1e-30, for 1)."""
+
+    def _eval_evalf(self, prec):
+        w = self.args[0].evalf(mpmath.libmp.prec_to_dps(prec) + 10, maxn=10000)
+        if not (w.is_real and w > -1):  # log of 0 or of a negative number: as SymPy has it
+            return sp.log(1 + self.args[0], evaluate=False)._eval_evalf(prec)
+        with mpmath.workprec(prec + 20):
+            return sp.Float(mpmath.log1p(mpmath.mpf(w)), precision=prec)
+
+
+def _near_one(exact: sp.Expr) -> sp.Expr:
+    """``exact`` (a number) with log(u) as log1p(u − 1) and 1 ± erf(u) as erfc(∓u): SymPy evaluates
+    1 + erf(−7071) by cancelling millions of digits (GELU's trace at −1e4 did not end)."""
+    from ..codegen.accurate import Erfc, _erfc_sum
+
+    exact = exact.replace(lambda n: n.is_Add and n.has(sp.erf, sp.erfc),
+                          lambda n: (_erfc_sum(n, {}) or n).replace(Erfc, sp.erfc))
+    return exact.replace(lambda n: isinstance(n, sp.log) and len(n.args) == 1, lambda n: _Log1p(n.args[0] - 1))
 
 
 def _evaluated(exact: sp.Expr) -> sp.Expr:
