@@ -18,7 +18,7 @@ Z = sp.Symbol("z", real=True)
 Y = sp.Symbol("y", real=True)
 
 DIGITS = 50
-WORK_DIGITS = 600  # > 435 + 50: exp(-1000) must survive 1 + exp(-1000)
+WORK_DIGITS = 1000  # > 869 + 50: 1 - tanh(-1000)**2 is 1e-868; exp(-1000) must survive 1 + exp(-1000)
 POINTS = [sp.Integer(v) for v in (-1000, -30, -20, -5, -1, 0, 1, 5, 20, 30, 1000)] + [
     sp.Rational(-37, 2),
     sp.Rational(1, 3),

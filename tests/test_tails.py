@@ -81,7 +81,8 @@ COMPOUND = [a * sp.tanh(a), 2 * a * sg.ops.sigmoid(2 * a), a * sg.ops.sigmoid(a)
             -sg.ops.sigmoid(sp.log(1 + sp.exp(a))), -a * sg.ops.sigmoid(-1) + sp.tanh(2 * a) ** 2 + sg.ops.sigmoid(-a),
             sp.tanh(a) ** 8 - sg.ops.sigmoid(2 * a), sp.tanh(a) ** 2 + sp.tanh(2 * a) ** 2,
             a * sg.ops.sigmoid(a) + a * sg.ops.sigmoid(2 * a) - 2 * a - sp.tanh(a) ** 2 + sg.ops.sigmoid(-a),
-            (a * sg.ops.sigmoid(-a) + a + sp.log(sg.ops.sigmoid(-a))) ** 2, 3 * a - sp.log(1 + sp.exp(a))]
+            (a * sg.ops.sigmoid(-a) + a + sp.log(sg.ops.sigmoid(-a))) ** 2, 3 * a - sp.log(1 + sp.exp(a)),
+            (sp.exp(a) - sp.exp(-a)) / (sp.exp(a) + sp.exp(-a)), 2 * (1 - sp.exp(-a)) / (1 + sp.exp(-a))]
 
 
 @pytest.mark.parametrize("e", COMPOUND, ids=str)
@@ -92,6 +93,7 @@ def test_compound_derivatives_keep_their_relative_precision(e):
     # a = 25 for −1.2e-20), nor σ(a) + σ(2a) − 2 (SymPy merges the pairs' −1s). Oracle: sympy.diff
     # of the expression with σ written out, mpmath at 700 digits. a + log σ(−a) is a − softplus(a),
     # which cancels for large a: the gradient of its square was 0 at a = 20 (rewritten softplus(−a)).
+    # tanh written with exponentials had its derivative cancel: half of sech² from a = 19 on.
     spelled = e.replace(lambda n: isinstance(n, sg.ops.sigmoid), lambda n: 1 / (1 + sp.exp(-n.args[0])))
     first, second = (sp.lambdify(a, sp.diff(spelled, a, k), "mpmath") for k in (1, 2))
     f = sg.compile(e, [a], backend="python")

@@ -63,6 +63,34 @@ def _sigmoid_form(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _exp_power(t: sp.Expr) -> sp.Expr | None:
+    """p where t is e^p (1 is e^0), else None."""
+    return sp.S.Zero if t == 1 else t.args[0] if isinstance(t, sp.exp) else None
+
+
+def _tanh_form(e: sp.Expr) -> sp.Expr | None:
+    # (e^p − e^q)/(e^p + e^q) == tanh((p − q)/2): written so, its derivative cancels in 1 − q/(...)
+    # (half the true sech²(x) from x = 19 on, its Hessian of the wrong sign)
+    if not isinstance(e, sp.Mul):
+        return None
+    for d in e.args:
+        if not (d.is_Pow and d.exp == -1 and d.base.is_Add and len(d.base.args) == 2):
+            continue
+        t1, t2 = d.base.args
+        p1, p2 = _exp_power(t1), _exp_power(t2)
+        if p1 is None or p2 is None:
+            continue
+        for num in e.args:
+            c, prim = num.as_content_primitive() if num.is_Add else (None, None)  # 3e^−x − 3e^x: 3(e^−x − e^x)
+            sign = 1 if prim == t1 - t2 else -1 if prim == t2 - t1 else 0
+            if sign:
+                rest = list(e.args)
+                rest.remove(d)
+                rest.remove(num)
+                return sp.Mul(*rest) * sign * c * sp.tanh((p1 - p2) / 2)
+    return None
+
+
 def _log_one_plus_exp(e: sp.Expr) -> sp.Expr | None:
     if isinstance(e, sp.log):
         w = _one_plus_exp(e.args[0])
@@ -160,6 +188,12 @@ RULES: list[Rule] = [
         "softplus(z) - z -> softplus(-z): the difference cancels for large z, softplus(-z) is exp(-z) there",
         _softplus_complement,
         (softplus(_z) - _z, softplus(-_z)),
+    ),
+    Rule(
+        "tanh",
+        "(exp(z)-exp(-z))/(exp(z)+exp(-z)) -> tanh(z): its derivative 1 - tanh(z)**2 is computed without cancelling",
+        _tanh_form,
+        ((sp.exp(_z) - sp.exp(-_z)) / (sp.exp(_z) + sp.exp(-_z)), sp.tanh(_z)),
     ),
 ]
 
