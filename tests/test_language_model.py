@@ -177,6 +177,22 @@ def test_save_load_and_generate(tmp_path):
             sg.generate(m, **args)
 
 
+def test_a_language_model_with_dropout_generates():
+    # dropout is elementwise and off in predict, yet generate() refused it: "a position sees later ones"
+    nn = sg.nn
+    net = nn.Sequential([nn.Embedding(VOCAB, D, context=CTX, positional=True), nn.Dropout(0.1),
+                         nn.Residual([nn.LayerNorm(D), nn.MultiHeadAttention(D, HEADS, causal=True)]),
+                         nn.LayerNorm(D), nn.PositionwiseDense(D, VOCAB)], input_shape=CTX)
+    X, Y = data(20)
+    m = sg.fit(net, "token_cross_entropy", X, Y, epochs=1, seed=0, backend="python")
+    ids = [1, 2]
+    for _ in range(3):  # greedy decoding by hand, from predict on the prompt padded with zeros
+        x = np.zeros((1, CTX))
+        x[0, :len(ids)] = ids
+        ids.append(int(np.argmax(m.predict(x)[0, len(ids) - 1])))
+    assert sg.generate(m, [1, 2], 3, temperature=0) == ids
+
+
 def test_a_transformer_of_context_one_generates():
     # a bigram model: its LayerNorm over a (1, d) sequence is per position, as at any context
     ids = np.tile([0, 1, 2], 40)

@@ -18,12 +18,14 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from ..errors import OptionError
 from ..lang.attention import attention, sequence_shape
 from ..lang.conv import model_input
+from ..lang.dropout import dropout
 from ..lang.embedding import embedding, not_token_ids
 from ..lang.norm import layernorm
 from ..lang.rowwise import broadcast, residual, rowmatmul
 from ..lang.walk import nodes
 
-_POSITIONWISE = (embedding, rowmatmul, broadcast, residual, ElementwiseApplyFunction, sp.MatAdd,
+# dropout is elementwise (and off in predict): a GPT's dropout after its embeddings was refused
+_POSITIONWISE = (embedding, rowmatmul, broadcast, residual, dropout, ElementwiseApplyFunction, sp.MatAdd,
                  sp.HadamardProduct, sp.MatrixSymbol, sp.ZeroMatrix)
 
 
