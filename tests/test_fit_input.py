@@ -186,3 +186,18 @@ def test_softmax_targets_are_distributions_and_need_two_outputs():
     reg = sg.fit(MLP([3, 2, 1]), "mse", X, y.astype(float), epochs=1, backend="python")
     with pytest.raises(OptionError, match=r"regression loss 'mse'.*Fix: model.predict\(X\)"):
         reg.predict_class(X[:2])
+
+
+def test_predict_on_zero_samples_gives_zero_rows():
+    # zero images (n, C, H, W) and zero windows of a language model raised NumPy's "cannot reshape
+    # array of size 0"; flat rows gave (0, outputs), as scikit-learn's predict does not (it refuses)
+    rng = np.random.default_rng(0)
+    nn = sg.nn
+    cnn = sg.fit(nn.Sequential([nn.Conv2D(1, 2, 3, padding=1), nn.Flatten(), nn.Dense(2 * 4 * 4, 3)],
+                               input_shape=(1, 4, 4)),
+                 "softmax_cross_entropy", rng.normal(size=(6, 1, 4, 4)), np.arange(6) % 3, epochs=1, backend="python")
+    assert cnn.predict(np.zeros((0, 1, 4, 4))).shape == (0, 3) == cnn.predict(np.zeros((0, 16))).shape
+    assert cnn.predict_class(np.zeros((0, 1, 4, 4))).shape == (0,)
+    lm = sg.fit(nn.Transformer(5, 4, 2, layers=1, context=3), "token_cross_entropy",
+                rng.integers(0, 5, (6, 3)).astype(float), rng.integers(0, 5, (6, 3)), epochs=1, backend="python")
+    assert lm.predict(np.zeros((0, 3))).shape == (0, 3, 5) and lm.predict_class(np.zeros((0, 3))).shape == (0, 3)

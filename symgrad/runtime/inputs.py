@@ -83,7 +83,7 @@ def prepare_x(X, n_in: int | tuple[int, ...], dtype: np.dtype, what: str = "X", 
     n_in = int(np.prod(n_in))
     if X.ndim > 2:
         check_sample_shape(X.shape, image or n_in, what)
-        X = X.reshape(len(X), -1)
+        X = X.reshape(len(X), int(np.prod(X.shape[1:])))  # not -1: zero images have no size to divide
     if X.ndim == 1 and n_in == 1:
         X = X.reshape(-1, 1)
     elif X.ndim == 1:

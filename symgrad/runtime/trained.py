@@ -91,7 +91,8 @@ class Trained:
         if self._n_out == 1 and self._loss_name in REGRESSION_LOSSES:
             return out.reshape(len(out))
         tokens = self._loss_name in TOKEN_LOSSES
-        return out.reshape(len(out), inputs.target_positions(self.model, self._loss_name), -1) if tokens else out
+        T = inputs.target_positions(self.model, self._loss_name) if tokens else 1
+        return out.reshape(len(out), T, out.shape[1] // T) if tokens else out  # not -1: 0 rows have no size to divide
 
     def predict_class(self, X) -> np.ndarray:
         """Class indices (softmax), shape (n,); 0/1 labels (binary cross-entropy: logit > 0), shape
