@@ -229,7 +229,7 @@ CASES = [
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0]), ShapeError, r"expected 1 data array\(s\)"),
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], ONES, ONES), ShapeError, r"got 2"),
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], ONES.astype(np.float32)), DtypeError, "float32"),
-    C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], ONES.astype(np.int64)), DtypeError, "not a real floating type"),
+    C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], ONES.astype("datetime64[s]")), DtypeError, "not a real floating type"),
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], ONES + 1j), DtypeError, "complex128"),
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], np.ones((4, 2))), ShapeError, r"shape \(4, 2\)"),
     C("CompiledFormula.value", "data", lambda: F().value([1.0, 2.0], "abc"), DtypeError, "holds text"),

@@ -223,5 +223,5 @@ def test_a_compiled_formula_answers_in_its_dtype_and_refuses_other_series(backen
     v, g = f.value_and_grad([0.5], pd.Series(np.ones(3, np.float32)))
     assert type(v) is np.float32 and type(f.value([0.5], [1.0, 2.0])) is np.float32 and g.dtype == np.float32
     # a float64 Series was rounded to float32 silently, where a float64 ndarray is refused
-    with pytest.raises(DtypeError, match=r"data 'y' has dtype float64.*Fix: pass data 'y'.astype\(np.float32\)"):
+    with pytest.raises(DtypeError, match=r"data 'y' has dtype float64.*Fix: pass it as arr.astype\(np.float32\)"):
         f.value([0.5], pd.Series(np.ones(3)))

@@ -170,7 +170,13 @@ def test_wrong_dtype(osc, data):
     with pytest.raises(DtypeError, match=r"data 't' has dtype float32.*Fix"):
         osc.value(THETA, T.astype(np.float32), Y)
     with pytest.raises(DtypeError, match="not a real floating type"):
-        osc.value(THETA, np.arange(len(T)), Y)
+        osc.value(THETA, np.arange(len(T)).astype("datetime64[s]"), Y)
+    # whole numbers are numbers (as a list of ints is): converted where exact, refused where rounded
+    ints = np.arange(len(T))
+    assert osc.value(THETA, ints, Y) == osc.value(THETA, ints.astype(np.float64), Y)
+    assert osc.value(THETA, ints.astype(np.uint8) % 2 == 1, Y) == osc.value(THETA, (ints % 2).astype(float), Y)
+    with pytest.raises(DtypeError, match=r"integers beyond ±2\^53.*up to 9007199254740993"):
+        osc.value(THETA, np.full(len(T), 2**53 + 1), Y)
     f32 = A.compile(LOSS, PARAMS, [t, y], backend="python", dtype="float32")
     with pytest.raises(DtypeError, match="float64"):
         f32.value(THETA, T, Y.astype(np.float32))

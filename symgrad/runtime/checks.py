@@ -38,15 +38,22 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         return np.ascontiguousarray(x)
     if x.dtype != dtype and x.dtype.newbyteorder("=") == dtype:  # the same numbers in the other byte order
         return x.astype(dtype)
+    if x.dtype.kind in "iub":  # whole numbers are converted where exact, as NumPy and scikit-learn do
+        exact = 2 ** (np.finfo(dtype).nmant + 1)
+        if x.size and x.dtype.kind != "b" and not -exact <= int(x.min()) <= int(x.max()) <= exact:
+            raise DtypeError(f"{what} holds integers beyond ±2^{np.finfo(dtype).nmant + 1}, which {dtype} rounds "
+                             f"(up to {max(abs(int(x.min())), abs(int(x.max())))}). Fix: scale them first, or compile "
+                             "with dtype='float64'.")
+        return np.ascontiguousarray(x, dtype=dtype)
     if x.dtype != dtype:
         raise DtypeError(
             f"{what} has dtype {x.dtype}, but this function was compiled for {dtype}. "
-            f"Fix: pass {what}.astype(np.{dtype})"
+            f"Fix: pass it as arr.astype(np.{dtype})"
             + (f", or compile with dtype='{x.dtype.newbyteorder('=').name}'." if x.dtype.newbyteorder("=").name
                in ("float32", "float64") else " (symgrad computes in float32 or float64 only).")
             if x.dtype.kind == "f"
             else f"{what} has dtype {x.dtype}, which is not a real floating type. "
-            f"Fix: convert it with np.asarray({what}, dtype=np.{dtype})."
+            f"Fix: convert it to numbers, np.asarray(arr, dtype=np.{dtype})."
         )
     return np.ascontiguousarray(x)
 
