@@ -335,3 +335,10 @@ def test_value_and_grad_keeps_log1p_as_value_does():
         v, g = f.value_and_grad([1e-15])
         assert v == f.value([1e-15]) == pytest.approx(1e-30, rel=1e-14)
         assert g[0] == pytest.approx(2e-15, rel=1e-14)
+
+
+def test_a_parameter_the_formula_does_not_contain_is_warned_about():
+    # a typo (exp(-0.5*t) for exp(-b*t)) left b with gradient 0, and least_squares "fitted" it to its start
+    with pytest.warns(UserWarning, match="wrt= holds b, which the formula does not contain") as got:
+        A.compile_residuals(a * sp.exp(-0.5 * t) - y, [a, b], [t, y], backend="python")
+    assert got[0].filename == __file__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import sympy as sp
@@ -162,6 +163,13 @@ def check_bindings(expr: sp.Basic, wrt: Sequence[sp.Basic], data: Iterable[sp.Ba
             f"{sorted(map(str, both))} are listed both in wrt and in data. Fix: list each once."
         )
     free = _free_leaves(expr)
+    unused = [str(s) for s in wrt if s not in free]
+    if unused:  # a typo's parameter got gradient 0 and "fitted" to its start, success=True
+        from ..runtime.epochs import user_level
+
+        warnings.warn(f"wrt= holds {', '.join(unused)}, which the formula does not contain: its gradient is 0 and a "
+                      "fit leaves it where it starts. Fix: drop it from wrt=, or check the formula for a typo.",
+                      UserWarning, stacklevel=user_level())
     unbound = free - wrt_set - data_set
     if unbound:
         names = ", ".join(sorted(map(str, unbound)))
