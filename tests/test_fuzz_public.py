@@ -126,7 +126,10 @@ def test_formula_on_arbitrary_data(examples):
             return
         xs = _as_numbers(data)
         assert xs is not None and xs.size > 0, f"accepted {data!r}"
-        assert isinstance(data, list) or np.asarray(data).dtype == np.float64, f"accepted dtype {np.asarray(data).dtype}"
+        kind = np.asarray(data).dtype.kind
+        # float64, or whole numbers that float64 holds exactly (converted as NumPy and scikit-learn do)
+        assert isinstance(data, list) or np.asarray(data).dtype == np.float64 or kind in "iub", f"accepted dtype {kind}"
+        assert kind not in "iu" or max(abs(int(v)) for v in np.ravel(data)) <= 2**53, f"accepted integers float64 rounds: {data!r}"
         xs = xs.reshape(len(xs), -1)
         assert xs.shape[1] == 1, f"accepted shape {xs.shape}"
         xs = xs[:, 0]
