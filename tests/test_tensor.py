@@ -554,3 +554,21 @@ def test_shared_logits_or_targets_and_bad_flat_vectors_are_refused():
             f.value(bad, X, np.eye(3)[:2])
     with pytest.raises(sg.errors.DtypeError, match="v holds complex"):
         f.hvp(np.zeros(6), np.zeros(6) + 1j, X, np.eye(3)[:2])
+
+
+def test_parameter_arrays_are_converted_and_their_messages_name_them():
+    # a NaN in theta or in hvp's v got the advice for data rows (X[np.isfinite(X).all(axis=1)]) and v was
+    # named "parameter 'w'"; a float32 model took a flat float64 theta but refused [a float64 array]
+    from symgrad.lang.losses import mse
+
+    w, x, y = MS("w", 3, 1), MS("x", 3, 1), MS("y", 1, 1)
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    Y = X @ np.ones((3, 1))
+    f = A.compile(mse(w.T * x, y), wrt=[w], data=[x, y], backend="python")
+    with pytest.raises(DataError, match="parameter 'w' holds a non-finite.*optimizer diverged"):
+        f.value([np.full((3, 1), np.nan)], X, Y)
+    with pytest.raises(DataError, match="v's entry for 'w' holds a non-finite.*a finite direction v"):
+        f.hvp([np.ones((3, 1))], [np.full((3, 1), np.nan)], X, Y)
+    f32 = A.compile(mse(w.T * x, y), wrt=[w], data=[x, y], dtype="float32", backend="python")
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    assert f32.value([np.ones((3, 1))], X32, Y32) == f32.value(np.ones(3), X32, Y32)

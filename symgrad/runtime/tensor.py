@@ -14,12 +14,13 @@ from ..lang.functions import softmax_ce
 from . import nonfinite, row_sums
 from .base import Compiled
 from .checks import (
+    PARAMS_FIX,
     ROW_OFFSET,
-    as_float_array,
     check_data,
     check_finite,
     check_vector,
     is_dask,
+    real_array,
     split_flat,
 )
 from .inputs import _check_distributions
@@ -55,7 +56,10 @@ class CompiledTensor(Compiled):
     # -- arguments ----------------------------------------------------------------
     def unpack(self, theta) -> tuple[list[np.ndarray], bool]:
         """(list of parameter arrays, was_flat)."""
-        flat = self._as_flat(theta)
+        return self._unpack(theta, "theta")
+
+    def _unpack(self, theta, what: str) -> tuple[list[np.ndarray], bool]:  # what: theta, or hvp's v
+        flat = self._as_flat(theta, what)
         if flat is not None:
             return split_flat(flat, self.shapes), True
         if not isinstance(theta, (list, tuple, np.ndarray)) or len(theta) != len(self.params):
@@ -69,13 +73,15 @@ class CompiledTensor(Compiled):
                              f"{sum(self.sizes)} numbers.")
         out = []
         for p, shape, arr in zip(self.params, self.shapes, theta):
-            a = as_float_array(arr, self.dtype, f"parameter '{p}'")
+            name = f"parameter '{p}'" if what == "theta" else f"{what}'s entry for '{p}'"
+            # converted as a flat theta is (scipy's float64 vectors): parameters are not data of another dtype
+            a = real_array(arr, self.dtype, name, "one array of real numbers per parameter")
             if a.shape != shape:
                 a = a.reshape(shape) if a.size == shape[0] * shape[1] and a.ndim == 1 else a
                 if a.shape != shape:
                     raise ShapeError(f"parameter '{p}' has shape {np.shape(arr)}; expected {shape}. Fix: pass "
                                      f"an array of shape {shape} for '{p}' (f.shapes lists them all).")
-            check_finite(a, f"parameter '{p}'")
+            check_finite(a, name, PARAMS_FIX if what == "theta" else "Fix: a finite direction v.")
             out.append(a)
         return out, False
 
@@ -200,7 +206,7 @@ class CompiledTensor(Compiled):
         if flat is not None:
             return flat, True
         try:
-            arrays = self.unpack(theta)[0]
+            arrays = self._unpack(theta, what)[0]
         except ShapeError as e:
             raise ShapeError(f"{what}: {e}") from None
         return np.concatenate([a.ravel() for a in arrays]), False
