@@ -274,8 +274,20 @@ def test_cancelled_futures_are_submitted_again_once():
     once = Flaky(1)
     assert compute(once, [1, 2], "the test") == [2, 4] and once.submitted == 2
     for client in (Flaky(2), Flaky(1, OSError)):
-        with pytest.raises(sg.errors.DistributedError, match="the Dask computation of the test failed"):
+        with pytest.raises(sg.errors.DistributedError, match="the Dask computation of the test failed.*Fix: .*persist"):
             compute(client, [1], "the test")
+
+
+def test_dask_frames_are_refused_not_computed_on_the_client(decay):
+    # a Dask Series went through NumPy's __array__: computed whole here, no error, no Client needed
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    frame = dd.from_pandas(pd.DataFrame({"t": np.linspace(0, 1, 40), "y": np.ones(40)}), npartitions=4)
+    f, *_ = decay
+    with pytest.raises(sg.errors.DataError, match="is a Dask Series.*to_dask_array"):
+        f.value([2.5, 0.8, 0.3], frame["t"], frame["y"])
+    with pytest.raises(sg.errors.DataError, match="X is a Dask DataFrame.*to_dask_array"):
+        sg.fit(sg.nn.MLP([2, 1]), "mse", frame, frame["y"], epochs=1)
 
 
 # -- bad input ---------------------------------------------------------------------------------

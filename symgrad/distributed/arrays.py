@@ -97,4 +97,6 @@ def compute(client, tasks: list, what: str, retries: int = 1) -> list:
             if retries > 0 and "Cancelled" in type(exc).__name__:
                 retries -= 1
                 continue
-            raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}") from exc
+            raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}. Fix: if a "
+                                   "worker was lost or the client restarted, data persisted there is gone too: persist "
+                                   "it again (X = X.persist()) and call again.") from exc

@@ -113,7 +113,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         except DistributedError as exc:
             _restore(theta, state, snapshot, t_before, moments)
             err = DistributedError(f"{exc} Training stopped after epoch {epoch}; err.result holds the "
-                                   "parameters from then.")
+                                   "parameters from then: continue with sg.fit(..., resume=err.result).")
             err.result = result
             raise err from exc
         if status:

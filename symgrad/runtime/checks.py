@@ -19,6 +19,7 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     one) would be a wrong answer.
     A masked array with masked entries is refused: its mask would be dropped silently.
     """
+    refuse_dask_frame(x, what)
     if isinstance(x, np.ma.MaskedArray):
         if np.ma.getmaskarray(x).any():
             raise DataError(f"{what} is a masked array with masked entries, which compiled code would use "
@@ -199,6 +200,15 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
         raise ShapeError(f"{what} has {arr.shape[0]} entries; expected {n}. Fix: pass one value per parameter.")
     check_finite(arr, what, PARAMS_FIX)  # NaN in theta would come back as a NaN loss, silently
     return arr
+
+
+def refuse_dask_frame(x: object, what: str) -> None:
+    """A Dask DataFrame or Series is not a Dask array: NumPy's conversion computed it whole on
+    this machine, the out-of-memory failure Dask is there to avoid."""
+    if type(x).__module__.startswith(("dask.", "dask_expr")) and not is_dask(x):
+        raise DataError(f"{what} is a Dask {type(x).__name__}, which symgrad would have to compute whole on this "
+                        "machine; it takes Dask arrays, whose chunks stay on the workers. Fix: pass "
+                        "frame.to_dask_array(lengths=True) (the columns the model reads, as one array).")
 
 
 def is_dask(x: object) -> bool:
