@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +343,20 @@ def test_a_parameter_the_formula_does_not_contain_is_warned_about():
     with pytest.warns(UserWarning, match="wrt= holds b, which the formula does not contain") as got:
         A.compile_residuals(a * sp.exp(-0.5 * t) - y, [a, b], [t, y], backend="python")
     assert got[0].filename == __file__
+
+
+def test_a_standard_error_below_float32s_spacing_is_warned_about():
+    # a float32 peak centre at 1e5 moves in steps of 0.0078: the fit was 5 standard errors (2.1e-4)
+    # from float64's, silently. float64 resolves it.
+    A0, x0, g0, xx, yy = sp.symbols("A0 x0 g0 xx yy", real=True)
+    e = A0 * sp.exp(-((xx - x0) ** 2) / (2 * g0**2)) - yy
+    xs = np.linspace(1e5 - 5, 1e5 + 5, 20000)
+    ys = 2 * np.exp(-((xs - 1e5 - 0.003) ** 2) / (2 * 0.7**2)) + 0.01 * np.random.default_rng(1).normal(size=xs.size)
+    theta = np.array([2.0, 1e5 + 0.003, 0.7])
+    r32 = A.compile_residuals(e, [A0, x0, g0], [xx, yy], dtype="float32", backend="python")
+    with pytest.warns(UserWarning, match=r"standard error of x0 \(.*\) is below float32's spacing at x0 = 100000.*0.0078"):
+        r32.covariance(theta, xs.astype(np.float32), ys.astype(np.float32))
+    r64 = A.compile_residuals(e, [A0, x0, g0], [xx, yy], backend="python")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.sqrt(r64.covariance(theta, xs, ys)[1, 1]) < 1e-3
