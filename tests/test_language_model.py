@@ -191,6 +191,9 @@ def test_a_language_model_with_dropout_generates():
         x[0, :len(ids)] = ids
         ids.append(int(np.argmax(m.predict(x)[0, len(ids) - 1])))
     assert sg.generate(m, [1, 2], 3, temperature=0) == ids
+    with warnings.catch_warnings():  # a subnormal temperature is greedy too, without NumPy's overflow warnings
+        warnings.simplefilter("error")
+        assert sg.generate(m, [1, 2], 3, temperature=5e-324) == ids
 
 
 def test_a_transformer_of_context_one_generates():

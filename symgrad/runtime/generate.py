@@ -104,7 +104,8 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
         if temperature == 0:
             ids.append(int(np.argmax(logits)))
             continue
-        p = np.exp((logits - logits.max()) / temperature)
+        with np.errstate(over="ignore"):  # a subnormal temperature: the others' scores go to −inf, p to 0
+            p = np.exp((logits - logits.max()) / temperature)
         ids.append(int(rng.choice(V, p=p / p.sum())))
     if vocab is None:
         return ids
