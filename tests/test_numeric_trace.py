@@ -360,6 +360,9 @@ def test_logs_near_one_and_erf_near_minus_one_are_evaluated_not_rounded():
                           at={a: 200, t: 0.2}))
     logs = [float(line.rsplit("≈", 1)[1]) for line in text.splitlines() if "= log(y) ≈" in line]
     assert logs and logs[0] == pytest.approx(float(-mpmath.log1p(mpmath.exp(-200))), rel=1e-5)
+    from symgrad.explain.numeric import shown  # a rounded value beyond float64 keeps its 6 digits too
+
+    assert shown(sp.Float("1e400", 50), latex=False) == "≈ 1.00000e+400"  # was "≈ 1.0e+400"
     got = values(str(sg.explain(sg.ops.gelu(x), x, at={x: -1e4})))["∂J/∂x"]
     u = mpmath.mpf(-1e4)
     assert mpmath.mpf(got) / (mpmath.ncdf(u) + u * mpmath.npdf(u)) == pytest.approx(1.0, rel=1e-5)

@@ -44,7 +44,7 @@ def _digits(v, zeros: bool = False) -> str | None:
             return None
         m = mpmath.mpf(sp.Float(v, DIGITS)._mpf_)
         if m != 0 and not 1e-300 < abs(m) < 1e300:
-            return mpmath.nstr(m, SIG)  # beyond float64: softplus(-1000) = 5.07601e-435
+            return mpmath.nstr(m, SIG, strip_zeros=not zeros)  # beyond float64: softplus(-1000) = 5.07601e-435
         v = float(m)
     if not np.isfinite(v):
         return None
