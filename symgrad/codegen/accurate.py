@@ -59,12 +59,13 @@ def _erfc_sum(n: sp.Add, value: dict) -> sp.Expr | None:
     return None
 
 
-def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
+def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tuple[list, list]:
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
     2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
     as expm1(u) (elu's ∂/∂α near 0), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
     off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
-    h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed)."""
+    h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
+    ``erfc=False`` keeps 1 ± erf(u) (a network's maps: math.erfc would stop their loops vectorising)."""
     value = dict(replacements)
     # a temporary that holds such a power (CSE shares 1/(x² + y²) between atan2's two gradients) is
     # put back into the products that use it: computed alone it is 0 (or inf) where they are not
@@ -92,7 +93,7 @@ def accurate_forms(replacements: list, reduced: list) -> tuple[list, list]:
             return None if squares is None else Root(squares)
         if n.is_Mul or n.is_Pow:
             return _divided(n, value, roots, names)
-        if n.is_Add and n.has(sp.erf, sp.erfc, *value):
+        if erfc and n.is_Add and n.has(sp.erf, sp.erfc, *value):
             e = _erfc_sum(n, value)
             if e is not None:
                 return e
