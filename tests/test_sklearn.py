@@ -305,3 +305,38 @@ def test_a_failed_refit_leaves_the_estimator_as_it_was():
         clf.fit(np.hstack([X, X]) * 1e100, np.array(["ham", "spam"])[(X[:, 1] > 0).astype(int)])
     assert clf.classes_.tolist() == ["cat", "dog"] and clf.n_features_in_ == 3
     np.testing.assert_array_equal(clf.predict(X), before)
+
+
+def test_warm_start_takes_a_changed_learning_rate_or_solver():
+    # set_params(learning_rate_init=1e-9) between warm-start fits was ignored: the weights moved by
+    # the first fit's Adam(0.01) again. scikit-learn starts a new optimizer at each warm-start fit;
+    # symgrad continues its optimizer exactly unless the settings changed (3 + 3 epochs = 6).
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier((8,), learning_rate_init=0.01, max_iter=3, warm_start=True, random_state=0,
+                        backend="python").fit(X, y)
+    before = [p.copy() for p in clf.trained_.params]
+    clf.set_params(learning_rate_init=1e-9).fit(X, y)
+    moved = max(np.abs(a - b).max() for a, b in zip(clf.trained_.params, before))
+    assert 0 < moved < 1e-7 and clf.n_iter_ == 6 and len(clf.loss_curve_) == 6
+    assert repr(clf.trained_.optimizer).startswith("Adam(lr=1e-09")
+    clf.set_params(solver="sgd").fit(X, y)  # scikit-learn's sgd: Nesterov momentum 0.9
+    assert repr(clf.trained_.optimizer) == "Nesterov(lr=1e-09, beta=0.9)" and clf.n_iter_ == 9
+    assert repr(SymgradClassifier(solver="sgd")._optimizer()) == "SGD(lr=0.001)"  # sg.optim's name there
+    with pytest.raises(ValueError, match="dtype='float32' changed since the first fit"):
+        clf.set_params(dtype="float32").fit(X, y)
+
+
+def test_regressor_column_y_and_bad_options_as_scikit_learn_has_them():
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = make_regression(40, 3, noise=1.0, random_state=0)
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        reg = MLPRegressor((4,), max_iter=2, random_state=0, backend="python").fit(X, y[:, None])
+    assert reg.predict(X).shape == (40,)  # was (40, 1)
+    Xc, yc = load_iris(return_X_y=True)
+    for bad, match in [(dict(class_weight={0: None}), r"class_weight\[0\] = None"),
+                       (dict(shuffle="no"), "shuffle='no': use True or False")]:
+        with pytest.raises(ValueError, match=match):
+            MLPClassifier((4,), max_iter=1, backend="python", **bad).fit(Xc, yc)
+    with pytest.raises(ValueError, match=r"classes= names 1 class \(0\)"):
+        MLPClassifier((4,), backend="python").partial_fit(Xc, yc % 2 * 0, classes=[0])

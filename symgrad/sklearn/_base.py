@@ -61,14 +61,23 @@ class SymgradBase(BaseEstimator):
             _check_samples(samples, net)
             self.trained_ = fit(net, self._loss(), X, T, optimizer=self._optimizer(), epochs=epochs,
                                 batch_size=batch, seed=seed, dtype=X.dtype.name, backend=self.backend,
-                                shuffle=bool(self.shuffle), params=self._init_params(net, seed, X.dtype))
+                                shuffle=self._shuffle(), params=self._init_params(net, seed, X.dtype))
+            self._before = (0, [])  # epochs and loss curve of earlier optimizers (set_params changed them)
         else:  # the optimizer's state, the step count and the shuffling RNG continue exactly
             self._check_same_network(X.shape[1], n_out)
             _check_samples(samples, self.trained_.model)
-            self.trained_ = self.trained_.fit_more(X, T, epochs=epochs, batch_size=batch,
-                                                   shuffle=bool(self.shuffle))
-        self.n_iter_ = self.trained_.state.epoch
-        self.loss_curve_ = [self._curve_scale * v for v in self.trained_.history["loss"]]
+            had, opt = self.trained_, self._optimizer()
+            if repr(opt) == repr(had.optimizer):
+                self.trained_ = had.fit_more(X, T, epochs=epochs, batch_size=batch, shuffle=self._shuffle())
+            else:  # a new learning rate or solver was ignored: a new optimizer from the weights reached, as
+                # scikit-learn starts one at every warm-start fit
+                self._before = (self.n_iter_, self.loss_curve_)
+                self.trained_ = fit(had.model, self._loss(), X, T, optimizer=opt, epochs=epochs, batch_size=batch,
+                                    seed=self._seed(), dtype=had.dtype.name, backend=self.backend,
+                                    shuffle=self._shuffle(), params=[p.copy() for p in had.params])
+        epochs_before, curve_before = getattr(self, "_before", (0, []))
+        self.n_iter_ = epochs_before + self.trained_.state.epoch
+        self.loss_curve_ = curve_before + [self._curve_scale * v for v in self.trained_.history["loss"]]
         return self
 
     #: loss_curve_ is the training loss times this (MLPRegressor: scikit-learn's half squared error)
@@ -89,6 +98,9 @@ class SymgradBase(BaseEstimator):
             dtype = (np.float64, np.float32) if self.dtype is None else _dtype(self.dtype)
         else:
             dtype = self.trained_.dtype
+            if self.dtype is not None and _dtype(self.dtype) != dtype:  # it was ignored
+                raise ValueError(f"dtype={self.dtype!r} changed since the first fit; warm_start and partial_fit "
+                                 f"continue the {dtype.name} model. Fix: fit afresh (warm_start=False).")
         X, y = validate_data(self, _rows(X), y, reset=reset, dtype=dtype, multi_output=True,
                              y_numeric=self._y_numeric)
         # a read-only array (a memmap) is another type to Numba, compiled again: copy it instead
@@ -97,6 +109,11 @@ class SymgradBase(BaseEstimator):
     def _init_params(self, net, seed: int, dtype):
         """Starting parameters, or None for the network's own seeded initialisation."""
         return None
+
+    def _shuffle(self) -> bool:
+        if not isinstance(self.shuffle, (bool, np.bool_)):  # "no" was truthy: shuffled
+            raise ValueError(f"shuffle={self.shuffle!r}: use True or False.")
+        return bool(self.shuffle)
 
     def _max_iter(self) -> int:
         if not _count(self.max_iter, 1):
@@ -123,7 +140,12 @@ class SymgradBase(BaseEstimator):
         lr = self.learning_rate_init
         if not (isinstance(lr, Real) and not isinstance(lr, bool) and np.isfinite(lr) and lr > 0):
             raise ValueError(f"learning_rate_init={lr!r}: use a number > 0.")
+        if name == "sgd" and self._sgd_is_sklearns:  # its defaults momentum=0.9, nesterovs_momentum=True
+            return known["nesterov"](lr=float(lr), beta=0.9)
         return known[name](lr=float(lr))
+
+    #: solver='sgd' means scikit-learn's (Nesterov momentum 0.9) in the MLP lookalikes, sg.optim.SGD elsewhere
+    _sgd_is_sklearns = False
 
     # -- predicting ----------------------------------------------------------------------------
     def _outputs(self, X) -> np.ndarray:

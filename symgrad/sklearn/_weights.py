@@ -80,7 +80,8 @@ def class_weights(class_weight, classes: np.ndarray, y_idx: np.ndarray, w: np.nd
         if not len(hit):
             raise ValueError(f"class_weight names the label {label!r}, which is not among the "
                              f"classes {classes.tolist()}.")
-        if not (np.isfinite(cw) and cw >= 0):
+        if isinstance(cw, bool) or not isinstance(cw, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(cw) and cw >= 0):  # None or text: NumPy's isfinite raised a TypeError
             raise ValueError(f"class_weight[{label!r}] = {cw!r}; weights must be finite and >= 0.")
         out[hit[0]] = cw
     return out

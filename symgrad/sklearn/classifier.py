@@ -100,8 +100,9 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
         if first:
             self.classes_ = LabelEncoder().fit(y if classes is None else np.asarray(classes)).classes_
             if len(self.classes_) < 2:
-                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y holds 1 "
-                                 f"class ({self.classes_[0]!r}).")
+                held = "y holds" if classes is None else "classes= names"  # partial_fit(classes=[0])
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; {held} 1 "
+                                 f"class ({self.classes_.tolist()[0]!r}).")
         unseen = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unseen:  # LabelEncoder's own error was int('a')'s, for text labels after numbers
             raise ValueError(f"y holds labels {sorted(map(str, unseen))} that the first fit did not have "
@@ -125,7 +126,9 @@ class MLPClassifier(SymgradClassifier):
     ``hidden_layer_sizes`` and ``activation`` ('relu', 'tanh', 'logistic', 'identity', or any
     of symgrad's: 'gelu', 'silu', 'elu', ...) make ``sg.nn.MLP([n_features, *hidden, n_classes])``
     with He (ReLU-like) or Xavier initialisation; everything else is as in
-    :class:`SymgradClassifier`. Not available: ``alpha`` (L2), 'lbfgs', early stopping.
+    :class:`SymgradClassifier`, but ``solver='sgd'`` is scikit-learn's: Nesterov momentum 0.9 (its
+    defaults ``momentum=0.9, nesterovs_momentum=True``; ``sg.optim.SGD(lr)`` for plain SGD). Not
+    available: ``alpha`` (L2), 'lbfgs', early stopping.
 
     >>> from sklearn.datasets import load_iris
     >>> X, y = load_iris(return_X_y=True)
@@ -135,6 +138,8 @@ class MLPClassifier(SymgradClassifier):
     >>> clf.classes_.tolist(), clf.score(X, names) > 0.9
     (['setosa', 'versicolor', 'virginica'], True)
     """
+
+    _sgd_is_sklearns = True
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  learning_rate_init=0.001, max_iter=200, batch_size="auto", shuffle=True,

@@ -3,8 +3,11 @@ an MLP from scikit-learn's parameters with exact sample weights (``MLPRegressor`
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.exceptions import DataConversionWarning
 
 from ..runtime.inputs import BINARY_LOSSES, CLASS_LOSSES
 from ._base import SymgradBase, mlp, user_network
@@ -81,7 +84,11 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
         """y as (n_samples, n_outputs) floats; fit fixes n_outputs_, and whether predict is 1-D."""
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
         if first:
-            self.n_outputs_, self._flat_y = y2.shape[1], y.ndim == 1
+            column = y.ndim == 2 and y.shape[1] == 1  # predicted (n, 1): scikit-learn ravels it, and warns
+            if column:
+                warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                              "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
+            self.n_outputs_, self._flat_y = y2.shape[1], y.ndim == 1 or column
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} columns; this estimator was fitted with "
                              f"{self.n_outputs_}.")
@@ -101,7 +108,8 @@ class MLPRegressor(SymgradEstimator):
     gradient and stay at zero; see ``_weights``). The others start from the seeded
     initialisation ``sg.fit`` gives the plain network, so ``MLPRegressor(random_state=s)``
     trains exactly as ``sg.fit(net, "mse", X, y, seed=s)``. Options as in
-    :class:`MLPClassifier`; multi-output y is supported. ``loss_curve_`` is in scikit-learn's
+    :class:`MLPClassifier` (``solver='sgd'`` is scikit-learn's Nesterov momentum 0.9); multi-output
+    y is supported. ``loss_curve_`` is in scikit-learn's
     units, half the mean squared error per epoch, as its MLPRegressor records it
     (``trained_.history["loss"]`` keeps the mean squared error itself).
 
@@ -111,6 +119,8 @@ class MLPRegressor(SymgradEstimator):
     >>> reg.score(X, X[:, 0] ** 2) > 0.9
     True
     """
+
+    _sgd_is_sklearns = True
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  learning_rate_init=0.001, max_iter=200, batch_size="auto", shuffle=True,
