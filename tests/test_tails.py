@@ -4,6 +4,8 @@ precision where σ or tanh approaches 1 (σ'(40) came out 0, not 4.2e-18); the c
 
 from __future__ import annotations
 
+import warnings
+
 import mpmath as mp
 import numpy as np
 import pytest
@@ -280,3 +282,21 @@ def test_powers_of_sums_are_not_multiplied_out(dtype):
             # the condition number (~1/(1 − |x|)) bounds what any float formula can do at x itself
             want = float(d(mp.mpf(float(np.asarray(v, dtype=dtype)))))
             assert f.grad([v])[0] == pytest.approx(want, rel=rel), v
+
+
+def test_log_of_one_plus_erf_keeps_log1p_near_zero_and_erfc_in_the_tail():
+    # with 1 + erf(u) written as erfc(−u), log(1 + erf(1e-20)) came out 0 (log1p had kept it), and in
+    # value_and_grad log1p(erf(u)) took the temporary first: −inf at u = −9 with a warning. A number
+    # Erfc(−2) inside Max raised "not comparable". Oracle: mpmath.
+    b, t = sp.symbols("b t", real=True)
+    f = sg.compile(sp.log(1 + sp.erf(b * t)), [b], [t], backend="python")
+    with mp.workdps(50):
+        for u in (1e-20, 3e-9, -9.0, -12.0, 2.0):
+            want = float(mp.log(mp.erfc(-mp.mpf(u))))
+            dwant = float(2 / mp.sqrt(mp.pi) * mp.exp(-mp.mpf(u) ** 2) / mp.erfc(-mp.mpf(u)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                v, g = f.value_and_grad([u], np.array([1.0]))
+            assert v == pytest.approx(want, rel=1e-14, abs=0) and g[0] == pytest.approx(dwant, rel=1e-13), u
+    m = sg.compile(sp.Max(b, 1 + sp.erf(2)) ** 2, [b], backend="python")
+    assert m.value([0.5]) == pytest.approx(float((1 + mp.erf(2)) ** 2), rel=1e-15)

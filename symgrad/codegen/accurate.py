@@ -36,6 +36,10 @@ class Erfc(sp.Function):
     """erfc(u), unevaluated: SymPy writes erfc(−u) as 2 − erfc(u), which cancels where erfc(u) → 2."""
 
     nargs = 1
+    is_real = True
+
+    def _eval_evalf(self, prec):  # a number (Max(p, 1 + erf(2))) compares as one
+        return sp.erfc(self.args[0])._eval_evalf(prec)
 
 
 def _erfc_sum(n: sp.Add, value: dict) -> sp.Expr | None:
@@ -57,6 +61,17 @@ def _erfc_sum(n: sp.Add, value: dict) -> sp.Expr | None:
             if need in n.args:
                 return sp.Add(k * g, *(u for u in n.args if u is not t and u != need))
     return None
+
+
+def _log_erfc(k: sp.Expr, g: sp.Expr) -> sp.Expr:
+    """log(k·erfc(w)) (g = Erfc(w)), chosen by w where k·erfc(w) nears 1 and its log would cancel: for k = 1
+    near w = 0 (log(1 + erf(1e-20)) was 0), for k = ½ (the normal CDF) for w < 0 (log Φ(6) 5.6e-8 off)."""
+    if not isinstance(g, Erfc) or k not in (1, sp.S.Half):
+        return sp.log(k * g)
+    w = g.args[0]
+    if k == 1:
+        return sp.Piecewise((log1p(-sp.erf(w)), sp.Abs(w) < sp.S.Half), (sp.log(g), True))
+    return sp.Piecewise((log1p(-Erfc(-w) / 2), w < 0), (sp.log(g / 2), True))
 
 
 def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tuple[list, list]:
@@ -84,6 +99,10 @@ def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tupl
             squares = _sum_of_squares(value.get(n.args[0], n.args[0]), value)
             if squares is not None and sp.S.One not in squares.args:  # log(x² + y²); log(1 + u²) is log1p's
                 return 2 * sp.log(Root(squares))
+            arg = value.get(n.args[0], n.args[0])
+            cdf = _erfc_sum(arg, value) if erfc and arg.is_Add else None
+            if cdf is not None:  # log(1 + erf(u)): log1p's digits near u = 0, erfc's in the tail
+                return _log_erfc(*cdf.as_coeff_Mul())
             inner = value.get(n.args[0])  # log(1 + u) itself: the printer's _print_log
             return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
         if n.is_Mul and any(f in powers for f in n.args):
