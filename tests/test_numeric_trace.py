@@ -363,6 +363,9 @@ def test_logs_near_one_and_erf_near_minus_one_are_evaluated_not_rounded():
     from symgrad.explain.numeric import shown  # a rounded value beyond float64 keeps its 6 digits too
 
     assert shown(sp.Float("1e400", 50), latex=False) == "≈ 1.00000e+400"  # was "≈ 1.0e+400"
+    # 1 − tanh(2e5)² needs 173,718 digits: past 100,000 the leftover 5.2e-158257 was printed as its value
+    assert float(mpmath.mpf(values(str(sg.explain(sp.tanh(x), x, at={x: 2e5})))["∂J/∂x"]) / mpmath.sech(2e5) ** 2) \
+        == pytest.approx(1.0, rel=1e-5)
     got = values(str(sg.explain(sg.ops.gelu(x), x, at={x: -1e4})))["∂J/∂x"]
     u = mpmath.mpf(-1e4)
     assert mpmath.mpf(got) / (mpmath.ncdf(u) + u * mpmath.npdf(u)) == pytest.approx(1.0, rel=1e-5)

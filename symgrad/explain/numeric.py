@@ -216,12 +216,17 @@ class _Log1p(sp.Function):
 
 
 def _near_one(exact: sp.Expr) -> sp.Expr:
-    """``exact`` (a number) with log(u) as log1p(u − 1) and 1 ± erf(u) as erfc(∓u): SymPy evaluates
-    1 + erf(−7071) by cancelling millions of digits (GELU's trace at −1e4 did not end)."""
+    """``exact`` (a number) with log(u) as log1p(u − 1), 1 ± erf(u) as erfc(∓u) and 1 − tanh² as
+    1/cosh²: SymPy evaluates 1 + erf(−7071) by cancelling millions of digits (GELU's trace at −1e4
+    did not end)."""
     from ..codegen.accurate import Erfc, _erfc_sum
+    from ..derive.tails import _accurate_sum
+    from ..lang.ops import sigmoid
 
     exact = exact.replace(lambda n: n.is_Add and n.has(sp.erf, sp.erfc),
                           lambda n: (_erfc_sum(n, {}) or n).replace(Erfc, sp.erfc))
+    # 1 − tanh(u)² as 1/cosh(u)², as the compiled code has it (σ's forms are for the compiler only)
+    exact = exact.replace(lambda n: n.is_Add and n.has(sp.tanh) and not n.has(sigmoid), _accurate_sum)
     return exact.replace(lambda n: isinstance(n, sp.log) and len(n.args) == 1, lambda n: _Log1p(n.args[0] - 1))
 
 
@@ -229,9 +234,12 @@ def _evaluated(exact: sp.Expr) -> sp.Expr:
     """``exact`` to ``DIGITS`` correct digits. evalf's default gives up after 100 working digits
     and returns what is left of a cancellation as if it were the value (1 − tanh(200)² printed
     2.8e-160 for 7.7e-174): evaluated strictly, with more working digits until it holds."""
-    for maxn in (110, 1000, 10000):
+    for maxn in (110, 1000, 10000, 100000):
         try:
             return exact.evalf(DIGITS, strict=True, maxn=maxn)
         except sp.core.evalf.PrecisionExhausted:
             continue
-    return exact.evalf(DIGITS, maxn=100000)  # still strict=False: SymPy's best, past 10,000 digits
+    # SymPy's best past 100,000 digits was a leftover of the cancellation (1 − tanh(2e5)² printed
+    # 5.2e-158257 for 6.4e-173718): refused, not printed as a value
+    raise OptionError(f"a value of this derivation at the point cancels beyond 100,000 digits ({str(exact)[:80]}), "
+                      "so symgrad cannot print it exactly. Fix: a point of smaller magnitude.")
