@@ -61,7 +61,7 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
         return self._fit(X, y, None, incremental=True)
 
     def predict(self, X) -> np.ndarray:
-        """(n_samples,) when fit saw a 1-D y, else (n_samples, n_outputs)."""
+        """(n_samples,) when fit saw a 1-D y (or a column, raveled as scikit-learn does), else (n_samples, n_outputs)."""
         out = self._outputs(X)[:, :self.n_outputs_]
         return out.reshape(len(out)) if self._flat_y else out
 
