@@ -61,7 +61,8 @@ def one_thread():
 
 
 def _where(chunk: int, start: int, rows: int) -> str:
-    return f"row chunk {chunk} (rows {start} to {start + rows - 1})"
+    # by its rows, not its number: empty chunks are skipped, so the k-th task need not be Dask's block k
+    return f"the row chunk of rows {start} to {start + rows - 1}"
 
 
 # -- compiled models: value, gradient, Hessian-vector product of one chunk ------------------------
