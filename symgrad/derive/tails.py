@@ -64,8 +64,9 @@ def _pair_up(e: sp.Add) -> sp.Expr:
 
 
 def _spread(t: sp.Expr, terms: list[sp.Expr], taken: set[int]) -> list[int] | None:
-    """The positions of t's expanded terms among ``terms`` (none of ``taken``), or None."""
-    parts = sp.Add.make_args(sp.expand(t, power_exp=False, log=False))
+    """The positions of t's terms among ``terms`` (none of ``taken``), or None. Not expanded: t is
+    already the sum SymPy made of 2·(x + y), and expanding large ones took minutes (the corpus)."""
+    parts = sp.Add.make_args(t)
     found: list[int] = []
     for part in parts if len(parts) > 1 else ():
         k = next((k for k, s in enumerate(terms) if s == part and k not in taken and k not in found), None)

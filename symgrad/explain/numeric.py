@@ -208,7 +208,15 @@ class _Log1p(sp.Function):
     "= 0" at x = 1e-30, for 1)."""
 
     def _eval_evalf(self, prec):
-        w = self.args[0].evalf(mpmath.libmp.prec_to_dps(prec) + 10, maxn=10000)
+        w = None
+        for maxn in (1000, 10000, 100000):  # strict: past maxn, non-strict evalf returns a cancellation's leftover
+            try:
+                w = self.args[0].evalf(mpmath.libmp.prec_to_dps(prec) + 10, strict=True, maxn=maxn)
+                break
+            except sp.core.evalf.PrecisionExhausted:
+                continue
+        if w is None:
+            raise sp.core.evalf.PrecisionExhausted  # _evaluated refuses the value with the fix
         if not (w.is_real and w > -1):  # log of 0 or of a negative number: as SymPy has it
             return sp.log(1 + self.args[0], evaluate=False)._eval_evalf(prec)
         with mpmath.workprec(prec + 20):
