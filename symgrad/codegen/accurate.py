@@ -96,10 +96,10 @@ def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tupl
 
     def form(n: sp.Basic) -> sp.Expr | None:
         if isinstance(n, sp.log):
-            squares = _sum_of_squares(value.get(n.args[0], n.args[0]), value)
+            arg = value.get(n.args[0], n.args[0])
+            squares = _sum_of_squares(arg, value)
             if squares is not None and sp.S.One not in squares.args:  # log(x² + y²); log(1 + u²) is log1p's
                 return 2 * sp.log(Root(squares))
-            arg = value.get(n.args[0], n.args[0])
             cdf = _erfc_sum(arg, value) if erfc and arg.is_Add else None
             if cdf is not None:  # log(1 + erf(u)): log1p's digits near u = 0, erfc's in the tail
                 return _log_erfc(*cdf.as_coeff_Mul())

@@ -13,6 +13,7 @@ the stable form the user's model was turned into.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -149,11 +150,10 @@ def _softplus_complement(e: sp.Expr) -> sp.Expr | None:
             if not isinstance(f, softplus):
                 continue
             c, u = t / f, f.args[0]
-            others = terms[:i] + terms[i + 1:]
-            for need in ([-c * u], list(sp.Add.make_args(sp.expand(-c * u, power_exp=False, log=False)))):
-                left = list(others)
-                if all(n in left and not left.remove(n) for n in need):
-                    return c * softplus(-u) + sp.Add(*left)
+            others = Counter(terms[:i] + terms[i + 1:])
+            for need in ([-c * u], sp.Add.make_args(sp.expand(-c * u, power_exp=False, log=False))):
+                if Counter(need) <= others:  # −c·u whole, or its terms among the sum's
+                    return c * softplus(-u) + sp.Add(*(others - Counter(need)).elements())
     return None
 
 
