@@ -341,3 +341,47 @@ def test_regressor_column_y_and_bad_options_as_scikit_learn_has_them():
             MLPClassifier((4,), max_iter=1, backend="python", **bad).fit(Xc, yc)
     with pytest.raises(ValueError, match=r"classes= names 1 class \(0\)"):
         MLPClassifier((4,), backend="python").partial_fit(Xc, yc % 2 * 0, classes=[0])
+
+
+def _forward(X, coefs, intercepts, hidden):
+    """scikit-learn's MLP forward pass from its attributes (its _forward_pass, written out)."""
+    h = X
+    for k, (W, b) in enumerate(zip(coefs, intercepts)):
+        h = h @ W + b
+        if k < len(coefs) - 1:
+            h = hidden(h)
+    return h
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mlp_attributes_are_scikit_learns():
+    """coefs_/intercepts_ in scikit-learn's layout compute predict by its own forward pass (the
+    oracle: a NumPy forward pass written from scikit-learn's definition); writing into them changes
+    the model; loss_, best_loss_, t_ and n_layers_ count as scikit-learn's do."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = load_iris(return_X_y=True)
+    clf = MLPClassifier((8, 5), random_state=0, **FAST)
+    assert not hasattr(clf, "coefs_") and not hasattr(clf, "out_activation_")
+    clf.fit(X, y)
+    sk = SkMLP((8, 5), max_iter=2, random_state=0).fit(X, y)
+    assert [w.shape for w in clf.coefs_] == [w.shape for w in sk.coefs_]
+    assert [b.shape for b in clf.intercepts_] == [b.shape for b in sk.intercepts_]
+    assert (clf.n_layers_, clf.n_outputs_, clf.out_activation_) == (sk.n_layers_, sk.n_outputs_, "softmax")
+    z = _forward(X, clf.coefs_, clf.intercepts_, lambda h: np.maximum(h, 0))
+    p = np.exp(z - z.max(1, keepdims=True))
+    np.testing.assert_allclose(p / p.sum(1, keepdims=True), clf.predict_proba(X), rtol=1e-12, atol=1e-15)
+    assert clf.loss_ == clf.loss_curve_[-1] and clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.t_ == 50 * len(X) and clf.validation_scores_ is None
+    clf.partial_fit(X[:30], y[:30])
+    assert clf.t_ == 50 * len(X) + 30 and clf.n_iter_ == 51
+    clf.coefs_[-1][:] = 0
+    clf.intercepts_[-1][:] = [0, 0, 1]
+    assert (clf.predict(X) == 2).all()
+
+    Y2 = np.c_[X[:, 0], X[:, 1] - X[:, 2]]
+    reg = MLPRegressor((6,), activation="tanh", random_state=0, **FAST).fit(X, Y2)
+    assert [w.shape for w in reg.coefs_] == [(4, 6), (6, 2)] and reg.intercepts_[-1].shape == (2,)
+    assert (reg.n_layers_, reg.n_outputs_, reg.out_activation_) == (3, 2, "identity")
+    np.testing.assert_allclose(_forward(X, reg.coefs_, reg.intercepts_, np.tanh), reg.predict(X), rtol=1e-12)
+    assert reg.loss_ == reg.loss_curve_[-1] and reg.t_ == 50 * len(X)

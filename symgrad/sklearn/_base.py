@@ -50,6 +50,7 @@ class SymgradBase(BaseEstimator):
 
     def _fit_once(self, X, y, sample_weight, *, incremental: bool, classes=None):
         first = not hasattr(self, "trained_") or not (incremental or self.warm_start)
+        iters, seen = (0, 0) if first else (self.n_iter_, self.t_)
         samples = getattr(X, "shape", None)
         X, y = self._validate(X, y, reset=first)
         T, n_out = self._targets(y, sample_weight, first=first, incremental=incremental, classes=classes)
@@ -78,6 +79,10 @@ class SymgradBase(BaseEstimator):
         epochs_before, curve_before = getattr(self, "_before", (0, []))
         self.n_iter_ = epochs_before + self.trained_.state.epoch
         self.loss_curve_ = curve_before + [self._curve_scale * v for v in self.trained_.history["loss"]]
+        # scikit-learn's MLP names: the last and the smallest loss, and samples seen (t_)
+        self.loss_, self.best_loss_ = self.loss_curve_[-1], min(self.loss_curve_)
+        self.t_ = seen + len(X) * (self.n_iter_ - iters)
+        self.validation_scores_ = self.best_validation_score_ = None  # as without early_stopping
         return self
 
     #: loss_curve_ is the training loss times this (MLPRegressor: scikit-learn's half squared error)
@@ -155,6 +160,43 @@ class SymgradBase(BaseEstimator):
         X = validate_data(self, _rows(X), reset=False, dtype=self.trained_.dtype)
         out = np.asarray(self.trained_.predict(np.require(X, requirements="CW")))
         return out.reshape(len(X), -1)
+
+
+class MLPAttributes:
+    """scikit-learn's MLP attributes of the trained network, in its layout: ``coefs_[i]`` is layer
+    i's weight matrix (n_in, n_out), a view of symgrad's (n_out, n_in) parameter transposed, and
+    ``intercepts_[i]`` its bias (n_out,), so that writing into them changes the model as it does
+    in scikit-learn. Outputs that the estimator adds for its own use (the regressor's sample weight
+    column) are left out."""
+
+    #: network outputs at the end that are the estimator's, not the user's; the output layer's function
+    _extra_outputs, _out_activation = 0, "softmax"
+
+    @property
+    def out_activation_(self) -> str:
+        self._fitted_params()
+        return self._out_activation
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        ws = self._fitted_params()[0::2]
+        return [w.T for w in ws[:-1]] + [ws[-1][:len(ws[-1]) - self._extra_outputs].T]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        bs = self._fitted_params()[1::2]
+        return [b[:, 0] for b in bs[:-1]] + [bs[-1][:len(bs[-1]) - self._extra_outputs, 0]]
+
+    @property
+    def n_layers_(self) -> int:
+        """Layers counted as scikit-learn counts them: input, hidden layers and output."""
+        return len(self._fitted_params()) // 2 + 1
+
+    def _fitted_params(self) -> list[np.ndarray]:
+        if "trained_" not in self.__dict__:  # hasattr(est, "coefs_") is False before fit, as in scikit-learn
+            raise AttributeError(f"{type(self).__name__} is not fitted yet: coefs_, intercepts_, n_layers_ "
+                                 "and out_activation_ exist after fit.")
+        return self.trained_.params
 
 
 def _rows(X):

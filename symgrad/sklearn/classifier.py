@@ -14,7 +14,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
-from ._base import SymgradBase, mlp, user_network
+from ._base import MLPAttributes, SymgradBase, mlp, user_network
 from ._weights import class_weights, normalized, sample_weights, weighted_softmax_ce
 
 
@@ -35,8 +35,8 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
     'python' runs the same generated code unjitted. ``partial_fit`` and ``warm_start``
     continue training exactly where it stopped (optimizer state, step count, RNG).
 
-    Fitted: ``classes_``, ``n_features_in_``, ``n_iter_`` (epochs so far), ``loss_curve_``, and
-    ``trained_``, the :class:`symgrad.Trained` model (``trained_.params``, ``trained_.history``).
+    Fitted: ``classes_``, ``n_features_in_``, ``n_iter_`` (epochs so far), ``loss_curve_``,
+    ``loss_`` (its last), ``best_loss_`` (its least), ``t_`` (samples seen), and ``trained_``, the :class:`symgrad.Trained` model (``trained_.params``, ``trained_.history``).
     """
 
     _y_numeric = False
@@ -120,7 +120,7 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
         return np.eye(len(self.classes_))[idx] * w[:, None], len(self.classes_)
 
 
-class MLPClassifier(SymgradClassifier):
+class MLPClassifier(MLPAttributes, SymgradClassifier):
     """A multilayer perceptron classifier with scikit-learn's parameters, trained by symgrad.
 
     ``hidden_layer_sizes`` and ``activation`` ('relu', 'tanh', 'logistic', 'identity', or any
@@ -128,7 +128,10 @@ class MLPClassifier(SymgradClassifier):
     with He (ReLU-like) or Xavier initialisation; everything else is as in
     :class:`SymgradClassifier`, but ``solver='sgd'`` is scikit-learn's: Nesterov momentum 0.9 (its
     defaults ``momentum=0.9, nesterovs_momentum=True``; ``sg.optim.SGD(lr)`` for plain SGD). Not
-    available: ``alpha`` (L2), 'lbfgs', early stopping.
+    available: ``alpha`` (L2), 'lbfgs', early stopping. Fitted as scikit-learn's: ``coefs_``,
+    ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_`` ('softmax': binary
+    problems too have one logit per class, so ``coefs_[-1]`` has 2 columns where scikit-learn's
+    has 1), ``loss_``, ``best_loss_``, ``t_`` (samples seen), ``loss_curve_``, ``n_iter_``.
 
     >>> from sklearn.datasets import load_iris
     >>> X, y = load_iris(return_X_y=True)
@@ -156,6 +159,10 @@ class MLPClassifier(SymgradClassifier):
         self.class_weight = class_weight
         self.dtype = dtype
         self.backend = backend
+
+    @property
+    def n_outputs_(self) -> int:
+        return len(self._fitted_params()[-1])
 
     def _network(self, n_in: int, n_out: int):
         return mlp(self.hidden_layer_sizes, self.activation, n_in, n_out)

@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 
 from ..runtime.inputs import BINARY_LOSSES, CLASS_LOSSES
-from ._base import SymgradBase, mlp, user_network
+from ._base import MLPAttributes, SymgradBase, mlp, user_network
 from ._weights import normalized, sample_weights, weighted_mse
 
 
@@ -99,7 +99,7 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
         return y2, y2.shape[1]
 
 
-class MLPRegressor(SymgradEstimator):
+class MLPRegressor(MLPAttributes, SymgradEstimator):
     """A multilayer perceptron regressor with scikit-learn's parameters, trained by symgrad on
     the squared error, with exact ``sample_weight``.
 
@@ -109,9 +109,10 @@ class MLPRegressor(SymgradEstimator):
     initialisation ``sg.fit`` gives the plain network, so ``MLPRegressor(random_state=s)``
     trains exactly as ``sg.fit(net, "mse", X, y, seed=s)``. Options as in
     :class:`MLPClassifier` (``solver='sgd'`` is scikit-learn's Nesterov momentum 0.9); multi-output
-    y is supported. ``loss_curve_`` is in scikit-learn's
+    y is supported. ``loss_curve_`` (and ``loss_``, ``best_loss_``) is in scikit-learn's
     units, half the mean squared error per epoch, as its MLPRegressor records it
-    (``trained_.history["loss"]`` keeps the mean squared error itself).
+    (``trained_.history["loss"]`` keeps the mean squared error itself). ``coefs_`` and
+    ``intercepts_`` are scikit-learn's, without the weight output.
 
     >>> X = np.linspace(-1, 1, 64).reshape(-1, 1)
     >>> reg = MLPRegressor((16,), activation="tanh", learning_rate_init=0.02, max_iter=300,
@@ -146,6 +147,8 @@ class MLPRegressor(SymgradEstimator):
         return self._fit(X, y, sample_weight, incremental=True)
 
     _curve_scale = 0.5
+    _extra_outputs = 1  # the sample weight's
+    _out_activation = "identity"
 
     def _network(self, n_in: int, n_out: int):
         return mlp(self.hidden_layer_sizes, self.activation, n_in, n_out)
