@@ -81,7 +81,7 @@ def read_params(path: str | Path, names: list[str] | None = None) -> list[np.nda
     parameter-only files of older versions) or named as the model's parameters ``names``
     (``np.savez(path, W1=..., b1=...)``)."""
     header, arrays = _read(path, need_header=False)
-    if header is None and all(k.startswith("arr_") for k in arrays):
+    if header is None and _in_order(arrays):
         return [arrays[f"arr_{k}"] for k in range(len(arrays))]
     if header is None:
         if names is None or set(arrays) != set(names):
@@ -103,6 +103,11 @@ def _path(path: object, what: str) -> str | Path:
 
 # -- reading ----------------------------------------------------------------------------------
 
+def _in_order(arrays: dict) -> bool:
+    """Bare arrays saved in order (``np.savez(path, *params)`` names them arr_0, arr_1, ...)."""
+    return all(k.startswith("arr_") for k in arrays)
+
+
 def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.ndarray]]:
     if not Path(path).exists() and Path(f"{path}.npz").exists():  # np.savez appended the suffix
         path = f"{path}.npz"
@@ -119,7 +124,7 @@ def _read(path, need_header: bool = True) -> tuple[dict | None, dict[str, np.nda
         raise ModelFileError(f"cannot read {path}: it is corrupt or not a model file ({exc}). "
                              "Fix: save the model again with trained.save(path).") from exc
     if "header" not in arrays:
-        legacy = all(k.startswith("arr_") for k in arrays)
+        legacy = _in_order(arrays)
         if need_header:
             raise ModelFileError(f"{path} was not written by Trained.save: it has no symgrad header"
                                  f"{' (it holds bare arrays: an older symgrad saved only parameters)' if legacy else ''}. "
