@@ -252,3 +252,30 @@ def test_double_sums_are_refused_or_right():
             assert sp.expand(g.subs(D, 2).subs(w.indices[0], 1).doit() - want) == 0, (e, w, g)
             right += 1
     assert right >= 5  # the forms the derivation shows are still derived
+
+
+@pytest.mark.parametrize("case", ["ridge without the bias", "two ranges", "one range not from 0"])
+def test_sums_of_other_ranges_give_each_element_its_own_terms(case):
+    """A penalty over j = 1..3 beside a loss over j = 0..3 (θ_0 unpenalised): θ_0's derivative has no
+    penalty term. The oracle: sympy.diff of the expanded form with respect to each element, at
+    random points; symgrad's result with j substituted (as the refusal of theta[0] tells users)."""
+    j, lam, ys = sp.Symbol("j", integer=True), sp.Symbol("lambda", positive=True), sp.IndexedBase("y")
+    J = {"ridge without the bias": sp.Sum((THETA[j] * X[j] - ys[j]) ** 2, (j, 0, 3))
+         + lam * sp.Sum(THETA[j] ** 2, (j, 1, 3)),
+         "two ranges": sp.Sum(THETA[j] * X[j], (j, 0, 1)) + sp.Sum(THETA[j] ** 3, (j, 2, D)),
+         "one range not from 0": sp.Sum(sp.exp(THETA[j]) * X[j], (j, 2, 3)) + sp.Sum(THETA[j] ** 2, (j, 0, 3)),
+         }[case]
+    g = sg.grad(J, THETA[j])
+    with pytest.raises(SymgradError, match="outside every Sum's range the derivative is 0"):
+        sg.grad(J, THETA[0])
+    flat = J.subs(D, 3).doit()
+    for n in range(4):
+        want = _value(sp.diff(flat, THETA[n]).subs(lam, 2), {}, {}, seed=n)
+        assert _value(g.subs(lam, 2), {j: n}, {D: 3}, seed=n) == pytest.approx(want, rel=1e-12, abs=1e-30)
+    assert "𝟙[" in str(sg.explain(J, THETA[j]))  # the step says where each Sum's term holds
+
+
+def test_limits_in_decreasing_order_are_refused():
+    j = sp.Symbol("j", integer=True)
+    with pytest.raises(UnsupportedFunctionError, match=r"increasing order, \(j, 0, 3\)"):
+        sg.grad(sp.Sum(THETA[j] * X[j], (j, 3, 0)), THETA[j])

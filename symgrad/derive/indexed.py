@@ -9,6 +9,13 @@ itself):
   derivative (``x[j]``);
 * a term that does not (a scalar ``w``) is in every term: ``∂a/∂w = Σ_j ∂f/∂w``.
 
+The first holds for j inside the Sum's range. Where every Sum over j has the same range, that range
+is the elements' own and the derivative is written for j inside it, as the notes write it. Where
+the ranges differ (a ridge penalty Σ_{j=1}^{D} θ_j² that leaves θ_0 out, beside a loss over
+j = 0..D), each Sum's partial holds only inside its range: ``Piecewise((x[j], (j >= 1) & (j <= D)),
+(0, True))``; without it, θ_0 got the penalty's term too. Limits in decreasing order are refused:
+SymPy reads Σ_{j=3}^{0} as −Σ_{j=1}^{2}, which no reader expects.
+
 The first needs every variable (``wrt``) inside such a term to be indexed by j: a scalar ``w``
 or an element ``x[i]`` of an inner Sum inside ``exp(w*x[j])`` belongs to every term, and the
 derivation is refused with the fix (expand the Sum with ``.doit()``). ``front/indexed.py``
@@ -40,6 +47,8 @@ class IndexedBuilder(_Builder):
         self.wrt = list(wrt)
 
     def visit(self, e: sp.Expr, is_root: bool = False) -> sp.Symbol:
+        if is_root:
+            self.ranges = _ranges(e)
         if e in self.seam:
             return self.seam[e]
         if isinstance(e, sp.Indexed):
@@ -75,7 +84,7 @@ class IndexedBuilder(_Builder):
         partials = []
         for s in lanes:
             if s in local:
-                partials.append(_clean_partial(sp.diff(at_j, s)))
+                partials.append(_inside(_clean_partial(sp.diff(at_j, s)), j, lo, hi, self.ranges))
             else:
                 p = sp.Sum(_clean_partial(sp.diff(outer, s)), (j, lo, hi))
                 partials.append(p.doit() if not p.function.has(sp.Indexed, sp.Sum) else p)
@@ -111,3 +120,25 @@ class IndexedBuilder(_Builder):
         lanes = list(dict.fromkeys(self.visit(w) for w in shared))
         partials = [sp.Sum(_clean_partial(sp.diff(f, w)), e.limits[0]) for w in lanes]
         return self._node(e, is_root, lanes, partials, e)
+
+
+def _ranges(e: sp.Expr) -> dict[sp.Symbol, set[tuple]]:
+    """Each summation index's ranges (lo, hi) in ``e``; decreasing numeric limits are refused."""
+    out: dict[sp.Symbol, set[tuple]] = {}
+    for term in e.atoms(sp.Sum):
+        for j, lo, hi in term.limits:
+            if (hi - lo).is_negative:
+                raise UnsupportedFunctionError(
+                    f"{term} has its limits in decreasing order ({lo} > {hi}); SymPy reads such a Sum as minus "
+                    f"the Sum over {hi + 1} .. {lo - 1}. Fix: write the limits in increasing order, "
+                    f"({j}, {hi}, {lo}).")
+            out.setdefault(j, set()).add((lo, hi))
+    return out
+
+
+def _inside(p: sp.Expr, j: sp.Symbol, lo: sp.Expr, hi: sp.Expr, ranges: dict) -> sp.Expr:
+    """``p``, the partial of the Sum's j-th term, where the Sums over j have several ranges: 0 outside
+    this one's."""
+    if len(ranges.get(j, ())) < 2 or p == 0:
+        return p
+    return sp.Piecewise((p, sp.And(j >= lo, j <= hi)), (0, True))

@@ -99,8 +99,9 @@ def _check_wrt(w: object) -> None:
     if bad:
         raise SymgradError(f"the variable {w} has the index {bad[0]}, which is not a letter; the derivation "
                            f"shows the derivative for a general element. Fix: differentiate with respect to "
-                           f"{w.base}[j] (an index letter such as j) and substitute j = {bad[0]} in the result, "
-                           f"or {_DOIT} and use a plain Symbol.")
+                           f"{w.base}[j] (an index letter such as j) and substitute j = {bad[0]} in the result (it holds "
+                           f"for j inside a Sum's range; where {bad[0]} is outside every Sum's range the derivative is "
+                           f"0), or {_DOIT} and use a plain Symbol.")
 
 
 def _forward_map(e: sp.Expr, wrt: Sequence[sp.Basic]) -> dict:
