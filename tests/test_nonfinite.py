@@ -172,3 +172,12 @@ def test_the_search_handles_piecewise_and_symbols_named_as_functions(name):
                    backend="python")
     with pytest.warns(sg.NonFiniteWarning, match=r"first at acosh\(value\) = nan, where value = 0.3"):
         assert np.isnan(f.value([0.5, 0.3, 0.7]))
+
+
+def test_a_float32_overflow_is_found_where_float32_overflows():
+    """exp(2ax) = 7e76 at x = 88 is inf in float32 only: the search reads NumPy's float64 values with
+    float32's range, and names the exp, not 'the compiled form'."""
+    a, x = sp.symbols("a x", real=True)
+    f = sg.compile(sp.exp(2 * a * x), wrt=[a], data=[x], dtype="float32", backend="python")
+    with pytest.warns(sg.NonFiniteWarning, match=r"sample 0 \(x = 88\) gives inf, first at exp\(2\*a\*x\) = inf"):
+        assert f.value(np.array([1.0], np.float32), np.array([88.0], np.float32)) == np.inf

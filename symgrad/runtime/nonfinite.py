@@ -70,22 +70,25 @@ def _fn(e: sp.Expr, symbols: list[sp.Symbol]):
     return sp.lambdify(safe, e.xreplace(dict(zip(symbols, safe))), modules=["scipy", "numpy"])
 
 
-def _at(e: sp.Expr, symbols, values, n: int) -> np.ndarray:
+def _at(e: sp.Expr, symbols, values, n: int, limit: float = np.inf) -> np.ndarray:
+    """``e`` in float64 at ``values``; beyond ``limit`` (float32's largest number for float32 inputs)
+    a value is inf, as the compiled float32 code has it."""
     values = [np.float64(v) if np.ndim(v) == 0 else v for v in values]  # IEEE, not Python's ZeroDivisionError
     with np.errstate(all="ignore"):
         out = np.asarray(_fn(e, symbols)(*values))
-    if np.iscomplexobj(out):  # log of a negative number in NumPy's complex mode: not a real value
-        out = np.where(out.imag != 0, np.nan, out.real)
+        if np.iscomplexobj(out):  # log of a negative number in NumPy's complex mode: not a real value
+            out = np.where(out.imag != 0, np.nan, out.real)
+        out = np.where(np.abs(out) > limit, np.copysign(np.inf, out), out)
     return np.broadcast_to(out.astype(np.float64), (n,))
 
 
-def _origin(e: sp.Expr, symbols, values) -> tuple[sp.Expr, float] | None:
+def _origin(e: sp.Expr, symbols, values, limit: float) -> tuple[sp.Expr, float] | None:
     """The innermost sub-expression of e that is not finite at one point while its arguments are."""
     seen: dict[sp.Expr, float] = {}
     for node in sp.postorder_traversal(e):
         if node in seen or not node.free_symbols or not isinstance(node, sp.Expr):
             continue  # a Piecewise's (branch, condition) pairs and conditions are not numbers
-        v = float(_at(node, symbols, values, 1)[0]) if not isinstance(node, sp.Symbol) else float(values[symbols.index(node)])
+        v = float(_at(node, symbols, values, 1, limit)[0]) if not isinstance(node, sp.Symbol) else float(values[symbols.index(node)])
         seen[node] = v
         if not np.isfinite(v) and all(np.isfinite(seen.get(a, 0.0)) for a in node.args):
             return node, v
@@ -100,9 +103,11 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     per_point = isinstance(theta, (list, tuple))
     thetas = [np.asarray(t, dtype=np.float64) for t in theta] if per_point else [float(t) for t in np.ravel(theta)]
     n = len(arrays[0]) if len(arrays) else len(thetas[0]) if per_point and thetas else 1
+    single = any(np.asarray(a).dtype == np.float32 for a in (*(theta if per_point else [theta]), *arrays))
+    limit = float(np.finfo(np.float32).max) if single else np.inf
     columns = thetas + [np.asarray(a, dtype=np.float64) for a in arrays]
     target, where = expr, ""
-    values = _at(expr, symbols, columns, n)
+    values = _at(expr, symbols, columns, n, limit)
     bad = np.flatnonzero(~np.isfinite(values))
     # the value is finite at every sample: one of its derivatives is not (for a Hessian, of its
     # second derivatives: the first few pairs, each a diff of the formula)
@@ -115,14 +120,15 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
         for _, s in wrt:
             d = merged_powers(sp.diff(d, s))  # as compiled: x**y*y/x is y*x**(y - 1), finite at x = 0
             d = d.replace(lambda n: isinstance(n, sp.DiracDelta), lambda n: sp.S.Zero)  # sign'(x) = 0, as compiled
-        values = _at(d, symbols, columns, n)
+        values = _at(d, symbols, columns, n, limit)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             target, where = d, f"its derivative with respect to {' and '.join(str(p) for p, _ in wrt)}, "
             break
     if not bad.size:
+        within = " (within float32's range)" if single else ""
         return (f"the {what} is not finite, though the formula as written and SymPy's derivatives of it are finite "
-                f"at every one of the {n} samples in NumPy: the compiled form (a 0/0 where a limit exists, such as "
+                f"at every one of the {n} samples in NumPy{within}: the compiled form (a 0/0 where a limit exists, such as "
                 "x/sqrt(a*x) at x = 0) or the sum over the samples is where it arises")
     i = int(bad[0])
     point = [c if np.ndim(c) == 0 else float(c[i]) for c in columns]
@@ -131,7 +137,7 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     at = ", ".join(f"{s} = {v:g}" for s, v in zip(params, point))  # a formula without data: its parameters
     row = i + ROW_OFFSET.get()  # a row of the whole data, also in a Dask chunk
     head = f"the {what} is not finite: {where}" + (f"{'at ' * bool(where)}sample {row} ({sample}) gives" if sample else f"at {at} gives")
-    origin = _origin(target, symbols, point)
+    origin = _origin(target, symbols, point, limit)
     if origin is None:
         return f"{head} {values[i]:g}"
     node, v = origin
