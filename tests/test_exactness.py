@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import keyword
+import warnings
 
 import numpy as np
 import pytest
@@ -366,3 +367,34 @@ def test_one_minus_cos_is_computed_as_a_square_of_sin(dtype):
             rel = 1e-15 if dtype == "float64" else 3e-7
             assert value == pytest.approx(float(want), rel=rel), (e, v)
             assert g[0] == pytest.approx(float(dwant), rel=rel), (e, v)
+
+
+SQUARED_PRODUCTS = ["asinh(a*x)", "sqrt(a**2*x**2 + 1)", "atan2(b, a*x)", "log(a**2 + b**2*x**2)",
+                    "sqrt(a**2*x**2 + b**2)", "x/sqrt(a**2*x**2 + b**2*x**4)", "log(1 + a**2*x**2)",
+                    "4*a**2*x**2/(4*a**2*x**2 + b**2)"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_squares_of_products_are_scaled_like_squares(dtype):
+    # (a·x)² is a²·x² to SymPy: sums of such squares, their roots, logs and quotients are computed
+    # scaled (hypot; log1p below 4, 2·log of the root above), as sums of plain squares are: asinh(a·x)'s
+    # derivative was 0 at a·x = 2e200 and log(1 + a²x²) inf. Oracle: SymPy's diff in mpmath.
+    import mpmath
+
+    a, b, x = sp.symbols("a b x", real=True)
+    big, small = (1e200, 1e-200) if dtype == "float64" else (1e25, 1e-25)
+    points = [(big, 1.0, 2.0), (small, 1.0, 3.0), (0.3, 0.7, 1.5), (big, big, 1.0), (2e-3, 5e-4, 0.25)]
+    for text in SQUARED_PRODUCTS:
+        e = sp.sympify(text, locals={"a": a, "b": b, "x": x})
+        with warnings.catch_warnings():  # b is not in every formula
+            warnings.simplefilter("ignore", UserWarning)
+            f = sg.compile(e, [a, b], [x], dtype=dtype, backend="python")
+        exact = [sp.lambdify([a, b, x], d, "mpmath") for d in (e, sp.diff(e, a), sp.diff(e, b))]
+        for point in points:
+            point = [float(np.asarray(v, dtype)) for v in point]
+            v, g = f.value_and_grad(np.array(point[:2], dtype), np.array(point[2:], dtype))
+            with mpmath.workdps(900):  # 1 + (1e-200)² holds its second term
+                want = [float(fn(*map(mpmath.mpf, point))) for fn in exact]
+            rel = 1e-14 if dtype == "float64" else 2e-6
+            for got, w in zip([v, *g], want):
+                assert got == pytest.approx(w, rel=rel, abs=1e-300), (text, point)

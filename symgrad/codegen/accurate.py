@@ -74,13 +74,15 @@ def _log_erfc(k: sp.Expr, g: sp.Expr) -> sp.Expr:
     return sp.Piecewise((log1p(-Erfc(-w) / 2), w < 0), (sp.log(g / 2), True))
 
 
-def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tuple[list, list]:
+def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tuple[list, list]:
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
     2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
     as expm1(u) (elu's ∂/∂α near 0), 1 − cos(u) as 2·sin²(u/2), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
     off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
     h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
-    ``erfc=False`` keeps 1 ± erf(u) (a network's maps: math.erfc would stop their loops vectorising)."""
+    log(1 + S) is log1p(S) below 4 and 2·log(√S) above (log1p(u²) was inf from u = 1.3e154).
+    ``libm=False`` keeps 1 ± erf(u) and log1p(S) (a network's maps: math.erfc or a branch would stop
+    their loops vectorising)."""
     value = dict(replacements)
     # a temporary that holds such a power (CSE shares 1/(x² + y²) between atan2's two gradients) is
     # put back into the products that use it: computed alone it is 0 (or inf) where they are not
@@ -98,21 +100,24 @@ def accurate_forms(replacements: list, reduced: list, erfc: bool = True) -> tupl
         if isinstance(n, sp.log):
             arg = value.get(n.args[0], n.args[0])
             squares = _sum_of_squares(arg, value)
-            if squares is not None and sp.S.One not in squares.args:  # log(x² + y²); log(1 + u²) is log1p's
+            if squares is not None and sp.S.One not in squares.args:  # log(x² + y²)
                 return 2 * sp.log(Root(squares))
-            cdf = _erfc_sum(arg, value) if erfc and arg.is_Add else None
+            if squares is not None and libm:  # log(1 + u²): log1p's digits for small u, no overflow for large
+                h = roots[squares] if squares in roots else roots.setdefault(squares, next(names))
+                return sp.Piecewise((log1p(squares - 1), h < 2), (2 * sp.log(h), True))
+            cdf = _erfc_sum(arg, value) if libm and arg.is_Add else None
             if cdf is not None:  # log(1 + erf(u)): log1p's digits near u = 0, erfc's in the tail
                 return _log_erfc(*cdf.as_coeff_Mul())
             inner = value.get(n.args[0])  # log(1 + u) itself: the printer's _print_log
             return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
-        if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add and any(t in value for t in n.base.args)):
-            squares = _sum_of_squares(value.get(n.base, n.base), value)  # √(t0 + 1), t0 = x²: the printer sees no square
+        if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):
+            squares = _sum_of_squares(value.get(n.base, n.base), value)  # √(t0·a² + 1), t0 = x²: the printer sees no square
             return None if squares is None else Root(squares)
         if n.is_Mul or n.is_Pow:
             return _divided(n, value, roots, names)
-        if erfc and n.is_Add and n.has(sp.erf, sp.erfc, *value):
+        if libm and n.is_Add and n.has(sp.erf, sp.erfc, *value):
             e = _erfc_sum(n, value)
             if e is not None:
                 return e
@@ -180,18 +185,31 @@ def _divided(n: sp.Expr, value: dict, roots: dict, names) -> sp.Expr | None:
         for g in factors:
             if g is f:
                 continue
-            g = value[g] if g in value and value[g].is_Pow and value[g].exp.is_Integer else g  # t = y²
-            if g.is_Number:
-                coeff *= g
-            elif g.is_Pow and g.exp.is_Integer and 1 < g.exp <= 4:
-                parts += [g.base] * int(g.exp)  # x²·y: x, x and y, each of them divided
-            else:
-                parts.append(g)
+            for p in _product(g, value):
+                if p.is_Number:
+                    coeff *= p
+                elif p.is_Pow and p.exp.is_Integer and 1 < p.exp <= 4:
+                    parts += [p.base] * int(p.exp)  # x²·y: x, x and y, each of them divided
+                else:
+                    parts.append(p)
         if not parts:
             return coeff * DivBy(sp.S.One, h, m)
         k = [m // len(parts) + (j < m % len(parts)) for j in range(len(parts))]
         return coeff * sp.Mul(*(DivBy(p, h, kj) if kj else p for p, kj in zip(parts, k)))
     return None
+
+
+def _product(g: sp.Expr, value: dict) -> list[sp.Expr]:
+    """``g``'s factors, with temporaries that hold products of powers put back (t2 = 4·t1, t1 = t0·a²,
+    t0 = x²: 4, a², x²), so that each of them can be divided by a root in turn."""
+    out = []
+    for p in sp.Mul.make_args(g):
+        v = value.get(p)
+        if v is not None and (v.is_Mul or v.is_Pow and v.exp.is_Integer):
+            out += _product(v, value)
+        else:
+            out.append(p)
+    return out
 
 
 def _power_of_squares(f: sp.Expr, value: dict) -> tuple[int, sp.Expr] | None:
@@ -203,14 +221,31 @@ def _power_of_squares(f: sp.Expr, value: dict) -> tuple[int, sp.Expr] | None:
     return None
 
 
+def square_base(t: sp.Expr, value: dict | None = None) -> sp.Expr | None:
+    """b where ``t`` = b² for a real b: u², u⁴ as (u²)², a²·x² as (a·x)² (SymPy writes (a·x)² so, and
+    asinh(a·x)'s derivative overflowed at a·x = 1e200), 4u² as (2u)²; or None. A temporary's value is
+    looked up, and its base stands for a real expression (every formula is real)."""
+    value = value or {}
+    t = value.get(t, t)
+    if t.is_Pow and t.exp.is_Integer and t.exp > 0 and t.exp % 2 == 0 and t.base.is_real is not False:
+        return t.base ** (t.exp // 2)
+    if not t.is_Mul:
+        return None
+    coeff, rest = t.as_coeff_Mul()
+    root = sp.sqrt(coeff) if coeff.is_Rational and coeff > 0 else None
+    bases = [square_base(f, value) for f in sp.Mul.make_args(rest)]
+    if root is None or not root.is_Rational or rest.is_Number or any(b is None for b in bases):
+        return None  # √2·u would be an irrational constant in the code
+    return root * sp.Mul(*bases)
+
+
 def _sum_of_squares(s: sp.Expr, value: dict) -> sp.Expr | None:
     """``s`` with its temporaries' values put back where it is u² + v² (+ ...) or u² + c, c > 0."""
     if not s.is_Add:
         return None
     terms = [value.get(t, t) for t in s.args]
-    # a temporary's base stands for a real expression (every formula is real), so its square counts
-    squares = [t for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real is not False]
+    bases = [b for b in (square_base(t, value) for t in terms) if b is not None]
     numbers = [t for t in terms if t.is_Number and t > 0]
-    if len(squares) + len(numbers) != len(terms) or len(numbers) > 1 or not squares:
+    if len(bases) + len(numbers) != len(terms) or len(numbers) > 1 or not bases:
         return None
-    return sp.Add(*terms)
+    return sp.Add(*(b**2 for b in bases), *numbers)  # t0·a², t0 = x²: a²·x², which the printer sees

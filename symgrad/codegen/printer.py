@@ -19,6 +19,7 @@ from ..errors import UnsupportedModelError
 from ..lang.math_functions import MATH, MATH_FUNCS, TABLE
 from ..lang.ops import OPS, AfterExp
 from ..native import vecmath
+from .accurate import square_base
 
 #: math functions printed as their vecmath twins: vectorisable, within an ulp, any argument
 _VM = {f"math.{name}": f"vm.{name}" for name in vecmath.NAMES}
@@ -104,7 +105,7 @@ class NumbaPrinter(PythonCodePrinter):
         (hypot): x*x overflows for |x| > 1.3e154 (float32: 1.8e19) where the root does not, and
         asinh'(x) = 1/sqrt(x**2 + 1) came out 0, not 1/|x|."""
         terms = sp.Add.make_args(base)
-        squares = [t.base for t in terms if t.is_Pow and t.exp == 2 and t.base.is_real is not False]
+        squares = [b for b in map(square_base, terms) if b is not None]
         numbers = [t for t in terms if t.is_Number and t > 0]
         if len(terms) < 2 or len(squares) + len(numbers) != len(terms) or len(numbers) > 1:
             return f"math.sqrt({self._print(base)})"

@@ -33,17 +33,17 @@ class ScalarSpec:
     title: str
 
 
-def _cse(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str, erfc: bool = True):
+def _cse(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str, libm: bool = True):
     """CSE ``exprs``: (the (temporary, value) pairs, their statement lines, printed finals)."""
     syms = (sp.Dummy(f"t{k}") for k in range(10**9))  # a Dummy never equals a user's symbol
-    replacements, reduced = accurate_forms(*sp.cse(exprs, symbols=syms, order="none"), erfc=erfc)
+    replacements, reduced = accurate_forms(*sp.cse(exprs, symbols=syms, order="none"), libm=libm)
     lines = [f"{indent}{printer.doprint(s)} = {printer.doprint(v)}" for s, v in replacements]
     return replacements, lines, [printer.doprint(r) for r in reduced]
 
 
 def _block(printer: NumbaPrinter, exprs: list[sp.Expr], indent: str) -> tuple[list[str], list[str]]:
     """CSE ``exprs`` of a network's map, a loop to vectorise; return (statement lines, printed finals)."""
-    return _cse(printer, exprs, indent, erfc=False)[1:]
+    return _cse(printer, exprs, indent, libm=False)[1:]
 
 
 def _split_invariant(lines: list[str], replacements, per_sample: set[sp.Symbol]) -> tuple[list[str], list[str]]:
