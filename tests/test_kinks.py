@@ -155,3 +155,18 @@ def test_the_last_branch_not_taken_contributes_zero():
             np.testing.assert_allclose(f.grad(np.array([xv, 2.0])), want, rtol=1e-14)
             hess = [[float(sp.diff(e, u, v).subs(at_)) for v in (X, y)] for u in (X, y)]
             np.testing.assert_allclose(f.hessian(np.array([xv, 2.0])), hess, rtol=1e-14, atol=1e-300)
+
+
+def test_a_network_map_of_max_ties_as_the_formula_route_does():
+    """Max/Min of two non-constant arguments inside an activation (a leaky ReLU written Max(z, z/100))
+    take the tie convention's branch at the tie, as sg.compile's scalar route does; SymPy's
+    Heaviside pair, made strict, gave 0 there (neither slope). Oracle: the one-sided slopes."""
+    q = sp.Symbol("q", real=True)
+    W, b, x = sp.MatrixSymbol("W", 1, 1), sp.MatrixSymbol("b", 1, 1), sp.MatrixSymbol("x", 1, 1)
+    for body in (sp.Max(q, q / 100), sp.Max(q, 2 * q), sp.Min(q, 3 * q), sp.Max(q, -q, q / 2)):
+        slopes = {float(sp.diff(body, q).subs(q, s)) for s in (sp.Rational(1, 10**6), -sp.Rational(1, 10**6))}
+        L = sg.msum(sg.elementwise(sp.Lambda(q, body), W * x + b))
+        f = sg.compile(L, [W, b], [x], backend="python")
+        _, g = f.value_and_grad([np.zeros((1, 1)), np.zeros((1, 1))], np.ones((1, 1)))  # z = 0: the tie
+        scalar = sg.compile(body, wrt=[q], reduction="none", backend="python").pointwise(np.array([0.0]))[1]
+        assert g[1].item() in slopes and g[1].item() == scalar[0], body

@@ -54,9 +54,10 @@ def map_partials(body: sp.Expr, lanes: tuple[sp.Symbol, ...]) -> tuple[sp.Expr, 
     """
     key = sp.Tuple(body, *lanes)
     if key not in _partials_memo:
-        from .partials import _clean_partial
+        from .partials import _clean_partial, with_chosen_branches
         from .simplify import tidy
 
+        body = with_chosen_branches(body)
         _partials_memo[key] = tuple(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})) for s in lanes)
     return _partials_memo[key]
 

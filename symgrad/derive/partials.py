@@ -51,3 +51,20 @@ def _extremum_partials(is_max: bool, ordered: list[sp.Expr], lanes: list[sp.Symb
         cond = sp.And(*[ge(s, a) for a in ordered[:i]], *[gt(s, a) for a in ordered[i + 1:]])
         out.append(sp.Piecewise((sp.S.One, cond), (sp.S.Zero, True)))
     return tuple(out)
+
+
+def with_chosen_branches(body: sp.Expr) -> sp.Expr:
+    """``body`` with each Max/Min of two or more non-constant arguments written as the Piecewise of the
+    kink convention (:func:`_extremum_partials`: ties to the later argument), whose derivative SymPy
+    takes branch by branch. SymPy's own, Heaviside(a − b)·a' + Heaviside(b − a)·b', made strict, was 0
+    at a tie: Max(z, z/100), a leaky ReLU, had derivative 0 at z = 0, where its slopes are 1 and 0.01.
+    A Max with one non-constant argument (relu's Max(z, 0)) gives the convention's 0 at the tie already."""
+    def chosen(e: sp.Expr) -> sp.Expr:
+        gt, ge = (sp.StrictGreaterThan, sp.GreaterThan) if isinstance(e, sp.Max) else (sp.StrictLessThan, sp.LessThan)
+        ordered = sorted(e.args, key=lambda a: (not a.free_symbols, sp.default_sort_key(a)))
+        branches = [(a, sp.And(*[ge(a, b) for b in ordered[:i]], *[gt(a, b) for b in ordered[i + 1:]]))
+                    for i, a in enumerate(ordered[:-1])]
+        return sp.Piecewise(*branches, (ordered[-1], True))
+
+    return body.replace(lambda e: isinstance(e, (sp.Max, sp.Min)) and sum(bool(a.free_symbols) for a in e.args) > 1,
+                        chosen)
