@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.errors import UnboundSymbolError
+from symgrad.errors import OptionError, UnboundSymbolError
 
 a, b, x = sp.symbols("a b x", real=True)
 
@@ -182,3 +182,11 @@ def test_an_unknown_keyword_names_the_nearest_option():
     m = sg.fit(net, "mse", X, Y, epochs=1, backend="python")
     with pytest.raises(OptionError, match="no option 'batchsize'. Fix: batch_size="):
         m.fit_more(X, Y, batchsize=4)
+
+
+def test_an_activation_that_gives_a_matrix_is_refused_with_the_fix():
+    # it was accepted, and compiling the network raised Numba's NameError on ImmutableDenseMatrix
+    with pytest.raises(OptionError, match="one number per entry.*Fix: return a scalar expression"):
+        sg.activation(lambda z: sp.Matrix([z, z]))
+    with pytest.raises(OptionError, match="gives a matrix. Fix: return a scalar expression"):
+        sg.elementwise(lambda q: sp.Matrix([q, q]), sp.MatrixSymbol("z", 2, 1))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
+from ..errors import OptionError
 from .walk import holds
 
 
@@ -181,4 +182,7 @@ def elementwise(f, m: sp.MatrixExpr) -> sp.MatrixExpr:
     if not isinstance(f, sp.Lambda):
         q = sp.Symbol("q", real=True)
         f = sp.Lambda(q, f(q))
+    if isinstance(f.expr, (sp.MatrixBase, sp.MatrixExpr)):
+        raise OptionError(f"elementwise applies a scalar function to each entry, and {f} gives a matrix. Fix: "
+                          "return a scalar expression of the argument, e.g. lambda q: q * sp.tanh(q).")
     return Elementwise(f, m)

@@ -80,6 +80,10 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> ActivationFn:
     except (TypeError, ValueError, AttributeError, sp.SympifyError) as exc:
         raise OptionError(f"activation {f!r:.60} does not build a SymPy expression of one symbol ({exc}). Fix: write "
                           "it with SymPy functions, e.g. lambda z: sp.tanh(z) (not np.tanh or math.tanh).") from None
+    if isinstance(body, (sp.MatrixBase, sp.MatrixExpr)):  # Numba's NameError on ImmutableDenseMatrix, later
+        raise OptionError(f"an activation gives one number per entry, and {f!r:.60} gives the matrix {body}. Fix: "
+                          "return a scalar expression of z, e.g. activation(lambda z: z * sp.tanh(z)); for several "
+                          "outputs per unit use several layers.")
     if not isinstance(body, sp.Expr) or body.free_symbols - {z}:
         raise SymgradError(f"an activation must be an expression of its one argument only, got {body}. Fix: use "
                            "only the argument, e.g. activation(lambda z: z * sp.tanh(z)).")
