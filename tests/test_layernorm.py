@@ -317,3 +317,23 @@ def test_unsupported_uses_say_the_fix():
     f = sg.compile(sg.losses.mse(sg.layernorm(x + s), y), [s], [x, y], backend="python")
     with pytest.raises(UnsupportedModelError, match="no Hessian-vector rule through layer normalisation"):
         f.hvp([np.ones((3, 1))], [np.ones((3, 1))], np.eye(3), np.eye(3))
+
+
+def test_layer_objects_in_a_second_model_leave_the_first_one_as_built():
+    """A second Sequential from the same layer objects renames their symbols; the first model's params
+    stay the ones its expression holds (they were renamed under it, and fit(params=) put arrays on the
+    wrong layers). A layer with parameters used twice in one model is refused (no shared weights)."""
+    a, b = sg.nn.Dense(3, 3, "tanh"), sg.nn.Dense(3, 3)
+    net1 = sg.nn.Sequential([a, b], input_shape=3)
+    sg.nn.Sequential([b, sg.nn.LayerNorm(3), a], input_shape=3)
+    assert [str(p) for p in net1.params] == ["W1", "b1", "W2", "b2"]
+    assert set(net1.params) == net1.expr.free_symbols - {net1.x}
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    Wa, ba, Wb, bb = (rng.standard_normal(s) for s in [(3, 3), (3, 1), (3, 3), (3, 1)])
+    m = sg.fit(net1, "mse", X, Y, epochs=0, params=[Wa, ba, Wb, bb], backend="python")
+    np.testing.assert_allclose(m.predict(X), np.tanh(X @ Wa.T + ba.T) @ Wb.T + bb.T, rtol=1e-12)
+    with pytest.raises(sg.errors.OptionError, match="used twice.*Fix: a new layer object"):
+        sg.nn.Sequential([a, sg.nn.Residual([a])], input_shape=3)
+    pool = sg.nn.MaxPool2D(2)  # no parameters: the same object may be used twice
+    sg.nn.Sequential([pool, pool, sg.nn.Flatten(), sg.nn.Dense(4, 2)], input_shape=(1, 8, 8))

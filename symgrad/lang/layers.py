@@ -22,12 +22,9 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from .args import flag
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
-from .functions import madd
 from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name
-from .norm import EPS, check_eps, layernorm
-from .rowwise import broadcast
+from .norm import LayerNorm  # noqa: F401 (a layer of Sequential's, imported from here too)
 from .walk import forget_other_models
 
 
@@ -137,59 +134,6 @@ class Flatten:
         return "Flatten()"
 
 
-class LayerNorm:
-    """``n = layernorm(x)``, ``z = γ ⊙ n + β``: each sample normalised over all its entries (an
-    image's C·H·W, as PyTorch's ``LayerNorm([C, H, W])``), then scaled and shifted entry by entry
-    by ``γ`` (ones at first) and ``β`` (zeros); ``affine=False`` leaves them out. ``shape`` is the
-    input's number of features, or an image's (C, H, W) (or C·H·W). On a sequence (T, d),
-    ``LayerNorm(d)`` normalises each position over its d features (PyTorch's ``LayerNorm(d)`` on a
-    (T, d) input), γ and β of d entries shared by the positions; ``LayerNorm(T·d)`` normalises
-    the whole sequence.
-    """
-
-    def __init__(self, shape: int | tuple[int, ...], eps: float = EPS, affine: bool = True):
-        dims = (shape,) if np.ndim(shape) == 0 else tuple(shape)
-        if not dims or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in dims):
-            raise OptionError(f"LayerNorm({shape!r}): give the number of features it normalises, or an image's "
-                              "(C, H, W). Fix: e.g. LayerNorm(64) after Dense(..., 64).")
-        if math.prod(int(v) for v in dims) < 2:
-            raise OptionError(f"LayerNorm({shape!r}): a single entry normalises to 0 whatever it holds (its "
-                              "variance is 0), so the layers before it get no gradient. Fix: normalise a layer of at "
-                              "least 2 features, or leave the LayerNorm out.")
-        check_eps(eps, "LayerNorm")
-        self.shape, self.eps, self.affine = shape, float(eps), flag(affine, "LayerNorm affine")
-        self.size, self.dims = math.prod(int(v) for v in dims), tuple(int(v) for v in dims)
-        self.gamma = self.beta = None
-
-    def build(self, x: sp.MatrixExpr, shape, index: int):
-        per_position = len(shape) == 2 and self.dims == (shape[1],)
-        fits = per_position or self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
-        if not fits:
-            fix = shape[0] if len(shape) == 1 else tuple(shape)
-            more = f" per position, or LayerNorm({math.prod(shape)}) over the whole sequence" if len(shape) == 2 else ""
-            raise ShapeError(f"layer {index}, {self!r}, normalises {self.dims} entries but its input has shape "
-                             f"{tuple(shape)}. Fix: LayerNorm({shape[1] if len(shape) == 2 else fix!r}){more}.")
-        n = layernorm(x, self.eps, seq=tuple(shape) if per_position else None)
-        if not self.affine:
-            return n, shape, {n: f"n{index}"}
-        self.gamma = sp.MatrixSymbol(f"gamma{index}", self.size, 1)
-        self.beta = sp.MatrixSymbol(f"beta{index}", self.size, 1)
-        g, b = (broadcast(v, shape[0]) for v in (self.gamma, self.beta)) if per_position else (self.gamma, self.beta)
-        z = madd(sp.HadamardProduct(g, n), b)
-        return z, shape, {n: f"n{index}", z: f"z{index}"}
-
-    @property
-    def params(self) -> list[sp.MatrixSymbol]:
-        return [self.gamma, self.beta] if self.gamma is not None else []
-
-    def init_params(self, rng: np.random.Generator, dtype) -> list[np.ndarray]:
-        """γ ones and β zeros, as PyTorch's (``rng`` unused: the other layers draw as without it)."""
-        return [np.ones((self.size, 1), dtype=dtype), np.zeros((self.size, 1), dtype=dtype)]
-
-    def __repr__(self) -> str:
-        return f"LayerNorm({self.shape!r}, eps={self.eps:g}, affine={self.affine})"
-
-
 def init_layer(layer, rng: np.random.Generator, dtype, init: str | None) -> list[np.ndarray]:
     """One layer's initial parameters (Sequential.init_params); a block's (``nested``) layer by layer."""
     if not layer.params:
@@ -240,6 +184,7 @@ class Sequential:
             raise OptionError(f"Sequential(layers={layers!r:.60}): give the list of layers, at least one. Fix: e.g. "
                               "Sequential([Dense(2, 16, activation='relu'), Dense(16, 1)], input_shape=2).")
         self.input_shape, self.layers, self.init = shape, given, init
+        self._built: set[int] = set()
         forget_other_models()
         self.x = sp.MatrixSymbol("x", math.prod(shape), 1)
         self.labels: dict[sp.Basic, str] = {}
@@ -252,6 +197,9 @@ class Sequential:
             raise ShapeError(f"Sequential: the network ends with {_what(shape)} {shape}. Fix: end with Flatten() "
                              "and a Dense layer to the outputs.")
         self.expr, self.output_shape = h, shape
+        # the layers' symbols as this model built them: a later model from the same layer objects renames
+        # them (W1 there may be W2 here), and its params would have put arrays on the wrong layers
+        self._params = [p for layer in self.layers for p in layer.params]
 
     def add(self, layer, h: sp.MatrixExpr, shape, k: int):
         """Layer ``layer``, numbered k, applied to h of shape ``shape``: (its output, its shape)."""
@@ -262,8 +210,18 @@ class Sequential:
                               "AvgPool2D, Flatten, LayerNorm, Dropout, MultiHeadAttention, PositionwiseDense, Residual or Dense.")
         built = layer.build(h, shape, k, self.add) if getattr(layer, "nested", False) else layer.build(h, shape, k)
         h, shape, labels = built
+        self._once(layer)
         self.labels.update(labels)
         return h, shape
+
+    def _once(self, layer) -> None:
+        """A layer object with parameters used twice in one model would get two sets of them (its second
+        use renames the first's), not shared weights."""
+        if id(layer) in self._built and layer.params:
+            raise OptionError(f"Sequential: the layer {layer!r:.60} is used twice. Each use would get its own "
+                              "parameters (symgrad does not share weights between layers). Fix: a new layer object "
+                              "for each use, e.g. [Dense(8, 8), Dense(8, 8)] rather than [d, d].")
+        self._built.add(id(layer))
 
     def _dense(self, layer: Dense, h, shape, k: int):
         if len(shape) != 1:
@@ -273,6 +231,7 @@ class Sequential:
             raise ShapeError(f"layer {k}, Dense({layer.n_in}, {layer.n_out}), takes {layer.n_in} inputs but gets "
                              f"{shape[0]}. Fix: Dense({shape[0]}, {layer.n_out}).")
         layer.name(k)
+        self._once(layer)
         z, a = layer(h)
         self.labels[z] = f"z{k}"
         if a != z:
@@ -281,7 +240,7 @@ class Sequential:
 
     @property
     def params(self) -> list[sp.MatrixSymbol]:
-        return [p for layer in self.layers for p in layer.params]
+        return list(self._params)
 
     def init_params(self, seed: int = 0, dtype=np.float64) -> list[np.ndarray]:
         """He normal weights for ReLU-like layers (``init`` overrides), Xavier otherwise; zero biases.

@@ -17,15 +17,22 @@ Matrix([[-0.999995, 0.999995]])
 layernorm(s, seq=(3, 2))
 >>> layernorm(sp.Matrix([1, 3, 10, 20]), seq=(2, 2)).T.evalf(3)
 Matrix([[-1.0, 1.0, -1.0, 1.0]])
+
+``LayerNorm`` is the layer of ``Sequential`` around it, with γ and β.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import sympy as sp
 from sympy.core.parameters import global_parameters
 
 from ..errors import OptionError, ShapeError
+from .args import flag
+from .functions import madd
+from .rowwise import broadcast
 from .walk import holds
 
 #: PyTorch's default ε.
@@ -130,3 +137,56 @@ class layernorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         parts = ([r"\text{pos}"] if self.seq else []) + ([] if self.eps == EPS else [r"\varepsilon = %s" % f"{self.eps:g}"])
         sub = "_{%s}" % ", ".join(parts) if parts else ""
         return r"\operatorname{layernorm}%s\left(%s\right)" % (sub, printer._print(self.args[0]))
+
+
+class LayerNorm:
+    """``n = layernorm(x)``, ``z = γ ⊙ n + β``: each sample normalised over all its entries (an
+    image's C·H·W, as PyTorch's ``LayerNorm([C, H, W])``), then scaled and shifted entry by entry
+    by ``γ`` (ones at first) and ``β`` (zeros); ``affine=False`` leaves them out. ``shape`` is the
+    input's number of features, or an image's (C, H, W) (or C·H·W). On a sequence (T, d),
+    ``LayerNorm(d)`` normalises each position over its d features (PyTorch's ``LayerNorm(d)`` on a
+    (T, d) input), γ and β of d entries shared by the positions; ``LayerNorm(T·d)`` normalises
+    the whole sequence.
+    """
+
+    def __init__(self, shape: int | tuple[int, ...], eps: float = EPS, affine: bool = True):
+        dims = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        if not dims or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in dims):
+            raise OptionError(f"LayerNorm({shape!r}): give the number of features it normalises, or an image's "
+                              "(C, H, W). Fix: e.g. LayerNorm(64) after Dense(..., 64).")
+        if math.prod(int(v) for v in dims) < 2:
+            raise OptionError(f"LayerNorm({shape!r}): a single entry normalises to 0 whatever it holds (its "
+                              "variance is 0), so the layers before it get no gradient. Fix: normalise a layer of at "
+                              "least 2 features, or leave the LayerNorm out.")
+        check_eps(eps, "LayerNorm")
+        self.shape, self.eps, self.affine = shape, float(eps), flag(affine, "LayerNorm affine")
+        self.size, self.dims = math.prod(int(v) for v in dims), tuple(int(v) for v in dims)
+        self.gamma = self.beta = None
+
+    def build(self, x: sp.MatrixExpr, shape, index: int):
+        per_position = len(shape) == 2 and self.dims == (shape[1],)
+        fits = per_position or self.size == math.prod(shape) and (len(self.dims) == 1 or self.dims == tuple(shape))
+        if not fits:
+            fix = shape[0] if len(shape) == 1 else tuple(shape)
+            more = f" per position, or LayerNorm({math.prod(shape)}) over the whole sequence" if len(shape) == 2 else ""
+            raise ShapeError(f"layer {index}, {self!r}, normalises {self.dims} entries but its input has shape "
+                             f"{tuple(shape)}. Fix: LayerNorm({shape[1] if len(shape) == 2 else fix!r}){more}.")
+        n = layernorm(x, self.eps, seq=tuple(shape) if per_position else None)
+        if not self.affine:
+            return n, shape, {n: f"n{index}"}
+        self.gamma = sp.MatrixSymbol(f"gamma{index}", self.size, 1)
+        self.beta = sp.MatrixSymbol(f"beta{index}", self.size, 1)
+        g, b = (broadcast(v, shape[0]) for v in (self.gamma, self.beta)) if per_position else (self.gamma, self.beta)
+        z = madd(sp.HadamardProduct(g, n), b)
+        return z, shape, {n: f"n{index}", z: f"z{index}"}
+
+    @property
+    def params(self) -> list[sp.MatrixSymbol]:
+        return [self.gamma, self.beta] if self.gamma is not None else []
+
+    def init_params(self, rng: np.random.Generator, dtype) -> list[np.ndarray]:
+        """γ ones and β zeros, as PyTorch's (``rng`` unused: the other layers draw as without it)."""
+        return [np.ones((self.size, 1), dtype=dtype), np.zeros((self.size, 1), dtype=dtype)]
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.shape!r}, eps={self.eps:g}, affine={self.affine})"
