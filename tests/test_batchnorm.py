@@ -238,10 +238,11 @@ def test_images_per_channel_gradient_by_central_differences():
     assert "∂ℓ/∂gamma2 = Σ_hw (n2 ⊙ δ_z2)" in text and "∂ℓ/∂beta2 = Σ_hw δ_z2" in text
 
 
-def test_images_match_torch_batchnorm2d_through_training():
+@pytest.mark.parametrize("n", [24, 25])  # 25: the last minibatch is one image (its 16 positions per channel)
+def test_images_match_torch_batchnorm2d_through_training(n):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(8)
-    X, Y = rng.standard_normal((24, 1, 6, 6)), rng.standard_normal((24, 3))
+    X, Y = rng.standard_normal((n, 1, 6, 6)), rng.standard_normal((n, 3))
     ps = _cnn().init_params(2)
     m = sg.fit(_cnn(), "mse", X, Y, epochs=2, batch_size=8, shuffle=False, params=[p.copy() for p in ps],
                optimizer=sg.optim.Adam(1e-2))
@@ -254,7 +255,7 @@ def test_images_match_torch_batchnorm2d_through_training():
     net = torch.nn.Sequential(conv, bn, torch.nn.ReLU(), torch.nn.Flatten(), lin)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(2):
-        for s in range(0, 24, 8):
+        for s in range(0, n, 8):
             opt.zero_grad()
             torch.mean((net(torch.tensor(X[s:s + 8])) - torch.tensor(Y[s:s + 8])) ** 2).backward()
             opt.step()
@@ -267,3 +268,24 @@ def test_images_match_torch_batchnorm2d_through_training():
                                    atol=1e-8 if k == 1 else 1e-9)
     net.eval()
     np.testing.assert_allclose(m.predict(X), net(torch.tensor(X)).detach().numpy(), rtol=1e-7, atol=1e-9)
+
+
+def test_float32_statistics_are_summed_in_float64():
+    """A channel with mean 1000: float32 sums put the gradients 3e-2 off (torch's float32: 8e-4); the
+    statistics are summed in float64. Oracle: torch float64 on the same float32 numbers."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    X = (rng.standard_normal((64, 2, 3, 3)) + 1000).astype(np.float32)
+    Y = rng.standard_normal((64, 2)).astype(np.float32)
+    net = nn.Sequential([nn.BatchNorm(2), nn.Flatten(), nn.Dense(18, 2)], input_shape=(2, 3, 3))
+    ps = [p.astype(np.float32) for p in net.init_params(0)]
+    m = sg.fit(net, "mse", X, Y, optimizer=sg.optim.SGD(1.0), epochs=1, batch_size=64, shuffle=False,
+               params=[p.copy() for p in ps])
+    t = [torch.tensor(p.astype(np.float64), requires_grad=True) for p in ps]
+    xh = torch.nn.functional.batch_norm(torch.tensor(X.astype(np.float64)), None, None, t[0].reshape(-1),
+                                        t[1].reshape(-1), True, MOM, EPS)
+    torch.mean((xh.reshape(64, -1) @ t[4].T + t[5].reshape(-1) - torch.tensor(Y.astype(np.float64))) ** 2).backward()
+    for k in (0, 1, 4, 5):  # γ, β, W, b: one SGD step of rate 1 is minus the gradient
+        want = t[k].grad.numpy()
+        got = ps[k].astype(np.float64) - m.params[k].astype(np.float64)
+        assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max(), k

@@ -100,8 +100,12 @@ def running_stats(expr: sp.Basic) -> set[sp.MatrixSymbol]:
     return {s for bn in find(sp.sympify(expr), batchnorm) for s in bn.args[1:3]}
 
 
-def check_minibatches(rows: int, batch_size: int) -> None:
-    """Refuse training a batch norm with a minibatch of a single row (``fit``'s last one included)."""
+def check_minibatches(rows: int, batch_size: int, expr: sp.Basic) -> None:
+    """Refuse training a batch norm of one number per feature with a minibatch of a single row
+    (``fit``'s last one included). An image's channel has H·W numbers in one row, whose variance is not 0
+    (PyTorch's BatchNorm2d trains on one image too)."""
+    if min(int(bn.args[0].shape[0]) // bn.channels for bn in find(sp.sympify(expr), batchnorm)) > 1:
+        return
     if min(batch_size, rows) < 2 or rows % batch_size == 1:
         raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and {rows} rows in minibatches "
                           f"of {batch_size} leave one of a single row (its variance is 0). Fix: a batch_size "

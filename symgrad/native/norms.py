@@ -84,30 +84,31 @@ def layernorm_bwd(xh, rs, dout, dx, assign):
 def batchnorm_fwd(x, out, rs, rm, rv, eps, momentum, train):
     # training: x̂ = (x − mean_B)·r, r = 1/√(var_B + ε) (var biased), rs = r, and the running
     # statistics move ``momentum`` of the way to the batch's (var unbiased, as PyTorch);
-    # inference: x̂ = (x − rm)·r with r = 1/√(rv + ε). Each statistic in the data's dtype.
+    # inference: x̂ = (x − rm)·r with r = 1/√(rv + ε). The statistics and x̂ are computed in float64
+    # and stored in the data's dtype: float32 sums of a channel with mean 1000 put the gradients
+    # 3e-2 off (sums over rows are float64 everywhere, docs/decisions.md).
     B, n = x.shape
     C = rs.shape[0]
     S = n // C
-    one, e = x.dtype.type(1.0), x.dtype.type(eps)
-    cnt = x.dtype.type(B * S)
+    cnt = B * S
     for c in range(C):
         lo, hi = c * S, (c + 1) * S
         if train:
-            m = x.dtype.type(0.0)
+            m = 0.0
             for i in range(B):
                 for j in range(lo, hi):
                     m += x[i, j]
             m /= cnt
-            v = x.dtype.type(0.0)
+            v = 0.0
             for i in range(B):
                 for j in range(lo, hi):
-                    v += (x[i, j] - m) * (x[i, j] - m)
-            r = one / np.sqrt(v / cnt + e)
-            mom = rm.dtype.type(momentum)
-            rm[c] = (one - mom) * rm[c] + mom * m
-            rv[c] = (one - mom) * rv[c] + mom * (v / (cnt - one) if B * S > 1 else v)
+                    d = x[i, j] - m
+                    v += d * d
+            r = 1.0 / np.sqrt(v / cnt + eps)
+            rm[c] = (1.0 - momentum) * rm[c] + momentum * m
+            rv[c] = (1.0 - momentum) * rv[c] + momentum * (v / (cnt - 1) if cnt > 1 else v)
         else:
-            m, r = rm[c], one / np.sqrt(rv[c] + e)
+            m, r = np.float64(rm[c]), 1.0 / np.sqrt(np.float64(rv[c]) + eps)
         rs[c] = r
         for i in range(B):
             for j in range(lo, hi):
@@ -121,10 +122,10 @@ def batchnorm_bwd(xh, rs, dout, dx, train, assign):
     B, n = xh.shape
     C = rs.shape[0]
     S = n // C
-    cnt = xh.dtype.type(B * S)
+    cnt = B * S
     for c in range(C):
-        lo, hi, r = c * S, (c + 1) * S, rs[c]
-        m1 = m2 = xh.dtype.type(0.0)
+        lo, hi, r = c * S, (c + 1) * S, np.float64(rs[c])
+        m1 = m2 = 0.0  # float64 sums, as the forward's
         if train:
             for i in range(B):
                 for j in range(lo, hi):

@@ -136,7 +136,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     spec = ModelSpec.of(model)
     kinds = _kinds(spec.expr)
     if batchnorm in kinds:
-        check_minibatches(len(Xa), batch_size)
+        check_minibatches(len(Xa), batch_size, spec.expr)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
