@@ -398,3 +398,38 @@ def test_squares_of_products_are_scaled_like_squares(dtype):
             rel = 1e-14 if dtype == "float64" else 2e-6
             for got, w in zip([v, *g], want):
                 assert got == pytest.approx(w, rel=rel, abs=1e-300), (text, point)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_log_cosh_is_computed_stably(dtype):
+    # log(cosh(r)) becomes the op logcosh: as written it was inf from |r| = 710 (float32: 89), which
+    # stopped a fit with one outlier as diverged, and 0 for 5e-17 at r = 1e-8. Oracle: mpmath.
+    import mpmath
+
+    a, x, y = sp.symbols("a x y", real=True)
+    f = sg.compile(sp.log(sp.cosh(a * x - y)), [a], [x, y], dtype=dtype, backend="python")
+    for r in (1e-8, -1e-3, 0.5, 0.99999, 1.0, -1.00001, 3.0, 50.0, -800.0, 1e30):
+        r = float(np.asarray(r, dtype))
+        v, g = f.value_and_grad(np.array([r], dtype), np.array([1.0], dtype), np.array([0.0], dtype))
+        with mpmath.workdps(60):
+            want, dwant = mpmath.log(mpmath.cosh(r)), mpmath.tanh(r)
+        rel = 1e-15 if dtype == "float64" else 3e-7
+        assert v == pytest.approx(float(want), rel=rel) and g[0] == pytest.approx(float(dwant), rel=rel), r
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    Y = (X @ np.array([1.0, 2.0, 3.0]))[:, None]
+    Y[5] = 5000.0  # an outlier: cosh(r) overflows
+    net = sg.nn.MLP([3, 4, 1], activation="tanh")
+    loss = lambda p, t: sg.msum(sg.elementwise(lambda z: sp.log(sp.cosh(z)), p - t))  # noqa: E731
+    p0 = [p.astype(dtype) for p in net.init_params(0)]
+    m = sg.fit(net, loss, X.astype(dtype), Y.astype(dtype), optimizer=sg.optim.SGD(0.01), epochs=1, batch_size=40,
+               shuffle=False, params=[p.copy() for p in p0])
+    ps = [torch.tensor(p.astype(np.float64), requires_grad=True) for p in p0]
+    r = torch.tanh(torch.tensor(X) @ ps[0].T + ps[1].T) @ ps[2].T + ps[3].T - torch.tensor(Y)
+    L = (r.abs() + torch.nn.functional.softplus(-2 * r.abs()) - np.log(2)).mean()  # log cosh, stably
+    L.backward()
+    assert m.history["loss"][0] == pytest.approx(L.item(), rel=1e-12 if dtype == "float64" else 1e-6)
+    for p, q, t in zip(p0, m.params, ps):  # one SGD step of 0.01
+        np.testing.assert_allclose((p - q) / 0.01, t.grad.numpy(), rtol=1e-9 if dtype == "float64" else 1e-3,
+                                   atol=1e-12 if dtype == "float64" else 1e-4)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..lang.ops import bce_logits, sigmoid, softplus
+from ..lang.ops import bce_logits, logcosh, sigmoid, softplus
 
 _z = sp.Symbol("z", real=True)
 _y = sp.Symbol("y", real=True)
@@ -157,6 +157,10 @@ def _softplus_complement(e: sp.Expr) -> sp.Expr | None:
     return None
 
 
+def _log_cosh(e: sp.Expr) -> sp.Expr | None:
+    return logcosh(e.args[0].args[0]) if isinstance(e, sp.log) and isinstance(e.args[0], sp.cosh) else None
+
+
 RULES: list[Rule] = [
     Rule(
         "sigmoid",
@@ -194,6 +198,13 @@ RULES: list[Rule] = [
         "(exp(z)-exp(-z))/(exp(z)+exp(-z)) -> tanh(z): its derivative 1 - tanh(z)**2 is computed without cancelling",
         _tanh_form,
         ((sp.exp(_z) - sp.exp(-_z)) / (sp.exp(_z) + sp.exp(-_z)), sp.tanh(_z)),
+    ),
+    Rule(
+        "log-cosh",
+        "log(cosh(z)) -> logcosh(z): cosh overflows from |z| = 710 (float32: 89), and log of cosh near 1 "
+        "loses its digits; its derivative is tanh(z)",
+        _log_cosh,
+        (sp.log(sp.cosh(_z)), logcosh(_z)),
     ),
 ]
 

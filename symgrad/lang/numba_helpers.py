@@ -92,6 +92,18 @@ HELPERS: dict[str, str] = {
         "    # first: for 0 <= y <= 1 it is >= 0, so adding log1p(e) last keeps its digits (y = 1, a = 30)\n"
         "    return (max(a, F(0.0)) - y * a) + vm.log1p(e)\n"
     ),
+    "logcosh": (
+        "@jit_inline\n"
+        "def logcosh(z):\n"
+        "    # log(cosh z) = log1p((cosh|z| - 1)) with cosh m - 1 = expm1(m)²·e^-m/2 below 1 (no cancelling),\n"
+        "    # |z| - log 2 + log1p(e^-2|z|) above (no overflow); a select, so loops over it vectorise\n"
+        "    m = abs(z)\n"
+        "    e = vm.exp(-m)\n"
+        "    u = vm.expm1(min(m, F(1.0)))\n"
+        "    small = vm.log1p(u * u * e * F(0.5))\n"
+        "    large = m - F(0.6931471805599453) + vm.log1p(e * e)\n"
+        "    return small if m < F(1.0) else large\n"
+    ),
     "radd": (
         "@jit_reduce\n"
         "def radd(a, b):\n"
