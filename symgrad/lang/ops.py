@@ -239,7 +239,7 @@ class logcosh(_Op):
         small = log1p(expm1(sp.Min(m, 1)) ** 2 * e / 2)  # Min: NumPy computes both branches
         return sp.Piecewise((small, m < 1), (m - sp.log(2) + log1p(e * e), True))
 
-    _eval_rewrite_as_cosh = _Op._rewrite_as_definition
+    _eval_rewrite_as_exp = _eval_rewrite_as_cosh = _Op._rewrite_as_definition
 
     def _latex(self, printer):
         return r"\log\cosh\left(%s\right)" % printer._print(self.args[0])
