@@ -433,3 +433,37 @@ def test_log_cosh_is_computed_stably(dtype):
     for p, q, t in zip(p0, m.params, ps):  # one SGD step of 0.01
         np.testing.assert_allclose((p - q) / 0.01, t.grad.numpy(), rtol=1e-9 if dtype == "float64" else 1e-3,
                                    atol=1e-12 if dtype == "float64" else 1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pairs_p_minus_p_cos_or_exp_anywhere_in_a_sum(dtype):
+    # p − p·cos(u) and p − p·e^u for any term p, also beside other terms (SymPy's derivative of
+    # 3a·cos(a)/4 − 3a/4 is 3cos(a)/4 − 3/4 − 3a·sin(a)/4): each was 0 near u = 0. Oracle: mpmath.
+    import mpmath
+
+    a, b = sp.symbols("a b", real=True)
+    cases = [(a - a * sp.cos(b), (2.0, 1e-9)), (1 - sp.exp(5 * b / 2) + a, (0.0, 1e-17)),
+             (3 * a * sp.cos(a) / 4 - 3 * a / 4 + b, (1e-9, 0.0)), (a * sp.exp(b) - a, (1.5, -3e-12))]
+    for e, point in cases:
+        f = sg.compile(e, [a, b], dtype=dtype, backend="python")
+        point = [float(np.asarray(v, dtype)) for v in point]
+        v, g = f.value_and_grad(np.array(point, dtype))
+        with mpmath.workdps(80):
+            exact = [sp.lambdify([a, b], d, "mpmath")(*map(mpmath.mpf, point))
+                     for d in (e, sp.diff(e, a), sp.diff(e, b))]
+        rel = 1e-14 if dtype == "float64" else 2e-6
+        for got, want in zip([v, *g], exact):
+            assert got == pytest.approx(float(want), rel=rel, abs=1e-300), (e, point)
+
+
+def test_a_temporary_of_plus_minus_one_is_not_divided_apart():
+    # a/|a| (a temporary, ±1) divided into a·(1/|a|/h)·(t/h) underflowed: H[b, b] of
+    # a/2 + tanh(ab/√(a²b² + a²)) was −3e-200 for −5e-200 at a = b = 1e-200. Oracle: SymPy at 900 digits.
+    a, b = sp.symbols("a b", real=True)
+    e = a / 2 + sp.tanh(a * b / sp.sqrt(a**2 * b**2 + a**2))
+    f = sg.compile(e, [a, b], reduction="sum", backend="python")
+    with warnings.catch_warnings():  # H[a, ·] underflows inherently (1e-3836): NaN, warned
+        warnings.simplefilter("ignore")
+        got = f.hessian(np.array([1e-200, 1e-200]))[1, 1]
+    point = {a: sp.Float(1e-200, 900), b: sp.Float(1e-200, 900)}
+    assert got == pytest.approx(float(sp.diff(e, b, 2).evalf(900, subs=point)), rel=1e-14)

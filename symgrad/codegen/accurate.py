@@ -77,7 +77,7 @@ def _log_erfc(k: sp.Expr, g: sp.Expr) -> sp.Expr:
 def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tuple[list, list]:
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
     2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
-    as expm1(u) (elu's ∂/∂α near 0), 1 − cos(u) as 2·sin²(u/2), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
+    as expm1(u) (elu's ∂/∂α near 0; p − p·e^u alike), p − p·cos(u) as 2p·sin²(u/2), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
     off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
     h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
     log(1 + S) is log1p(S) below 4 and 2·log(√S) above (log1p(u²) was inf from u = 1.3e154).
@@ -121,15 +121,15 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
             e = _erfc_sum(n, value)
             if e is not None:
                 return e
+        if n.is_Add and (pair := _one_minus(n, value)) is not None:
+            return pair
         if not (n.is_Add and len(n.args) == 2):
             return None
         c, rest = n.as_coeff_Add()
         w = value.get(-rest, -rest) if c == 1 else value.get(rest, rest) if c == -1 else None
         if w is not None and w.is_Pow and w.exp == 2:
             return (1 - w.base) * (1 + w.base) if c == 1 else (w.base - 1) * (w.base + 1)
-        if c == -1 and isinstance(w, sp.exp):
-            return expm1(w.args[0])
-        return _one_minus_cos(c, rest, value)
+        return None
 
     def fix(e: sp.Basic) -> sp.Basic:  # top-down: a product is seen before its power of a sum
         if e.is_Atom:
@@ -145,11 +145,23 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
     return _with_roots(temps, finals, powers, roots), finals
 
 
-def _one_minus_cos(c: sp.Expr, rest: sp.Expr, value: dict) -> sp.Expr | None:
-    """c − c·cos(u) as 2c·sin²(u/2) (1 − cos(u) was 8e-8 off at u = 1e-5 as written), or None."""
-    k, w = rest.as_coeff_Mul()
-    w = value.get(w, w)
-    return 2 * c * sp.sin(w.args[0] / 2) ** 2 if isinstance(w, sp.cos) and c != 0 and k == -c else None
+def _one_minus(n: sp.Add, value: dict) -> sp.Expr | None:
+    """A pair p − p·cos(u) among the sum's terms as 2p·sin²(u/2) (1 − cos(u) was 8e-8 off at u = 1e-5
+    as written, a − a·cos(b) 0 for 1e-18), p − p·e^u as −p·expm1(u) (1 − e^(5b/2) was 0 at 1e-17), for
+    any term p; or None."""
+    terms = list(n.args)
+    for q in terms:
+        qv = value.get(q, q)  # t1 − a, t1 = t0·a, t0 = e^b
+        for f in sp.Mul.make_args(qv):
+            w = value.get(f, f)
+            p = -qv / f
+            if isinstance(w, (sp.cos, sp.exp)) and p in terms:
+                rest = list(terms)
+                rest.remove(p)
+                rest.remove(q)
+                pair = 2 * p * sp.sin(w.args[0] / 2) ** 2 if isinstance(w, sp.cos) else -p * expm1(w.args[0])
+                return sp.Add(pair, *rest)
+    return None
 
 
 def _with_roots(temps: list, finals: list, powers: dict, roots: dict) -> list:
@@ -201,11 +213,13 @@ def _divided(n: sp.Expr, value: dict, roots: dict, names) -> sp.Expr | None:
 
 def _product(g: sp.Expr, value: dict) -> list[sp.Expr]:
     """``g``'s factors, with temporaries that hold products of powers put back (t2 = 4·t1, t1 = t0·a²,
-    t0 = x²: 4, a², x²), so that each of them can be divided by a root in turn."""
+    t0 = x²: 4, a², x²), so that each of them can be divided by a root in turn. Only numbers, symbols
+    and positive powers: a temporary a/|a| (±1) divided apart was a·(1/|a|/h)·(t/h), which underflows."""
     out = []
     for p in sp.Mul.make_args(g):
         v = value.get(p)
-        if v is not None and (v.is_Mul or v.is_Pow and v.exp.is_Integer):
+        if v is not None and all(f.is_Number or f.is_Symbol or f.is_Pow and f.exp.is_Integer and f.exp > 0
+                                 for f in sp.Mul.make_args(v)):
             out += _product(v, value)
         else:
             out.append(p)
