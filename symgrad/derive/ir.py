@@ -58,8 +58,25 @@ def map_partials(body: sp.Expr, lanes: tuple[sp.Symbol, ...]) -> tuple[sp.Expr, 
         from .simplify import tidy
 
         body = with_chosen_branches(body)
-        _partials_memo[key] = tuple(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})) for s in lanes)
+        _partials_memo[key] = tuple(_complements(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})))
+                                    for s in lanes)
     return _partials_memo[key]
+
+
+def _complements(p: sp.Expr) -> sp.Expr:
+    """``p`` with a factor 1 − σ(u) as σ(−u): the BCE's second derivative σ(u)(1 − σ(u)) was 0 at u = 40
+    for 4e-18 (a Hessian-vector product's map). Factors of a product only: in a sum (SiLU's
+    σ + z·σ·(1 − σ)) the lost digits are below the sum's, and σ(−u) would cost an exp. A sigmoid
+    layer's own partial is y(1 − y) in its output y, as the notes and PyTorch compute it."""
+    from ..lang.ops import sigmoid
+
+    if not p.is_Mul:
+        return p
+    factors = []
+    for f in p.args:
+        s = next((s for s in f.atoms(sigmoid) if f == 1 - s), None) if f.is_Add else None
+        factors.append(f if s is None else sigmoid(-s.args[0]))
+    return sp.Mul(*factors)
 
 
 class Lowerer:
