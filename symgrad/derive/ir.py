@@ -76,7 +76,7 @@ def _complements(p: sp.Expr) -> sp.Expr:
     for f in p.args:
         s = next((s for s in f.atoms(sigmoid) if f == 1 - s), None) if f.is_Add else None
         factors.append(f if s is None else sigmoid(-s.args[0]))
-    return sp.Mul(*factors)
+    return p if factors == list(p.args) else sp.Mul(*factors)  # Mul(2, a + b) would distribute the 2
 
 
 class Lowerer:
