@@ -18,8 +18,8 @@ from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import GRAD_MAX_ARGS, check_matrix_elements, check_size, depth, realify, symbol_list
+from .lang.args import check_network
 from .lang.losses import loss_fn, target_symbol
-from .lang.nn import check_network
 from .runtime.formula import CompiledFormula, CompiledResiduals
 from .runtime.nonfinite import MODES, check_mode
 from .runtime.tensor import CompiledTensor

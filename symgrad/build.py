@@ -26,7 +26,7 @@ from .derive.ir import lower
 from .derive.reverse import sweep
 from .derive.tails import accurate_tails
 from .derive.tangent import tangent_graph
-from .errors import DtypeError, OptionError, SymgradError, UnsupportedModelError
+from .errors import DtypeError, OptionError, ShapeError, SymgradError, UnsupportedModelError
 from .front.forms import check_float32_constants
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
@@ -66,7 +66,12 @@ def check_options(dtype: object = "float64", reduction: str = "mean", backend: s
 
 
 def _shape(s: sp.Basic) -> tuple[int, int]:
-    return tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
+    if not isinstance(s, sp.MatrixSymbol):
+        return (1, 1)
+    if not all(d.is_Integer for d in s.shape):  # int(n) raised SymPy's TypeError
+        raise ShapeError(f"the matrix {s} has the shape {s.shape}; compiled code needs numbers. Fix: give its "
+                         f"sizes, e.g. sp.MatrixSymbol('{s.name}', 2, 3), or substitute them: expr.subs(n, 3).")
+    return int(s.shape[0]), int(s.shape[1])
 
 
 # -- cache keys: every route's key in one place ----------------------------------------------

@@ -190,3 +190,24 @@ def test_an_activation_that_gives_a_matrix_is_refused_with_the_fix():
         sg.activation(lambda z: sp.Matrix([z, z]))
     with pytest.raises(OptionError, match="gives a matrix. Fix: return a scalar expression"):
         sg.elementwise(lambda q: sp.Matrix([q, q]), sp.MatrixSymbol("z", 2, 1))
+
+
+def test_custom_models_get_the_fix_for_scalar_params_symbolic_sizes_and_no_init_params():
+    # each raised a raw AttributeError or TypeError from inside fit, formulas or compile
+    from symgrad.errors import ShapeError
+
+    W1, x, s = sp.MatrixSymbol("W1", 2, 3), sp.MatrixSymbol("x", 3, 1), sp.Symbol("s", real=True)
+
+    class Model:
+        def __init__(self, expr, params):
+            self.expr, self.params, self.x = expr, params, x
+
+    X, Y = np.ones((4, 3)), np.ones((4, 2))
+    with pytest.raises(OptionError, match=r"parameters are matrices.*Fix: sp.MatrixSymbol\('s', 1, 1\)"):
+        sg.fit(Model(s * (W1 * x), [W1, s]), "mse", X, Y, params=[np.ones((2, 3)), 1.0], epochs=1)
+    with pytest.raises(OptionError, match=r"no init_params.*Fix: pass params="):
+        sg.fit(Model(W1 * x, [W1]), "mse", X, Y, epochs=1)
+    n = sp.Symbol("n", integer=True, positive=True)
+    W, v = sp.MatrixSymbol("W", 2, n), sp.MatrixSymbol("v", n, 1)
+    with pytest.raises(ShapeError, match=r"shape \(2, n\).*Fix: give its sizes"):
+        sg.compile(sg.msum(W * v), [W], [v])

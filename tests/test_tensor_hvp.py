@@ -128,3 +128,25 @@ def test_bce_hessian_at_confident_logits(dtype):
         want = float(mpmath.exp(-z) / (1 + mpmath.exp(-z)) ** 2)
         H = f.hessian([np.array([[z]], dtype)], np.array([[1.0]], dtype), np.array([[0.0]], dtype))[0, 0]
         assert H == pytest.approx(want, rel=1e-14 if dtype == "float64" else 1e-6), z
+
+
+def test_a_matrix_element_inside_an_elementwise_function_is_a_lane():
+    # tanh(c[0, 0]·q + A[1, 0]) raised SymPy's TypeError (c of c[0, 0] was replaced by a lane symbol).
+    # Oracle: central differences of a NumPy forward pass.
+    W, x, c, M = MS("W", 4, 3), MS("x", 3, 1), MS("c", 1, 1), MS("M", 2, 2)
+    f = sg.compile(sg.msum(sg.elementwise(lambda q: sp.tanh(c[0, 0] * q + M[1, 0]), W * x)), [W, c, M], [x],
+                   backend="python")
+    rng = np.random.default_rng(0)
+    ps, X = [rng.normal(size=(4, 3)), np.array([[0.7]]), rng.normal(size=(2, 2))], rng.normal(size=(5, 3))
+
+    def value(ps):
+        return np.mean(np.tanh(ps[1][0, 0] * (X @ ps[0].T) + ps[2][1, 0]).sum(axis=1))
+
+    v, g = f.value_and_grad(ps, X)
+    assert v == pytest.approx(value(ps), rel=1e-13)
+    for k, p in enumerate(ps):
+        for idx in np.ndindex(p.shape):
+            up, down = [q.copy() for q in ps], [q.copy() for q in ps]
+            up[k][idx] += 1e-6
+            down[k][idx] -= 1e-6
+            assert g[k][idx] == pytest.approx((value(up) - value(down)) / 2e-6, rel=1e-6, abs=1e-9), (k, idx)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
 from ..front.rewrite import stabilize
@@ -165,9 +166,11 @@ class Lowerer:
     def _map_node(self, key, lanes_nodes, lane_syms, body, shape) -> TNode:
         check_functions(body)
         body, _ = stabilize(body)
-        # a scalar parameter or datum inside the function (tanh(s*z), z**p) is a lane of its own,
-        # broadcast: it was printed as a bare name, which read the kernel's loop index j
-        extra = sorted(body.free_symbols - set(lane_syms), key=str)
+        # a scalar parameter or datum inside the function (tanh(s*z), z**p, an element c[0, 0]) is a lane
+        # of its own, broadcast: it was printed as a bare name, which read the kernel's loop index j
+        elements = sorted(body.atoms(MatrixElement), key=str)
+        held = {el: sp.Dummy() for el in elements}  # c of c[0, 0] is not a lane: its element is
+        extra = elements + sorted(body.xreplace(held).free_symbols - set(lane_syms) - set(held.values()), key=str)
         if extra:
             lanes_nodes, lane_syms = list(lanes_nodes), list(lane_syms)
             repl = {}

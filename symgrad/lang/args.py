@@ -35,3 +35,19 @@ def flag(v, what: str) -> bool:
         raise OptionError(f"{what}={v!r}: use True or False (any other value, even 'no', would count as True). "
                           f"Fix: {what.split()[-1]}=False or {what.split()[-1]}=True.")
     return bool(v)
+
+
+def check_network(model: object) -> None:
+    """Refuse a ``model`` that is not a network (``fit`` and ``formulas`` read its ``expr``,
+    ``params`` and ``x``): a name or a bare formula would fail inside with an AttributeError."""
+    missing = [a for a in ("expr", "params", "x") if not hasattr(model, a)]
+    if missing:
+        raise OptionError(f"the model must be a network such as sg.nn.MLP([2, 16, 1]) (anything with .expr, "
+                          f".params and .x), got {type(model).__name__} {model!r:.60} without "
+                          f"{', '.join('.' + a for a in missing)}. Fix: build it, e.g. "
+                          "net = sg.nn.MLP([n_in, 16, n_out]); for a scalar formula use sg.compile.")
+    scalars = [p for p in model.params if not isinstance(p, sp.MatrixSymbol)]
+    if scalars:  # fit's parameter buffer and formulas read each one's shape
+        raise OptionError(f"a network's parameters are matrices, and {scalars[0]} is a {type(scalars[0]).__name__}. "
+                          f"Fix: sp.MatrixSymbol('{scalars[0]}', 1, 1) in its place, written {scalars[0]}[0, 0] "
+                          "where the expression needs the number (sg.compile takes scalar Symbols).")

@@ -117,17 +117,6 @@ def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
     return m if body == z else elementwise(sp.Lambda(z, body), m)
 
 
-def check_network(model: object) -> None:
-    """Refuse a ``model`` that is not a network (``fit`` and ``formulas`` read its ``expr``,
-    ``params`` and ``x``): a name or a bare formula would fail inside with an AttributeError."""
-    missing = [a for a in ("expr", "params", "x") if not hasattr(model, a)]
-    if missing:
-        raise OptionError(f"the model must be a network such as sg.nn.MLP([2, 16, 1]) (anything with .expr, "
-                          f".params and .x), got {type(model).__name__} {model!r:.60} without "
-                          f"{', '.join('.' + a for a in missing)}. Fix: build it, e.g. "
-                          "net = sg.nn.MLP([n_in, 16, n_out]); for a scalar formula use sg.compile.")
-
-
 class Dense:
     """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1), or ``a = f(W x)``
     with ``bias=False``. ``weight``/``bias_name`` name the parameters (default W<index>, b<index>)."""

@@ -25,14 +25,14 @@ from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
 from ..errors import DataError, DivergenceError, OptionError, ShapeError
+from ..lang.args import check_network
 from ..lang.batchnorm import batchnorm, check_minibatches, gradient_free
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.embedding import check_token_ids
-from ..lang.nn import check_network
 from ..lang.optim import Optimizer
 from ..lang.walk import find, per_object
-from .checks import PARAMS_FIX, check_finite, is_dask, real_array, split_flat
+from .checks import is_dask, split_flat
 from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, metric_values, record  # noqa: F401
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
@@ -51,7 +51,7 @@ from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_po
 from .memory import keep_freed_memory
 from .options import check_chunking, check_fit_options, check_run_options, known_options, resolve_optimizer
 from .prewarm import await_loop, compile_other
-from .state import ModelSpec, TrainState, check_resume
+from .state import ModelSpec, TrainState, check_resume, initial_params
 from .trained import Trained
 
 
@@ -239,11 +239,11 @@ def _kinds(expr) -> frozenset[type]:
 def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):
     """(flat parameters, training state, history) to start from: fresh, or where ``resume`` stopped."""
     if resume is None:
-        theta = _flat(_initial_params(model, params, seed, dt))
+        theta = _flat(initial_params(model, params, seed, dt))
         state = TrainState(list(optimizer.init_state(theta.shape, dt).values()), 0, 0,
                            np.random.default_rng(seed).bit_generator.state, batch_size, shuffle)
         return theta, state, {"loss": [], "val_loss": [], "val_accuracy": [], "grad_norms": [], "time": []}
-    theta = _flat(_initial_params(model, resume.params, seed, dt))
+    theta = _flat(initial_params(model, resume.params, seed, dt))
     old = resume.state
     opt_state = [np.array(a, dtype=dt, copy=True) for a in old.opt_state]  # resume's own are never changed
     if any(a.shape != theta.shape for a in opt_state):
@@ -251,28 +251,6 @@ def _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle):
                          f"{theta.size} parameters. Fix: resume from a model saved by this symgrad.")
     state = TrainState(opt_state, old.t, old.epoch, old.rng_state, batch_size, shuffle)
     return theta, state, {k: list(v) for k, v in resume.history.items()}
-
-
-def _initial_params(model, params, seed, dt) -> list[np.ndarray]:
-    """Copies (the caller's arrays are never trained in place), checked against the model."""
-    if params is None:
-        return model.init_params(seed, dt)
-    shapes = [tuple(int(d) for d in p.shape) for p in model.params]
-    fix = "Fix: one array per parameter, in this order, e.g. params=net.init_params(0) or a trained model's .params."
-    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__len__"):
-        raise OptionError(f"params={params!r:.60} is not a list of arrays; the model has {model.params}. {fix}")
-    if len(params) != len(shapes):
-        raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params}). {fix}")
-    out = []
-    for sym, shape, arr in zip(model.params, shapes, params):
-        sym = sym.name  # SymPy's printer takes ~20 µs a name: a short fit's whole bookkeeping is ~300
-        a = real_array(arr, dt, f"params['{sym}']", f"pass an array of shape {shape} of real numbers")
-        if a.shape != shape:
-            hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
-            raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}{hint}")
-        check_finite(a, f"params['{sym}']", PARAMS_FIX)
-        out.append(a)
-    return out
 
 
 def _flat(params: list[np.ndarray]) -> np.ndarray:

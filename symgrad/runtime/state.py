@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from ..errors import OptionError
+from ..errors import OptionError, ShapeError
 from ..lang.losses import target_symbol
 from ..lang.walk import find, fingerprint
+from .checks import PARAMS_FIX, check_finite, real_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,3 +115,28 @@ def check_resume(resume, model, loss, optimizer) -> None:
         raise OptionError(f"resume= holds the state of {type(resume.optimizer).__name__} "
                           f"({resume.optimizer.state}); {type(optimizer).__name__} keeps "
                           f"{optimizer.state}. Fix: resume with the same kind of optimizer.")
+
+
+def initial_params(model, params, seed, dt) -> list[np.ndarray]:
+    """Copies (the caller's arrays are never trained in place), checked against the model."""
+    if params is None:
+        if not hasattr(model, "init_params"):
+            raise OptionError(f"the model {type(model).__name__} has no init_params(seed, dtype) to start from. "
+                              f"Fix: pass params=[...], one array per parameter {model.params}.")
+        return model.init_params(seed, dt)
+    shapes = [tuple(int(d) for d in p.shape) for p in model.params]
+    fix = "Fix: one array per parameter, in this order, e.g. params=net.init_params(0) or a trained model's .params."
+    if isinstance(params, (str, bytes, dict)) or not hasattr(params, "__len__"):
+        raise OptionError(f"params={params!r:.60} is not a list of arrays; the model has {model.params}. {fix}")
+    if len(params) != len(shapes):
+        raise ShapeError(f"params has {len(params)} arrays; the model has {len(shapes)} ({model.params}). {fix}")
+    out = []
+    for sym, shape, arr in zip(model.params, shapes, params):
+        sym = sym.name  # SymPy's printer takes ~20 µs a name: a short fit's whole bookkeeping is ~300
+        a = real_array(arr, dt, f"params['{sym}']", f"pass an array of shape {shape} of real numbers")
+        if a.shape != shape:
+            hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
+            raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}{hint}")
+        check_finite(a, f"params['{sym}']", PARAMS_FIX)
+        out.append(a)
+    return out
