@@ -338,3 +338,28 @@ def test_binary_cross_entropy_prints_as_its_mean(k, ell, tex_ell):
     # it printed bce_sum(z2, y)/3, read as a sum, and a sum over one output's one term
     f = sg.formulas(sg.nn.MLP([3, 4, k], activation="tanh"), "bce")
     assert ell in str(f) and tex_ell in f.latex()
+
+
+def test_a_learnable_scale_prints_as_its_element_and_its_gradient_as_a_sum():
+    """s[0, 0]·W3·tanh(W1·x): ∂ℓ/∂s is the sum over the entries its scale multiplies (it printed as a
+    vector), no 0-terms (the product W3·v was made twice, one unused), s printed as written. The
+    printed ∂ℓ/∂s at a sample equals the compiled gradient (the oracle: a NumPy forward pass's finite
+    differences)."""
+    class Model:
+        def __init__(self, expr, params, x):
+            self.expr, self.params, self.x = expr, params, x
+
+    W1, W3, x, s = (sp.MatrixSymbol(n, *shape) for n, shape in (("W1", (4, 3)), ("W3", (3, 4)), ("x", (3, 1)),
+                                                                 ("s", (1, 1))))
+    net = Model(s[0, 0] * (W3 * sg.elementwise(sp.tanh, W1 * x)), [W1, W3, s], x)
+    ps = [np.full((4, 3), 0.1), np.full((3, 4), 0.2), np.array([[2.0]])]
+    X, Y = np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.0])
+    text = str(sg.formulas(net, "mse", at=(ps, X, Y)))
+    assert "∂ℓ/∂s = Σ (" in text and "s[0, 0]" in text and "select" not in text and "0·" not in text
+
+    def loss(scale):
+        return np.mean((scale * (ps[1] @ np.tanh(ps[0] @ X)) - Y) ** 2)
+
+    want = (loss(2.0 + 1e-6) - loss(2.0 - 1e-6)) / 2e-6
+    shown = float(re.search(r"‖∂ℓ/∂s‖ ≈ ([0-9.e+-]+)", text).group(1))
+    assert shown == pytest.approx(abs(want), rel=1e-5)

@@ -188,15 +188,15 @@ class Lowerer:
 
     def _matmul(self, e: sp.MatMul) -> TNode:
         coeff, mats = e.as_coeff_matrices()
-        # right-associate so that W2*W1*x stays a chain of matrix-vector products
+        if coeff.free_symbols:  # a scale holding symbols (learnable): a second lane of a map over the product
+            return self._map(e, [coeff, sp.MatMul(*mats)] if len(mats) > 1 else [coeff, mats[0]], lambda s: sp.Mul(*s))
+        # right-associate so that W2*W1*x stays a chain of matrix-vector products (the product was made
+        # before the scale's map above, which made it again: an unused product, and 0·v6ᵀ in formulas)
         acc = self._operand(mats[-1])
         for m in reversed(mats[:-1]):
             acc = self._product(self._operand(m), acc, m, e)
         if coeff != 1:
-            # the scalar factor may hold symbols (a learnable scale): it becomes a second lane
-            return self._map(e, [coeff, sp.MatMul(*mats)] if len(mats) > 1 else [coeff, mats[0]],
-                             lambda s: sp.Mul(*s)) if coeff.free_symbols else self._map_node(
-                e, [acc[0]], (_lane(0),), coeff * _lane(0), acc[0].shape)
+            return self._map_node(e, [acc[0]], (_lane(0),), coeff * _lane(0), acc[0].shape)
         return acc[0]
 
     def _operand(self, m) -> tuple[TNode, bool]:

@@ -148,6 +148,20 @@ class SumOverPositions(sp.Function):
         return r"\sum_{t} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
 
 
+class SumOverEntries(sp.Function):
+    """Σ δ: a delta summed over its entries (the gradient of a number every entry uses: a scale s of s·z)."""
+
+    nargs = 1
+    family = "Vector"
+    legend = (("Σ", r"\sum"), " sums a vector's entries (a number every entry uses)")
+
+    def _sympystr(self, p):
+        return "Σ " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+    def _latex(self, p):
+        return r"\sum " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+
 class BatchMean(Mean):
     """mean_B(v): the mean of each feature over the minibatch's samples."""
 

@@ -28,9 +28,15 @@ class Map(Kind):
         return m.batched and m.length == n.length
 
     def delta(self, c, n) -> None:
+        from ..explain.norms import SumOverEntries  # the notation reads this table: import when used
+
         d = c.ref(n)
         for k, i in enumerate(n.inputs):
-            c.add(i, d * c.local(n, k))
+            local = c.local(n, k)
+            if local == 0:  # printed as a term 0·v6ᵀ of the input's delta
+                continue
+            # a number every entry shares (s of s·z, a broadcast lane): its adjoint sums the entries'
+            c.add(i, SumOverEntries(d * local) if i.length == 1 < n.length else d * local)
 
     def show(self, n) -> sp.Expr:
         return n.body.xreplace({s: show(i) for s, i in zip(n.lanes, n.inputs)})

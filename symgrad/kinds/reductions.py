@@ -117,5 +117,11 @@ class Select(Kind):
     def delta(self, c, n) -> None:
         c.add(n.inputs[0], c.ref(n))
 
+    def show(self, n) -> sp.Expr:
+        from ..explain.notation import operand  # the notation reads this table: import when used
+
+        (a,) = n.inputs  # s[0, 0], as the user wrote it (not select(s))
+        return sp.Symbol(f"{operand(a)}[{', '.join(map(str, divmod(n.index, a.shape[1])))}]", real=True)
+
     def tangent(self, b, n, ins):
         return b.add("select", n.shape, n.batched, [ins[0]], f"d{n.label}", index=n.index)
