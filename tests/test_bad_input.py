@@ -207,6 +207,11 @@ def test_custom_models_get_the_fix_for_scalar_params_symbolic_sizes_and_no_init_
         sg.fit(Model(s * (W1 * x), [W1, s]), "mse", X, Y, params=[np.ones((2, 3)), 1.0], epochs=1)
     with pytest.raises(OptionError, match=r"no init_params.*Fix: pass params="):
         sg.fit(Model(W1 * x, [W1]), "mse", X, Y, epochs=1)
+    xr, Wt = sp.MatrixSymbol("xr", 1, 3), sp.MatrixSymbol("Wt", 3, 2)  # fit's target is a column
+    row = Model(xr * Wt, [Wt])
+    row.x = xr
+    with pytest.raises(OptionError, match=r"input is a column.*Fix: write the model on columns"):
+        sg.fit(row, "mse", X, Y, params=[np.ones((3, 2))], epochs=1)
     n = sp.Symbol("n", integer=True, positive=True)
     W, v = sp.MatrixSymbol("W", 2, n), sp.MatrixSymbol("v", n, 1)
     with pytest.raises(ShapeError, match=r"shape \(2, n\).*Fix: give its sizes"):

@@ -51,3 +51,9 @@ def check_network(model: object) -> None:
         raise OptionError(f"a network's parameters are matrices, and {scalars[0]} is a {type(scalars[0]).__name__}. "
                           f"Fix: sp.MatrixSymbol('{scalars[0]}', 1, 1) in its place, written {scalars[0]}[0, 0] "
                           "where the expression needs the number (sg.compile takes scalar Symbols).")
+    for what, m in (("input", model.x), ("output", model.expr)):
+        shape = getattr(m, "shape", (None, None))
+        if shape[1] != 1:  # fit builds a column target and reads rows of X into a column x
+            raise OptionError(f"a network's {what} is a column (n × 1), and this model's {what} {m} is "
+                              f"{shape[0]}×{shape[1]}. Fix: write the model on columns, e.g. W·x with x of "
+                              f"shape ({shape[1]}, 1) rather than x·W with x a row.")
