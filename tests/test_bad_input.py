@@ -216,3 +216,21 @@ def test_custom_models_get_the_fix_for_scalar_params_symbolic_sizes_and_no_init_
     W, v = sp.MatrixSymbol("W", 2, n), sp.MatrixSymbol("v", n, 1)
     with pytest.raises(ShapeError, match=r"shape \(2, n\).*Fix: give its sizes"):
         sg.compile(sg.msum(W * v), [W], [v])
+
+
+def test_matrix_forms_the_tensor_route_does_not_take_name_their_own_fix():
+    # the fix named an unrelated loss (Identity, OneMatrix) or blamed a matrix power (Trace); a reduction
+    # inside an elementwise function was an "unsupported function"; a matrix wrt of a formula without one
+    # was told to pass Symbols
+    from symgrad.errors import SymgradError, UnsupportedFunctionError, UnsupportedModelError
+
+    A, x = sp.MatrixSymbol("A", 3, 3), sp.MatrixSymbol("x", 3, 1)
+    cases = [(sg.msum((A + sp.Identity(3)) * x), UnsupportedModelError, "Fix: I·x is x"),
+             (sg.msum(sp.OneMatrix(3, 3) * A * x), UnsupportedModelError, r"Fix: sg.msum\(v\) sums"),
+             (sg.msum(A * x) * sp.Trace(A), UnsupportedModelError, r"Trace of a matrix.*A\[0, 0\] \+ A\[1, 1\]"),
+             (sg.msum(sg.elementwise(lambda q: q - sg.msum(A * x) / 3, A * x)), UnsupportedFunctionError,
+              r"elementwise function sees one entry.*Fix: reduce outside it"),
+             (sp.Integer(3), SymgradError, "A is a matrix, and the formula 3 holds no matrix. Fix:")]
+    for expr, error, text in cases:
+        with pytest.raises(error, match=text):
+            sg.compile(expr, [A], [x])

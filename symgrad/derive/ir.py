@@ -55,29 +55,24 @@ def map_partials(body: sp.Expr, lanes: tuple[sp.Symbol, ...]) -> tuple[sp.Expr, 
     """
     key = sp.Tuple(body, *lanes)
     if key not in _partials_memo:
-        from .partials import _clean_partial, with_chosen_branches
+        from .partials import _clean_partial, complements, with_chosen_branches
         from .simplify import tidy
 
         body = with_chosen_branches(body)
-        _partials_memo[key] = tuple(_complements(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})))
+        _partials_memo[key] = tuple(complements(tidy(_clean_partial(sp.diff(body, s)).xreplace({body: OUT})))
                                     for s in lanes)
     return _partials_memo[key]
 
 
-def _complements(p: sp.Expr) -> sp.Expr:
-    """``p`` with a factor 1 − σ(u) as σ(−u): the BCE's second derivative σ(u)(1 − σ(u)) was 0 at u = 40
-    for 4e-18 (a Hessian-vector product's map). Factors of a product only: in a sum (SiLU's
-    σ + z·σ·(1 − σ)) the lost digits are below the sum's, and σ(−u) would cost an exp. A sigmoid
-    layer's own partial is y(1 − y) in its output y, as the notes and PyTorch compute it."""
-    from ..lang.ops import sigmoid
-
-    if not p.is_Mul:
-        return p
-    factors = []
-    for f in p.args:
-        s = next((s for s in f.atoms(sigmoid) if f == 1 - s), None) if f.is_Add else None
-        factors.append(f if s is None else sigmoid(-s.args[0]))
-    return p if factors == list(p.args) else sp.Mul(*factors)  # Mul(2, a + b) would distribute the 2
+#: The fix for a matrix expression the tensor IR does not take, by its SymPy class.
+_UNLOWERED = {
+    "Identity": "I·x is x: write it without the identity, e.g. (A + I)·x as A·x + x.",
+    "OneMatrix": "sg.msum(v) sums v's entries; a vector of ones is data (np.ones) if needed.",
+    "Adjoint": "SymPy writes f of a 1×1 matrix M as a whole (Abs(M) as sqrt(M·Mᴴ)): use sg.elementwise(f, M), "
+               "which keeps f entrywise.",
+    "": "write it with the supported operations (a matrix inverse, power, trace or determinant of a parameter: "
+        "with its elements, e.g. A[0, 0] + A[1, 1] for Trace(A), or sg.compile of the entries as Symbols).",
+}
 
 
 class Lowerer:
@@ -133,13 +128,10 @@ class Lowerer:
             alias = TNode("map", "", (e.shape[0], e.shape[1]), inner.batched, [inner], body=_lane(0),
                           lanes=(_lane(0),), partials=(sp.S.One,))
             return self._add(alias, e)
-        adjoint = " (SymPy writes f of a 1×1 matrix M as a whole, Abs(M) as sqrt(M·Mᴴ): use sg.elementwise(f, M), " \
-                  "which keeps f entrywise)" if isinstance(e, sp.Adjoint) else ""
         raise UnsupportedModelError(
-            f"cannot lower {type(e).__name__} ({e}) to the tensor IR{adjoint}. Supported: matrix products with "
-            "a parameter, +, Hadamard products/powers, elementwise functions (sg.elementwise, applyfunc), vector "
-            "transposes. Fix: e.g. sg.msum(sg.elementwise(sp.Abs, pred - target)), or a loss of sg.losses."
-        )
+            f"cannot lower {type(e).__name__} ({e}) to the tensor IR. Supported: matrix products with a parameter, "
+            "+, Hadamard products/powers, elementwise functions (sg.elementwise, applyfunc), vector transposes. "
+            f"Fix: {_UNLOWERED.get(type(e).__name__, _UNLOWERED[''])}")
 
     def _regroup(self, e: sp.MatAdd) -> list:
         """SymPy flattens (W a + b) - y into one sum; keep a named layer W a + b as one operand."""
@@ -241,10 +233,12 @@ class Lowerer:
             lanes_nodes.append(node)
         body = e.xreplace(repl)
         if body.atoms(sp.MatrixSymbol):
-            raise UnsupportedModelError(
-                f"could not lower {e}: a matrix appears outside msum/mean/losses (a loss must be a number, and SymPy "
-                "reads (pred - target)**2 as a matrix power). Fix: reduce entrywise terms to a number, e.g. "
-                "sg.msum(sg.elementwise(lambda z: z**2, pred - target)), or use sg.losses.mse.")
+            funcs = sorted({type(m).__name__ for m in body.atoms(sp.Trace, sp.Determinant)})
+            why = (f"{' and '.join(funcs)} of a matrix is not supported here. Fix: {_UNLOWERED['']}" if funcs else
+                   "a matrix appears outside msum/mean/losses (a loss must be a number, and SymPy reads "
+                   "(pred - target)**2 as a matrix power). Fix: reduce entrywise terms to a number, e.g. "
+                   "sg.msum(sg.elementwise(lambda z: z**2, pred - target)), or use sg.losses.mse.")
+            raise UnsupportedModelError(f"could not lower {e}: {why}")
         unbound = body.free_symbols - set(lane_syms)
         if unbound:
             raise UnboundSymbolError(

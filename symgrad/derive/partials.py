@@ -68,3 +68,19 @@ def with_chosen_branches(body: sp.Expr) -> sp.Expr:
 
     return body.replace(lambda e: isinstance(e, (sp.Max, sp.Min)) and sum(bool(a.free_symbols) for a in e.args) > 1,
                         chosen)
+
+
+def complements(p: sp.Expr) -> sp.Expr:
+    """``p`` with a factor 1 − σ(u) as σ(−u): the BCE's second derivative σ(u)(1 − σ(u)) was 0 at u = 40
+    for 4e-18 (a Hessian-vector product's map). Factors of a product only: in a sum (SiLU's
+    σ + z·σ·(1 − σ)) the lost digits are below the sum's, and σ(−u) would cost an exp. A sigmoid
+    layer's own partial is y(1 − y) in its output y, as the notes and PyTorch compute it."""
+    from ..lang.ops import sigmoid
+
+    if not p.is_Mul:
+        return p
+    factors = []
+    for f in p.args:
+        s = next((s for s in f.atoms(sigmoid) if f == 1 - s), None) if f.is_Add else None
+        factors.append(f if s is None else sigmoid(-s.args[0]))
+    return p if factors == list(p.args) else sp.Mul(*factors)  # Mul(2, a + b) would distribute the 2

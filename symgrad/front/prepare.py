@@ -29,6 +29,9 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
     e, mapping = realify(e)
     out_vars = []
     for v in variables:
+        if isinstance(v, sp.MatrixSymbol):  # the route for formulas of matrices needs them in the formula
+            raise SymgradError(f"{v} is a matrix, and the formula {e} holds no matrix. Fix: write the formula with "
+                               f"{v} in it (e.g. sg.msum(...) of a product with it), or drop it from wrt.")
         if not isinstance(v, sp.Symbol):
             raise SymgradError(f"can only differentiate with respect to a Symbol, got {v!r} ({type(v).__name__}). "
                                "Fix: pass the Symbols themselves, e.g. grad(expr, [x, y]); name a subexpression "

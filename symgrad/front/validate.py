@@ -21,8 +21,7 @@ from ..lang.walk import find
 from ..runtime.assumptions import assumption_checks
 from .forms import check_form
 
-# MATH_FUNCS (SymPy math function -> Numba spelling) comes from lang/math_functions.py, the one
-# table of supported functions; the validator's other lists below are read off that table too.
+# lang/math_functions.py is the one table of supported functions: the lists below are read off it.
 
 #: symgrad's own ops, by class: sp.Function("sigmoid") is another function of the same name
 _OPS = frozenset(e.node for e in TABLE if e.kind == OP)
@@ -49,6 +48,10 @@ def check_functions(expr: sp.Basic) -> None:
                     f"{node} in {expr} is an undefined SymPy function named {f.__name__}, not symgrad's "
                     f"{f.__name__} (SymPy knows nothing of it: no derivative). Fix: use sg.ops.{f.__name__}"
                     f"(...) (from symgrad.ops import {f.__name__}) instead of sp.Function({f.__name__!r}).")
+            if f.__name__ in ("msum", "mean", "logsumexp"):  # inside sg.elementwise's function: entry by entry
+                raise UnsupportedFunctionError(f"{node} inside {expr}: an elementwise function sees one entry, and "
+                                               f"{f.__name__} a matrix. Fix: reduce outside it, e.g. h - sg.mean(h)*ones "
+                                               "(ones a data column of 1s), or sg.layernorm(h).")
             raise UnsupportedFunctionError(
                 f"unsupported function {f.__name__}() in {expr}. "
                 f"Supported: {', '.join(SUPPORTED_NAMES)}. "
