@@ -28,10 +28,12 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 from numba import types
+from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 
 # The implementations, by family; their constants and kernels stay importable from here.
@@ -88,6 +90,10 @@ log1p = _public("log1p", _log1p64, impl32=_log1p32)
 sin_fast = _public("sin_fast", _sin64)  # for |x| <= TRIG_MAX; NaN beyond under Numba
 cos_fast = _public("cos_fast", _cos64)
 tanh = _public("tanh", _tanh64, impl32=_tanh32)
+# Numba's SSA pass, after inlining erf's IR, reports its select's phi variables as "not in scope" and
+# asks for a bug report: a check of its own that the compiled code does not depend on. Only those.
+warnings.filterwarnings("ignore", r"variable '_public__locals___ov__locals___lambda_.*' is not in scope",
+                        NumbaIRAssumptionWarning)
 erf = _public("erf", _erf64, inline="always", impl32=_erf32)  # too big for LLVM to inline: a call would stop vectorising
 
 #: The math functions this module replaces, by name (the printer reads it).
