@@ -150,3 +150,22 @@ def test_a_matrix_element_inside_an_elementwise_function_is_a_lane():
             up[k][idx] += 1e-6
             down[k][idx] -= 1e-6
             assert g[k][idx] == pytest.approx((value(up) - value(down)) / 2e-6, rel=1e-6, abs=1e-9), (k, idx)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_written_out_log_sum_exp_is_computed_with_the_max_taken_out(dtype):
+    # −Σ y ⊙ h + log Σ exp.(h), a softmax cross-entropy by hand, was inf from logits of 709 (float32: 88).
+    # Oracle: torch's cross_entropy in float64.
+    torch = pytest.importorskip("torch")
+    W, x, y = MS("W", 3, 2), MS("x", 2, 1), MS("y", 3, 1)
+    h = W * x
+    f = sg.compile(-msum(sp.HadamardProduct(y, h)) + sp.log(msum(sg.elementwise(sp.exp, h))), [W], [x, y],
+                   dtype=dtype, backend="python")
+    Wv = np.array([[100.0, 1.0], [2.0, 3.0], [-50.0, 1.0]])
+    X, Y = np.array([[9.0, 1.0], [-8.0, 2.0]]), np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    v, g = f.value_and_grad([Wv.astype(dtype)], X.astype(dtype), Y.astype(dtype))
+    Wt = torch.tensor(Wv, requires_grad=True)
+    want = torch.nn.functional.cross_entropy(torch.tensor(X) @ Wt.T, torch.tensor([1, 0]))
+    want.backward()
+    assert np.isfinite(v) and v == pytest.approx(want.item(), rel=1e-12 if dtype == "float64" else 1e-6)
+    np.testing.assert_allclose(g[0], Wt.grad.numpy(), rtol=1e-10 if dtype == "float64" else 1e-5, atol=1e-6)

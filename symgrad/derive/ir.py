@@ -16,7 +16,7 @@ from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 from ..errors import ShapeError, UnboundSymbolError, UnsupportedModelError
-from ..front.rewrite import stabilize
+from ..front.rewrite import log_sum_exp, stabilize
 from ..front.validate import check_functions
 
 
@@ -278,8 +278,9 @@ def _tensor_atoms(e: sp.Basic, memo: dict):
 def lower(loss: sp.Expr, params, data, labels=None) -> tuple[list[TNode], TNode]:
     """Lower a scalar loss to IR nodes; returns (nodes in topological order, output node)."""
     low = Lowerer(list(params), list(data), labels)
-    out = low.scalar(loss)
+    out = low.scalar(log_sum_exp(loss))
     return low.nodes, out
+
 
 
 def lower_matrix(expr: sp.MatrixExpr, params, data, labels=None) -> tuple[list[TNode], TNode]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..lang.functions import logsumexp, msum
 from ..lang.ops import bce_logits, logcosh, sigmoid, softplus
 
 _z = sp.Symbol("z", real=True)
@@ -256,3 +257,16 @@ def stabilize(expr: sp.Expr) -> tuple[sp.Expr, list[str]]:
         return e if out is None else visit(out)
 
     return visit(expr), fired
+
+
+def log_sum_exp(e: sp.Basic) -> sp.Basic:
+    """log(Σ exp.(z)) as logsumexp(z), the max taken out: written out, exp overflowed from z = 709
+    (float32: 88), and a hand-written softmax cross-entropy was inf at such logits."""
+    def exp_of(m):  # z where m = exp.(z), as sg.elementwise or applyfunc writes it
+        f = getattr(m, "function", None)
+        if f is sp.exp or isinstance(f, sp.Lambda) and len(f.variables) == 1 and f.expr == sp.exp(f.variables[0]):
+            return m.expr
+        return None
+
+    return e.replace(lambda n: isinstance(n, sp.log) and isinstance(n.args[0], msum) and exp_of(n.args[0].args[0])
+                     is not None, lambda n: logsumexp(exp_of(n.args[0].args[0])))
