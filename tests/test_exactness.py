@@ -443,7 +443,8 @@ def test_pairs_p_minus_p_cos_or_exp_anywhere_in_a_sum(dtype):
 
     a, b = sp.symbols("a b", real=True)
     cases = [(a - a * sp.cos(b), (2.0, 1e-9)), (1 - sp.exp(5 * b / 2) + a, (0.0, 1e-17)),
-             (3 * a * sp.cos(a) / 4 - 3 * a / 4 + b, (1e-9, 0.0)), (a * sp.exp(b) - a, (1.5, -3e-12))]
+             (3 * a * sp.cos(a) / 4 - 3 * a / 4 + b, (1e-9, 0.0)), (a * sp.exp(b) - a, (1.5, -3e-12)),
+             (a - a * sp.exp(b), (2.0, 1e-17)), (a**2 - a**2 * sp.exp(b), (1e-6, 2.0))]  # CSE holds −t2, t2 = a·t1
     for e, point in cases:
         f = sg.compile(e, [a, b], dtype=dtype, backend="python")
         point = [float(np.asarray(v, dtype)) for v in point]
@@ -454,6 +455,9 @@ def test_pairs_p_minus_p_cos_or_exp_anywhere_in_a_sum(dtype):
         rel = 1e-14 if dtype == "float64" else 2e-6
         for got, want in zip([v, *g], exact):
             assert got == pytest.approx(float(want), rel=rel, abs=1e-300), (e, point)
+    a_, c_ = 2.0, 1e-6  # the Hessian of a² − a²·e^c: ∂²/∂a² = 2 − 2e^c, 2e-6 (it was 1e-4 off)
+    h = sg.compile(a**2 - a**2 * sp.exp(b), [a, b], dtype=dtype, backend="python").hessian(np.array([a_, c_], dtype))
+    assert h[0, 0] == pytest.approx(-2 * float(mpmath.expm1(float(np.asarray(c_, dtype)))), rel=rel)
 
 
 def test_a_temporary_of_plus_minus_one_is_not_divided_apart():

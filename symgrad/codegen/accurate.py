@@ -150,15 +150,21 @@ def _one_minus(n: sp.Add, value: dict) -> sp.Expr | None:
     as written, a − a·cos(b) 0 for 1e-18), p − p·e^u as −p·expm1(u) (1 − e^(5b/2) was 0 at 1e-17), for
     any term p; or None."""
     terms = list(n.args)
-    for q in terms:
-        qv = value.get(q, q)  # t1 − a, t1 = t0·a, t0 = e^b
-        for f in sp.Mul.make_args(qv):
-            w = value.get(f, f)
-            p = -qv / f
-            if isinstance(w, (sp.cos, sp.exp)) and p in terms:
-                rest = list(terms)
-                rest.remove(p)
-                rest.remove(q)
+    # each term with its temporaries' values, one level: a − t1 with t1 = a·t0, t0 = e^b is found so, and
+    # t0·t1 − t0 (t0 = 3a/4, t1 = cos(a)) as written
+    flat = [sp.Mul(*(value.get(f, f) for f in sp.Mul.make_args(t))) for t in terms]
+    for qi, q in enumerate(terms):
+        for qv in dict.fromkeys((q, flat[qi])):
+            for f in sp.Mul.make_args(qv):
+                w = value.get(f, f)
+                if not isinstance(w, (sp.cos, sp.exp)):
+                    continue
+                p = -qv / f
+                pi = next((i for i in range(len(terms)) if i != qi and p in (terms[i], flat[i])), None)
+                if pi is None:
+                    continue
+                p = terms[pi]
+                rest = [t for i, t in enumerate(terms) if i not in (qi, pi)]
                 pair = 2 * p * sp.sin(w.args[0] / 2) ** 2 if isinstance(w, sp.cos) else -p * expm1(w.args[0])
                 return sp.Add(pair, *rest)
     return None
