@@ -14,6 +14,7 @@ import numpy as np
 import sympy as sp
 
 from . import jit
+from .codegen.accurate import factored
 from .codegen.glue import aliases
 from .codegen.printer import NumbaPrinter
 from .codegen.program import Program
@@ -127,7 +128,7 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
 
 def _computed(d: sp.Expr) -> sp.Expr:
     """A derivative in the form the code computes (derive/tails.py)."""
-    return guarded_branches(accurate_tails(merged_powers(d)))
+    return guarded_branches(accurate_tails(merged_powers(factored(d))))
 
 
 def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> tuple[Path, list, list]:

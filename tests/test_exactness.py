@@ -471,3 +471,20 @@ def test_a_temporary_of_plus_minus_one_is_not_divided_apart():
         got = f.hessian(np.array([1e-200, 1e-200]))[1, 1]
     point = {a: sp.Float(1e-200, 900), b: sp.Float(1e-200, 900)}
     assert got == pytest.approx(float(sp.diff(e, b, 2).evalf(900, subs=point)), rel=1e-14)
+
+
+def test_small_rational_derivatives_are_cancelled_and_factored():
+    # log(1 + a²b²)'s ∂²/∂a∂b is derived as 4ab/S − 4a³b³/S², which cancels (3% off at ab = 1e7); as
+    # 4ab/S² it does not. Also 1/(1 − x²)'s second derivative near x = 1, and a Michaelis–Menten Hessian.
+    # Oracle: SymPy's diff of the expression as written, at 60 digits.
+    a, b, x = sp.symbols("a b x", real=True)
+    cases = [(sp.log(1 + a**2 * b**2), [a, b], [], (1e7, 1.0)), (1 / (1 - a**2) + b, [a, b], [], (0.99999, 0.5)),
+             (a * x / (b + x), [a, b], [x], (3.0, 1e-9, 5.0))]
+    for e, wrt, data, point in cases:
+        f = sg.compile(e, wrt, data, reduction="sum", backend="python")
+        h = f.hessian(np.array(point[:len(wrt)]), *[np.array([v]) for v in point[len(wrt):]])
+        subs = {s: sp.Float(v, 60) for s, v in zip([*wrt, *data], point)}
+        for i, p in enumerate(wrt):
+            for j, q in enumerate(wrt):
+                want = float(sp.diff(e, p, q).evalf(60, subs=subs))
+                assert h[i, j] == pytest.approx(want, rel=1e-12, abs=1e-300), (e, p, q)
