@@ -488,3 +488,14 @@ def test_small_rational_derivatives_are_cancelled_and_factored():
             for j, q in enumerate(wrt):
                 want = float(sp.diff(e, p, q).evalf(60, subs=subs))
                 assert h[i, j] == pytest.approx(want, rel=1e-12, abs=1e-300), (e, p, q)
+
+
+def test_log_one_plus_squared_product_hessian_in_float32():
+    # ∂²/∂a² of log(1 + a²b²) at ab = 3e11 had the wrong sign in float32 (the derived form's two terms,
+    # each divided by the root, cancelled); factored, −2b²(ab − 1)(ab + 1)/S², each factor is divided.
+    a, b = sp.symbols("a b", real=True)
+    f = sg.compile(sp.log(1 + a**2 * b**2), [a, b], dtype="float32", reduction="sum", backend="python")
+    h = f.hessian(np.array([3e11, 1.0], "float32"))
+    A = float(np.float32(3e11))
+    want = [[2 * (1 - A**2) / (1 + A**2) ** 2, 4 * A / (1 + A**2) ** 2], [4 * A / (1 + A**2) ** 2, -2.0]]
+    np.testing.assert_allclose(h, want, rtol=2e-6)

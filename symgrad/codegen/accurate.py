@@ -285,9 +285,10 @@ def factored(d: sp.Expr) -> sp.Expr:
         return d  # _larger_than first: it stops after 120 nodes, where a whole walk of an hvp took seconds
     f = sp.factor(sp.cancel(d))
     num, den = sp.fraction(f)
-    # a sum in the numerator over a sum of squares (x²(x² + 3y²)/(x² + y²)²) overflows where accurate.py's
-    # quotient by the scaled root of the derived form's monomials did not
+    # a sum of squares in the numerator over one (x²(x² + 3y²)/(x² + y²)²) overflows where the quotient by
+    # the scaled root of the derived form's monomials did not
     scaled = any(_sum_of_squares(b.base if b.is_Pow else b, {}) is not None for b in sp.Mul.make_args(den))
-    if scaled and any(g.is_Add or g.is_Pow and g.base.is_Add for g in sp.Mul.make_args(num)):
-        return d
+    sums = [g.base if g.is_Pow else g for g in sp.Mul.make_args(num) if (g.base if g.is_Pow else g).is_Add]
+    if scaled and any(q.exp.is_number and q.exp >= 2 for g in sums for q in g.atoms(sp.Pow)):
+        return d  # (ab − 1)(ab + 1) is divided by √S factor by factor; x² + 3y² overflows before
     return f if sp.count_ops(f) <= sp.count_ops(d) else d
