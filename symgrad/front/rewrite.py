@@ -268,5 +268,13 @@ def log_sum_exp(e: sp.Basic) -> sp.Basic:
             return m.expr
         return None
 
-    return e.replace(lambda n: isinstance(n, sp.log) and isinstance(n.args[0], msum) and exp_of(n.args[0].args[0])
-                     is not None, lambda n: logsumexp(exp_of(n.args[0].args[0])))
+    def visit(n):  # the loss's scalar nodes only: a deep network's matrix expression is a DAG that a
+        # tree walk (replace) visits once per path, exponentially many (docs/decisions.md, deep residual networks)
+        if isinstance(n, sp.MatrixExpr) or n.is_Atom:
+            return n
+        if isinstance(n, sp.log) and isinstance(n.args[0], msum) and exp_of(n.args[0].args[0]) is not None:
+            return logsumexp(exp_of(n.args[0].args[0]))
+        args = [visit(a) for a in n.args]
+        return n.func(*args) if args != list(n.args) else n
+
+    return visit(e)
