@@ -71,10 +71,11 @@ def with_chosen_branches(body: sp.Expr) -> sp.Expr:
 
 
 def complements(p: sp.Expr) -> sp.Expr:
-    """``p`` with a factor 1 − σ(u) as σ(−u), 1 − tanh²(u) as sech²(u): the BCE's second derivative σ(u)(1 − σ(u)) was 0 at u = 40
-    for 4e-18 (a Hessian-vector product's map). Factors of a product only: in a sum (SiLU's
-    σ + z·σ·(1 − σ)) the lost digits are below the sum's, and σ(−u) would cost an exp. A sigmoid
-    layer's own partial is y(1 − y) in its output y, as the notes and PyTorch compute it."""
+    """``p`` with a factor 1 − σ(u) as σ(−u) and 1 − tanh²(u) as sech²(u): the BCE's second derivative
+    σ(u)(1 − σ(u)) was 0 at u = 40 for 4e-18 (a Hessian-vector product's map). Factors of a product
+    only: in a sum (SiLU's σ + z·σ·(1 − σ)) the lost digits are below the sum's, and σ(−u) would cost
+    an exp. A sigmoid or tanh layer's own partial is y(1 − y) or 1 − y² in its output y, as the notes
+    and PyTorch compute it."""
     from ..lang.ops import sigmoid
 
     if not p.is_Mul:
