@@ -78,10 +78,11 @@ def _log_erfc(k: sp.Expr, g: sp.Expr) -> sp.Expr:
 
 def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tuple[list, list]:
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
-    2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1
-    as expm1(u) (elu's ∂/∂α near 0; p − p·e^u alike), p − p·cos(u) as 2p·sin²(u/2), 1 ± erf(u) as erfc(∓u), 1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11
-    off at −0.9999999999), and num·S^(−m/2), S a sum of squares, as num's factors divided in turn by
-    h = √S computed scaled (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
+    2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1 as expm1(u)
+    (elu's ∂/∂α near 0; p − p·e^u alike), p − p·cos(u) as 2p·sin²(u/2), 1 ± erf(u) as erfc(∓u),
+    1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11 off at −0.9999999999), and
+    num·S^(−m/2), S a sum of squares, as num's factors divided in turn by h = √S computed scaled
+    (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
     log(1 + S) is log1p(S) below 4 and 2·log(√S) above (log1p(u²) was inf from u = 1.3e154).
     ``libm=False`` keeps 1 ± erf(u) and log1p(S) (a network's maps: math.erfc or a branch would stop
     their loops vectorising)."""
@@ -115,7 +116,8 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):
-            squares = _sum_of_squares(value.get(n.base, n.base), value)  # √(t0·a² + 1), t0 = x²: the printer sees no square
+            # √(t0·a² + 1) with t0 = x²: the printer sees no square
+            squares = _sum_of_squares(value.get(n.base, n.base), value)
             return None if squares is None else Root(squares)
         if n.is_Mul or n.is_Pow:
             return _divided(n, value, roots, names)
