@@ -356,6 +356,7 @@ def test_a_learnable_scale_prints_as_its_element_and_its_gradient_as_a_sum():
     X, Y = np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.0])
     text = str(sg.formulas(net, "mse", at=(ps, X, Y)))
     assert "∂ℓ/∂s = Σ (" in text and "s[0, 0]" in text and "select" not in text and "0·" not in text
+    assert "Vector: Σ sums a vector's entries" in text  # the legend says what the Σ means
 
     def loss(scale):
         return np.mean((scale * (ps[1] @ np.tanh(ps[0] @ X)) - Y) ** 2)

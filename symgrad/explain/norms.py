@@ -133,33 +133,33 @@ class PosNormBackward(NormBackward):
         return d, RowMean(d), xh * RowMean(d * xh), Sigma(x, eps)
 
 
-class SumOverPositions(sp.Function):
+class _SumOver(sp.Function):
+    """Σ δ, printed with the sum's subscript (``sign``: text and LaTeX)."""
+
+    nargs = 1
+    sign = ("Σ", r"\sum")
+
+    def _sympystr(self, p):
+        return f"{self.sign[0]} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+    def _latex(self, p):
+        return f"{self.sign[1]} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+
+
+class SumOverPositions(_SumOver):
     """Σ_t δ: a delta summed over a sequence's positions (the gradient of a parameter that every
     position shares: LayerNorm's γ and β, a position-wise layer's bias)."""
 
-    nargs = 1
+    sign = ("Σ_t", r"\sum_{t}")
     family = "Sequence"
-    legend = (("Σ_t", r"\sum_{t}"), " sums over the positions (a parameter every position shares)")
-
-    def _sympystr(self, p):
-        return "Σ_t " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
-
-    def _latex(self, p):
-        return r"\sum_{t} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+    legend = (sign, " sums over the positions (a parameter every position shares)")
 
 
-class SumOverEntries(sp.Function):
+class SumOverEntries(_SumOver):
     """Σ δ: a delta summed over its entries (the gradient of a number every entry uses: a scale s of s·z)."""
 
-    nargs = 1
     family = "Vector"
-    legend = (("Σ", r"\sum"), " sums a vector's entries (a number every entry uses)")
-
-    def _sympystr(self, p):
-        return "Σ " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
-
-    def _latex(self, p):
-        return r"\sum " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+    legend = (_SumOver.sign, " sums a vector's entries (a number every entry uses)")
 
 
 class BatchMean(Mean):
@@ -206,14 +206,9 @@ class SumOverChannel(SumOverPositions):
     """Σ_hw δ: a delta summed over each channel's positions of an image (a parameter with one entry
     per channel: batch norm's γ and β)."""
 
+    sign = ("Σ_hw", r"\sum_{h,w}")
     family = "Convolution"
-    legend = (("Σ_hw", r"\sum_{h,w}"), " sums over each channel's positions (a parameter per channel)")
-
-    def _sympystr(self, p):
-        return "Σ_hw " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
-
-    def _latex(self, p):
-        return r"\sum_{h,w} " + p.parenthesize(self.args[0], PRECEDENCE["Mul"])
+    legend = (sign, " sums over each channel's positions (a parameter per channel)")
 
 
-add_legends(Normalised, PosNormalised, BatchNormalised, SumOverPositions, SumOverChannel)
+add_legends(Normalised, PosNormalised, BatchNormalised, SumOverPositions, SumOverChannel, SumOverEntries)
