@@ -154,9 +154,9 @@ def _one_minus(n: sp.Add, value: dict) -> sp.Expr | None:
     as written, a − a·cos(b) 0 for 1e-18), p − p·e^u as −p·expm1(u) (1 − e^(5b/2) was 0 at 1e-17), for
     any term p; or None."""
     terms = list(n.args)
-    # each term with its temporaries' values, one level: a − t1 with t1 = a·t0, t0 = e^b is found so, and
-    # t0·t1 − t0 (t0 = 3a/4, t1 = cos(a)) as written
-    flat = [sp.Mul(*(value.get(f, f) for f in sp.Mul.make_args(t))) for t in terms]
+    # each term also with its temporaries of products put back (_product): a − t1 with t1 = a·t0, t0 = e^b
+    # is found so, and t0·t1 − t0 (t0 = 3a/4, t1 = cos(a)) as written
+    flat = [sp.Mul(*_product(t, value)) for t in terms]
     where: dict[sp.Expr, list[int]] = {}  # a term, as written or flat -> its places: no scan per term
     for i, t in enumerate(terms):
         for form in dict.fromkeys((t, flat[i])):
