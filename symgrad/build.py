@@ -24,6 +24,7 @@ from .codegen.train import predict_source, train_source
 from .derive.defined import guarded_branches, merged_powers
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
+from .derive.removable import isolate, restore
 from .derive.reverse import sweep
 from .derive.tails import accurate_tails
 from .derive.tangent import tangent_graph
@@ -103,6 +104,7 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
     # products rounded far below a double's ulp, and a polynomial that vanishes at σ = 1 is told from
     # one that misses by a user's constant (derive/tails.py); the code prints each as a double
     stable = stable.xreplace({f: sp.Float(f, precision=113) for f in stable.atoms(sp.Float)})
+    stable, near = isolate(stable, [*params, *data])  # nodes finite where they divide 0 by 0 (restored below)
     s = sweep(stable)
     grads = [s.gradient(p) for p in params]
     v = [sp.Dummy(f"v{k}", real=True) for k in range(len(params))]
@@ -119,11 +121,14 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
     # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)
     # and a Piecewise branch's derivative selected, not multiplied by its indicator (0·log(0) is NaN)
-    grads, hvp = [_computed(g) for g in grads], [_computed(h) for h in hvp]
-    hess = hess and [[_computed(h) for h in row] for row in hess]
+    # and, near a removable singularity ((t^λ − 1)/λ at λ = 0), from Taylor polynomials
+    def out(d):
+        return restore(d, near, _computed, dtype)
+    grads, hvp = [out(g) for g in grads], [out(h) for h in hvp]
+    hess = hess and [[out(h) for h in row] for row in hess]
     # the value too: SymPy writes σ(−a) as 1 − σ(a), which cancels (1/(1 + e^40) came out 0)
-    return ScalarSpec(list(params), list(data), _computed(stable), grads, hvp, v, hess, reduction, dtype, parallel,
-                      title)
+    return ScalarSpec(list(params), list(data), out(stable), grads, hvp, v, hess, reduction,
+                      dtype, parallel, title)
 
 
 def _computed(d: sp.Expr) -> sp.Expr:
