@@ -14,6 +14,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.errors import DataError
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -216,6 +217,10 @@ def test_local_sgd_trains_float32_data_with_validation_and_early_stopping(client
     assert len(m.history["val_loss"]) == len(m.history["loss"])
     assert m.evaluate(X, y)["accuracy"] > 0.85
 
+    # a masked validation set is refused as fit refuses it in memory (its mask was dropped silently)
+    masked = np.ma.masked_array(X[:100], mask=X[:100] > 0.9)
+    with pytest.raises(DataError, match="^X_val is a masked array with masked entries"):
+        sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, epochs=1, validation=(masked, y[:100]))
 
 def test_a_killed_worker_is_replaced_and_training_is_unchanged(client, digits):
     X, y, net = digits

@@ -201,3 +201,41 @@ def test_predict_on_zero_samples_gives_zero_rows():
     lm = sg.fit(nn.Transformer(5, 4, 2, layers=1, context=3), "token_cross_entropy",
                 rng.integers(0, 5, (6, 3)).astype(float), rng.integers(0, 5, (6, 3)), epochs=1, backend="python")
     assert lm.predict(np.zeros((0, 3))).shape == (0, 3, 5) and lm.predict_class(np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_masked_entries_are_refused_by_the_estimators_and_formulas_at():
+    """scikit-learn's checks read a masked array's data, masked entries included: the estimators
+    trained on the values under the mask (X, y, sample_weight), and ``formulas(at=)`` traced them."""
+    from symgrad.sklearn import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), rng.normal(size=20)
+    Xm, ym = np.ma.masked_array(X, mask=X > 1.5), np.ma.masked_array(y, mask=y > 1.0)
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, backend="python")
+    for args, kw, what in [((Xm, y), {}, "X"), ((X, ym), {}, "y"),
+                           ((X, y), {"sample_weight": np.ma.masked_array(np.ones(20), mask=y > 1.0)},
+                            "sample_weight")]:
+        with pytest.raises(DataError, match=f"^{what} is a masked array with masked entries.*Fix:"):
+            est.fit(*args, **kw)
+    with pytest.raises(DataError, match="Complex data not supported: sample_weight"):
+        est.fit(X, y, sample_weight=np.ones(20) + 1j)
+    est.fit(np.ma.masked_array(X), y)  # nothing masked: its data
+    with pytest.raises(DataError, match="^X is a masked array"):
+        est.predict(Xm)
+    net = MLP([3, 4, 3], activation="tanh")
+    xm = np.ma.masked_array([999.0, -1.0, 2.0], mask=[True, False, False])
+    with pytest.raises(DataError, match="^x is a masked array with masked entries"):
+        sg.formulas(net, "softmax_cross_entropy", at=(net.init_params(0), xm, 2))
+
+
+def test_a_transposed_weight_is_told_to_transpose_not_reshape():
+    """A weight in scikit-learn's coefs_ layout (n_in, n_out): the reshape the message advised kept
+    its numbers in the wrong places, silently."""
+    net = MLP([3, 4, 1], activation="tanh")
+    ps = [p.copy() for p in net.init_params(0)]
+    wrong = [ps[0].T, *ps[1:]]
+    with pytest.raises(ShapeError, match=r"params\['W1'\] has shape \(3, 4\); the model needs \(4, 3\). "
+                                         r"Fix: params\['W1'\].T"):
+        sg.fit(net, "mse", np.ones((4, 3)), np.ones(4), params=wrong, **PY)
+    with pytest.raises(ShapeError, match=r"Fix: transpose it, W1.T"):
+        sg.formulas(net, "mse", at=(wrong, np.ones(3), 1.0))

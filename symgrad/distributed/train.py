@@ -46,7 +46,7 @@ from ..lang.walk import find
 from ..native.noise import step_key
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
-from ..runtime.inputs import data_dtype, prepare_xy
+from ..runtime.inputs import as_data, data_dtype, prepare_xy
 from ..runtime.row_sums import combine
 from ..runtime.state import ModelSpec
 from ..runtime.trained import Trained
@@ -85,7 +85,8 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     n_in = model_input(model)
     val = None
     if validation is not None:
-        vx, vy = (np.asarray(v.compute() if hasattr(v, "compute") else v) for v in validation)
+        vx, vy = (as_data(v.compute() if hasattr(v, "compute") else v, w)  # a mask is refused, not dropped
+                  for v, w in zip(validation, ("X_val", "Y_val")))
         val = prepare_xy(vx, vy, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,

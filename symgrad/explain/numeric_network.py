@@ -25,6 +25,7 @@ import sympy as sp
 
 from ..derive.ir import OUT, TNode
 from ..errors import OptionError, ShapeError, UnsupportedModelError
+from ..runtime.inputs import as_data
 from .numeric_kinds import DIMS, RULES
 
 #: the kinds whose rules are written here; ``numeric_kinds.RULES`` holds the others
@@ -45,7 +46,7 @@ def network_sample(model, loss_name: str, at: object, target: sp.MatrixSymbol) -
     params, x, y = at
     leaves = _param_leaves(model, params)
     n_in, n_out = model_input(model), int(target.shape[0])
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = np.asarray(as_data(x, "x")), np.asarray(as_data(y, "y"))
     y = y.reshape(1) if y.ndim == 0 else y[None] if y.ndim == 1 and len(y) == n_out and n_out > 1 else y
     if x.ndim < 2 or (isinstance(n_in, tuple) and x.shape in (n_in, n_in[1:] if n_in[:1] == (1,) else n_in)):
         x = x[None]  # one sample: a row of features, one image or one sequence
@@ -85,7 +86,8 @@ def _param_leaves(model, params) -> dict[str, np.ndarray]:
         a = as_model_array(v, np.dtype(np.float64), str(p))
         shape = tuple(int(d) for d in p.shape)
         if a.shape != shape and not (a.ndim == 1 and 1 in shape and a.size == np.prod(shape)):
-            fix = (f"reshape it, {p}.reshape{shape} (a convolution's kernel is stored flat, one row per output "
+            fix = (f"transpose it, {p}.T (it is stored the other way round)" if a.ndim == 2 and a.shape == shape[::-1]
+                   else f"reshape it, {p}.reshape{shape} (a convolution's kernel is stored flat, one row per output "
                    "channel)" if a.size == np.prod(shape) else
                    "pass the parameters in model.params order, e.g. a trained model's .params")
             raise ShapeError(f"at=: {p} has shape {a.shape}, but the model's {p} is {shape}. Fix: {fix}.")

@@ -40,6 +40,13 @@ def as_data(x: object, what: str) -> np.ndarray:
                          "numbers, one row of equal length per sample.") from exc
 
 
+def plain(x, what: str):
+    """``x``, but a masked array's mask is not dropped silently (scikit-learn's checks read its
+    data, masked entries included) and sparse input is named: both as ``sg.fit`` refuses them."""
+    masked_or_sparse = isinstance(x, np.ma.MaskedArray) or (hasattr(x, "toarray") and hasattr(x, "nnz"))
+    return as_data(x, what) if masked_or_sparse else x
+
+
 def data_dtype(X: np.ndarray) -> np.dtype:
     """The model dtype ``X`` asks for, as scikit-learn and NumPy choose it: float32 data stays
     float32; float64, integers, bools and objects holding numbers become float64."""

@@ -135,7 +135,9 @@ def initial_params(model, params, seed, dt) -> list[np.ndarray]:
         sym = sym.name  # SymPy's printer takes ~20 µs a name: a short fit's whole bookkeeping is ~300
         a = real_array(arr, dt, f"params['{sym}']", f"pass an array of shape {shape} of real numbers")
         if a.shape != shape:
-            hint = f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else ""
+            hint = (f". Fix: params['{sym}'].T (it is transposed: scikit-learn's coefs_ are (n_in, n_out))"
+                    if a.ndim == 2 and a.shape == shape[::-1] else
+                    f". Fix: params['{sym}'].reshape{shape}" if a.size == np.prod(shape) else "")
             raise ShapeError(f"params['{sym}'] has shape {a.shape}; the model needs {shape}{hint}")
         check_finite(a, f"params['{sym}']", PARAMS_FIX)
         out.append(a)

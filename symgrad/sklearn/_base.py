@@ -21,7 +21,7 @@ from ..lang.conv import model_input
 from ..lang.nn import ACTIVATIONS, MLP
 from ..lang.optim import Optimizer
 from ..runtime.fit import fit
-from ..runtime.inputs import check_sample_shape
+from ..runtime.inputs import check_sample_shape, plain
 from ..runtime.options import optimizers
 
 #: scikit-learn's activation names that symgrad spells differently.
@@ -106,7 +106,7 @@ class SymgradBase(BaseEstimator):
             if self.dtype is not None and _dtype(self.dtype) != dtype:  # it was ignored
                 raise ValueError(f"dtype={self.dtype!r} changed since the first fit; warm_start and partial_fit "
                                  f"continue the {dtype.name} model. Fix: fit afresh (warm_start=False).")
-        X, y = validate_data(self, _rows(X), y, reset=reset, dtype=dtype, multi_output=True,
+        X, y = validate_data(self, _rows(X), plain(y, "y"), reset=reset, dtype=dtype, multi_output=True,
                              y_numeric=self._y_numeric)
         # a read-only array (a memmap) is another type to Numba, compiled again: copy it instead
         return np.require(X, requirements="CW"), y
@@ -199,9 +199,10 @@ class MLPAttributes:
         return self.trained_.params
 
 
-def _rows(X):
+def _rows(X, what: str = "X"):
     """Images, (n, C, H, W) or (n, H, W), as rows of C·H·W features: the layout in which sg.fit
     reads a convolutional network's input (scikit-learn's checks take 2-D data only)."""
+    X = plain(X, what)
     return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 and hasattr(X, "reshape") else X
 
 

@@ -27,8 +27,10 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from ..errors import DataError
 from ..lang.functions import logsumexp, msum
 from ..lang.losses import check_logits
+from ..runtime.inputs import plain
 
 
 def weighted_softmax_ce(pred: sp.MatrixExpr, target: sp.MatrixExpr) -> sp.Expr:
@@ -51,7 +53,10 @@ def sample_weights(sample_weight, n: int) -> np.ndarray:
     The caller's array is never modified."""
     if sample_weight is None:
         return np.ones(n)
-    w = np.asarray(sample_weight, dtype=np.float64)
+    w = np.asarray(plain(sample_weight, "sample_weight"))
+    if w.dtype.kind == "c":  # NumPy would keep the real part, with only a ComplexWarning
+        raise DataError(f"Complex data not supported: sample_weight has dtype {w.dtype}. Fix: pass real weights.")
+    w = w.astype(np.float64)
     if w.ndim == 0:
         w = np.full(n, float(w))
     if w.shape != (n,):
