@@ -333,3 +333,33 @@ def test_naming_messages_and_the_latex_of_a_starred_target():
     net = sg.nn.MLP([3, 4, 1], "sigmoid", output="sigmoid", bias=False, names={"target": "y*", "act": ["z", "y"]})
     line = next(ln for ln in sg.formulas(net, "mse").latex().splitlines() if ln.startswith(r"\ell"))
     assert r"\left(y - y^{*}\right)^{2}" in line and r"\left(\left(" not in line
+
+
+def test_sparse_torch_and_flat_list_inputs_of_compiled_functions():
+    """A sparse matrix got the fix np.asarray(values), which fails the same way; a torch tensor
+    that requires grad raised torch's RuntimeError; a matrix model's flat parameter vector given
+    as a list was refused as 'got 26 arrays' (a formula takes it)."""
+    from symgrad.errors import DtypeError
+
+    net, y = sg.nn.MLP([3, 4, 2], activation="tanh"), sp.MatrixSymbol("y", 2, 1)
+    f = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y], backend="python")
+    ps = net.init_params(0)
+    flat = np.concatenate([p.ravel() for p in ps])
+    X, Y = np.linspace(-1, 1, 15).reshape(5, 3), np.zeros((5, 2))
+    want = f.value(ps, X, Y)
+    for theta in (flat, flat.tolist(), tuple(flat), flat[None, :]):
+        assert f.value(theta, X, Y) == want
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(DtypeError, match=r"data 'x' is a sparse matrix.*Fix: pass its .toarray\(\)"):
+        f.value(ps, sparse.csr_matrix(X), Y)
+    torch = pytest.importorskip("torch")
+    a, t = sp.symbols("a t", real=True)
+    g = sg.compile((a * t - 1) ** 2, wrt=[a], data=[t], backend="python")
+    T = torch.linspace(0, 1, 5, dtype=torch.float64)
+    with pytest.raises(DtypeError, match=r"theta is a torch tensor that requires grad.*Fix: pass tensor.detach"):
+        g.value(torch.tensor([1.0], dtype=torch.float64, requires_grad=True), T)
+    with pytest.raises(DtypeError, match=r"data 't' is a bfloat16 torch tensor.*Fix"):
+        g.value([1.0], T.to(torch.bfloat16))
+    with pytest.raises(DtypeError, match=r"^X is a torch tensor that requires grad"):
+        sg.fit(sg.nn.MLP([1, 2, 1]), "mse", T[:, None].clone().requires_grad_(), T, epochs=1, backend="python")
+    assert g.value([1.0], T) == g.value([1.0], T.numpy())

@@ -19,7 +19,10 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     one) would be a wrong answer.
     A masked array with masked entries is refused: its mask would be dropped silently.
     """
-    refuse_dask_frame(x, what)
+    refuse_foreign(x, what)
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse, without importing it
+        raise DtypeError(f"{what} is a sparse matrix; compiled functions take dense arrays. Fix: pass its "
+                         ".toarray() if it fits in memory.")
     if isinstance(x, np.ma.MaskedArray):
         if np.ma.getmaskarray(x).any():
             raise DataError(f"{what} is a masked array with masked entries, which compiled code would use "
@@ -34,7 +37,7 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         try:
             x = np.asarray(x, dtype=dtype)
         except (TypeError, ValueError) as exc:
-            raise DtypeError(f"{what} could not be converted to {dtype}: {exc}. Fix: pass an array of "
+            raise DtypeError(f"{what} could not be converted to {dtype}: {str(exc).rstrip('.')}. Fix: pass an array of "
                              f"numbers, e.g. np.asarray(values, dtype=np.{dtype}).") from exc
         return np.ascontiguousarray(x)
     if x.dtype != dtype and x.dtype.newbyteorder("=") == dtype:  # the same numbers in the other byte order
@@ -97,6 +100,7 @@ def real_array(x: object, dtype: np.dtype, what: str, fix: str) -> np.ndarray:
     """``x`` (an array, nested lists) as a new C-contiguous ``dtype`` array: real numbers of any
     kind are converted (as scipy's float64 vectors are); None, complex numbers (NumPy drops their
     imaginary parts with only a warning), text and ragged nesting are refused, ``fix`` said."""
+    refuse_foreign(x, what)
     _refuse_none(x, what)
     try:
         raw = np.asarray(x)
@@ -202,13 +206,21 @@ def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     return arr
 
 
-def refuse_dask_frame(x: object, what: str) -> None:
-    """A Dask DataFrame or Series is not a Dask array: NumPy's conversion computed it whole on
-    this machine, the out-of-memory failure Dask is there to avoid."""
+def refuse_foreign(x: object, what: str) -> None:
+    """Containers NumPy's conversion mishandles. A Dask DataFrame or Series is not a Dask array:
+    the conversion computed it whole on this machine, the out-of-memory failure Dask is there to
+    avoid. A torch tensor that requires grad, or a bfloat16 one, raised torch's own errors."""
     if type(x).__module__.startswith(("dask.", "dask_expr")) and not is_dask(x):
         raise DataError(f"{what} is a Dask {type(x).__name__}, which symgrad would have to compute whole on this "
                         "machine; it takes Dask arrays, whose chunks stay on the workers. Fix: pass "
                         "frame.to_dask_array(lengths=True) (the columns the model reads, as one array).")
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):  # NumPy's conversion raises torch's own
+        if getattr(x, "requires_grad", False):
+            raise DtypeError(f"{what} is a torch tensor that requires grad, which NumPy cannot read. Fix: pass "
+                             "tensor.detach().numpy().")
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+            raise DtypeError(f"{what} is a bfloat16 torch tensor, which NumPy has no type for. Fix: pass "
+                             "tensor.float().numpy() (or .double()).")
 
 
 def is_dask(x: object) -> bool:

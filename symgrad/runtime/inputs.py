@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
 from ..lang.embedding import not_token_ids
-from .checks import check_finite, refuse_dask_frame
+from .checks import check_finite, refuse_foreign
 
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
 BINARY_LOSSES = ("bce", "binary_cross_entropy")
@@ -20,7 +20,7 @@ TOKEN_LOSSES = ("token_cross_entropy",)
 def as_data(x: object, what: str) -> np.ndarray:
     """``x`` (an array, a list, a pandas frame: anything with numbers in rows) as an ndarray, its
     numbers not converted yet: their dtype chooses the model's (:func:`data_dtype`)."""
-    refuse_dask_frame(x, what)
+    refuse_foreign(x, what)
     if isinstance(x, np.ma.MaskedArray):
         if np.ma.getmaskarray(x).any():
             raise DataError(f"{what} is a masked array with masked entries, which the model would use as data. "

@@ -88,8 +88,13 @@ class CompiledTensor(Compiled):
     def _as_flat(self, theta, what: str = "theta") -> np.ndarray | None:
         """theta as one checked flat vector, if it was given as one (converted as scipy's float64
         vectors are; complex numbers or text refused, not cast)."""
-        if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 \
-                and theta.size == sum(self.sizes):
+        total = sum(self.sizes)
+        if isinstance(theta, (list, tuple)) and all(np.ndim(a) == 0 for a in theta) or \
+                not isinstance(theta, (list, tuple, np.ndarray)) and hasattr(theta, "__array__"):
+            theta = np.asarray(theta)  # a list of numbers, a pandas Series: a flat vector, as formulas take
+        if isinstance(theta, np.ndarray) and theta.ndim == 2 and theta.shape == (1, total) and len(self.params) > 1:
+            theta = theta[0]  # one row of numbers
+        if isinstance(theta, np.ndarray) and theta.ndim == 1 and len(self.params) >= 1 and theta.size == total:
             return check_vector(theta, theta.size, self.dtype, what)
         return None
 
