@@ -363,3 +363,38 @@ def test_sparse_torch_and_flat_list_inputs_of_compiled_functions():
     with pytest.raises(DtypeError, match=r"^X is a torch tensor that requires grad"):
         sg.fit(sg.nn.MLP([1, 2, 1]), "mse", T[:, None].clone().requires_grad_(), T, epochs=1, backend="python")
     assert g.value([1.0], T) == g.value([1.0], T.numpy())
+
+
+def test_masked_parameters_are_refused_not_unmasked():
+    a, t = sp.symbols("a t", real=True)
+    g = sg.compile((a * t - 1) ** 2, wrt=[a], data=[t], backend="python")
+    with pytest.raises(DataError, match="^theta is a masked array with masked entries"):
+        g.value(np.ma.masked_array([1.0], mask=[True]), np.ones(3))
+    assert g.value(np.ma.masked_array([1.0]), np.ones(3)) == 0.0
+    net = sg.nn.MLP([2, 3, 1])
+    ps = net.init_params(0)
+    ps[0] = np.ma.masked_array(ps[0], mask=ps[0] > 0)
+    with pytest.raises(DataError, match=r"^params\['W1'\] is a masked array with masked entries"):
+        sg.fit(net, "mse", np.ones((4, 2)), np.ones(4), params=ps, epochs=1, backend="python")
+
+
+def test_missing_labels_column_labels_and_exact_decimal_points():
+    from decimal import Decimal
+
+    import mpmath
+
+    net = sg.nn.MLP([2, 3, 2], activation="tanh")
+    X = np.ones((3, 2))
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TargetError, match="^Y has missing labels"):
+        sg.fit(net, "softmax_cross_entropy", X, pd.Series([0, 1, None], dtype="Int64"), epochs=1, backend="python")
+    with pytest.raises(TargetError, match="^Y has missing values"):
+        sg.fit(sg.nn.MLP([2, 3, 1]), "bce", X, pd.Series([True, None, False], dtype="boolean"), epochs=1,
+               backend="python")
+    # a column of class labels: the language-model hint (labels at each of k positions) is for k > 1
+    with pytest.raises(Exception, match=r"one-hot rows of 2\.$"):
+        sg.fit(net, "softmax_cross_entropy", X, np.array([[0], [1], [1]]), epochs=1, backend="python")
+    x = sp.Symbol("x", real=True)
+    J = sp.cos(sp.sin(x**2) + 3 * x**2)
+    want = str(sg.explain(J, x, at={x: 0.5}))
+    assert str(sg.explain(J, x, at={x: Decimal("0.5")})) == want == str(sg.explain(J, x, at={x: mpmath.mpf("0.5")}))

@@ -177,6 +177,8 @@ def _exact_number(value: object, name: str) -> sp.Expr:
         out = sp.Rational(repr(float(value)))
     elif isinstance(value, sp.Basic) and value.is_number:
         out = value
+    elif type(value).__name__ in ("Decimal", "mpf") and value == value and abs(value) != float("inf"):
+        out = sp.Rational(str(value))  # the decimal it holds, exactly
     if out is None or not (out.is_real and out.is_finite):
         raise OptionError(f"at[{name!r}] = {value!r:.40} is not a finite real number. Fix: pass a number, "
                           f"e.g. at={{{name}: 1.0}} (an int, a float, a Fraction or a SymPy number like sp.pi/4).")

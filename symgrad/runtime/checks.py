@@ -102,6 +102,9 @@ def real_array(x: object, dtype: np.dtype, what: str, fix: str) -> np.ndarray:
     imaginary parts with only a warning), text and ragged nesting are refused, ``fix`` said."""
     refuse_foreign(x, what)
     _refuse_none(x, what)
+    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():  # np.asarray drops the mask
+        raise DataError(f"{what} is a masked array with masked entries, which would be used as numbers. "
+                        f"Fix: {fix}, e.g. arr.filled(value).")
     try:
         raw = np.asarray(x)
     except ValueError as exc:  # ragged nesting

@@ -157,7 +157,7 @@ def prepare_xy(X, Y, loss_name: str, n_in: int | tuple[int, ...], n_out: int, dt
                if loss_name in CLASS_LOSSES and Y.shape[1] == 1 else
                f"one target column per output ({n_out}), or a model with {Y.shape[1]} outputs")
         k = Y.shape[1]
-        if loss_name in CLASS_LOSSES and n_out % k == 0 and (Y == np.round(Y)).all() and 0 <= Y.min() \
+        if loss_name in CLASS_LOSSES and k > 1 and n_out % k == 0 and (Y == np.round(Y)).all() and 0 <= Y.min() \
                 and Y.max() < n_out // k:  # PyTorch's cross_entropy over positions
             fix += (f"; if these are the next token's id at each of {k} positions (a language model), "
                     "loss='token_cross_entropy'")
@@ -213,6 +213,8 @@ def _class_ids(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
     """Class labels as indices: integers, or whole numbers stored as floats or bools (as
     scikit-learn takes them: labels read from a CSV file or a DataFrame are often floats)."""
     given = Y  # the message names the labels given: 1e20 as int64 read -9223372036854775808
+    if Y.dtype.kind == "f" and np.isnan(Y).any():  # a nullable Int64 column's NA
+        raise TargetError(f"{what} has missing labels (NaN or pandas.NA). Fix: drop those rows or fill them.")
     if Y.dtype.kind == "b" or Y.dtype.kind == "f" and np.isfinite(Y).all() and (Y == np.floor(Y)).all() \
             and np.abs(Y).max(initial=0) < 2**53:
         Y = Y.astype(np.int64)
@@ -227,6 +229,8 @@ def _class_ids(Y: np.ndarray, n_out: int, what: str) -> np.ndarray:
 def _numbers(Y: np.ndarray, loss_name: str, what: str) -> np.ndarray:
     """Object arrays of numbers are numbers; text labels are refused with the encoding to use."""
     if Y.dtype.kind == "O":
+        if any(v is None or type(v).__name__ == "NAType" for v in Y.flat):  # a nullable column's NA
+            raise TargetError(f"{what} has missing values (None or pandas.NA). Fix: drop those rows or fill them.")
         try:
             return Y.astype(np.float64)
         except (TypeError, ValueError):

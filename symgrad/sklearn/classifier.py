@@ -105,8 +105,8 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
                                  f"class ({self.classes_.tolist()[0]!r}).")
         unseen = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unseen:  # LabelEncoder's own error was int('a')'s, for text labels after numbers
-            raise ValueError(f"y holds labels {sorted(map(str, unseen))} that the first fit did not have "
-                             f"({self.classes_.tolist()}); warm_start and partial_fit continue with the "
+            raise ValueError(f"y holds labels {sorted(unseen, key=str)!r} that the first fit did not have "
+                             f"({self.classes_.tolist()!r}, {self.classes_.dtype}); warm_start and partial_fit continue with the "
                              "same classes. Fix: fit afresh (warm_start=False), or pass every label to the "
                              "first call (partial_fit's classes=).")
         enc = LabelEncoder()
