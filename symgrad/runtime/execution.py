@@ -6,6 +6,7 @@ import contextlib
 import functools
 import os
 import sys
+import threading
 import warnings
 
 from ..errors import SymgradError
@@ -77,9 +78,27 @@ def cache_blocks(rows: int, work: int, n_params: int) -> int:
     return 2 if rows >= 2 and work * rows >= CACHE_WORK and work >= 4 * n_params else 1
 
 
+#: Whether this process has run a row-block loop (a prange: OpenMP threads, with Numba's default
+#: layer here), and whether it is a child forked after that: GNU OpenMP is not fork-safe, and Numba
+#: kills such a child at its first prange ("Terminating: fork() called from a process already using
+#: GNU OpenMP"), so a multiprocessing fork Pool hung. Such a child trains on one block instead.
+_PRANGE = {"used": False, "forked_after": False}
+
+
+def _forked() -> None:
+    if _PRANGE["used"]:
+        _PRANGE["forked_after"] = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
 def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0, n_params: int = 0,
             blas_threads: int | str | None = "auto"):
     """The training kernel for minibatches of ``rows`` rows, and its Numba thread count."""
+    if _PRANGE["forked_after"] and backend == "numba":
+        return mod.train_chunk, None
     n = fit_threads(rows, threads, backend, work)
     blocks = n
     blas = fit_blas_threads(blas_threads, work, rows, None)
@@ -87,6 +106,7 @@ def _kernel(mod, threads: int | None, rows: int, backend: str, work: int = 0, n_
         blocks = cache_blocks(rows, work, n_params)
     if blocks > 1 and getattr(mod, "ROW_BLOCKS", True):  # batch norm: one block
         kernel = functools.partial(mod.train_chunk_par, threads=blocks, par_rows=block_rows(work) if n > 1 else 1)
+        _PRANGE["used"] = _PRANGE["used"] or backend == "numba"
         return kernel, (n if backend == "numba" else None)
     return mod.train_chunk, None
 
@@ -176,10 +196,31 @@ def fit_blas_threads(blas_threads: int | str | None, work: int, rows: int, row_b
     return None if not blocks and work * rows >= BLAS_WORK else 1
 
 
+_BLAS_LOCK = threading.Lock()
+_blas_outer: list = []  # the outermost limiter (it holds the process's own counts) and how many are active
+
+
+@contextlib.contextmanager
 def _blas_limit(threads: int | None):
+    """BLAS capped at ``threads`` while a chunk runs. Fits in several threads overlap: the first
+    to enter saves the process's own counts and the last to leave restores them (each
+    threadpoolctl limiter restores what it found, so interleaved ones left BLAS at 1 for good)."""
     if threads is None:
-        return contextlib.nullcontext()
-    return _blas_controller(len(sys.modules)).limit(limits=threads, user_api="blas")
+        yield
+        return
+    with _BLAS_LOCK:
+        limiter = _blas_controller(len(sys.modules)).limit(limits=threads, user_api="blas")
+        if not _blas_outer:
+            _blas_outer[:] = [limiter, 0]
+        _blas_outer[1] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_outer[1] -= 1
+            if not _blas_outer[1]:
+                _blas_outer.pop(0).restore_original_limits()
+                _blas_outer.clear()
 
 
 @functools.lru_cache(maxsize=1)

@@ -51,7 +51,7 @@ from .inputs import as_data, data_dtype, prepare_xy, split_validation, target_po
 from .memory import keep_freed_memory
 from .options import check_chunking, check_fit_options, check_run_options, known_options, resolve_optimizer
 from .prewarm import await_loop, compile_other
-from .state import ModelSpec, TrainState, check_resume, initial_params
+from .state import ModelSpec, TrainState, check_resume, initial_params, sync_params, sync_states
 from .trained import Trained
 
 
@@ -139,9 +139,11 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         check_minibatches(len(Xa), batch_size, spec.expr)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     ps = _views(theta, model)  # the result's parameters are views into the trained buffer
+    views = tuple(ps)  # ps itself is the result's list, which a callback may change
     result = Trained(ps, history, mod, loss_name, n_out, dt, model=model, loss=loss, optimizer=optimizer,
                      backend=backend, state=state)
     flat_states, rng, first = state.opt_state, state.rng(), state.epoch
+    own_states = tuple(flat_states)  # the buffers the kernel updates, whatever a callback rebinds
     run = Run(model.params, metrics, verbose, first + epochs, val is not None,
               "validation=(X_val, Y_val) or validation_split=0.1", gradient_free(spec.expr))
     metric_values(result, val, run.metrics)  # a metric that cannot take these labels fails now, not after epoch 1
@@ -176,7 +178,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
         start = time.perf_counter()
         with _blas_limit(blas), _numba_threads(n_threads):
             done, state.t, status = kernel(*kernel_args(
-                theta=theta, data=(Xa, Ya), states=flat_states, perms=perms, shuffle=shuffle,
+                theta=theta, data=(Xa, Ya), states=list(own_states), perms=perms, shuffle=shuffle,
                 batch_size=rows, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
                 seeds=seeds))
         elapsed = (time.perf_counter() - start) / max(done, 1)
@@ -189,6 +191,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
             _diverged(result, status, snapshot, theta, epoch + 1)
         stop = after_chunk(result, val, threshold, patience, callbacks, epoch, best, run)
         best = stop[1]
+        sync_params(result, theta, views)  # a callback's new arrays are trained on, as its writes are
+        sync_states(result, own_states)
         if bar is not None:
             bar.update(done)
             bar.set_postfix(loss=result.history["loss"][-1])
