@@ -28,7 +28,7 @@ from .derive.removable import isolate, restore
 from .derive.reverse import sweep
 from .derive.tails import accurate_tails
 from .derive.tangent import tangent_graph
-from .errors import DtypeError, OptionError, ShapeError, SymgradError, UnsupportedModelError
+from .errors import DtypeError, NameClashError, OptionError, ShapeError, SymgradError, UnsupportedModelError
 from .front.forms import check_float32_constants
 from .front.prepare import prepare
 from .front.validate import check_bindings, check_depth, check_scalar, check_size, depth
@@ -105,19 +105,20 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
     # one that misses by a user's constant (derive/tails.py); the code prints each as a double
     stable = stable.xreplace({f: sp.Float(f, precision=113) for f in stable.atoms(sp.Float)})
     stable, near = isolate(stable, [*params, *data])  # nodes finite where they divide 0 by 0 (restored below)
-    s = sweep(stable)
-    grads = [s.gradient(p) for p in params]
     v = [sp.Dummy(f"v{k}", real=True) for k in range(len(params))]
     hvp, hess = [], None
     reduced = reduction in ("mean", "sum")
+    # each adjoint substituted as a factor, not multiplied out (Sweep.gradient's ``factors``)
+    s = sweep(stable)
+    grads = [s.gradient(p, factors=True) for p in params]
     if reduced:
         directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]))
-        hvp = [directional.gradient(p) for p in params]
+        hvp = [directional.gradient(p, factors=True) for p in params]
     if reduced and len(params) <= MAX_HESSIAN_PARAMS:
         hess = []
         for a, g in enumerate(grads):
             sg_ = sweep(g)
-            hess.append([sp.S.Zero] * a + [sg_.gradient(p) for p in params[a:]])
+            hess.append([sp.S.Zero] * a + [sg_.gradient(p, factors=True) for p in params[a:]])
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
     # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)
     # and a Piecewise branch's derivative selected, not multiplied by its indicator (0·log(0) is NaN)
@@ -141,6 +142,10 @@ def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> 
     # elements of an expanded sum (theta[0], after .doit()) as symbols named as they print
     named = {v: sp.Symbol(str(v), real=True) for v in (*wrt, *data) if isinstance(v, sp.Indexed)}
     if named and isinstance(expr, sp.Basic):
+        plain = {s.name: s for s in [*expr.free_symbols, *wrt, *data] if isinstance(s, sp.Symbol)}
+        if clash := next((v for v, s in named.items() if s.name in plain), None):
+            raise NameClashError(f"the element {clash} of IndexedBase {clash.base} and a Symbol named {str(clash)!r} are "
+                                 "two variables with one name, which compiled code cannot tell apart. Fix: rename the Symbol.")
         expr, wrt, data = expr.xreplace(named), [named.get(v, v) for v in wrt], [named.get(v, v) for v in data]
     wrt, data = list(wrt), list(data)
     check_depth(expr)  # before SymPy recurses through it, or the derivation takes minutes

@@ -105,3 +105,16 @@ def test_undeclared_symbols_cost_nothing_and_accept_anything():
     f = compiled(a * sp.sqrt(x**2), [a], [x])
     assert f._data_checks == [] and f._theta_checks == []
     assert f.value([2.0], np.array([-3.0, 1.0])) == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("facts", [{"polar": True}, {"imaginary": True}, {"infinite": True},
+                                   {"antihermitian": True, "nonzero": True}])
+def test_symbols_that_are_no_real_number_are_refused(facts):
+    """SymPy simplifies with them (sqrt(s**2) is s for a polar s, re(z) is 0 for an imaginary z): a
+    real value gave numbers that are not the formula's (value 3.75 for 8.75), silently."""
+    s = sp.Symbol("s", **facts)
+    with pytest.raises(AssumptionError, match=r"^the symbol s is declared .*=True, but symgrad computes with "
+                                              r"real numbers.*Fix: declare it real"):
+        sg.compile(sp.sqrt(s**2) + 3 * sp.re(s) + s**2, wrt=[s], backend="python")
+    with pytest.raises(AssumptionError):
+        sg.grad(s**2, s)

@@ -234,3 +234,20 @@ def test_matrix_forms_the_tensor_route_does_not_take_name_their_own_fix():
     for expr, error, text in cases:
         with pytest.raises(error, match=text):
             sg.compile(expr, [A], [x])
+
+
+def test_a_scalar_formula_in_a_1x1_matrix_is_a_formula():
+    """sp.Matrix([[a**2]]) went down the matrix route, whose messages contradicted themselves
+    ('expected 1 parameter arrays, got 1')."""
+    a = sp.Symbol("a", real=True)
+    f = sg.compile(sp.Matrix([[a**2]]), wrt=[a], backend="python")
+    assert f.grad(3.0).tolist() == f.grad([3.0]).tolist() == [6.0]
+
+
+def test_an_element_and_a_symbol_of_one_name_are_told_apart():
+    from symgrad.errors import NameClashError
+
+    th, t0 = sp.IndexedBase("theta"), sp.Symbol("theta[0]", real=True)
+    with pytest.raises(NameClashError, match=r"the element theta\[0\] of IndexedBase theta and a Symbol named "
+                                             r"'theta\[0\]'.*Fix: rename the Symbol"):
+        sg.compile(t0**2 + th[0] ** 3, wrt=[t0, th[0]], backend="python")

@@ -499,3 +499,23 @@ def test_log_one_plus_squared_product_hessian_in_float32():
     A = float(np.float32(3e11))
     want = [[2 * (1 - A**2) / (1 + A**2) ** 2, 4 * A / (1 + A**2) ** 2], [4 * A / (1 + A**2) ** 2, -2.0]]
     np.testing.assert_allclose(h, want, rtol=2e-6)
+
+
+@pytest.mark.parametrize("n", [6, 12])
+def test_a_polynomials_adjoint_is_not_multiplied_out(n):
+    """(T + y)² + (T − y − 1)² with T an expanded Chebyshev polynomial: dF/dx = (4T − 2)·T′. The
+    number c_k of each term c_k·x^k was distributed over the adjoint 4T − 2, a polynomial of
+    coefficients c_k·c_j whose sum cancels as the square of T's (7.5e-6 off at n = 14; torch 4e-12).
+    Oracle: sympy.diff in mpmath at 50 digits; the bound is what evaluating T and T′ in float64
+    allows (their condition numbers times ε)."""
+    x, y = sp.symbols("x y", real=True)
+    T = sp.expand(sp.chebyshevt(n, 2 * x - 1))
+    F = (T + y) ** 2 + (T - y - 1) ** 2
+    f = sg.compile(F, wrt=[x, y])
+    oracle = Oracle(F, [x, y], [])
+    for point in ([0.3, 0.2], [0.91, -0.4]):
+        _, g, h = oracle.at(point)
+        cond = sum(abs(c) * point[0] ** k for (k,), c in sp.Poly(T, x).terms())  # Σ|c_k x^k|
+        got = f.grad(np.array(point))
+        assert abs(got[0] - float(g[0])) <= 64 * 2.2e-16 * cond * (1 + abs(float(g[0]))), (point, got, g)
+        close(f.hessian(np.array(point))[1], [float(h[1][0]), float(h[1][1])], 1e-13, "d²F/dy dx, d²F/dy²")

@@ -9,6 +9,7 @@ import sympy as sp
 
 from ..errors import SymgradError
 from ..lang.ops import textbook_signs
+from ..runtime.assumptions import refuse_unreal
 from .rewrite import stabilize
 from .validate import check_functions, check_one_symbol_per_name, check_scalar, realify
 
@@ -24,6 +25,7 @@ def prepare(expr: object, variables: Sequence[sp.Basic]) -> tuple[sp.Expr, list[
         raise SymgradError("grad/explain work on scalar formulas. Fix: for matrix models (networks) use "
                            "sg.formulas(net, loss); or write the formula with scalar symbols.")
     e = check_scalar(expr, "expression")
+    refuse_unreal(e.free_symbols)  # before the function checks: SymPy made re(z) of an imaginary z 0
     check_functions(e)
     check_one_symbol_per_name(e)
     e, mapping = realify(e)
@@ -53,6 +55,8 @@ def unrealify(result: sp.Expr, user_expr: sp.Basic) -> sp.Expr:
 
 
 def is_tensor(expr: object) -> bool:
+    if isinstance(expr, sp.MatrixBase) and expr.shape == (1, 1) and not expr[0, 0].atoms(sp.MatrixSymbol):
+        return False  # a scalar formula in a 1x1 Matrix: check_scalar unwraps it
     if isinstance(expr, (sp.MatrixExpr, sp.MatrixBase)):
         return True
     return isinstance(expr, sp.Basic) and bool(expr.atoms(sp.MatrixSymbol))

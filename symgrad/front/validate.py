@@ -212,11 +212,8 @@ def realify(expr: sp.Expr) -> tuple[sp.Expr, dict[sp.Symbol, sp.Symbol]]:
     Why: with complex symbols, ``diff(Abs(x))`` yields re/im terms and ``sign`` turns into
     ``x/Abs(x)``. Returns the new expression and the map old -> new.
     """
-    mapping = {
-        s: sp.Symbol(s.name, real=True, **_facts(s))
-        for s in expr.free_symbols
-        if isinstance(s, sp.Symbol) and not s.is_real
-    }
+    mapping = {s: sp.Symbol(s.name, real=True, **_facts(s))
+               for s in expr.free_symbols if isinstance(s, sp.Symbol) and not s.is_real}
     return (expr.xreplace(mapping) if mapping else expr), mapping
 
 

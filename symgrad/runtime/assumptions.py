@@ -91,3 +91,16 @@ def check_assumptions(checks, arrays: Sequence[np.ndarray], what: str, symbols: 
             f"{_EXAMPLE[name.removeprefix('extended_')].format(s=label)}), "
             f"but the {what} {label} holds {float(v):g}{where}. Fix: pass values that are {need}, or declare "
             f"{label} with real=True only, so that nothing relies on it.")
+
+
+def refuse_unreal(symbols) -> None:
+    """Symbols declared as no real number is (imaginary, infinite, polar, antihermitian) are refused:
+    SymPy simplified with those facts (sqrt(s**2) is s for a polar s, re(z) is 0 for an imaginary
+    z), so real values would give numbers that are not the formula's."""
+    for s in sorted((s for s in symbols if isinstance(s, sp.Symbol)), key=str):
+        facts = [f for f in ("imaginary", "infinite", "polar", "antihermitian") if getattr(s, f"is_{f}")]
+        if facts or s.is_real is False:
+            raise AssumptionError(
+                f"the symbol {s} is declared {', '.join(f'{f}=True' for f in facts) or 'not real'}, but symgrad "
+                f"computes with real numbers, and SymPy has already simplified the formula with that fact. "
+                f"Fix: declare it real, sp.Symbol({s.name!r}, real=True) (with its sign, e.g. positive=True).")
