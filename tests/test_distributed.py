@@ -382,3 +382,18 @@ def test_data_against_a_declared_assumption_is_refused_on_dask_too(client):
     bad[450] = -1.0
     with pytest.raises(sg.errors.AssumptionError, match=r"row chunk of rows 400 to 599.*positive.*Fix:"):
         f.value([2.0], da.from_array(bad, chunks=200))
+
+
+def test_parameters_a_callback_rebinds_are_trained_on_dask(client, digits):
+    X, y, net = digits
+    Xd, yd = _dask(X, y, 200)
+
+    def halve_first(epoch, m):
+        if epoch == 2:
+            m.params[0] = m.params[0] * 0.5
+    got = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, epochs=4, callbacks=[halve_first])
+    two = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, epochs=2)
+    two.params[0][...] *= 0.5
+    want = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, epochs=2, resume=two)
+    for p, q in zip(got.params, want.params):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)

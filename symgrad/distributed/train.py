@@ -48,7 +48,7 @@ from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
 from ..runtime.inputs import as_data, data_dtype, prepare_xy
 from ..runtime.row_sums import combine
-from ..runtime.state import ModelSpec
+from ..runtime.state import ModelSpec, sync_params
 from ..runtime.trained import Trained
 from .arrays import compute, resolve_client, row_blocks
 from .worker import ModuleSource, local_round, loss_grad_chunk
@@ -91,6 +91,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
+    views = tuple(result.params)
     job = _Job(client, client.scatter(ModuleSource(path, backend, dims), broadcast=True, hash=False),
                (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
@@ -126,6 +127,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         if noisy:  # the draw belongs to the epoch now recorded (a failed epoch left it to the next try)
             state.rng_state = rng.bit_generator.state
         stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)
+        sync_params(result, theta, views)  # a callback's new arrays are trained on, as its writes are
         if stop:
             break
     if patience is not None and best[1] is not None:
