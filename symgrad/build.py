@@ -109,15 +109,15 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
     hvp, hess = [], None
     reduced = reduction in ("mean", "sum")
     # each adjoint substituted as a factor, not multiplied out (Sweep.gradient's ``factors``)
-    s = sweep(stable)
+    s = sweep(stable, factors=True)
     grads = [s.gradient(p, factors=True) for p in params]
     if reduced:
-        directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]))
+        directional = sweep(sp.Add(*[g * vk for g, vk in zip(grads, v)]), factors=True)
         hvp = [directional.gradient(p, factors=True) for p in params]
     if reduced and len(params) <= MAX_HESSIAN_PARAMS:
         hess = []
         for a, g in enumerate(grads):
-            sg_ = sweep(g)
+            sg_ = sweep(g, factors=True)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p, factors=True) for p in params[a:]])
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
     # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)

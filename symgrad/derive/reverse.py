@@ -67,7 +67,7 @@ class Sweep:
         if factors:
             try:
                 with distribute(False):
-                    return tidy(self._substituted(adj))
+                    return tidy(self._substituted(adj), expand=False)
             except RecursionError:  # SymPy's own rewrites (Abs's signsimp) can loop on undistributed products
                 pass
         return tidy(self._substituted(adj))
@@ -251,8 +251,9 @@ class _Builder:
 
 
 def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: str = "J",
-          rename_output: bool = True, builder=None) -> Sweep:
-    """Build the forward trace of ``expr`` and run the reverse (adjoint) sweep.
+          rename_output: bool = True, builder=None, factors: bool = False) -> Sweep:
+    """Build the forward trace of ``expr`` and run the reverse (adjoint) sweep (``factors``: as
+    in :meth:`Sweep.gradient`, for its adjoints too).
 
     Automatic names (v1, v2, ...) skip the names of ``expr``'s symbols; so does the output's
     (J, then J_, ...) unless ``rename_output`` is False (``explain``, which refuses the clash).
@@ -290,7 +291,8 @@ def sweep(expr: sp.Expr, names: dict[sp.Expr, str] | None = None, output_name: s
             if local == 0:
                 continue
             result.steps.append(Step(lane, node.out, local))
-            terms.setdefault(lane, []).append(src * local)
+            with distribute(not factors):  # factors: c_k·(a sum) stays one (Sweep.gradient)
+                terms.setdefault(lane, []).append(src * local)
     for lane, ts in terms.items():
         result.adjoint[lane] = sp.Add(*ts)
     return result
