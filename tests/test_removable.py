@@ -124,3 +124,41 @@ def test_poles_and_plain_formulas_are_left_as_written():
         assert found == [], expr
     _, found = isolate((sp.exp(r * t) / r - 1 / r - y) ** 2, [r, t, y])  # a removable sum of poles
     assert [n.expr for n in found] == [sp.exp(r * t) / r - 1 / r - y]
+
+
+def test_reviewed_forms_kinks_differences_finite_series_and_slow_expansions():
+    """A reviewer's forms: SymPy's series is one-sided (d -> 0+), so a relu inside a node got its
+    right-hand polynomial at a < 0 (2.47 for 1.97); Abs inside a node raised a DiracDelta printing
+    error; coefficients (t − t0)^k multiplied out cancelled for timestamps (d²/dr² 0 for 3.1e10); a
+    finite series ((1 + a·t)³ − 1)/a was never trusted (9% off at a = 4e-16); three-rate Bateman
+    kinetics and e^{sin(a·t + b)} never finished expanding."""
+    import time
+
+    tt = np.array([0.5, 2.0])
+    kinked = (sp.exp(a * t) - 1 + sg.ops.relu(a) * t) / a
+    f = sg.compile(kinked, [a], [t], reduction="sum")
+    for av in (-0.3, -1e-6, 1e-6, 0.3):
+        want = float(np.sum((np.expm1(av * tt) + max(av, 0) * tt) / av))
+        assert f.value([av], tt) == pytest.approx(want, rel=1e-12)
+    g = sg.compile((sp.exp(a * t) - 1) * sp.Abs(a) / a, [a], [t], reduction="sum", backend="python")
+    assert g.value([-0.5], tt) == pytest.approx(-sum(np.expm1(-0.5 * tt)), rel=1e-13)
+
+    N0, t0 = sp.symbols("N0 t0", real=True)
+    growth = N0 * (sp.exp(r * (t - t0)) - 1) / r
+    h = sg.compile(growth, [r], [N0, t, t0], reduction="sum")
+    data = [np.array([2.0]), np.array([1.7e9 + 3600]), np.array([1.7e9])]
+    for rv in (0.0, 1e-9):
+        want = truth(growth, [r], [N0, t, t0], [rv], data, 0)
+        np.testing.assert_allclose(h.hessian([rv], *data)[0, 0], want[2][0, 0], rtol=1e-12)
+        np.testing.assert_allclose(h.grad([rv], *data)[0], want[1][0], rtol=1e-12)
+
+    cubic = sg.compile(((1 + a * t) ** 3 - 1) / a, [a], [t], reduction="sum")
+    for av in (0.0, 4e-16, 1e-14, 1e-9):
+        assert cubic.value([av], tt) == pytest.approx(sum(3 * tt + 3 * av * tt**2 + av**2 * tt**3), rel=1e-15)
+
+    b, c = sp.symbols("b c", real=True)
+    start = time.perf_counter()
+    sg.compile(sp.exp(-a * x) / ((b - a) * (c - a)) + sp.exp(-b * x) / ((a - b) * (c - b))
+               + sp.exp(-c * x) / ((a - c) * (b - c)), [a, b, c], [x], backend="python")
+    sg.compile((sp.exp(sp.sin(a * t + b)) - sp.exp(sp.sin(b))) / a, [a, b], [t], backend="python")
+    assert time.perf_counter() - start < 30  # they took minutes in SymPy's series and cancel

@@ -42,8 +42,9 @@ class Node:
     """One isolated node: the expression, its expansion's polynomial in ``d`` = s − s0, and the
     function classes of its partials, one per multi-index over its arguments."""
 
-    def __init__(self, index: int, expr: sp.Expr, s: sp.Symbol, s0: sp.Expr, poly: sp.Expr, d: sp.Dummy):
-        self.expr, self.s, self.s0, self.poly, self.d = expr, s, s0, poly, d
+    def __init__(self, index: int, expr: sp.Expr, s: sp.Symbol, s0: sp.Expr, poly: sp.Expr, d: sp.Dummy,
+                 exact: bool = False):
+        self.expr, self.s, self.s0, self.poly, self.d, self.exact = expr, s, s0, poly, d, exact
         self.args = tuple(sorted(expr.free_symbols, key=str))
         self.index, self.classes = index, {}
 
@@ -62,11 +63,16 @@ class Node:
         return self.classes[alpha]
 
     def diff(self, p: sp.Expr, v: sp.Symbol) -> sp.Expr:
-        """∂p/∂v for a polynomial p(d, others) with d = s − s0(others)."""
-        out = sp.diff(p, v) if v != self.s else sp.S.Zero
-        if v == self.s or self.s0.has(v):
-            out += sp.diff(p, self.d) * (1 if v == self.s else -sp.diff(self.s0, v))
-        return sp.expand(out)
+        """∂p/∂v for a polynomial p(d, others) with d = s − s0(others), term by term: the
+        coefficients are not multiplied out ((t − t0)**k expanded cancels for t ~ t0)."""
+        by: dict[int, sp.Expr] = {}
+        ds0 = None if v == self.s else (-sp.diff(self.s0, v) if self.s0.has(v) else None)
+        for k, c in _terms(p, self.d):
+            if v != self.s:
+                by[k] = by.get(k, sp.S.Zero) + sp.diff(c, v)
+            if k and (v == self.s or ds0 is not None):
+                by[k - 1] = by.get(k - 1, sp.S.Zero) + k * c * (1 if v == self.s else ds0)
+        return sp.Add(*[c * self.d**k for k, c in by.items() if c != 0])
 
     def output(self, alpha: tuple[int, ...], computed: Callable, dtype: str) -> sp.Expr:
         """∂^α of the node: its polynomial where that has converged, else as written."""
@@ -74,12 +80,16 @@ class Node:
         for v, k in zip(self.args, alpha):
             for _ in range(k):
                 written, poly = sp.diff(written, v), self.diff(poly, v)
+        # sign'(x) = 0, as the derivation outside the node takes it (SymPy writes DiracDelta)
+        written, poly = (e.replace(lambda u: isinstance(u, sp.DiracDelta), lambda u: sp.S.Zero) for e in (written, poly))
         written = computed(written)
         terms = _terms(poly, self.d)
+        delta = self.s - self.s0
+        if self.exact:  # the node is this polynomial ((1 + a·t)³ − 1)/a: its terms never get small
+            return computed(sp.Add(*[c * delta ** k for k, c in terms]))
         if len(terms) < 3:  # too short to judge its convergence
             return written
         info = np.finfo(np.dtype(dtype))
-        delta = self.s - self.s0
         mags = [sp.Abs(c) * sp.Abs(delta) ** k if k else sp.Abs(c) for k, c in terms]
         scale, tail = sp.Add(*mags), mags[-1] + mags[-2]
         series = sp.Add(*[c * delta ** k for k, c in terms])
@@ -89,7 +99,14 @@ class Node:
 
 def _terms(p: sp.Expr, d: sp.Dummy) -> list[tuple[int, sp.Expr]]:
     """(power, coefficient) of the polynomial ``p`` in ``d``, the nonzero ones, by power."""
-    by = sp.collect(sp.expand(p), d, evaluate=False)
+    by: dict = {}
+    for term in sp.Add.make_args(p):
+        c, k = term.as_coeff_exponent(d)
+        if c.has(d) or not k.is_Integer or k < 0:
+            raise ValueError(f"not a polynomial in {d}: {term}")
+        k = int(k)
+        by[k] = by.get(k, sp.S.Zero) + c
+    by = {d**k if k else sp.S.One: c for k, c in by.items()}
     out = [(0 if key == 1 else int(sp.degree(key, d)), c) for key, c in by.items() if c != 0]
     return sorted(out, key=lambda kc: kc[0])
 
@@ -123,23 +140,50 @@ def _points(node: sp.Expr, variables: set) -> list[tuple[sp.Symbol, sp.Expr, int
     return out
 
 
-def _expanded(node: sp.Expr, s: sp.Symbol, s0: sp.Expr, order: int) -> tuple[sp.Expr, sp.Dummy] | None:
+def _expanded(node: sp.Expr, s: sp.Symbol, s0: sp.Expr, order: int) -> tuple[sp.Expr, sp.Dummy, bool] | None:
     """The node's Taylor polynomial around s = s0, or None where it has a pole there (or SymPy
     cannot expand it, or its coefficients divide by what the node did not)."""
     d = sp.Dummy("d", real=True)
     g = node.subs(s, s0 + d)
+    # SymPy's series is one-sided (d -> 0+): a kink at the point (Abs, Max, Piecewise, relu, ...)
+    # would get the right-hand polynomial on both sides. Only analytic forms are expanded.
+    if any(not isinstance(e, (sp.Add, sp.Mul, sp.Pow, sp.exp, sp.log, sp.Symbol, sp.Number, sp.Dummy,
+                               sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp.tanh, sp.asin, sp.acos, sp.atan,
+                               sp.asinh, sp.acosh, sp.atanh, sp.erf, sp.erfc, sp.NumberSymbol))
+           and e.has(d) for e in sp.preorder_traversal(g)) or not _simple(g, d):
+        return None
+    # sums free of d kept as symbols: SymPy's series multiplies out (t − t0)**k, which cancels
+    frozen = {e: sp.Dummy("u", real=True) for e in sp.preorder_traversal(g)
+              if isinstance(e, sp.Add) and not e.has(d) and e.free_symbols}
+    frozen = {e: u for e, u in frozen.items() if not any(e != o and o.has(e) for o in frozen)}
+    back = {u: e for e, u in frozen.items()}
+    g = g.xreplace(frozen)
     try:
+        if g.is_rational_function(d) and (q := sp.cancel(g)).is_polynomial(d):
+            return sp.expand(q).xreplace(back), d, True
         if sp.series(g, d, 0, 1).removeO().has(d):
             return None  # a pole, log(d) or a fractional power: not removable
         poly = sp.series(g, d, 0, TERMS + order).removeO()
         # SymPy's coefficients of a power hold quotients that cancel ((t − x)²/(t − x)²)
-        poly = sp.Add(*[sp.cancel(c) * d**k for k, c in _terms(poly, d)])
+        poly = sp.Add(*[sp.cancel(c).xreplace(back) * d**k for k, c in _terms(sp.expand(poly), d)])
     except Exception:  # noqa: BLE001 -- SymPy cannot expand this form: left as written
         return None
+    g = g.xreplace(back)
     before = {p.base for p in _negative_powers(g)}
     if poly.has(sp.Order) or any(p.base.free_symbols and p.base not in before for p in _negative_powers(poly)):
         return None
-    return poly, d
+    return poly, d, False
+
+
+def _simple(g: sp.Expr, d: sp.Dummy) -> bool:
+    """Forms whose expansion SymPy makes in a second: one denominator that vanishes with d, and
+    no function of d inside another ((e^{sin(a t + b)} − e^{sin b})/a took minutes, three-rate
+    Bateman kinetics' coefficients never finished cancelling)."""
+    def applied(e):  # functions of d: exp(d t), t**d
+        return e.has(d) and (isinstance(e, sp.Function) or isinstance(e, sp.Pow) and e.exp.has(d))
+    nested = any(applied(e) and any(applied(a) for q in e.args for a in sp.preorder_traversal(q))
+                 for e in sp.preorder_traversal(g))
+    return not nested and len({p.base for p in _negative_powers(g) if p.base.has(d)}) <= 1
 
 
 def isolate(f: sp.Expr, variables: Sequence[sp.Symbol]) -> tuple[sp.Expr, list[Node]]:
