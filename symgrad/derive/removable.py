@@ -18,9 +18,10 @@ expands each node once, and only the node, not the loss around it. Where the ser
 converged δ is large enough for the written form to have lost at most ~ε^(1 − k/m) (k the
 pole's order plus the derivative's, m ≥ 11 the polynomial's degree).
 
-Only denominators with a factor linear in one variable are looked at (λ, r·t, k_a − k_e). A pole
-that is not removable, a node SymPy cannot expand, or one whose coefficients divide by something
-new is left as written.
+Only analytic nodes with one denominator that has a factor linear in one variable (λ, r·t,
+k_a − k_e), and no function of it inside another, are expanded (SymPy's series is one-sided, and
+slow on nested forms; docs/decisions.md). A pole that is not removable, a node SymPy cannot
+expand, or one whose coefficients divide by something new is left as written.
 """
 
 from __future__ import annotations
@@ -82,11 +83,11 @@ class Node:
                 written, poly = sp.diff(written, v), self.diff(poly, v)
         # sign'(x) = 0, as the derivation outside the node takes it (SymPy writes DiracDelta)
         written, poly = (e.replace(lambda u: isinstance(u, sp.DiracDelta), lambda u: sp.S.Zero) for e in (written, poly))
-        written = computed(written)
         terms = _terms(poly, self.d)
         delta = self.s - self.s0
         if self.exact:  # the node is this polynomial ((1 + a·t)³ − 1)/a: its terms never get small
             return computed(sp.Add(*[c * delta ** k for k, c in terms]))
+        written = computed(written)
         if len(terms) < 3:  # too short to judge its convergence
             return written
         info = np.finfo(np.dtype(dtype))
@@ -104,11 +105,8 @@ def _terms(p: sp.Expr, d: sp.Dummy) -> list[tuple[int, sp.Expr]]:
         c, k = term.as_coeff_exponent(d)
         if c.has(d) or not k.is_Integer or k < 0:
             raise ValueError(f"not a polynomial in {d}: {term}")
-        k = int(k)
-        by[k] = by.get(k, sp.S.Zero) + c
-    by = {d**k if k else sp.S.One: c for k, c in by.items()}
-    out = [(0 if key == 1 else int(sp.degree(key, d)), c) for key, c in by.items() if c != 0]
-    return sorted(out, key=lambda kc: kc[0])
+        by[int(k)] = by.get(int(k), sp.S.Zero) + c
+    return sorted((k, c) for k, c in by.items() if c != 0)
 
 
 def _negative_powers(e: sp.Expr) -> list[sp.Pow]:
