@@ -199,10 +199,10 @@ class MLPAttributes:
         return self.trained_.params
 
 
-def _rows(X, what: str = "X"):
+def _rows(X):
     """Images, (n, C, H, W) or (n, H, W), as rows of C·H·W features: the layout in which sg.fit
     reads a convolutional network's input (scikit-learn's checks take 2-D data only)."""
-    X = plain(X, what)
+    X = plain(X, "X")  # a mask refused, not dropped
     return X.reshape(len(X), -1) if getattr(X, "ndim", 2) > 2 and hasattr(X, "reshape") else X
 
 
