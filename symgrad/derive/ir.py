@@ -282,7 +282,6 @@ def lower(loss: sp.Expr, params, data, labels=None) -> tuple[list[TNode], TNode]
     return low.nodes, out
 
 
-
 def lower_matrix(expr: sp.MatrixExpr, params, data, labels=None) -> tuple[list[TNode], TNode]:
     """Lower a matrix-valued model output (for predict)."""
     low = Lowerer(list(params), list(data), labels)

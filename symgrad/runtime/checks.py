@@ -23,12 +23,7 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     if hasattr(x, "toarray") and hasattr(x, "nnz"):  # scipy.sparse, without importing it
         raise DtypeError(f"{what} is a sparse matrix; compiled functions take dense arrays. Fix: pass its "
                          ".toarray() if it fits in memory.")
-    if isinstance(x, np.ma.MaskedArray):
-        if np.ma.getmaskarray(x).any():
-            raise DataError(f"{what} is a masked array with masked entries, which compiled code would use "
-                            "as if they were data. Fix: drop those rows (np.ma.compress_rows) or fill them "
-                            "(arr.filled(value)).")
-        x = np.ma.getdata(x)
+    x = unmasked(x, what, "drop those rows (np.ma.compress_rows) or fill them (arr.filled(value))")
     if not isinstance(x, np.ndarray) and hasattr(x, "dtype") and hasattr(x, "__array__"):
         x = np.asarray(x)  # a pandas Series has a dtype too: float64 is not rounded to float32 silently
     if not isinstance(x, np.ndarray):
@@ -60,6 +55,17 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
             f"Fix: convert it to numbers, np.asarray(arr, dtype=np.{dtype})."
         )
     return np.ascontiguousarray(x)
+
+
+def unmasked(x: object, what: str, fix: str) -> object:
+    """``x``, or a masked array's data where nothing is masked; one with masked entries is refused:
+    NumPy's conversion drops the mask, and the values under it would be used as numbers."""
+    if not isinstance(x, np.ma.MaskedArray):
+        return x
+    if np.ma.getmaskarray(x).any():
+        raise DataError(f"{what} is a masked array with masked entries, which would be used as numbers. "
+                        f"Fix: {fix}.")
+    return np.ma.getdata(x)
 
 
 def _refuse_non_real(x: object, what: str) -> None:
@@ -102,9 +108,7 @@ def real_array(x: object, dtype: np.dtype, what: str, fix: str) -> np.ndarray:
     imaginary parts with only a warning), text and ragged nesting are refused, ``fix`` said."""
     refuse_foreign(x, what)
     _refuse_none(x, what)
-    if isinstance(x, np.ma.MaskedArray) and np.ma.getmaskarray(x).any():  # np.asarray drops the mask
-        raise DataError(f"{what} is a masked array with masked entries, which would be used as numbers. "
-                        f"Fix: {fix}, e.g. arr.filled(value).")
+    x = unmasked(x, what, f"{fix}, e.g. arr.filled(value)")
     try:
         raw = np.asarray(x)
     except ValueError as exc:  # ragged nesting

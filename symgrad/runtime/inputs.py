@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
 from ..lang.embedding import not_token_ids
-from .checks import check_finite, refuse_foreign
+from .checks import check_finite, refuse_foreign, unmasked
 
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
 BINARY_LOSSES = ("bce", "binary_cross_entropy")
@@ -21,11 +21,7 @@ def as_data(x: object, what: str) -> np.ndarray:
     """``x`` (an array, a list, a pandas frame: anything with numbers in rows) as an ndarray, its
     numbers not converted yet: their dtype chooses the model's (:func:`data_dtype`)."""
     refuse_foreign(x, what)
-    if isinstance(x, np.ma.MaskedArray):
-        if np.ma.getmaskarray(x).any():
-            raise DataError(f"{what} is a masked array with masked entries, which the model would use as data. "
-                            f"Fix: drop those rows (np.ma.compress_rows({what})) or fill them ({what}.filled(v)).")
-        return np.ma.getdata(x)
+    x = unmasked(x, what, f"drop those rows (np.ma.compress_rows({what})) or fill them ({what}.filled(v))")
     if isinstance(x, np.ndarray):
         return x
     if x is None:
