@@ -41,6 +41,18 @@ def test_parameters_a_callback_rebinds_are_trained_on():
     np.testing.assert_allclose(got.history["loss"][2:], want.history["loss"][2:], rtol=0)
     assert got.evaluate(X, Y)["loss"] == want.evaluate(X, Y)["loss"]
 
+    def reset_moments(epoch, m):  # new optimizer-state arrays: the kernel had kept updating the old ones
+        if epoch == 2:
+            m.state.opt_state = [np.zeros_like(s) for s in m.state.opt_state]
+
+    got = _fit(5, callbacks=[reset_moments])
+    two = _fit(2)
+    for st in two.state.opt_state:
+        st[...] = 0
+    want = two.fit_more(X, Y, epochs=3)
+    for p, q in zip(got.params, want.params):
+        np.testing.assert_array_equal(p, q)
+
     def wrong_shape(epoch, m):
         m.params[1] = np.zeros(4)
     with pytest.raises(ShapeError, match="a callback set the model's parameters to shapes"):

@@ -127,7 +127,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         if noisy:  # the draw belongs to the epoch now recorded (a failed epoch left it to the next try)
             state.rng_state = rng.bit_generator.state
         stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)
-        sync_params(result, theta, views)  # a callback's new arrays are trained on, as its writes are
+        sync_params(result, views)  # a callback's new arrays are trained on, as its writes are
         if stop:
             break
     if patience is not None and best[1] is not None:

@@ -191,7 +191,7 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
             _diverged(result, status, snapshot, theta, epoch + 1)
         stop = after_chunk(result, val, threshold, patience, callbacks, epoch, best, run)
         best = stop[1]
-        sync_params(result, theta, views)  # a callback's new arrays are trained on, as its writes are
+        sync_params(result, views)  # a callback's new arrays are trained on, as its writes are
         sync_states(result, own_states)
         if bar is not None:
             bar.update(done)

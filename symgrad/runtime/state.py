@@ -144,32 +144,31 @@ def initial_params(model, params, seed, dt) -> list[np.ndarray]:
     return out
 
 
-def sync_params(result, theta: np.ndarray, ps: tuple[np.ndarray, ...]) -> None:
+def sync_params(result, ps: tuple[np.ndarray, ...]) -> None:
     """A callback that gave the model new arrays (``m.load(path)``, ``m.params = [...]``,
     ``m.params[0] = ...``) is honoured as one that wrote into them is: their values go into the
-    buffer the kernel trains, and the model's parameters are that buffer's views again."""
-    if len(result.params) == len(ps) and all(a is b for a, b in zip(result.params, ps)):
-        return
-    if len(result.params) != len(ps) or any(np.shape(a) != b.shape for a, b in zip(result.params, ps)):
-        raise ShapeError(f"a callback set the model's parameters to shapes {[np.shape(a) for a in result.params]}; "
-                         f"the network's are {[b.shape for b in ps]}. Fix: assign arrays of those shapes, or "
-                         "write into m.params[i][...] in place.")
-    new = [np.array(a, dtype=theta.dtype, copy=True) for a in result.params]  # read all before writing: they may overlap theta
-    for dst, src in zip(ps, new):
-        dst[...] = src
-    result.params[:] = ps  # the same list: fit's own reference to it stays the model's
+    buffer the kernel trains (``ps``, its views), and the model's parameters are those views again."""
+    if _copied_back(result.params, ps, "the model's parameters", "the network's are",
+                    "assign arrays of those shapes, or write into m.params[i][...] in place"):
+        result.params[:] = ps  # the same list: fit's own reference to it stays the model's
 
 
 def sync_states(result, own: tuple[np.ndarray, ...]) -> None:
-    """The optimizer state as ``_sync_params`` treats the parameters: new arrays a callback put
+    """The optimizer state as :func:`sync_params` treats the parameters: new arrays a callback put
     in ``m.state.opt_state`` are copied into the buffers the kernel updates."""
-    states = result.state.opt_state
-    if len(states) == len(own) and all(a is b for a, b in zip(states, own)):
-        return
-    if len(states) != len(own) or any(np.shape(a) != b.shape for a, b in zip(states, own)):
-        raise ShapeError(f"a callback set the optimizer state to shapes {[np.shape(a) for a in states]}; "
-                         f"the optimizer keeps {[b.shape for b in own]}. Fix: write into m.state.opt_state[i][...] in place.")
-    new = [np.array(a, dtype=b.dtype, copy=True) for a, b in zip(states, own)]
+    if _copied_back(result.state.opt_state, own, "the optimizer state", "the optimizer keeps",
+                    "write into m.state.opt_state[i][...] in place"):
+        result.state.opt_state = list(own)
+
+
+def _copied_back(given, own: tuple[np.ndarray, ...], what: str, kept: str, fix: str) -> bool:
+    """Copy the arrays ``given`` into ``own`` unless they are ``own`` already; whether they were not."""
+    if len(given) == len(own) and all(a is b for a, b in zip(given, own)):
+        return False
+    if len(given) != len(own) or any(np.shape(a) != b.shape for a, b in zip(given, own)):
+        raise ShapeError(f"a callback set {what} to shapes {[np.shape(a) for a in given]}; {kept} "
+                         f"{[b.shape for b in own]}. Fix: {fix}.")
+    new = [np.array(a, dtype=b.dtype, copy=True) for a, b in zip(given, own)]  # all read first: they may overlap
     for dst, src in zip(own, new):
         dst[...] = src
-    result.state.opt_state = list(own)
+    return True
