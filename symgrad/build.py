@@ -21,7 +21,7 @@ from .codegen.program import Program
 from .codegen.scalar import ScalarSpec, module_header, scalar_module
 from .codegen.title import tensor_title
 from .codegen.train import predict_source, train_source
-from .derive.defined import guarded_branches, merged_powers
+from .derive.defined import guarded_branches, merged_powers, vanishing_logs
 from .derive.fuse import fuse_maps
 from .derive.ir import lower
 from .derive.removable import isolate, restore
@@ -120,7 +120,7 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
             sg_ = sweep(g, factors=True)
             hess.append([sp.S.Zero] * a + [sg_.gradient(p, factors=True) for p in params[a:]])
     # the code computes derivatives in forms accurate in both tails (σ(1 − σ) as σ(z)σ(−z), ...)
-    # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0)
+    # and powers with a symbolic exponent merged (x**y·y/x as y·x**(y − 1): defined at x = 0), x**k·log(x) 0 there
     # and a Piecewise branch's derivative selected, not multiplied by its indicator (0·log(0) is NaN)
     # and, near a removable singularity ((t^λ − 1)/λ at λ = 0), from Taylor polynomials
     def out(d):
@@ -134,7 +134,7 @@ def build_spec(stable: sp.Expr, params, data, reduction, dtype, parallel, title)
 
 def _computed(d: sp.Expr) -> sp.Expr:
     """A derivative in the form the code computes (derive/tails.py)."""
-    return guarded_branches(accurate_tails(merged_powers(factored(d))))
+    return guarded_branches(accurate_tails(vanishing_logs(merged_powers(factored(d)))))
 
 
 def formula_module(expr, wrt, data, dt: str, reduction: str, parallel: bool) -> tuple[Path, list, list]:

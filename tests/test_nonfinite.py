@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import warnings
 
+import mpmath
 import numpy as np
 import pytest
+import scipy.optimize
+import scipy.special
 import sympy as sp
 
 import symgrad as sg
@@ -64,10 +67,10 @@ def test_a_power_with_a_symbolic_exponent_is_differentiated_at_base_zero():
     assert f.grad([0.0], np.array([2.0]))[0] == 0.0 and f.grad([0.0], np.array([1.0]))[0] == 1.0
     assert f.grad([2.0], np.array([3.0]))[0] == pytest.approx(12.0)
     assert f.hessian([0.0], np.array([3.0]))[0, 0] == 0.0 and f.hessian([2.0], np.array([3.0]))[0, 0] == pytest.approx(12.0)
-    g = sg.compile(x**y, wrt=[x, y])  # d/dy = x**y*log(x): 0*(-inf) at x = 0, and the warning says so
-    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to y, at x = 0, y = 2 gives nan, first at log\(x\)"):
-        v, grad = g.value_and_grad([0.0, 2.0])
-    assert v == 0.0 and grad[0] == 0.0
+    g = sg.compile(x**y, wrt=[x, y])  # d/dy = x**y*log(x): 0 at x = 0 for y > 0 (0**y = 0 there), as torch has it
+    assert list(g.value_and_grad([0.0, 2.0])[1]) == [0.0, 0.0]
+    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to x, at x = 0, y = 0 gives nan"):
+        g.value_and_grad([0.0, 0.0])  # 0**y jumps from 1 to 0 at y = 0: no derivative there
 
 
 def test_a_hessian_that_is_not_finite_is_reported_too():
@@ -181,3 +184,56 @@ def test_a_float32_overflow_is_found_where_float32_overflows():
     f = sg.compile(sp.exp(2 * a * x), wrt=[a], data=[x], dtype="float32", backend="python")
     with pytest.warns(sg.NonFiniteWarning, match=r"sample 0 \(x = 88\) gives inf, first at exp\(2\*a\*x\) = inf"):
         assert f.value(np.array([1.0], np.float32), np.array([88.0], np.float32)) == np.inf
+
+
+def _power_law_oracle(theta, xs, ys):
+    """Mean of (a·x^b − y)², its gradient and Hessian from sympy.diff in mpmath, a sample at x = 0
+    taken at x = 1e-300 (its limit: a·x^b and every derivative of it in b vanish there)."""
+    a, b, x, y = sp.symbols("a b x y", real=True)
+    e = (a * x**b - y) ** 2
+    parts = [e, *(sp.diff(e, v) for v in (a, b)), *(sp.diff(e, u, v) for u in (a, b) for v in (a, b))]
+    fns = [sp.lambdify((a, b, x, y), p, "mpmath") for p in parts]
+    with mpmath.workdps(50):
+        sums = [sum(fn(*map(mpmath.mpf, theta), mpmath.mpf(xv or 1e-300), mpmath.mpf(yv)) for xv, yv in zip(xs, ys))
+                for fn in fns]
+        return [float(s_ / len(xs)) for s_ in sums]
+
+
+def test_a_power_law_fits_data_at_zero():
+    # d/db a·x^b = a·x^b·log(x) was 0·(−inf) = NaN at a data point x = 0, so the whole gradient of a power
+    # law was NaN (warned) where the limit, and 0**b's derivative in b, is 0 (torch's gradient too)
+    a, b, x, y = sp.symbols("a b x y", real=True)
+    f = sg.compile((a * x**b - y) ** 2, [a, b], [x, y], on_nonfinite="raise")
+    xs = np.array([0.0, 0.5, 1.0, 2.0, 3.0])
+    ys = 1.5 * xs**0.7 + np.array([0.0, 0.1, -0.2, 0.05, 0.0])
+    theta = np.array([1.2, 0.8])
+    want = _power_law_oracle(theta, xs, ys)
+    value, grad = f.value_and_grad(theta, xs, ys)
+    np.testing.assert_allclose([value, *grad, *f.hessian(theta, xs, ys).ravel()], want, rtol=1e-13)
+    np.testing.assert_allclose(f.hvp(theta, np.array([0.3, -1.0]), xs, ys),
+                               np.reshape(want[3:], (2, 2)) @ [0.3, -1.0], rtol=1e-13)
+    fit = scipy.optimize.minimize(f.value_and_grad, [1.0, 1.0], args=(xs, ys), jac=True, method="BFGS")
+    assert fit.success and np.all(np.isfinite(fit.x))
+    for call in (f.grad, lambda t, *d: f.hvp(t, [1.0, 1.0], *d)):  # x**(-0.5) at 0 is infinite: still said
+        with pytest.raises(NonFiniteError, match=r"sample 0 \(x = 0, y = 0\) gives inf, first at x\*\*b = inf"):
+            call([1.2, -0.5], xs, ys)
+
+
+def test_x_log_x_is_its_limit_only_where_that_is_zero():
+    # an entropy's p·log(p) at p = 0 is 0 (scipy's entr); x^k·log(x) with k ≤ 0 is not finite at 0
+    p, k, a = sp.symbols("p k a", real=True)
+    h = sg.compile(-a * p * sp.log(p), [a], [p], reduction="sum", on_nonfinite="ignore")
+    probs = np.array([0.0, 0.25, 0.75, 0.0])
+    assert h.value([1.0], probs) == pytest.approx(scipy.special.entr(probs).sum(), rel=1e-15)
+    g = sg.compile(a * sp.log(p) * p**k / p, [a, k], [p], on_nonfinite="ignore")  # p**(k − 1)·log p
+    assert g.value([1.0, 1.5], np.array([0.0]))[()] == 0.0
+    assert not np.isfinite(g.value([1.0, 0.5], np.array([0.0]))) and not np.isfinite(g.value([1.0, 1.0], np.array([0.0])))
+
+
+def test_the_warning_names_the_sample_where_a_removable_form_is_not_finite():
+    # (t^λ − 1)/λ is 0/0 at λ = 0 for every t, but the code computes it from its series there: the
+    # warning named sample 0 (finite there) instead of t = 0, where (0^λ − 1)/λ = −1/λ has no limit
+    lam, t = sp.symbols("lam t", real=True)
+    f = sg.compile((t**lam - 1) / lam, [lam], [t])
+    with pytest.warns(sg.NonFiniteWarning, match=r"sample 2 \(t = 0\)"):
+        f.value([0.0], np.array([1.0, 2.0, 0.0]))

@@ -61,3 +61,54 @@ def guarded_branches(e: sp.Expr) -> sp.Expr:
         return sp.Piecewise((rest, sp.And(*conds)), (0, True))
 
     return e.replace(lambda n: n.is_Mul and any(_indicator(f) is not None for f in n.args), guard)
+
+
+def vanishing_logs(e: sp.Expr) -> sp.Expr:
+    """``x**k·P(log x)`` (P a polynomial, k > 0) as 0 at x = 0: its limit there, and, for data x = 0,
+    the value of 0**k = 0 and of its derivatives in k. The derivative of ``a*x**b`` in b is
+    ``a*x**b*log(x)``, 0·(−inf) = NaN at a data point x = 0, which made a power law's whole gradient
+    NaN (torch gives 0); the same holds for an entropy's p·log(p) at p = 0 (scipy's ``xlogy``).
+
+    >>> x, k = sp.symbols("x k", real=True)
+    >>> vanishing_logs(x**k * sp.log(x))
+    Piecewise((0, Eq(x, 0) & (k > 0)), (x**k*log(x), True))
+    """
+    def power(m: sp.Mul):
+        for f in m.args:
+            b, k = f.as_base_exp()
+            if not b.free_symbols or b is sp.E or (k.is_number and not k.is_positive):
+                continue
+            log_b, others = sp.log(b), [g for g in m.args if g is not f]
+            if not any(g.has(log_b) for g in others):
+                continue
+            u, w = sp.Dummy(), sp.Dummy()
+
+            def vanishing(n: sp.Expr, b=b, k=k) -> bool:  # x**k itself, or a positive constant power of x
+                if not isinstance(n, sp.Expr):
+                    return False
+                nb, nk = n.as_base_exp()
+                return nb == b and (nk == k or (nk.is_number and nk.is_positive))
+            # outermost first (xreplace): x**k is one w, not (w)**k after x itself
+            rest = [g.xreplace({log_b: u}) for g in others]
+            rest = [g.xreplace({n: w for n in sp.preorder_traversal(g) if vanishing(n)}) for g in rest]
+            # the other factors are polynomials in log(x) and powers of x that are 0 where x = 0,
+            # with coefficients free of x: the product is x**k·(a polynomial in log x) there
+            if all(g.is_polynomial(u, w) and not g.free_symbols & b.free_symbols for g in rest):
+                return b, k
+        return None
+
+    def walk(n: sp.Basic, guarded: frozenset) -> sp.Basic:
+        # outermost product first: 2·x**b·(log(x)·v + x**b·w) is x**b times a polynomial in log x,
+        # which its inner product x**b·w, guarded first, would no longer be
+        if not isinstance(n, sp.Expr) or n.is_Atom:
+            return n
+        hit = power(n) if n.is_Mul else None
+        hit = None if hit in guarded else hit
+        args = [walk(a, guarded | {hit} if hit else guarded) for a in n.args]
+        inner = n.func(*args) if any(a is not b for a, b in zip(args, n.args)) else n
+        if hit is None:
+            return inner
+        b, k = hit
+        return sp.Piecewise((sp.S.Zero, sp.And(sp.Eq(b, 0), *([] if k.is_number else [k > 0]))), (inner, True))
+
+    return walk(e, frozenset())

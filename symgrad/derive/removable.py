@@ -94,8 +94,9 @@ class Node:
         mags = [sp.Abs(c) * sp.Abs(delta) ** k if k else sp.Abs(c) for k, c in terms]
         scale, tail = sp.Add(*mags), mags[-1] + mags[-2]
         series = sp.Add(*[c * delta ** k for k, c in terms])
-        return sp.Piecewise((series, (tail <= float(info.eps) * scale) & (scale <= float(info.max))),
-                            (written, True))
+        # the bound at 113 bits: at 53 SymPy prints it in 15 digits, which round above the largest double
+        top = sp.Float(float(info.max), precision=113)
+        return sp.Piecewise((series, (tail <= float(info.eps) * scale) & (scale <= top)), (written, True))
 
 
 def _terms(p: sp.Expr, d: sp.Dummy) -> list[tuple[int, sp.Expr]]:

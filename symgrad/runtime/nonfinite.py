@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
-from ..derive.defined import merged_powers
+from ..derive.defined import merged_powers, vanishing_logs
+from ..derive.removable import isolate, restore
 from ..errors import NonFiniteError, OptionError
 from .checks import ROW_OFFSET
 
@@ -73,7 +74,9 @@ def _fn(e: sp.Expr, symbols: list[sp.Symbol]):
 def _at(e: sp.Expr, symbols, values, n: int, limit: float = np.inf) -> np.ndarray:
     """``e`` in float64 at ``values``; beyond ``limit`` (float32's largest number for float32 inputs)
     a value is inf, as the compiled float32 code has it."""
-    values = [np.float64(v) if np.ndim(v) == 0 else v for v in values]  # IEEE, not Python's ZeroDivisionError
+    # IEEE, not Python's ZeroDivisionError; every column n long, or NumPy's logical_and.reduce of a
+    # condition on a parameter and one on data (a Piecewise's) is a ragged tuple
+    values = [np.full(n, v, dtype=np.float64) if np.ndim(v) == 0 else v for v in values]
     with np.errstate(all="ignore"):
         out = np.asarray(_fn(e, symbols)(*values))
         if np.iscomplexobj(out):  # log of a negative number in NumPy's complex mode: not a real value
@@ -83,16 +86,43 @@ def _at(e: sp.Expr, symbols, values, n: int, limit: float = np.inf) -> np.ndarra
 
 
 def _origin(e: sp.Expr, symbols, values, limit: float) -> tuple[sp.Expr, float] | None:
-    """The innermost sub-expression of e that is not finite at one point while its arguments are."""
+    """The innermost sub-expression of e that is not finite at one point while its arguments are;
+    in a Piecewise, only the branch taken there (a removable node's written form is 0/0 at its
+    point, where its Taylor branch is what the code computes)."""
     seen: dict[sp.Expr, float] = {}
-    for node in sp.postorder_traversal(e):
-        if node in seen or not node.free_symbols or not isinstance(node, sp.Expr):
-            continue  # a Piecewise's (branch, condition) pairs and conditions are not numbers
-        v = float(_at(node, symbols, values, 1, limit)[0]) if not isinstance(node, sp.Symbol) else float(values[symbols.index(node)])
-        seen[node] = v
-        if not np.isfinite(v) and all(np.isfinite(seen.get(a, 0.0)) for a in node.args):
+
+    def value(node: sp.Expr) -> float:
+        if node not in seen:
+            seen[node] = (float(values[symbols.index(node)]) if isinstance(node, sp.Symbol)
+                          else float(_at(node, symbols, values, 1, limit)[0]))
+        return seen[node]
+
+    def find(node) -> tuple[sp.Expr, float] | None:
+        if not isinstance(node, sp.Expr) or not node.free_symbols:
+            return None  # conditions are not numbers
+        if isinstance(node, sp.Piecewise):
+            taken = next((b for b, c in node.args if c == sp.true or bool(np.ravel(_at_bool(c, symbols, values))[0])), None)
+            return None if taken is None else find(taken)
+        for a in node.args:
+            if (got := find(a)) is not None:
+                return got
+        v = value(node)
+        if not np.isfinite(v) and all(np.isfinite(value(a)) for a in node.args if isinstance(a, sp.Expr) and a.free_symbols):
             return node, v
-    return None
+        return None
+    return find(e)
+
+
+def _at_bool(c, symbols, values):
+    with np.errstate(all="ignore"):
+        return _fn(c, symbols)(*[np.float64(v) for v in values])
+
+
+def _forms(expr: sp.Expr, symbols: list, dtype: str):
+    """``expr`` with its removable nodes isolated, and how to put them back: the value and
+    derivatives as the compiled code computes them (derive/removable.py)."""
+    iso, near = isolate(expr, symbols)
+    return iso, lambda d: restore(d, near, lambda e: vanishing_logs(merged_powers(e)), dtype)
 
 
 def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
@@ -106,8 +136,9 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     single = any(np.asarray(a).dtype == np.float32 for a in (*(theta if per_point else [theta]), *arrays))
     limit = float(np.finfo(np.float32).max) if single else np.inf
     columns = thetas + [np.asarray(a, dtype=np.float64) for a in arrays]
-    target, where = expr, ""
-    values = _at(expr, symbols, columns, n, limit)
+    written, put_back = _forms(expr, symbols, "float32" if single else "float64")
+    target, where = put_back(written), ""
+    values = _at(target, symbols, columns, n, limit)
     bad = np.flatnonzero(~np.isfinite(values))
     # the value is finite at every sample: one of its derivatives is not (for a Hessian, of its
     # second derivatives: the first few pairs, each a diff of the formula)
@@ -116,10 +147,11 @@ def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
     if what.startswith("Hessian"):
         order += [(a, b) for i, a in enumerate(pairs) for b in pairs[i:]][:36]
     for wrt in ([] if bad.size else order):
-        d = expr
+        d = written
         for _, s in wrt:
             d = merged_powers(sp.diff(d, s))  # as compiled: x**y*y/x is y*x**(y - 1), finite at x = 0
             d = d.replace(lambda n: isinstance(n, sp.DiracDelta), lambda n: sp.S.Zero)  # sign'(x) = 0, as compiled
+        d = put_back(d)
         values = _at(d, symbols, columns, n, limit)
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
