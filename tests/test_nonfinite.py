@@ -237,3 +237,20 @@ def test_the_warning_names_the_sample_where_a_removable_form_is_not_finite():
     f = sg.compile((t**lam - 1) / lam, [lam], [t])
     with pytest.warns(sg.NonFiniteWarning, match=r"sample 2 \(t = 0\)"):
         f.value([0.0], np.array([1.0, 2.0, 0.0]))
+
+
+@pytest.mark.parametrize("backend", ["numba", "python"])
+def test_a_nan_inside_max_min_or_relu_is_not_dropped(backend):
+    # Python's max(0.0, nan) is 0.0 and relu was 'z if z > 0 else 0': log of negative data inside
+    # Max(0, ·) counted as 0 in the loss, without a warning (np.maximum and torch.relu give NaN)
+    w, x = sp.symbols("w x", real=True)
+    xs = np.array([1.0, -1.0, 3.0])
+    for body in (sp.Max(0, sp.log(w * x)), sg.ops.relu(sp.log(w * x)), sp.Min(1, sp.sqrt(w * x)),
+                 sp.Max(-1, sp.asin(w * x / 8), sp.log(w * x))):
+        f = sg.compile(body, [w], [x], backend=backend)
+        with pytest.warns(sg.NonFiniteWarning, match=r"sample 1 \(x = -1\)"):
+            assert np.isnan(f.value([2.0], xs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            want = float(sp.Add(*[body.subs({w: 2, x: v}) for v in (1.0, 3.0)]) / 2)
+            assert f.value([2.0], xs[[0, 2]]) == pytest.approx(want, rel=1e-15)

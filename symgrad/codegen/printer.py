@@ -182,11 +182,20 @@ class NumbaPrinter(PythonCodePrinter):
         self.helpers.add("sign")
         return f"sign({self._print(e.args[0])})"
 
+    def _extremum(self, name: str, args) -> str:
+        # nested two-argument helpers that propagate NaN: Python's max(0.0, nan) is 0.0, which
+        # dropped a NaN sample from the loss without a NonFiniteWarning
+        self.helpers.add(name)
+        out = self._print(args[-1])
+        for a in reversed(args[:-1]):
+            out = f"{name}({self._print(a)}, {out})"
+        return out
+
     def _print_Max(self, e):
-        return "max(" + ", ".join(self._print(a) for a in e.args) + ")"
+        return self._extremum("max2", e.args)
 
     def _print_Min(self, e):
-        return "min(" + ", ".join(self._print(a) for a in e.args) + ")"
+        return self._extremum("min2", e.args)
 
     def _print_Piecewise(self, e):
         if e.args[-1].cond != True:  # noqa: E712 - SymPy true is not Python True
@@ -212,7 +221,7 @@ for _e in TABLE:
         setattr(NumbaPrinter, f"_print_{_e.node.__name__}", NumbaPrinter._print_math)
 
 _RESERVED = set(keyword.kwlist) | {
-    "math", "np", "numba", "F", "jit", "prange", "vm", "vecmath", "huge", "TRIG_MAX", "abs", "max", "min", "range", "sign", "n", "i",
+    "math", "np", "numba", "F", "jit", "prange", "vm", "vecmath", "huge", "TRIG_MAX", "abs", "max", "min", "range", "sign", "max2", "min2", "n", "i",
 } | set(OPS)
 
 

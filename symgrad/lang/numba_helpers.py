@@ -68,7 +68,8 @@ HELPERS: dict[str, str] = {
     "relu": (
         "@jit_inline\n"
         "def relu(z):\n"
-        "    return z if z > F(0.0) else F(0.0)\n"
+        "    # 'not <=' so that relu(nan) is nan (torch.relu, np.maximum), not a silent 0\n"
+        "    return z if not (z <= F(0.0)) else F(0.0)\n"
     ),
     "leaky_relu": (
         "@jit_inline\n"
@@ -109,6 +110,18 @@ HELPERS: dict[str, str] = {
         "def radd(a, b):\n"
         "    # a running sum's '+': the terms are computed exactly as written, only their order may change\n"
         "    return a + b\n"
+    ),
+    "max2": (
+        "@jit_inline\n"
+        "def max2(a, b):\n"
+        "    # Max of two with NaN propagating (np.maximum); Python's max(0.0, nan) is 0.0\n"
+        "    return a if (a > b or a != a) else b\n"
+    ),
+    "min2": (
+        "@jit_inline\n"
+        "def min2(a, b):\n"
+        "    # Min of two with NaN propagating (np.minimum); Python's min(1.0, nan) is 1.0\n"
+        "    return a if (a < b or a != a) else b\n"
     ),
     "pow2": "@jit_inline\ndef pow2(x):\n    return x * x\n",
     "pow3": "@jit_inline\ndef pow3(x):\n    return x * x * x\n",

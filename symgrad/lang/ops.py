@@ -119,7 +119,8 @@ class relu(_Op):
 
     def definition(self):
         z = self.args[0]
-        return sp.Piecewise((z, z > 0), (sp.S.Zero, True))
+        # 0 where z <= 0, so that NumPy's and mpmath's relu(nan) is nan, as the compiled code's
+        return sp.Piecewise((sp.S.Zero, z <= 0), (z, True))
 
     _eval_rewrite_as_Piecewise = _Op._rewrite_as_definition
 
