@@ -8,7 +8,7 @@ are small, where a rewrite of every gradient before it walked shared subtrees on
 >>> x, y = sp.symbols("x y", real=True)
 >>> temps, finals = accurate_forms([], [sp.log(1 + x), sp.exp(x) - 1, 1 - x**2, -x * y / (x**2 + y**2)])
 >>> temps, finals
-([(_hyp0, Root(x**2 + y**2))], [log(x + 1), expm1(x), (1 - x)*(x + 1), -DivBy(x, _hyp0, 1)*DivBy(y, _hyp0, 1)])
+([(_hyp0, Root(x**2 + y**2))], [log1p(x), expm1(x), (1 - x)*(x + 1), -DivBy(x, _hyp0, 1)*DivBy(y, _hyp0, 1)])
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
 
     def form(n: sp.Basic) -> sp.Expr | None:
         if isinstance(n, sp.log):
-            arg = value.get(n.args[0], n.args[0])
+            arg = _written(n.args[0], value)
             squares = _sum_of_squares(arg, value)
             if squares is not None and sp.S.One not in squares.args:  # log(x² + y²)
                 return 2 * sp.log(Root(squares))
@@ -111,8 +111,19 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
             cdf = _erfc_sum(arg, value) if libm and arg.is_Add else None
             if cdf is not None:  # log(1 + erf(u)): log1p's digits near u = 0, erfc's in the tail
                 return _log_erfc(*cdf.as_coeff_Mul())
-            inner = value.get(n.args[0])  # log(1 + u) itself: the printer's _print_log
-            return log1p(inner - 1) if inner is not None and inner.is_Add and sp.S.One in inner.args else None
+            inner = arg  # log(1 + u) itself
+            if not (inner.is_Add and sp.S.One in inner.args):
+                return None
+            one_minus = _one_minus(inner, value)
+            if one_minus is not None:
+                c, rest = one_minus.as_coeff_Mul()
+                if isinstance(rest, expm1) and c == -1:  # log(1 - e^u): Maechler's log1mexp, both tails exact
+                    u = rest.args[0]
+                    return sp.Piecewise((sp.log(-expm1(u)), u > -sp.log(2)), (log1p(-sp.exp(u)), True))
+                if one_minus.is_Add and sp.S.One in one_minus.args:  # 1 + a − a·e^u: still log1p's
+                    return log1p(one_minus - 1)
+                return sp.log(one_minus)  # log(1 - cos u) as log(2 sin^2(u/2))
+            return log1p(inner - 1)
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):
@@ -147,6 +158,16 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
 
     temps, finals = [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]
     return _with_roots(temps, finals, powers, roots), finals
+
+
+def _written(arg: sp.Expr, value: dict) -> sp.Expr:
+    """A log's argument as written where CSE left it behind a temporary, or behind a temporary and
+    a factor (log(−t0) with t0 = p − 1; log(t2/2) with t2 = 1 + erf(u)): the sum the rules read."""
+    if arg in value:
+        return value[arg]
+    if arg.is_Mul and (held := arg.free_symbols & value.keys()):
+        return arg.xreplace({t: value[t] for t in held})
+    return arg
 
 
 def _one_minus(n: sp.Add, value: dict) -> sp.Expr | None:
