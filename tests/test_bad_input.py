@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -179,6 +181,12 @@ def test_an_unknown_keyword_names_the_nearest_option():
         sg.fit(net, "mse", X, Y, epoch=2, backend="python")
     with pytest.raises(OptionError, match=r"no option 'lr'. Fix: the optimizer takes it"):
         sg.fit(net, "mse", X, Y, lr=0.1, backend="python")
+    with pytest.raises(OptionError) as info:  # the fix told SGD(momentum=0.9), which SGD does not take
+        sg.fit(net, "mse", X, Y, momentum=0.9, backend="python")
+    fixes = re.findall(r"sg\.optim\.\w+\([^()]*\)", str(info.value))
+    assert len(fixes) == 2
+    for fix in fixes:
+        assert isinstance(eval(fix, {"sg": sg}), sg.optim.Optimizer)
     m = sg.fit(net, "mse", X, Y, epochs=1, backend="python")
     with pytest.raises(OptionError, match="no option 'batchsize'. Fix: batch_size="):
         m.fit_more(X, Y, batchsize=4)

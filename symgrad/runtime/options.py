@@ -134,7 +134,7 @@ def known_options(func):
             word = sorted(unknown)[0]
             near = difflib.get_close_matches(word, names, n=1)
             fix = ("the optimizer takes it, e.g. optimizer=sg.optim.Adam(lr=1e-3, weight_decay=1e-4) or "
-                   "sg.optim.SGD(lr=0.1, momentum=0.9)" if word in _OPTIMIZERS
+                   "sg.optim.Momentum(lr=0.1, beta=0.9) (Nesterov(...) for nesterov=True)" if word in _OPTIMIZERS
                    else f"{near[0]}=" if near else f"one of {', '.join(sorted(names))}")
             raise OptionError(f"{func.__name__}() has no option {word!r}. Fix: {fix}.")
         return func(*args, **kwargs)
