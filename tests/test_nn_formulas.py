@@ -364,3 +364,12 @@ def test_a_learnable_scale_prints_as_its_element_and_its_gradient_as_a_sum():
     want = (loss(2.0 + 1e-6) - loss(2.0 - 1e-6)) / 2e-6
     shown = float(re.search(r"‖∂ℓ/∂s‖ ≈ ([0-9.e+-]+)", text).group(1))
     assert shown == pytest.approx(abs(want), rel=1e-5)
+
+
+def test_a_reciprocal_in_a_sum_prints_without_a_power_of_one():
+    # 1/(z² + 2) − 1/(e^z + 3) printed as "1/(z1^2 + 2)^1 - ...": a Pow(base, 1) left unevaluated
+    act = sg.activation(lambda z: 1 / (2 + z**2) - 1 / (3 + sp.exp(z)))
+    text = str(sg.formulas(sg.nn.MLP([2, 3, 1], act), "mse"))
+    assert "a1 = 1/(z1^2 + 2) - 1/(exp(z1) + 3)" in text and ")^1" not in text
+    act = sg.activation(lambda z: 3 / ((z**2 + 1) ** 2 * (z**2 + 2)))
+    assert ")^1" not in str(sg.formulas(sg.nn.MLP([2, 3, 1], act), "mse"))
