@@ -178,10 +178,9 @@ class ReadableText(LossNotation, _LeadPositive, StrPrinter):
             root = self._settings["sqrt"]
             root = f"{root}{b}" if root and base.is_Atom else f"{root or 'sqrt'}({b})"
             return root if ex > 0 else f"1/{root}"
-        if ex == -1:  # 1/(z^2 + 2), not 1/(z^2 + 2)^1
-            return "1/" + self.parenthesize(base, PRECEDENCE["Mul"], strict=True)
-        if ex.is_Rational and ex.is_negative:
-            return "1/" + self.parenthesize(sp.Pow(base, -ex, evaluate=False), PRECEDENCE["Mul"], strict=True)
+        if ex.is_Rational and ex.is_negative:  # 1/(z^2 + 2), not 1/(z^2 + 2)^1
+            inverse = base if ex == -1 else sp.Pow(base, -ex, evaluate=False)
+            return "1/" + self.parenthesize(inverse, PRECEDENCE["Mul"], strict=True)
         b = self.parenthesize(base, PRECEDENCE["Pow"], strict=True)
         if ex == 2 and self._settings["square"]:
             return b + self._settings["square"]
