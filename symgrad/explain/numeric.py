@@ -229,7 +229,7 @@ def _near_one(exact: sp.Expr) -> sp.Expr:
     """``exact`` (a number) with log(u) as log1p(u − 1), 1 ± erf(u) as erfc(∓u) and 1 − tanh² as
     1/cosh²: SymPy evaluates 1 + erf(−7071) by cancelling millions of digits (GELU's trace at −1e4
     did not end)."""
-    from ..codegen.accurate import Erfc, _erfc_sum
+    from ..codegen.one_minus import Erfc, _erfc_sum
     from ..derive.tails import _accurate_sum
     from ..lang.ops import sigmoid
 
