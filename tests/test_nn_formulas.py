@@ -373,3 +373,14 @@ def test_a_reciprocal_in_a_sum_prints_without_a_power_of_one():
     assert "a1 = 1/(z1^2 + 2) - 1/(exp(z1) + 3)" in text and ")^1" not in text
     act = sg.activation(lambda z: 3 / ((z**2 + 1) ** 2 * (z**2 + 2)))
     assert ")^1" not in str(sg.formulas(sg.nn.MLP([2, 3, 1], act), "mse"))
+
+
+def test_activation_none_is_no_activation_as_in_keras():
+    # Dense(..., activation=None) was an OptionError, where MLP(output=None) and Keras mean the identity
+    none, ident = Dense(3, 2, activation=None), Dense(3, 2)
+    assert repr(none) == repr(ident) == "Dense(3, 2, activation='identity')"
+    assert sg.nn.Sequential([none], 3).expr == sg.nn.Sequential([ident], 3).expr
+    conv = sg.nn.Conv2D(1, 2, 3, activation=None)
+    assert "activation='identity'" in repr(conv)
+    nets = [sg.nn.Sequential([c, sg.nn.Flatten(), sg.nn.Dense(18, 1)], (1, 5, 5)) for c in (conv, sg.nn.Conv2D(1, 2, 3))]
+    assert str(nets[0].expr) == str(nets[1].expr)

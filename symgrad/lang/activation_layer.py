@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .nn import ActivationFn, _apply, _by_name
+from .nn import ActivationFn, _apply, _by_name, act_label
 
 
 class Activation:
@@ -22,7 +22,7 @@ class Activation:
     named a<k> in the printed formulas."""
 
     def __init__(self, activation: str | ActivationFn):
-        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.act_name = act_label(activation)
         self.act = _by_name(activation)  # a name, or a function of a SymPy expression; anything else refused
 
     def build(self, x: sp.MatrixExpr, shape, index: int):

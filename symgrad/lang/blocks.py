@@ -28,7 +28,7 @@ from .args import flag
 from .attention import MultiHeadAttention  # noqa: F401 (the example above)
 from .functions import madd
 from .layers import Dense, Flatten, LayerNorm, Sequential  # noqa: F401 (the example above)
-from .nn import ActivationFn, _apply, _by_name
+from .nn import ActivationFn, _apply, _by_name, act_label
 from .rowwise import broadcast, residual, rowmatmul
 
 
@@ -49,7 +49,7 @@ class PositionwiseDense:
 
     def __init__(self, d_in: int, d_out: int, activation: str | ActivationFn = "identity", bias: bool = True):
         self.n_in, self.n_out = _width(d_in, "PositionwiseDense d_in"), _width(d_out, "PositionwiseDense d_out")
-        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.act_name = act_label(activation)
         self.bias = flag(bias, "PositionwiseDense bias")
         if self.act_name == "softmax":
             raise OptionError("PositionwiseDense(activation='softmax'): softmax is a vector op over a Dense layer's "

@@ -23,7 +23,7 @@ import sympy as sp
 
 from ..errors import OptionError, ShapeError
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
-from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name
+from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name, act_label
 from .norm import LayerNorm  # noqa: F401 (a layer of Sequential's, imported from here too)
 from .walk import forget_other_models
 
@@ -56,7 +56,7 @@ class Conv2D:
         _pair(stride, "Conv2D stride", least=1)
         if not (isinstance(padding, str) and padding == "same"):
             _pair(padding, "Conv2D padding", also="or 'same'")
-        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.act_name = act_label(activation)
         if self.act_name == "softmax":
             raise OptionError("Conv2D(activation='softmax'): softmax is a vector op over a Dense layer's "
                               "outputs. Fix: an elementwise activation such as 'relu'.")

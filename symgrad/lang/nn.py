@@ -96,8 +96,14 @@ def activation(f: Callable[[sp.Expr], sp.Expr] | str) -> ActivationFn:
 
 
 def _by_name(f) -> ActivationFn:
-    """A layer's ``activation=``: a name, or a function of a SymPy expression (kept as given)."""
-    return f if callable(f) and not isinstance(f, str) else activation(f)
+    """A layer's ``activation=``: a name, a function of a SymPy expression (kept as given), or None
+    for none (Keras's ``activation=None``, as ``MLP(output=None)``)."""
+    return f if callable(f) and not isinstance(f, str) else activation("identity" if f is None else f)
+
+
+def act_label(f) -> str:
+    """The name a layer's ``activation=`` is shown by."""
+    return "identity" if f is None else f if isinstance(f, str) else "custom"
 
 
 def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
@@ -130,7 +136,7 @@ class Dense:
             if v is not None and (not isinstance(v, str) or not v.strip()):
                 raise OptionError(f"Dense({what}={v!r}): a parameter's name is a str such as 'W1', or None (W<index>, "
                                   f"b<index>). Fix: e.g. Dense(2, 3, weight='alpha', bias_name='beta').")
-        self.act_name = activation if isinstance(activation, str) else "custom"
+        self.act_name = act_label(activation)
         self.act = _by_name(activation)
         self.name(self.index, weight, bias_name)
 
