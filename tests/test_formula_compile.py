@@ -176,11 +176,26 @@ def test_wrong_dtype(osc, data):
     ints = np.arange(len(T))
     assert osc.value(THETA, ints, Y) == osc.value(THETA, ints.astype(np.float64), Y)
     assert osc.value(THETA, ints.astype(np.uint8) % 2 == 1, Y) == osc.value(THETA, (ints % 2).astype(float), Y)
-    with pytest.raises(DtypeError, match=r"integers beyond ±2\^53.*up to 9007199254740993"):
-        osc.value(THETA, np.full(len(T), 2**53 + 1), Y)
+    with pytest.raises(DtypeError, match=r"integers beyond ±2\^53.*up to 9007199254740993\)\. Fix: scale or shift them first[^,]*\.$"):
+        osc.value(THETA, np.full(len(T), 2**53 + 1), Y)  # the fix said "compile with dtype='float64'": it is
+    # the same as a list (rounded silently before), beyond int64, and as parameters
+    for big, where in (([2**53 + 1] * len(T), "2\\^53"), ([2**70] * len(T), "2\\^63")):
+        with pytest.raises(DtypeError, match=rf"data 't' holds integers beyond ±{where}"):
+            osc.value(THETA, big, Y)
+    with pytest.raises(DtypeError, match=r"theta holds integers beyond ±2\^53"):
+        osc.value(np.array([2**53 + 1, 0, 1, 2]), T, Y)
     f32 = A.compile(LOSS, PARAMS, [t, y], backend="python", dtype="float32")
     with pytest.raises(DtypeError, match="float64"):
         f32.value(THETA, T, Y.astype(np.float32))
+    with pytest.raises(DtypeError, match=r"beyond ±2\^24.*or compile with dtype='float64'"):
+        f32.value(THETA, [2**24 + 1] * len(T), Y.astype(np.float32))
+    # a finite number beyond float32's range was told "non-finite ... the optimizer diverged"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and NumPy's overflow warning came first
+        for call, name in ((lambda: f32.value([1e39, 0, 1, 2], T.astype(np.float32), Y.astype(np.float32)), "theta"),
+                           (lambda: f32.value(THETA, [1e39] * len(T), Y.astype(np.float32)), "data 't'")):
+            with pytest.raises(DtypeError, match=rf"{name} holds 1e\+39, beyond float32's range"):
+                call()
     v, g = f32.value_and_grad(THETA, T.astype(np.float32), Y.astype(np.float32))
     assert g.dtype == np.float32
     np.testing.assert_allclose(g, osc.grad(THETA, T, Y), rtol=1e-3, atol=1e-4)

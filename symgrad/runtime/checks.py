@@ -10,6 +10,30 @@ import numpy as np
 
 from ..errors import DataError, DtypeError, ShapeError
 
+#: the fix for integers a float type would round
+_SCALE = "scale or shift them first (timestamps: subtract the first one)"
+
+
+def exact_ints(x: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+    """``x`` (whole numbers) where ``dtype`` holds each exactly; refused beyond ±2^53 (float32: 2^24)."""
+    exact = 2 ** (np.finfo(dtype).nmant + 1)
+    if x.size and x.dtype.kind in "iu" and not -exact <= int(x.min()) <= int(x.max()) <= exact:
+        raise DtypeError(f"{what} holds integers beyond ±2^{np.finfo(dtype).nmant + 1}, which {np.dtype(dtype).name} "
+                         f"rounds (up to {max(abs(int(x.min())), abs(int(x.max())))}). Fix: {_SCALE}"
+                         + (", or compile with dtype='float64'." if np.dtype(dtype) == np.float32 else "."))
+    return x
+
+
+def in_range(raw: np.ndarray, out: np.ndarray, what: str) -> np.ndarray:
+    """``out``, refused where the conversion of finite numbers ``raw`` overflowed (1e39 to float32)."""
+    if out.dtype == np.float32 and not np.isfinite(out).all():
+        with np.errstate(invalid="ignore"):
+            big = np.isfinite(np.asarray(raw, dtype=np.float64)) & ~np.isfinite(out)
+        if big.any():
+            raise DtypeError(f"{what} holds {np.asarray(raw, dtype=np.float64)[big].flat[0]:g}, beyond float32's range "
+                             "(±3.4e38). Fix: scale it, or compile with dtype='float64'.")
+    return out
+
 
 def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     """Return ``x`` as a C-contiguous array of ``dtype``; refuse lossy or non-numeric input.
@@ -30,20 +54,23 @@ def as_float_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
         _refuse_none(x, what)
         _refuse_non_real(x, what)
         try:
-            x = np.asarray(x, dtype=dtype)
+            whole = np.asarray(x)  # Python ints: checked as an integer array is, below
+            if whole.dtype.kind == "O" and any(isinstance(v, int) and abs(v) >= 2**63 for v in whole.flat):
+                raise OverflowError
+            with np.errstate(over="ignore"):
+                x = whole if whole.dtype.kind in "iub" else np.asarray(x, dtype=dtype)
+        except OverflowError as exc:  # beyond int64
+            raise DtypeError(f"{what} holds integers beyond ±2^63, which {np.dtype(dtype).name} rounds. "
+                             f"Fix: {_SCALE}.") from exc
         except (TypeError, ValueError) as exc:
             raise DtypeError(f"{what} could not be converted to {dtype}: {str(exc).rstrip('.')}. Fix: pass an array of "
                              f"numbers, e.g. np.asarray(values, dtype=np.{dtype}).") from exc
-        return np.ascontiguousarray(x)
+        if x.dtype.kind not in "iub":
+            return np.ascontiguousarray(in_range(whole, x, what))
     if x.dtype != dtype and x.dtype.newbyteorder("=") == dtype:  # the same numbers in the other byte order
         return x.astype(dtype)
     if x.dtype.kind in "iub":  # whole numbers are converted where exact, as NumPy and scikit-learn do
-        exact = 2 ** (np.finfo(dtype).nmant + 1)
-        if x.size and x.dtype.kind != "b" and not -exact <= int(x.min()) <= int(x.max()) <= exact:
-            raise DtypeError(f"{what} holds integers beyond ±2^{np.finfo(dtype).nmant + 1}, which {dtype} rounds "
-                             f"(up to {max(abs(int(x.min())), abs(int(x.max())))}). Fix: scale them first, or compile "
-                             "with dtype='float64'.")
-        return np.ascontiguousarray(x, dtype=dtype)
+        return np.ascontiguousarray(exact_ints(x, dtype, what), dtype=dtype)
     if x.dtype != dtype:
         raise DtypeError(
             f"{what} has dtype {x.dtype}, but this function was compiled for {dtype}. "
@@ -121,9 +148,12 @@ def real_array(x: object, dtype: np.dtype, what: str, fix: str) -> np.ndarray:
     try:
         if raw.dtype.kind not in "fiubO":
             raise TypeError(f"dtype {raw.dtype}")
-        return np.array(raw, dtype=dtype, order="C", copy=True)
+        with np.errstate(over="ignore"):
+            out = np.array(raw, dtype=dtype, order="C", copy=True)
     except (TypeError, ValueError) as exc:
         raise DtypeError(f"{what} could not be converted to {np.dtype(dtype).name}: {exc}. Fix: {fix}.") from exc
+    exact_ints(raw, dtype, what)
+    return in_range(raw, out, what)
 
 
 def split_flat(flat: np.ndarray, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
