@@ -11,6 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ..errors import OptionError, ShapeError
+
 try:
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as exc:  # validate_data and __sklearn_tags__ are scikit-learn 1.6 API
@@ -94,7 +96,7 @@ class SymgradBase(BaseEstimator):
         net, had = self._network(n_in, n_out), self.trained_.model
         if net.expr != had.expr:  # its MatrixSymbols carry the shapes
             shapes = [f"{p} {tuple(p.shape)}" for p in net.params], [f"{p} {tuple(p.shape)}" for p in had.params]
-            raise ValueError(f"the network changed since the first fit (parameters now {', '.join(shapes[0])}; "
+            raise OptionError(f"the network changed since the first fit (parameters now {', '.join(shapes[0])}; "
                              f"trained {', '.join(shapes[1])}; or another activation); warm_start and "
                              "partial_fit continue training that network. Fix: fit afresh (warm_start=False).")
 
@@ -104,7 +106,7 @@ class SymgradBase(BaseEstimator):
         else:
             dtype = self.trained_.dtype
             if self.dtype is not None and _dtype(self.dtype) != dtype:  # it was ignored
-                raise ValueError(f"dtype={self.dtype!r} changed since the first fit; warm_start and partial_fit "
+                raise OptionError(f"dtype={self.dtype!r} changed since the first fit; warm_start and partial_fit "
                                  f"continue the {dtype.name} model. Fix: fit afresh (warm_start=False).")
         X, y = validate_data(self, _rows(X), plain(y, "y"), reset=reset, dtype=dtype, multi_output=True,
                              y_numeric=self._y_numeric)
@@ -117,12 +119,12 @@ class SymgradBase(BaseEstimator):
 
     def _shuffle(self) -> bool:
         if not isinstance(self.shuffle, (bool, np.bool_)):  # "no" was truthy: shuffled
-            raise ValueError(f"shuffle={self.shuffle!r}: use True or False.")
+            raise OptionError(f"shuffle={self.shuffle!r}: use True or False.")
         return bool(self.shuffle)
 
     def _max_iter(self) -> int:
         if not _count(self.max_iter, 1):
-            raise ValueError(f"max_iter={self.max_iter!r}: use an integer >= 1 (epochs over the data).")
+            raise OptionError(f"max_iter={self.max_iter!r}: use an integer >= 1 (epochs over the data).")
         return int(self.max_iter)
 
     def _seed(self) -> int:
@@ -139,12 +141,12 @@ class SymgradBase(BaseEstimator):
         known = optimizers()
         name = self.solver.lower() if isinstance(self.solver, str) else None
         if name not in known:
-            raise ValueError(f"solver={self.solver!r} is not available. Fix: one of {sorted(known)} "
+            raise OptionError(f"solver={self.solver!r} is not available. Fix: one of {sorted(known)} "
                              "(minibatch gradient methods; there is no 'lbfgs'), or an sg.optim object "
                              "such as sg.optim.Adam(lr=0.01).")
         lr = self.learning_rate_init
         if not (isinstance(lr, Real) and not isinstance(lr, bool) and np.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning_rate_init={lr!r}: use a number > 0.")
+            raise OptionError(f"learning_rate_init={lr!r}: use a number > 0.")
         if name == "sgd" and self._sgd_is_sklearns:  # its defaults momentum=0.9, nesterovs_momentum=True
             return known["nesterov"](lr=float(lr), beta=0.9)
         return known[name](lr=float(lr))
@@ -216,15 +218,15 @@ def _check_samples(shape, net) -> None:
 def user_network(model, n_in: int, n_out: int):
     """``model`` itself (a symgrad network), or ``model(n_in, n_out)``, checked against the data."""
     if model is None:
-        raise ValueError("model= is required: a symgrad network such as sg.nn.MLP([n_features, 16, "
+        raise OptionError("model= is required: a symgrad network such as sg.nn.MLP([n_features, 16, "
                          "n_outputs]), or a function (n_features, n_outputs) -> network.")
     net = model if hasattr(model, "expr") else model(n_in, n_out) if callable(model) else None
     if net is None or not all(hasattr(net, a) for a in ("expr", "params", "x")):
-        raise ValueError(f"model={model!r} is not a symgrad network (with expr, params and x) nor a "
+        raise OptionError(f"model={model!r} is not a symgrad network (with expr, params and x) nor a "
                          "function (n_features, n_outputs) -> network.")
     have = (int(net.x.shape[0]), int(net.expr.shape[0]))
     if have != (n_in, n_out):
-        raise ValueError(f"the model takes {have[0]} inputs and gives {have[1]} outputs; the data has "
+        raise ShapeError(f"the model takes {have[0]} inputs and gives {have[1]} outputs; the data has "
                          f"{n_in} features and needs {n_out} outputs. Fix: build the network for this "
                          "data, or pass a function (n_features, n_outputs) -> network.")
     return net
@@ -237,13 +239,13 @@ def mlp(hidden_layer_sizes, activation, n_in: int, n_out: int) -> MLP:
     if isinstance(hidden, np.ndarray) and hidden.ndim == 1:  # np.arange(...) in a grid search
         hidden = hidden.tolist()
     if not (isinstance(hidden, (list, tuple)) and all(_count(h, 1) for h in hidden)):
-        raise ValueError(f"hidden_layer_sizes={hidden_layer_sizes!r}: use a tuple of layer widths "
+        raise OptionError(f"hidden_layer_sizes={hidden_layer_sizes!r}: use a tuple of layer widths "
                          ">= 1, e.g. (100,) or (64, 32).")
     act = SKLEARN_ACTIVATIONS.get(activation, activation) if isinstance(activation, str) else activation
     names = sorted(set(ACTIVATIONS) - {"softmax"} | set(SKLEARN_ACTIVATIONS))
     if isinstance(act, str) and (act not in ACTIVATIONS or act == "softmax") or not (
             isinstance(act, str) or callable(act)):
-        raise ValueError(f"activation={activation!r} is not available. Fix: one of {names}, or a "
+        raise OptionError(f"activation={activation!r} is not available. Fix: one of {names}, or a "
                          "function made with sg.activation.")
     return MLP([n_in, *(int(h) for h in hidden), n_out], activation=act)
 
@@ -254,7 +256,7 @@ def _dtype(dtype) -> np.dtype:
     except TypeError:
         dt = None
     if dt not in (np.float32, np.float64):
-        raise ValueError(f"dtype={dtype!r}: use None (follow X: float32 stays float32, anything else "
+        raise OptionError(f"dtype={dtype!r}: use None (follow X: float32 stays float32, anything else "
                          "becomes float64), 'float32' or 'float64'.")
     return dt
 
@@ -263,7 +265,7 @@ def _batch_size(batch_size, n: int) -> int:
     if isinstance(batch_size, str) and batch_size == "auto":
         return min(200, n)
     if not _count(batch_size, 1):
-        raise ValueError(f"batch_size={batch_size!r}: use 'auto' (min(200, n_samples)) or an integer >= 1.")
+        raise OptionError(f"batch_size={batch_size!r}: use 'auto' (min(200, n_samples)) or an integer >= 1.")
     return int(batch_size)
 
 

@@ -27,7 +27,7 @@ import sympy as sp
 from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from ..errors import DataError
+from ..errors import DataError, OptionError
 from ..lang.functions import logsumexp, msum
 from ..lang.losses import check_logits
 from ..runtime.inputs import plain
@@ -60,9 +60,9 @@ def sample_weights(sample_weight, n: int) -> np.ndarray:
     if w.ndim == 0:
         w = np.full(n, float(w))
     if w.shape != (n,):
-        raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},), one weight per sample.")
+        raise DataError(f"sample_weight has shape {w.shape}; expected ({n},), one weight per sample.")
     if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("sample_weight holds negative, NaN or infinite values. Fix: pass finite "
+        raise DataError("sample_weight holds negative, NaN or infinite values. Fix: pass finite "
                          "weights >= 0.")
     return w
 
@@ -77,17 +77,17 @@ def class_weights(class_weight, classes: np.ndarray, y_idx: np.ndarray, w: np.nd
         counts = np.bincount(y_idx, weights=w, minlength=k)
         return np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1e-300)), 1.0)
     if not isinstance(class_weight, dict):
-        raise ValueError(f"class_weight={class_weight!r}: use None, 'balanced' or a dict "
+        raise OptionError(f"class_weight={class_weight!r}: use None, 'balanced' or a dict "
                          "{label: weight}.")
     out = np.ones(k)
     for label, cw in class_weight.items():
         hit = np.flatnonzero(classes == label)
         if not len(hit):
-            raise ValueError(f"class_weight names the label {label!r}, which is not among the "
+            raise OptionError(f"class_weight names the label {label!r}, which is not among the "
                              f"classes {classes.tolist()}.")
         if isinstance(cw, bool) or not isinstance(cw, (int, float, np.integer, np.floating)) \
                 or not (np.isfinite(cw) and cw >= 0):  # None or text: NumPy's isfinite raised a TypeError
-            raise ValueError(f"class_weight[{label!r}] = {cw!r}; weights must be finite and >= 0.")
+            raise OptionError(f"class_weight[{label!r}] = {cw!r}; weights must be finite and >= 0.")
         out[hit[0]] = cw
     return out
 
@@ -96,6 +96,6 @@ def normalized(w: np.ndarray) -> np.ndarray:
     """Weights rescaled to mean 1 (see the module docstring); all zero is refused."""
     total = w.sum()
     if not total > 0:
-        raise ValueError("sample_weight (times class_weight) is zero for every sample; at least one "
+        raise DataError("sample_weight (times class_weight) is zero for every sample; at least one "
                          "weight must be positive.")
     return w * (len(w) / total)

@@ -14,6 +14,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
+from ..errors import OptionError, ShapeError, TargetError
 from ._base import MLPAttributes, SymgradBase, mlp, user_network
 from ._weights import class_weights, normalized, sample_weights, weighted_softmax_ce
 
@@ -63,11 +64,11 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One more epoch over (X, y). The first call needs ``classes``: every label there may be."""
         if not hasattr(self, "trained_") and classes is None:
-            raise ValueError("classes= must be given on the first call to partial_fit: every label the "
+            raise OptionError("classes= must be given on the first call to partial_fit: every label the "
                              "data may hold, e.g. classes=np.unique(y_all).")
         if hasattr(self, "trained_") and classes is not None and not np.array_equal(
                 np.unique(classes), self.classes_):
-            raise ValueError(f"classes={list(classes)} differs from the first call's {self.classes_.tolist()}.")
+            raise OptionError(f"classes={list(classes)} differs from the first call's {self.classes_.tolist()}.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict_proba(self, X) -> np.ndarray:
@@ -101,11 +102,11 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
             self.classes_ = LabelEncoder().fit(y if classes is None else np.asarray(classes)).classes_
             if len(self.classes_) < 2:
                 held = "y holds" if classes is None else "classes= names"  # partial_fit(classes=[0])
-                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; {held} 1 "
+                raise TargetError(f"{type(self).__name__} needs samples of at least 2 classes; {held} 1 "
                                  f"class ({self.classes_.tolist()[0]!r}).")
         unseen = set(np.unique(y).tolist()) - set(self.classes_.tolist())
         if unseen:  # LabelEncoder's own error was int('a')'s, for text labels after numbers
-            raise ValueError(f"y holds labels {sorted(unseen, key=str)!r} that the first fit did not have "
+            raise TargetError(f"y holds labels {sorted(unseen, key=str)!r} that the first fit did not have "
                              f"({self.classes_.tolist()!r}, {self.classes_.dtype}); warm_start and partial_fit continue with the "
                              "same classes. Fix: fit afresh (warm_start=False), or pass every label to the "
                              "first call (partial_fit's classes=).")
@@ -115,7 +116,7 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
         w = sample_weights(sample_weight, len(y))
         w = normalized(w * class_weights(self.class_weight, self.classes_, idx, w)[idx])
         if not incremental and len(np.unique(idx[w > 0])) < 2:
-            raise ValueError("only one class has samples of positive weight (sample_weight times "
+            raise TargetError("only one class has samples of positive weight (sample_weight times "
                              "class_weight); a classifier needs at least 2 classes to learn from.")
         return np.eye(len(self.classes_))[idx] * w[:, None], len(self.classes_)
 
@@ -172,7 +173,7 @@ def _labels(y) -> np.ndarray:
     """y as 1-D class labels: a column is flattened with scikit-learn's warning; several columns
     (multi-label or multi-output) are refused."""
     if y.ndim == 2 and y.shape[1] != 1:
-        raise ValueError(f"y has shape {y.shape}; these classifiers take one label per sample "
+        raise ShapeError(f"y has shape {y.shape}; these classifiers take one label per sample "
                          "(multi-label and multi-output targets are not supported).")
     y = column_or_1d(y, warn=True)
     check_classification_targets(y)

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 
+from ..errors import OptionError, ShapeError
 from ..runtime.inputs import BINARY_LOSSES, CLASS_LOSSES
 from ._base import MLPAttributes, SymgradBase, mlp, user_network
 from ._weights import normalized, sample_weights, weighted_mse
@@ -75,7 +76,7 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
 
     def _loss(self):
         if isinstance(self.loss, str) and self.loss in CLASS_LOSSES + BINARY_LOSSES:
-            raise ValueError(f"loss={self.loss!r} is a classification loss, but SymgradEstimator predicts "
+            raise OptionError(f"loss={self.loss!r} is a classification loss, but SymgradEstimator predicts "
                              "numbers (its score is R²). Fix: symgrad.sklearn.SymgradClassifier(model) for "
                              "class labels, or a regression loss ('mse', 'mae', 'huber', f(pred, target)).")
         return self.loss
@@ -90,7 +91,7 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
                               "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
             self.n_outputs_, self._flat_y = y2.shape[1], y.ndim == 1 or column
         elif y2.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {y2.shape[1]} columns; this estimator was fitted with "
+            raise ShapeError(f"y has {y2.shape[1]} columns; this estimator was fitted with "
                              f"{self.n_outputs_}.")
         return y2
 
