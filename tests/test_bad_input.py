@@ -51,6 +51,13 @@ def test_silent_nan_inputs_are_refused():
         f.hvp([1.0], [np.inf], np.array([1.0]))
     pw = sg.compile(a * x, [a], [x], reduction="none", backend="python")
     assert pw.pointwise(np.array([]), np.array([]))[0].shape == (0,)  # pointwise of nothing is empty
+    # a parameter given as one number holds at every point (it was "data arrays have different lengths")
+    xs = np.array([1.0, 2.0, -1.0])
+    for th in (2.0, 2, np.float64(2.0)):
+        vals, grads = pw.pointwise(th, xs)
+        assert vals.tolist() == [2.0, 4.0, -2.0] and grads.tolist() == xs.tolist()
+    with pytest.raises(DataError, match=r"the parameters' and data's arrays have different lengths \{'a': 2, 'x': 3\}"):
+        pw.pointwise([2.0, 3.0], xs)
     net, y = sg.nn.MLP([2, 2, 1]), sp.MatrixSymbol("y", 1, 1)
     t = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y], backend="python")
     theta = np.concatenate([p.ravel() for p in net.init_params(0)])

@@ -200,7 +200,7 @@ def check_finite(x: np.ndarray, what: str, fix: str = ROWS_FIX) -> None:
 
 def check_data(
     arrays: Sequence[object], names: Sequence[str], dtype: np.dtype, widths: Sequence[int] | None = None,
-    min_rows: int = 1,
+    min_rows: int = 1, what: str = "data arrays",
 ) -> list[np.ndarray]:
     """Validate per-sample data arrays: dtype, finiteness, one row per sample, equal lengths,
     and at least ``min_rows`` rows (a mean over no samples is undefined; pointwise takes 0)."""
@@ -228,7 +228,7 @@ def check_data(
                         "Fix: pass at least one sample.")
     if len(set(lengths.values())) > 1:
         raise DataError(
-            f"data arrays have different lengths {lengths}. Fix: give every data array one row per sample."
+            f"{what} have different lengths {lengths}. Fix: give every one of them one row per sample."
         )
     return out
 

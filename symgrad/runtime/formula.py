@@ -155,13 +155,18 @@ class CompiledFormula(_Formula):
 
     # -- pointwise functions -------------------------------------------------
     def pointwise(self, *arrays) -> tuple[np.ndarray, np.ndarray]:
-        """reduction='none': (values, gradients) at every point; gradients (n,) or (n, k)."""
+        """reduction='none': (values, gradients) at every point; gradients (n,) or (n, k). Each parameter
+        is one number (the same at every point) or one per point, then the data."""
         if self.reduction != "none":
             raise UnsupportedModelError("pointwise() needs compile(..., reduction='none'). Fix: compile with "
                                         "reduction='none', or call f.value / f.value_and_grad for the mean.")
-        names = [str(p) for p in self.params + self.data]
-        arrs = check_data(list(arrays), names, self.dtype, min_rows=0)
-        n, k = len(arrs[0]), len(self.params)
+        names, k = [str(p) for p in self.params + self.data], len(self.params)
+        rows = [np.shape(a)[0] for a in arrays[k:] if np.ndim(a)] or [1]
+        # a parameter given as one number holds at every point, as NumPy broadcasts it
+        arrays = [[a] * rows[0] if i < k and np.ndim(a) == 0 and a is not None else a
+                  for i, a in enumerate(arrays)]
+        arrs = check_data(list(arrays), names, self.dtype, min_rows=0, what="the parameters' and data's arrays")
+        n = len(arrs[0])
         for checks, given, what, symbols in ((self._theta_checks, arrs[:k], "parameter", self.params),
                                              (self._data_checks, arrs[k:], "data", self.data)):
             if checks:  # SymPy simplified with the declarations here too
