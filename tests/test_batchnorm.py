@@ -193,6 +193,8 @@ def test_a_minibatch_of_one_row_and_hessians_are_refused():
     X, Y = _data(n=25)
     with pytest.raises(OptionError, match="single row.*Fix:"):
         sg.fit(_net(), "mse", X, Y, epochs=1, batch_size=8)  # 25 = 3·8 + 1
+    with pytest.raises(OptionError, match=r"the data have 1 row .*Fix: train on at least 2 rows\.$"):
+        sg.fit(_net(), "mse", X[:1], Y[:1], epochs=1)  # "one row fewer or more" was no fix for one row
     net, y = _net(), sp.MatrixSymbol("y", 3, 1)
     f = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y])
     theta = _flat(_start())

@@ -106,7 +106,10 @@ def check_minibatches(rows: int, batch_size: int, expr: sp.Basic) -> None:
     (PyTorch's BatchNorm2d trains on one image too)."""
     if min(int(bn.args[0].shape[0]) // bn.channels for bn in find(sp.sympify(expr), batchnorm)) > 1:
         return
-    if min(batch_size, rows) < 2 or rows % batch_size == 1:
+    if rows < 2:
+        raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and the data have {rows} row "
+                          "(one row's variance is 0). Fix: train on at least 2 rows.")
+    if batch_size < 2 or rows % batch_size == 1:
         raise OptionError(f"BatchNorm normalises by each minibatch's statistics, and {rows} rows in minibatches "
                           f"of {batch_size} leave one of a single row (its variance is 0). Fix: a batch_size "
                           "that leaves at least 2 rows in every minibatch, or one row fewer or more.")
