@@ -266,3 +266,21 @@ def test_an_element_and_a_symbol_of_one_name_are_told_apart():
     with pytest.raises(NameClashError, match=r"the element theta\[0\] of IndexedBase theta and a Symbol named "
                                              r"'theta\[0\]'.*Fix: rename the Symbol"):
         sg.compile(t0**2 + th[0] ** 3, wrt=[t0, th[0]], backend="python")
+
+
+def test_a_condition_and_heaviside_are_told_their_piecewise():
+    # a Relational or And as the formula was told to "build it from SymPy symbols", which it is
+    from symgrad.errors import NonScalarLossError, UnsupportedFunctionError
+
+    y = sp.Symbol("y", real=True)
+    for cond in (x > 1, sp.Eq(x, y), sp.And(x > 0, y > 0)):
+        with pytest.raises(NonScalarLossError, match=re.escape(f"is a condition ({cond}), not a number. Fix: an "
+                                                               f"indicator, Piecewise((1, {cond}), (0, True))")):
+            sg.compile(cond, wrt=[x], backend="python")
+    with pytest.raises(UnsupportedFunctionError, match=re.escape("write Heaviside(x) as Piecewise((0, x < 0), "
+                                                                 "(1/2, Eq(x, 0)), (1, True))")):
+        sg.grad(x * sp.Heaviside(x), x)
+    fixed = sg.grad(x * sp.Piecewise((0, x < 0), (sp.S.Half, sp.Eq(x, 0)), (1, True)), x)  # and the fix works
+    assert [fixed.subs(x, v) for v in (-2, 3)] == [0, 1]
+    with pytest.raises(UnsupportedFunctionError, match="and Piecewise of them. Fix: rewrite it with these"):
+        sg.grad(sp.floor(x) * y, y)

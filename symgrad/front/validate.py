@@ -27,9 +27,7 @@ from .forms import check_form
 _OPS = frozenset(e.node for e in TABLE if e.kind == OP)
 
 #: Nodes printed by a method for the node: arithmetic, and the table's structural functions.
-_STRUCTURAL = tuple(dict.fromkeys(
-    (sp.Add, sp.Mul, sp.Pow, sp.Piecewise, *(e.node for e in TABLE if e.kind == STRUCTURAL))
-))
+_STRUCTURAL = tuple(dict.fromkeys((sp.Add, sp.Mul, sp.Pow, sp.Piecewise, *(e.node for e in TABLE if e.kind == STRUCTURAL))))
 
 #: The names in our error message: the table's functions, less parser aliases and shorthands.
 SUPPORTED_NAMES: tuple[str, ...] = tuple(sorted(e.name for e in TABLE if e.kind != COMPOSITE))
@@ -52,11 +50,11 @@ def check_functions(expr: sp.Basic) -> None:
                 raise UnsupportedFunctionError(f"{node} inside {expr}: an elementwise function sees one entry, and "
                                                f"{f.__name__} a matrix. Fix: reduce outside it, e.g. h - sg.mean(h)*ones "
                                                "(ones a data column of 1s), or sg.layernorm(h).")
-            raise UnsupportedFunctionError(
-                f"unsupported function {f.__name__}() in {expr}. "
-                f"Supported: {', '.join(SUPPORTED_NAMES)}. "
-                "Fix: rewrite it with these, or define it as a SymPy expression of them."
-            )
+            u, at_0 = (*node.args, sp.S.Half, sp.S.Half)[:2]  # Heaviside(u, H(0)); SymPy's H(0) is 1/2
+            fix = (f"write {node} as Piecewise((0, {u} < 0), ({at_0}, Eq({u}, 0)), (1, True))" if f is sp.Heaviside
+                   else "rewrite it with these, or define it as a SymPy expression of them")
+            raise UnsupportedFunctionError(f"unsupported function {f.__name__}() in {expr}. Supported: "
+                                           f"{', '.join(SUPPORTED_NAMES)}, and Piecewise of them. Fix: {fix}.")
 
 
 def check_scalar(expr: object, what: str = "loss") -> sp.Expr:
@@ -72,6 +70,9 @@ def check_scalar(expr: object, what: str = "loss") -> sp.Expr:
             "w.T*x: sg.msum(w.T*x) stays a matrix product, while (w.T*x)[0, 0] is expanded into "
             "one term per element)."
         )
+    if isinstance(expr, sp.logic.boolalg.Boolean):
+        raise NonScalarLossError(f"the {what} is a condition ({expr}), not a number. Fix: an indicator, "
+                                 f"Piecewise((1, {expr}), (0, True)), is 1 where it holds and 0 elsewhere.")
     if not isinstance(expr, sp.Expr):
         raise NonScalarLossError(f"the {what} must be a SymPy scalar expression, got {type(expr)!r}. Fix: build it "
                                  "from SymPy symbols, e.g. x = sp.Symbol('x', real=True); or read a string with "
