@@ -254,3 +254,16 @@ def test_bad_points_are_refused_with_the_fix(case):
     with pytest.raises(error) as err:
         sg.formulas(net, loss, at=at)
     assert isinstance(err.value, SymgradError) and "Fix" in str(err.value)
+
+
+def test_a_sequence_target_in_its_own_shape_is_one_sample():
+    # y of (T, k) was refused with "got x of shape (1, 3, 4)": x was right (the batch axis was ours),
+    # y had to be flat
+    nn = sg.nn
+    net = nn.Sequential([nn.LayerNorm(4), nn.MultiHeadAttention(4, 2), nn.PositionwiseDense(4, 2)], input_shape=(3, 4))
+    rng = np.random.default_rng(5)
+    ps = [rng.normal(size=p.shape) for p in net.params]
+    x, y = rng.normal(size=(3, 4)), rng.normal(size=(3, 2))
+    assert str(sg.formulas(net, "mse", at=(ps, x, y))) == str(sg.formulas(net, "mse", at=(ps, x, y.ravel())))
+    with pytest.raises(ShapeError, match=re.escape("y its target (6 numbers); got x of shape (3, 4) and y of shape (3, 3)")):
+        sg.formulas(net, "mse", at=(ps, x, rng.normal(size=(3, 3))))

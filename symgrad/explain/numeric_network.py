@@ -47,13 +47,16 @@ def network_sample(model, loss_name: str, at: object, target: sp.MatrixSymbol) -
     leaves = _param_leaves(model, params)
     n_in, n_out = model_input(model), int(target.shape[0])
     x, y = np.asarray(as_data(x, "x")), np.asarray(as_data(y, "y"))
-    y = y.reshape(1) if y.ndim == 0 else y[None] if y.ndim == 1 and len(y) == n_out and n_out > 1 else y
+    given = x.shape, y.shape  # as the user passed them, for the message
+    # y as the target's n_out numbers in any shape (a sequence's (T, k) rows), or a column of one sample
+    y = y.reshape(1) if y.ndim == 0 else y.reshape(1, n_out) if y.size == n_out and n_out > 1 else y
     if x.ndim < 2 or (isinstance(n_in, tuple) and x.shape in (n_in, n_in[1:] if n_in[:1] == (1,) else n_in)):
         x = x[None]  # one sample: a row of features, one image or one sequence
     if len(x) != 1 or len(y) != 1:
         shape = f"shape {n_in} (or flat)" if isinstance(n_in, tuple) else f"{n_in} features (1-D, or one row)"
-        raise ShapeError(f"at=(params, x, y) is one sample: x of {shape} and y its target; got x of shape "
-                         f"{x.shape} and y of shape {y.shape}. Fix: e.g. at=(params, X[0], Y[0]).")
+        raise ShapeError(f"at=(params, x, y) is one sample: x of {shape} and y its target ({n_out} number"
+                         f"{'s' * (n_out > 1)}); got x of shape {given[0]} and y of shape {given[1]}. "
+                         "Fix: e.g. at=(params, X[0], Y[0]).")
     tokens = loss_name in TOKEN_LOSSES  # y is the T next ids; the model gives T·V logits
     X, Y = prepare_xy(x, y, loss_name, n_in, int(model.expr.shape[0]) if tokens else n_out, np.dtype(np.float64),
                       ("x", "y"), positions=n_out if tokens else None)
