@@ -379,3 +379,9 @@ def test_gradient_norms_do_not_overflow_where_the_gradient_does_not():
     line = next(s for s in text.splitlines() if "‖∂ℓ/∂b1‖" in s)
     # z2 = 3·2e200, δ_z2 = 2(z2 - 1) = 1.2e201, and δ_z1 = W2ᵀ·δ_z2 holds it three times
     assert float(re.split("[=≈]", line)[-1]) == pytest.approx(np.sqrt(3) * 1.2e201, rel=1e-5), line
+
+
+def test_a_rounded_value_with_six_digits_before_the_point_has_no_trailing_point():
+    x, y = sp.symbols("x y", real=True)
+    head = str(sg.explain(x**2 + y, [x, y], at={x: 123456.5, y: 0.1})).splitlines()[0]
+    assert head.startswith("At x ≈ 123456, y = 0.1") and "123456." not in head

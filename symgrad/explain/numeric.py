@@ -49,7 +49,7 @@ def _digits(v, zeros: bool = False) -> str | None:
     if not np.isfinite(v):
         return None
     s = f"{float(v):#.{SIG}g}" if zeros else f"{float(v):.{SIG}g}"
-    return "0" if s == "-0" else s
+    return "0" if s == "-0" else s.removesuffix(".")  # '#' keeps a point after the digits: 123456.5 ≈ 123456.
 
 
 def _exact(v, s: str) -> bool:
