@@ -47,7 +47,23 @@ def _derivations():
         "max": sg.explain(sp.Max(X, 0) * X, X),
         "greek": sg.explain(sp.Symbol("θ1", real=True) ** 2 * sp.exp(-A), [sp.Symbol("θ1", real=True), A],
                             output="L"),
+        "alike": sg.explain(_ALIKE[0] ** 2 * _ALIKE[1] + _ALIKE[2] * _ALIKE[1], list(_ALIKE[:2])),
     }
+
+
+#: theta1 and theta_1 both printed θ₁ (∂J/∂θ₁ twice, with two results), lambda_ as λ with an empty subscript
+_ALIKE = sp.symbols("theta1 theta_1 lambda_", real=True)
+
+
+def test_names_that_print_alike_are_told_apart():
+    lines = _derivations()["alike"].latex_lines()
+    results = lines[-2:]
+    assert results == [r"\frac{\partial J}{\partial \theta1} = 2 \theta1 \theta_{1}",
+                       r"\frac{\partial J}{\partial \theta_{1}} = \lambda + \theta1^{2}"]
+    assert not any("_{}" in line for line in lines)
+    x2, x_2 = sp.symbols("x2 x_2", real=True)
+    assert str(sg.explain(x2 * x_2, [x2]).latex_lines()[-1]) == r"\frac{\partial J}{\partial x2} = x_{2}"
+    assert sg.explain(x2**2, [x2]).latex_lines()[-1] == r"\frac{\partial J}{\partial x_{2}} = 2 x_{2}"  # alone: textbook
 
 
 def _hand(output=None, act=sg.ops.sigmoid):

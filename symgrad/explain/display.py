@@ -19,6 +19,7 @@ from ..lang.ops import KINK_CONVENTIONS
 from . import numeric
 from .imaging import kink_notes
 from .printing import tex, tex_name, tex_text, text
+from .tex_names import without_clashes
 
 #: The kink conventions in LaTeX, by the same keys as the text (``lang.ops.KINK_CONVENTIONS``).
 KINK_LATEX: dict[str, str] = {
@@ -130,12 +131,15 @@ class Printout:
     def latex_lines(self) -> list[str]:
         """One LaTeX formula per printed line (headings and notes as ``\\text``): for matplotlib's
         mathtext, or ``$...$`` in notes. No line holds an ``aligned`` environment."""
-        return [" ".join(p for p in (r.lhs, r.rel, r.rhs) if p) for r in self._rows(LATEX) if r.kind != "blank"]
+        return [" ".join(p for p in (r.lhs, r.rel, r.rhs) if p) for r in self._latex_rows() if r.kind != "blank"]
+
+    def _latex_rows(self) -> list[Row]:
+        return without_clashes(lambda: self._rows(LATEX))  # theta1 and theta_1 are not both θ₁
 
     def latex(self) -> str:
         """The printout as one LaTeX ``aligned`` block (amsmath), equations aligned at the relation."""
         rows = []
-        for r in self._rows(LATEX):
+        for r in self._latex_rows():
             if r.kind == "eq":
                 rows.append(f"{r.lhs} &{r.rel} {r.rhs}" if r.rel else f"&{r.rhs}")
             elif r.kind != "blank":

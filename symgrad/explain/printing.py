@@ -20,7 +20,6 @@ only and stays within what matplotlib's mathtext renders (no ``cases``, no ``\\m
 from __future__ import annotations
 
 import re
-import unicodedata
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -29,6 +28,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 from .loss_notation import LossNotation, mean_of
+from .tex_names import tex_ident, tex_name  # noqa: F401 - re-exported: the printers' names
 
 INDICATOR = "𝟙"
 
@@ -196,41 +196,6 @@ def text(e: sp.Basic, **settings) -> str:
 
 #: The notation's named operations (``NamedOp``) that LaTeX writes its own way.
 _TEX_FUNCS = {"sigmoid": r"\sigma", "relu": r"\operatorname{ReLU}"}
-
-
-def _greek(name: str) -> str:
-    """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta."""
-    out = []
-    for ch in name:
-        uname = unicodedata.name(ch, "") if ord(ch) > 127 else ""
-        if uname.startswith("GREEK SMALL LETTER "):
-            out.append(uname.removeprefix("GREEK SMALL LETTER ").lower())
-        elif uname.startswith("GREEK CAPITAL LETTER "):
-            out.append(uname.removeprefix("GREEK CAPITAL LETTER ").capitalize())
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def tex_ident(name: str) -> str:
-    """One name as a textbook writes it: z1 -> z_{1}, theta0 -> \\theta_{0}, δ_z2 -> \\delta_{z_{2}}, y* -> y^{*}."""
-    if name == "ℓ":
-        return r"\ell"
-    if name.startswith("δ_"):
-        return r"\delta_{%s}" % tex_ident(name[2:])
-    if name.endswith("*"):
-        return tex_ident(name[:-1]) + "^{*}"
-    # LaTeX's special characters in a user's name (lr%, a&b) would comment out or break the line
-    special = {c: "\\" + c for c in "%#&$"}
-    return LatexPrinter()._deal_with_super_sub(_greek("".join(special.get(c, c) for c in name)))
-
-
-def tex_name(name: str) -> str:
-    """A name of our notation (z1, δ_z2, ∂ℓ/∂W1, y*) in LaTeX. A composite (W2ᵀ·δ_z2, softmax(z2))
-    is never a name: it is an expression node (``notation.MatProd``, ``notation.call``)."""
-    if name.startswith("∂ℓ/∂"):
-        return r"\frac{\partial \ell}{\partial %s}" % tex_ident(name[4:])
-    return tex_ident(name)
 
 
 class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):

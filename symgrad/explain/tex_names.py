@@ -1,0 +1,100 @@
+"""Names in LaTeX as a textbook writes them (z1 -> z_{1}, theta0 -> \\theta_{0}), told apart where two
+names of one printout would print alike.
+
+theta1 and theta_1 both read θ₁, so a printout with both showed ∂J/∂θ₁ twice with two results.
+:func:`without_clashes` writes a printout once, noting each LaTeX form's names, and where a form has
+two, writes it again with all but one spelled as they are (``\\theta1``, ``\\lambda\\_``).
+
+>>> tex_ident("theta1"), tex_ident("lambda_"), tex_ident("δ_z2")
+('\\\\theta_{1}', '\\\\lambda', '\\\\delta_{z_{2}}')
+>>> without_clashes(lambda: [tex_ident(n) for n in ("theta1", "theta_1", "x2")])
+['\\\\theta1', '\\\\theta_{1}', 'x_{2}']
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TypeVar
+
+from sympy.printing.latex import LatexPrinter
+
+T = TypeVar("T")
+
+#: while a printout is written: each LaTeX form -> the names printed so
+_SEEN: ContextVar[dict | None] = ContextVar("symgrad_tex_seen", default=None)
+#: names spelled as they are in this printout, since another one prints as they would
+_SPELLED: ContextVar[frozenset] = ContextVar("symgrad_tex_spelled", default=frozenset())
+#: LaTeX's special characters in a user's name (lr%, a&b) would comment out or break the line
+_SPECIAL = {c: "\\" + c for c in "%#&$"}
+
+
+def _greek(name: str) -> str:
+    """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta."""
+    out = []
+    for ch in name:
+        uname = unicodedata.name(ch, "") if ord(ch) > 127 else ""
+        if uname.startswith("GREEK SMALL LETTER "):
+            out.append(uname.removeprefix("GREEK SMALL LETTER ").lower())
+        elif uname.startswith("GREEK CAPITAL LETTER "):
+            out.append(uname.removeprefix("GREEK CAPITAL LETTER ").capitalize())
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _spelled(name: str) -> str:
+    """``name`` letter for letter: a Greek head as its letter, the rest as written (theta1 -> \\theta1)."""
+    g = _greek("".join(_SPECIAL.get(c, c) for c in name))
+    head, rest = re.match(r"([A-Za-z]*)(.*)", g).groups()
+    return (LatexPrinter()._deal_with_super_sub(head) if head else "") + rest.replace("_", r"\_")
+
+
+def tex_ident(name: str) -> str:
+    """One name as a textbook writes it: z1 -> z_{1}, theta0 -> \\theta_{0}, δ_z2 -> \\delta_{z_{2}}, y* -> y^{*}."""
+    if name == "ℓ":
+        return r"\ell"
+    if name.startswith("δ_"):
+        return r"\delta_{%s}" % tex_ident(name[2:])
+    if name.endswith("*"):
+        return tex_ident(name[:-1]) + "^{*}"
+    if name in _SPELLED.get():
+        return _spelled(name)
+    # lambda_ (Python's way around a keyword) is λ, not λ with an empty subscript
+    plain = _greek("".join(_SPECIAL.get(c, c) for c in name.rstrip("_") or name))
+    out = LatexPrinter()._deal_with_super_sub(plain)
+    if (seen := _SEEN.get()) is not None:
+        seen.setdefault(out, set()).add(name)
+    return out
+
+
+def tex_name(name: str) -> str:
+    """A name of our notation (z1, δ_z2, ∂ℓ/∂W1, y*) in LaTeX. A composite (W2ᵀ·δ_z2, softmax(z2))
+    is never a name: it is an expression node (``notation.MatProd``, ``notation.call``)."""
+    if name.startswith("∂ℓ/∂"):
+        return r"\frac{\partial \ell}{\partial %s}" % tex_ident(name[4:])
+    return tex_ident(name)
+
+
+def without_clashes(write: Callable[[], T]) -> T:
+    """``write()``, a printout's LaTeX, with names that print alike told apart: of each such set, the
+    name whose own spelling is its LaTeX (lambda beside lambda_), else the one with a written
+    subscript (theta_1 beside theta1), keeps its textbook form, and the others are spelled out."""
+    token = _SEEN.set({})
+    try:
+        out = write()
+        alike = [names for names in _SEEN.get().values() if len(names) > 1]
+    finally:
+        _SEEN.reset(token)
+    if not alike:
+        return out
+
+    def kept_first(n: str) -> tuple:
+        return _spelled(n) != tex_ident(n), "_" not in n, n
+    token = _SPELLED.set(frozenset(n for names in alike for n in sorted(names, key=kept_first)[1:]))
+    try:
+        return write()
+    finally:
+        _SPELLED.reset(token)
