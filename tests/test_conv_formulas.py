@@ -297,3 +297,13 @@ def test_printed_average_pooling_delta_spreads_delta_over_k_squared(strided_avg)
     for c, i, j in np.ndindex(d.shape):
         expected[c, 2 * i:2 * i + 2, 2 * j:2 * j + 2] += d[c, i, j] / 4
     assert np.allclose(_run(dict(strided_avg.backward)["δ_a2"], {"δ_p3": d}, (0, 0)), expected)
+
+
+def test_a_pool_prints_its_window_and_stride_in_the_expression():
+    # a (2, 3) max pool of stride 1 printed as maxpool2d(..., 2): a 2×2 pool of stride 2, another operation
+    nn = sg.nn
+    net = nn.Sequential([nn.Conv2D(1, 2, 3), nn.MaxPool2D((2, 3), stride=1), nn.AvgPool2D((3, 1), stride=(1, 2)),
+                         nn.MaxPool2D(1), nn.Flatten(), nn.Dense(12, 2)], input_shape=(1, 8, 7))
+    text, tex = str(net.expr), sp.latex(net.expr)
+    assert "(2, 3), stride=1)" in text and "(3, 1), stride=(1, 2))" in text and ", 1)" in text
+    assert r"\operatorname{maxpool}_{2,3;\,s=1}" in tex and r"_{3,1;\,s=1,2}" in tex

@@ -171,7 +171,8 @@ def test_save_load_and_generate(tmp_path):
                        (dict(prompt="az", alphabet="abcdef"), "lacks"), (dict(prompt=[0], temperature=-1), "temperature"),
                        (dict(prompt="ab", alphabet="abc"), f"has 3 tokens, but the model's vocabulary has {VOCAB} ids"),
                        (dict(prompt="ab", alphabet="abcdefgh"), "has 8 tokens"),
-                       (dict(prompt=[0], n=-1), "n=")]:
+                       (dict(prompt=[0], n=-1), "n="), (dict(prompt=[0], seed=-1), "seed="),  # seeds: NumPy's errors
+                       (dict(prompt=[0], seed="x"), "seed="), (dict(prompt=[0], seed=1.5), "seed=")]:
         args = dict(n=2) | bad
         with pytest.raises(OptionError, match=match):
             sg.generate(m, **args)
@@ -246,3 +247,20 @@ def test_formulas_print_the_fused_rule_in_text_and_latex():
     for line in f._repr_latex_().strip("$").split(r"\\"):
         if line.strip() and "aligned" not in line:
             parser.parse(f"${line.strip().strip('&')}$")
+
+
+def test_metrics_of_a_language_model_get_token_ids():
+    # a metric got y_true as (n, T) ids and y_pred as (n, T·V) logits: every scikit-learn metric failed
+    skm = pytest.importorskip("sklearn.metrics")
+    X, Y = data(30)
+    seen = {}
+
+    def probe(y_true, y_pred):
+        seen["shapes"] = (np.shape(y_true), np.shape(y_pred))
+        return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+    m = sg.fit(lm(), "token_cross_entropy", X, Y, epochs=2, seed=0, validation=(X[:6], Y[:6]),
+               metrics={"probe": probe, "acc": skm.accuracy_score}, backend="python")
+    assert seen["shapes"] == ((6 * CTX,), (6 * CTX,))
+    own = float(np.mean(m.predict(X[:6]).argmax(axis=2) == Y[:6]))  # the next-token accuracy, counted here
+    assert m.history["val_probe"][-1] == m.history["val_acc"][-1] == m.history["val_accuracy"][-1] == own

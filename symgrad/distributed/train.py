@@ -46,7 +46,7 @@ from ..lang.walk import find
 from ..native.noise import step_key
 from ..runtime.epochs import Run, after_chunk, record
 from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
-from ..runtime.inputs import as_data, data_dtype, prepare_xy
+from ..runtime.inputs import as_data, data_dtype, prepare_xy, target_positions
 from ..runtime.row_sums import combine
 from ..runtime.state import ModelSpec, sync_params
 from ..runtime.trained import Trained
@@ -83,17 +83,18 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     path, loss_name, n_out, dims = training_module(model, loss, optimizer, dt.name)
     mod = jit.load(path, jit=(backend == "numba"), dims=dims)
     n_in = model_input(model)
+    positions = target_positions(model, loss_name)
     val = None
     if validation is not None:
         vx, vy = (as_data(v.compute() if hasattr(v, "compute") else v, w)  # a mask is refused, not dropped
                   for v, w in zip(validation, ("X_val", "Y_val")))
-        val = prepare_xy(vx, vy, loss_name, n_in, n_out, dt, ("validation X", "validation Y"))
+        val = prepare_xy(vx, vy, loss_name, n_in, n_out, dt, ("validation X", "validation Y"), positions=positions)
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
     views = tuple(result.params)
     job = _Job(client, client.scatter(ModuleSource(path, backend, dims), broadcast=True, hash=False),
-               (loss_name, n_in, n_out, dt.name, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
+               (loss_name, n_in, n_out, dt.name, positions, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)
     _check_monitor(optimizer, val is not None)

@@ -108,11 +108,12 @@ def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple
     if hit is not None:
         _PREPARED.move_to_end((spec, keys))
         return hit
-    loss_name, n_in, n_out, dtype, _ = spec  # the last is the fit's token
+    loss_name, n_in, n_out, dtype, positions, _ = spec  # the last is the fit's token
     where = _where(chunk, start, len(xb))
     try:
         with rows_from(start):
-            out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"))
+            out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"),
+                             positions=positions)
     except SymgradError as exc:
         raise type(exc)(str(exc)) from None
     _PREPARED[(spec, keys)] = out

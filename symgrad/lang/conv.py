@@ -181,11 +181,21 @@ class _Pool(sp.MatrixExpr):
     def shape(self):
         return (math.prod(self.out_shape), 1)
 
+    def _window(self, sep: str = ", ") -> tuple[str, str]:
+        """The window as printed (k, or kh,kw when not square) and the stride when not the window."""
+        kh, kw, sh, sw = self.geometry[3:]
+        size = f"{kh}" if kh == kw else f"({kh}{sep}{kw})"
+        stride = "" if (sh, sw) == (kh, kw) else (f"{sh}" if sh == sw else f"({sh}{sep}{sw})")
+        return size, stride
+
     def _sympystr(self, printer):
-        return f"{type(self).__name__}({printer._print(self.args[0])}, {self.geometry[3]})"
+        size, stride = self._window()
+        return f"{type(self).__name__}({printer._print(self.args[0])}, {size}" + (f", stride={stride})" if stride else ")")
 
     def _latex(self, printer):
-        return r"\operatorname{%s}_{%d}\left(%s\right)" % (self.symbol, self.geometry[3], printer._print(self.args[0]))
+        size, stride = self._window(",")
+        sub = size.strip("()") + (r";\,s=" + stride.strip("()") if stride else "")
+        return r"\operatorname{%s}_{%s}\left(%s\right)" % (self.symbol, sub, printer._print(self.args[0]))
 
 
 class maxpool2d(_Pool):

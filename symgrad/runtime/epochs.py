@@ -220,6 +220,9 @@ def _labels(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray
     """(y_true, y_pred) as scikit-learn's metrics take them: class labels for classifiers, values
     for regressors (one column as (n,))."""
     out = forward_rows(result, Xa)
+    if result._loss_name == "token_cross_entropy":  # per-token ids, as evaluate's accuracy counts them
+        T = Ya.shape[1]
+        return Ya.astype(np.int64).ravel(), out.reshape(len(out), T, -1).argmax(axis=2).ravel()
     if result._loss_name in CLASS_LOSSES:
         return Ya.argmax(axis=1), out.argmax(axis=1)
     if result._loss_name in BINARY_LOSSES:

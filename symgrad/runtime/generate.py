@@ -92,6 +92,9 @@ def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 
             or not np.isfinite(temperature):
         raise OptionError(f"generate(temperature={temperature!r}): a number >= 0 (0 takes the likeliest token, "
                           "1 samples the model's distribution, higher is more random).")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise OptionError(f"generate(seed={seed!r}): an integer >= 0 (the same seed draws the same tokens), "
+                          "or None for fresh randomness.")
     T, V = sequence_shape(trained.model.expr)
     vocab = _vocabulary(alphabet, V)
     ids = _encode(prompt, vocab, V)
