@@ -254,3 +254,20 @@ def test_a_nan_inside_max_min_or_relu_is_not_dropped(backend):
             warnings.simplefilter("error")
             want = float(sp.Add(*[body.subs({w: 2, x: v}) for v in (1.0, 3.0)]) / 2)
             assert f.value([2.0], xs[[0, 2]]) == pytest.approx(want, rel=1e-15)
+
+
+@pytest.mark.parametrize("base, at", [(1 - sp.exp(-x), 1e-17), (1 - sp.cos(x), 1e-8), (sp.exp(x) - 1, 1e-17)],
+                         ids=["1-exp", "1-cos", "exp-1"])
+def test_a_power_whose_base_is_tiny_but_not_zero_keeps_its_derivatives(base, at):
+    # the x**k·log x rule's guard was Eq(base, 0), which SymPy wrote as Eq(exp(-t), 1): true in floats
+    # for t < 1.1e-16, where the base (computed as -expm1(-t)) is not 0, so dJ/db and H_bb came back 0
+    f = sg.compile((a * base**b - y) ** 2, wrt=[a, b], data=[x, y], on_nonfinite="raise")
+    theta, data = np.array([1.2, 0.1]), (np.array([at]), np.array([0.1]))
+    e = (a * base**b - y) ** 2
+    with mpmath.workdps(400):
+        point = {a: mpmath.mpf("1.2"), b: mpmath.mpf("0.1"), x: mpmath.mpf(at), y: mpmath.mpf("0.1")}
+        want = [float(sp.lambdify(list(point), d, "mpmath")(*point.values()))
+                for d in (sp.diff(e, b), sp.diff(e, b, 2), sp.diff(e, a, b), sp.diff(e, a, 2))]
+    grad, hess = f.grad(theta, *data), f.hessian(theta, *data)
+    np.testing.assert_allclose([grad[1], hess[1, 1], hess[0, 1], hess[0, 0]], want, rtol=1e-9)
+    np.testing.assert_allclose(f.hvp(theta, np.array([1.0, 0.0]), *data), [want[3], want[2]], rtol=1e-9)

@@ -64,21 +64,23 @@ def guarded_branches(e: sp.Expr) -> sp.Expr:
 
 
 def vanishing_logs(e: sp.Expr) -> sp.Expr:
-    """``x**k·P(log x)`` (P a polynomial, k > 0) as 0 at x = 0: its limit there, and, for data x = 0,
-    the value of 0**k = 0 and of its derivatives in k. The derivative of ``a*x**b`` in b is
+    """``x**k·P(log x)`` (P a polynomial, k > 0) as 0 at x = 0 (where log(x) as computed is −inf): its
+    limit there, and, for data x = 0, the value of 0**k = 0 and of its derivatives in k. The derivative of ``a*x**b`` in b is
     ``a*x**b*log(x)``, 0·(−inf) = NaN at a data point x = 0, which made a power law's whole gradient
     NaN (torch gives 0); the same holds for an entropy's p·log(p) at p = 0 (scipy's ``xlogy``).
 
     >>> x, k = sp.symbols("x k", real=True)
     >>> vanishing_logs(x**k * sp.log(x))
-    Piecewise((0, Eq(x, 0) & (k > 0)), (x**k*log(x), True))
+    Piecewise((0, (k > 0) & (log(x) < -1000)), (x**k*log(x), True))
     """
+    logs = {n.args[0]: n for n in e.atoms(sp.log)}  # once: a walk of every product's factors was ~N²
+
     def power(m: sp.Mul):
         for f in m.args:
             b, k = f.as_base_exp()
-            if not b.free_symbols or b is sp.E or (k.is_number and not k.is_positive):
+            if b not in logs or (k.is_number and not k.is_positive):
                 continue
-            log_b, others = sp.log(b), [g for g in m.args if g is not f]
+            log_b, others = logs[b], [g for g in m.args if g is not f]
             if not any(g.has(log_b) for g in others):
                 continue
             u, w = sp.Dummy(), sp.Dummy()
@@ -109,6 +111,9 @@ def vanishing_logs(e: sp.Expr) -> sp.Expr:
         if hit is None:
             return inner
         b, k = hit
-        return sp.Piecewise((sp.S.Zero, sp.And(sp.Eq(b, 0), *([] if k.is_number else [k > 0]))), (inner, True))
+        # b == 0 as the code computes log(b) (accurately: -expm1, 2·sin²(u/2)), not b itself: SymPy writes
+        # Eq(1 - e^(-t), 0) as Eq(e^(-t), 1), true in floats for t < 1.1e-16, where b is not 0
+        zero = sp.StrictLessThan(logs[b], -1000)  # -inf: a finite double's log is above -745
+        return sp.Piecewise((sp.S.Zero, sp.And(zero, *([] if k.is_number else [k > 0]))), (inner, True))
 
-    return walk(e, frozenset())
+    return walk(e, frozenset()) if logs else e

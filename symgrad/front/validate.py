@@ -70,7 +70,7 @@ def check_scalar(expr: object, what: str = "loss") -> sp.Expr:
             "w.T*x: sg.msum(w.T*x) stays a matrix product, while (w.T*x)[0, 0] is expanded into "
             "one term per element)."
         )
-    if isinstance(expr, sp.logic.boolalg.Boolean):
+    if isinstance(expr, sp.logic.boolalg.Boolean) and not isinstance(expr, sp.Expr):  # a Symbol is both
         raise NonScalarLossError(f"the {what} is a condition ({expr}), not a number. Fix: an indicator, "
                                  f"Piecewise((1, {expr}), (0, True)), is 1 where it holds and 0 elsewhere.")
     if not isinstance(expr, sp.Expr):

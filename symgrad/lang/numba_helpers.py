@@ -8,7 +8,8 @@ it computes e^-|a| for all samples first (``ops.EXP_FIRST``, codegen/maps.py).
 >>> print(HELPERS["relu"], end="")
 @jit_inline
 def relu(z):
-    return z if z > F(0.0) else F(0.0)
+    # 'not <=' so that relu(nan) is nan (torch.relu, np.maximum), not a silent 0
+    return z if not (z <= F(0.0)) else F(0.0)
 """
 
 from __future__ import annotations
