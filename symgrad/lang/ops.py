@@ -209,7 +209,9 @@ class bce_logits(_Op):
         # each side, so nothing cancels (a - y·a + log1p(e) would lose log1p(e) for y = 1).
         a, y = self.args
         tail = log1p(sp.exp(-sp.Abs(a)))
-        return sp.Piecewise(((1 - y) * a + tail, a > 0), (-y * a + tail, True))
+        # y = σ(u) (a sigmoid's entropy): 1 − σ(u) as σ(−u), or 1 − σ(40) is 0 where it is 4e-18
+        rest = sigmoid(-y.args[0]) if isinstance(y, sigmoid) else 1 - y
+        return sp.Piecewise((rest * a + tail, a > 0), (-y * a + tail, True))
 
     _eval_rewrite_as_exp = _Op._rewrite_as_definition
 
