@@ -115,6 +115,10 @@ def test_float64_predict_and_evaluate_data_for_a_float32_model(data, fit32):
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, fit32.predict(X.astype(np.float32)))
     assert fit32.evaluate(X, Y) == fit32.evaluate(X.astype(np.float32), Y.astype(np.float32))
+    big = X.copy()
+    big[3, 1] = 1e39  # finite, beyond float32: it was "X holds a non-finite value (inf)", after NumPy's warning
+    with pytest.raises(DtypeError, match=r"X holds 1e\+39, beyond float32's range.*dtype='float64'"):
+        fit32.predict(big)
 
 
 def test_resume_keeps_the_models_dtype(data, fit32):

@@ -31,7 +31,7 @@ def in_range(raw: np.ndarray, out: np.ndarray, what: str) -> np.ndarray:
             big = np.isfinite(np.asarray(raw, dtype=np.float64)) & ~np.isfinite(out)
         if big.any():
             raise DtypeError(f"{what} holds {np.asarray(raw, dtype=np.float64)[big].flat[0]:g}, beyond float32's range "
-                             "(±3.4e38). Fix: scale it, or compile with dtype='float64'.")
+                             "(±3.4e38). Fix: scale it, or work in float64 (dtype='float64').")
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import DataError, DtypeError, OptionError, ShapeError, TargetError
 from ..lang.embedding import not_token_ids
-from .checks import check_finite, refuse_foreign, unmasked
+from .checks import check_finite, in_range, refuse_foreign, unmasked
 
 CLASS_LOSSES = ("softmax_cross_entropy", "cross_entropy")
 BINARY_LOSSES = ("bce", "binary_cross_entropy")
@@ -55,7 +55,8 @@ def as_model_array(x: object, dtype: np.dtype, what: str) -> np.ndarray:
     complex numbers, text and other objects are refused with the conversion to make."""
     x = as_data(x, what)
     if x.dtype.kind in "fiub":
-        return np.ascontiguousarray(x, dtype=dtype)
+        with np.errstate(over="ignore"):  # 1e39 to float32: said so below, not "non-finite" later
+            return in_range(x, np.ascontiguousarray(x, dtype=dtype), what)
     if x.dtype.kind == "c":  # 'Complex data not supported' is what scikit-learn's checks look for
         raise DataError(f"Complex data not supported: {what} has dtype {x.dtype}. Fix: pass the real "
                         f"numbers the model should see, e.g. np.hstack([{what}.real, {what}.imag]).")
