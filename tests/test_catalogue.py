@@ -258,7 +258,7 @@ CASES = [
     C("CompiledFormula.hessian", "kw", lambda: F().hessian([1.0, 2.0], t=ONES), ShapeError, "unknown"),
     C("CompiledFormula.hessian", "theta", lambda: PW().hessian([1.0], ONES), UnsupportedModelError, "reduction='none'"),
     C("CompiledFormula.pointwise", "arrays", lambda: F().pointwise(ONES), UnsupportedModelError, "reduction='none'"),
-    C("CompiledFormula.pointwise", "arrays", lambda: PW().pointwise(ONES), ShapeError, r"expected 2 data array\(s\)"),
+    C("CompiledFormula.pointwise", "arrays", lambda: PW().pointwise(ONES), ShapeError, r"takes 1 parameter\(s\) \(a\) and then 1 data array\(s\) \(x\); got 1"),
     C("CompiledFormula.pointwise", "arrays", lambda: PW().pointwise(ONES, nan_at(ONES)), DataError, "non-finite"),
     C("CompiledFormula.pointwise", "arrays", lambda: PW().pointwise(ONES, np.ones(3)), DataError, "different lengths"),
     C("CompiledFormula.value", "theta", lambda: PW().value([1.0], ONES), UnsupportedModelError, "pointwise"),

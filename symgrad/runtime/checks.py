@@ -233,6 +233,18 @@ def check_data(
     return out
 
 
+def per_point(arrays: Sequence[object], params: Sequence, data: Sequence) -> list:
+    """``pointwise()``'s arguments: each parameter one number (the same at every point, as NumPy
+    broadcasts it) or one per point, then the data."""
+    k = len(params)
+    if len(arrays) != k + len(data):
+        raise ShapeError(f"pointwise() takes {k} parameter(s) ({', '.join(map(str, params))}) and then {len(data)} "
+                         f"data array(s) ({', '.join(map(str, data))}); got {len(arrays)} arguments. Fix: pass each "
+                         "parameter (one number, or one per point), then the data in the order given to data=[...].")
+    rows = [np.shape(a)[0] for a in arrays[k:] if np.ndim(a)] or [1]
+    return [[a] * rows[0] if i < k and np.ndim(a) == 0 and a is not None else a for i, a in enumerate(arrays)]
+
+
 def check_vector(x: object, n: int, dtype: np.dtype, what: str) -> np.ndarray:
     """A flat parameter-like vector of length ``n`` (params are converted, not refused:
     optimizers such as scipy's always hand us float64)."""

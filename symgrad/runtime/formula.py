@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import NonFiniteError, OptionError, ShapeError, UnsupportedModelError
 from .assumptions import assumption_checks, check_assumptions
 from .base import Compiled
-from .checks import check_data, check_vector, is_dask
+from .checks import check_data, check_vector, is_dask, per_point
 from .nonfinite import check_mode, diagnose, emit, report
 
 
@@ -161,11 +161,8 @@ class CompiledFormula(_Formula):
             raise UnsupportedModelError("pointwise() needs compile(..., reduction='none'). Fix: compile with "
                                         "reduction='none', or call f.value / f.value_and_grad for the mean.")
         names, k = [str(p) for p in self.params + self.data], len(self.params)
-        rows = [np.shape(a)[0] for a in arrays[k:] if np.ndim(a)] or [1]
-        # a parameter given as one number holds at every point, as NumPy broadcasts it
-        arrays = [[a] * rows[0] if i < k and np.ndim(a) == 0 and a is not None else a
-                  for i, a in enumerate(arrays)]
-        arrs = check_data(list(arrays), names, self.dtype, min_rows=0, what="the parameters' and data's arrays")
+        arrays = per_point(arrays, self.params, self.data)
+        arrs = check_data(arrays, names, self.dtype, min_rows=0, what="the parameters' and data's arrays")
         n = len(arrs[0])
         for checks, given, what, symbols in ((self._theta_checks, arrs[:k], "parameter", self.params),
                                              (self._data_checks, arrs[k:], "data", self.data)):
