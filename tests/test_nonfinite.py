@@ -271,3 +271,27 @@ def test_a_power_whose_base_is_tiny_but_not_zero_keeps_its_derivatives(base, at)
     grad, hess = f.grad(theta, *data), f.hessian(theta, *data)
     np.testing.assert_allclose([grad[1], hess[1, 1], hess[0, 1], hess[0, 0]], want, rtol=1e-9)
     np.testing.assert_allclose(f.hvp(theta, np.array([1.0, 0.0]), *data), [want[3], want[2]], rtol=1e-9)
+
+
+def test_a_gamma_variate_fits_data_at_time_zero():
+    # a·t^b·e^(−c·t) (pharmacokinetics' gamma variate) holds t in a factor besides t^b·log t: its
+    # gradient in b was NaN at a sample t = 0 where it is 0, as its Hessian (whose t^(b+1) and t^b
+    # both vanish there for b > 0)
+    c, t = sp.symbols("c t", real=True)
+    e = (a * t**b * sp.exp(-c * t) - y) ** 2
+    f = sg.compile(e, [a, b, c], [t, y], on_nonfinite="raise")
+    ts = np.array([0.0, 0.5, 1.0, 2.0, 4.0, 8.0])
+    ys = 3 * ts**1.5 * np.exp(-0.7 * ts)
+    theta = np.array([2.5, 1.2, 0.6])
+    vs = (a, b, c)
+    parts = [sp.diff(e, v) for v in vs] + [sp.diff(e, u, v) for u in vs for v in vs]
+    fns = [sp.lambdify((a, b, c, t, y), p_, "mpmath") for p_ in parts]
+    with mpmath.workdps(50):
+        want = [float(sum(fn(*map(mpmath.mpf, theta), mpmath.mpf(tv or 1e-300), mpmath.mpf(yv))
+                          for tv, yv in zip(ts, ys)) / len(ts)) for fn in fns]
+    got = [*f.grad(theta, ts, ys), *f.hessian(theta, ts, ys).ravel()]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    # a t that is not a finite factor at 0 keeps the form as written: t^b·log(t)/(t − d) at t = d = 0
+    d = sp.Symbol("d", real=True)
+    g = sg.compile(a * t**b * sp.log(t) / (t - d), [a, b], [t, d], on_nonfinite="ignore")
+    assert np.isnan(g.value([1.0, 0.5], np.array([0.0]), np.array([0.0])))

@@ -63,6 +63,21 @@ def guarded_branches(e: sp.Expr) -> sp.Expr:
     return e.replace(lambda n: n.is_Mul and any(_indicator(f) is not None for f in n.args), guard)
 
 
+#: functions finite at every finite real argument
+_EVERYWHERE_FINITE = (sp.exp, sp.sin, sp.cos, sp.tanh, sp.sinh, sp.cosh, sp.atan, sp.erf, sp.erfc)
+
+
+def _finite_in(g: sp.Basic, xs: set, vanishing) -> bool:
+    """Whether ``g`` is finite where x = 0, as far as it depends on x (``xs``, its symbols): built by
+    sums, products, whole powers and functions finite everywhere from x, its ``vanishing`` powers and
+    coefficients free of x (which may be anything: where one is infinite, so is the product at every x)."""
+    if not g.free_symbols & xs or g.is_Symbol or vanishing(g):
+        return True
+    if g.is_Add or g.is_Mul or isinstance(g, _EVERYWHERE_FINITE) or type(g).__name__ in ("sigmoid", "softplus"):
+        return all(_finite_in(a, xs, vanishing) for a in g.args)
+    return g.is_Pow and g.exp.is_Integer and g.exp >= 0 and _finite_in(g.base, xs, vanishing)
+
+
 def vanishing_logs(e: sp.Expr) -> sp.Expr:
     """``x**k·P(log x)`` (P a polynomial, k > 0) as 0 at x = 0 (where log(x) as computed is −inf): its
     limit there, and, for data x = 0, the value of 0**k = 0 and of its derivatives in k. The derivative of ``a*x**b`` in b is
@@ -83,20 +98,20 @@ def vanishing_logs(e: sp.Expr) -> sp.Expr:
             log_b, others = logs[b], [g for g in m.args if g is not f]
             if not any(g.has(log_b) for g in others):
                 continue
-            u, w = sp.Dummy(), sp.Dummy()
+            u, powers = sp.Dummy(), set()
 
-            def vanishing(n: sp.Expr, b=b, k=k) -> bool:  # x**k itself, or a positive constant power of x
-                if not isinstance(n, sp.Expr):
+            def finite_power(n: sp.Expr, b=b, powers=powers) -> bool:  # x**e: finite at x = 0 where e >= 0
+                if not isinstance(n, sp.Expr) or n.as_base_exp()[0] != b:
                     return False
-                nb, nk = n.as_base_exp()
-                return nb == b and (nk == k or (nk.is_number and nk.is_positive))
-            # outermost first (xreplace): x**k is one w, not (w)**k after x itself
+                e = n.as_base_exp()[1]
+                powers.add(e)
+                return not e.is_number or bool(e >= 0)
+            # the other factors are polynomials in log(x) with coefficients finite where x = 0 (free of x,
+            # or x in sums, products, powers x**e with e >= 0 and functions finite everywhere, as a gamma
+            # variate's e^(−c·t)): the product is x**k·(a polynomial in log x) there
             rest = [g.xreplace({log_b: u}) for g in others]
-            rest = [g.xreplace({n: w for n in sp.preorder_traversal(g) if vanishing(n)}) for g in rest]
-            # the other factors are polynomials in log(x) and powers of x that are 0 where x = 0,
-            # with coefficients free of x: the product is x**k·(a polynomial in log x) there
-            if all(g.is_polynomial(u, w) and not g.free_symbols & b.free_symbols for g in rest):
-                return b, k
+            if all(g.is_polynomial(u) and _finite_in(g, b.free_symbols, finite_power) for g in rest):
+                return b, k, frozenset(e for e in powers if not e.is_number)
         return None
 
     def walk(n: sp.Basic, guarded: frozenset) -> sp.Basic:
@@ -110,10 +125,11 @@ def vanishing_logs(e: sp.Expr) -> sp.Expr:
         inner = n.func(*args) if any(a is not b for a, b in zip(args, n.args)) else n
         if hit is None:
             return inner
-        b, k = hit
+        b, k, powers = hit
         # b == 0 as the code computes log(b) (accurately: -expm1, 2·sin²(u/2)), not b itself: SymPy writes
         # Eq(1 - e^(-t), 0) as Eq(e^(-t), 1), true in floats for t < 1.1e-16, where b is not 0
         zero = sp.StrictLessThan(logs[b], -1000)  # -inf: a finite double's log is above -745
-        return sp.Piecewise((sp.S.Zero, sp.And(zero, *([] if k.is_number else [k > 0]))), (inner, True))
+        signs = ([] if k.is_number else [k > 0]) + [e >= 0 for e in sorted(powers - {k}, key=sp.default_sort_key)]
+        return sp.Piecewise((sp.S.Zero, sp.And(zero, *signs)), (inner, True))
 
     return walk(e, frozenset()) if logs else e
