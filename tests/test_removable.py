@@ -162,3 +162,20 @@ def test_reviewed_forms_kinks_differences_finite_series_and_slow_expansions():
                + sp.exp(-c * x) / ((a - c) * (b - c)), [a, b, c], [x], backend="python")
     sg.compile((sp.exp(sp.sin(a * t + b)) - sp.exp(sp.sin(b))) / a, [a, b], [t], backend="python")
     assert time.perf_counter() - start < 30  # they took minutes in SymPy's series and cancel
+
+
+@pytest.mark.parametrize("theta, at", [([0.5, 25.0], 30.0), ([0.5, 25.0], 29.0), ([-10.0, 20.0], 40.0),
+                                       ([-1e-9, 0.3], 0.5), ([1e-9, 0.3], 0.5), ([1e-9, 20.0], 0.5)])
+def test_kinetics_far_from_equal_rates_is_computed_as_written(compiled, theta, at):
+    # far from k_a = k_e the series had "converged" where e^(−k_e·t) underflowed in some of its terms
+    # (0 for 6.2e-9, and 6e-285 from value_and_grad only), and where its terms ~k_e cancel to ~k_a
+    # (1e-7 off at k_a = ±1e-9); the written form is exact there
+    f = compiled[("kinetics", "float64")]
+    expr, params, data = MODELS["kinetics"][:3]
+    want_v, want_g, want_h = truth(expr, params, data, theta, [np.array([at])], nudged=0)
+    rows = np.array([at])
+    value, grad = f.value_and_grad(theta, rows)
+    for got in (f.value(theta, rows), value):
+        assert got == pytest.approx(want_v, rel=1e-13)
+    np.testing.assert_allclose(grad, want_g, rtol=1e-12)
+    np.testing.assert_allclose(f.hessian(theta, rows), want_h, rtol=1e-11)

@@ -91,12 +91,28 @@ class Node:
         if len(terms) < 3:  # too short to judge its convergence
             return written
         info = np.finfo(np.dtype(dtype))
-        mags = [sp.Abs(c) * sp.Abs(delta) ** k if k else sp.Abs(c) for k, c in terms]
+        # the convergence test on the terms without their common factor: e^(−ke·t) underflowed in some
+        # of them and not others, and 0 <= ε·scale held where the series had not converged (kinetics 0 for 6e-9)
+        common = _common_factor([c for _, c in terms])
+        mags = [sp.Abs(c / common) * sp.Abs(delta) ** k if k else sp.Abs(c / common) for k, c in terms]
         scale, tail = sp.Add(*mags), mags[-1] + mags[-2]
         series = sp.Add(*[c * delta ** k for k, c in terms])
         # the bound at 113 bits: at 53 SymPy prints it in 15 digits, which round above the largest double
         top = sp.Float(float(info.max), precision=113)
-        return sp.Piecewise((series, (tail <= float(info.eps) * scale) & (scale <= top)), (written, True))
+        # and its terms cancelling by less than 1/√ε: far from the point the written form is exact, where
+        # the series' terms ~k_e cancel to ~k_a (kinetics at k_a = 1e-9, k_e = 0.3: 1e-7 off)
+        kept = sp.Abs(series) * float(1 / np.sqrt(info.eps))
+        return sp.Piecewise((series, (tail <= float(info.eps) * scale) & (scale <= top) & (scale <= kept)),
+                            (written, True))
+
+
+def _common_factor(cs: list[sp.Expr]) -> sp.Expr:
+    """The non-constant factors every coefficient shares (e^(−ke·t) in the kinetics' series), or 1."""
+    shared = None
+    for c in cs:
+        fs = set(sp.Mul.make_args(sp.factor_terms(c)))
+        shared = fs if shared is None else shared & fs
+    return sp.Mul(*[f for f in shared or () if f.free_symbols])
 
 
 def _terms(p: sp.Expr, d: sp.Dummy) -> list[tuple[int, sp.Expr]]:
