@@ -179,3 +179,40 @@ def test_kinetics_far_from_equal_rates_is_computed_as_written(compiled, theta, a
         assert got == pytest.approx(want_v, rel=1e-13)
     np.testing.assert_allclose(grad, want_g, rtol=1e-12)
     np.testing.assert_allclose(f.hessian(theta, rows), want_h, rtol=1e-11)
+
+
+@pytest.mark.parametrize("form", [sp.sin(a) * sg.ops.sigmoid(a) / a, sp.sin(a) * sg.ops.softplus(a) / a,
+                                  (sp.exp(a) - 1) * sg.ops.sigmoid(a) / a], ids=["sin-sigmoid", "sin-softplus", "exp-sigmoid"])
+def test_a_node_beside_an_op_is_still_expanded(form):
+    # the whole product was refused (SymPy does not expand symgrad's ops), so sin(a)/a stayed as written:
+    # the Hessian of sin(a)·σ(a)/a at a = 1.67e-9 came out −35.7 for −0.1667
+    f = sg.compile(form, [a])
+    for at in (0.0, 1.67e-9, -3e-6, 0.4):
+        point = {a: mpmath.mpf(at) + mpmath.mpf(10) ** -60}
+        with mpmath.workdps(400):
+            want = [float(sp.lambdify([a], e_, "mpmath")(point[a])) for e_ in (form, sp.diff(form, a), sp.diff(form, a, 2))]
+        got = [f.value([at]), f.grad([at])[0], f.hessian([at])[0, 0]]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15, err_msg=f"a = {at}")
+
+
+def test_nested_nodes_and_nodes_in_conditions_compile_and_are_exact():
+    # a node inside another's written form reached the printer (PrintMethodNotImplementedError:
+    # removable0_0); a node in a Piecewise condition or a power raised mpmath's NoConvergence (SymPy
+    # folded the output's Piecewise out of the condition and solved the series for x); at a = 0 the
+    # condition (e^a − 1)/a > 0 is its limit 1 > 0
+    c, b = sp.symbols("c b", real=True)
+    cases = [(sp.sin(2 * c) * sp.erf(sp.sin(x) / x) / (2 * c), [c], [(1e-9, 0.0), (0.0, 0.3), (0.7, 1e-8)]),
+             (sp.erfc(sp.sin(x) / x) ** sp.log(a + 1), [a], [(0.5, 0.0), (2.0, 1e-7), (0.3, 1.2)]),
+             (sp.Piecewise((b + x, (sp.exp(a) - 1) / a > 0), (sp.sqrt(b**2 + 1) - 1, True)), [a, b],
+              [(1e-9, 0.4, 0.2), (-2.0, 0.4, 0.2), (0.0, 0.3, 0.1)])]
+    for expr, params, points in cases:
+        f = sg.compile(expr, params, [x])
+        for point in points:
+            theta, xv = list(point[:-1]), point[-1]
+            with mpmath.workdps(100):
+                nudge = mpmath.mpf(10) ** -60
+                at = [mpmath.mpf(v) + nudge for v in (*theta, xv)]
+                fn = sp.lambdify([*params, x], sp.Tuple(expr, *[sp.diff(expr, p) for p in params]), "mpmath")
+                want = [float(v) for v in fn(*at)]
+            value, grad = f.value_and_grad(theta, np.array([xv]))
+            np.testing.assert_allclose([value, *grad], want, rtol=1e-12, atol=1e-15, err_msg=f"{expr} at {point}")

@@ -78,10 +78,15 @@ def _one_minus(n: sp.Add, value: dict) -> sp.Expr | None:
     for qi, q in enumerate(terms):
         for qv in dict.fromkeys((q, flat[qi])):
             for f in sp.Mul.make_args(qv):
-                w = value.get(f, f)
+                w, k = value.get(f, f), sp.S.One
+                if w.is_Mul and isinstance(w.as_coeff_Mul()[1], (sp.cos, sp.exp)):  # a temporary 2·e^u
+                    k, w = w.as_coeff_Mul()
                 if not isinstance(w, (sp.cos, sp.exp)):
                     continue
-                p = -qv / f
+                # qv's other factors: dividing by f leaves e^(-u)·e^u uncancelled where u is a sum
+                rest_f = list(sp.Mul.make_args(qv))
+                rest_f.remove(f)
+                p = -k * sp.Mul(*rest_f)
                 pi = next((i for i in where.get(p, ()) if i != qi), None)
                 if pi is None:
                     continue

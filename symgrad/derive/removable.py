@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import sympy as sp
 
+from .choose import Choose
+
 #: nodes larger than this (SymPy's count_ops) are not expanded: the build would wait on SymPy
 MAX_OPS = 60
 #: terms of the expansion beyond the pole's order: a Hessian's polynomial keeps 12
@@ -75,14 +77,18 @@ class Node:
                 by[k - 1] = by.get(k - 1, sp.S.Zero) + k * c * (1 if v == self.s else ds0)
         return sp.Add(*[c * self.d**k for k, c in by.items() if c != 0])
 
-    def output(self, alpha: tuple[int, ...], computed: Callable, dtype: str) -> sp.Expr:
-        """∂^α of the node: its polynomial where that has converged, else as written."""
+    def forms(self, alpha: tuple[int, ...]) -> tuple[sp.Expr, sp.Expr]:
+        """∂^α of the node as written and of its polynomial."""
         written, poly = self.expr, self.poly
         for v, k in zip(self.args, alpha):
             for _ in range(k):
                 written, poly = sp.diff(written, v), self.diff(poly, v)
         # sign'(x) = 0, as the derivation outside the node takes it (SymPy writes DiracDelta)
-        written, poly = (e.replace(lambda u: isinstance(u, sp.DiracDelta), lambda u: sp.S.Zero) for e in (written, poly))
+        return tuple(e.replace(lambda u: isinstance(u, sp.DiracDelta), lambda u: sp.S.Zero) for e in (written, poly))
+
+    def output(self, alpha: tuple[int, ...], computed: Callable, dtype: str) -> sp.Expr:
+        """∂^α of the node: its polynomial where that has converged, else as written."""
+        written, poly = self.forms(alpha)
         terms = _terms(poly, self.d)
         delta = self.s - self.s0
         if self.exact:  # the node is this polynomial ((1 + a·t)³ − 1)/a: its terms never get small
@@ -102,8 +108,7 @@ class Node:
         # and its terms cancelling by less than 1/√ε: far from the point the written form is exact, where
         # the series' terms ~k_e cancel to ~k_a (kinetics at k_a = 1e-9, k_e = 0.3: 1e-7 off)
         kept = sp.Abs(series) * float(1 / np.sqrt(info.eps))
-        return sp.Piecewise((series, (tail <= float(info.eps) * scale) & (scale <= top) & (scale <= kept)),
-                            (written, True))
+        return Choose(series, written, tail, float(info.eps) * scale, scale, top, kept)
 
 
 def _common_factor(cs: list[sp.Expr]) -> sp.Expr:
@@ -212,21 +217,39 @@ def isolate(f: sp.Expr, variables: Sequence[sp.Symbol]) -> tuple[sp.Expr, list[N
         args = [walk(a) for a in e.args]
         if any(a is not b for a, b in zip(args, e.args)):
             e = e.func(*args)
-        if not isinstance(e, (sp.Add, sp.Mul)) or any(a.func in _classes(found) for a in e.args):
+        if not isinstance(e, (sp.Add, sp.Mul)):
             return e
         points = _points(e, names)
         if not points or sp.count_ops(e) > MAX_OPS:
             return e
+        # a node holding another (sin(2c)·erf(sin(x)/x)/(2c)) is not expanded whole: SymPy's Piecewise
+        # of the two series could not be built (NoConvergence, RecursionError); its factors free of it are
+        holds = bool(found) and e.has(*_classes(found))
         for s, s0, order in points:
-            got = _expanded(e, s, s0, order)
+            got = None if holds else _expanded(e, s, s0, order)
             if got is not None:
                 node = Node(len(found), e, s, s0, *got)
                 found.append(node)
                 return node.cls((0,) * len(node.args))(*node.args)
+            if isinstance(e, sp.Mul):  # sin(a)·σ(a)/a: the factors SymPy can expand, the rest (σ(a)) outside
+                inner = [g for g in e.args if not any(isinstance(q, sp.Function) and not isinstance(q, _ANALYTIC)
+                                                       for q in sp.preorder_traversal(g))]
+                if 1 < len(inner) < len(e.args):
+                    sub = sp.Mul(*inner)
+                    got = _expanded(sub, s, s0, order) if _points(sub, names) else None
+                    if got is not None:
+                        node = Node(len(found), sub, s, s0, *got)
+                        found.append(node)
+                        return node.cls((0,) * len(node.args))(*node.args) * sp.Mul(*[g for g in e.args if g not in inner])
         return e
     if not any(p.base.free_symbols for p in _negative_powers(f)):
         return f, []
     return walk(f), found
+
+
+#: functions SymPy expands at a point of a node (symgrad's ops stay outside it)
+_ANALYTIC = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.sinh, sp.cosh, sp.tanh, sp.asin, sp.acos, sp.atan,
+             sp.asinh, sp.acosh, sp.atanh, sp.erf, sp.erfc)
 
 
 def _classes(found: list[Node]) -> set:
@@ -247,4 +270,13 @@ def restore(d: sp.Expr, found: list[Node], computed: Callable, dtype: str) -> sp
     apps = [a for a in d.atoms(sp.Function) if getattr(a.func, "node", None) in found]
     holders = {a: sp.Dummy(f"r{k}", real=True) for k, a in enumerate(apps)}
     out = computed(d.xreplace(holders))
-    return out.xreplace({h: a.func.node.output(a.func.alpha, computed, dtype) for a, h in holders.items()})
+
+    def nested(e: sp.Expr) -> sp.Expr:  # a node inside another's written form (erf(sin(x)/x)·sin(2c)/(2c))
+        return restore(e, found, computed, dtype)
+    try:
+        got = out.xreplace({h: a.func.node.output(a.func.alpha, nested, dtype) for a, h in holders.items()})
+    except Exception:  # noqa: BLE001 - SymPy could not build it anyway: the node as written, as before it was recognised
+        got = out.xreplace({h: nested(a.func.node.forms(a.func.alpha)[0]) for a, h in holders.items()})
+    # an inner node left in an outer one's series' coefficients
+    inner = any(getattr(a.func, "node", None) in found for a in got.atoms(sp.Function))
+    return restore(got, found, lambda e: e, dtype) if inner else got

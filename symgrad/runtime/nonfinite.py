@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import sympy as sp
 
+from ..derive.choose import Choose
 from ..derive.defined import merged_powers, vanishing_logs
 from ..derive.removable import isolate, restore
 from ..errors import NonFiniteError, OptionError
@@ -103,6 +104,8 @@ def _origin(e: sp.Expr, symbols, values, limit: float) -> tuple[sp.Expr, float] 
         if isinstance(node, sp.Piecewise):
             taken = next((b for b, c in node.args if c == sp.true or bool(np.ravel(_at_bool(c, symbols, values))[0])), None)
             return None if taken is None else find(taken)
+        if isinstance(node, Choose):  # a removable node's output: the form computed at this point
+            return find(node.args[node.taken([value(a) for a in node.args[2:]])])
         for a in node.args:
             if (got := find(a)) is not None:
                 return got
