@@ -385,3 +385,15 @@ def test_a_rounded_value_with_six_digits_before_the_point_has_no_trailing_point(
     x, y = sp.symbols("x y", real=True)
     head = str(sg.explain(x**2 + y, [x, y], at={x: 123456.5, y: 0.1})).splitlines()[0]
     assert head.startswith("At x ≈ 123456, y = 0.1") and "123456." not in head
+
+
+def test_an_ops_value_at_a_huge_argument_keeps_its_digits():
+    # the op's mpmath evaluation rounded its argument to ~70 digits, so e^(−z) lost them all:
+    # σ(−1e300) printed 1.04159e-… for 1.83816e-…
+    x = sp.Symbol("x", real=True)
+    for at in (-1.2345e75, -1e300):
+        line = next(r for r in str(sg.explain(sp.log(1 + sp.exp(x)), x, at={x: at})).splitlines()
+                    if r.strip().startswith("∂J/∂x ="))
+        with mpmath.workdps(400):
+            want = mpmath.nstr(1 / (1 + mpmath.exp(-mpmath.mpf(sp.Rational(repr(at))))), 6)
+        assert line.split("≈")[-1].strip() == want

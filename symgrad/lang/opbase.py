@@ -65,7 +65,12 @@ class _Op(sp.Function):
         args = [a.evalf(prec_to_dps(prec) + 20) for a in self.args]
         if not all(a.is_Number for a in args):
             return None
-        with mpmath.workprec(prec + 64):
+        # exp(-z) is only as accurate as z is to absolute 2^-prec: a large argument needs its
+        # magnitude's bits more (sigmoid(-1e300) came out 1.04159e-… for 1.83816e-…)
+        extra = max((int(abs(a)).bit_length() for a in args if a.is_finite), default=0)
+        if extra:
+            args = [a.evalf(prec_to_dps(prec + extra) + 20) for a in self.args]
+        with mpmath.workprec(prec + 64 + extra):
             value = self._mp(*[mpmath.mpf(str(a)) if a.is_Float else mpmath.mpf(a.p) / a.q for a in args])
         return sp.Float(value, prec_to_dps(prec))
 
