@@ -284,3 +284,18 @@ def test_a_condition_and_heaviside_are_told_their_piecewise():
     assert [fixed.subs(x, v) for v in (-2, 3)] == [0, 1]
     with pytest.raises(UnsupportedFunctionError, match="and Piecewise of them. Fix: rewrite it with these"):
         sg.grad(sp.floor(x) * y, y)
+
+
+def test_a_flat_vector_of_the_wrong_length_is_said_to_be_one():
+    # it was "expected 4 parameter arrays, got 35": the numbers of a vector counted as arrays
+    from symgrad.errors import ShapeError
+
+    net, y = sg.nn.MLP([3, 4, 3], activation="tanh"), sp.MatrixSymbol("y", 3, 1)
+    f = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y], backend="python")
+    X = np.zeros((2, 3))
+    with pytest.raises(ShapeError, match=r"or one flat vector of 31 numbers, got an array of shape \(35,\)"):
+        f.value(np.zeros(35), X, X)
+    with pytest.raises(ShapeError, match=r"got an array of shape \(31, 1\)"):
+        f.hvp(np.zeros(31), np.zeros((31, 1)), X, X)
+    with pytest.raises(ShapeError, match=r"got 3 arrays"):
+        f.value([np.zeros((4, 3)), np.zeros((4, 1)), np.zeros((3, 4))], X, X)

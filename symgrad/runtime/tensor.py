@@ -68,9 +68,11 @@ class CompiledTensor(Compiled):
                 raise ShapeError(f"theta is the parameter array itself, of shape {theta.shape}; the function "
                                  f"takes a list of parameter arrays. Fix: pass [{self.params[0]}], a list of it.")
             theta = theta if isinstance(theta, (list, tuple, np.ndarray)) else [theta]
-            raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}), got {len(theta)}. "
-                             f"Fix: one array per parameter in that order, or one flat vector of "
-                             f"{sum(self.sizes)} numbers.")
+            numbers = isinstance(theta, np.ndarray) and theta.dtype != object  # a vector of the wrong length
+            got = f"an array of shape {theta.shape}" if numbers else f"{len(theta)} arrays"
+            raise ShapeError(f"expected {len(self.params)} parameter arrays ({self.params}) or one flat vector of "
+                             f"{sum(self.sizes)} numbers, got {got}. Fix: one array per parameter in that order, "
+                             f"or one flat vector of {sum(self.sizes)} numbers.")
         out = []
         for p, shape, arr in zip(self.params, self.shapes, theta):
             name = f"parameter '{p}'" if what == "theta" else f"{what}'s entry for '{p}'"
