@@ -105,10 +105,7 @@ class Node:
         series = sp.Add(*[c * delta ** k for k, c in terms])
         # the bound at 113 bits: at 53 SymPy prints it in 15 digits, which round above the largest double
         top = sp.Float(float(info.max), precision=113)
-        # and its terms cancelling by less than 1/√ε: far from the point the written form is exact, where
-        # the series' terms ~k_e cancel to ~k_a (kinetics at k_a = 1e-9, k_e = 0.3: 1e-7 off)
-        kept = sp.Abs(series) * float(1 / np.sqrt(info.eps))
-        return Choose(series, written, tail, float(info.eps) * scale, scale, top, kept)
+        return Choose(series, written, tail, float(info.eps) * scale, scale, top)
 
 
 def _common_factor(cs: list[sp.Expr]) -> sp.Expr:
