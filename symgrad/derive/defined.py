@@ -80,9 +80,10 @@ def _finite_in(g: sp.Basic, xs: set, vanishing) -> bool:
 
 def vanishing_logs(e: sp.Expr) -> sp.Expr:
     """``x**k·P(log x)`` (P a polynomial, k > 0) as 0 at x = 0 (where log(x) as computed is −inf): its
-    limit there, and, for data x = 0, the value of 0**k = 0 and of its derivatives in k. The derivative of ``a*x**b`` in b is
-    ``a*x**b*log(x)``, 0·(−inf) = NaN at a data point x = 0, which made a power law's whole gradient
-    NaN (torch gives 0); the same holds for an entropy's p·log(p) at p = 0 (scipy's ``xlogy``).
+    limit there, and, for data x = 0, the value of 0**k = 0 and of its derivatives in k. The
+    derivative of ``a*x**b`` in b is ``a*x**b*log(x)``, 0·(−inf) = NaN at a data point x = 0, which
+    made a power law's whole gradient NaN (torch gives 0); an entropy's p·log(p) at p = 0 alike
+    (scipy's ``xlogy``).
 
     >>> x, k = sp.symbols("x k", real=True)
     >>> vanishing_logs(x**k * sp.log(x))
