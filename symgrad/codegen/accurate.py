@@ -70,10 +70,9 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
             cdf = _erfc_sum(arg, value) if libm and arg.is_Add else None
             if cdf is not None:  # log(1 + erf(u)): log1p's digits near u = 0, erfc's in the tail
                 return _log_erfc(*cdf.as_coeff_Mul())
-            inner = arg  # log(1 + u) itself
-            if not (inner.is_Add and sp.S.One in inner.args):
+            if not (arg.is_Add and sp.S.One in arg.args):  # log(1 + u) itself, below
                 return None
-            one_minus = _one_minus(inner, value)
+            one_minus = _one_minus(arg, value)
             if one_minus is not None:
                 c, rest = one_minus.as_coeff_Mul()
                 if isinstance(rest, expm1) and c == -1:  # log(1 - e^u): Maechler's log1mexp, both tails exact
@@ -82,7 +81,7 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
                 if one_minus.is_Add and sp.S.One in one_minus.args:  # 1 + a − a·e^u: still log1p's
                     return log1p(one_minus - 1)
                 return sp.log(one_minus)  # log(1 - cos u) as log(2 sin^2(u/2))
-            return log1p(inner - 1)
+            return log1p(arg - 1)
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..lang.args import flag
-from .inputs import BINARY_LOSSES, CLASS_LOSSES
+from .inputs import BINARY_LOSSES, CLASS_LOSSES, TOKEN_LOSSES
 from .trained import Trained, evaluate_arrays, forward_rows
 
 #: A parameter's gradient norm (per epoch, mean over minibatches) below this is vanishing...
@@ -220,7 +220,7 @@ def _labels(result: Trained, Xa: np.ndarray, Ya: np.ndarray) -> tuple[np.ndarray
     """(y_true, y_pred) as scikit-learn's metrics take them: class labels for classifiers, values
     for regressors (one column as (n,))."""
     out = forward_rows(result, Xa)
-    if result._loss_name == "token_cross_entropy":  # per-token ids, as evaluate's accuracy counts them
+    if result._loss_name in TOKEN_LOSSES:  # per-token ids, as evaluate's accuracy counts them
         T = Ya.shape[1]
         return Ya.astype(np.int64).ravel(), out.reshape(len(out), T, -1).argmax(axis=2).ravel()
     if result._loss_name in CLASS_LOSSES:

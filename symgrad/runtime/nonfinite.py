@@ -17,6 +17,7 @@ the value is not finite: sample 1 (x = -3) gives nan, first at log(x) = nan, whe
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -124,8 +125,15 @@ def _at_bool(c, symbols, values):
 def _forms(expr: sp.Expr, symbols: list, dtype: str):
     """``expr`` with its removable nodes isolated, and how to put them back: the value and
     derivatives as the compiled code computes them (derive/removable.py)."""
-    iso, near = isolate(expr, symbols)
+    iso, near = _isolated(expr, tuple(symbols))
     return iso, lambda d: restore(d, near, lambda e: vanishing_logs(merged_powers(e)), dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _isolated(expr: sp.Expr, symbols: tuple):
+    # once per formula: SymPy's series of a node takes up to a second, and an optimizer that steps
+    # into a formula's bad region warns at every call
+    return isolate(expr, list(symbols))
 
 
 def diagnose(expr: sp.Expr, params, data, theta, arrays, what: str) -> str:
