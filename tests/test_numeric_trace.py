@@ -279,6 +279,7 @@ def _printouts():
         "two variables": sg.explain(X * Y + sp.sin(X), [X, Y], at={X: 1.0, Y: 2.0}),
         "tiny and undefined": sg.explain(sp.log(1 + sp.exp(X)) + sp.log(Y), [X, Y], at={X: -1000, Y: 0}),
         "network": sg.formulas(net, "softmax_cross_entropy", at=(params, rng.normal(size=10), 2)),
+        "removable": sg.explain((Y**X - 1) / X, [X, Y], at={X: 0, Y: 2}),
     }
 
 
@@ -397,3 +398,38 @@ def test_an_ops_value_at_a_huge_argument_keeps_its_digits():
         with mpmath.workdps(400):
             want = mpmath.nstr(1 / (1 + mpmath.exp(-mpmath.mpf(sp.Rational(repr(at))))), 6)
         assert line.split("≈")[-1].strip() == want
+
+
+KA, KE, T = sp.symbols("k_a k_e t", real=True)
+REMOVABLE = [((sp.exp(X) - 1) / X, [X], {X: 0}),
+             ((Y**X - 1) / X, [X, Y], {X: 0, Y: 2}),  # Box-Cox at λ = 0
+             (KA / (KA - KE) * (sp.exp(-KE * T) - sp.exp(-KA * T)), [KA, KE], {KA: 0.3, KE: 0.3, T: 2})]
+
+
+def _limit_lines(text: str) -> dict[str, float]:
+    after = text.split("symgrad's compiled functions return its limit there:\n", 1)
+    assert len(after) == 2, text
+    return {ln.strip().split(" ", 1)[0]: float(re.split(r" [=≈] ", ln)[-1]) for ln in after[1].splitlines()
+            if ln.startswith("  ")}
+
+
+@pytest.mark.parametrize("expr, wrt, at", REMOVABLE, ids=["growth", "box-cox", "kinetics"])
+def test_a_removable_point_prints_the_limit_the_compiled_code_returns(expr, wrt, at):
+    text = str(sg.explain(expr, wrt, at=at))
+    assert "undefined (NaN)" in text  # the trace as written is 0/0 there, and says so
+    got = _limit_lines(text)
+    # oracle: SymPy's derivative of the formula as written, 1e-30 off the point, at 60 digits
+    exact = {s: sp.Rational(str(v)) for s, v in at.items()}
+    near = {s: v + sp.Rational(1, 10**30) * (k + 1) for k, (s, v) in enumerate(exact.items()) if s in wrt}
+    for name, e in [("J", expr), *((f"∂J/∂{w}", sp.diff(expr, w)) for w in wrt)]:
+        want = e.xreplace(exact | near).evalf(60)
+        assert got[name] == pytest.approx(float(want), rel=5e-6, abs=1e-12), (name, text)
+    data = sorted(set(at) - set(wrt), key=str)
+    f = sg.compile(expr, wrt=wrt, data=data)
+    value, grad = f.value_and_grad([at[w] for w in wrt], *(np.array([at[s]]) for s in data))
+    assert [value, *grad] == pytest.approx([got["J"], *(got[f"∂J/∂{w}"] for w in wrt)], rel=5e-6, abs=1e-12)
+
+
+def test_no_limit_is_claimed_at_a_pole_or_where_the_formula_is_defined():
+    assert "limit" not in str(sg.explain(1 / X + X, X, at={X: 0}))
+    assert "limit" not in str(sg.explain((sp.exp(X) - 1) / X, X, at={X: 1}))

@@ -14,6 +14,7 @@ from ..derive.simplify import tidy
 from ..errors import NameClashError, NamingError, SymgradError
 from ..lang.parse import parse_expr
 from .display import Printout, Row, Style
+from .limits import removable_values, undefined
 from .numeric import PointValues
 
 
@@ -95,6 +96,7 @@ class Derivation(Printout):
         rows.append(s.head("Result"))
         rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._gradient_at(w), g))
                  for w, g in zip(self.wrt, self.gradients)]
+        rows += self._limit_rows(s)
         if self.textbook and self.rules:
             rows += [Row("blank"), *self._stabilised(s, "What symgrad compiles: the stable form")]
             rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, raw, g))
@@ -102,6 +104,19 @@ class Derivation(Printout):
             rows.append(s.head("Agreement: the derivative as written minus the stable one"))
             rows += [s.eq(s.d(j, w), s.words(": "), s.words(a)) for w, a in zip(self.wrt, self.agreement)]
         return rows + s.kink_note(self.original, self.stable)
+
+    def _limit_rows(self, s: Style) -> list[Row]:
+        """Where the result as written is undefined at the point but the formula has a finite
+        limit there (a removable 0/0), the limit, which is what the compiled functions return."""
+        if not self.point or not any(undefined(self._values(self._gradient_at(w))) for w in self.wrt):
+            return []
+        got = removable_values(self.original, self.wrt, self.point)
+        if got is None:
+            return []
+        names = [s.name(self.sweep.output)] + [s.d(self.sweep.output, w) for w in self.wrt]
+        return [s.head("Written this way the formula is 0/0 at this point, a removable singularity; "
+                       "symgrad's compiled functions return its limit there:"),
+                *[s.eq(n, *s.value(v).strip().split(" ", 1)) for n, v in zip(names, got)]]
 
     def _stabilised(self, s: Style, head: str = "Stabilised before differentiating") -> list[Row]:
         return [s.head(f"{head} (" + ", ".join(dict.fromkeys(self.rules)) + "):"),
