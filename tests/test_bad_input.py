@@ -58,6 +58,13 @@ def test_silent_nan_inputs_are_refused():
         assert vals.tolist() == [2.0, 4.0, -2.0] and grads.tolist() == xs.tolist()
     with pytest.raises(DataError, match=r"the parameters' and data's arrays have different lengths \{'a': 2, 'x': 3\}"):
         pw.pointwise([2.0, 3.0], xs)
+    # a parameter is named as one, not as data
+    with pytest.raises(DataError, match=r"parameter 'a' is None.*Fix:"):
+        pw.pointwise(None, xs)
+    with pytest.raises(DataError, match=r"parameter 'a' holds a non-finite value \(nan\) at index 1"):
+        pw.pointwise([1.0, np.nan, 2.0], xs)
+    with pytest.raises(DataError, match=r"data 'x' holds a non-finite"):
+        pw.pointwise(2.0, [1.0, np.inf, 2.0])
     net, y = sg.nn.MLP([2, 2, 1]), sp.MatrixSymbol("y", 1, 1)
     t = sg.compile(sg.losses.mse(net.expr, y), net.params, [net.x, y], backend="python")
     theta = np.concatenate([p.ravel() for p in net.init_params(0)])

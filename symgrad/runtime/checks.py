@@ -200,10 +200,11 @@ def check_finite(x: np.ndarray, what: str, fix: str = ROWS_FIX) -> None:
 
 def check_data(
     arrays: Sequence[object], names: Sequence[str], dtype: np.dtype, widths: Sequence[int] | None = None,
-    min_rows: int = 1, what: str = "data arrays",
+    min_rows: int = 1, what: str = "data arrays", kinds: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """Validate per-sample data arrays: dtype, finiteness, one row per sample, equal lengths,
-    and at least ``min_rows`` rows (a mean over no samples is undefined; pointwise takes 0)."""
+    and at least ``min_rows`` rows (a mean over no samples is undefined; pointwise takes 0).
+    ``kinds`` names what each array is in messages ("parameter"; "data" by default)."""
     if len(arrays) != len(names):
         raise ShapeError(
             f"expected {len(names)} data array(s) ({', '.join(names)}), got {len(arrays)}. "
@@ -211,16 +212,17 @@ def check_data(
         )
     out = []
     for k, (a, name) in enumerate(zip(arrays, names)):
-        arr = as_float_array(a, dtype, f"data '{name}'")
+        label = f"{'data' if kinds is None else kinds[k]} '{name}'"
+        arr = as_float_array(a, dtype, label)
         want = 1 if widths is None else widths[k]
         if want == 1 and arr.ndim == 2 and arr.shape[1] == 1:
             arr = np.ascontiguousarray(arr[:, 0])
         ok = arr.ndim == 1 if want == 1 else (arr.ndim == 2 and arr.shape[1] == want)
         if not ok:
             shape = "(n,)" if want == 1 else f"(n, {want})"
-            raise ShapeError(f"data '{name}' has shape {arr.shape}; expected {shape}, one row per sample. "
+            raise ShapeError(f"{label} has shape {arr.shape}; expected {shape}, one row per sample. "
                              f"Fix: one {'value' if want == 1 else f'row of {want}'} per sample for '{name}'.")
-        check_finite(arr, f"data '{name}'")
+        check_finite(arr, label)
         out.append(arr)
     lengths = {name: len(a) for name, a in zip(names, out)}
     if out and max(lengths.values()) < min_rows:

@@ -162,7 +162,8 @@ class CompiledFormula(_Formula):
                                         "reduction='none', or call f.value / f.value_and_grad for the mean.")
         names, k = [str(p) for p in self.params + self.data], len(self.params)
         arrays = per_point(arrays, self.params, self.data)
-        arrs = check_data(arrays, names, self.dtype, min_rows=0, what="the parameters' and data's arrays")
+        arrs = check_data(arrays, names, self.dtype, min_rows=0, what="the parameters' and data's arrays",
+                          kinds=["parameter"] * k + ["data"] * len(self.data))
         n = len(arrs[0])
         for checks, given, what, symbols in ((self._theta_checks, arrs[:k], "parameter", self.params),
                                              (self._data_checks, arrs[k:], "data", self.data)):
