@@ -153,8 +153,8 @@ def _explain_options(names: object, output: object, textbook: object) -> None:
     if names is not None and not isinstance(names, dict):
         raise NamingError(f"names must be a dict {{subexpression: name}}, got {type(names).__name__}. "
                           "Fix: e.g. names={x**2: 't'}.")
-    if not isinstance(output, str) or not output.strip():
-        raise OptionError(f"output={output!r} is not a name. Fix: a name for the expression, e.g. output='L'.")
+    if not isinstance(output, str) or not output.isidentifier():  # '2J' would print ∂2J/∂x, read as 2·∂J/∂x
+        raise OptionError(f"output={output!r} is not a name. Fix: letters, digits and '_', e.g. output='L'.")
     if not isinstance(textbook, bool):
         raise OptionError(f"textbook={textbook!r} is not a bool. Fix: textbook=True (the derivation as "
                           "written) or False.")

@@ -66,6 +66,46 @@ def test_names_that_print_alike_are_told_apart():
     assert sg.explain(x2**2, [x2]).latex_lines()[-1] == r"\frac{\partial J}{\partial x_{2}} = 2 x_{2}"  # alone: textbook
 
 
+def test_a_greek_letter_and_its_spelled_name_are_two_symbols_in_latex():
+    # β and beta both printed \beta: one symbol where there are two, ∂ℓ/∂β twice with two results
+    q, beta, b = sp.symbols("q beta β", real=True)
+    line = sg.explain(beta * q**2 + b * q**3, q).latex_lines()[-1]
+    assert line == r"\frac{\partial J}{\partial q} = q \left(2 \mathrm{beta} + 3 q \beta\right)", line
+    net = MLP([3, 4, 1], "sigmoid", bias=False, names={"weights": ["β", "beta"], "pre": ["a", "b"],
+                                                       "act": ["z", "y"], "target": "t"})
+    lhs = [ln.split(" = ")[0] for ln in sg.formulas(net, "mse").latex_lines() if ln.startswith(r"\frac{\partial \ell}")]
+    assert len(lhs) == len(set(lhs)) == 2, lhs
+
+
+@pytest.mark.parametrize("name, want", [("Δw", r"\Delta w"), ("θ̂", r"\hat{\theta}"), ("Δθ", r"\Delta \theta"),
+                                        ("σw_1", r"\sigma w_{1}"), ("θ1", r"\theta_{1}"), ("y^*", "y^{*}"),
+                                        ("y*", "y^{*}"), ("x̄", r"\bar{x}")])
+def test_names_with_greek_heads_accents_and_stars_print_as_a_textbook_writes_them(name, want):
+    # Δw printed as the letters Deltaw, θ̂ as thetâ (not ASCII), y^* as y^{}^{*} (a double superscript)
+    q, s = sp.Symbol("q", real=True), sp.Symbol(name, real=True)
+    line = sg.explain(s * q**2, q).latex_lines()[-1]
+    assert line == r"\frac{\partial J}{\partial q} = 2 q " + want or line == r"\frac{\partial J}{\partial q} = 2 " \
+        + want + " q", line
+    assert line.isascii()
+    mathtext = pytest.importorskip("matplotlib.mathtext", reason="matplotlib is in the [test] extra")
+    mathtext.MathTextParser("path").parse(f"${line}$")
+
+
+def test_names_that_read_as_constants_or_functions_are_refused():
+    from symgrad.errors import NamingError, OptionError, SymgradError
+
+    J = sp.cos(sp.sin(X**2) + 3 * X**2)
+    for name, reads in (("pi", "constant π"), ("E", "constant e"), ("sin", "function sin"), ("cos", "function cos")):
+        with pytest.raises(NamingError, match=f"reads as the {reads}.*Fix"):
+            sg.explain(J, X, names={X**2: name})
+    with pytest.raises(OptionError, match="output='2J' is not a name"):  # it printed ∂2J/∂x
+        sg.explain(J, X, output="2J")
+    L = sp.Symbol("L", real=True)
+    with pytest.raises(SymgradError, match="output='J'") as info:  # the fix offered the clashing L
+        sg.explain(sp.sin(X) * L, X, output="L")
+    assert "output='L'" not in str(info.value).split("Fix:")[1]
+
+
 def _hand(output=None, act=sg.ops.sigmoid):
     xs, W1, b1, W2, b2 = MS("x", 2, 1), MS("W1", 3, 2), MS("b1", 3, 1), MS("W2", 3, 3), MS("b2", 3, 1)
     z = W2 * (W1 * xs + b1).applyfunc(act) + b2

@@ -25,24 +25,33 @@ T = TypeVar("T")
 
 #: while a printout is written: each LaTeX form -> the names printed so
 _SEEN: ContextVar[dict | None] = ContextVar("symgrad_tex_seen", default=None)
-#: names spelled as they are in this printout, since another one prints as they would
-_SPELLED: ContextVar[frozenset] = ContextVar("symgrad_tex_spelled", default=frozenset())
+#: names spelled as they are in this printout, since another one prints as they would: name -> LaTeX
+_SPELLED: ContextVar[dict | None] = ContextVar("symgrad_tex_spelled", default=None)
 #: LaTeX's special characters in a user's name (lr%, a&b) would comment out or break the line
 _SPECIAL = {c: "\\" + c for c in "%#&$"}
 
 
+#: combining accents after a letter (θ̂, x̄) as SymPy's modifier words: thetahat -> \hat{\theta}
+_ACCENTS = {"\u0302": "hat", "\u0303": "tilde", "\u0304": "bar", "\u0305": "bar", "\u0307": "dot",
+            "\u0308": "ddot", "\u20d7": "vec"}
+
+
 def _greek(name: str) -> str:
-    """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta."""
+    """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta; in a
+    name that goes on with a letter after one (Δw, Δθ), every Greek letter as its command (\\Delta w):
+    SymPy reads Deltaw as eight letters."""
+    letters = [unicodedata.name(ch, "") if ord(ch) > 127 else "" for ch in name]
+    spelled = [u.removeprefix("GREEK SMALL LETTER ").lower() if u.startswith("GREEK SMALL LETTER ")
+               else u.removeprefix("GREEK CAPITAL LETTER ").capitalize() if u.startswith("GREEK CAPITAL LETTER ")
+               else "" for u in letters]
+    commands = any(g and nxt.isalpha() for g, nxt in zip(spelled, name[1:]))
     out = []
-    for ch in name:
-        uname = unicodedata.name(ch, "") if ord(ch) > 127 else ""
-        if uname.startswith("GREEK SMALL LETTER "):
-            out.append(uname.removeprefix("GREEK SMALL LETTER ").lower())
-        elif uname.startswith("GREEK CAPITAL LETTER "):
-            out.append(uname.removeprefix("GREEK CAPITAL LETTER ").capitalize())
+    for ch, g in zip(name, spelled):
+        if g:
+            out.append("\\" + g + " " if commands else g)
         else:
-            out.append(ch)
-    return "".join(out)
+            out.append(_ACCENTS.get(ch, ch))
+    return "".join(out).rstrip()
 
 
 def _spelled(name: str) -> str:
@@ -58,14 +67,14 @@ def tex_ident(name: str) -> str:
         return r"\ell"
     if name.startswith("δ_"):
         return r"\delta_{%s}" % tex_ident(name[2:])
-    if name.endswith("*"):
-        return tex_ident(name[:-1]) + "^{*}"
-    if name in _SPELLED.get():
-        return _spelled(name)
+    if name in (spelled := _SPELLED.get() or {}):
+        return spelled[name]
+    star = name.endswith("*") and "^" not in name  # y^* is SymPy's superscript already
     # lambda_ (Python's way around a keyword) is λ, not λ with an empty subscript
-    plain = _greek("".join(_SPECIAL.get(c, c) for c in name.rstrip("_") or name))
-    out = LatexPrinter()._deal_with_super_sub(plain)
-    if (seen := _SEEN.get()) is not None:
+    plain = name[:-1] if star else name.rstrip("_") or name
+    out = LatexPrinter()._deal_with_super_sub(_greek("".join(_SPECIAL.get(c, c) for c in plain)))
+    out += "^{*}" if star else ""
+    if (seen := _SEEN.get()) is not None:  # y* and y^* both print y^{*}
         seen.setdefault(out, set()).add(name)
     return out
 
@@ -91,9 +100,19 @@ def without_clashes(write: Callable[[], T]) -> T:
     if not alike:
         return out
 
-    def kept_first(n: str) -> tuple:
-        return _spelled(n) != tex_ident(n), "_" not in n, n
-    token = _SPELLED.set(frozenset(n for names in alike for n in sorted(names, key=kept_first)[1:]))
+    def kept_first(n: str) -> tuple:  # β keeps \\beta beside beta, which is then written upright
+        return _spelled(n) != tex_ident(n), "_" not in n, n.isascii(), n
+    spelled: dict[str, str] = {}
+    for names in alike:
+        first, *others = sorted(names, key=kept_first)
+        taken = {tex_ident(first)}
+        for n in others:
+            form = _spelled(n)
+            if form in taken:  # beta beside β spells as \\beta too: its letters, upright
+                form = r"\mathrm{%s}" % "".join(_SPECIAL.get(c, c) for c in n).replace("_", r"\_")
+            spelled[n] = form
+            taken.add(form)
+    token = _SPELLED.set(spelled)
     try:
         return write()
     finally:

@@ -170,6 +170,9 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
         if not name.isidentifier():
             raise NamingError(f"names[{key!r}] = {name!r} is not a valid name: the printout (and the code written "
                               "from it) needs letters, digits and '_', not starting with a digit. Fix: e.g. 't1'.")
+        if name in _CONSTANTS or name in {type(f).__name__ for f in stable.atoms(sp.Function)}:
+            raise NamingError(f"names[{key!r}] = {name!r} reads as {_CONSTANTS.get(name, 'the function ' + name)} in "
+                              "the printout (∂v3/∂pi = cos(pi) reads as cos π). Fix: choose another name, e.g. 't1'.")
         if node in out:  # two spellings of one subexpression: fine when they agree
             if out[node][0] == name:
                 continue
@@ -181,6 +184,11 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
         taken[name] = f"the name of {key}"
         out[node] = (name, key)
     return out
+
+
+#: names that read as a constant in the printout (SymPy prints π as pi, e as E in text and e in LaTeX)
+_CONSTANTS = {"pi": "the constant π", "E": "the constant e", "e": "the constant e", "I": "the imaginary unit",
+              "oo": "∞", "zoo": "complex ∞", "nan": "NaN"}
 
 
 def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, subexprs: set,
@@ -232,7 +240,7 @@ def check_trace_names(s: Sweep, named: dict[sp.Expr, tuple[str, object]], stable
         if name in seen:
             kinds = {seen[name][0], kind}
             raise NameClashError(f"{name!r} would name both {seen[name][1]} and {what}, so the derivation "
-                                 f"would mix them up. Fix: {_clash_fix(kinds, what)}")
+                                 f"would mix them up. Fix: {_clash_fix(kinds, what, name)}")
         seen[name] = (kind, what)
 
 
@@ -249,9 +257,9 @@ def _trace_names(s: Sweep, named: dict[sp.Expr, tuple[str, object]]):
             yield n.out.name, "automatic", f"{n.expr} (its automatic name)"
 
 
-def _clash_fix(kinds: set[str], what: str) -> str:
+def _clash_fix(kinds: set[str], what: str, name: str) -> str:
     if "output" in kinds:
-        return "pass another output=, e.g. output='L'."
+        return f"pass another output=, e.g. output={'L' if name != 'L' else 'J'!r}."
     if "named" in kinds:
         return "choose another name in names= (automatic names are v1, v2, ...)."
     sub = what.removesuffix(" (its automatic name)")
