@@ -175,7 +175,7 @@ def _chunk(prog: Program, opt_state: tuple[str, ...], glue: Glue, par: bool) -> 
     if par:  # clipping needs the whole gradient's norm before any update: then the update comes here
         L += ["            t += 1", "            if update and not math.isfinite(sqt):  # an update overflowed", back,
               "                return e, t, 2", "            if not update:"]
-    L += [f"{ind}            if clip > F(0.0) and math.sqrt(sq) > clip:",
+    L += [f"{ind}            if clip > F(0.0) and math.sqrt(sq) + F(1e-6) > clip:",
           f"{ind}                # as optim.clip_scale; a kernel, not 'grad *=', which compiles NumPy's ufunc machinery",
           f"{ind}                {fn('scale_by')}(grad, clip / (math.sqrt(sq) + F(1e-6)))"]
     if not par:

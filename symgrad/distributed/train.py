@@ -44,8 +44,9 @@ from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.walk import find
 from ..native.noise import step_key
+from ..runtime.divergence import diverged, scheduled_rate
 from ..runtime.epochs import Run, after_chunk, record
-from ..runtime.fit import _check_monitor, _diverged, _start, _views, resolve_start
+from ..runtime.fit import _check_monitor, _start, _views, resolve_start
 from ..runtime.inputs import as_data, data_dtype, prepare_xy, target_positions
 from ..runtime.row_sums import combine
 from ..runtime.state import ModelSpec, sync_params
@@ -105,7 +106,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
         # would leave it ahead of the restored parameters
         snapshot, t_before, moments = theta.copy(), state.t, [s.copy() for s in state.opt_state]
-        lr = optimizer.lr_at(epoch, result.history)
+        lr = scheduled_rate(optimizer, epoch, result.history)
         start = time.perf_counter()
         try:
             if strategy == "sync":
@@ -121,7 +122,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
             raise err from exc
         if status:
             _restore(theta, state, snapshot, t_before, moments)
-            _diverged(result, status, snapshot, theta, epoch + 1)
+            diverged(result, status, snapshot, theta, epoch + 1)
         record(result, np.array([loss_e], dtype=dt), gn[None].astype(dt), [lr],
                time.perf_counter() - start, run, epoch)
         state.epoch = epoch + 1
@@ -171,7 +172,7 @@ class _Job:
         if not np.isfinite(loss) or not np.isfinite(norms).all():
             return loss, norms, 1
         total = np.sqrt(np.sum(norms.astype(np.float64) ** 2))
-        if self.clip > 0 and total > self.clip:
+        if self.clip > 0 and total + 1e-6 > self.clip:
             g *= theta.dtype.type(self.clip / (total + 1e-6))  # as optim.clip_scale and the kernel
         state.t += 1
         self.mod.opt_update(theta, g, *state.opt_state, theta.dtype.type(lr), state.t, self.hyper)

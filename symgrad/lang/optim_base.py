@@ -120,8 +120,8 @@ class Optimizer(Printout):
         head = Row("head", s.pick(repr(self), self._latex_head()))
         arrow, show = s.pick("←", r"\leftarrow"), s.pick(rule_text, rule_latex)
         # clipping scales the whole gradient (every parameter's) before the rules, as the kernel does
-        clip = [s.eq(show(G), arrow, s.pick("g·c/(‖g‖ + 10⁻⁶) if ‖g‖ > c (c = clip_norm, ‖g‖ over all parameters)",
-                                            r"g \, \frac{c}{\|g\| + 10^{-6}} \text{ if } \|g\| > c"
+        clip = [s.eq(show(G), arrow, s.pick("g·c/(‖g‖ + 10⁻⁶) if ‖g‖ + 10⁻⁶ > c (c = clip_norm, ‖g‖ over all parameters)",
+                                            r"g \, \frac{c}{\|g\| + 10^{-6}} \text{ if } \|g\| + 10^{-6} > c"
                                             r"\quad (c = \text{clip\_norm})"))] if self.clip_norm is not None else []
         return [head] + clip + [s.eq(show(target), arrow, show(expr)) for target, expr in self._display_rules()]
 

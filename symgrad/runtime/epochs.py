@@ -171,10 +171,9 @@ def _after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: in
             best = (ev["loss"], [p.copy() for p in result.params], epoch)
     if run.verbose:
         run.line(h, epoch)
-    if threshold is not None and h["loss"][-1] <= threshold:
-        return True, best
-    if patience is not None and val is not None and epoch - best[2] >= patience:
-        return True, best
+    # every callback sees every epoch trained, the one on which a stopping rule fires too (as Keras's)
+    stop = bool(threshold is not None and h["loss"][-1] <= threshold
+                or patience is not None and val is not None and epoch - best[2] >= patience)
     for cb in callbacks:
         try:
             said = cb(epoch, result)
@@ -183,14 +182,15 @@ def _after_chunk(result: Trained, val, threshold, patience, callbacks, epoch: in
                               f"({type(exc).__name__}: {exc}); the epochs trained so far are in err.result. "
                               "Fix: the callback's error, then resume=err.result to go on.") from exc
         if isinstance(said, (bool, np.bool_)) and said:
-            return True, best
+            stop = True
+            continue
         if not (said is None or isinstance(said, (bool, np.bool_)) or "callback" in run.warned):
             # a callback that returns what it logged (a loss) must not stop the training by accident
             warnings.warn(f"callback {getattr(cb, '__name__', cb)!r} returned {said!r}: only True stops the "
                           "training, so it goes on. Fix: return True to stop, None or False to go on.",
                           RuntimeWarning, stacklevel=user_level())
             run.warned.add("callback")
-    return False, best
+    return stop, best
 
 
 def metric_values(result: Trained, val, metrics: dict[str, Callable]) -> dict[str, float]:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
 from .. import jit
 from ..build import check_options, training_module
 from ..codegen.train import kernel_args
-from ..errors import DataError, DivergenceError, OptionError, ShapeError
+from ..errors import DataError, OptionError, ShapeError
 from ..lang.args import check_network
 from ..lang.batchnorm import batchnorm, check_minibatches, gradient_free
 from ..lang.conv import model_input
@@ -33,6 +34,7 @@ from ..lang.embedding import check_token_ids
 from ..lang.optim import Optimizer
 from ..lang.walk import find, per_object
 from .checks import is_dask, split_flat
+from .divergence import Mark, diverged, scheduled_rate
 from .epochs import GradientHealthWarning, Run, after_chunk, check_flags, epoch_draws, metric_values, record  # noqa: F401
 
 # CHUNK_SECONDS and fit_threads stay importable from here (tests, bench).
@@ -168,27 +170,35 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     kernel(*zero)
     if backend == "numba" and blas == 1:  # one core trains: the row-block loop compiles on the other
         compile_other(mod, kernel, zero)
+    def train(perms, seeds, lrs, t0):
+        losses, gnorms = np.zeros(len(lrs), dtype=dt), np.zeros((len(lrs), len(ps)), dtype=dt)
+        with _blas_limit(blas), _numba_threads(n_threads):
+            done, t, status = kernel(*kernel_args(
+                theta=theta, data=(Xa, Ya), states=list(own_states), perms=perms, shuffle=shuffle,
+                batch_size=rows, lrs=lrs, t0=t0, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
+                seeds=seeds))
+        return done, t, status, losses, gnorms
+
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
+        mark = Mark(rng, theta, own_states, state.t)  # where a divergence in this chunk goes back to
         perms, seeds = epoch_draws(rng, n, len(Xa), shuffle, dropout in kinds)
-        lrs = np.array([optimizer.lr_at(epoch + k, result.history) for k in range(n)], dtype=dt)
-        losses, gnorms = np.zeros(n, dtype=dt), np.zeros((n, len(ps)), dtype=dt)
-        snapshot = theta.copy()
+        lrs = np.array([scheduled_rate(optimizer, epoch + k, result.history) for k in range(n)], dtype=dt)
         start = time.perf_counter()
-        with _blas_limit(blas), _numba_threads(n_threads):
-            done, state.t, status = kernel(*kernel_args(
-                theta=theta, data=(Xa, Ya), states=list(own_states), perms=perms, shuffle=shuffle,
-                batch_size=rows, lrs=lrs, t0=state.t, clip=clip, hyper=hyper, losses=losses, gnorms=gnorms,
-                seeds=seeds))
+        done, state.t, status, losses, gnorms = train(perms, seeds, lrs, state.t)
         elapsed = (time.perf_counter() - start) / max(done, 1)
         record(result, losses[:done], gnorms[:done], lrs, elapsed, run, epoch)
         epoch += done
+        if done < n:  # the optimizer's state and the generator too as after the last whole epoch
+            state.t = mark.replay(done, theta, own_states, rng,
+                                  lambda k: epoch_draws(rng, k, len(Xa), shuffle, dropout in kinds),
+                                  partial(train, perms[:done], seeds[:done], lrs[:done], mark.t))
         state.epoch, state.rng_state = epoch, rng.bit_generator.state
         if not (chunk_epochs or per_epoch):  # fewer, longer native calls when epochs are short
             chunk = _grow_chunk(chunk, elapsed, len(Xa) if shuffle else 0)
         if done < n:
-            _diverged(result, status, snapshot, theta, epoch + 1)
+            diverged(result, status, mark.theta, theta, epoch + 1)
         stop = after_chunk(result, val, threshold, patience, callbacks, epoch, best, run)
         best = stop[1]
         sync_params(result, views)  # a callback's new arrays are trained on, as its writes are
@@ -264,19 +274,3 @@ def _flat(params: list[np.ndarray]) -> np.ndarray:
 def _views(theta: np.ndarray, model) -> list[np.ndarray]:
     """theta cut into the model's parameter shapes (views, not copies)."""
     return split_flat(theta, [tuple(int(d) for d in p.shape) for p in model.params])
-
-
-def _diverged(result: Trained, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:
-    """Stop with a clear message. The kernel has put the parameters back to the end of the last
-    epoch whose every step was finite (status 1: a loss or gradient was not finite; 2: an update
-    overflowed); were any still not finite, the chunk's start is restored."""
-    if not np.isfinite(theta).all():
-        theta[...] = snapshot
-    what = "the training loss became NaN/Inf" if status == 1 else "a parameter update overflowed to Inf"
-    err = DivergenceError(
-        f"{what} in epoch {epoch}; training stopped and the parameters of the last whole epoch ({epoch - 1}) were kept "
-        "(err.result.params; your own arrays are never modified). Try: a smaller learning rate, "
-        "gradient clipping (clip_norm=1.0), or standardised inputs."
-    )
-    err.result = result
-    raise err
