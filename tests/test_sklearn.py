@@ -10,6 +10,7 @@ import contextlib
 import pickle
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -193,6 +194,41 @@ def test_class_weight_equals_the_same_sample_weight(iris):
     c = clone(base).set_params(class_weight="balanced").fit(X[:120], y[:120])
     d = clone(base).fit(X[:120], y[:120], sample_weight=(120 / (3 * counts))[y[:120]])
     np.testing.assert_allclose(c.predict_proba(X), d.predict_proba(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e307, 1e-310, 5e-324])
+def test_weights_are_scale_free_to_the_ends_of_float64(iris, scale):
+    # 1e307 for every row summed to inf: the regressor trained on zero targets (R² -2.4, no warning),
+    # the classifier said one class had weight; 1e-310 made n/sum inf, blamed on y
+    X, y = iris
+    for est, target in ((MLPRegressor((5,), **FAST, random_state=0), X[:, 0] - X[:, 1]),
+                        (MLPClassifier((5,), **FAST, random_state=0), y)):
+        a = clone(est).fit(X, target, sample_weight=np.ones(len(X)))
+        b = clone(est).fit(X, target, sample_weight=np.full(len(X), scale))
+        np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-12)
+        np.testing.assert_allclose(b.predict(X), a.predict(X), rtol=1e-12)
+
+
+def test_balanced_class_weight_is_refused_by_partial_fit(iris):
+    # per call it balanced each batch by itself (a 90/10 batch then a 10/90 one: 5 then 0.56 for class 1)
+    X, y = iris
+    clf = MLPClassifier((4,), **FAST, class_weight="balanced")
+    with pytest.raises(sg.errors.OptionError, match="class_weight='balanced' is not supported for partial_fit.*"
+                                                   "Fix:.*compute_class_weight"):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert isinstance(sg.errors.OptionError("x"), ValueError)
+
+
+def test_a_row_the_network_overflows_on_is_warned_not_predicted_silently(iris):
+    # a finite row of -1e308 gave NaN probabilities and, by argmax, class 0, with no warning
+    X, y = iris
+    clf = MLPClassifier((5,), **FAST, random_state=0).fit(X, y)
+    with pytest.warns(sg.NonFiniteWarning, match=r"outputs for 1 row\(s\) of X \(first: row 1\).*Fix"):
+        proba = clf.predict_proba(np.vstack([X[:1], np.full((1, 4), -1e308)]))
+    assert np.isfinite(proba[0]).all() and np.isnan(proba[1]).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(X)  # finite outputs: no warning
 
 
 def test_bad_weights_and_labels_are_named(iris):

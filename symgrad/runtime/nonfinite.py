@@ -56,6 +56,21 @@ def report(compiled, what: str, theta: np.ndarray, arrays: Sequence[np.ndarray])
     emit(mode, found, stacklevel=4)
 
 
+def finite_rows(out: np.ndarray) -> np.ndarray:
+    """``out``, a network's outputs for checked (finite) rows, after a warning where any is not
+    finite: a row of -1e308 gave NaN probabilities and, by argmax, the first class, silently."""
+    if not np.isfinite(out).all():
+        from .epochs import user_level  # epochs imports the trained model, which imports this
+
+        rows = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+        warnings.warn(f"the network's outputs for {len(rows)} row(s) of X (first: row {rows[0]}) are not finite "
+                      f"(NaN/Inf) though the rows are: the network overflowed on them, and their predictions "
+                      "(an argmax of NaN is the first class) mean nothing. Fix: scale X as the training data was "
+                      "(StandardScaler), or drop rows far outside its range.", NonFiniteWarning,
+                      stacklevel=user_level())
+    return out
+
+
 def emit(mode: str, found: str, stacklevel: int) -> None:
     """Warn or raise (``mode``) that ``found``, with the fix."""
     msg = found + (

@@ -2,8 +2,7 @@
 to be saved, pickled and trained further (its network, loss, optimizer and training state).
 
 The generated module is not part of a pickle: it is loaded again from the code cache, or
-rebuilt from the stored network when the cache does not have it (another machine, a cleared
-cache).
+rebuilt from the stored network when the cache does not have it (another machine, a cleared cache).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from ..lang.embedding import check_token_ids
 from . import inputs
 from .base import html_table, latex_block
 from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, TOKEN_LOSSES, prepare_x, prepare_xy
+from .nonfinite import finite_rows
 from .state import ModelSpec, StoredLoss, TrainState
 
 # Rows per native call of predict/evaluate: a forward pass holds every layer's (rows, width) activations,
@@ -112,7 +112,7 @@ class Trained:
     def _outputs(self, X) -> np.ndarray:
         Xa = prepare_x(X, self._n_in(X), self.dtype, ids=self._loss_name in TOKEN_LOSSES)
         check_token_ids(self.model, Xa)
-        return forward_rows(self, Xa)
+        return finite_rows(forward_rows(self, Xa))
 
     def evaluate(self, X, Y) -> dict[str, float]:
         """Loss and (for classification) accuracy on a data set."""

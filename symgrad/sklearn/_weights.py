@@ -64,7 +64,17 @@ def sample_weights(sample_weight, n: int) -> np.ndarray:
     if not np.isfinite(w).all() or (w < 0).any():
         raise DataError("sample_weight holds negative, NaN or infinite values. Fix: pass finite "
                          "weights >= 0.")
-    return w
+    return _in_range(w)
+
+
+def _in_range(w: np.ndarray) -> np.ndarray:
+    """``w`` divided by its largest entry where its sum, or n over its sum, would leave float64's
+    range (weights of 1e307 summed to inf, and 1e-310 to a sum whose reciprocal is inf): weights
+    are scale-free, and the unscaled ones trained on zero or infinite targets."""
+    top = w.max() if len(w) else 0.0
+    with np.errstate(over="ignore", divide="ignore"):
+        ok = np.isfinite(w.sum()) and np.isfinite(len(w) / w.sum())
+    return w / top if top > 0 and not ok else w
 
 
 def class_weights(class_weight, classes: np.ndarray, y_idx: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -94,6 +104,7 @@ def class_weights(class_weight, classes: np.ndarray, y_idx: np.ndarray, w: np.nd
 
 def normalized(w: np.ndarray) -> np.ndarray:
     """Weights rescaled to mean 1 (see the module docstring); all zero is refused."""
+    w = _in_range(w)
     total = w.sum()
     if not total > 0:
         raise DataError("sample_weight (times class_weight) is zero for every sample; at least one "

@@ -69,6 +69,13 @@ class SymgradClassifier(ClassifierMixin, SymgradBase):
         if hasattr(self, "trained_") and classes is not None and not np.array_equal(
                 np.unique(classes), self.classes_):
             raise OptionError(f"classes={list(classes)} differs from the first call's {self.classes_.tolist()}.")
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            # per call it would balance each batch by itself (90/10 then 10/90 weighted 5 then 0.56), as
+            # scikit-learn's SGDClassifier.partial_fit refuses it for
+            raise OptionError("class_weight='balanced' is not supported for partial_fit: each call would balance "
+                              "its own batch. Fix: class_weight=dict(zip(classes, compute_class_weight('balanced', "
+                              "classes=classes, y=y_all))) from sklearn.utils.class_weight, with y_all the whole "
+                              "target (or a large sample of it).")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict_proba(self, X) -> np.ndarray:
