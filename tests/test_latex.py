@@ -91,11 +91,28 @@ def test_names_with_greek_heads_accents_and_stars_print_as_a_textbook_writes_the
     mathtext.MathTextParser("path").parse(f"${line}$")
 
 
+def test_a_symbol_named_like_a_constant_is_told_apart_from_it():
+    # a symbol pi beside π printed pi*(pi + pi*cos(pi*q)) (read with π: 15.7 for 7.69); e beside e^x likewise
+    q = sp.Symbol("q", real=True)
+    pi, e, E = (sp.Symbol(n, real=True) for n in ("pi", "e", "E"))
+    d = sg.explain(pi * sp.sin(sp.pi * q) + q * pi**2, q, at={q: 0.3, pi: 2.0})
+    assert str(d).splitlines()[-1].strip() == "∂J/∂q = pi*(pi + π*cos(π*q)) ≈ 7.69316"
+    assert d.latex_lines()[-1] == (r"\frac{\partial J}{\partial q} = \mathrm{pi} \left(\mathrm{pi} + \pi "
+                                   r"\cos{\left(\pi q \right)}\right) \approx 7.69316")
+    line = sg.explain(e * sp.E * q**2 + sp.exp(e * q), q).latex_lines()[-1]
+    assert line == r"\frac{\partial J}{\partial q} = e \left(2 \mathrm{e} q + \mathrm{e}^{e q}\right)", line
+    assert str(sg.explain(E * sp.E * q**2 + sp.exp(E * q), q)).splitlines()[-1].strip() == \
+        "∂J/∂q = E*(2*exp(1)*q + exp(E*q))"
+    # alone, each prints as before: π is pi, e^x is e^{x}
+    assert str(sg.explain(sp.sin(sp.pi * q), q)).splitlines()[-1].strip() == "∂J/∂q = pi*cos(pi*q)"
+    assert sg.explain(sp.exp(2 * q), q).latex_lines()[-1] == r"\frac{\partial J}{\partial q} = 2 e^{2 q}"
+
+
 def test_names_that_read_as_constants_or_functions_are_refused():
     from symgrad.errors import NamingError, OptionError, SymgradError
 
     J = sp.cos(sp.sin(X**2) + 3 * X**2)
-    for name, reads in (("pi", "constant π"), ("E", "constant e"), ("sin", "function sin"), ("cos", "function cos")):
+    for name, reads in (("pi", "constant π"), ("I", "imaginary unit"), ("sin", "function sin"), ("cos", "function cos")):
         with pytest.raises(NamingError, match=f"reads as the {reads}.*Fix"):
             sg.explain(J, X, names={X**2: name})
     with pytest.raises(OptionError, match="output='2J' is not a name"):  # it printed ∂2J/∂x

@@ -19,7 +19,7 @@ from ..lang.ops import KINK_CONVENTIONS
 from . import numeric
 from .imaging import kink_notes
 from .printing import tex, tex_name, tex_text, text
-from .tex_names import without_clashes
+from .tex_names import told_apart, without_clashes
 
 #: The kink conventions in LaTeX, by the same keys as the text (``lang.ops.KINK_CONVENTIONS``).
 KINK_LATEX: dict[str, str] = {
@@ -123,7 +123,7 @@ class Printout:
 
     def __str__(self) -> str:
         out = []
-        for r in self._rows(TEXT):
+        for r in told_apart(lambda: self._rows(TEXT)):  # a symbol pi beside the constant π
             eq = " ".join(p for p in (r.lhs, r.rel, r.rhs) if p)
             out.append(self._indent + eq if r.kind == "eq" else r.lhs)
         return "\n".join(out)
@@ -134,7 +134,8 @@ class Printout:
         return [" ".join(p for p in (r.lhs, r.rel, r.rhs) if p) for r in self._latex_rows() if r.kind != "blank"]
 
     def _latex_rows(self) -> list[Row]:
-        return without_clashes(lambda: self._rows(LATEX))  # theta1 and theta_1 are not both θ₁
+        # theta1 and theta_1 are not both θ₁, and a symbol e is not the constant e
+        return without_clashes(lambda: told_apart(lambda: self._rows(LATEX)))
 
     def latex(self) -> str:
         """The printout as one LaTeX ``aligned`` block (amsmath), equations aligned at the relation."""

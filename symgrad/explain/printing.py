@@ -28,7 +28,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 from .loss_notation import LossNotation, mean_of
-from .tex_names import tex_ident, tex_name  # noqa: F401 - re-exported: the printers' names
+from .tex_names import constant_clash, tex_ident, tex_name  # noqa: F401 - re-exported: the printers' names
 
 INDICATOR = "𝟙"
 
@@ -105,9 +105,19 @@ class ReadableText(LossNotation, _LeadPositive, StrPrinter):
                          "square": None, "sqrt": None, "names": {}, "lead_positive": False}
 
     def _print_Symbol(self, e):
+        name = self._settings["names"].get(e.name, e.name)
+        if name in ("pi", "E"):
+            constant_clash("text", name, "symbol")
+        return name
+
+    def _print_Verbatim(self, e):
         return self._settings["names"].get(e.name, e.name)
 
-    _print_Verbatim = _print_Symbol
+    def _print_Pi(self, e):
+        return "π" if constant_clash("text", "pi", "constant") else "pi"
+
+    def _print_Exp1(self, e):
+        return "exp(1)" if constant_clash("text", "E", "constant") else "E"
 
     _print_ElementwiseApplyFunction = _mapped
     _print_HadamardPower = _print_MatPow = _hadamard_power  # MatPow: a 1x1 residual's, (y - y*)^2
@@ -206,7 +216,22 @@ class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):
 
     def _print_Symbol(self, e, style="plain"):
         name = self._settings["symbol_names"].get(e)
-        return name if name is not None else tex_name(e.name)
+        out = name if name is not None else tex_name(e.name)
+        if out in (r"\pi", "e") and constant_clash("tex", out, "symbol") and e.name == "pi":
+            return r"\mathrm{pi}"  # beside π; a symbol e stays e, and the constant is upright
+        return out
+
+    def _print(self, e, **kwargs):
+        # π and e print by their own _latex, which SymPy calls before any _print_ method
+        if e is sp.pi:
+            constant_clash("tex", r"\pi", "constant")
+        elif e is sp.E and constant_clash("tex", "e", "constant"):
+            return r"\mathrm{e}"
+        return super()._print(e, **kwargs)
+
+    def _print_ExpBase(self, e, exp=None):
+        base = r"\mathrm{e}" if constant_clash("tex", "e", "constant") else "e"
+        return self._do_exponent(r"%s^{%s}" % (base, self._print(e.args[0])), exp)
 
     def _print_Verbatim(self, e, style="plain"):
         return e.name

@@ -27,6 +27,11 @@ T = TypeVar("T")
 _SEEN: ContextVar[dict | None] = ContextVar("symgrad_tex_seen", default=None)
 #: names spelled as they are in this printout, since another one prints as they would: name -> LaTeX
 _SPELLED: ContextVar[dict | None] = ContextVar("symgrad_tex_spelled", default=None)
+#: while a printout is written: (style, printed form, "symbol" or "constant") of each symbol or
+#: constant that prints as one of the other (pi, E in text; \pi, e in LaTeX) was written
+_USED: ContextVar[set | None] = ContextVar("symgrad_constants_used", default=None)
+#: (style, printed form) told apart in this printout, as ``constant_clash`` says how
+_APART: ContextVar[frozenset] = ContextVar("symgrad_constants_apart", default=frozenset())
 #: LaTeX's special characters in a user's name (lr%, a&b) would comment out or break the line
 _SPECIAL = {c: "\\" + c for c in "%#&$"}
 
@@ -117,3 +122,31 @@ def without_clashes(write: Callable[[], T]) -> T:
         return write()
     finally:
         _SPELLED.reset(token)
+
+
+def constant_clash(style: str, form: str, kind: str) -> bool:
+    """Note that a symbol or a constant (``kind``) printing as ``form`` was written in ``style``
+    ('text' or 'tex'); whether this printout tells the two apart, having both. Then the constants
+    print as π and exp(1) in text and e as \\mathrm{e} (upright, ISO 80000-2) in LaTeX, and a symbol
+    named pi as \\mathrm{pi}: a symbol pi beside π printed pi*(pi + pi*cos(pi*q)), J = E*(2*E*q + ...)."""
+    if (used := _USED.get()) is not None:
+        used.add((style, form, kind))
+    return (style, form) in _APART.get()
+
+
+def told_apart(write: Callable[[], T]) -> T:
+    """``write()``, a printout, again with a symbol and a constant that printed alike told apart."""
+    token = _USED.set(set())
+    try:
+        out = write()
+        used = _USED.get()
+    finally:
+        _USED.reset(token)
+    clash = frozenset((st, f) for st, f, kind in used if kind == "symbol" and (st, f, "constant") in used)
+    if not clash:
+        return out
+    token = _APART.set(clash)
+    try:
+        return write()
+    finally:
+        _APART.reset(token)

@@ -172,7 +172,7 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
                               "from it) needs letters, digits and '_', not starting with a digit. Fix: e.g. 't1'.")
         if name in _CONSTANTS or name in {type(f).__name__ for f in stable.atoms(sp.Function)}:
             raise NamingError(f"names[{key!r}] = {name!r} reads as {_CONSTANTS.get(name, 'the function ' + name)} in "
-                              "the printout (∂v3/∂pi = cos(pi) reads as cos π). Fix: choose another name, e.g. 't1'.")
+                              "the printout. Fix: choose another name, e.g. 't1'.")
         if node in out:  # two spellings of one subexpression: fine when they agree
             if out[node][0] == name:
                 continue
@@ -186,9 +186,9 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
     return out
 
 
-#: names that read as a constant in the printout (SymPy prints π as pi, e as E in text and e in LaTeX)
-_CONSTANTS = {"pi": "the constant π", "E": "the constant e", "e": "the constant e", "I": "the imaginary unit",
-              "oo": "∞", "zoo": "complex ∞", "nan": "NaN"}
+#: names that read as a constant in the printout, whether or not it holds the constant (∂v3/∂pi = cos(pi)
+#: reads as cos π, and pi is \pi in LaTeX); e and E are told apart from e where both appear (tex_names)
+_CONSTANTS = {"pi": "the constant π", "I": "the imaginary unit", "oo": "∞", "zoo": "complex ∞", "nan": "NaN"}
 
 
 def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, subexprs: set,
