@@ -219,6 +219,16 @@ def test_balanced_class_weight_is_refused_by_partial_fit(iris):
     assert isinstance(sg.errors.OptionError("x"), ValueError)
 
 
+@pytest.mark.parametrize("loss, says", [("token_cross_entropy", "language model.*sg.fit"),
+                                         ("bce", "classification loss.*SymgradClassifier")])
+def test_a_loss_the_estimator_does_not_train_is_named_before_the_shapes(loss, says):
+    # a token loss said "the model takes 4 inputs and gives 20 outputs ... build the network for this data"
+    rng = np.random.default_rng(0)
+    X, y = rng.integers(0, 5, size=(10, 4)), rng.integers(0, 5, size=(10, 4))
+    with pytest.raises(sg.errors.OptionError, match=says):
+        SymgradEstimator(sg.nn.Transformer(5, 8, 2, 1, 4), loss=loss, max_iter=1).fit(X, y)
+
+
 def test_a_row_the_network_overflows_on_is_warned_not_predicted_silently(iris):
     # a finite row of -1e308 gave NaN probabilities and, by argmax, class 0, with no warning
     X, y = iris

@@ -53,7 +53,7 @@ class SymgradBase(BaseEstimator):
     def _fit_once(self, X, y, sample_weight, *, incremental: bool, classes=None):
         first = not hasattr(self, "trained_") or not (incremental or self.warm_start)
         iters, seen = (0, 0) if first else (self.n_iter_, self.t_)
-        samples = getattr(X, "shape", None)
+        samples, loss = getattr(X, "shape", None), self._loss()  # a loss the estimator refuses, before the shapes
         X, y = self._validate(X, y, reset=first)
         T, n_out = self._targets(y, sample_weight, first=first, incremental=incremental, classes=classes)
         epochs = 1 if incremental else self._max_iter()
@@ -62,7 +62,7 @@ class SymgradBase(BaseEstimator):
         if first:
             net, seed = self._network(X.shape[1], n_out), self._seed()
             _check_samples(samples, net)
-            self.trained_ = fit(net, self._loss(), X, T, optimizer=self._optimizer(), epochs=epochs,
+            self.trained_ = fit(net, loss, X, T, optimizer=self._optimizer(), epochs=epochs,
                                 batch_size=batch, seed=seed, dtype=X.dtype.name, backend=self.backend,
                                 shuffle=self._shuffle(), params=self._init_params(net, seed, X.dtype))
             self._before = (0, [])  # epochs and loss curve of earlier optimizers (set_params changed them)
@@ -75,7 +75,7 @@ class SymgradBase(BaseEstimator):
             else:  # a new learning rate or solver was ignored: a new optimizer from the weights reached, as
                 # scikit-learn starts one at every warm-start fit
                 self._before = (self.n_iter_, self.loss_curve_)
-                self.trained_ = fit(had.model, self._loss(), X, T, optimizer=opt, epochs=epochs, batch_size=batch,
+                self.trained_ = fit(had.model, loss, X, T, optimizer=opt, epochs=epochs, batch_size=batch,
                                     seed=self._seed(), dtype=had.dtype.name, backend=self.backend,
                                     shuffle=self._shuffle(), params=[p.copy() for p in had.params])
         epochs_before, curve_before = getattr(self, "_before", (0, []))

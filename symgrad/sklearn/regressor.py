@@ -10,7 +10,7 @@ from sklearn.base import RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 
 from ..errors import OptionError, ShapeError
-from ..runtime.inputs import BINARY_LOSSES, CLASS_LOSSES
+from ..runtime.inputs import BINARY_LOSSES, CLASS_LOSSES, TOKEN_LOSSES
 from ._base import MLPAttributes, SymgradBase, mlp, user_network
 from ._weights import normalized, sample_weights, weighted_mse
 
@@ -79,6 +79,10 @@ class SymgradEstimator(RegressorMixin, SymgradBase):
             raise OptionError(f"loss={self.loss!r} is a classification loss, but SymgradEstimator predicts "
                              "numbers (its score is R²). Fix: symgrad.sklearn.SymgradClassifier(model) for "
                              "class labels, or a regression loss ('mse', 'mae', 'huber', f(pred, target)).")
+        if isinstance(self.loss, str) and self.loss in TOKEN_LOSSES:  # it said "build the network for this data"
+            raise OptionError(f"loss={self.loss!r} trains a language model on token sequences, which the scikit-learn "
+                              "estimators do not. Fix: sg.fit(model, 'token_cross_entropy', X, Y), then "
+                              "sg.generate(trained, prompt, n) to sample.")
         return self.loss
 
     def _columns(self, y, first: bool) -> np.ndarray:
