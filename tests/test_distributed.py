@@ -413,3 +413,36 @@ def test_a_language_model_trains_on_dask_as_in_memory(client):
     np.testing.assert_allclose(dist.history["val_loss"], one.history["val_loss"], rtol=1e-12)
     for p, q in zip(dist.params, one.params):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-13)
+
+
+def test_a_client_closed_during_a_fit_or_before_it_is_a_distributed_error(client, digits):
+    # closed from a callback, it escaped as distributed's ClosedClientError and lost the epochs trained;
+    # passed closed, as RuntimeError('IOLoop is closed')
+    X, y, net = digits
+    Xd, yd = _dask(X, y, 200)
+    other = distributed.Client(client.cluster)
+
+    def close_after_two(epoch, model):
+        if epoch == 2:
+            other.close()
+
+    with pytest.raises(sg.errors.DistributedError) as info:
+        sg.fit(net, "softmax_cross_entropy", Xd, yd, client=other, optimizer=sg.optim.Adam(0.01), epochs=5,
+               callbacks=[close_after_two])
+    two = sg.fit(net, "softmax_cross_entropy", Xd, yd, client=client, optimizer=sg.optim.Adam(0.01), epochs=2)
+    assert len(info.value.result.history["loss"]) == 2
+    for a, b in zip(info.value.result.params, two.params):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(sg.errors.DistributedError, match="is closed. Fix"):
+        sg.fit(net, "softmax_cross_entropy", Xd, yd, client=other, epochs=1)
+
+
+def test_a_scatter_dask_refuses_is_a_distributed_error():
+    from symgrad.distributed.arrays import scatter
+
+    class NoWorkers:
+        def scatter(self, *args, **kwargs):
+            raise TimeoutError("No valid workers found")
+
+    with pytest.raises(sg.errors.DistributedError, match="No valid workers found.*Fix: check that the cluster"):
+        scatter(NoWorkers(), object(), "the compiled model")

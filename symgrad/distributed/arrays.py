@@ -34,6 +34,9 @@ def resolve_client(client=None):
         if not hasattr(client, "scatter") or not hasattr(client, "compute"):
             raise OptionError(f"client={client!r} is not a dask.distributed Client. Fix: "
                               "client = Client(LocalCluster(n_workers=2, threads_per_worker=1)).")
+        if getattr(client, "status", None) in ("closing", "closed"):
+            raise DistributedError(f"client={client!r} is closed. Fix: start a new one, client = "
+                                   "Client(LocalCluster(n_workers=2, threads_per_worker=1)), and persist the data again.")
         return client
     from distributed import default_client
 
@@ -88,9 +91,8 @@ def compute(client, tasks: list, what: str, retries: int = 1) -> list:
     Futures cancelled while the scheduler replaces a killed worker ("already forgotten", seen on a
     loaded machine) are submitted again, ``retries`` times: the tasks are pure, so nothing changes."""
     while True:
-        futures = client.compute(tasks)
         try:
-            return client.gather(futures)
+            return client.gather(client.compute(tasks))
         except SymgradError:
             raise
         except Exception as exc:  # noqa: BLE001 - Dask's failures come in many types (KilledWorker, OSError...)
@@ -100,3 +102,16 @@ def compute(client, tasks: list, what: str, retries: int = 1) -> list:
             raise DistributedError(f"the Dask computation of {what} failed: {type(exc).__name__}: {exc}. Fix: if a "
                                    "worker was lost or the client restarted, data persisted there is gone too: persist "
                                    "it again (X = X.persist()) and call again.") from exc
+
+
+def scatter(client, obj, what: str):
+    """``client.scatter(obj, broadcast=True)``; Dask's failures (no workers, a closed client or
+    connection) become DistributedError."""
+    try:
+        return client.scatter(obj, broadcast=True, hash=False)
+    except SymgradError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - CommClosedError, TimeoutError, ClosedClientError, RuntimeError...
+        raise DistributedError(f"sending {what} to the Dask workers failed: {type(exc).__name__}: {exc}. Fix: check "
+                               "that the cluster has running workers (client.scheduler_info()['workers']) and the "
+                               "client is open, then call again.") from exc

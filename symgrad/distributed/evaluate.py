@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..runtime.checks import check_vector, split_flat
 from ..runtime.row_sums import combine
-from .arrays import compute, resolve_client, row_blocks
+from .arrays import compute, resolve_client, row_blocks, scatter
 from .worker import model_chunk
 
 #: Each compiled model is scattered to every worker once per client, not pickled per task.
@@ -40,7 +40,7 @@ def _on_workers(f, client):
     per_client = _SCATTERED.setdefault(f, {})
     hit = per_client.get(client.id)
     if hit is None or hit.status != "finished":
-        hit = per_client[client.id] = client.scatter(f, broadcast=True, hash=False)
+        hit = per_client[client.id] = scatter(client, f, "the compiled model")
     return hit
 
 

@@ -51,7 +51,7 @@ from ..runtime.inputs import as_data, data_dtype, prepare_xy, target_positions
 from ..runtime.row_sums import combine
 from ..runtime.state import ModelSpec, sync_params
 from ..runtime.trained import Trained
-from .arrays import compute, resolve_client, row_blocks
+from .arrays import compute, resolve_client, row_blocks, scatter
 from .worker import ModuleSource, local_round, loss_grad_chunk
 
 STRATEGIES = ("sync", "local")
@@ -94,7 +94,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
     views = tuple(result.params)
-    job = _Job(client, client.scatter(ModuleSource(path, backend, dims), broadcast=True, hash=False),
+    job = _Job(client, scatter(client, ModuleSource(path, backend, dims), "the generated module"),
                (loss_name, n_in, n_out, dt.name, positions, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
     first, best = state.epoch, (np.inf, None, state.epoch)
