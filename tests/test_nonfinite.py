@@ -295,3 +295,24 @@ def test_a_gamma_variate_fits_data_at_time_zero():
     d = sp.Symbol("d", real=True)
     g = sg.compile(a * t**b * sp.log(t) / (t - d), [a, b], [t, d], on_nonfinite="ignore")
     assert np.isnan(g.value([1.0, 0.5], np.array([0.0]), np.array([0.0])))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_poisson_deviance_takes_counts_of_zero(dtype):
+    # y·log(y/μ) at a count y = 0 was NaN (warned): its limit is 0, scipy's xlogy convention, as y·log(y)'s
+    c0, c1, u, y = sp.symbols("c0 c1 u y", real=True)
+    mu = c0 * sp.exp(c1 * u)
+    f = sg.compile(2 * (y * sp.log(y / mu) - (y - mu)), [c0, c1], [u, y], dtype=dtype, on_nonfinite="raise")
+    us, ys = np.array([0.0, 0.5, 1.0, 1.5]), np.array([0.0, 2.0, 3.0, 5.0])
+    theta = np.array([1.0, 0.8])
+    m = theta[0] * np.exp(theta[1] * us)
+    tol = 1e-14 if dtype == "float64" else 2e-6
+    assert f.value(theta, us.astype(dtype), ys.astype(dtype)) == pytest.approx(
+        np.mean(2 * (scipy.special.xlogy(ys, ys / m) - (ys - m))), rel=tol)
+    grad = f.grad(theta, us.astype(dtype), ys.astype(dtype))  # 2(1 − y/μ)·∂μ: no log in it
+    np.testing.assert_allclose(grad, [np.mean(2 * (1 - ys / m) * m / theta[0]), np.mean(2 * (1 - ys / m) * m * us)],
+                               rtol=tol)
+    # y > 0 with y/μ underflowing to 0 is not a zero count: not 0 (computed as written, -inf: warned)
+    g = sg.compile(y * sp.log(y / c0), [c0], [y], on_nonfinite="ignore")
+    assert g.value([1e300], np.array([1e-100])) < -1e-98
+    assert g.value([2.0], np.array([0.0])) == 0.0

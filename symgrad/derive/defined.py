@@ -90,6 +90,11 @@ def vanishing_logs(e: sp.Expr) -> sp.Expr:
     Piecewise((0, (k > 0) & (log(x) < -1000)), (x**k*log(x), True))
     """
     logs = {n.args[0]: n for n in e.atoms(sp.log)}  # once: a walk of every product's factors was ~N²
+    # log(y·R), R free of a symbol y (a Poisson deviance's y·log(y/μ)): y·log(y·R) → 0 at y = 0 as y·log(y)
+    # does; its guard asks y == 0 as well, since log(y·R) is also -inf where R underflows with y > 0
+    scaled = {f: n for n in e.atoms(sp.log) if n.args[0].is_Mul for f in n.args[0].args
+              if f.is_Symbol and f not in logs and f not in (n.args[0] / f).free_symbols}
+    logs.update(scaled)
 
     def power(m: sp.Mul):
         for f in m.args:
@@ -130,6 +135,7 @@ def vanishing_logs(e: sp.Expr) -> sp.Expr:
         # b == 0 as the code computes log(b) (accurately: -expm1, 2·sin²(u/2)), not b itself: SymPy writes
         # Eq(1 - e^(-t), 0) as Eq(e^(-t), 1), true in floats for t < 1.1e-16, where b is not 0
         zero = sp.StrictLessThan(logs[b], -1000)  # -inf: a finite double's log is above -745
+        zero = sp.And(sp.Eq(b, 0), zero) if b in scaled else zero
         signs = ([] if k.is_number else [k > 0]) + [e >= 0 for e in sorted(powers - {k}, key=sp.default_sort_key)]
         return sp.Piecewise((sp.S.Zero, sp.And(zero, *signs)), (inner, True))
 
