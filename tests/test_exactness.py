@@ -369,6 +369,27 @@ def test_one_minus_cos_is_computed_as_a_square_of_sin(dtype):
             assert g[0] == pytest.approx(float(dwant), rel=rel), (e, v)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_acosh_of_one_plus_a_small_square_keeps_its_digits(dtype):
+    # acosh(1 + a²x²) is √2·|a·x| for small a·x: as written 1 + w rounds w away (0 for 1.4e-9 at a·x = 1e-9,
+    # as NumPy and torch). Oracle: mpmath at 50 digits on SymPy's diff of the formula as written.
+    import mpmath
+
+    a, x = sp.symbols("a x", real=True)
+    e = sp.acosh(1 + a**2 * x**2)
+    f = sg.compile(e, [a], [x], dtype=dtype)
+    val, der = sp.lambdify([a, x], e, "mpmath"), sp.lambdify([a, x], sp.diff(e, a), "mpmath")
+    points = (1e-9, 1e-6, 1e-3, 0.5, 3.0, 1e5, 1e100, 1e151) if dtype == "float64" else (1e-9, 1e-4, 0.5, 3.0, 1e15)
+    for v in points:
+        v = float(np.asarray(v, dtype))
+        value, g = f.value_and_grad(np.array([v], dtype), np.array([1.0], dtype))
+        with mpmath.workdps(50):
+            want, dwant = val(mpmath.mpf(v), 1), der(mpmath.mpf(v), 1)
+        rel = 4e-16 if dtype == "float64" else 3e-7
+        assert value == pytest.approx(float(want), rel=rel), (v, value, float(want))
+        assert g[0] == pytest.approx(float(dwant), rel=rel), v
+
+
 SQUARED_PRODUCTS = ["asinh(a*x)", "sqrt(a**2*x**2 + 1)", "atan2(b, a*x)", "log(a**2 + b**2*x**2)",
                     "sqrt(a**2*x**2 + b**2)", "x/sqrt(a**2*x**2 + b**2*x**4)", "log(1 + a**2*x**2)",
                     "4*a**2*x**2/(4*a**2*x**2 + b**2)"]

@@ -39,7 +39,8 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
     """CSE's (temporaries, finals) with log(1 + u) as log1p(u) (log(1 + 1e-30) came out 0), log(S) as
     2·log(√S) for S a sum of squares (inf at x = y = 1e160, where it is 737.5), e^u − 1 as expm1(u)
     (elu's ∂/∂α near 0; p − p·e^u alike), p − p·cos(u) as 2p·sin²(u/2), 1 ± erf(u) as erfc(∓u),
-    1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11 off at −0.9999999999), and
+    1 − u² as (1 − u)(1 + u) (asin', acos' and atanh' near ±1: 2.5e-11 off at −0.9999999999), acosh(1 + w)
+    as log1p(w + √w·√(w + 2)), and
     num·S^(−m/2), S a sum of squares, as num's factors divided in turn by h = √S computed scaled
     (atan2's gradient −y/(x² + y²) was 0 at x = y = 1e160: S overflowed).
     log(1 + S) is log1p(S) below 4 and 2·log(√S) above (log1p(u²) was inf from u = 1.3e154).
@@ -82,6 +83,10 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
                     return log1p(one_minus - 1)
                 return sp.log(one_minus)  # log(1 - cos u) as log(2 sin^2(u/2))
             return log1p(arg - 1)
+        if isinstance(n, sp.acosh) and libm:  # acosh(1 + w) for small w: √(2w)'s digits (0 for 1.4e-9 at w = 1e-18)
+            c, w = _written(n.args[0], value).as_coeff_Add()
+            if c == 1:  # √w·√(w + 2): w(w + 2) overflows from w = 1.3e154, and 2w from 9e307
+                return sp.Piecewise((log1p(w + sp.sqrt(w) * sp.sqrt(w + 2)), w < 1e300), (sp.log(2 * w), True))
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):
