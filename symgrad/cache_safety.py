@@ -51,6 +51,14 @@ def unsafe(path: Path) -> str | None:
     return None
 
 
+def configured() -> Path:
+    """The code cache folder as configured: ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``."""
+    # absolute: a relative folder held the path of a compiled module that os.chdir then lost
+    env = os.environ.get("SYMGRAD_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "symgrad"
+    return base.expanduser().absolute()
+
+
 def private_dir(path: Path) -> str | None:
     """Make the folder ``path`` (mode 0o700 when made here) and say why it is unsafe (None: it
     is safe). OSError when it cannot be made."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -35,13 +34,6 @@ VERSION = "0.1.0"
 _HEADER = "# symgrad-sha256: "
 
 
-def _configured() -> Path:
-    # absolute: a relative folder held the path of a compiled module that os.chdir then lost
-    env = os.environ.get("SYMGRAD_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "symgrad"
-    return base.expanduser().absolute()
-
-
 _USABLE: dict[str, Path] = {}
 
 
@@ -49,7 +41,7 @@ def cache_dir() -> Path:
     """The code cache folder: ``$SYMGRAD_CACHE_DIR``, else ``$XDG_CACHE_HOME/symgrad``, made
     with mode 0o700. One another user could write is bypassed, with a warning, for a private
     temporary folder (symgrad/cache_safety.py)."""
-    configured = _configured()
+    configured = safety.configured()
     hit = _USABLE.get(str(configured))
     if hit is None:
         hit, final = safety.usable_dir(configured)

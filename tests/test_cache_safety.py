@@ -314,3 +314,20 @@ def test_a_process_killed_while_numba_saves_then_a_good_compile(cache):
     good, err = _run(cache, 70, "numba")
     assert good["v"] == pytest.approx(_want(70), rel=1e-12) and "Error" not in err
     assert good["misses"] >= 1
+
+
+def test_symgrads_own_kernels_cache_in_its_folder_where_numba_has_none(tmp_path):
+    # installed where the user cannot write, with no writable home (a container's uid), import symgrad
+    # failed with Numba's "cannot cache function '_two_prod': no locator available". Numba's locators
+    # are left out here (its NUMBA_CACHE_LOCATOR_CLASSES), as none would find a folder there.
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "symgrad.native.locator.InSymgradCache",
+           "SYMGRAD_CACHE_DIR": str(tmp_path / "cache"), "SYMGRAD_PREWARM": "0",
+           "PYTHONPATH": str(Path(sg.__file__).parent.parent)}
+    code = "from symgrad.native import fpcore; print(fpcore._two_prod(3.0, 1.0 / 3))"
+    for _ in range(2):  # compiled and cached, then loaded from the cache
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.split() == ["(1.0,", "-5.551115123125783e-17)"]
+    folder = next((tmp_path / "cache" / "native").iterdir())
+    assert {p.suffix for p in folder.iterdir()} == {".nbi", ".nbc"}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

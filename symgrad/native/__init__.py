@@ -28,3 +28,7 @@ def _drop_stale_cache(here: Path = Path(__file__).parent) -> None:
 
 
 _drop_stale_cache()
+
+from .locator import cache_here_last  # noqa: E402 - after the stale files are gone
+
+cache_here_last()
