@@ -313,6 +313,10 @@ def test_bad_input_is_named_with_its_fix(client, digits, decay):
     # the row of the whole data, not of the chunk (450 - 400 = 50)
     with pytest.raises(sg.errors.DataError, match=r"row chunk of rows 400 to 599.*non-finite.*\(450, 3\)"):
         sg.fit(net, "softmax_cross_entropy", *_dask(bad, y, 200), client=client, epochs=1)
+    # the chunk is said up front, not spliced into the fix's code (np.unique(Y, the row chunk of rows 0 to 199,, ...))
+    with pytest.raises(sg.errors.TargetError, match=r"^in the row chunk of rows \d+ to \d+: class labels .*"
+                                                    r"np\.unique\(Y, return_inverse=True\)\[1\]"):
+        sg.fit(sg.nn.MLP([64, 4, 3]), "softmax_cross_entropy", *_dask(X, y, 200), client=client, epochs=1)
     f, ts, ys = decay
     with pytest.raises(sg.errors.DataError, match="some data are Dask arrays"):
         f.value_and_grad([1, 1, 0], da.from_array(ts, chunks=500), ys)

@@ -112,10 +112,9 @@ def _prepared(spec: tuple, keys: tuple, chunk: int, start: int, xb, yb) -> tuple
     where = _where(chunk, start, len(xb))
     try:
         with rows_from(start):
-            out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), (f"X, {where},", f"Y, {where},"),
-                             positions=positions)
-    except SymgradError as exc:
-        raise type(exc)(str(exc)) from None
+            out = prepare_xy(xb, yb, loss_name, n_in, n_out, np.dtype(dtype), ("X", "Y"), positions=positions)
+    except SymgradError as exc:  # the chunk up front: the messages' fixes are code that names X and Y
+        raise type(exc)(f"in {where}: {exc}") from None
     _PREPARED[(spec, keys)] = out
     while len(_PREPARED) > PREPARED_CHUNKS:
         _PREPARED.popitem(last=False)
