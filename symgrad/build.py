@@ -181,7 +181,7 @@ def tensor_program(loss, params, data, reduction, labels=None, hvp: bool = False
     its gradient is (H v, ∇f)."""
     forget_other_models()
     nodes, out = lower(loss, params, data, labels)
-    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    leaves = {n.label: n for n in nodes if n.kind == "leaf"}  # the user's names (n.name: identifiers)
     ps = [leaves[str(p)] for p in params]
     if hvp:
         nodes, out, directions = tangent_graph(nodes, out, ps)

@@ -245,16 +245,25 @@ def _load(path: Path, jit: bool) -> ModuleType:
         module = _exec(name, path, entry.text, jit)
     except Exception as exc:
         if entry.built or entry.make is None:
-            if isinstance(exc, SyntaxError):
-                raise CacheError(f"generated module {path} does not compile: {exc}. Fix: delete it "
-                                 "and compile the model again.") from exc
-            raise
+            _unloadable(path, exc, entry.built)
         warnings.warn(f"symgrad: cache file {path} failed to import ({type(exc).__name__}: {exc}); "
                       "rebuilding it", stacklevel=2)
         entry = _remember(path, _Trusted(_write(path, entry.make()), entry.make, True))
-        module = _exec(name, path, entry.text, jit)
+        try:
+            module = _exec(name, path, entry.text, jit)
+        except SyntaxError as again:  # rebuilt as it was: symgrad wrote it so (was a raw SyntaxError)
+            _unloadable(path, again, True)
     sys.modules[name] = module
     return module
+
+
+def _unloadable(path: Path, exc: Exception, built: bool) -> None:
+    """Raise for a module that fails to import: a SyntaxError as a CacheError with its fix."""
+    if not isinstance(exc, SyntaxError):
+        raise exc
+    fix = ("symgrad wrote code that does not parse, a bug: please report it with the model; meanwhile, name "
+           "its symbols with letters, digits and '_'." if built else "delete it and compile the model again.")
+    raise CacheError(f"generated module {path} does not compile: {exc}. Fix: {fix}") from exc
 
 
 def glue_options() -> dict[str, bool]:

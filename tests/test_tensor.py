@@ -572,3 +572,21 @@ def test_parameter_arrays_are_converted_and_their_messages_name_them():
     f32 = A.compile(mse(w.T * x, y), wrt=[w], data=[x, y], dtype="float32", backend="python")
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
     assert f32.value([np.ones((3, 1))], X32, Y32) == f32.value(np.ones(3), X32, Y32)
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+@pytest.mark.parametrize("names", [("A", "A_f"), ("A_f", "A"), ("W 1", "W_1"), ("s.1", "2x"), ("ℓ", "l"), ("A", "A_v")])
+def test_parameter_names_never_share_a_generated_name(backend, names):
+    # a parameter A_f beside A: A's flat view p_A_f overwrote A_f's array, a wrong loss (0.865 for 6.725)
+    # and gradient, silently; 'W 1' was printed as p_W 1 (a CacheError, then a raw SyntaxError)
+    X = MS("X", 3, 1)
+    P, Q = MS(names[0], 3, 1), MS(names[1], 3, 1)
+    loss = msum(HadamardProduct(P, X)) + msum(HadamardProduct(Q, Q))
+    xs = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    p, q = np.array([[0.1], [-0.2], [0.3]]), np.array([[1.0], [2.0], [-1.0]])
+    f = A.compile(loss, wrt=[P, Q], data=[X], backend=backend)
+    value, grad = f.value_and_grad([p, q], xs)
+    assert value == pytest.approx(np.mean(xs @ p[:, 0]) + (q**2).sum(), rel=1e-14)
+    np.testing.assert_allclose(np.ravel(grad), np.concatenate([xs.mean(0), 2 * q[:, 0]]), rtol=1e-14)
+    np.testing.assert_allclose(np.ravel(f.hvp([p, q], [np.ones((3, 1)), np.ones((3, 1))], xs)),
+                               np.concatenate([np.zeros(3), 2 * np.ones(3)]), atol=1e-14)

@@ -238,6 +238,24 @@ def _ident(name: str) -> str:
     return "".join(out).strip("_") or "s"
 
 
+def leaf_ident(name: str, taken: set[str]) -> str:
+    """A tensor model's parameter or data name in generated code (printed as p_W, x_X, and a
+    parameter's flat view as p_W_f): an identifier, unique in ``taken`` (which it joins), and never
+    another one's name plus a suffix the generator appends, '_f' or '_v': a parameter A_f beside A
+    overwrote A's flat view p_A_f (a wrong loss and gradient), and 'W 1' printed as p_W 1."""
+    base = _ident(name)
+    base = "s_" + base if base[0].isdigit() else base
+    ident, k = base, 1
+
+    def clash(i: str) -> bool:
+        return i in taken or any(i == t + sfx or t == i + sfx for t in taken for sfx in ("_f", "_v"))
+    while clash(ident):
+        k += 1
+        ident = f"{base}_{k}"
+    taken.add(ident)
+    return ident
+
+
 def py_name(sym: sp.Basic) -> str:
     """A valid, readable Python identifier for a symbol name (theta_0, y_star, ...)."""
     ident = _ident(str(sym))

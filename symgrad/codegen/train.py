@@ -230,7 +230,7 @@ def _frozen_slices(prog: Program) -> list[int]:
 def predict_source(prog: Program, model_expr, params, x) -> list[str]:
     """``predict(params..., x)``: the model output, sharing the loss's map kernels."""
     nodes, out = fuse_maps(*lower_matrix(model_expr, params, [x]))
-    leaves = {n.name: n for n in nodes if n.kind == "leaf"}
+    leaves = {n.label: n for n in nodes if n.kind == "leaf"}
     pp = Program(nodes, out, [leaves[str(p)] for p in params], [leaves[str(x)]], "mean", prog.kernels.p,
                  kernels=prog.kernels, dims=prog.dims, scope="predict")
     return pp.predict_fn()

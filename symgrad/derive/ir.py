@@ -82,10 +82,13 @@ class Lowerer:
         self.nodes: list[TNode] = []
         self.memo: dict[sp.Basic, TNode] = {}
         self.labels = labels or {}
+        from ..codegen.printer import leaf_ident  # the generated code's names; codegen imports derive
+
+        taken: set[str] = set()
         for role, syms in (("param", params), ("data", data)):
             for s in syms:
                 shape = tuple(int(d) for d in s.shape) if isinstance(s, sp.MatrixSymbol) else (1, 1)
-                node = TNode("leaf", str(s), shape, role == "data", role=role, label=str(s))
+                node = TNode("leaf", leaf_ident(str(s), taken), shape, role == "data", role=role, label=str(s))
                 self.memo[s] = node
                 self.nodes.append(node)
 

@@ -108,7 +108,7 @@ def network_values(nodes: list[TNode], out: TNode, leaves: dict[str, np.ndarray]
                                     "print the formulas, or check the gradients numerically with sg.check_grads.")
     val: dict[int, np.ndarray] = {}
     for n in nodes:
-        v = leaves[n.name] if n.kind == "leaf" else _forward(n, [val[id(i)] for i in n.inputs])
+        v = leaves[n.label] if n.kind == "leaf" else _forward(n, [val[id(i)] for i in n.inputs])
         val[id(n)] = np.reshape(v, n.shape)
     delta: dict[int, np.ndarray] = {id(out): np.ones((1, 1))}
     for n in reversed(nodes):
@@ -135,7 +135,7 @@ def _dims(nodes: list[TNode], leaves: dict[str, np.ndarray]) -> dict[int, tuple[
     dims: dict[int, tuple[int, ...]] = {}
     for n in nodes:
         if n.kind == "leaf":
-            dims[id(n)] = np.shape(leaves[n.name]) if np.size(leaves[n.name]) == n.length else n.shape
+            dims[id(n)] = np.shape(leaves[n.label]) if np.size(leaves[n.label]) == n.length else n.shape
         elif n.kind in DIMS:
             dims[id(n)] = DIMS[n.kind](n)
         else:
