@@ -11,7 +11,8 @@ import sympy as sp
 def merged_powers(e: sp.Expr) -> sp.Expr:
     """``x**y·x**k`` (k a whole number) as ``x**(y + k)``: the derivative of a power with a
     symbolic exponent comes as ``x**y·y/x``, which is 0/0 at x = 0 where ``y·x**(y − 1)`` is the
-    value (0 for y > 1, 1 for y = 1). Exact wherever the product is defined.
+    value (0 for y > 1, 1 for y = 1), and 0 where x**y underflows (x**π at 1e-110) and x**(y − 1)
+    does not. Exact wherever the product is defined.
 
     >>> x, y = sp.symbols("x y", real=True)
     >>> merged_powers(sp.diff(x**y, x))
@@ -24,8 +25,8 @@ def merged_powers(e: sp.Expr) -> sp.Expr:
             bases.setdefault(b, []).append(k)
         return bases
 
-    def mergeable(ks: list[sp.Expr]) -> bool:
-        return len(ks) > 1 and sum(not k.is_number for k in ks) == 1 and all(k.is_Integer for k in ks if k.is_number)
+    def mergeable(ks: list[sp.Expr]) -> bool:  # one exponent y (a symbol, or a number SymPy keeps apart: π, √2)
+        return len(ks) > 1 and sum(not k.is_Integer for k in ks) == 1
 
     def merge(m: sp.Mul) -> sp.Expr:
         return sp.Mul(*(b ** sp.Add(*ks) if mergeable(ks) else sp.Mul(*(b**k for k in ks)) for b, ks in split(m).items()))
