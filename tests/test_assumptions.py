@@ -24,8 +24,8 @@ def test_positive_data_folded_by_sympy_is_refused_not_wrong():
     with pytest.raises(AssumptionError, match=r"x is declared positive=True .* holds -3 \(at index 1\)") as err:
         f.value([2.0], np.array([1.0, -3.0]))
     assert isinstance(err.value, DataError) and "Fix" in str(err.value)
-    with pytest.raises(AssumptionError):
-        f.value_and_grad([2.0], x=np.array([0.0]))  # 0 is not positive; by keyword too
+    with pytest.raises(AssumptionError, match="nonnegative=True if 0 is allowed"):
+        f.value_and_grad([2.0], x=np.array([0.0]))  # 0 is not positive (an optimizer's bound tries it); by keyword too
 
 
 @pytest.mark.parametrize("kind,good,bad", [

@@ -306,3 +306,10 @@ def test_a_flat_vector_of_the_wrong_length_is_said_to_be_one():
         f.hvp(np.zeros(31), np.zeros((31, 1)), X, X)
     with pytest.raises(ShapeError, match=r"got 3 arrays"):
         f.value([np.zeros((4, 3)), np.zeros((4, 1)), np.zeros((3, 4))], X, X)
+
+
+def test_an_indexed_base_as_wrt_is_told_its_elements():
+    c, x = sp.IndexedBase("c"), sp.Symbol("x")
+    for wrt in ([c], c):
+        with pytest.raises(sg.errors.UnboundSymbolError, match=r"its elements, wrt=\[c\[i\] for i in range\(n\)\]"):
+            sg.compile(c[0] + c[1] * x, wrt=wrt, data=[x])

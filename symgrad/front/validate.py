@@ -127,28 +127,29 @@ def _too_many_elements(found: set[sp.Basic], limit: int) -> None:
         "e.g. (w.T*X)[0, 0], which SymPy expands into a sum of one product per element; each would "
         "be compiled separately, per weight. Fix: write the model with matrix operations and "
         "reduce with sg.msum(...) or sg.mean(...) instead of indexing elements: "
-        "sg.msum(w.T*X) instead of (w.T*X)[0, 0], sg.msum(sp.HadamardProduct(w, x)) for an "
-        "elementwise product."
-    )
+        "sg.msum(w.T*X) instead of (w.T*X)[0, 0], sg.msum(sp.HadamardProduct(w, x)) for an elementwise product.")
+
+
+def _elements(v, what: str) -> str:
+    return f"its elements, {what}=[{v}[i] for i in range(n)]; or " if isinstance(v, sp.IndexedBase) else ""
 
 
 def symbol_list(value: object, what: str) -> list[sp.Basic]:
     """``wrt=`` or ``data=`` as a list: one symbol alone is accepted as a list of one.
 
-    >>> a = sp.Symbol("a")
-    >>> symbol_list(a, "wrt")
+    >>> symbol_list(sp.Symbol("a"), "wrt")
     [a]
     """
     if isinstance(value, (sp.Symbol, sp.MatrixSymbol)):
         return [value]
     if isinstance(value, (str, sp.Basic)) or not isinstance(value, Iterable):
-        raise UnboundSymbolError(f"{what}= takes symbols (a Symbol, a MatrixSymbol, or a list of them), "
-                                 f"got {value!r}. Fix: e.g. {what}=[a, b] with a, b = sp.symbols('a b', real=True).")
+        raise UnboundSymbolError(f"{what}= takes symbols (a Symbol, a MatrixSymbol, or a list of them), got {value!r}. "
+                                 f"Fix: {_elements(value, what)}e.g. {what}=[a, b] with a, b = sp.symbols('a b', real=True).")
     out = list(value)
     for v in out:  # an Indexed (theta[0] of an expanded sum) is a symbol to compile (build.py)
         if not isinstance(v, (sp.Symbol, sp.MatrixSymbol, sp.Indexed)):
-            raise UnboundSymbolError(f"{what}= holds {v!r} ({type(v).__name__}), which is not a symbol. Fix: list "
-                                     "symbols only; to use an expression such as 2*a, give it a symbol and substitute.")
+            raise UnboundSymbolError(f"{what}= holds {v!r} ({type(v).__name__}), which is not a symbol. Fix: {_elements(v, what)}"
+                                     "list symbols only; to use an expression such as 2*a, give it a symbol and substitute.")
     return out
 
 

@@ -90,7 +90,13 @@ def check_assumptions(checks, arrays: Sequence[np.ndarray], what: str, symbols: 
             f"{label} is declared {said}{why} (SymPy simplified with it, e.g. "
             f"{_EXAMPLE[name.removeprefix('extended_')].format(s=label)}), "
             f"but the {what} {label} holds {float(v):g}{where}. Fix: pass values that are {need}, or declare "
-            f"{label} with real=True only, so that nothing relies on it.")
+            f"{label} with {_weaker(name, float(v))}real=True only, so that nothing relies on it.")
+
+
+def _weaker(name: str, v: float) -> str:
+    # an optimizer's bound (0, None) evaluates a positive parameter at 0
+    return "nonnegative=True if 0 is allowed (an optimizer's bound of 0 tries it), or " \
+        if v == 0 and name in ("positive", "extended_positive") else ""
 
 
 def refuse_unreal(symbols) -> None:
