@@ -433,3 +433,9 @@ def test_a_removable_point_prints_the_limit_the_compiled_code_returns(expr, wrt,
 def test_no_limit_is_claimed_at_a_pole_or_where_the_formula_is_defined():
     assert "limit" not in str(sg.explain(1 / X + X, X, at={X: 0}))
     assert "limit" not in str(sg.explain((sp.exp(X) - 1) / X, X, at={X: 1}))
+
+
+def test_a_float_constant_prints_as_written_in_every_step():
+    # standalone, as a local derivative, 0.1 printed 0.100000000000000 and 1e-300 1.00000000000000e-300
+    text = str(sg.explain(sp.Float(1e-300) * sp.sin(X) + sp.Float(0.1) * X**2, X))
+    assert "∂v2/∂v1 = 0.1" in text and "1.0e-300" in text and "00000000" not in text, text

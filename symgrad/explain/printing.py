@@ -101,7 +101,7 @@ class NamedOp(AppliedUndef):
 class ReadableText(LossNotation, _LeadPositive, StrPrinter):
     """SymPy's str notation, with settings for the product, power, minus and square-root signs."""
 
-    _default_settings = {**StrPrinter._default_settings, "mul": None, "power": "**", "minus": "-",
+    _default_settings = {**StrPrinter._default_settings, "full_prec": False, "mul": None, "power": "**", "minus": "-",
                          "square": None, "sqrt": None, "names": {}, "lead_positive": False}
 
     def _print_Symbol(self, e):
