@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import sympy as sp
 
-from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, tensor_module
+from .build import MAX_HESSIAN_PARAMS, check_options, formula_module, loss_of, tensor_module
 from .derive.reverse import sweep
 from .errors import NamingError, OptionError, SymgradError, UnsupportedModelError
 from .explain.indexed import explain_indexed, grad_indexed
@@ -296,5 +296,5 @@ def formulas(model, loss, at: tuple | None = None):
     check_network(model)
     fn, name = loss_fn(loss)
     y = target_symbol(fn, model.expr, getattr(model, "target_name", "y"))  # the notes' y* or t, when named
-    leaves = network_sample(model, name, at, y) if at is not None else None
-    return network_formulas(fn(model.expr, y), model.params, [model.x, y], getattr(model, "labels", None), leaves)
+    leaves = network_sample(model, name, at, y) if at is not None else None  # a custom loss's SymPy error: loss_of's
+    return network_formulas(loss_of(fn, name, model.expr, y), model.params, [model.x, y], getattr(model, "labels", None), leaves)

@@ -216,10 +216,11 @@ class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):
 
     def _print_Symbol(self, e, style="plain"):
         name = self._settings["symbol_names"].get(e)
-        out = name if name is not None else tex_name(e.name)
-        if out in (r"\pi", "e") and constant_clash("tex", out, "symbol") and e.name == "pi":
-            return r"\mathrm{pi}"  # beside π; a symbol e stays e, and the constant is upright
-        return out
+        if name is None:  # tex_name tells a symbol pi from π (\\mathrm{pi}); a symbol e stays e
+            return tex_name(e.name)
+        if name in (r"\pi", "e"):
+            constant_clash("tex", name, "symbol")
+        return name
 
     def _print(self, e, **kwargs):
         # π and e print by their own _latex, which SymPy calls before any _print_ method

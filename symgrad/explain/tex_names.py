@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TypeVar
 
+import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 T = TypeVar("T")
@@ -41,26 +42,53 @@ _ACCENTS = {"\u0302": "hat", "\u0303": "tilde", "\u0304": "bar", "\u0305": "bar"
             "\u0308": "ddot", "\u20d7": "vec"}
 
 
+#: Greek letters Unicode names differently from SymPy's words, or that LaTeX has no command for
+_GREEK_WORDS = {"final sigma": "varsigma", "GREEK THETA SYMBOL": "vartheta", "GREEK PHI SYMBOL": "varphi",
+                "GREEK PI SYMBOL": "varpi", "GREEK RHO SYMBOL": "varrho", "GREEK KAPPA SYMBOL": "varkappa",
+                "GREEK LUNATE EPSILON SYMBOL": "epsilon", "MICRO SIGN": "mu"}
+
+
+def _greek_word(ch: str) -> str:
+    """SymPy's word for a Greek letter (λ -> lamda, which SymPy writes \\lambda), else ''."""
+    u = unicodedata.name(ch, "") if ord(ch) > 127 else ""
+    if u.startswith("GREEK SMALL LETTER "):
+        w = u.removeprefix("GREEK SMALL LETTER ").lower()
+    elif u.startswith("GREEK CAPITAL LETTER "):
+        w = u.removeprefix("GREEK CAPITAL LETTER ").capitalize()
+    else:
+        return _GREEK_WORDS.get(u, "")
+    return _GREEK_WORDS.get(w, w) if " " not in w or w in _GREEK_WORDS else ""
+
+
 def _greek(name: str) -> str:
     """Unicode Greek letters as SymPy's spelled-out names (θ1 -> theta1), so LaTeX gets \\theta; in a
-    name that goes on with a letter after one (Δw, Δθ), every Greek letter as its command (\\Delta w):
-    SymPy reads Deltaw as eight letters."""
-    letters = [unicodedata.name(ch, "") if ord(ch) > 127 else "" for ch in name]
-    spelled = [u.removeprefix("GREEK SMALL LETTER ").lower() if u.startswith("GREEK SMALL LETTER ")
-               else u.removeprefix("GREEK CAPITAL LETTER ").capitalize() if u.startswith("GREEK CAPITAL LETTER ")
-               else "" for u in letters]
-    commands = any(g and nxt.isalpha() for g, nxt in zip(spelled, name[1:]))
-    out = []
-    for ch, g in zip(name, spelled):
-        if g:
-            out.append("\\" + g + " " if commands else g)
+    name where a Greek letter touches another letter (Δw, Δθ, xα), every Greek or accented letter as its
+    LaTeX (\\Delta w, x \\alpha): SymPy reads Deltaw as eight letters. Precomposed accents (ŷ) as
+    a letter and its combining accent (\\hat{y})."""
+    name = unicodedata.normalize("NFD", name)
+    clusters: list[list[str]] = []  # [base, accent words...]
+    for ch in name:
+        if ch in _ACCENTS and clusters:
+            clusters[-1].append(_ACCENTS[ch])
         else:
-            out.append(_ACCENTS.get(ch, ch))
+            clusters.append([ch])
+    words = [_greek_word(c[0]) for c in clusters]
+    letter = [bool(w) or c[0].isalpha() for c, w in zip(clusters, words)]
+    commands = any((words[i] and letter[i + 1]) or (words[i + 1] and letter[i]) for i in range(len(clusters) - 1))
+    out = []
+    for c, w in zip(clusters, words):
+        word = (w or c[0]) + "".join(c[1:])
+        if commands and (w or len(c) > 1):
+            out.append(LatexPrinter()._deal_with_super_sub(word) + " ")
+        else:
+            out.append(word)
     return "".join(out).rstrip()
 
 
 def _spelled(name: str) -> str:
     """``name`` letter for letter: a Greek head as its letter, the rest as written (theta1 -> \\theta1)."""
+    if name == "ℓ":  # its letter: ell beside it is the one spelled out
+        return r"\ell"
     g = _greek("".join(_SPECIAL.get(c, c) for c in name))
     head, rest = re.match(r"([A-Za-z]*)(.*)", g).groups()
     return (LatexPrinter()._deal_with_super_sub(head) if head else "") + rest.replace("_", r"\_")
@@ -68,12 +96,13 @@ def _spelled(name: str) -> str:
 
 def tex_ident(name: str) -> str:
     """One name as a textbook writes it: z1 -> z_{1}, theta0 -> \\theta_{0}, δ_z2 -> \\delta_{z_{2}}, y* -> y^{*}."""
-    if name == "ℓ":
-        return r"\ell"
-    if name.startswith("δ_"):
-        return r"\delta_{%s}" % tex_ident(name[2:])
     if name in (spelled := _SPELLED.get() or {}):
         return spelled[name]
+    if name == "ℓ" or name.startswith("δ_"):  # recorded too: ell and delta_z print the same
+        out = r"\ell" if name == "ℓ" else r"\delta_{%s}" % tex_ident(name[2:])
+        if (seen := _SEEN.get()) is not None:
+            seen.setdefault(out, set()).add(name)
+        return out
     star = name.endswith("*") and "^" not in name  # y^* is SymPy's superscript already
     # lambda_ (Python's way around a keyword) is λ, not λ with an empty subscript
     plain = name[:-1] if star else name.rstrip("_") or name
@@ -81,6 +110,8 @@ def tex_ident(name: str) -> str:
     out += "^{*}" if star else ""
     if (seen := _SEEN.get()) is not None:  # y* and y^* both print y^{*}
         seen.setdefault(out, set()).add(name)
+    if out in (r"\pi", "e") and constant_clash("tex", out, "symbol") and name == "pi":
+        return r"\mathrm{pi}"  # beside π, wherever the name is printed (∂J/∂pi, At pi = 1, a layer pi)
     return out
 
 
@@ -150,3 +181,20 @@ def told_apart(write: Callable[[], T]) -> T:
         return write()
     finally:
         _APART.reset(token)
+
+
+#: names that read as a constant in a printout, whether or not it holds the constant (∂v3/∂pi = cos(pi)
+#: reads as cos π, and pi is \\pi in LaTeX); e and E are told apart from e where both appear (told_apart)
+_CONSTANTS = {"pi": "the constant π", "π": "the constant π", "I": "the imaginary unit", "oo": "∞",
+              "zoo": "complex ∞", "nan": "NaN"}
+
+
+def reads_as(name: str, formula: sp.Basic) -> str | None:
+    """What a name chosen for a step or the output reads as in a printout (a constant, or a function
+    of the formula or of symgrad's table, which its derivatives may hold: cos in sin's), or None."""
+    from ..front.validate import SUPPORTED_NAMES  # the front end imports the printers' names
+
+    if name in _CONSTANTS:
+        return _CONSTANTS[name]
+    functions = set(SUPPORTED_NAMES) | {type(f).__name__ for f in formula.atoms(sp.Function)}
+    return f"the function {name}" if name in functions else None

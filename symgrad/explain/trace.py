@@ -16,6 +16,7 @@ from ..lang.parse import parse_expr
 from .display import Printout, Row, Style
 from .limits import removable_values, undefined
 from .numeric import PointValues
+from .tex_names import reads_as
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Derivation(Printout):
         # each += adds one path's contribution (∂J/∂t twice in the notes' example): these are their sums
         rows += [s.head("Collected adjoints (the sums of the += steps)"), *totals] if totals else []
         rows.append(s.head("Result"))
-        rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._gradient_at(w), g))
+        rows += [s.eq(s.d(j, w), "=", s.expr(g) + self._num(s, self._result_at(w, g), g))
                  for w, g in zip(self.wrt, self.gradients)]
         rows += self._limit_rows(s)
         if self.textbook and self.rules:
@@ -104,6 +105,13 @@ class Derivation(Printout):
             rows.append(s.head("Agreement: the derivative as written minus the stable one"))
             rows += [s.eq(s.d(j, w), s.words(": "), s.words(a)) for w, a in zip(self.wrt, self.agreement)]
         return rows + s.kink_note(self.original, self.stable)
+
+    def _result_at(self, w: sp.Symbol, printed: sp.Expr) -> sp.Expr:
+        """The value after a result: the trace's, or the printed formula's where only that is defined (x**λ/x)."""
+        traced = self._gradient_at(w)
+        if self.point and undefined(self._values(traced)) and not undefined(self._values(printed)):
+            return printed
+        return traced
 
     def _limit_rows(self, s: Style) -> list[Row]:
         """Where the result as written is undefined at the point but the formula has a finite
@@ -154,6 +162,8 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
     it is read with the expression's own symbols and ``prepare``d as the expression was, so it
     matches the node the sweep sees. Refuses a name taken by a variable, the output or another key.
     """
+    if (reads := reads_as(output, stable)) is not None:  # ∂sin/∂x, ∂pi/∂x
+        raise NamingError(f"output={output!r} reads as {reads} in the printout. Fix: another name, e.g. output='L'.")
     if not names:
         return {}
     if not isinstance(names, Mapping):
@@ -170,9 +180,8 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
         if not name.isidentifier():
             raise NamingError(f"names[{key!r}] = {name!r} is not a valid name: the printout (and the code written "
                               "from it) needs letters, digits and '_', not starting with a digit. Fix: e.g. 't1'.")
-        if name in _CONSTANTS or name in {type(f).__name__ for f in stable.atoms(sp.Function)}:
-            raise NamingError(f"names[{key!r}] = {name!r} reads as {_CONSTANTS.get(name, 'the function ' + name)} in "
-                              "the printout. Fix: choose another name, e.g. 't1'.")
+        if (reads := reads_as(name, stable)) is not None:
+            raise NamingError(f"names[{key!r}] = {name!r} reads as {reads} in the printout. Fix: another name, e.g. 't1'.")
         if node in out:  # two spellings of one subexpression: fine when they agree
             if out[node][0] == name:
                 continue
@@ -184,11 +193,6 @@ def resolve_names(names: Mapping | None, original: sp.Expr, stable: sp.Expr,
         taken[name] = f"the name of {key}"
         out[node] = (name, key)
     return out
-
-
-#: names that read as a constant in the printout, whether or not it holds the constant (∂v3/∂pi = cos(pi)
-#: reads as cos π, and pi is \pi in LaTeX); e and E are told apart from e where both appear (tex_names)
-_CONSTANTS = {"pi": "the constant π", "I": "the imaginary unit", "oo": "∞", "zoo": "complex ∞", "nan": "NaN"}
 
 
 def _name_node(key: object, symbols: dict[str, sp.Symbol], stable: sp.Expr, subexprs: set,
