@@ -379,7 +379,9 @@ def test_acosh_of_one_plus_a_small_square_keeps_its_digits(dtype):
     e = sp.acosh(1 + a**2 * x**2)
     f = sg.compile(e, [a], [x], dtype=dtype)
     val, der = sp.lambdify([a, x], e, "mpmath"), sp.lambdify([a, x], sp.diff(e, a), "mpmath")
-    points = (1e-9, 1e-6, 1e-3, 0.5, 3.0, 1e5, 1e100, 1e151) if dtype == "float64" else (1e-9, 1e-4, 0.5, 3.0, 1e15)
+    # 1e-170 (float32 1e-25): a temporary x² underflows where √(x²) = |x| does not; 1e154 (1e19): 2w overflows
+    points = ((1e-170, 1e-9, 1e-6, 1e-3, 0.5, 3.0, 1e5, 1e100, 1e151, 1e154) if dtype == "float64" else
+              (1e-25, 1e-21, 1e-9, 1e-4, 0.5, 3.0, 1e15, 1e19))
     for v in points:
         v = float(np.asarray(v, dtype))
         value, g = f.value_and_grad(np.array([v], dtype), np.array([1.0], dtype))
@@ -387,7 +389,13 @@ def test_acosh_of_one_plus_a_small_square_keeps_its_digits(dtype):
             want, dwant = val(mpmath.mpf(v), 1), der(mpmath.mpf(v), 1)
         rel = 4e-16 if dtype == "float64" else 3e-7
         assert value == pytest.approx(float(want), rel=rel), (v, value, float(want))
+        assert f.value(np.array([v], dtype), np.array([1.0], dtype)) == pytest.approx(float(want), rel=rel), v
         assert g[0] == pytest.approx(float(dwant), rel=rel), v
+    g = sg.compile(sp.acosh(1 + sp.exp(a * x)), [a], [x], dtype=dtype)  # a temporary e^u, whose root is e^(u/2)
+    for v in ((-745.0, -800.0) if dtype == "float64" else (-120.0,)):
+        with mpmath.workdps(50):
+            want = mpmath.acosh(1 + mpmath.exp(mpmath.mpf(v)))
+        assert g.value_and_grad(np.array([v], dtype), np.array([1.0], dtype))[0] == pytest.approx(float(want), rel=rel)
 
 
 SQUARED_PRODUCTS = ["asinh(a*x)", "sqrt(a**2*x**2 + 1)", "atan2(b, a*x)", "log(a**2 + b**2*x**2)",

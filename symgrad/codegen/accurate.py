@@ -85,8 +85,14 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
             return log1p(arg - 1)
         if isinstance(n, sp.acosh) and libm:  # acosh(1 + w) for small w: √(2w)'s digits (0 for 1.4e-9 at w = 1e-18)
             c, w = _written(n.args[0], value).as_coeff_Add()
-            if c == 1:  # √w·√(w + 2): w(w + 2) overflows from w = 1.3e154, and 2w from 9e307
-                return sp.Piecewise((log1p(w + sp.sqrt(w) * sp.sqrt(w + 2)), w < 1e300), (sp.log(2 * w), True))
+            if c == 1:  # √w·√(w + 2): w(w + 2) overflows from w = 1.3e154; w + √w·√(w + 2) from 9e307 (float32: 1.7e38)
+                # √w from w as written where SymPy takes the root (√(x²) = |x|, √(e^u) = e^(u/2)): a temporary
+                # t0 = x² underflows (x = 1e-170; float32 1e-23) where √w does not
+                full = _all_written(w, value)
+                root = sp.sqrt(full)
+                root = sp.sqrt(w) if root.is_Pow and root.base == full else root
+                # from w = 1e17 acosh(1 + w) is log(2w) to a part in 1e19; log(w) + log(2): 2w overflows from 9e307
+                return sp.Piecewise((log1p(w + root * sp.sqrt(w + 2)), w < 1e17), (sp.log(w) + sp.log(2), True))
         if n.is_Mul and any(f in powers for f in n.args):
             n = sp.Mul(*(powers.get(f, f) for f in n.args))
         if n.is_Pow and n.exp == sp.S.Half and (n.base in value or n.base.is_Add):
@@ -121,6 +127,16 @@ def accurate_forms(replacements: list, reduced: list, libm: bool = True) -> tupl
 
     temps, finals = [(t, fix(v)) for t, v in replacements], [fix(r) for r in reduced]
     return _with_roots(temps, finals, powers, roots), finals
+
+
+def _all_written(e: sp.Expr, value: dict) -> sp.Expr:
+    """``e`` with every temporary it holds put back, through temporaries of temporaries."""
+    for _ in range(len(value) + 1):
+        held = e.free_symbols & value.keys()
+        if not held:
+            break
+        e = e.xreplace({t: value[t] for t in held})
+    return e
 
 
 def _with_roots(temps: list, finals: list, powers: dict, roots: dict) -> list:

@@ -38,8 +38,8 @@ def removable_values(expr: sp.Expr, wrt: list[sp.Symbol], point: dict) -> list[s
         for e in [iso, *(sp.diff(iso, w) for w in wrt)]:
             v = _put_back(e, nodes, point).xreplace(point)
             v = v if v.is_Rational else _evaluated(_near_one(v))
-            if undefined(v):
-                return None
+            if undefined(v) or v.is_extended_real is False or v.has(sp.I):
+                return None  # not real (Box-Cox at t < 0: log(t)): the compiled code gives NaN, not this limit
             out.append(v)
     except Exception:  # noqa: BLE001 - the note is an aside: SymPy failing on it must not cost the printout
         return None
