@@ -313,3 +313,16 @@ def test_an_indexed_base_as_wrt_is_told_its_elements():
     for wrt in ([c], c):
         with pytest.raises(sg.errors.UnboundSymbolError, match=r"its elements, wrt=\[c\[i\] for i in range\(n\)\]"):
             sg.compile(c[0] + c[1] * x, wrt=wrt, data=[x])
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda: sg.nn.Conv2D(1, 2, 3, dilation=2), r"Conv2D\(\) has no option 'dilation'. Fix: .*kernel_size"),
+    (lambda: sg.nn.Embedding(7, 4, context=5, padding_idx=0), r"Embedding\(\) has no option 'padding_idx'. Fix"),
+    (lambda: sg.nn.Dense(3, 4, activaton="relu"), r"Dense\(\) has no option 'activaton'. Fix: activation="),
+    (lambda: sg.nn.MaxPool2D(2, strides=2), r"MaxPool2D\(\) has no option 'strides'. Fix: stride="),
+    (lambda: sg.nn.MultiHeadAttention(8, 2, casual=True), r"MultiHeadAttention\(\) has no option 'casual'. Fix: causal="),
+])
+def test_a_keyword_a_layer_does_not_take_is_named_with_the_fix(make, says):
+    # PyTorch's dilation=, padding_idx= and a typo were Python's TypeError, naming no fix
+    with pytest.raises(sg.errors.OptionError, match=says):
+        make()

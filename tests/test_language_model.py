@@ -172,7 +172,8 @@ def test_save_load_and_generate(tmp_path):
                        (dict(prompt="ab", alphabet="abc"), f"has 3 tokens, but the model's vocabulary has {VOCAB} ids"),
                        (dict(prompt="ab", alphabet="abcdefgh"), "has 8 tokens"),
                        (dict(prompt=[0], n=-1), "n="), (dict(prompt=[0], seed=-1), "seed="),  # seeds: NumPy's errors
-                       (dict(prompt=[0], seed="x"), "seed="), (dict(prompt=[0], seed=1.5), "seed=")]:
+                       (dict(prompt=[0], seed="x"), "seed="), (dict(prompt=[0], seed=1.5), "seed="),
+                       (dict(prompt=[0], top_k=3), "no option 'top_k'. Fix: .*temperature")]:  # was a TypeError
         args = dict(n=2) | bad
         with pytest.raises(OptionError, match=match):
             sg.generate(m, **args)

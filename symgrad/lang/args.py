@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+
 import numpy as np
 import sympy as sp
 
@@ -57,3 +61,50 @@ def check_network(model: object) -> None:
             raise OptionError(f"a network's {what} is a column (n × 1), and this model's {what} {m} is "
                               f"{shape[0]}×{shape[1]}. Fix: write the model on columns, e.g. W·x with x of "
                               f"shape ({shape[1]}, 1) rather than x·W with x a row.")
+
+
+#: PyTorch's options that symgrad does not offer, with what to do instead
+_NOT_OFFERED = {
+    "top_k": "generate samples from the whole softmax (no top-k or top-p); a temperature below 1 sharpens it, "
+             "temperature=0 is greedy",
+    "dilation": "Conv2D has no dilation (à trous) option; a larger kernel_size covers the same field",
+    "groups": "Conv2D has no groups; each kernel sees every input channel",
+    "padding_idx": "Embedding has no padding id (every id's row is trained); pad with an id the data never uses, "
+                   "or cut windows to the context",
+    "padding_mode": "Conv2D pads with zeros only",
+}
+_NOT_OFFERED["top_p"] = _NOT_OFFERED["top_k"]
+
+
+def known_keywords(obj):
+    """A layer class (its ``__init__``) or a function refusing a keyword it does not take with an
+    OptionError that names the nearest one, or, for PyTorch's options it lacks (dilation=,
+    padding_idx=, top_k=), what to do instead: Python's TypeError named neither.
+
+    >>> @known_keywords
+    ... def layer(width, activation="relu"): return width
+    >>> layer(3, activaton="tanh")
+    Traceback (most recent call last):
+        ...
+    symgrad.errors.OptionError: layer() has no option 'activaton'. Fix: activation=.
+    """
+    func = obj.__init__ if isinstance(obj, type) else obj
+    params = inspect.signature(func).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return obj
+    names = frozenset(params) - {"self"}
+
+    @functools.wraps(func)
+    def checked(*args, **kwargs):
+        unknown = kwargs.keys() - names
+        if unknown:
+            word = sorted(unknown)[0]
+            near = difflib.get_close_matches(word, names, n=1)
+            fix = _NOT_OFFERED.get(word) or (f"{near[0]}=" if near else f"one of {', '.join(sorted(names))}")
+            raise OptionError(f"{obj.__name__}() has no option {word!r}. Fix: {fix}.")
+        return func(*args, **kwargs)
+
+    if isinstance(obj, type):
+        obj.__init__ = checked
+        return obj
+    return checked

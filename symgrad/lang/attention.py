@@ -33,7 +33,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from sympy.matrices.expressions.hadamard import HadamardPower, HadamardProduct
 
 from ..errors import OptionError, ShapeError
-from .args import count
+from .args import count, known_keywords
 
 
 def sequence_shape(e: sp.Basic) -> tuple[int, int] | None:
@@ -135,6 +135,7 @@ class attention(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         return r"\operatorname{attention}\left(%s;\ %s%s\right)" % (X, ", ".join(W), self._options(tex=True))
 
 
+@known_keywords
 class MultiHeadAttention:
     """``a = attention(x; Wq, Wk, Wv, Wo)`` over a sequence of d features per position (a layer of
     ``sg.nn.Sequential`` with ``input_shape=(T, d)``): ``heads`` heads of d/heads features each,

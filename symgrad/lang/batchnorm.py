@@ -28,7 +28,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from .args import flag
+from .args import flag, known_keywords
 from .norm import EPS, check_eps
 from .rowwise import per_channel
 from .walk import find, per_object
@@ -131,6 +131,7 @@ def gradient_free(expr: sp.Basic) -> frozenset[sp.MatrixSymbol]:
     return frozenset(out)
 
 
+@known_keywords
 class BatchNorm:
     """``n = batchnorm(x)``, ``z = γ ⊙ n + β``: each of ``num_features`` features (an image's
     channels, then over their H·W positions too) normalised by the minibatch's mean and variance in

@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from .args import flag
+from .args import flag, known_keywords
 from .attention import MultiHeadAttention  # noqa: F401 (the example above)
 from .functions import madd
 from .layers import Dense, Flatten, LayerNorm, Sequential  # noqa: F401 (the example above)
@@ -39,6 +39,7 @@ def _width(v, what: str) -> int:
     return int(v)
 
 
+@known_keywords
 class PositionwiseDense:
     """``z = x·W + b``, ``a = f(z)`` at each position of a sequence (T, d_in) -> (T, d_out): the
     position-wise feed-forward layer of a transformer. ``W`` is d_in × d_out (rows are positions,
@@ -83,6 +84,7 @@ class PositionwiseDense:
             ")" if self.bias else ", bias=False)")
 
 
+@known_keywords
 class Residual:
     """``r = h + f(h)``: the block's ``layers`` applied in order to its input h (f), added back to
     h. f must give h's shape. The block is numbered like a layer (its output r<k>), its own layers

@@ -23,6 +23,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .args import known_keywords
 from .walk import holds
 
 
@@ -68,6 +69,7 @@ class dropout(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and sg
         return r"\operatorname{dropout}_{p = %s}\left(%s\right)" % (f"{self.p:g}", printer._print(self.args[0]))
 
 
+@known_keywords
 class Dropout:
     """``d = dropout(x, p)``: in training, each entry zeroed with probability p and the others scaled
     by 1/(1 − p); the identity in ``predict`` and ``evaluate`` (PyTorch's ``nn.Dropout``). Its mask is

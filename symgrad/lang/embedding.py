@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
-from .args import count
+from .args import count, known_keywords
 from .walk import nodes, per_object
 
 
@@ -85,6 +85,7 @@ class embedding(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         return f"{E}[{ids}]" + (f" + {P}" if self.positional else "")
 
 
+@known_keywords
 class Embedding:
     """``h = E[x] (+ P)``: the first layer of a ``sg.nn.Sequential`` over token ids
     (``input_shape=context``, one id per position, the ids as numbers in X's rows). ``E<k>`` is

@@ -22,6 +22,7 @@ import numpy as np
 import sympy as sp
 
 from ..errors import OptionError, ShapeError
+from .args import known_keywords
 from .conv import _pair, avgpool2d, conv2d, maxpool2d
 from .nn import RELU_LIKE, ActivationFn, Dense, _apply, _by_name, act_label
 from .norm import LayerNorm  # noqa: F401 (a layer of Sequential's, imported from here too)
@@ -37,6 +38,7 @@ def _not_image(shape) -> str:
             "(and an image input needs input_shape=(C, H, W)).")
 
 
+@known_keywords
 class Conv2D:
     """``z = K ⋆ x + b``, ``a = f(z)``: ``c_out`` kernels of ``kernel_size`` over ``c_in`` channels.
 
@@ -109,18 +111,21 @@ class _Pool:
         return f"{type(self).__name__}({self.size}, stride={self.stride})"
 
 
+@known_keywords
 class MaxPool2D(_Pool):
     """The largest value of each ``size`` window (``stride`` defaults to ``size``)."""
 
     op = maxpool2d
 
 
+@known_keywords
 class AvgPool2D(_Pool):
     """The mean of each ``size`` window (``stride`` defaults to ``size``)."""
 
     op = avgpool2d
 
 
+@known_keywords
 class Flatten:
     """An image (C, H, W) as a vector of C·H·W, for the Dense layers after it. The values stay
     where they are (images are stored flat, channel by channel): it changes the shape only."""
@@ -154,6 +159,7 @@ def _what(shape) -> str:
     return "a sequence" if len(shape) == 2 else "an image"
 
 
+@known_keywords
 class Sequential:
     """Layers applied in order to an input of ``input_shape``: ``(C, H, W)`` for images, ``(T, d)`` for
     sequences (T positions of d features, stored position by position: symgrad.lang.attention), or the

@@ -17,7 +17,7 @@ import sympy as sp
 
 from ..errors import OptionError, SymgradError
 from . import ops
-from .args import count, flag
+from .args import count, flag, known_keywords
 from .functions import elementwise, madd, mmul, softmax
 
 ActivationFn = Callable[[sp.Expr], sp.Expr]
@@ -123,6 +123,7 @@ def _apply(act: ActivationFn, m: sp.MatrixExpr) -> sp.MatrixExpr:
     return m if body == z else elementwise(sp.Lambda(z, body), m)
 
 
+@known_keywords
 class Dense:
     """One layer ``a = f(W x + b)``; ``W`` is (n_out × n_in), ``b`` is (n_out × 1), or ``a = f(W x)``
     with ``bias=False``. ``weight``/``bias_name`` name the parameters (default W<index>, b<index>)."""
@@ -207,6 +208,7 @@ def _layer_names(names: dict | None, n: int) -> dict[str, list[str]]:
     return out
 
 
+@known_keywords
 class MLP:
     """A multilayer perceptron as one SymPy expression.
 

@@ -30,7 +30,7 @@ import sympy as sp
 from sympy.core.parameters import global_parameters
 
 from ..errors import OptionError, ShapeError
-from .args import flag
+from .args import flag, known_keywords
 from .functions import madd
 from .rowwise import broadcast
 from .walk import holds
@@ -139,6 +139,7 @@ class layernorm(sp.MatrixExpr):  # noqa: N801 (named like SymPy's functions and 
         return r"\operatorname{layernorm}%s\left(%s\right)" % (sub, printer._print(self.args[0]))
 
 
+@known_keywords
 class LayerNorm:
     """``n = layernorm(x)``, ``z = γ ⊙ n + β``: each sample normalised over all its entries (an
     image's C·H·W, as PyTorch's ``LayerNorm([C, H, W])``), then scaled and shifted entry by entry

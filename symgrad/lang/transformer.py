@@ -17,13 +17,14 @@ and the (n, context) ids that come next, and sample from it with :func:`symgrad.
 
 from __future__ import annotations
 
-from .args import count
+from .args import count, known_keywords
 from .attention import MultiHeadAttention, check_heads
 from .blocks import PositionwiseDense, Residual
 from .embedding import Embedding
 from .layers import LayerNorm, Sequential
 
 
+@known_keywords
 class Transformer(Sequential):
     """A ``Sequential`` of Embedding (with positions), ``layers`` pre-norm transformer blocks, a final
     LayerNorm and a PositionwiseDense to ``vocab`` logits: module docstring. ``mlp`` is the

@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from ..errors import OptionError
+from ..lang.args import known_keywords
 from ..lang.attention import attention, sequence_shape
 from ..lang.conv import model_input
 from ..lang.dropout import dropout
@@ -57,6 +58,7 @@ def _vocabulary(alphabet, V: int) -> list | None:
     return items
 
 
+@known_keywords
 def generate(trained, prompt: str | Sequence[int], n: int, temperature: float = 1.0, *,
              alphabet: str | Sequence | None = None, seed: int | None = 0) -> str | list:
     """The prompt continued by ``n`` tokens sampled from a trained language model.
