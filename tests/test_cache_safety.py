@@ -331,3 +331,22 @@ def test_symgrads_own_kernels_cache_in_its_folder_where_numba_has_none(tmp_path)
     folder = next((tmp_path / "cache" / "native").iterdir())
     assert {p.suffix for p in folder.iterdir()} == {".nbi", ".nbc"}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_symgrads_own_kernels_never_cache_under_a_folder_another_user_can_write(tmp_path):
+    # the code cache bypasses such a folder for a private one; the kernels' locator checked only
+    # <cache>/native/<subpath>, which it made 0o700 itself, and so kept Numba's pickles (run when
+    # loaded) under a world-writable SYMGRAD_CACHE_DIR that symgrad's own modules had refused
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "symgrad.native.locator.InSymgradCache",
+           "SYMGRAD_CACHE_DIR": str(shared), "SYMGRAD_PREWARM": "0",
+           "PYTHONPATH": str(Path(sg.__file__).parent.parent)}
+    code = ("from symgrad.native import fpcore; print(fpcore._two_prod(3.0, 1.0 / 3)); "
+            "print(fpcore._two_prod._cache._impl.locator._cache_path)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "is writable by other users" in out.stderr
+    assert not out.stdout.splitlines()[1].startswith(str(shared))
+    assert not (shared / "native").exists()

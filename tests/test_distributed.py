@@ -450,3 +450,17 @@ def test_a_scatter_dask_refuses_is_a_distributed_error():
 
     with pytest.raises(sg.errors.DistributedError, match="No valid workers found.*Fix: check that the cluster"):
         scatter(NoWorkers(), object(), "the compiled model")
+
+
+def test_a_callback_that_rebinds_the_optimizer_state_is_checked_on_dask_too(client):
+    # sync_states was not called on Dask: a wrong shape escaped as Numba's raw TypeError
+    X = np.random.default_rng(0).normal(size=(80, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+
+    def cb(epoch, m):
+        if epoch == 1:
+            m.state.opt_state = [np.zeros(3)]
+
+    with pytest.raises(sg.errors.ShapeError, match="optimizer state"):
+        sg.fit(sg.nn.MLP([3, 4, 1]), "mse", *_dask(X, y, 40), client=client, optimizer=sg.optim.Adam(0.01),
+               epochs=3, callbacks=[cb])

@@ -101,3 +101,24 @@ def test_callbacks_see_the_epoch_on_which_training_stops():
     m = sg.fit(sg.nn.MLP([3, 1]), "mse", X, Y, optimizer=sg.optim.SGD(0.1), epochs=50, batch_size=8, threshold=0.05,
                callbacks=[lambda epoch, model: seen.append(epoch)])
     assert seen == list(range(1, len(m.history["loss"]) + 1)) and len(seen) > 1
+
+
+@pytest.mark.parametrize("schedule", [lambda lr, e: np.where(e < 1, lr, lr / 2), lambda lr, e: np.asarray(lr),
+                                      lambda lr, e: __import__("decimal").Decimal(str(lr))])
+def test_a_schedule_may_give_any_real_number(schedule):
+    # a 0-d array (np.where's answer for scalars) or a Decimal trained before the rate was checked
+    X, Y = _data()
+    m = sg.fit(sg.nn.MLP([3, 1]), "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1, schedule=schedule))
+    assert m.history["lr"][0] == 0.1
+
+
+def test_a_schedule_that_fails_later_keeps_the_epochs_trained():
+    # a table of rates shorter than the run raised a raw IndexError, and the epochs were lost
+    X, Y = _data()
+    table = [0.1, 0.05, 0.02]
+    with pytest.raises(sg.errors.OptionError, match="IndexError.*epoch 3") as info:
+        sg.fit(sg.nn.MLP([3, 1]), "mse", X, Y, epochs=5, chunk_epochs=1,
+               optimizer=sg.optim.SGD(0.1, schedule=lambda lr, e: table[e]))
+    assert info.value.result.state.epoch == 3 and len(info.value.result.history["loss"]) == 3
+    with pytest.raises(sg.errors.DivergenceError):  # past float64's range is inf, as the message says
+        sg.fit(sg.nn.MLP([3, 1]), "mse", X, Y, epochs=2, optimizer=sg.optim.SGD(0.1, schedule=lambda lr, e: 10**400))

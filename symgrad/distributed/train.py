@@ -44,12 +44,12 @@ from ..lang.conv import model_input
 from ..lang.dropout import dropout
 from ..lang.walk import find
 from ..native.noise import step_key
-from ..runtime.divergence import diverged, scheduled_rate
+from ..runtime.divergence import diverged
 from ..runtime.epochs import Run, after_chunk, record
-from ..runtime.fit import _check_monitor, _start, _views, resolve_start
+from ..runtime.fit import _check_monitor, _rates, _start, _views, resolve_start
 from ..runtime.inputs import as_data, data_dtype, prepare_xy, target_positions
 from ..runtime.row_sums import combine
-from ..runtime.state import ModelSpec, sync_params
+from ..runtime.state import ModelSpec, sync_params, sync_states
 from ..runtime.trained import Trained
 from .arrays import compute, resolve_client, row_blocks, scatter
 from .worker import ModuleSource, local_round, loss_grad_chunk
@@ -93,7 +93,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
     theta, state, history = _start(model, params, seed, dt, optimizer, resume, batch_size, shuffle)
     result = Trained(_views(theta, model), history, mod, loss_name, n_out, dt, model=model, loss=loss,
                      optimizer=optimizer, backend=backend, state=state)
-    views = tuple(result.params)
+    views, own_states = tuple(result.params), tuple(state.opt_state)  # the buffers the steps update
     job = _Job(client, scatter(client, ModuleSource(path, backend, dims), "the generated module"),
                (loss_name, n_in, n_out, dt.name, positions, uuid.uuid4().hex), blocks, rows, starts, mod, optimizer.clip_norm or 0.0,
                optimizer.hyper_values())
@@ -106,7 +106,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
         # the optimizer state too: local SGD averages it round by round, so a failure mid-epoch
         # would leave it ahead of the restored parameters
         snapshot, t_before, moments = theta.copy(), state.t, [s.copy() for s in state.opt_state]
-        lr = scheduled_rate(optimizer, epoch, result.history)
+        lr = _rates(result, optimizer, epoch, 1)[0]
         start = time.perf_counter()
         try:
             if strategy == "sync":
@@ -130,6 +130,7 @@ def fit(model, loss, X, Y, *, client=None, strategy: str = "sync", local_steps: 
             state.rng_state = rng.bit_generator.state
         stop, best = after_chunk(result, val, threshold, patience, callbacks, epoch + 1, best, run)
         sync_params(result, views)  # a callback's new arrays are trained on, as its writes are
+        sync_states(result, own_states)  # and its new optimizer state (a raw Numba TypeError before)
         if stop:
             break
     if patience is not None and best[1] is not None:

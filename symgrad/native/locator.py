@@ -12,6 +12,8 @@ from pathlib import Path
 
 from numba.core import caching
 
+from ..errors import CacheError
+
 _HERE = str(Path(__file__).parent) + os.sep
 
 
@@ -20,17 +22,22 @@ class InSymgradCache(caching.UserProvidedCacheLocator):
     package's files only, and only a folder no other user can write (a pickle planted there runs)."""
 
     def __init__(self, py_func, py_file):
-        from ..cache_safety import configured  # not symgrad.jit, which imports this package
+        from ..cache_safety import configured, usable_dir  # not symgrad.jit, which imports this package
 
         self._py_file, self._lineno = py_file, py_func.__code__.co_firstlineno
-        self._cache_path = str(configured() / "native" / self.get_suitable_cache_subpath(py_file))
+        # the folder the code cache itself uses: a configured one another user could write is
+        # bypassed for this process's private one, as symgrad.jit.cache_dir does (checking only
+        # native/<subpath> let Numba's pickles live under a world-writable SYMGRAD_CACHE_DIR)
+        self._base = usable_dir(configured())[0]
+        self._cache_path = str(self._base / "native" / self.get_suitable_cache_subpath(py_file))
 
     def ensure_cache_path(self):
         from ..cache_safety import private_dir
 
-        reason = private_dir(Path(self._cache_path))
-        if reason is not None:
-            raise PermissionError(reason)
+        for folder in (self._base, self._base / "native", Path(self._cache_path)):
+            reason = private_dir(folder)
+            if reason is not None:
+                raise PermissionError(f"{folder} {reason}")
         super().ensure_cache_path()
 
     @classmethod
@@ -39,7 +46,7 @@ class InSymgradCache(caching.UserProvidedCacheLocator):
             return None
         try:
             return super(caching.UserProvidedCacheLocator, cls).from_function(py_func, py_file)
-        except (OSError, RuntimeError):  # no folder here either: Numba's own error follows
+        except (OSError, RuntimeError, CacheError):  # no folder here either: Numba's own error follows
             return None
 
 

@@ -10,12 +10,14 @@ is deterministic), so that everything err.result holds is the state after them.
 
 from __future__ import annotations
 
+import decimal
+import math
 import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import DivergenceError, OptionError
+from ..errors import DivergenceError, OptionError, SymgradError
 
 
 class Mark:
@@ -63,15 +65,44 @@ def diverged(result, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch
 
 def scheduled_rate(optimizer, epoch: int, history) -> float:
     """The schedule's rate for ``epoch``, checked: a user's schedule that fails or returns no
-    number >= 0 (a negative rate trains uphill; NaN read as an overflow) is refused."""
+    number >= 0 (a negative rate trains uphill; NaN read as an overflow) is refused. Any real
+    number is taken: Python's, NumPy's scalars and 0-d arrays (np.where), Fractions, Decimals,
+    SymPy's, a framework's 0-d tensor; one past float64's range is inf."""
     try:
         lr = optimizer.lr_at(epoch, history)
-        ok = isinstance(lr, numbers.Real) and not isinstance(lr, bool) and not (lr < 0 or lr != lr)
-    except (TypeError, ValueError, ArithmeticError) as exc:
-        lr, ok = f"{type(exc).__name__}: {exc}", False
-    if not ok:
+    except SymgradError:
+        raise
+    except Exception as exc:  # the user's function: IndexError from a table of rates, too
+        raise OptionError(f"the schedule {optimizer.schedule!r} failed ({type(exc).__name__}: {exc}) on the "
+                          f"learning rate of epoch {epoch} (0-based). {_SCHEDULE_FIX}") from exc
+    rate = _real(lr)
+    if rate is None or rate < 0 or rate != rate:
         raise OptionError(f"the schedule {optimizer.schedule!r} gave {lr!r} as the learning rate of epoch {epoch} "
-                          "(0-based); a schedule is called as schedule(base_lr, epoch) and returns a number >= 0 "
-                          "(inf stops the training as a divergence). Fix: e.g. schedule=lambda lr, epoch: "
-                          "lr / (1 + epoch), or one of sg.optim's (StepLR, ExponentialLR, CosineLR).")
-    return lr
+                          f"(0-based). {_SCHEDULE_FIX}")
+    return rate
+
+
+_SCHEDULE_FIX = ("A schedule is called as schedule(base_lr, epoch) and returns a number >= 0 (inf stops the "
+                 "training as a divergence). Fix: e.g. schedule=lambda lr, epoch: lr / (1 + epoch), or one of "
+                 "sg.optim's (StepLR, ExponentialLR, CosineLR).")
+
+
+def _real(lr) -> float | None:
+    """``lr`` as a float when it is one real number (not a bool, text or complex); else None."""
+    if lr is None or isinstance(lr, (bool, np.bool_, str, bytes)):
+        return None
+    if isinstance(lr, numbers.Complex) and not isinstance(lr, numbers.Real):
+        return None
+    if not isinstance(lr, (numbers.Real, decimal.Decimal)):
+        try:
+            kind = np.asarray(lr).dtype.kind if np.ndim(lr) == 0 else None
+        except Exception:  # noqa: BLE001 - whatever it is, it is no number
+            return None
+        if kind is None or kind not in "fiu":
+            return None
+    try:
+        return float(lr)
+    except OverflowError:  # 10**400 or a Fraction as large
+        return math.inf
+    except (TypeError, ValueError, ArithmeticError):
+        return None

@@ -182,9 +182,9 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     epoch, best = first, (np.inf, None, first)  # epochs are counted from the first run's start
     while epoch < first + epochs:
         n = min(chunk, first + epochs - epoch)
+        lrs = np.array(_rates(result, optimizer, epoch, n), dtype=dt)
         mark = Mark(rng, theta, own_states, state.t)  # where a divergence in this chunk goes back to
         perms, seeds = epoch_draws(rng, n, len(Xa), shuffle, dropout in kinds)
-        lrs = np.array([scheduled_rate(optimizer, epoch + k, result.history) for k in range(n)], dtype=dt)
         start = time.perf_counter()
         done, state.t, status, losses, gnorms = train(perms, seeds, lrs, state.t)
         elapsed = (time.perf_counter() - start) / max(done, 1)
@@ -213,6 +213,16 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     if patience is not None and best[1] is not None:
         result.params = best[1]
     return result
+
+
+def _rates(result: Trained, optimizer: Optimizer, epoch: int, n: int) -> list[float]:
+    """The schedule's rates for epochs ``epoch`` to ``epoch + n - 1``; a schedule that fails keeps
+    the epochs trained so far in err.result, as a failing callback or metric does."""
+    try:
+        return [scheduled_rate(optimizer, epoch + k, result.history) for k in range(n)]
+    except OptionError as err:
+        err.result = result
+        raise
 
 
 def resolve_start(model, loss, optimizer, dtype, epochs, batch_size, patience, validation, params, resume):

@@ -20,12 +20,10 @@ from .inputs import BINARY_LOSSES, CLASS_LOSSES, REGRESSION_LOSSES, TOKEN_LOSSES
 from .nonfinite import finite_rows
 from .state import ModelSpec, StoredLoss, TrainState
 
-# Rows per native call of predict/evaluate: a forward pass holds every layer's (rows, width) activations,
-# so one call over 1e6 rows grew memory by ~1 GB. Measured (one thread, 262k rows, 50-w-w-1 ReLU nets,
-# CPU time per predict): 4096 rows was within 10% of the fastest of 2048-262144 for w = 8, 64, 256
-# (float64) and 64 (float32); at 16384+ rows activations leave the cache and each call page-faults them
-# in afresh (w=256: 1.3 s at 4096 rows, 2.9 s at 16384, 1e6 faults at w=512), and at w = 8 a call costs
-# ~20 µs, so 1e6 rows in 4096-row calls add ~5 ms.
+# Rows per native call of predict/evaluate: a forward pass holds every layer's (rows, width) activations (one call
+# over 1e6 rows grew memory by ~1 GB). 4096 rows was within 10% of the fastest of 2048-262144 (262k rows, 50-w-w-1
+# ReLU nets, w = 8-256, one thread); from 16384 they leave the cache and page-fault in afresh (w=256: 1.3 s at 4096
+# rows, 2.9 s at 16384), and at w = 8 a call costs ~20 µs: 1e6 rows in 4096-row calls add ~5 ms.
 PREDICT_ROWS = 4096
 
 
@@ -41,7 +39,6 @@ class _ClassOrInstance:
 
 def _load_file(path: str) -> Trained:
     from .persist import load  # a saved model, rebuilt (persist imports this module)
-
     return load(path)
 
 
@@ -119,7 +116,10 @@ class Trained:
         Xa, Ya = prepare_xy(X, Y, self._loss_name, self._n_in(X), self._n_out, self.dtype,
                             positions=inputs.target_positions(self.model, self._loss_name))
         check_token_ids(self.model, Xa)
-        return evaluate_arrays(self, Xa, Ya)
+        res = evaluate_arrays(self, Xa, Ya)
+        if not np.isfinite(res["loss"]):  # which rows overflowed: their accuracy counted argmax(NaN), class 0
+            finite_rows(forward_rows(self, Xa))
+        return res
 
     # -- saving, loading, training further ------------------------------------------------------
     def save(self, path: str) -> None:
