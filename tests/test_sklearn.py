@@ -237,7 +237,7 @@ def test_a_row_the_network_overflows_on_is_warned_not_predicted_silently(iris):
         proba = clf.predict_proba(np.vstack([X[:1], np.full((1, 4), -1e308)]))
     assert np.isfinite(proba[0]).all() and np.isnan(proba[1]).all()
     with pytest.warns(sg.NonFiniteWarning, match=r"outputs for 1 row\(s\)"):  # its accuracy counted class 0
-        assert np.isnan(clf.trained_.evaluate(np.vstack([X[:1], np.full((1, 4), -1e308)]), y[:2])["loss"])
+        assert np.isnan(clf.trained_.evaluate(np.vstack([X[:1], np.full((1, 4), -1e308)]), np.eye(3)[y[:2]])["loss"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         clf.predict(X)  # finite outputs: no warning
