@@ -136,7 +136,7 @@ def without_clashes(write: Callable[[], T]) -> T:
     if not alike:
         return out
 
-    def kept_first(n: str) -> tuple:  # β keeps \\beta beside beta, which is then written upright
+    def kept_first(n: str) -> tuple:  # β keeps \beta beside beta, which is then written upright
         return _spelled(n) != tex_ident(n), "_" not in n, n.isascii(), n
     spelled: dict[str, str] = {}
     for names in alike:
@@ -144,7 +144,7 @@ def without_clashes(write: Callable[[], T]) -> T:
         taken = {tex_ident(first)}
         for n in others:
             form = _spelled(n)
-            if form in taken:  # beta beside β spells as \\beta too: its letters, upright
+            if form in taken:  # beta beside β spells as \beta too: its letters, upright
                 form = r"\mathrm{%s}" % "".join(_SPECIAL.get(c, c) for c in n).replace("_", r"\_")
             spelled[n] = form
             taken.add(form)
@@ -184,7 +184,7 @@ def told_apart(write: Callable[[], T]) -> T:
 
 
 #: names that read as a constant in a printout, whether or not it holds the constant (∂v3/∂pi = cos(pi)
-#: reads as cos π, and pi is \\pi in LaTeX); e and E are told apart from e where both appear (told_apart)
+#: reads as cos π, and pi is \pi in LaTeX); e and E are told apart from e where both appear (told_apart)
 _CONSTANTS = {"pi": "the constant π", "π": "the constant π", "I": "the imaginary unit", "oo": "∞",
               "zoo": "complex ∞", "nan": "NaN"}
 

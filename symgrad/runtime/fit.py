@@ -170,7 +170,8 @@ def fit(model, loss, X, Y, *, optimizer: Optimizer | str | None = None, epochs: 
     kernel(*zero)
     if backend == "numba" and blas == 1:  # one core trains: the row-block loop compiles on the other
         compile_other(mod, kernel, zero)
-    def train(perms, seeds, lrs, t0):
+
+    def train(perms, seeds, lrs, t0):  # one native call over the epochs of perms
         losses, gnorms = np.zeros(len(lrs), dtype=dt), np.zeros((len(lrs), len(ps)), dtype=dt)
         with _blas_limit(blas), _numba_threads(n_threads):
             done, t, status = kernel(*kernel_args(
