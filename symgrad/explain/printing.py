@@ -216,7 +216,7 @@ class ReadableLatex(LossNotation, _LeadPositive, LatexPrinter):
 
     def _print_Symbol(self, e, style="plain"):
         name = self._settings["symbol_names"].get(e)
-        if name is None:  # tex_name tells a symbol pi from π (\\mathrm{pi}); a symbol e stays e
+        if name is None:  # tex_name tells a symbol pi from π (\mathrm{pi}); a symbol e stays e
             return tex_name(e.name)
         if name in (r"\pi", "e"):
             constant_clash("tex", name, "symbol")
