@@ -391,6 +391,12 @@ def test_acosh_of_one_plus_a_small_square_keeps_its_digits(dtype):
         assert value == pytest.approx(float(want), rel=rel), (v, value, float(want))
         assert f.value(np.array([v], dtype), np.array([1.0], dtype)) == pytest.approx(float(want), rel=rel), v
         assert g[0] == pytest.approx(float(dwant), rel=rel), v
+    # its Hessian held 1/|a| − sign(a)/a, 0 computed after the small term (0 for −7.1e-10 at 1e-9)
+    hess = sp.lambdify([a, x], sp.diff(e, a, 2), "mpmath")
+    for v in (1e-9, 1e-6, -1e-6, 0.5) if dtype == "float64" else (1e-4, 0.5):
+        with mpmath.workdps(50):
+            want = float(hess(mpmath.mpf(v), 1))
+        assert f.hessian(np.array([v], dtype), np.array([1.0], dtype))[0, 0] == pytest.approx(want, rel=rel * 4), v
     g = sg.compile(sp.acosh(1 + sp.exp(a * x)), [a], [x], dtype=dtype)  # a temporary e^u, whose root is e^(u/2)
     for v in ((-745.0, -800.0) if dtype == "float64" else (-120.0,)):
         with mpmath.workdps(50):

@@ -31,7 +31,35 @@ def merged_powers(e: sp.Expr) -> sp.Expr:
     def merge(m: sp.Mul) -> sp.Expr:
         return sp.Mul(*(b ** sp.Add(*ks) if mergeable(ks) else sp.Mul(*(b**k for k in ks)) for b, ks in split(m).items()))
 
-    return e.replace(lambda n: n.is_Mul and any(b is not sp.E and mergeable(ks) for b, ks in split(n).items()), merge)
+    e = e.replace(lambda n: n.is_Mul and any(b is not sp.E and mergeable(ks) for b, ks in split(n).items()), merge)
+    return _signs_merged(e)
+
+
+def _signs_merged(e: sp.Expr) -> sp.Expr:
+    """``sign(u)·u**k`` (k odd) as ``|u|**k``, so that SymPy cancels it against a like term: the
+    Hessian of acosh(1 + x²) held 1/|x| − sign(x)/x, 0 computed after a small term it swallowed
+    (7.6e-6 off at x = 1e-6, 0 for −7.1e-10 at 1e-9). Both forms are not finite at u = 0.
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> _signs_merged(1 / sp.Abs(x) - sp.sign(x) / x + x)
+    x
+    """
+    def pair(m: sp.Mul):
+        signs = [f for f in m.args if isinstance(f, sp.sign)]
+        for s in signs:
+            k = next((f.exp for f in m.args if f.is_Pow and f.base == s.args[0] and f.exp.is_Integer and f.exp % 2),
+                     1 if s.args[0] in m.args else None)
+            if k is not None:
+                return s, k
+        return None
+
+    def merge(m: sp.Mul) -> sp.Expr:
+        s, k = pair(m)
+        u = s.args[0]
+        rest = [f for f in m.args if f is not s and f != u**k]
+        return sp.Mul(*rest) * sp.Abs(u) ** k
+
+    return e.replace(lambda n: n.is_Mul and n.has(sp.sign) and pair(n) is not None, merge) if e.has(sp.sign) else e
 
 
 def _indicator(p: sp.Basic):
