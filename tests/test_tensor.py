@@ -590,3 +590,22 @@ def test_parameter_names_never_share_a_generated_name(backend, names):
     np.testing.assert_allclose(np.ravel(grad), np.concatenate([xs.mean(0), 2 * q[:, 0]]), rtol=1e-14)
     np.testing.assert_allclose(np.ravel(f.hvp([p, q], [np.ones((3, 1)), np.ones((3, 1))], xs)),
                                np.concatenate([np.zeros(3), 2 * np.ones(3)]), atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["python", "numba"])
+def test_a_parameter_named_like_a_directions_flat_view_keeps_its_array(backend):
+    # A's Hessian-vector direction A_v has its flat view p_A_v_f, which rebound a user's parameter A_v_f
+    # (a raw ValueError, or Numba's gemm typing error)
+    rng = np.random.default_rng(0)
+    xs, a0, q0 = rng.normal(size=(4, 3)), rng.normal(size=(3, 1)), rng.normal(size=(3, 3))
+    va, vq = rng.normal(size=(3, 1)), rng.normal(size=(3, 3))
+    P, Q, X = MS("A", 3, 1), MS("A_v_f", 3, 3), MS("X", 3, 1)
+    f = A.compile(msum(HadamardPower(Q * X + HadamardProduct(P, P), 2)), wrt=[P, Q], data=[X], backend=backend)
+    # by hand: J = mean_i Σ_r (q_r·x_i + a_r²)², H v = mean_i 2 Σ_r [∂u_r ∂u_rᵀ + u_r ∂²u_r] v
+    u = xs @ q0.T + (a0**2).ravel()  # (n, 3)
+    du = xs @ vq.T + 2 * (a0 * va).ravel()  # the directional derivative of u
+    hv_a = np.mean(2 * (du * 2 * a0.ravel() + u * 2 * va.ravel()), axis=0)
+    hv_q = np.mean([2 * np.outer(du[i], xs[i]) for i in range(len(xs))], axis=0)
+    got = f.hvp([a0, q0], [va, vq], xs)
+    np.testing.assert_allclose(np.ravel(got[0]), hv_a, rtol=1e-12)
+    np.testing.assert_allclose(np.ravel(got[1]), hv_q.ravel(), rtol=1e-12)

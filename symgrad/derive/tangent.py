@@ -63,15 +63,13 @@ def tangent_graph(nodes: list[TNode], out: TNode, params: list[TNode]) -> tuple[
 
     The direction leaves are parameters of the new graph, so that one reverse sweep returns
     both H v (the θ part) and ∇f (the v part)."""
+    from ..codegen.printer import leaf_ident  # the generated code's names; codegen imports derive
+
     taken = {n.name for n in nodes if n.kind == "leaf"}
     b = _Tangents()
     vleaves = []
-    for p in params:
-        name = f"{p.name}_v"
-        while name in taken:  # a user symbol may already be called W_v
-            name += "_"
-        taken.add(name)
-        leaf = TNode("leaf", name, p.shape, False, role="param", label=f"v_{p.label}")
+    for p in params:  # a user's A_v_f beside A: A's direction A_v has its flat view p_A_v_f too
+        leaf = TNode("leaf", leaf_ident(f"{p.name}_v", taken), p.shape, False, role="param", label=f"v_{p.label}")
         vleaves.append(leaf)
         b.tan[id(p)] = leaf
     merged = [n for n in nodes if n.kind == "leaf"] + vleaves
