@@ -18,7 +18,7 @@ from .front.indexed import uses_indices
 from .front.prepare import is_tensor, prepare, unrealify
 from .front.rewrite import stabilize
 from .front.validate import GRAD_MAX_ARGS, check_matrix_elements, check_size, depth, realify, symbol_list
-from .lang.args import check_network
+from .lang.args import check_network, known_keywords
 from .lang.losses import loss_fn, target_symbol
 from .runtime.formula import CompiledFormula, CompiledResiduals
 from .runtime.nonfinite import MODES, check_mode
@@ -26,8 +26,8 @@ from .runtime.tensor import CompiledTensor
 
 
 def _bounded_recursion(func):
-    """Turn a RecursionError from SymPy's recursive algorithms into an error that says why and
-    what to do: a very deep expression (hundreds of nested calls) exceeds Python's limit."""
+    """Turn a RecursionError from SymPy's recursive algorithms into an error that says why and what to do
+    (a very deep expression exceeds Python's limit); a keyword the function lacks names the nearest."""
 
     @functools.wraps(func)
     def wrapper(expr, *args, **kwargs):
@@ -41,8 +41,7 @@ def _bounded_recursion(func):
                 f"limit ({sys.getrecursionlimit()}). Fix: split it into named parts (compile the inner part "
                 "separately, or write the model with matrices), or raise the limit with sys.setrecursionlimit "
                 "at your own risk.") from None
-
-    return wrapper
+    return known_keywords(wrapper)
 
 
 @_bounded_recursion
@@ -259,6 +258,7 @@ def compile_residuals(
                              on_nonfinite=on_nonfinite)
 
 
+@known_keywords
 def formulas(model, loss, at: tuple | None = None):
     """Per-layer backprop equations (delta rule) of ``model`` under ``loss``, text and LaTeX.
 

@@ -321,6 +321,9 @@ def test_an_indexed_base_as_wrt_is_told_its_elements():
     (lambda: sg.nn.Dense(3, 4, activaton="relu"), r"Dense\(\) has no option 'activaton'. Fix: activation="),
     (lambda: sg.nn.MaxPool2D(2, strides=2), r"MaxPool2D\(\) has no option 'strides'. Fix: stride="),
     (lambda: sg.nn.MultiHeadAttention(8, 2, casual=True), r"MultiHeadAttention\(\) has no option 'casual'. Fix: causal="),
+    (lambda: sg.compile(x**2 * a, [a], [x], reducton="sum"), r"compile\(\) has no option 'reducton'. Fix: reduction="),
+    (lambda: sg.explain(x**2, x, textbok=True), r"explain\(\) has no option 'textbok'. Fix: textbook="),
+    (lambda: sg.formulas(sg.nn.MLP([2, 1]), "mse", att=None), r"formulas\(\) has no option 'att'. Fix: at="),
 ])
 def test_a_keyword_a_layer_does_not_take_is_named_with_the_fix(make, says):
     # PyTorch's dilation=, padding_idx= and a typo were Python's TypeError, naming no fix

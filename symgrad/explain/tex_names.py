@@ -191,10 +191,14 @@ _CONSTANTS = {"pi": "the constant π", "π": "the constant π", "I": "the imagin
 
 def reads_as(name: str, formula: sp.Basic) -> str | None:
     """What a name chosen for a step or the output reads as in a printout (a constant, or a function
-    of the formula or of symgrad's table, which its derivatives may hold: cos in sin's), or None."""
+    of the formula or of its derivatives: cos in sin's), or None."""
     from ..front.validate import SUPPORTED_NAMES  # the front end imports the printers' names
 
     if name in _CONSTANTS:
         return _CONSTANTS[name]
-    functions = set(SUPPORTED_NAMES) | {type(f).__name__ for f in formula.atoms(sp.Function)}
+    nodes = formula.atoms(sp.Function)
+    functions = {type(f).__name__ for f in nodes}
+    if name not in functions and name in SUPPORTED_NAMES:  # one its derivatives may hold (relu is a fine name elsewhere)
+        for f in nodes:
+            functions |= {type(g).__name__ for x in f.free_symbols for g in sp.diff(f, x).atoms(sp.Function)}
     return f"the function {name}" if name in functions else None
