@@ -96,3 +96,12 @@ def test_the_notes_letters_output_y_and_target_y_star():
     X = np.random.default_rng(0).normal(size=(40, 3))
     m = sg.fit(net, "mse", X, (X[:, 0] > 0).astype(float), epochs=2, backend="python")  # training is unchanged
     assert np.isfinite(m.history["loss"]).all()
+
+
+def test_an_mlps_repr_shows_its_activations():
+    # two nets differing in their activations printed alike (GridSearchCV's best_params_ among others)
+    assert repr(sg.nn.MLP([2, 3, 1], activation="tanh", output="sigmoid")) == \
+        "MLP([2, 3, 1], activation='tanh', output='sigmoid', init='xavier')"
+    assert repr(sg.nn.MLP([2, 3, 4, 1], activation=["relu", "tanh"])) == \
+        "MLP([2, 3, 4, 1], activation=['relu', 'tanh'], init='xavier')"
+    assert repr(sg.nn.MLP([3, 1], bias=False)) == "MLP([3, 1], init='he', bias=False)"

@@ -111,7 +111,7 @@ def test_compiled_model_latex_names_symbols_as_a_textbook(compiled):
 
 def test_trained_model_html_is_its_summary_not_arrays(trained):
     shown = trained._repr_html_()
-    assert shown.startswith("<div><strong>Trained MLP([4, 5, 2], init=&#x27;he&#x27;): 3 epochs, float64, "
+    assert shown.startswith("<div><strong>Trained MLP([4, 5, 2], activation=&#x27;relu&#x27;, init=&#x27;he&#x27;): 3 epochs, float64, "
                             "backend python</strong>")
     heads = re.findall(r"<th[^>]*>(.*?)</th>", shown)
     assert heads == ["parameter", "shape", "count", "gradient norm (last epoch)"]
@@ -129,7 +129,7 @@ def test_trained_model_html_is_its_summary_not_arrays(trained):
 def test_trained_model_latex(trained):
     lines = trained._latex_lines()
     assert trained._repr_latex_() == "$$" + latex_block(lines) + "$$"
-    assert lines[0] == r"\text{Trained MLP([4, 5, 2], init='he'): 3 epochs, float64, backend python}"
+    assert lines[0] == r"\text{Trained MLP([4, 5, 2], activation='relu', init='he'): 3 epochs, float64, backend python}"
     assert lines[1].startswith(r"\text{loss softmax\_cross\_entropy, optimizer Adam(")
     assert lines[2].startswith(r"\text{last epoch: loss ") and r"val\_accuracy" in lines[2]
     assert lines[3:] == [r"W_{1}:\ 5 \times 4\ (20)", r"b_{1}:\ 5 \times 1\ (5)", r"W_{2}:\ 2 \times 5\ (10)",

@@ -280,8 +280,11 @@ class MLP:
                 out.append(np.zeros((fan_out, 1), dtype=dtype))
         return out
 
-    def __repr__(self) -> str:
-        return f"MLP({self.sizes}, init={self.init!r}" + (")" if self.bias else ", bias=False)")
+    def __repr__(self) -> str:  # its activations too: GridSearchCV's best_params_ showed two nets alike
+        acts = [layer.act_name for layer in self.layers]
+        act = f", activation={(acts[0] if len(set(acts[:-1])) == 1 else acts[:-1])!r}" if acts[:-1] else ""
+        out = "" if acts[-1] == "identity" else f", output={acts[-1]!r}"
+        return f"MLP({self.sizes}{act}{out}, init={self.init!r}" + (")" if self.bias else ", bias=False)")
 
 
 # The convolutional layers and Sequential build on Dense above (sg.nn is one namespace).
