@@ -291,7 +291,7 @@ def test_fuzzed_forms_compile_and_agree_with_the_oracle():
         assert f.value([at[v]]) == pytest.approx(float(e.subs(at).evalf(30)), rel=1e-14)
         assert f.grad([at[v]])[0] == pytest.approx(float(sp.diff(e, v).subs(at).evalf(30)), rel=1e-13, abs=1e-300)
     g = sg.compile(sp.sign(a) * sp.sqrt(a * x), wrt=[a], data=[x], backend="python")
-    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to a.*first at 1/a"):
+    with pytest.warns(sg.NonFiniteWarning, match=r"derivative with respect to a.*first at 1/(a|Abs\(a\)) = "):
         g.grad([0.0], np.array([1.0, 2.0]))
 
 
