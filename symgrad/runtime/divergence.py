@@ -31,9 +31,7 @@ class Mark:
                draw: Callable[[int], object], run: Callable[[], tuple]) -> int:
         """Back to the mark, then the ``done`` whole epochs again (``draw(k)`` draws k epochs'
         shuffles, ``run()`` trains the chunk's first ``done`` epochs); the step count after them."""
-        theta[...] = self.theta
-        for a, b in zip(states, self.states):
-            a[...] = b
+        self._restore(theta, states)
         rng.bit_generator.state = self.rng_state
         draw(done)
         if not done:
@@ -41,10 +39,13 @@ class Mark:
         got, t = run()[:2]
         if got == done:
             return t
-        theta[...] = self.theta  # a replay that differed (the kernel is deterministic): the chunk's start
+        self._restore(theta, states)  # a replay that differed (the kernel is deterministic): the chunk's start
+        return self.t
+
+    def _restore(self, theta: np.ndarray, states: Sequence[np.ndarray]) -> None:
+        theta[...] = self.theta
         for a, b in zip(states, self.states):
             a[...] = b
-        return self.t
 
 
 def diverged(result, status: int, snapshot: np.ndarray, theta: np.ndarray, epoch: int) -> None:
